@@ -1,0 +1,251 @@
+//! `herald.toml`: optional, strict, and explained when wrong.
+//!
+//! **Invariant:** a config that parses is a config that works. Unknown keys and out-of-range values are
+//! errors (a typo must not silently fall back to a default), and every error names the key, the line and
+//! the column. A missing file means the embedded defaults, so `herald run` works on a fresh machine.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration. Every section and key has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+}
+
+/// `[gateway]`: the process itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// How long a planned stop waits for in-flight turns before cutting them (they resume after restart).
+    #[serde(deserialize_with = "drain_timeout")]
+    pub drain_timeout_secs: u64,
+}
+
+/// Upper bound for `drain_timeout_secs`: service managers must be told a finite stop timeout.
+pub const MAX_DRAIN_TIMEOUT_SECS: u64 = 3600;
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
+fn drain_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    if value > MAX_DRAIN_TIMEOUT_SECS {
+        return Err(serde::de::Error::custom(format!(
+            "must be between 0 and {MAX_DRAIN_TIMEOUT_SECS} seconds, got {value}"
+        )));
+    }
+    Ok(value)
+}
+
+/// The commented file `herald config init` writes. Parsing it yields [`Config::default`] (tested).
+pub const TEMPLATE: &str = r#"# herald.toml — configuration for one Herald home.
+# Every key is optional; the values shown are the defaults.
+# Check a change with `herald config check`; see the effective values with `herald config show`.
+
+[gateway]
+# Seconds a planned stop (herald stop, a service manager, Ctrl+C) waits for in-flight turns to finish
+# before cutting them. Cut turns are resumed after the next start. 0..=3600.
+drain_timeout_secs = 30
+"#;
+
+/// Why a config could not be used. `Display` gives `file:line:column: key: message`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Invalid(InvalidConfig),
+}
+
+/// A parse or validation error located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConfig {
+    pub path: PathBuf,
+    /// 1-based line and column, when the parser knows them.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted key path (`gateway.drain_timeout_secs`), when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Where the effective config came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Defaults,
+}
+
+impl Config {
+    /// Loads `path`, or the defaults when it does not exist.
+    pub fn load(path: &Path) -> Result<(Config, ConfigSource), ConfigError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let config = Config::parse(path, &bytes).map_err(ConfigError::Invalid)?;
+                Ok((config, ConfigSource::File(path.to_path_buf())))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((Config::default(), ConfigSource::Defaults)),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses config text. `path` is only used in error messages.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, InvalidConfig> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let (line, column) = line_column(&bytes[..e.valid_up_to()], e.valid_up_to());
+            InvalidConfig {
+                path: path.to_path_buf(),
+                line: Some(line),
+                column: Some(column),
+                key: None,
+                message: "the file is not valid UTF-8".into(),
+            }
+        })?;
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let key = (key != "." && !key.is_empty()).then_some(key);
+            toml_error(path, text, e.inner(), key)
+        })
+    }
+
+    /// The effective config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn toml_error(path: &Path, text: &str, err: &toml::de::Error, key: Option<String>) -> InvalidConfig {
+    let (line, column) = match err.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let (l, c) = line_column(text.as_bytes(), start);
+            (Some(l), Some(c))
+        }
+        None => (None, None),
+    };
+    InvalidConfig {
+        path: path.to_path_buf(),
+        line,
+        column,
+        key,
+        message: err.message().trim().to_owned(),
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, InvalidConfig> {
+        Config::parse(Path::new("herald.toml"), text.as_bytes())
+    }
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        assert_eq!(parse(TEMPLATE).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(parse("[gateway]\n").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let config = parse("[gateway]\ndrain_timeout_secs = 5\n").unwrap();
+        assert_eq!(config.gateway.drain_timeout_secs, 5);
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_column() {
+        let err = parse("[gateway]\ndrain_timeout_secs = 5\n  drain_timout = 3\n").unwrap_err();
+        assert_eq!((err.line, err.column), (Some(3), Some(3)), "{err}");
+        assert!(err.message.contains("drain_timout"), "{err}");
+        assert!(err.to_string().starts_with("herald.toml:3:3: "), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let err = parse("[gatway]\n").unwrap_err();
+        assert_eq!(err.line, Some(1));
+        assert!(err.message.contains("gatway"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = parse("[gateway]\ndrain_timeout_secs = \"30\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("gateway.drain_timeout_secs"), "{err}");
+        assert_eq!((err.line, err.column), (Some(2), Some(22)), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_names_the_key_and_the_limit() {
+        for bad in ["-1", "3601", "99999999999999999999"] {
+            let err = parse(&format!("[gateway]\ndrain_timeout_secs = {bad}\n")).unwrap_err();
+            assert_eq!(err.line, Some(2), "{bad}: {err}");
+            assert!(err.to_string().contains("drain_timeout_secs"), "{bad}: {err}");
+        }
+        let err = parse("[gateway]\ndrain_timeout_secs = 3601\n").unwrap_err();
+        assert!(err.message.contains("3600"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let err = parse("[gateway\n").unwrap_err();
+        assert_eq!(err.line, Some(1), "{err}");
+        let err = parse("[gateway]\ndrain_timeout_secs = \n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_is_located() {
+        let err = Config::parse(Path::new("h.toml"), b"[gateway]\n# caf\xe9\n").unwrap_err();
+        assert_eq!((err.line, err.column), (Some(2), Some(6)), "{err}");
+    }
+
+    #[test]
+    fn missing_file_means_defaults_and_rendering_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, source) = Config::load(&dir.path().join("herald.toml")).unwrap();
+        assert_eq!(source, ConfigSource::Defaults);
+        assert_eq!(parse(&config.to_toml()).unwrap(), config);
+    }
+}

@@ -1,0 +1,413 @@
+//! Where a gateway's files live.
+//!
+//! A *home* is one gateway's world: its config, its runtime records, its logs and (later) its journal. Every
+//! Herald process that talks about the same gateway must compute the same paths, so they are derived here
+//! and nowhere else. Resolution order: `--home DIR` > `HERALD_HOME` > the platform default (`~/.herald`,
+//! `%LOCALAPPDATA%\herald` on Windows); `--profile NAME` then selects `<that root>/profiles/NAME`.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Environment variable naming the home root.
+pub const HOME_ENV: &str = "HERALD_HOME";
+
+/// File names inside a home. Kept together so the layout reads in one place.
+mod layout {
+    pub const CONFIG: &str = "herald.toml";
+    pub const RUN_DIR: &str = "run";
+    pub const LOGS_DIR: &str = "logs";
+    pub const PROFILES_DIR: &str = "profiles";
+    pub const PID_RECORD: &str = "pid.json";
+    pub const STATE_RECORD: &str = "state.json";
+    pub const LOCK: &str = "instance.lock";
+    pub const STOP_MARKER: &str = "stop.marker";
+    pub const CONTROL_SOCKET: &str = "control.sock";
+    pub const LIFECYCLE_LOG: &str = "lifecycle.jsonl";
+}
+
+/// Longest Unix socket path we place inside the home; `sun_path` is 104 bytes on macOS, 108 on Linux.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Where the home path came from, so `status` can say why it looked where it looked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeSource {
+    /// `--home DIR`.
+    Flag,
+    /// The `HERALD_HOME` environment variable.
+    Env,
+    /// The platform default.
+    Default,
+}
+
+impl HomeSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            HomeSource::Flag => "--home",
+            HomeSource::Env => HOME_ENV,
+            HomeSource::Default => "default",
+        }
+    }
+}
+
+/// A validated profile name: `^[a-z0-9][a-z0-9_-]{0,63}$`.
+///
+/// The name ends up in file names, unit names, task names and pipe names on every OS, so it is restricted
+/// to characters that need no quoting anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProfileName(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid profile name {name:?}: use 1-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+)]
+pub struct InvalidProfileName {
+    pub name: String,
+}
+
+impl ProfileName {
+    pub fn new(name: &str) -> Result<ProfileName, InvalidProfileName> {
+        let bytes = name.as_bytes();
+        let first_ok = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let rest_ok = bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+        if first_ok && rest_ok && bytes.len() <= 64 {
+            Ok(ProfileName(name.to_owned()))
+        } else {
+            Err(InvalidProfileName {
+                name: name.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProfileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ProfileName {
+    type Err = InvalidProfileName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProfileName::new(s)
+    }
+}
+
+/// Everything needed to decide which home a command works on. Gathered by the binary, resolved here, so
+/// resolution is a pure function that tests can drive without touching the environment.
+#[derive(Debug, Clone, Default)]
+pub struct HomeRequest {
+    pub flag: Option<PathBuf>,
+    pub env: Option<OsString>,
+    pub profile: Option<ProfileName>,
+    /// The platform default root; see [`platform_default_root`].
+    pub platform_default: Option<PathBuf>,
+}
+
+impl HomeRequest {
+    /// A request filled from this process's environment.
+    pub fn from_env(flag: Option<PathBuf>, profile: Option<ProfileName>) -> HomeRequest {
+        HomeRequest {
+            flag,
+            env: std::env::var_os(HOME_ENV).filter(|v| !v.is_empty()),
+            profile,
+            platform_default: platform_default_root(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    #[error(
+        "cannot find a home directory: set {HOME_ENV} or pass --home (neither HOME nor LOCALAPPDATA is set)"
+    )]
+    NoDefault,
+    #[error("cannot create the home {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("the home {path} exists but is not a directory")]
+    NotADirectory { path: PathBuf },
+}
+
+/// `~/.herald` on Unix, `%LOCALAPPDATA%\herald` on Windows.
+pub fn platform_default_root() -> Option<PathBuf> {
+    if cfg!(windows) {
+        std::env::var_os("LOCALAPPDATA")
+            .filter(|v| !v.is_empty())
+            .map(|d| PathBuf::from(d).join("herald"))
+            .or_else(|| std::env::home_dir().map(|h| h.join("AppData").join("Local").join("herald")))
+    } else {
+        std::env::home_dir().map(|h| h.join(".herald"))
+    }
+}
+
+/// One gateway's home directory and the layout inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+    source: HomeSource,
+    profile: Option<ProfileName>,
+}
+
+impl Home {
+    /// Resolves `--home` > `HERALD_HOME` > default, then the profile.
+    pub fn resolve(request: HomeRequest) -> Result<Home, HomeError> {
+        let (base, source) = if let Some(flag) = request.flag {
+            (flag, HomeSource::Flag)
+        } else if let Some(env) = request.env {
+            (PathBuf::from(env), HomeSource::Env)
+        } else {
+            (request.platform_default.ok_or(HomeError::NoDefault)?, HomeSource::Default)
+        };
+        let root = match &request.profile {
+            Some(profile) => base.join(layout::PROFILES_DIR).join(profile.as_str()),
+            None => base,
+        };
+        Ok(Home {
+            root: absolute(root),
+            source,
+            profile: request.profile,
+        })
+    }
+
+    /// A home at exactly `root` (tests, and processes handed a resolved home).
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        Home {
+            root: absolute(root.into()),
+            source: HomeSource::Flag,
+            profile: None,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn source(&self) -> HomeSource {
+        self.source
+    }
+    pub fn profile(&self) -> Option<&ProfileName> {
+        self.profile.as_ref()
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join(layout::CONFIG)
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join(layout::RUN_DIR)
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join(layout::LOGS_DIR)
+    }
+    /// Sibling profiles of this home (`<root>/profiles`), for listing other gateways.
+    pub fn profiles_dir(&self) -> PathBuf {
+        self.root.join(layout::PROFILES_DIR)
+    }
+    pub fn pid_record(&self) -> PathBuf {
+        self.run_dir().join(layout::PID_RECORD)
+    }
+    pub fn state_record(&self) -> PathBuf {
+        self.run_dir().join(layout::STATE_RECORD)
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.run_dir().join(layout::LOCK)
+    }
+    pub fn stop_marker(&self) -> PathBuf {
+        self.run_dir().join(layout::STOP_MARKER)
+    }
+    /// The file name the marker watcher listens for inside [`Home::run_dir`].
+    pub fn stop_marker_name() -> &'static str {
+        layout::STOP_MARKER
+    }
+    pub fn lifecycle_log(&self) -> PathBuf {
+        self.logs_dir().join(layout::LIFECYCLE_LOG)
+    }
+
+    /// The Unix domain socket of the control channel: `run/control.sock` when that path fits in
+    /// `sun_path`, otherwise a per-home name in `$XDG_RUNTIME_DIR` (or the temp dir). Both ends compute it
+    /// the same way; the server additionally checks the peer's uid, so a socket in a shared directory is
+    /// still usable by the owner only.
+    pub fn control_socket(&self) -> PathBuf {
+        let inside = self.run_dir().join(layout::CONTROL_SOCKET);
+        if inside.as_os_str().len() <= MAX_SOCKET_PATH {
+            return inside;
+        }
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        dir.join(format!("herald-{:016x}.sock", self.fingerprint()))
+    }
+
+    /// The Windows named pipe of the control channel, unique per home.
+    pub fn control_pipe_name(&self) -> String {
+        format!(r"\\.\pipe\herald-{:016x}", self.fingerprint())
+    }
+
+    /// A stable 64-bit FNV-1a hash of the home path (case-folded, since Windows paths are
+    /// case-insensitive), used where a name must be short and unique per home.
+    pub fn fingerprint(&self) -> u64 {
+        let text = self.root.to_string_lossy().to_lowercase();
+        text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+
+    /// Creates the home and its `run/` and `logs/` directories. On Unix each is made private (0700) even if
+    /// it already existed with looser permissions: the home holds the control socket and, later, secrets.
+    pub fn ensure(&self) -> Result<(), HomeError> {
+        for dir in [self.root.clone(), self.run_dir(), self.logs_dir()] {
+            create_private_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), HomeError> {
+    let create_err = |source| HomeError::Create {
+        path: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(HomeError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(create_err)?;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(create_err)?;
+    }
+    Ok(())
+}
+
+/// Makes a path absolute against the current directory without touching the file system (the home may not
+/// exist yet), so every process derives identical child paths and pipe names.
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> HomeRequest {
+        HomeRequest {
+            flag: None,
+            env: None,
+            profile: None,
+            platform_default: Some(PathBuf::from("/d/.herald")),
+        }
+    }
+
+    #[test]
+    fn flag_beats_env_beats_default() {
+        let home = Home::resolve(HomeRequest {
+            flag: Some("/f".into()),
+            env: Some("/e".into()),
+            ..request()
+        })
+        .unwrap();
+        assert_eq!(home.source(), HomeSource::Flag);
+        assert!(home.root().ends_with("f"));
+
+        let home = Home::resolve(HomeRequest {
+            env: Some("/e".into()),
+            ..request()
+        })
+        .unwrap();
+        assert_eq!(home.source(), HomeSource::Env);
+        assert!(home.root().ends_with("e"));
+
+        let home = Home::resolve(request()).unwrap();
+        assert_eq!(home.source(), HomeSource::Default);
+        assert!(home.root().ends_with(".herald"));
+    }
+
+    #[test]
+    fn profile_selects_a_subdirectory_of_the_root() {
+        let home = Home::resolve(HomeRequest {
+            profile: Some(ProfileName::new("work").unwrap()),
+            ..request()
+        })
+        .unwrap();
+        assert!(home.root().ends_with(Path::new(".herald").join("profiles").join("work")));
+    }
+
+    #[test]
+    fn no_default_is_a_clear_error() {
+        let err = Home::resolve(HomeRequest::default()).unwrap_err();
+        assert!(err.to_string().contains(HOME_ENV));
+    }
+
+    #[test]
+    fn profile_names_follow_the_documented_pattern() {
+        for good in ["a", "0", "work", "my-bot_2", &"a".repeat(64)] {
+            assert!(ProfileName::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "-a", "_a", "A", "a b", "a/b", "..", "a.b", "é", &"a".repeat(65), "a\\b", "a\0",
+        ] {
+            let err = ProfileName::new(bad).unwrap_err();
+            assert!(err.to_string().contains("invalid profile name"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn control_names_are_stable_and_per_home() {
+        let a = Home::at("/x/a");
+        let b = Home::at("/x/b");
+        assert_eq!(a.control_pipe_name(), Home::at("/x/a").control_pipe_name());
+        assert_ne!(a.control_pipe_name(), b.control_pipe_name());
+        assert!(a.control_pipe_name().starts_with(r"\\.\pipe\herald-"));
+    }
+
+    #[test]
+    fn long_homes_get_a_socket_path_that_fits() {
+        let long = Home::at(PathBuf::from("/tmp").join("x".repeat(150)));
+        assert!(long.control_socket().as_os_str().len() <= 108);
+        let short = Home::at("/tmp/h");
+        assert_eq!(short.control_socket(), short.run_dir().join("control.sock"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ensure_makes_private_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("home"));
+        std::fs::create_dir(home.root()).unwrap();
+        std::fs::set_permissions(home.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        home.ensure().unwrap();
+        for d in [home.root().to_path_buf(), home.run_dir(), home.logs_dir()] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+    }
+
+    #[test]
+    fn ensure_refuses_a_file_where_the_home_should_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("home");
+        std::fs::write(&path, b"x").unwrap();
+        let err = Home::at(&path).ensure().unwrap_err();
+        assert!(matches!(err, HomeError::NotADirectory { .. }));
+    }
+}

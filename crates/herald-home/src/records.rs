@@ -1,0 +1,243 @@
+//! The runtime records a gateway leaves in `run/`: who it is (PID record), what it is doing (state record)
+//! and, from another process, a request to stop (planned-stop marker).
+//!
+//! **Invariant:** a record is advice, never the truth on its own. The instance lock says whether a gateway
+//! runs; a record's pid only counts when the OS confirms the process start time ([`ProcessKey`]), because
+//! pids are recycled. Records are versioned so an older or newer herald reads them as invalid, not as
+//! nonsense.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::Record;
+
+/// A process as the OS knows it: a pid is only meaningful together with the process start time, which a
+/// recycled pid cannot share. `start_time` is the OS-reported start in seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProcessKey {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl std::fmt::Display for ProcessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} (started {})", self.pid, self.start_time)
+    }
+}
+
+/// `run/pid.json`: the identity of the gateway that holds the lock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PidRecord {
+    pub version: u32,
+    pub pid: u32,
+    pub start_time: u64,
+    pub argv: Vec<String>,
+    pub exe: Option<String>,
+    pub home: PathBuf,
+    pub herald_version: String,
+    pub started_at_ms: u64,
+    /// The control channel endpoint (socket path or pipe name) the gateway listens on.
+    pub control: String,
+}
+
+impl PidRecord {
+    pub fn key(&self) -> ProcessKey {
+        ProcessKey {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
+impl Record for PidRecord {
+    const VERSION: u32 = 1;
+    const KIND: &'static str = "PID record";
+}
+
+/// The gateway's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayState {
+    Starting,
+    Running,
+    Draining,
+    Stopped,
+    StartupFailed,
+}
+
+impl GatewayState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayState::Starting => "starting",
+            GatewayState::Running => "running",
+            GatewayState::Draining => "draining",
+            GatewayState::Stopped => "stopped",
+            GatewayState::StartupFailed => "startup_failed",
+        }
+    }
+
+    /// Whether a process in this state claims to be alive (and so must keep its record fresh).
+    pub fn claims_alive(self) -> bool {
+        matches!(self, GatewayState::Starting | GatewayState::Running | GatewayState::Draining)
+    }
+}
+
+impl std::fmt::Display for GatewayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the gateway can be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub control: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_url: Option<String>,
+}
+
+/// How the last gateway process on this home ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub code: u8,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// `run/state.json`: what the gateway is doing, rewritten on every transition and on a heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    pub version: u32,
+    pub state: GatewayState,
+    pub pid: u32,
+    pub start_time: u64,
+    pub started_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// The record is rewritten at least this often while the state claims the gateway is alive.
+    pub heartbeat_secs: u64,
+    pub in_flight: u32,
+    pub endpoints: Endpoints,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<ExitRecord>,
+}
+
+impl StateRecord {
+    pub fn key(&self) -> ProcessKey {
+        ProcessKey {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+
+    /// True when the state claims a live gateway but has not been refreshed within two heartbeats.
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        self.state.claims_alive()
+            && now_ms.saturating_sub(self.updated_at_ms) > self.heartbeat_secs.saturating_mul(2_000)
+    }
+}
+
+impl Record for StateRecord {
+    const VERSION: u32 = 1;
+    const KIND: &'static str = "state record";
+}
+
+/// `run/stop.marker`: a planned-stop request for one specific process, for when the control channel
+/// cannot be reached. It names its target by [`ProcessKey`] and expires, because a marker left behind
+/// for a process that is gone must never stop its successor (a known crash loop in other gateways).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopMarker {
+    pub version: u32,
+    pub target: ProcessKey,
+    pub expires_at_ms: u64,
+    pub requested_by: String,
+    #[serde(default)]
+    pub restart: bool,
+}
+
+impl Record for StopMarker {
+    const VERSION: u32 = 1;
+    const KIND: &'static str = "stop marker";
+}
+
+/// What a gateway should do with a marker it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerVerdict {
+    /// Addressed to this process and not expired: stop.
+    ForMe,
+    /// Addressed to another process (a predecessor, usually): ignore and remove.
+    Foreign,
+    /// Addressed to this process but too old: ignore and remove.
+    Expired,
+}
+
+impl StopMarker {
+    pub fn verdict(&self, me: ProcessKey, now_ms: u64) -> MarkerVerdict {
+        if self.target != me {
+            MarkerVerdict::Foreign
+        } else if now_ms > self.expires_at_ms {
+            MarkerVerdict::Expired
+        } else {
+            MarkerVerdict::ForMe
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: ProcessKey = ProcessKey {
+        pid: 10,
+        start_time: 1000,
+    };
+
+    fn marker(target: ProcessKey, expires_at_ms: u64) -> StopMarker {
+        StopMarker {
+            version: 1,
+            target,
+            expires_at_ms,
+            requested_by: "test".into(),
+            restart: false,
+        }
+    }
+
+    #[test]
+    fn marker_verdicts() {
+        assert_eq!(marker(ME, 5_000).verdict(ME, 4_000), MarkerVerdict::ForMe);
+        assert_eq!(marker(ME, 5_000).verdict(ME, 6_000), MarkerVerdict::Expired);
+        let recycled = ProcessKey {
+            pid: 10,
+            start_time: 999,
+        };
+        assert_eq!(marker(recycled, 5_000).verdict(ME, 4_000), MarkerVerdict::Foreign);
+        let other = ProcessKey {
+            pid: 11,
+            start_time: 1000,
+        };
+        assert_eq!(marker(other, 5_000).verdict(ME, 4_000), MarkerVerdict::Foreign);
+    }
+
+    #[test]
+    fn staleness_only_applies_to_states_that_claim_to_be_alive() {
+        let mut record = StateRecord {
+            version: 1,
+            state: GatewayState::Running,
+            pid: 1,
+            start_time: 1,
+            started_at_ms: 0,
+            updated_at_ms: 10_000,
+            heartbeat_secs: 30,
+            in_flight: 0,
+            endpoints: Endpoints::default(),
+            detail: None,
+            last_exit: None,
+        };
+        assert!(!record.is_stale(10_000 + 60_000));
+        assert!(record.is_stale(10_000 + 60_001));
+        record.state = GatewayState::Stopped;
+        assert!(!record.is_stale(u64::MAX));
+    }
+}
