@@ -84,6 +84,11 @@ herald_wine_setup() {
     export WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d"
     export WINEARCH=win64
 
+    # Sourcing twice in one shell: drop the previous prefix first.
+    if [ -n "${HERALD_WINEPREFIX:-}" ] && [ -d "$HERALD_WINEPREFIX" ]; then
+        herald_wine_cleanup
+    fi
+
     local prefix
     prefix="$(mktemp -d "${TMPDIR:-/tmp}/herald-wine.XXXXXX")" \
         || { _herald_wine_die "mktemp failed"; return 1; }

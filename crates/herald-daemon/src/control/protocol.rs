@@ -1,0 +1,139 @@
+//! The control-channel protocol: one JSON object per line each way.
+//!
+//! Requests: `{"op":"ping"}`, `{"op":"status"}`, `{"op":"stop","restart":false}`, `{"op":"drain"}`.
+//! Every response carries `ok` and the answering `pid`; the rest depends on the request. Parsing is a pure
+//! function with a size bound, so a hostile or broken client gets an error reply, never a crash.
+
+use herald_home::records::GatewayState;
+use serde::{Deserialize, Serialize};
+
+/// Longest request line accepted.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Answered by the gateway's main loop: a liveness witness, not just a pid check.
+    Ping,
+    Status,
+    /// Planned stop: drain, then exit 0 (or 75 with `restart`).
+    Stop {
+        #[serde(default)]
+        restart: bool,
+    },
+    /// Refuse new turns and wait for the in-flight ones; the gateway stays up (not ready) until stopped.
+    Drain,
+}
+
+/// A drain's outcome as reported over the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainSummary {
+    pub finished: usize,
+    pub cut: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<GatewayState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    pub fn error(pid: u32, message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            pid,
+            error: Some(message.into()),
+            ..Response::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("request longer than {MAX_REQUEST_BYTES} bytes")]
+    TooLong,
+    #[error("request is not valid UTF-8")]
+    NotUtf8,
+    #[error("bad request: {0}")]
+    Invalid(String),
+}
+
+/// Parses one request line (without or with its trailing newline).
+pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(ProtocolError::TooLong);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
+    serde_json::from_str(text.trim()).map_err(|e| ProtocolError::Invalid(e.to_string()))
+}
+
+/// Serializes a message as one line.
+pub fn to_line<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(message).unwrap_or_else(|_| b"{}".to_vec());
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse() {
+        assert_eq!(parse_request(b"{\"op\":\"ping\"}\n"), Ok(Request::Ping));
+        assert_eq!(parse_request(b" {\"op\":\"status\"} "), Ok(Request::Status));
+        assert_eq!(
+            parse_request(b"{\"op\":\"stop\"}"),
+            Ok(Request::Stop { restart: false })
+        );
+        assert_eq!(
+            parse_request(b"{\"op\":\"stop\",\"restart\":true}"),
+            Ok(Request::Stop { restart: true })
+        );
+        assert_eq!(parse_request(b"{\"op\":\"drain\"}"), Ok(Request::Drain));
+    }
+
+    #[test]
+    fn bad_requests_are_errors_not_panics() {
+        for bad in [
+            &b""[..],
+            b"ping",
+            b"{}",
+            b"{\"op\":\"explode\"}",
+            b"{\"op\":\"stop\",\"restart\":\"yes\"}",
+            b"{\"op\":\"ping\",\"extra\":1}",
+            b"\xff\xfe",
+            b"[\"ping\"]",
+        ] {
+            assert!(parse_request(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_request(&vec![b' '; MAX_REQUEST_BYTES + 1]),
+            Err(ProtocolError::TooLong)
+        );
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let r = Response {
+            ok: true,
+            pid: 3,
+            state: Some(GatewayState::Running),
+            in_flight: Some(2),
+            ..Response::default()
+        };
+        let line = to_line(&r);
+        assert_eq!(serde_json::from_slice::<Response>(&line).unwrap(), r);
+    }
+}

@@ -1,0 +1,71 @@
+//! Unix leaf of the control channel: a socket file, mode 0600, in the home's private run dir; the server
+//! also rejects any peer whose uid is not its own, and the client refuses a server that is not its own
+//! user (the socket may live in a shared runtime dir when the home path is too long).
+
+use std::io;
+use std::path::Path;
+
+use herald_home::Home;
+use tokio::net::{UnixListener, UnixStream};
+
+use super::ClientError;
+
+pub(super) fn endpoint(home: &Home) -> String {
+    home.control_socket().display().to_string()
+}
+
+#[derive(Debug)]
+pub(super) struct Listener {
+    inner: UnixListener,
+}
+
+impl Listener {
+    pub(super) fn bind(home: &Home) -> io::Result<Listener> {
+        let path = home.control_socket();
+        // We hold the instance lock, so a socket file here was left by a gateway that died.
+        herald_home::atomic::remove_if_exists(&path)?;
+        let inner = UnixListener::bind(&path)?;
+        set_private(&path)?;
+        Ok(Listener { inner })
+    }
+
+    pub(super) async fn accept(&mut self) -> io::Result<UnixStream> {
+        loop {
+            let (stream, _) = self.inner.accept().await?;
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == my_uid() => return Ok(stream),
+                Ok(cred) => tracing::warn!("control channel: rejected a connection from uid {}", cred.uid()),
+                Err(e) => tracing::warn!("control channel: cannot identify a peer: {e}"),
+            }
+        }
+    }
+}
+
+pub(super) fn cleanup(home: &Home) {
+    let _ = herald_home::atomic::remove_if_exists(&home.control_socket());
+}
+
+pub(super) async fn connect(home: &Home) -> Result<UnixStream, ClientError> {
+    let path = home.control_socket();
+    let stream = UnixStream::connect(&path).await.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotListening {
+            endpoint: path.display().to_string(),
+        },
+        _ => ClientError::Io(e),
+    })?;
+    let cred = stream.peer_cred()?;
+    if cred.uid() != my_uid() {
+        return Err(ClientError::WrongPeer(format!("uid {}", cred.uid())));
+    }
+    Ok(stream)
+}
+
+fn set_private(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+fn my_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

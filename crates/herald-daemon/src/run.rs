@@ -1,0 +1,458 @@
+//! `herald run`: the gateway process from lock to exit.
+//!
+//! Order matters and is the point of this module:
+//! 1. take the instance lock (or, with `--replace`, stop the holder first) — before touching any record,
+//!    so a second instance can never overwrite the first one's records;
+//! 2. write the PID record and `starting`, then load the config (a bad config is `startup_failed`, exit 78);
+//! 3. bind the control channel, listen for signals and markers, then `running` and the `ready` event;
+//! 4. on the first stop request from any source: record the in-flight set, drain within the budget, write
+//!    `stopped` with the exit code, remove the PID record and socket, and only then release the lock.
+//!
+//! **Architecture Invariant:** there is exactly one place a stop is carried out (`shutdown` below), reached
+//! from every stop source, so the drain happens once whichever path asked.
+
+use std::time::{Duration, Instant};
+
+use herald_gateway::TurnTracker;
+use herald_home::config::{Config, ConfigError};
+use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
+use herald_home::lock::{InstanceLock, LockError};
+use herald_home::paths::HomeError;
+use herald_home::records::GatewayState;
+use herald_home::{ExitCode, Home};
+use tokio::sync::mpsc;
+
+use crate::control::{self, ControlCall, ControlServer, DrainSummary, Request, Response};
+use crate::marker::{self, MarkerCheck};
+use crate::signals::{self, Disposition, SignalEvent, StopSource};
+use crate::state::{HEARTBEAT_SECS, RecordKeeper};
+use crate::stop::{self, StopOptions, StopOutcome, StopVia};
+
+/// How long a starting gateway keeps retrying a busy lock before concluding another gateway owns the
+/// home: probes hold the lock for an instant, and a gateway that just won the lock needs a moment to
+/// write its PID record.
+const LOCK_RETRY_WINDOW: Duration = Duration::from_millis(1500);
+const LOCK_RETRY_STEP: Duration = Duration::from_millis(15);
+/// Extra time, beyond the drain budget, a replacing instance waits for the old one.
+pub const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub home: Home,
+    /// Stop a gateway already running on this home, then take over.
+    pub replace: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{}", already_running_message(*pid))]
+    AlreadyRunning { pid: Option<u32> },
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot replace the running gateway: {0}")]
+    Replace(#[from] stop::StopError),
+    #[error("startup failed: {0}")]
+    Startup(String),
+}
+
+fn already_running_message(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!(
+            "already running (pid {pid}); use `herald stop` first, or `herald run --replace` to take over"
+        ),
+        None => "already running (the home is locked by a process that has not written its PID record yet)"
+            .to_owned(),
+    }
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::Config(_) => ExitCode::Config,
+            _ => ExitCode::Failure,
+        }
+    }
+}
+
+/// Runs the gateway in the foreground until a planned stop. Returns the exit code to exit with.
+pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
+    let home = options.home;
+    home.ensure()?;
+    let (lock, replaced) = acquire(&home, options.replace)?;
+
+    let me = herald_service::identity::current();
+    let mut keeper = RecordKeeper::new(home.clone(), me.clone(), control::endpoint(&home));
+    keeper.write_pid_record();
+    keeper.transition(GatewayState::Starting, None);
+    keeper.log(
+        keeper
+            .event(EventKind::Start)
+            .with("version", env!("CARGO_PKG_VERSION"))
+            .with("home", home.root().display().to_string())
+            .with("argv", me.cmd.clone())
+            .with("replaced", replaced),
+    );
+    install_panic_hook(&home, keeper.pid());
+
+    let config = match Config::load(&home.config_file()) {
+        Ok((config, _source)) => config,
+        Err(e) => {
+            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
+            return Err(RunError::Config(e));
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("herald-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let reason = format!("cannot start the async runtime: {e}");
+            fail_startup(&mut keeper, ExitCode::Failure, &reason);
+            return Err(RunError::Startup(reason));
+        }
+    };
+    let turns = TurnTracker::new();
+    let outcome = runtime.block_on(serve(&mut keeper, &config, &turns));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    let (code, reason) = match outcome {
+        Ok(done) => done,
+        Err(reason) => {
+            fail_startup(&mut keeper, ExitCode::Failure, &reason);
+            return Err(RunError::Startup(reason));
+        }
+    };
+    ControlServer::cleanup(&home);
+    keeper.finish(code, &reason, GatewayState::Stopped);
+    keeper.remove_pid_record();
+    keeper.log(
+        keeper
+            .event(EventKind::Exit)
+            .with("code", code.code())
+            .with("reason", reason.as_str()),
+    );
+    drop(lock);
+    Ok(code)
+}
+
+/// Takes the lock, retrying briefly for transient holders, or stopping the holder with `--replace`.
+fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError> {
+    let path = home.lock_file();
+    let window = Instant::now() + LOCK_RETRY_WINDOW;
+    let mut replaced = false;
+    loop {
+        match InstanceLock::try_acquire(&path) {
+            Ok(lock) => return Ok((lock, replaced)),
+            Err(LockError::Held(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let holder = verified_holder(home);
+        if replace && !replaced {
+            let drain = Config::load(&home.config_file())
+                .map(|(c, _)| c.gateway.drain_timeout_secs)
+                .unwrap_or_default();
+            let outcome = stop::stop_gateway(
+                home,
+                &StopOptions {
+                    timeout: Duration::from_secs(drain) + STOP_MARGIN,
+                    via: StopVia::Auto,
+                    restart: false,
+                    force: true,
+                    requested_by: "herald run --replace".into(),
+                },
+            )?;
+            if let StopOutcome::Stopped { pid, path, elapsed } = outcome {
+                let _ = LifecycleLog::new(home.lifecycle_log()).append(
+                    &LifecycleEvent::new(EventKind::Replaced, std::process::id())
+                        .with("old_pid", pid)
+                        .with("path", path.as_str())
+                        .with("elapsed_ms", u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)),
+                );
+            }
+            replaced = true;
+            continue;
+        }
+        if let Some(pid) = holder {
+            return Err(RunError::AlreadyRunning { pid: Some(pid) });
+        }
+        if Instant::now() >= window {
+            return Err(RunError::AlreadyRunning { pid: None });
+        }
+        std::thread::sleep(LOCK_RETRY_STEP);
+    }
+}
+
+/// The pid of a live, verified gateway named by the PID record, if any.
+fn verified_holder(home: &Home) -> Option<u32> {
+    let record = herald_home::atomic::read_record::<herald_home::records::PidRecord>(&home.pid_record())
+        .present()?;
+    let identity = herald_service::verify(
+        record.key(),
+        &record.argv,
+        record.exe.as_deref(),
+        &herald_service::probe(record.pid),
+    );
+    identity.is_verified().then_some(record.pid)
+}
+
+fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &str) {
+    keeper.finish(code, reason, GatewayState::StartupFailed);
+    keeper.remove_pid_record();
+    keeper.log(keeper.event(EventKind::StartupFailed).with("error", reason));
+    keeper.log(
+        keeper
+            .event(EventKind::Exit)
+            .with("code", code.code())
+            .with("reason", reason),
+    );
+}
+
+/// Records panics (message and location) in the lifecycle log, then defers to the default hook.
+fn install_panic_hook(home: &Home, pid: u32) {
+    let log = LifecycleLog::new(home.lifecycle_log());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+        let _ = log.append(
+            &LifecycleEvent::new(EventKind::Panic, pid)
+                .with("message", message)
+                .with("location", location)
+                .with("thread", thread),
+        );
+        previous(info);
+    }));
+}
+
+/// A stop order: where it came from and whether a restart was asked for.
+#[derive(Debug, Clone, Copy)]
+struct StopOrder {
+    source: StopSource,
+    restart: bool,
+}
+
+/// The async life of the gateway. `Err` is a startup failure; `Ok` the exit code and reason.
+async fn serve(
+    keeper: &mut RecordKeeper,
+    config: &Config,
+    turns: &TurnTracker,
+) -> Result<(ExitCode, String), String> {
+    let home = keeper.home().clone();
+    let pid = keeper.pid();
+
+    let server = ControlServer::bind(&home)
+        .map_err(|e| format!("cannot open the control channel {}: {e}", control::endpoint(&home)))?;
+    let (calls_tx, mut calls) = mpsc::channel::<ControlCall>(64);
+    let server_task = tokio::spawn(server.serve(calls_tx, pid));
+
+    let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
+    signals::listen(signal_tx).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let (marker_tx, mut marker_wake) = mpsc::unbounded_channel::<()>();
+    let _watch = marker::watch(&home, marker_tx);
+    // A marker left from before this process started is never for us: clear it now.
+    if let Some(order) = handle_marker(keeper) {
+        // Unreachable in practice (a marker cannot name a pid that did not exist yet), kept for safety.
+        return Ok(shutdown(keeper, turns, config, order, &mut calls, &mut signals_rx).await);
+    }
+
+    keeper.transition(GatewayState::Running, None);
+    keeper.log(
+        keeper
+            .event(EventKind::Ready)
+            .with("control", control::endpoint(&home))
+            .with(
+                "startup_ms",
+                herald_home::time::now_ms().saturating_sub(keeper.started_at_ms()),
+            ),
+    );
+    tracing::info!(pid, home = %home.root().display(), "herald gateway running");
+
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
+        Duration::from_secs(HEARTBEAT_SECS),
+    );
+    let order = loop {
+        tokio::select! {
+            Some(call) = calls.recv() => {
+                if let Some(order) = answer(keeper, turns, config, call) {
+                    break order;
+                }
+            }
+            Some(event) = signals_rx.recv() => match event.disposition {
+                Disposition::Stop => break StopOrder { source: event.source, restart: false },
+                Disposition::Absorb => keeper.log(
+                    keeper.event(EventKind::SignalIgnored)
+                        .with("source", event.source.describe())
+                        .with("why", "no console: a spurious interrupt, absorbed"),
+                ),
+            },
+            Some(()) = marker_wake.recv() => {
+                if let Some(order) = handle_marker(keeper) {
+                    break order;
+                }
+            }
+            _ = heartbeat.tick() => keeper.heartbeat(turns.in_flight()),
+        }
+    };
+    let result = shutdown(keeper, turns, config, order, &mut calls, &mut signals_rx).await;
+    server_task.abort();
+    Ok(result)
+}
+
+/// Answers a control call during normal running. Returns a stop order for `stop`.
+fn answer(keeper: &mut RecordKeeper, turns: &TurnTracker, config: &Config, call: ControlCall) -> Option<StopOrder> {
+    let base = status_response(keeper, turns);
+    match call.request {
+        Request::Ping | Request::Status => {
+            let _ = call.reply.send(base);
+            None
+        }
+        Request::Stop { restart } => {
+            let _ = call.reply.send(base);
+            Some(StopOrder {
+                source: StopSource::ControlChannel,
+                restart,
+            })
+        }
+        Request::Drain => {
+            let at_start = begin_drain(keeper, turns, "control_channel");
+            let turns = turns.clone();
+            let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
+            let pid = keeper.pid();
+            tokio::spawn(async move {
+                let report = turns.finish_drain(&at_start, budget).await;
+                let _ = call.reply.send(Response {
+                    ok: true,
+                    pid,
+                    state: Some(GatewayState::Draining),
+                    in_flight: Some(turns.in_flight()),
+                    drain: Some(DrainSummary {
+                        finished: report.finished,
+                        cut: report.cut,
+                    }),
+                    ..Response::default()
+                });
+            });
+            None
+        }
+    }
+}
+
+fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
+    Response {
+        ok: true,
+        pid: keeper.pid(),
+        state: Some(keeper.state()),
+        in_flight: Some(turns.in_flight()),
+        uptime_ms: Some(herald_home::time::now_ms().saturating_sub(keeper.started_at_ms())),
+        ..Response::default()
+    }
+}
+
+fn handle_marker(keeper: &RecordKeeper) -> Option<StopOrder> {
+    match marker::check(keeper.home(), keeper.key(), herald_home::time::now_ms()) {
+        MarkerCheck::None => None,
+        MarkerCheck::Stop(marker) => {
+            tracing::info!("stop marker from {}", marker.requested_by);
+            Some(StopOrder {
+                source: StopSource::Marker,
+                restart: marker.restart,
+            })
+        }
+        MarkerCheck::Ignored { why } => {
+            keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why));
+            None
+        }
+    }
+}
+
+/// Records the in-flight set and refuses new turns. Idempotent.
+fn begin_drain(keeper: &mut RecordKeeper, turns: &TurnTracker, source: &str) -> Vec<herald_gateway::TurnInfo> {
+    let first = !turns.is_draining();
+    // The journal (sessions issue) plugs in here as the resume ledger.
+    let at_start = turns.begin_drain(None).unwrap_or_else(|e| {
+        tracing::warn!("cannot record in-flight turns for resume: {e}");
+        Vec::new()
+    });
+    if first {
+        keeper.transition(GatewayState::Draining, None);
+        keeper.heartbeat(at_start.len());
+        keeper.log(
+            keeper
+                .event(EventKind::DrainBegin)
+                .with("in_flight", at_start.len())
+                .with("turns", at_start.iter().map(|t| t.label.clone()).collect::<Vec<_>>())
+                .with("source", source),
+        );
+    }
+    at_start
+}
+
+/// The one place a planned stop is carried out.
+async fn shutdown(
+    keeper: &mut RecordKeeper,
+    turns: &TurnTracker,
+    config: &Config,
+    order: StopOrder,
+    calls: &mut mpsc::Receiver<ControlCall>,
+    signals_rx: &mut mpsc::UnboundedReceiver<SignalEvent>,
+) -> (ExitCode, String) {
+    let source = order.source.describe();
+    keeper.log(
+        keeper
+            .event(EventKind::StopRequested)
+            .with("source", source.as_str())
+            .with("restart", order.restart),
+    );
+    tracing::info!("stop requested ({source}); draining");
+    let started = Instant::now();
+    let at_start = begin_drain(keeper, turns, &source);
+    let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
+    let drain = turns.finish_drain(&at_start, budget);
+    tokio::pin!(drain);
+    let (report, cut_short_by) = loop {
+        tokio::select! {
+            report = &mut drain => break (report, None),
+            Some(call) = calls.recv() => {
+                let response = status_response(keeper, turns);
+                let _ = call.reply.send(response);
+            }
+            Some(event) = signals_rx.recv() => {
+                if event.disposition == Disposition::Stop {
+                    // A second interrupt means "now": cut the drain; cut turns resume after restart.
+                    break (turns.report(&at_start), Some(event.source.describe()));
+                }
+            }
+        }
+    };
+    let mut end = keeper
+        .event(EventKind::DrainEnd)
+        .with("finished", report.finished)
+        .with("cut", report.cut)
+        .with("elapsed_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+    if let Some(by) = cut_short_by {
+        end = end.with("cut_short_by", by);
+    }
+    keeper.log(end);
+    let code = if order.restart { ExitCode::Restart } else { ExitCode::Ok };
+    let reason = format!("planned stop ({source})");
+    (code, reason)
+}

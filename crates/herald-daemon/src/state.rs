@@ -1,0 +1,146 @@
+//! The gateway's own records: the PID record it owns while alive, the state record it rewrites on every
+//! transition and heartbeat, and its lifecycle events.
+//!
+//! **Invariant:** only the process holding the instance lock writes these (the one exception is a stopper
+//! that force-killed a gateway and then took the lock itself to record the outcome). A failed write (a
+//! full disk) is logged and survived: the gateway keeps serving, and the lock still tells the truth.
+
+use herald_home::Home;
+use herald_home::atomic::{remove_if_exists, write_record};
+use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
+use herald_home::records::{Endpoints, ExitRecord, GatewayState, PidRecord, ProcessKey, StateRecord};
+use herald_home::time::now_ms;
+use herald_home::ExitCode;
+use herald_service::ProcessInfo;
+
+/// Interval at which a live gateway rewrites its state record.
+pub const HEARTBEAT_SECS: u64 = 30;
+
+#[derive(Debug)]
+pub struct RecordKeeper {
+    home: Home,
+    me: ProcessInfo,
+    started_at_ms: u64,
+    state: GatewayState,
+    in_flight: u32,
+    endpoints: Endpoints,
+    log: LifecycleLog,
+}
+
+impl RecordKeeper {
+    pub fn new(home: Home, me: ProcessInfo, control_endpoint: String) -> RecordKeeper {
+        let log = LifecycleLog::new(home.lifecycle_log());
+        RecordKeeper {
+            home,
+            me,
+            started_at_ms: now_ms(),
+            state: GatewayState::Starting,
+            in_flight: 0,
+            endpoints: Endpoints {
+                control: control_endpoint,
+                http_url: None,
+            },
+            log,
+        }
+    }
+
+    pub fn key(&self) -> ProcessKey {
+        self.me.key
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.me.key.pid
+    }
+
+    pub fn started_at_ms(&self) -> u64 {
+        self.started_at_ms
+    }
+
+    pub fn state(&self) -> GatewayState {
+        self.state
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Writes the PID record naming this process.
+    pub fn write_pid_record(&self) {
+        let record = PidRecord {
+            version: 1,
+            pid: self.me.key.pid,
+            start_time: self.me.key.start_time,
+            argv: self.me.cmd.clone(),
+            exe: self.me.exe.as_ref().map(|p| p.display().to_string()),
+            home: self.home.root().to_path_buf(),
+            herald_version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: self.started_at_ms,
+            control: self.endpoints.control.clone(),
+        };
+        if let Err(e) = write_record(&self.home.pid_record(), &record) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    pub fn remove_pid_record(&self) {
+        if let Err(e) = remove_if_exists(&self.home.pid_record()) {
+            tracing::warn!("cannot remove the PID record: {e}");
+        }
+    }
+
+    /// Moves to `state` and records it.
+    pub fn transition(&mut self, state: GatewayState, detail: Option<String>) {
+        self.state = state;
+        self.write_state(detail, None);
+    }
+
+    /// Rewrites the state record with a fresh timestamp (heartbeat) and the current in-flight count.
+    pub fn heartbeat(&mut self, in_flight: usize) {
+        self.in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX);
+        self.write_state(None, None);
+    }
+
+    /// Records the final state and exit.
+    pub fn finish(&mut self, code: ExitCode, reason: &str, state: GatewayState) {
+        self.state = state;
+        self.in_flight = 0;
+        let exit = ExitRecord {
+            code: code.code(),
+            reason: reason.to_owned(),
+            at_ms: now_ms(),
+        };
+        let detail = (state == GatewayState::StartupFailed).then(|| reason.to_owned());
+        self.write_state(detail, Some(exit));
+    }
+
+    fn write_state(&self, detail: Option<String>, last_exit: Option<ExitRecord>) {
+        let record = StateRecord {
+            version: 1,
+            state: self.state,
+            pid: self.me.key.pid,
+            start_time: self.me.key.start_time,
+            started_at_ms: self.started_at_ms,
+            updated_at_ms: now_ms(),
+            heartbeat_secs: HEARTBEAT_SECS,
+            in_flight: self.in_flight,
+            endpoints: self.endpoints.clone(),
+            detail,
+            last_exit,
+        };
+        if let Err(e) = write_record(&self.home.state_record(), &record) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Starts a lifecycle event for this process.
+    pub fn event(&self, kind: EventKind) -> LifecycleEvent {
+        LifecycleEvent::new(kind, self.me.key.pid)
+    }
+
+    /// Appends an event to the lifecycle log (a failure is logged, not fatal).
+    pub fn log(&self, event: LifecycleEvent) {
+        if let Err(e) = self.log.append(&event) {
+            tracing::warn!("cannot append to {}: {e}", self.log.path().display());
+        }
+    }
+}
