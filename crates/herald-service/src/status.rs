@@ -1,0 +1,125 @@
+//! The fast status summary: lock + records + OS identity, no network, no waiting.
+//!
+//! **Invariant:** `running` means a process holds the instance lock — the lock is the truth. The PID
+//! record only supplies a pid when the OS confirms it (start time and command line); the state record
+//! only supplies details. Every disagreement between them becomes a warning, never a wrong answer.
+
+use std::path::PathBuf;
+
+use herald_home::Home;
+use herald_home::atomic::read_record;
+use herald_home::lock::InstanceLock;
+use herald_home::records::{ExitRecord, GatewayState, PidRecord, StateRecord};
+use herald_home::time::now_ms;
+
+use crate::identity::{self, Identity};
+
+/// What `herald status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub home: PathBuf,
+    pub running: bool,
+    /// The verified gateway pid (only when the OS confirms the PID record).
+    pub pid: Option<u32>,
+    pub state: Option<GatewayState>,
+    pub uptime_secs: Option<u64>,
+    pub in_flight: Option<u32>,
+    pub control: Option<String>,
+    pub http_url: Option<String>,
+    pub last_exit: Option<ExitRecord>,
+    pub warnings: Vec<String>,
+}
+
+impl StatusReport {
+    /// Reads the lock and records of `home` and checks the recorded pid with the OS.
+    pub fn gather(home: &Home) -> StatusReport {
+        let mut warnings = Vec::new();
+        let lock_held = match InstanceLock::is_held(&home.lock_file()) {
+            Ok(held) => held,
+            Err(e) => {
+                warnings.push(format!("cannot probe the instance lock: {e}"));
+                false
+            }
+        };
+        let pid_record = read_record::<PidRecord>(&home.pid_record());
+        let state_record = read_record::<StateRecord>(&home.state_record());
+        for reason in [pid_record.invalid_reason(), state_record.invalid_reason()]
+            .into_iter()
+            .flatten()
+        {
+            warnings.push(format!("{reason}; ignoring it"));
+        }
+        let identity = pid_record.as_present().map(|r| {
+            identity::verify(r.key(), &r.argv, r.exe.as_deref(), &identity::probe(r.pid))
+        });
+        let state = state_record.as_present();
+        let now = now_ms();
+
+        if !lock_held {
+            if let Some(r) = pid_record.as_present() {
+                warnings.push(format!(
+                    "stale PID record for pid {} ({}): that gateway exited without cleaning up",
+                    r.pid,
+                    identity.as_ref().map_or_else(String::new, Identity::describe)
+                ));
+            }
+            if let Some(s) = state.filter(|s| s.state.claims_alive()) {
+                warnings.push(format!(
+                    "the state record still says {} but no gateway holds the lock",
+                    s.state
+                ));
+            }
+            return StatusReport {
+                home: home.root().to_path_buf(),
+                running: false,
+                pid: None,
+                state: state.map(|s| s.state).filter(|s| !s.claims_alive()),
+                uptime_secs: None,
+                in_flight: None,
+                control: None,
+                http_url: None,
+                last_exit: state.and_then(|s| s.last_exit.clone()),
+                warnings,
+            };
+        }
+
+        let verified = match (pid_record.as_present(), &identity) {
+            (Some(r), Some(Identity::Verified)) => Some(r),
+            (Some(r), Some(other)) => {
+                warnings.push(format!(
+                    "the home is locked, but the PID record's pid {} is not it: {}",
+                    r.pid,
+                    other.describe()
+                ));
+                None
+            }
+            _ => {
+                warnings.push("the home is locked, but there is no usable PID record (starting up?)".into());
+                None
+            }
+        };
+        let state = state.filter(|s| verified.is_some_and(|r| r.key() == s.key()));
+        if let Some(s) = state
+            && s.is_stale(now)
+        {
+            warnings.push(format!(
+                "the state record has not been refreshed for {}s (heartbeat {}s): the gateway may be wedged",
+                now.saturating_sub(s.updated_at_ms) / 1000,
+                s.heartbeat_secs
+            ));
+        }
+        StatusReport {
+            home: home.root().to_path_buf(),
+            running: true,
+            pid: verified.map(|r| r.pid),
+            state: state.map(|s| s.state),
+            uptime_secs: verified.map(|r| now.saturating_sub(r.started_at_ms) / 1000),
+            in_flight: state.map(|s| s.in_flight),
+            control: verified.map(|r| r.control.clone()),
+            http_url: state.and_then(|s| s.endpoints.http_url.clone()),
+            last_exit: None,
+            warnings,
+        }
+    }
+}
+

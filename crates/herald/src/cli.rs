@@ -1,0 +1,95 @@
+//! The command line, parsed and validated before anything runs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use herald_home::ProfileName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "A messaging gateway for AI agents that behaves like a first-class system service",
+    after_help = "Exit codes: 0 planned stop / success, 1 failure, 2 usage, 3 not running (status), \
+                  75 restart requested, 78 fatal configuration."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The home directory (default: $HERALD_HOME, else ~/.herald or %LOCALAPPDATA%\herald).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Use the profile NAME: <root>/profiles/NAME (a-z, 0-9, '_', '-'; up to 64 characters).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<ProfileName>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway in the foreground until a planned stop.
+    Run(RunArgs),
+    /// Stop the running gateway: drain in-flight turns, wait for the process to exit.
+    Stop(StopArgs),
+    /// Show whether a gateway is running on this home (exit 0 running, 3 not running).
+    Status(StatusArgs),
+    /// Check, create or show herald.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stop a gateway already running on this home (planned stop, then force if it does not exit), then
+    /// take over.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Via {
+    /// Control channel, then stop marker, then SIGTERM (Unix), then force kill.
+    Auto,
+    Channel,
+    Marker,
+    Signal,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait for the planned stop before force-killing (default: drain_timeout_secs + 10).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Which stop path to use.
+    #[arg(long, value_enum, default_value_t = Via::Auto)]
+    pub via: Via,
+    /// Never force-kill: report a timeout instead.
+    #[arg(long)]
+    pub no_force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Machine-readable output (stable fields: running, pid, state, uptime_secs, home, ...).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate herald.toml (exit 78 with the key, line and column of the first error).
+    Check,
+    /// Write a commented default herald.toml.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the effective configuration.
+    Show,
+}

@@ -1,0 +1,69 @@
+//! `herald config check | init | show`.
+
+use herald_home::atomic::write_atomic;
+use herald_home::config::{Config, ConfigError, ConfigSource, TEMPLATE};
+use herald_home::{ExitCode, Home};
+
+use crate::cli::ConfigCommand;
+
+pub fn config(home: &Home, command: &ConfigCommand) -> ExitCode {
+    match command {
+        ConfigCommand::Check => match Config::load(&home.config_file()) {
+            Ok((_, ConfigSource::File(path))) => {
+                println!("{}: ok", path.display());
+                ExitCode::Ok
+            }
+            Ok((_, ConfigSource::Defaults)) => {
+                println!(
+                    "{} does not exist: the embedded defaults apply (ok)",
+                    home.config_file().display()
+                );
+                ExitCode::Ok
+            }
+            Err(e) => report(&e),
+        },
+        ConfigCommand::Init { force } => {
+            let path = home.config_file();
+            if path.exists() && !force {
+                eprintln!(
+                    "herald: {} already exists; use --force to overwrite it",
+                    path.display()
+                );
+                return ExitCode::Failure;
+            }
+            if let Err(e) = home.ensure() {
+                eprintln!("herald: {e}");
+                return ExitCode::Failure;
+            }
+            match write_atomic(&path, TEMPLATE.as_bytes()) {
+                Ok(()) => {
+                    println!("wrote {}", path.display());
+                    ExitCode::Ok
+                }
+                Err(e) => {
+                    eprintln!("herald: {e}");
+                    ExitCode::Failure
+                }
+            }
+        }
+        ConfigCommand::Show => match Config::load(&home.config_file()) {
+            Ok((config, source)) => {
+                match source {
+                    ConfigSource::File(path) => println!("# effective configuration from {}", path.display()),
+                    ConfigSource::Defaults => println!(
+                        "# effective configuration: embedded defaults ({} does not exist)",
+                        home.config_file().display()
+                    ),
+                }
+                print!("{}", config.to_toml());
+                ExitCode::Ok
+            }
+            Err(e) => report(&e),
+        },
+    }
+}
+
+fn report(error: &ConfigError) -> ExitCode {
+    eprintln!("herald: invalid configuration: {error}");
+    ExitCode::Config
+}

@@ -1,0 +1,6 @@
+//! One module per command.
+
+pub mod config;
+pub mod run;
+pub mod status;
+pub mod stop;

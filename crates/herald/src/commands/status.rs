@@ -1,0 +1,76 @@
+//! `herald status`: exit 0 when running, 3 when not (LSB).
+
+use herald_home::time::human_duration;
+use herald_home::{ExitCode, Home};
+use herald_service::status::StatusReport;
+use serde_json::json;
+
+use crate::cli::StatusArgs;
+
+pub fn status(home: &Home, args: &StatusArgs) -> ExitCode {
+    let report = StatusReport::gather(home);
+    if args.json {
+        println!("{}", to_json(&report));
+    } else {
+        print!("{}", to_text(&report));
+    }
+    if report.running { ExitCode::Ok } else { ExitCode::NotRunning }
+}
+
+/// The stable JSON document (documented in README.md).
+fn to_json(report: &StatusReport) -> String {
+    let value = json!({
+        "running": report.running,
+        "pid": report.pid,
+        "state": report.state.map(|s| s.as_str()),
+        "uptime_secs": report.uptime_secs,
+        "in_flight": report.in_flight,
+        "home": report.home.display().to_string(),
+        "control": report.control,
+        "http_url": report.http_url,
+        "last_exit": report.last_exit.as_ref().map(|e| json!({
+            "code": e.code,
+            "reason": e.reason,
+            "at": herald_home::time::rfc3339_ms(e.at_ms),
+        })),
+        "warnings": report.warnings,
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into())
+}
+
+fn to_text(report: &StatusReport) -> String {
+    let mut out = String::new();
+    if report.running {
+        let pid = report.pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+        let state = report.state.map_or("unknown state", |s| s.as_str());
+        out.push_str(&format!("herald: running ({pid}), {state}"));
+        if let Some(up) = report.uptime_secs {
+            out.push_str(&format!(", up {}", human_duration(std::time::Duration::from_secs(up))));
+        }
+        out.push('\n');
+        if let Some(n) = report.in_flight {
+            out.push_str(&format!("  turns in flight: {n}\n"));
+        }
+        if let Some(c) = &report.control {
+            out.push_str(&format!("  control: {c}\n"));
+        }
+        if let Some(url) = &report.http_url {
+            out.push_str(&format!("  http: {url}\n"));
+        }
+    } else {
+        out.push_str("herald: not running\n");
+        if let Some(exit) = &report.last_exit {
+            out.push_str(&format!(
+                "  last exit: code {} ({}) at {}\n",
+                exit.code,
+                exit.reason,
+                herald_home::time::rfc3339_ms(exit.at_ms)
+            ));
+        }
+    }
+    out.push_str(&format!("  home: {}\n", report.home.display()));
+    for warning in &report.warnings {
+        out.push_str(&format!("  warning: {warning}\n"));
+    }
+    out
+}

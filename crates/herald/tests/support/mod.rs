@@ -1,0 +1,196 @@
+//! Test support: the real `herald` binary in a temporary home.
+//!
+//! Every test gets its own home under a temp dir (on Windows under Wine, a real Windows temp path), runs
+//! the built binary as a child process, and reads the same records and logs a user would.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use herald_home::Home;
+use herald_home::atomic::{RecordRead, read_record};
+use herald_home::lifecycle::{LifecycleEvent, read_events};
+use herald_home::records::{GatewayState, PidRecord, StateRecord};
+
+/// Generous: Wine starts processes far slower than Linux.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub struct TestHome {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl TestHome {
+    pub fn new() -> TestHome {
+        let dir = tempfile::Builder::new().prefix("herald-test").tempdir().unwrap();
+        let root = dir.path().join("home");
+        TestHome { _dir: dir, root }
+    }
+
+    pub fn home(&self) -> Home {
+        Home::at(&self.root)
+    }
+
+    /// A `herald` command on this home, with a clean environment for the variables herald reads.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.arg("--home").arg(&self.root).args(args);
+        cmd.env_remove("HERALD_HOME").env_remove("HERALD_LOG");
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Starts `herald run` and waits until its state record says `running`.
+    pub fn start(&self, extra: &[&str]) -> Gateway {
+        let gateway = self.spawn(extra);
+        self.wait_running(&gateway);
+        gateway
+    }
+
+    /// Starts `herald run` without waiting.
+    pub fn spawn(&self, extra: &[&str]) -> Gateway {
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        let child = self
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Gateway { child: Some(child) }
+    }
+
+    pub fn wait_running(&self, gateway: &Gateway) {
+        let pid = gateway.pid();
+        wait_for(&format!("gateway {pid} to be running"), || {
+            matches!(self.state(), Some(s) if s.state == GatewayState::Running && s.pid == pid)
+        });
+    }
+
+    pub fn state(&self) -> Option<StateRecord> {
+        read_record::<StateRecord>(&self.home().state_record()).present()
+    }
+
+    pub fn pid_record(&self) -> RecordRead<PidRecord> {
+        read_record::<PidRecord>(&self.home().pid_record())
+    }
+
+    pub fn events(&self) -> Vec<LifecycleEvent> {
+        read_events(&self.home().lifecycle_log()).unwrap().0
+    }
+
+    pub fn event_names(&self) -> Vec<String> {
+        self.events().into_iter().map(|e| e.event).collect()
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.home().run_dir()
+    }
+
+    pub fn write(&self, relative: impl AsRef<Path>, bytes: &[u8]) {
+        let path = self.root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    pub fn status_json(&self) -> (i32, serde_json::Value) {
+        let out = self.output(&["status", "--json"]);
+        let json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&out)));
+        (out.status.code().unwrap(), json)
+    }
+}
+
+/// A running `herald run` child. Killed on drop if still running.
+pub struct Gateway {
+    child: Option<Child>,
+}
+
+impl Gateway {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits for exit; returns (exit code, stdout+stderr).
+    pub fn wait(mut self) -> (Option<i32>, String) {
+        let child = self.child.take().unwrap();
+        let start = Instant::now();
+        let out = wait_with_timeout(child, PATIENCE);
+        assert!(start.elapsed() < PATIENCE, "gateway did not exit");
+        (out.status.code(), text(&out))
+    }
+
+    /// Kills (SIGKILL / TerminateProcess) and reaps the process.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn try_exit_code(&mut self) -> Option<Option<i32>> {
+        self.child.as_mut().unwrap().try_wait().unwrap().map(|s| s.code())
+    }
+
+    #[cfg(unix)]
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with our own child's pid.
+        let rc = unsafe { libc::kill(self.pid() as i32, signal) };
+        assert_eq!(rc, 0);
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap(),
+        Err(_) => panic!("process {pid} did not exit within {timeout:?}"),
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `condition` every 10 ms until it holds (test-side only; the product never polls like this).
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The lifecycle events of one pid, by name.
+pub fn names_for(events: &[LifecycleEvent], pid: u32) -> Vec<String> {
+    events.iter().filter(|e| e.pid == pid).map(|e| e.event.clone()).collect()
+}
+
+pub fn find<'a>(events: &'a [LifecycleEvent], pid: u32, name: &str) -> &'a LifecycleEvent {
+    events
+        .iter()
+        .find(|e| e.pid == pid && e.event == name)
+        .unwrap_or_else(|| panic!("no {name} event for pid {pid} in {events:#?}"))
+}
