@@ -76,7 +76,9 @@ pub enum MarkerCheck {
     /// A valid marker for this process: it has been consumed; stop now.
     Stop(StopMarker),
     /// A marker that was not obeyed, and has been removed.
-    Ignored { why: String },
+    Ignored {
+        why: String,
+    },
 }
 
 /// Reads the marker and acts on the file according to its verdict.
@@ -91,7 +93,10 @@ pub fn check(home: &Home, me: ProcessKey, now_ms: u64) -> MarkerCheck {
                 why: format!("addressed to {}, not to this process", marker.target),
             },
             MarkerVerdict::Expired => MarkerCheck::Ignored {
-                why: format!("expired at {}", herald_home::time::rfc3339_ms(marker.expires_at_ms)),
+                why: format!(
+                    "expired at {}",
+                    herald_home::time::rfc3339_ms(marker.expires_at_ms)
+                ),
             },
         },
     };

@@ -174,7 +174,10 @@ fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError>
                     &LifecycleEvent::new(EventKind::Replaced, std::process::id())
                         .with("old_pid", pid)
                         .with("path", path.as_str())
-                        .with("elapsed_ms", u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)),
+                        .with(
+                            "elapsed_ms",
+                            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                        ),
                 );
             }
             replaced = true;
@@ -192,8 +195,8 @@ fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError>
 
 /// The pid of a live, verified gateway named by the PID record, if any.
 fn verified_holder(home: &Home) -> Option<u32> {
-    let record = herald_home::atomic::read_record::<herald_home::records::PidRecord>(&home.pid_record())
-        .present()?;
+    let record =
+        herald_home::atomic::read_record::<herald_home::records::PidRecord>(&home.pid_record()).present()?;
     let identity = herald_service::verify(
         record.key(),
         &record.argv,
@@ -257,8 +260,12 @@ async fn serve(
     let home = keeper.home().clone();
     let pid = keeper.pid();
 
-    let server = ControlServer::bind(&home)
-        .map_err(|e| format!("cannot open the control channel {}: {e}", control::endpoint(&home)))?;
+    let server = ControlServer::bind(&home).map_err(|e| {
+        format!(
+            "cannot open the control channel {}: {e}",
+            control::endpoint(&home)
+        )
+    })?;
     let (calls_tx, mut calls) = mpsc::channel::<ControlCall>(64);
     let server_task = tokio::spawn(server.serve(calls_tx, pid));
 
@@ -318,7 +325,12 @@ async fn serve(
 }
 
 /// Answers a control call during normal running. Returns a stop order for `stop`.
-fn answer(keeper: &mut RecordKeeper, turns: &TurnTracker, config: &Config, call: ControlCall) -> Option<StopOrder> {
+fn answer(
+    keeper: &mut RecordKeeper,
+    turns: &TurnTracker,
+    config: &Config,
+    call: ControlCall,
+) -> Option<StopOrder> {
     let base = status_response(keeper, turns);
     match call.request {
         Request::Ping | Request::Status => {
@@ -385,7 +397,11 @@ fn handle_marker(keeper: &RecordKeeper) -> Option<StopOrder> {
 }
 
 /// Records the in-flight set and refuses new turns. Idempotent.
-fn begin_drain(keeper: &mut RecordKeeper, turns: &TurnTracker, source: &str) -> Vec<herald_gateway::TurnInfo> {
+fn begin_drain(
+    keeper: &mut RecordKeeper,
+    turns: &TurnTracker,
+    source: &str,
+) -> Vec<herald_gateway::TurnInfo> {
     let first = !turns.is_draining();
     // The journal (sessions issue) plugs in here as the resume ledger.
     let at_start = turns.begin_drain(None).unwrap_or_else(|e| {
@@ -399,7 +415,10 @@ fn begin_drain(keeper: &mut RecordKeeper, turns: &TurnTracker, source: &str) -> 
             keeper
                 .event(EventKind::DrainBegin)
                 .with("in_flight", at_start.len())
-                .with("turns", at_start.iter().map(|t| t.label.clone()).collect::<Vec<_>>())
+                .with(
+                    "turns",
+                    at_start.iter().map(|t| t.label.clone()).collect::<Vec<_>>(),
+                )
                 .with("source", source),
         );
     }
@@ -447,12 +466,19 @@ async fn shutdown(
         .event(EventKind::DrainEnd)
         .with("finished", report.finished)
         .with("cut", report.cut)
-        .with("elapsed_ms", u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+        .with(
+            "elapsed_ms",
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        );
     if let Some(by) = cut_short_by {
         end = end.with("cut_short_by", by);
     }
     keeper.log(end);
-    let code = if order.restart { ExitCode::Restart } else { ExitCode::Ok };
+    let code = if order.restart {
+        ExitCode::Restart
+    } else {
+        ExitCode::Ok
+    };
     let reason = format!("planned stop ({source})");
     (code, reason)
 }

@@ -5,12 +5,12 @@
 //! that force-killed a gateway and then took the lock itself to record the outcome). A failed write (a
 //! full disk) is logged and survived: the gateway keeps serving, and the lock still tells the truth.
 
+use herald_home::ExitCode;
 use herald_home::Home;
 use herald_home::atomic::{remove_if_exists, write_record};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::records::{Endpoints, ExitRecord, GatewayState, PidRecord, ProcessKey, StateRecord};
 use herald_home::time::now_ms;
-use herald_home::ExitCode;
 use herald_service::ProcessInfo;
 
 /// Interval at which a live gateway rewrites its state record.

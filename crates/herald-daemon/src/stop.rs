@@ -249,7 +249,10 @@ fn force_or_timeout(
         &LifecycleEvent::new(EventKind::ForceKill, std::process::id())
             .with("target_pid", record.pid)
             .with("requested_by", options.requested_by.as_str())
-            .with("after_ms", u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))
+            .with(
+                "after_ms",
+                u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            )
             .with("tried", tried.as_str()),
     );
     if !InstanceLock::wait_released(&lock, KILL_WAIT)? {

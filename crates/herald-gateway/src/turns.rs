@@ -142,7 +142,10 @@ impl TurnTracker {
     /// How many of `at_start` have finished and how many still run, right now (a drain cut short).
     pub fn report(&self, at_start: &[TurnInfo]) -> DrainReport {
         let inner = self.lock();
-        let cut = at_start.iter().filter(|t| inner.running.contains_key(&t.id)).count();
+        let cut = at_start
+            .iter()
+            .filter(|t| inner.running.contains_key(&t.id))
+            .count();
         DrainReport {
             finished: at_start.len() - cut,
             cut,

@@ -240,8 +240,14 @@ mod tests {
         let path = dir.path().join("r.json");
         write_record(&path, &Demo { version: 1, n: 7 }).unwrap();
         write_record(&path, &Demo { version: 1, n: 8 }).unwrap();
-        assert_eq!(read_record::<Demo>(&path), RecordRead::Present(Demo { version: 1, n: 8 }));
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            read_record::<Demo>(&path),
+            RecordRead::Present(Demo { version: 1, n: 8 })
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
     }
 
@@ -288,7 +294,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
         fs::write(&path, vec![b' '; (MAX_RECORD_BYTES + 10) as usize]).unwrap();
-        assert!(read_record::<Demo>(&path).invalid_reason().unwrap().contains("larger"));
+        assert!(
+            read_record::<Demo>(&path)
+                .invalid_reason()
+                .unwrap()
+                .contains("larger")
+        );
     }
 
     #[test]

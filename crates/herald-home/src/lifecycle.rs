@@ -231,7 +231,10 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].event, "start");
         assert_eq!(events[1].field("code"), Some(&Value::from(0)));
-        assert_eq!(events[1].pid, 42, "a field named pid must not overwrite the event's pid");
+        assert_eq!(
+            events[1].pid, 42,
+            "a field named pid must not overwrite the event's pid"
+        );
         assert_eq!(events[1].field("detail_pid"), Some(&Value::from(7)));
     }
 

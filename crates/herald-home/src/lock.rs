@@ -111,7 +111,10 @@ mod tests {
         assert!(!InstanceLock::is_held(&path).unwrap());
         let held = InstanceLock::try_acquire(&path).unwrap();
         assert!(InstanceLock::is_held(&path).unwrap());
-        assert!(matches!(InstanceLock::try_acquire(&path), Err(LockError::Held(_))));
+        assert!(matches!(
+            InstanceLock::try_acquire(&path),
+            Err(LockError::Held(_))
+        ));
         assert!(!InstanceLock::wait_released(&path, Duration::from_millis(50)).unwrap());
         drop(held);
         // The timed-out waiter above may still take the lock for an instant; it must let go at once.

@@ -165,7 +165,10 @@ impl Home {
         } else if let Some(env) = request.env {
             (PathBuf::from(env), HomeSource::Env)
         } else {
-            (request.platform_default.ok_or(HomeError::NoDefault)?, HomeSource::Default)
+            (
+                request.platform_default.ok_or(HomeError::NoDefault)?,
+                HomeSource::Default,
+            )
         };
         let root = match &request.profile {
             Some(profile) => base.join(layout::PROFILES_DIR).join(profile.as_str()),
@@ -348,7 +351,10 @@ mod tests {
             ..request()
         })
         .unwrap();
-        assert!(home.root().ends_with(Path::new(".herald").join("profiles").join("work")));
+        assert!(
+            home.root()
+                .ends_with(Path::new(".herald").join("profiles").join("work"))
+        );
     }
 
     #[test]
@@ -363,7 +369,18 @@ mod tests {
             assert!(ProfileName::new(good).is_ok(), "{good}");
         }
         for bad in [
-            "", "-a", "_a", "A", "a b", "a/b", "..", "a.b", "é", &"a".repeat(65), "a\\b", "a\0",
+            "",
+            "-a",
+            "_a",
+            "A",
+            "a b",
+            "a/b",
+            "..",
+            "a.b",
+            "é",
+            &"a".repeat(65),
+            "a\\b",
+            "a\0",
         ] {
             let err = ProfileName::new(bad).unwrap_err();
             assert!(err.to_string().contains("invalid profile name"), "{bad}");

@@ -79,7 +79,10 @@ impl GatewayState {
 
     /// Whether a process in this state claims to be alive (and so must keep its record fresh).
     pub fn claims_alive(self) -> bool {
-        matches!(self, GatewayState::Starting | GatewayState::Running | GatewayState::Draining)
+        matches!(
+            self,
+            GatewayState::Starting | GatewayState::Running | GatewayState::Draining
+        )
     }
 }
 

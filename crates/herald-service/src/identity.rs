@@ -84,9 +84,13 @@ pub enum Identity {
     Gone,
     Zombie,
     /// The pid is alive but started at another time: the pid was recycled.
-    Recycled { actual: ProcessKey },
+    Recycled {
+        actual: ProcessKey,
+    },
     /// Same pid and start time, but the command line is not the recorded Herald one.
-    Foreign { cmd: Vec<String> },
+    Foreign {
+        cmd: Vec<String>,
+    },
 }
 
 impl Identity {
@@ -188,7 +192,12 @@ mod tests {
             Identity::Recycled { .. }
         ));
         assert!(matches!(
-            verify(KEY, &rec, exe, &alive(100, &["sleep", "60"], Some("/usr/bin/sleep"))),
+            verify(
+                KEY,
+                &rec,
+                exe,
+                &alive(100, &["sleep", "60"], Some("/usr/bin/sleep"))
+            ),
             Identity::Foreign { .. }
         ));
         // Windows: the same exe, a differently quoted command line.
@@ -197,7 +206,11 @@ mod tests {
                 KEY,
                 &argv(&["C:\\Herald\\herald.exe", "run"]),
                 Some("C:\\Herald\\herald.exe"),
-                &alive(100, &["\"C:\\Herald\\herald.exe\"", "run"], Some("C:\\Herald\\HERALD.EXE"))
+                &alive(
+                    100,
+                    &["\"C:\\Herald\\herald.exe\"", "run"],
+                    Some("C:\\Herald\\HERALD.EXE")
+                )
             ),
             Identity::Verified
         );

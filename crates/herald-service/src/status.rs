@@ -49,9 +49,9 @@ impl StatusReport {
         {
             warnings.push(format!("{reason}; ignoring it"));
         }
-        let identity = pid_record.as_present().map(|r| {
-            identity::verify(r.key(), &r.argv, r.exe.as_deref(), &identity::probe(r.pid))
-        });
+        let identity = pid_record
+            .as_present()
+            .map(|r| identity::verify(r.key(), &r.argv, r.exe.as_deref(), &identity::probe(r.pid)));
         let state = state_record.as_present();
         let now = now_ms();
 
@@ -122,4 +122,3 @@ impl StatusReport {
         }
     }
 }
-

@@ -31,15 +31,16 @@ pub fn request_terminate_verified(
     check(key, argv, exe)?;
     crate::os::request_terminate(key.pid).map_err(|source| match source.kind() {
         io::ErrorKind::Unsupported => TerminateError::Unsupported,
-        _ => TerminateError::Os {
-            pid: key.pid,
-            source,
-        },
+        _ => TerminateError::Os { pid: key.pid, source },
     })
 }
 
 /// Ends the process at once (SIGKILL, `TerminateProcess`).
-pub fn force_kill_verified(key: ProcessKey, argv: &[String], exe: Option<&str>) -> Result<(), TerminateError> {
+pub fn force_kill_verified(
+    key: ProcessKey,
+    argv: &[String],
+    exe: Option<&str>,
+) -> Result<(), TerminateError> {
     check(key, argv, exe)?;
     crate::os::force_kill(key.pid).map_err(|source| TerminateError::Os { pid: key.pid, source })
 }
@@ -49,6 +50,9 @@ fn check(key: ProcessKey, argv: &[String], exe: Option<&str>) -> Result<(), Term
     if identity.is_verified() {
         Ok(())
     } else {
-        Err(TerminateError::NotTheRecordedProcess { pid: key.pid, identity })
+        Err(TerminateError::NotTheRecordedProcess {
+            pid: key.pid,
+            identity,
+        })
     }
 }

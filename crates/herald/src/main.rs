@@ -17,7 +17,11 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::Usage.into() } else { ExitCode::Ok.into() };
+            return if e.use_stderr() {
+                ExitCode::Usage.into()
+            } else {
+                ExitCode::Ok.into()
+            };
         }
     };
     init_tracing(matches!(cli.command, Command::Run(_)));

@@ -9,7 +9,14 @@ use herald_home::atomic::RecordRead;
 use herald_home::records::GatewayState;
 use support::*;
 
-const STOP_SEQUENCE: [&str; 6] = ["start", "ready", "stop_requested", "drain_begin", "drain_end", "exit"];
+const STOP_SEQUENCE: [&str; 6] = [
+    "start",
+    "ready",
+    "stop_requested",
+    "drain_begin",
+    "drain_end",
+    "exit",
+];
 
 /// After a planned stop: exit 0, `stopped` with the exit recorded, no PID record, no socket, and the
 /// full event sequence with the expected stop source.
@@ -123,7 +130,10 @@ fn ten_concurrent_runs_leave_exactly_one() {
                 running.push(gateway);
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "instance neither ran nor exited");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "instance neither ran nor exited"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -167,7 +177,10 @@ fn replace_stops_the_old_instance_and_takes_over() {
         .iter()
         .find(|e| e.event == "replaced")
         .unwrap_or_else(|| panic!("{events:#?}"));
-    assert_eq!(replaced.field("old_pid").and_then(|v| v.as_u64()), Some(u64::from(old_pid)));
+    assert_eq!(
+        replaced.field("old_pid").and_then(|v| v.as_u64()),
+        Some(u64::from(old_pid))
+    );
     let start = find(&events, new.pid(), "start");
     assert_eq!(start.field("replaced").and_then(|v| v.as_bool()), Some(true));
     assert!(home.output(&["stop"]).status.success());
@@ -192,7 +205,10 @@ fn foreign_and_expired_markers_are_removed_and_ignored() {
     // Left over from a previous gateway: must not stop the next one.
     let leftover = StopMarker {
         version: 1,
-        target: ProcessKey { pid: 1, start_time: 1 },
+        target: ProcessKey {
+            pid: 1,
+            start_time: 1,
+        },
         expires_at_ms: u64::MAX,
         requested_by: "a previous stop".into(),
         restart: false,
@@ -209,15 +225,23 @@ fn foreign_and_expired_markers_are_removed_and_ignored() {
         ..leftover
     };
     write_record(&home.home().stop_marker(), &expired).unwrap();
-    wait_for("the expired marker to be removed", || !home.home().stop_marker().exists());
+    wait_for("the expired marker to be removed", || {
+        !home.home().stop_marker().exists()
+    });
     wait_for("two marker_ignored events", || {
-        home.event_names().iter().filter(|n| *n == "marker_ignored").count() == 2
+        home.event_names()
+            .iter()
+            .filter(|n| *n == "marker_ignored")
+            .count()
+            == 2
     });
     assert!(gateway_is_running(&home));
 
     // Garbage in the marker file: ignored and removed as well.
     home.write("run/stop.marker", b"\x00\xffnot a marker");
-    wait_for("the garbage marker to be removed", || !home.home().stop_marker().exists());
+    wait_for("the garbage marker to be removed", || {
+        !home.home().stop_marker().exists()
+    });
     assert!(gateway_is_running(&home));
 
     assert!(home.output(&["stop"]).status.success());
@@ -234,7 +258,11 @@ mod unix {
 
     #[test]
     fn stop_via_each_signal() {
-        for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT"), (libc::SIGHUP, "SIGHUP")] {
+        for (signal, name) in [
+            (libc::SIGTERM, "SIGTERM"),
+            (libc::SIGINT, "SIGINT"),
+            (libc::SIGHUP, "SIGHUP"),
+        ] {
             let home = TestHome::new();
             let gateway = home.start(&[]);
             let pid = gateway.pid();
@@ -270,8 +298,14 @@ mod unix {
         let (code, _) = gateway.wait();
         assert_eq!(code, None, "killed by a signal");
         let events = home.events();
-        let kill = events.iter().find(|e| e.event == "force_kill").expect("force_kill event");
-        assert_eq!(kill.field("target_pid").and_then(|v| v.as_u64()), Some(u64::from(pid)));
+        let kill = events
+            .iter()
+            .find(|e| e.event == "force_kill")
+            .expect("force_kill event");
+        assert_eq!(
+            kill.field("target_pid").and_then(|v| v.as_u64()),
+            Some(u64::from(pid))
+        );
         let state = home.state().unwrap();
         assert_eq!(state.state, GatewayState::Stopped);
         assert!(state.last_exit.unwrap().reason.contains("force-killed"));

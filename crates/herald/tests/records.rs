@@ -67,8 +67,16 @@ fn pid_record_naming_an_unrelated_live_process_is_not_trusted() {
     // The test process itself: alive, not a herald gateway, not on this home.
     let me = herald_service::identity::current();
     for (label, start_time, argv) in [
-        ("recycled pid", me.key.start_time + 1000, vec!["herald".to_owned(), "run".to_owned()]),
-        ("other program", me.key.start_time, vec!["herald".to_owned(), "run".to_owned()]),
+        (
+            "recycled pid",
+            me.key.start_time + 1000,
+            vec!["herald".to_owned(), "run".to_owned()],
+        ),
+        (
+            "other program",
+            me.key.start_time,
+            vec!["herald".to_owned(), "run".to_owned()],
+        ),
     ] {
         let home = TestHome::new();
         home.home().ensure().unwrap();
@@ -89,7 +97,10 @@ fn pid_record_naming_an_unrelated_live_process_is_not_trusted() {
         assert_eq!(code, 3, "{label}: {status}");
         assert_eq!(status["running"], false, "{label}");
         assert_eq!(status["pid"], serde_json::Value::Null, "{label}");
-        assert!(status["warnings"].to_string().contains("stale PID record"), "{label}: {status}");
+        assert!(
+            status["warnings"].to_string().contains("stale PID record"),
+            "{label}: {status}"
+        );
 
         // stop must not touch the test process (we would not be here to assert otherwise).
         let stop = home.output(&["stop"]);
@@ -102,10 +113,17 @@ fn pid_record_naming_an_unrelated_live_process_is_not_trusted() {
         let (code, status) = home.status_json();
         assert_eq!(code, 0, "the lock is held: {status}");
         assert_eq!(status["pid"], serde_json::Value::Null, "{label}: {status}");
-        assert!(status["warnings"].to_string().contains("is not it"), "{label}: {status}");
+        assert!(
+            status["warnings"].to_string().contains("is not it"),
+            "{label}: {status}"
+        );
         let stop = home.output(&["stop", "--timeout", "2"]);
         assert_eq!(stop.status.code(), Some(1), "{label}: {}", text(&stop));
-        assert!(text(&stop).contains("nothing was killed"), "{label}: {}", text(&stop));
+        assert!(
+            text(&stop).contains("nothing was killed"),
+            "{label}: {}",
+            text(&stop)
+        );
         drop(lock);
     }
 }
@@ -113,8 +131,16 @@ fn pid_record_naming_an_unrelated_live_process_is_not_trusted() {
 #[test]
 fn bad_config_is_fatal_with_key_line_and_column() {
     let cases: &[(&str, &str, &str)] = &[
-        ("[gateway]\ndrain_timeout_secs = 30\nbogus = 1\n", ":3:1:", "bogus"),
-        ("[gateway]\ndrain_timeout_secs = \"soon\"\n", ":2:22:", "gateway.drain_timeout_secs"),
+        (
+            "[gateway]\ndrain_timeout_secs = 30\nbogus = 1\n",
+            ":3:1:",
+            "bogus",
+        ),
+        (
+            "[gateway]\ndrain_timeout_secs = \"soon\"\n",
+            ":2:22:",
+            "gateway.drain_timeout_secs",
+        ),
         ("[gateway]\ndrain_timeout_secs = 999999\n", ":2:22:", "3600"),
         ("[gateway\n", ":1:", "herald.toml"),
         ("[surprise]\n", ":1:", "surprise"),
@@ -125,7 +151,10 @@ fn bad_config_is_fatal_with_key_line_and_column() {
         let check = home.output(&["config", "check"]);
         assert_eq!(check.status.code(), Some(78), "{toml}");
         let message = text(&check);
-        assert!(message.contains(location) && message.contains(mention), "{toml}: {message}");
+        assert!(
+            message.contains(location) && message.contains(mention),
+            "{toml}: {message}"
+        );
 
         let run = home.output(&["run"]);
         assert_eq!(run.status.code(), Some(78), "{toml}: {}", text(&run));
@@ -182,7 +211,11 @@ fn profiles_and_home_resolution() {
     for bad in ["Work", "-x", "a/b", "..", &"x".repeat(65)] {
         let out = home.output(&[&format!("--profile={bad}"), "status"]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
-        assert!(text(&out).contains("invalid profile name"), "{bad}: {}", text(&out));
+        assert!(
+            text(&out).contains("invalid profile name"),
+            "{bad}: {}",
+            text(&out)
+        );
     }
 }
 
@@ -236,7 +269,13 @@ fn home_is_private_and_records_are_owner_only() {
     assert_eq!(mode(h.root()), 0o700);
     assert_eq!(mode(&h.run_dir()), 0o700);
     assert_eq!(mode(&h.logs_dir()), 0o700);
-    for file in [h.pid_record(), h.state_record(), h.lock_file(), h.lifecycle_log(), h.control_socket()] {
+    for file in [
+        h.pid_record(),
+        h.state_record(),
+        h.lock_file(),
+        h.lifecycle_log(),
+        h.control_socket(),
+    ] {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
     assert!(home.output(&["stop"]).status.success());

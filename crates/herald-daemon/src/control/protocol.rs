@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Answered by the gateway's main loop: a liveness witness, not just a pid check.
     Ping,
@@ -74,8 +74,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ProtocolError> {
     if line.len() > MAX_REQUEST_BYTES {
         return Err(ProtocolError::TooLong);
     }
-    let text = std::str::from_utf8(line).map_err(|_| ProtocolError::NotUtf8)?;
-    serde_json::from_str(text.trim()).map_err(|e| ProtocolError::Invalid(e.to_string()))
+    let text = std::str::from_utf8(line)
+        .map_err(|_| ProtocolError::NotUtf8)?
+        .trim();
+    // serde would also accept the sequence form `["ping"]`; the protocol is objects only.
+    if !text.starts_with('{') {
+        return Err(ProtocolError::Invalid("a request is one JSON object".into()));
+    }
+    serde_json::from_str(text).map_err(|e| ProtocolError::Invalid(e.to_string()))
 }
 
 /// Serializes a message as one line.
@@ -112,7 +118,6 @@ mod tests {
             b"{}",
             b"{\"op\":\"explode\"}",
             b"{\"op\":\"stop\",\"restart\":\"yes\"}",
-            b"{\"op\":\"ping\",\"extra\":1}",
             b"\xff\xfe",
             b"[\"ping\"]",
         ] {
@@ -121,6 +126,14 @@ mod tests {
         assert_eq!(
             parse_request(&vec![b' '; MAX_REQUEST_BYTES + 1]),
             Err(ProtocolError::TooLong)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_for_forward_compatibility() {
+        assert_eq!(
+            parse_request(b"{\"op\":\"ping\",\"from\":\"v2\"}"),
+            Ok(Request::Ping)
         );
     }
 

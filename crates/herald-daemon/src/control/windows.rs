@@ -36,7 +36,11 @@ impl Listener {
         let name = home.control_pipe_name();
         let descriptor = OwnedSecurityDescriptor::current_user_only()?;
         let next = create(&name, &descriptor, true)?;
-        Ok(Listener { name, descriptor, next })
+        Ok(Listener {
+            name,
+            descriptor,
+            next,
+        })
     }
 
     pub(super) async fn accept(&mut self) -> io::Result<NamedPipeServer> {
@@ -151,7 +155,16 @@ fn current_user_sid_string() -> io::Result<String> {
     // u64 storage keeps the buffer aligned for TOKEN_USER.
     let mut buffer = vec![0u64; (needed as usize).div_ceil(8)];
     // SAFETY: `buffer` has at least `needed` bytes and is 8-byte aligned.
-    if unsafe { GetTokenInformation(token.0, TokenUser, buffer.as_mut_ptr().cast(), needed, &mut needed) } == 0 {
+    if unsafe {
+        GetTokenInformation(
+            token.0,
+            TokenUser,
+            buffer.as_mut_ptr().cast(),
+            needed,
+            &mut needed,
+        )
+    } == 0
+    {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: on success the buffer starts with a TOKEN_USER whose SID pointer points into the buffer,

@@ -107,7 +107,10 @@ mod tests {
     #[test]
     fn sources_describe_themselves_for_the_log() {
         assert_eq!(StopSource::Signal("SIGTERM").describe(), "signal:SIGTERM");
-        assert_eq!(StopSource::Console(ConsoleEvent::Close).describe(), "console:ctrl_close");
+        assert_eq!(
+            StopSource::Console(ConsoleEvent::Close).describe(),
+            "console:ctrl_close"
+        );
         assert_eq!(StopSource::Marker.describe(), "marker");
     }
 }

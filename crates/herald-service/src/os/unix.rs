@@ -18,5 +18,9 @@ fn send(pid: u32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: `kill` has no memory-safety preconditions; `pid` is a positive pid (never 0 or -1, which
     // would address a process group or every process).
     let rc = unsafe { libc::kill(pid, signal) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -19,7 +19,11 @@ pub(crate) fn force_kill(pid: u32) -> io::Result<()> {
     let process = OwnedProcess::open(pid, PROCESS_TERMINATE)?;
     // SAFETY: `process.0` is a valid process handle opened with PROCESS_TERMINATE and owned by the guard.
     let ok = unsafe { TerminateProcess(process.0, FORCE_KILL_EXIT_CODE) };
-    if ok == 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if ok == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// An open process handle, closed on drop.

@@ -14,7 +14,11 @@ pub fn status(home: &Home, args: &StatusArgs) -> ExitCode {
     } else {
         print!("{}", to_text(&report));
     }
-    if report.running { ExitCode::Ok } else { ExitCode::NotRunning }
+    if report.running {
+        ExitCode::Ok
+    } else {
+        ExitCode::NotRunning
+    }
 }
 
 /// The stable JSON document (documented in README.md).
@@ -41,11 +45,16 @@ fn to_json(report: &StatusReport) -> String {
 fn to_text(report: &StatusReport) -> String {
     let mut out = String::new();
     if report.running {
-        let pid = report.pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+        let pid = report
+            .pid
+            .map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
         let state = report.state.map_or("unknown state", |s| s.as_str());
         out.push_str(&format!("herald: running ({pid}), {state}"));
         if let Some(up) = report.uptime_secs {
-            out.push_str(&format!(", up {}", human_duration(std::time::Duration::from_secs(up))));
+            out.push_str(&format!(
+                ", up {}",
+                human_duration(std::time::Duration::from_secs(up))
+            ));
         }
         out.push('\n');
         if let Some(n) = report.in_flight {

@@ -68,9 +68,10 @@ impl TestHome {
 
     pub fn wait_running(&self, gateway: &Gateway) {
         let pid = gateway.pid();
-        wait_for(&format!("gateway {pid} to be running"), || {
-            matches!(self.state(), Some(s) if s.state == GatewayState::Running && s.pid == pid)
-        });
+        wait_for(
+            &format!("gateway {pid} to be running"),
+            || matches!(self.state(), Some(s) if s.state == GatewayState::Running && s.pid == pid),
+        );
     }
 
     pub fn state(&self) -> Option<StateRecord> {
@@ -185,7 +186,11 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// The lifecycle events of one pid, by name.
 pub fn names_for(events: &[LifecycleEvent], pid: u32) -> Vec<String> {
-    events.iter().filter(|e| e.pid == pid).map(|e| e.event.clone()).collect()
+    events
+        .iter()
+        .filter(|e| e.pid == pid)
+        .map(|e| e.event.clone())
+        .collect()
 }
 
 pub fn find<'a>(events: &'a [LifecycleEvent], pid: u32, name: &str) -> &'a LifecycleEvent {
