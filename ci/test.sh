@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Herald's whole test suite, the command README.md gives:
+#   1. Linux: rustfmt, clippy -D warnings, every test (unit + the real binary in temp homes);
+#   2. Windows: clippy and the same tests built for x86_64-pc-windows-gnu, run under Wine;
+#   3. macOS: cargo check + clippy of every crate for aarch64-apple-darwin.
+# It installs what is missing where it can (rustup targets; mingw and Wine through apt when root). With
+# CI=true a part that cannot run is a failure; otherwise it is skipped with a loud warning.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+in_ci=false
+[ "${CI:-}" = "true" ] && in_ci=true
+skipped=()
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+cannot_run() {
+    if $in_ci; then
+        printf 'FAILED: %s cannot run here (CI=true makes this a failure)\n' "$1" >&2
+        exit 1
+    fi
+    printf 'WARNING: skipping %s: %s\n' "$1" "$2" >&2
+    skipped+=("$1")
+}
+ensure_target() {
+    rustup target list --installed | grep -qx "$1" || rustup target add "$1"
+}
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy (linux)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (linux)"
+cargo test --workspace --locked
+
+step "windows: build, clippy and tests under Wine"
+windows_ok=true
+ensure_target x86_64-pc-windows-gnu || windows_ok=false
+if $windows_ok; then
+    # shellcheck source=ci/wine/setup.sh
+    if source ci/wine/setup.sh; then
+        trap herald_wine_cleanup EXIT
+        cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
+        cargo test --workspace --locked --target x86_64-pc-windows-gnu
+    else
+        cannot_run "windows tests" "the Wine environment could not be prepared (see above)"
+    fi
+else
+    cannot_run "windows tests" "rustup target add x86_64-pc-windows-gnu failed"
+fi
+
+step "macos: check and clippy for aarch64-apple-darwin"
+if ensure_target aarch64-apple-darwin; then
+    cargo clippy --workspace --all-targets --locked --target aarch64-apple-darwin -- -D warnings
+else
+    cannot_run "macos check" "rustup target add aarch64-apple-darwin failed"
+fi
+
+if [ ${#skipped[@]} -gt 0 ]; then
+    printf '\nDONE with skipped parts: %s\n' "${skipped[*]}" >&2
+else
+    printf '\nDONE: linux tests, windows tests under Wine, macos check all passed\n' >&2
+fi
