@@ -482,3 +482,40 @@ async fn shutdown(
     let reason = format!("planned stop ({source})");
     (code, reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_are_recorded_with_message_and_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        home.ensure().unwrap();
+        install_panic_hook(&home, 4242);
+        let _ = std::thread::Builder::new()
+            .name("turn".into())
+            .spawn(|| panic!("boom in a turn"))
+            .unwrap()
+            .join();
+        drop(std::panic::take_hook());
+        let (events, bad) = herald_home::lifecycle::read_events(&home.lifecycle_log()).unwrap();
+        assert!(bad.is_empty());
+        let panic = events
+            .iter()
+            .find(|e| {
+                e.event == "panic" && e.field("message").and_then(|m| m.as_str()) == Some("boom in a turn")
+            })
+            .unwrap_or_else(|| panic!("{events:#?}"));
+        assert_eq!(panic.pid, 4242);
+        let location = panic.field("location").and_then(|l| l.as_str()).unwrap();
+        assert!(location.contains("run.rs"), "{location}");
+        assert_eq!(panic.field("thread").and_then(|t| t.as_str()), Some("turn"));
+    }
+
+    #[test]
+    fn already_running_messages() {
+        assert!(already_running_message(Some(12)).contains("already running (pid 12)"));
+        assert!(already_running_message(None).contains("already running"));
+    }
+}
