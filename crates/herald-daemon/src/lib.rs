@@ -12,6 +12,7 @@ pub mod run;
 pub mod signals;
 pub mod state;
 pub mod stop;
+pub mod supervise;
 
-pub use run::{RunError, RunOptions, run};
+pub use run::{RunError, RunMode, RunOptions, run};
 pub use stop::{StopError, StopOptions, StopOutcome, StopPath, StopVia, stop_gateway};

@@ -82,7 +82,7 @@ pub enum MarkerCheck {
 }
 
 /// Reads the marker and acts on the file according to its verdict.
-pub fn check(home: &Home, me: ProcessKey, now_ms: u64) -> MarkerCheck {
+pub fn check(home: &Home, me: &[ProcessKey], now_ms: u64) -> MarkerCheck {
     let path = home.stop_marker();
     let result = match read_record::<StopMarker>(&path) {
         RecordRead::Missing => return MarkerCheck::None,

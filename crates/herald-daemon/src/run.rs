@@ -18,14 +18,14 @@ use herald_home::config::{Config, ConfigError};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::lock::{InstanceLock, LockError};
 use herald_home::paths::HomeError;
-use herald_home::records::GatewayState;
+use herald_home::records::{GatewayState, ProcessKey};
 use herald_home::{ExitCode, Home};
 use tokio::sync::mpsc;
 
 use crate::control::{self, ControlCall, ControlServer, DrainSummary, Request, Response};
 use crate::marker::{self, MarkerCheck};
 use crate::signals::{self, Disposition, SignalEvent, StopSource};
-use crate::state::{HEARTBEAT_SECS, RecordKeeper};
+use crate::state::{HEARTBEAT_SECS, RecordKeeper, Role};
 use crate::stop::{self, StopOptions, StopOutcome, StopVia};
 
 /// How long a starting gateway keeps retrying a busy lock before concluding another gateway owns the
@@ -41,6 +41,18 @@ pub struct RunOptions {
     pub home: Home,
     /// Stop a gateway already running on this home, then take over.
     pub replace: bool,
+    pub mode: RunMode,
+}
+
+/// How `herald run` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// A monitor process that runs the gateway as a worker child and restarts it (the default).
+    Supervised,
+    /// One process, no monitor (`--no-supervise`, for service managers that supervise themselves).
+    Standalone,
+    /// The worker half of `Supervised`, started by a monitor (`run --worker`; not for people).
+    Worker { monitor: ProcessKey },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +69,8 @@ pub enum RunError {
     Replace(#[from] stop::StopError),
     #[error("startup failed: {0}")]
     Startup(String),
+    #[error("a previous worker still serves this home and did not exit within {0:?}")]
+    WorkerBusy(Duration),
 }
 
 fn already_running_message(pid: Option<u32>) -> String {
@@ -80,13 +94,27 @@ impl RunError {
 
 /// Runs the gateway in the foreground until a planned stop. Returns the exit code to exit with.
 pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
-    let home = options.home;
+    match options.mode {
+        RunMode::Supervised => crate::supervise::monitor::run_monitor(options.home, options.replace),
+        RunMode::Standalone => run_gateway(options.home, Role::Standalone, options.replace),
+        RunMode::Worker { monitor } => run_gateway(options.home, Role::Worker { monitor }, false),
+    }
+}
+
+/// The serving process: standalone (holds the instance lock) or a monitor's worker (holds the worker
+/// lock; the monitor holds the instance lock and the PID record).
+fn run_gateway(home: Home, role: Role, replace: bool) -> Result<ExitCode, RunError> {
     home.ensure()?;
-    let (lock, replaced) = acquire(&home, options.replace)?;
+    let (lock, replaced) = match role {
+        Role::Worker { .. } => (acquire_worker_lock(&home)?, false),
+        _ => acquire(&home, replace)?,
+    };
 
     let me = herald_service::identity::current();
-    let mut keeper = RecordKeeper::new(home.clone(), me.clone(), control::endpoint(&home));
-    keeper.write_pid_record();
+    let mut keeper = RecordKeeper::new(home.clone(), role, me.clone(), control::endpoint(&home));
+    if role == Role::Standalone {
+        keeper.write_pid_record();
+    }
     keeper.transition(GatewayState::Starting, None);
     keeper.log(
         keeper
@@ -132,7 +160,9 @@ pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
     };
     ControlServer::cleanup(&home);
     keeper.finish(code, &reason, GatewayState::Stopped);
-    keeper.remove_pid_record();
+    if role == Role::Standalone {
+        keeper.remove_pid_record();
+    }
     keeper.log(
         keeper
             .event(EventKind::Exit)
@@ -143,8 +173,34 @@ pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
     Ok(code)
 }
 
+/// A worker waits for a previous worker (orphaned when its monitor was killed, and still draining) to
+/// exit, so two workers never serve one home.
+fn acquire_worker_lock(home: &Home) -> Result<InstanceLock, RunError> {
+    let drain = Config::load(&home.config_file())
+        .map(|(c, _)| c.gateway.drain_timeout_secs)
+        .unwrap_or_default();
+    let budget = Duration::from_secs(drain) + STOP_MARGIN;
+    let deadline = Instant::now() + budget;
+    loop {
+        match InstanceLock::try_acquire(&home.worker_lock()) {
+            Ok(lock) => return Ok(lock),
+            Err(LockError::Held(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(RunError::WorkerBusy(budget));
+        }
+        tracing::warn!("a previous worker still serves this home; waiting for it to exit");
+        InstanceLock::wait_released(&home.worker_lock(), remaining).map_err(|source| LockError::Io {
+            path: home.worker_lock(),
+            source,
+        })?;
+    }
+}
+
 /// Takes the lock, retrying briefly for transient holders, or stopping the holder with `--replace`.
-fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError> {
+pub(crate) fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError> {
     let path = home.lock_file();
     let window = Instant::now() + LOCK_RETRY_WINDOW;
     let mut replaced = false;
@@ -206,9 +262,11 @@ fn verified_holder(home: &Home) -> Option<u32> {
     identity.is_verified().then_some(record.pid)
 }
 
-fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &str) {
+pub(crate) fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &str) {
     keeper.finish(code, reason, GatewayState::StartupFailed);
-    keeper.remove_pid_record();
+    if !matches!(keeper.role(), Role::Worker { .. }) {
+        keeper.remove_pid_record();
+    }
     keeper.log(keeper.event(EventKind::StartupFailed).with("error", reason));
     keeper.log(
         keeper
@@ -219,7 +277,7 @@ fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &str) {
 }
 
 /// Records panics (message and location) in the lifecycle log, then defers to the default hook.
-fn install_panic_hook(home: &Home, pid: u32) {
+pub(crate) fn install_panic_hook(home: &Home, pid: u32) {
     let log = LifecycleLog::new(home.lifecycle_log());
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -270,10 +328,14 @@ async fn serve(
     let server_task = tokio::spawn(server.serve(calls_tx, pid));
 
     let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
+    let signal_tx_for_monitor = signal_tx.clone();
     signals::listen(signal_tx).map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
     let (marker_tx, mut marker_wake) = mpsc::unbounded_channel::<()>();
     let _watch = marker::watch(&home, marker_tx);
+    if matches!(keeper.role(), Role::Worker { .. }) {
+        watch_monitor(signal_tx_for_monitor.clone());
+    }
     // A marker left from before this process started is never for us: clear it now.
     if let Some(order) = handle_marker(keeper) {
         // Unreachable in practice (a marker cannot name a pid that did not exist yet), kept for safety.
@@ -380,7 +442,7 @@ fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
 }
 
 fn handle_marker(keeper: &RecordKeeper) -> Option<StopOrder> {
-    match marker::check(keeper.home(), keeper.key(), herald_home::time::now_ms()) {
+    match marker::check(keeper.home(), &keeper.marker_keys(), herald_home::time::now_ms()) {
         MarkerCheck::None => None,
         MarkerCheck::Stop(marker) => {
             tracing::info!("stop marker from {}", marker.requested_by);
@@ -393,6 +455,26 @@ fn handle_marker(keeper: &RecordKeeper) -> Option<StopOrder> {
             keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why));
             None
         }
+    }
+}
+
+/// A worker's stdin is a pipe from its monitor that is never written to: end-of-file means the monitor is
+/// gone (killed, say), and the worker then stops in a planned way instead of serving unsupervised.
+fn watch_monitor(events: mpsc::UnboundedSender<SignalEvent>) {
+    let spawned = std::thread::Builder::new()
+        .name("herald-monitor-watch".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut sink = [0u8; 64];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+            let _ = events.send(SignalEvent {
+                source: StopSource::MonitorGone,
+                disposition: Disposition::Stop,
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch the monitor: {e}");
     }
 }
 

@@ -16,9 +16,31 @@ use herald_service::ProcessInfo;
 /// Interval at which a live gateway rewrites its state record.
 pub const HEARTBEAT_SECS: u64 = 30;
 
+/// Which process of a gateway is writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `run --no-supervise`: one process that holds the lock and serves.
+    Standalone,
+    /// The supervising monitor: holds the lock and the PID record, serves nothing.
+    Monitor,
+    /// Serves under a monitor, whose identity the state record carries as the gateway's.
+    Worker { monitor: ProcessKey },
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Monitor => "monitor",
+            Role::Worker { .. } => "worker",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RecordKeeper {
     home: Home,
+    role: Role,
     me: ProcessInfo,
     started_at_ms: u64,
     state: GatewayState,
@@ -28,10 +50,11 @@ pub struct RecordKeeper {
 }
 
 impl RecordKeeper {
-    pub fn new(home: Home, me: ProcessInfo, control_endpoint: String) -> RecordKeeper {
+    pub fn new(home: Home, role: Role, me: ProcessInfo, control_endpoint: String) -> RecordKeeper {
         let log = LifecycleLog::new(home.lifecycle_log());
         RecordKeeper {
             home,
+            role,
             me,
             started_at_ms: now_ms(),
             state: GatewayState::Starting,
@@ -46,6 +69,18 @@ impl RecordKeeper {
 
     pub fn key(&self) -> ProcessKey {
         self.me.key
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The identities stop markers may address to reach this process.
+    pub fn marker_keys(&self) -> Vec<ProcessKey> {
+        match self.role {
+            Role::Worker { monitor } => vec![self.me.key, monitor],
+            _ => vec![self.me.key],
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -114,11 +149,16 @@ impl RecordKeeper {
     }
 
     fn write_state(&self, detail: Option<String>, last_exit: Option<ExitRecord>) {
+        let (gateway, worker_pid) = match self.role {
+            Role::Worker { monitor } => (monitor, Some(self.me.key.pid)),
+            _ => (self.me.key, None),
+        };
         let record = StateRecord {
             version: 1,
             state: self.state,
-            pid: self.me.key.pid,
-            start_time: self.me.key.start_time,
+            pid: gateway.pid,
+            start_time: gateway.start_time,
+            worker_pid,
             started_at_ms: self.started_at_ms,
             updated_at_ms: now_ms(),
             heartbeat_secs: HEARTBEAT_SECS,
@@ -134,7 +174,7 @@ impl RecordKeeper {
 
     /// Starts a lifecycle event for this process.
     pub fn event(&self, kind: EventKind) -> LifecycleEvent {
-        LifecycleEvent::new(kind, self.me.key.pid)
+        LifecycleEvent::new(kind, self.me.key.pid).with("role", self.role.as_str())
     }
 
     /// Appends an event to the lifecycle log (a failure is logged, not fatal).

@@ -14,7 +14,7 @@ use herald_home::Home;
 use herald_home::atomic::{RecordRead, read_record, remove_if_exists, write_record};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::lock::InstanceLock;
-use herald_home::records::{ExitRecord, GatewayState, PidRecord, StateRecord, StopMarker};
+use herald_home::records::{ExitRecord, GatewayState, MonitorRecord, PidRecord, StateRecord, StopMarker};
 use herald_home::time::now_ms;
 use herald_service::{Identity, TerminateError};
 
@@ -242,6 +242,16 @@ fn force_or_timeout(
             waited: start.elapsed(),
             tried,
         });
+    }
+    // A supervised gateway: the wedged one is usually the worker. Kill it first (verified), then the
+    // monitor, so the monitor cannot start a replacement in between.
+    if let Some(worker) = read_record::<MonitorRecord>(&home.monitor_record())
+        .present()
+        .filter(|m| m.key() == record.key())
+        .and_then(|m| m.worker)
+        && let Err(e) = herald_service::force_kill_verified(worker.key(), &worker.argv, worker.exe.as_deref())
+    {
+        tracing::debug!("worker not killed: {e}");
     }
     herald_service::force_kill_verified(record.key(), &record.argv, record.exe.as_deref())?;
     let log = LifecycleLog::new(home.lifecycle_log());

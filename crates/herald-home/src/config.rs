@@ -15,6 +15,42 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub gateway: GatewayConfig,
+    pub supervisor: SupervisorConfig,
+}
+
+/// `[supervisor]`: the monitor that restarts a failed worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// More unexpected worker exits than this within `crash_loop_window_secs` trips the breaker.
+    #[serde(deserialize_with = "crash_loop_max_exits")]
+    pub crash_loop_max_exits: u32,
+    #[serde(deserialize_with = "crash_loop_window")]
+    pub crash_loop_window_secs: u64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            crash_loop_max_exits: 5,
+            crash_loop_window_secs: 300,
+        }
+    }
+}
+
+fn crash_loop_max_exits<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(u32::deserialize(d)?, 1, 1000)
+}
+
+fn crash_loop_window<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 1, 86_400)
+}
+
+fn in_range<T: PartialOrd + fmt::Display, E: serde::de::Error>(value: T, min: T, max: T) -> Result<T, E> {
+    if value < min || value > max {
+        return Err(E::custom(format!("must be between {min} and {max}, got {value}")));
+    }
+    Ok(value)
 }
 
 /// `[gateway]`: the process itself.
@@ -38,13 +74,7 @@ impl Default for GatewayConfig {
 }
 
 fn drain_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let value = u64::deserialize(d)?;
-    if value > MAX_DRAIN_TIMEOUT_SECS {
-        return Err(serde::de::Error::custom(format!(
-            "must be between 0 and {MAX_DRAIN_TIMEOUT_SECS} seconds, got {value}"
-        )));
-    }
-    Ok(value)
+    in_range(u64::deserialize(d)?, 0, MAX_DRAIN_TIMEOUT_SECS)
 }
 
 /// The commented file `herald config init` writes. Parsing it yields [`Config::default`] (tested).
@@ -56,6 +86,14 @@ pub const TEMPLATE: &str = r#"# herald.toml — configuration for one Herald hom
 # Seconds a planned stop (herald stop, a service manager, Ctrl+C) waits for in-flight turns to finish
 # before cutting them. Cut turns are resumed after the next start. 0..=3600.
 drain_timeout_secs = 30
+
+[supervisor]
+# `herald run` supervises the gateway: a monitor process restarts a worker that exits unexpectedly, at
+# once and then with a doubling delay capped at 30 s (reset after 60 s of healthy running). More than
+# crash_loop_max_exits unexpected exits within crash_loop_window_secs trips the breaker: the monitor
+# records `crash_looping` and exits 1, so an outer service manager (if any) takes over.
+crash_loop_max_exits = 5      # 1..=1000
+crash_loop_window_secs = 300  # 1..=86400
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.

@@ -36,6 +36,14 @@ pub enum EventKind {
     ForceKill,
     /// `--replace` took over from a running instance.
     Replaced,
+    /// The monitor started a worker.
+    WorkerSpawned,
+    /// A supervised worker exited (code or signal, how long it ran, whether the monitor asked it to).
+    WorkerExit,
+    /// The monitor will start a new worker after a delay.
+    RestartScheduled,
+    /// The crash-loop breaker tripped; carries the last exit and the worker's last stderr lines.
+    CrashLoop,
 }
 
 impl EventKind {
@@ -53,6 +61,10 @@ impl EventKind {
             EventKind::SignalIgnored => "signal_ignored",
             EventKind::ForceKill => "force_kill",
             EventKind::Replaced => "replaced",
+            EventKind::WorkerSpawned => "worker_spawned",
+            EventKind::WorkerExit => "worker_exit",
+            EventKind::RestartScheduled => "restart_scheduled",
+            EventKind::CrashLoop => "crash_loop",
         }
     }
 }

@@ -21,6 +21,8 @@ mod layout {
     pub const PROFILES_DIR: &str = "profiles";
     pub const PID_RECORD: &str = "pid.json";
     pub const STATE_RECORD: &str = "state.json";
+    pub const MONITOR_RECORD: &str = "monitor.json";
+    pub const WORKER_LOCK: &str = "worker.lock";
     pub const LOCK: &str = "instance.lock";
     pub const STOP_MARKER: &str = "stop.marker";
     pub const CONTROL_SOCKET: &str = "control.sock";
@@ -218,6 +220,14 @@ impl Home {
     }
     pub fn state_record(&self) -> PathBuf {
         self.run_dir().join(layout::STATE_RECORD)
+    }
+    pub fn monitor_record(&self) -> PathBuf {
+        self.run_dir().join(layout::MONITOR_RECORD)
+    }
+    /// Held by the serving worker, so that an orphaned worker (its monitor was killed) and the next
+    /// monitor's worker can never serve at the same time.
+    pub fn worker_lock(&self) -> PathBuf {
+        self.run_dir().join(layout::WORKER_LOCK)
     }
     pub fn lock_file(&self) -> PathBuf {
         self.run_dir().join(layout::LOCK)

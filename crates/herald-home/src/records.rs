@@ -64,6 +64,8 @@ pub enum GatewayState {
     Draining,
     Stopped,
     StartupFailed,
+    /// The supervisor gave up: the worker kept failing (see the lifecycle log's `crash_loop` event).
+    CrashLooping,
 }
 
 impl GatewayState {
@@ -74,6 +76,7 @@ impl GatewayState {
             GatewayState::Draining => "draining",
             GatewayState::Stopped => "stopped",
             GatewayState::StartupFailed => "startup_failed",
+            GatewayState::CrashLooping => "crash_looping",
         }
     }
 
@@ -121,6 +124,9 @@ pub struct StateRecord {
     pub heartbeat_secs: u64,
     pub in_flight: u32,
     pub endpoints: Endpoints,
+    /// The worker process serving under a supervising monitor (`pid` is then the monitor's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +151,65 @@ impl StateRecord {
 impl Record for StateRecord {
     const VERSION: u32 = 1;
     const KIND: &'static str = "state record";
+}
+
+/// A supervised worker, as its monitor records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub pid: u32,
+    pub start_time: u64,
+    pub argv: Vec<String>,
+    pub exe: Option<String>,
+}
+
+impl WorkerRecord {
+    pub fn key(&self) -> ProcessKey {
+        ProcessKey {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
+/// What the supervising monitor is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorPhase {
+    /// A worker is running.
+    Supervising,
+    /// The worker exited unexpectedly; the next one starts after a delay.
+    Backoff,
+    CrashLooping,
+    Stopped,
+}
+
+/// `run/monitor.json`: the supervisor's view, written only by the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorRecord {
+    pub version: u32,
+    pub pid: u32,
+    pub start_time: u64,
+    pub phase: MonitorPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerRecord>,
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart_reason: Option<String>,
+    pub updated_at_ms: u64,
+}
+
+impl MonitorRecord {
+    pub fn key(&self) -> ProcessKey {
+        ProcessKey {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
+impl Record for MonitorRecord {
+    const VERSION: u32 = 1;
+    const KIND: &'static str = "monitor record";
 }
 
 /// `run/stop.marker`: a planned-stop request for one specific process, for when the control channel
@@ -177,8 +242,10 @@ pub enum MarkerVerdict {
 }
 
 impl StopMarker {
-    pub fn verdict(&self, me: ProcessKey, now_ms: u64) -> MarkerVerdict {
-        if self.target != me {
+    /// `me` lists every identity the reader answers for (a worker also obeys markers addressed to its
+    /// monitor, since stoppers only know the monitor from the PID record).
+    pub fn verdict(&self, me: &[ProcessKey], now_ms: u64) -> MarkerVerdict {
+        if !me.contains(&self.target) {
             MarkerVerdict::Foreign
         } else if now_ms > self.expires_at_ms {
             MarkerVerdict::Expired
@@ -209,18 +276,21 @@ mod tests {
 
     #[test]
     fn marker_verdicts() {
-        assert_eq!(marker(ME, 5_000).verdict(ME, 4_000), MarkerVerdict::ForMe);
-        assert_eq!(marker(ME, 5_000).verdict(ME, 6_000), MarkerVerdict::Expired);
+        assert_eq!(marker(ME, 5_000).verdict(&[ME], 4_000), MarkerVerdict::ForMe);
+        assert_eq!(marker(ME, 5_000).verdict(&[ME], 6_000), MarkerVerdict::Expired);
         let recycled = ProcessKey {
             pid: 10,
             start_time: 999,
         };
-        assert_eq!(marker(recycled, 5_000).verdict(ME, 4_000), MarkerVerdict::Foreign);
+        assert_eq!(
+            marker(recycled, 5_000).verdict(&[ME], 4_000),
+            MarkerVerdict::Foreign
+        );
         let other = ProcessKey {
             pid: 11,
             start_time: 1000,
         };
-        assert_eq!(marker(other, 5_000).verdict(ME, 4_000), MarkerVerdict::Foreign);
+        assert_eq!(marker(other, 5_000).verdict(&[ME], 4_000), MarkerVerdict::Foreign);
     }
 
     #[test]
@@ -235,6 +305,7 @@ mod tests {
             heartbeat_secs: 30,
             in_flight: 0,
             endpoints: Endpoints::default(),
+            worker_pid: None,
             detail: None,
             last_exit: None,
         };

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use herald_home::Home;
 use herald_home::atomic::read_record;
 use herald_home::lock::InstanceLock;
-use herald_home::records::{ExitRecord, GatewayState, PidRecord, StateRecord};
+use herald_home::records::{ExitRecord, GatewayState, MonitorRecord, PidRecord, StateRecord};
 use herald_home::time::now_ms;
 
 use crate::identity::{self, Identity};
@@ -27,6 +27,10 @@ pub struct StatusReport {
     pub control: Option<String>,
     pub http_url: Option<String>,
     pub last_exit: Option<ExitRecord>,
+    /// Supervision: the worker serving under the monitor (`pid`), restarts so far and why the last one.
+    pub worker_pid: Option<u32>,
+    pub restarts: Option<u32>,
+    pub last_restart_reason: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -79,6 +83,9 @@ impl StatusReport {
                 control: None,
                 http_url: None,
                 last_exit: state.and_then(|s| s.last_exit.clone()),
+                worker_pid: None,
+                restarts: None,
+                last_restart_reason: None,
                 warnings,
             };
         }
@@ -108,6 +115,9 @@ impl StatusReport {
                 s.heartbeat_secs
             ));
         }
+        let monitor = read_record::<MonitorRecord>(&home.monitor_record())
+            .present()
+            .filter(|m| verified.is_some_and(|r| r.key() == m.key()));
         StatusReport {
             home: home.root().to_path_buf(),
             running: true,
@@ -118,6 +128,11 @@ impl StatusReport {
             control: verified.map(|r| r.control.clone()),
             http_url: state.and_then(|s| s.endpoints.http_url.clone()),
             last_exit: None,
+            worker_pid: state
+                .and_then(|s| s.worker_pid)
+                .or_else(|| monitor.as_ref().and_then(|m| m.worker.as_ref().map(|w| w.pid))),
+            restarts: monitor.as_ref().map(|m| m.restarts),
+            last_restart_reason: monitor.and_then(|m| m.last_restart_reason),
             warnings,
         }
     }

@@ -49,6 +49,13 @@ pub struct RunArgs {
     /// take over.
     #[arg(long)]
     pub replace: bool,
+    /// Run the gateway as a single process without the restarting monitor (for service managers that
+    /// supervise it themselves, like systemd or the Windows SCM).
+    #[arg(long, conflicts_with = "worker")]
+    pub no_supervise: bool,
+    /// Internal: run as the worker of a monitor named by HERALD_MONITOR.
+    #[arg(long, hide = true)]
+    pub worker: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -53,5 +53,8 @@ fn init_tracing(is_run: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false)
+        // A supervised worker's stderr is a pipe to its monitor; if the monitor dies, a failed log write
+        // must not become a panic (tracing-subscriber would otherwise report it with eprintln!).
+        .log_internal_errors(false)
         .try_init();
 }

@@ -18,8 +18,9 @@ const STOP_SEQUENCE: [&str; 6] = [
     "exit",
 ];
 
-/// After a planned stop: exit 0, `stopped` with the exit recorded, no PID record, no socket, and the
-/// full event sequence with the expected stop source.
+/// After a planned stop of a supervised gateway (`pid` is the monitor): exit 0, `stopped` with the exit
+/// recorded, no PID record; the worker went through the full sequence and drained exactly once; some
+/// process recorded the stop with the expected source; the monitor exited 0 without restarting.
 fn assert_clean_stop(home: &TestHome, pid: u32, code: Option<i32>, source: &str) {
     assert_eq!(code, Some(0));
     let state = home.state().expect("state record");
@@ -28,11 +29,24 @@ fn assert_clean_stop(home: &TestHome, pid: u32, code: Option<i32>, source: &str)
     assert_eq!(state.last_exit.as_ref().map(|e| e.code), Some(0));
     assert_eq!(home.pid_record(), RecordRead::Missing);
     let events = home.events();
-    assert_eq!(names_for(&events, pid), STOP_SEQUENCE, "{events:#?}");
-    let requested = find(&events, pid, "stop_requested");
-    assert_eq!(requested.field("source").and_then(|v| v.as_str()), Some(source));
-    let drain_end = find(&events, pid, "drain_end");
+    let worker = state.worker_pid.expect("supervised by default");
+    assert_eq!(names_for(&events, worker), STOP_SEQUENCE, "{events:#?}");
+    assert!(
+        events.iter().any(
+            |e| e.event == "stop_requested" && e.field("source").and_then(|v| v.as_str()) == Some(source)
+        ),
+        "no stop_requested from {source}: {events:#?}"
+    );
+    let drain_end = find(&events, worker, "drain_end");
     assert_eq!(drain_end.field("cut").and_then(|v| v.as_u64()), Some(0));
+    let monitor = names_for(&events, pid);
+    assert_eq!(monitor.first().map(String::as_str), Some("start"));
+    assert_eq!(
+        monitor.iter().filter(|e| *e == "worker_spawned").count(),
+        1,
+        "{monitor:?}"
+    );
+    assert!(!monitor.contains(&"restart_scheduled".to_owned()), "{monitor:?}");
     let exit = find(&events, pid, "exit");
     assert_eq!(exit.field("code").and_then(|v| v.as_u64()), Some(0));
     let (code, status) = home.status_json();
@@ -284,12 +298,18 @@ mod unix {
         assert_clean_stop(&home, pid, code, "signal:SIGTERM");
     }
 
+    fn signal_pid(pid: u32, signal: i32) {
+        // SAFETY: kill(2) on a worker this test started (through its monitor) and that is still alive.
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+    }
+
     #[test]
     fn a_wedged_gateway_is_force_killed_after_the_timeout() {
         let home = TestHome::new();
         let gateway = home.start(&[]);
         let pid = gateway.pid();
-        gateway.signal(libc::SIGSTOP);
+        let worker = home.worker_pid();
+        signal_pid(worker, libc::SIGSTOP);
         let started = std::time::Instant::now();
         let out = home.output(&["stop", "--timeout", "4"]);
         assert!(out.status.success(), "{}", text(&out));
@@ -316,12 +336,13 @@ mod unix {
     fn no_force_reports_a_timeout_and_kills_nothing() {
         let home = TestHome::new();
         let mut gateway = home.start(&[]);
-        gateway.signal(libc::SIGSTOP);
+        let worker = home.worker_pid();
+        signal_pid(worker, libc::SIGSTOP);
         let out = home.output(&["stop", "--timeout", "1", "--no-force", "--via", "channel"]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         assert!(text(&out).contains("did not"), "{}", text(&out));
         assert_eq!(gateway.try_exit_code(), None, "still alive");
-        gateway.signal(libc::SIGCONT);
+        signal_pid(worker, libc::SIGCONT);
         // The queued stop request from the channel is honoured once it runs again.
         assert_eq!(gateway.wait().0, Some(0));
     }

@@ -22,6 +22,8 @@ pub enum StopSource {
     Console(ConsoleEvent),
     ControlChannel,
     Marker,
+    /// A supervised worker's monitor went away (its stdin pipe closed).
+    MonitorGone,
 }
 
 impl StopSource {
@@ -31,6 +33,7 @@ impl StopSource {
             StopSource::Console(event) => format!("console:{}", event.as_str()),
             StopSource::ControlChannel => "control_channel".into(),
             StopSource::Marker => "marker".into(),
+            StopSource::MonitorGone => "monitor_gone".into(),
         }
     }
 }

@@ -1,14 +1,35 @@
 //! `herald run`.
 
-use herald_daemon::{RunError, RunOptions};
+use herald_daemon::supervise::monitor::{MONITOR_ENV, parse_monitor_env};
+use herald_daemon::{RunError, RunMode, RunOptions};
 use herald_home::{ExitCode, Home};
 
 use crate::cli::RunArgs;
 
 pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
+    let mode = if args.worker {
+        match std::env::var(MONITOR_ENV)
+            .ok()
+            .as_deref()
+            .and_then(parse_monitor_env)
+        {
+            Some(monitor) => RunMode::Worker { monitor },
+            None => {
+                eprintln!(
+                    "herald: --worker is started by `herald run` itself ({MONITOR_ENV} is missing or invalid)"
+                );
+                return ExitCode::Usage;
+            }
+        }
+    } else if args.no_supervise {
+        RunMode::Standalone
+    } else {
+        RunMode::Supervised
+    };
     match herald_daemon::run(RunOptions {
         home: home.clone(),
         replace: args.replace,
+        mode,
     }) {
         Ok(code) => code,
         Err(e) => {

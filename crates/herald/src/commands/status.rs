@@ -37,6 +37,9 @@ fn to_json(report: &StatusReport) -> String {
             "reason": e.reason,
             "at": herald_home::time::rfc3339_ms(e.at_ms),
         })),
+        "worker_pid": report.worker_pid,
+        "restarts": report.restarts,
+        "last_restart_reason": report.last_restart_reason,
         "warnings": report.warnings,
     });
     serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into())
@@ -57,6 +60,16 @@ fn to_text(report: &StatusReport) -> String {
             ));
         }
         out.push('\n');
+        if let Some(worker) = report.worker_pid {
+            out.push_str(&format!("  worker: pid {worker} (supervised"));
+            if let Some(restarts) = report.restarts {
+                out.push_str(&format!(", {restarts} restarts"));
+            }
+            if let Some(reason) = &report.last_restart_reason {
+                out.push_str(&format!(", last: {reason}"));
+            }
+            out.push_str(")\n");
+        }
         if let Some(n) = report.in_flight {
             out.push_str(&format!("  turns in flight: {n}\n"));
         }

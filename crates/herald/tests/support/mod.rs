@@ -78,6 +78,29 @@ impl TestHome {
         read_record::<StateRecord>(&self.home().state_record()).present()
     }
 
+    /// The supervised worker serving now, per the state record.
+    pub fn worker_pid(&self) -> u32 {
+        self.state()
+            .and_then(|s| s.worker_pid)
+            .expect("a supervised worker")
+    }
+
+    /// Waits until a worker other than `old` is running (after a restart).
+    pub fn wait_new_worker(&self, old: u32) -> u32 {
+        let mut new = 0;
+        wait_for(
+            &format!("a worker other than {old} to be running"),
+            || match self.state() {
+                Some(s) if s.state == GatewayState::Running && s.worker_pid.is_some_and(|w| w != old) => {
+                    new = s.worker_pid.unwrap();
+                    true
+                }
+                _ => false,
+            },
+        );
+        new
+    }
+
     pub fn pid_record(&self) -> RecordRead<PidRecord> {
         read_record::<PidRecord>(&self.home().pid_record())
     }

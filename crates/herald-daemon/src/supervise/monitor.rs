@@ -1,0 +1,376 @@
+//! The monitor process: lock, PID record, then a loop of "start a worker, wait for it, decide".
+//!
+//! The worker's stderr is relayed line by line to the monitor's stderr and its last lines are kept, so a
+//! crash loop is recorded with what the worker said before dying. Stop requests that reach the monitor
+//! (signals; a stop marker while no worker runs) are forwarded to the worker once — SIGTERM on Unix, the
+//! control channel on Windows — and the monitor then exits with the worker's planned-stop code instead
+//! of restarting it.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_home::config::Config;
+use herald_home::lifecycle::EventKind;
+use herald_home::records::{
+    GatewayState, MonitorPhase, MonitorRecord, ProcessKey, StateRecord, WorkerRecord,
+};
+use herald_home::time::now_ms;
+use herald_home::{ExitCode, Home};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
+use crate::control;
+use crate::marker::{self, MarkerCheck};
+use crate::run::{RunError, acquire, fail_startup, install_panic_hook};
+use crate::signals::{self, Disposition, SignalEvent};
+use crate::state::{RecordKeeper, Role};
+
+/// Environment variable through which a worker learns its monitor's identity (`pid:start_time`).
+pub const MONITOR_ENV: &str = "HERALD_MONITOR";
+/// Lines of worker stderr kept for the crash-loop event.
+const STDERR_TAIL: usize = 20;
+
+#[cfg(unix)]
+#[path = "unix.rs"]
+mod os;
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod os;
+
+/// Parses [`MONITOR_ENV`].
+pub fn parse_monitor_env(value: &str) -> Option<ProcessKey> {
+    let (pid, start_time) = value.split_once(':')?;
+    Some(ProcessKey {
+        pid: pid.trim().parse().ok()?,
+        start_time: start_time.trim().parse().ok()?,
+    })
+}
+
+pub fn run_monitor(home: Home, replace: bool) -> Result<ExitCode, RunError> {
+    home.ensure()?;
+    let (lock, replaced) = acquire(&home, replace)?;
+    let me = herald_service::identity::current();
+    let mut keeper = RecordKeeper::new(home.clone(), Role::Monitor, me.clone(), control::endpoint(&home));
+    keeper.write_pid_record();
+    keeper.transition(GatewayState::Starting, None);
+    keeper.log(
+        keeper
+            .event(EventKind::Start)
+            .with("version", env!("CARGO_PKG_VERSION"))
+            .with("home", home.root().display().to_string())
+            .with("argv", me.cmd.clone())
+            .with("replaced", replaced),
+    );
+    install_panic_hook(&home, keeper.pid());
+    let config = match Config::load(&home.config_file()) {
+        Ok((config, _)) => config,
+        Err(e) => {
+            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
+            return Err(RunError::Config(e));
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let reason = format!("cannot start the async runtime: {e}");
+            fail_startup(&mut keeper, ExitCode::Failure, &reason);
+            return Err(RunError::Startup(reason));
+        }
+    };
+    let mut monitor = Monitor {
+        keeper,
+        restarts: 0,
+        last_restart_reason: None,
+    };
+    let (code, reason) = runtime.block_on(monitor.supervise(&config));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    let keeper = &mut monitor.keeper;
+    // A worker that stopped cleanly wrote `stopped` itself; one that died did not.
+    let state = herald_home::atomic::read_record::<StateRecord>(&home.state_record()).present();
+    if state.is_none_or(|s| s.state.claims_alive() || s.pid != keeper.pid()) {
+        keeper.finish(code, &reason, GatewayState::Stopped);
+    }
+    monitor.write_monitor_record(MonitorPhase::Stopped, None);
+    let keeper = &mut monitor.keeper;
+    keeper.remove_pid_record();
+    keeper.log(
+        keeper
+            .event(EventKind::Exit)
+            .with("code", code.code())
+            .with("reason", reason.as_str()),
+    );
+    drop(lock);
+    Ok(code)
+}
+
+struct Monitor {
+    keeper: RecordKeeper,
+    restarts: u32,
+    last_restart_reason: Option<String>,
+}
+
+/// Why the wait for a worker ended.
+enum Waited {
+    Exited(WorkerExit),
+}
+
+impl Monitor {
+    async fn supervise(&mut self, config: &Config) -> (ExitCode, String) {
+        let home = self.keeper.home().clone();
+        let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
+        if let Err(e) = signals::listen(signal_tx) {
+            return (ExitCode::Failure, format!("cannot install signal handlers: {e}"));
+        }
+        let (marker_tx, mut marker_wake) = mpsc::unbounded_channel::<()>();
+        let _watch = marker::watch(&home, marker_tx);
+        let mut supervisor = Supervisor::new(RestartPolicy {
+            max_exits: config.supervisor.crash_loop_max_exits,
+            window: Duration::from_secs(config.supervisor.crash_loop_window_secs),
+        });
+
+        loop {
+            let mut child = match os::spawn_worker(self.worker_command(&home)) {
+                Ok(child) => child,
+                Err(e) => return (ExitCode::Failure, format!("cannot start the worker: {e}")),
+            };
+            let worker_pid = child.id().unwrap_or(0);
+            // Held open for the worker's life: its end-of-file tells the worker the monitor is gone.
+            let stdin = child.stdin.take();
+            let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+            let relay = child
+                .stderr
+                .take()
+                .map(|stderr| tokio::spawn(relay_stderr(stderr, tail.clone())));
+            let worker = worker_record(worker_pid);
+            self.write_monitor_record(MonitorPhase::Supervising, worker);
+            self.keeper.log(
+                self.keeper
+                    .event(EventKind::WorkerSpawned)
+                    .with("worker_pid", worker_pid)
+                    .with("restarts", self.restarts),
+            );
+            let started = Instant::now();
+            let mut planned = false;
+
+            let Waited::Exited(exit) = loop {
+                tokio::select! {
+                    status = child.wait() => break Waited::Exited(to_worker_exit(status)),
+                    Some(event) = signals_rx.recv() => match event.disposition {
+                        Disposition::Stop => {
+                            if !planned {
+                                self.keeper.log(self.keeper.event(EventKind::StopRequested)
+                                    .with("source", event.source.describe())
+                                    .with("restart", false));
+                            }
+                            planned = true;
+                            os::forward_stop(&mut child, &home).await;
+                        }
+                        Disposition::Absorb => self.keeper.log(self.keeper.event(EventKind::SignalIgnored)
+                            .with("source", event.source.describe())),
+                    },
+                    // While a worker runs, stop markers are its business (it answers for our identity too).
+                    Some(()) = marker_wake.recv() => {}
+                }
+            };
+            drop(stdin);
+            if let Some(relay) = relay {
+                let _ = relay.await;
+            }
+            let ran_for = started.elapsed();
+            let decision = supervisor.on_exit(exit, ran_for, Instant::now(), planned);
+            let stderr_tail: Vec<String> = tail
+                .lock()
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default();
+            let mut event = self
+                .keeper
+                .event(EventKind::WorkerExit)
+                .with("worker_pid", worker_pid)
+                .with("exit", exit.describe())
+                .with("ran_ms", u64::try_from(ran_for.as_millis()).unwrap_or(u64::MAX))
+                .with("planned", planned);
+            match exit {
+                WorkerExit::Code(code) => event = event.with("code", code),
+                WorkerExit::Signal(signal) => event = event.with("signal", signal),
+            }
+            self.keeper.log(event);
+
+            match decision {
+                Decision::Exit(code) => {
+                    return (code, format!("{} (worker {})", code.name(), exit.describe()));
+                }
+                Decision::CrashLoop { exits, reason } => {
+                    let why = format!(
+                        "crash loop: {exits} unexpected worker exits within {}s; last: {reason}",
+                        config.supervisor.crash_loop_window_secs
+                    );
+                    self.keeper.log(
+                        self.keeper
+                            .event(EventKind::CrashLoop)
+                            .with("exits", exits)
+                            .with("window_secs", config.supervisor.crash_loop_window_secs)
+                            .with("last_exit", exit.describe())
+                            .with("stderr_tail", stderr_tail),
+                    );
+                    self.write_monitor_record(MonitorPhase::CrashLooping, None);
+                    self.keeper
+                        .finish(ExitCode::Failure, &why, GatewayState::CrashLooping);
+                    return (ExitCode::Failure, why);
+                }
+                Decision::Restart { delay, reason } => {
+                    self.restarts += 1;
+                    self.last_restart_reason = Some(reason.clone());
+                    self.write_monitor_record(MonitorPhase::Backoff, None);
+                    self.keeper.log(
+                        self.keeper
+                            .event(EventKind::RestartScheduled)
+                            .with("delay_ms", u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
+                            .with("reason", reason.as_str())
+                            .with("restarts", self.restarts)
+                            .with("stderr_tail", stderr_tail),
+                    );
+                    if let Some(stop) = self.backoff(delay, &mut signals_rx, &mut marker_wake).await {
+                        return (ExitCode::Ok, stop);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps before the next worker, unless a stop arrives first (then returns its description).
+    async fn backoff(
+        &mut self,
+        delay: Duration,
+        signals_rx: &mut mpsc::UnboundedReceiver<SignalEvent>,
+        marker_wake: &mut mpsc::UnboundedReceiver<()>,
+    ) -> Option<String> {
+        // A marker may already be waiting (written while the last worker was dying).
+        if let MarkerCheck::Stop(_) = marker::check(self.keeper.home(), &[self.keeper.key()], now_ms()) {
+            return Some("planned stop (marker) while no worker ran".into());
+        }
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return None,
+                Some(event) = signals_rx.recv() => if event.disposition == Disposition::Stop {
+                    let source = event.source.describe();
+                    self.keeper.log(self.keeper.event(EventKind::StopRequested).with("source", source.as_str()));
+                    return Some(format!("planned stop ({source}) while no worker ran"));
+                },
+                Some(()) = marker_wake.recv() => {
+                    match marker::check(self.keeper.home(), &[self.keeper.key()], now_ms()) {
+                        MarkerCheck::Stop(_) => {
+                            self.keeper.log(self.keeper.event(EventKind::StopRequested).with("source", "marker"));
+                            return Some("planned stop (marker) while no worker ran".into());
+                        }
+                        MarkerCheck::Ignored { why } => {
+                            self.keeper.log(self.keeper.event(EventKind::MarkerIgnored).with("why", why));
+                        }
+                        MarkerCheck::None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn worker_command(&self, home: &Home) -> Command {
+        let exe = std::env::current_exe().unwrap_or_else(|_| "herald".into());
+        let key = self.keeper.key();
+        let mut cmd = Command::new(exe);
+        cmd.arg("--home")
+            .arg(home.root())
+            .args(["run", "--worker"])
+            .env(MONITOR_ENV, format!("{}:{}", key.pid, key.start_time))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        cmd
+    }
+
+    fn write_monitor_record(&self, phase: MonitorPhase, worker: Option<WorkerRecord>) {
+        let key = self.keeper.key();
+        let record = MonitorRecord {
+            version: 1,
+            pid: key.pid,
+            start_time: key.start_time,
+            phase,
+            worker,
+            restarts: self.restarts,
+            last_restart_reason: self.last_restart_reason.clone(),
+            updated_at_ms: now_ms(),
+        };
+        if let Err(e) = herald_home::atomic::write_record(&self.keeper.home().monitor_record(), &record) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+fn worker_record(pid: u32) -> Option<WorkerRecord> {
+    match herald_service::probe(pid) {
+        herald_service::ProcessProbe::Alive(info) => Some(WorkerRecord {
+            pid,
+            start_time: info.key.start_time,
+            argv: info.cmd,
+            exe: info.exe.map(|p| p.display().to_string()),
+        }),
+        _ => None,
+    }
+}
+
+fn to_worker_exit(status: std::io::Result<std::process::ExitStatus>) -> WorkerExit {
+    match status {
+        Ok(status) => match status.code() {
+            Some(code) => WorkerExit::Code(code),
+            None => WorkerExit::Signal(os::exit_signal(&status).unwrap_or(0)),
+        },
+        Err(_) => WorkerExit::Code(ExitCode::Failure.code().into()),
+    }
+}
+
+/// Copies the worker's stderr to ours line by line (lossily for non-UTF-8), keeping the last lines.
+async fn relay_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut reader = BufReader::new(stderr);
+    let mut out = tokio::io::stderr();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let _ = out.write_all(&line).await;
+        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+        if let Ok(mut tail) = tail.lock() {
+            if tail.len() == STDERR_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(text);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_env_parses_strictly() {
+        assert_eq!(
+            parse_monitor_env("12:345"),
+            Some(ProcessKey {
+                pid: 12,
+                start_time: 345
+            })
+        );
+        for bad in ["", "12", "a:1", "1:b", "1:2:3", ":"] {
+            assert_eq!(parse_monitor_env(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Windows leaf of the monitor: the worker runs windowless in its own process group (console Ctrl+C goes
+//! to the monitor only), and a stop is forwarded over the worker's control channel; a worker that cannot
+//! be reached that way is terminated.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use herald_home::Home;
+use tokio::process::{Child, Command};
+use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW};
+
+use crate::control::{self, Request};
+
+pub(super) fn spawn_worker(mut cmd: Command) -> std::io::Result<Child> {
+    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    cmd.spawn()
+}
+
+pub(super) async fn forward_stop(child: &mut Child, home: &Home) {
+    let request = Request::Stop { restart: false };
+    match control::call_async(home, request, Duration::from_secs(2)).await {
+        Ok(reply) if reply.ok => {}
+        _ => {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+pub(super) fn exit_signal(_status: &ExitStatus) -> Option<i32> {
+    None
+}

@@ -1,0 +1,199 @@
+//! Supervision: the monitor restarts a worker that dies, immediately and then with backoff, gives up on
+//! a crash loop, honours exit codes 75 and 78, and a worker whose monitor dies stops by itself.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use herald_daemon::control::{self, Request};
+use herald_home::atomic::read_record;
+use herald_home::records::{GatewayState, MonitorRecord, ProcessKey};
+use support::*;
+
+fn kill_worker(home: &TestHome) -> u32 {
+    let monitor = read_record::<MonitorRecord>(&home.home().monitor_record())
+        .present()
+        .unwrap();
+    let worker = monitor.worker.unwrap();
+    let key = ProcessKey {
+        pid: worker.pid,
+        start_time: worker.start_time,
+    };
+    herald_service::force_kill_verified(key, &worker.argv, worker.exe.as_deref()).unwrap();
+    worker.pid
+}
+
+#[test]
+fn a_killed_worker_is_serving_again_at_once() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let old = home.worker_pid();
+    let killed_at = Instant::now();
+    assert_eq!(kill_worker(&home), old);
+    let new = home.wait_new_worker(old);
+    let recovered = killed_at.elapsed();
+    if cfg!(target_os = "linux") {
+        assert!(
+            recovered < Duration::from_secs(1),
+            "serving again after {recovered:?}"
+        );
+    }
+    assert!(
+        control::call(&home.home(), Request::Ping, Duration::from_secs(10))
+            .unwrap()
+            .ok
+    );
+    let (code, status) = home.status_json();
+    assert_eq!(code, 0);
+    assert_eq!(status["pid"], gateway.pid(), "pid is the monitor");
+    assert_eq!(status["worker_pid"], new);
+    assert_eq!(status["restarts"], 1);
+    let reason = status["last_restart_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("SIGKILL") || reason.contains("exit code 1"),
+        "{reason}"
+    );
+    let events = home.events();
+    let exit = events.iter().find(|e| e.event == "worker_exit").unwrap();
+    assert_eq!(exit.field("planned").and_then(|v| v.as_bool()), Some(false));
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+}
+
+#[test]
+fn restart_request_starts_a_new_worker_immediately() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let old = home.worker_pid();
+    let reply = control::call(
+        &home.home(),
+        Request::Stop { restart: true },
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(reply.ok);
+    home.wait_new_worker(old);
+    let (_, status) = home.status_json();
+    assert_eq!(status["restarts"], 1);
+    assert!(
+        status["last_restart_reason"]
+            .as_str()
+            .unwrap()
+            .contains("restart requested")
+    );
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+}
+
+#[test]
+fn a_worker_exiting_78_is_not_restarted() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    // The config breaks while running; the next worker cannot start and must not be retried.
+    home.write("herald.toml", b"[gateway]\ndrain_timeout_secs = \"never\"\n");
+    kill_worker(&home);
+    let (code, _) = gateway.wait();
+    assert_eq!(code, Some(78));
+    let names = home.event_names();
+    assert_eq!(
+        names.iter().filter(|n| *n == "worker_spawned").count(),
+        2,
+        "{names:?}"
+    );
+}
+
+#[test]
+fn the_orphan_of_a_killed_monitor_stops_itself_and_the_home_recovers() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let worker = home.worker_pid();
+    gateway.kill();
+    wait_for("the orphaned worker to stop", || {
+        home.events().iter().any(|e| {
+            e.pid == worker && e.event == "exit" && e.field("code").and_then(|v| v.as_u64()) == Some(0)
+        })
+    });
+    let events = home.events();
+    let requested = find(&events, worker, "stop_requested");
+    assert_eq!(
+        requested.field("source").and_then(|v| v.as_str()),
+        Some("monitor_gone")
+    );
+
+    let next = home.start(&[]);
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(next.wait().0, Some(0));
+}
+
+#[test]
+fn no_supervise_runs_a_single_process() {
+    let home = TestHome::new();
+    let gateway = home.start(&["--no-supervise"]);
+    let state = home.state().unwrap();
+    assert_eq!(state.worker_pid, None);
+    assert_eq!(state.pid, gateway.pid());
+    let (_, status) = home.status_json();
+    assert_eq!(status["worker_pid"], serde_json::Value::Null);
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+    let names = names_for(&home.events(), state.pid);
+    assert_eq!(
+        names,
+        [
+            "start",
+            "ready",
+            "stop_requested",
+            "drain_begin",
+            "drain_end",
+            "exit"
+        ]
+    );
+}
+
+/// A worker that fails at once (its control socket path is blocked by a directory) is restarted with
+/// backoff, then the breaker trips: `crash_looping`, the worker's last stderr lines in the event, exit 1.
+#[cfg(unix)]
+#[test]
+fn a_crash_loop_trips_the_breaker_with_backoff_and_no_spin() {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        b"[supervisor]\ncrash_loop_max_exits = 2\ncrash_loop_window_secs = 60\n",
+    );
+    std::fs::create_dir_all(home.home().control_socket().join("blocker")).unwrap();
+    let started = Instant::now();
+    let gateway = home.spawn(&[]);
+    let (code, output) = gateway.wait();
+    let elapsed = started.elapsed();
+    assert_eq!(code, Some(1), "{output}");
+    // Delays 0 s then 1 s before the third (tripping) exit: backoff happened, nothing spun.
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    let state = home.state().unwrap();
+    assert_eq!(state.state, GatewayState::CrashLooping);
+    let events = home.events();
+    let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "worker_spawned").count(),
+        3,
+        "{names:?}"
+    );
+    let crash = events
+        .iter()
+        .find(|e| e.event == "crash_loop")
+        .expect("crash_loop event");
+    assert_eq!(crash.field("exits").and_then(|v| v.as_u64()), Some(3));
+    assert!(
+        crash
+            .field("last_exit")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("exit code 1")
+    );
+    let tail = crash.field("stderr_tail").unwrap().to_string();
+    assert!(tail.contains("control channel"), "{tail}");
+    let (status_code, status) = home.status_json();
+    assert_eq!(status_code, 3);
+    assert_eq!(status["state"], "crash_looping");
+}
