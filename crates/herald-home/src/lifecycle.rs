@@ -44,6 +44,8 @@ pub enum EventKind {
     RestartScheduled,
     /// The crash-loop breaker tripped; carries the last exit and the worker's last stderr lines.
     CrashLoop,
+    /// `herald start` launched a detached gateway (and whether it broke away from the caller's job).
+    DetachedSpawn,
 }
 
 impl EventKind {
@@ -65,6 +67,7 @@ impl EventKind {
             EventKind::WorkerExit => "worker_exit",
             EventKind::RestartScheduled => "restart_scheduled",
             EventKind::CrashLoop => "crash_loop",
+            EventKind::DetachedSpawn => "detached_spawn",
         }
     }
 }

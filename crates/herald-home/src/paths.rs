@@ -27,6 +27,7 @@ mod layout {
     pub const STOP_MARKER: &str = "stop.marker";
     pub const CONTROL_SOCKET: &str = "control.sock";
     pub const LIFECYCLE_LOG: &str = "lifecycle.jsonl";
+    pub const STDIO_LOG: &str = "stdio.log";
 }
 
 /// Longest Unix socket path we place inside the home; `sun_path` is 104 bytes on macOS, 108 on Linux.
@@ -238,6 +239,10 @@ impl Home {
     /// The file name the marker watcher listens for inside [`Home::run_dir`].
     pub fn stop_marker_name() -> &'static str {
         layout::STOP_MARKER
+    }
+    /// Where a detached gateway's stdout and stderr go.
+    pub fn stdio_log(&self) -> PathBuf {
+        self.logs_dir().join(layout::STDIO_LOG)
     }
     pub fn lifecycle_log(&self) -> PathBuf {
         self.logs_dir().join(layout::LIFECYCLE_LOG)

@@ -9,6 +9,7 @@
 //! whose output is localized, slow, absent on current Windows, or flashes a console window.
 
 pub mod identity;
+pub mod spawn;
 pub mod status;
 pub mod terminate;
 

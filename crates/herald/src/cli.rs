@@ -34,6 +34,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run the gateway in the foreground until a planned stop.
     Run(RunArgs),
+    /// Start the gateway in the background (detached, supervised) and wait until it is ready.
+    Start(StartArgs),
     /// Stop the running gateway: drain in-flight turns, wait for the process to exit.
     Stop(StopArgs),
     /// Show whether a gateway is running on this home (exit 0 running, 3 not running).
@@ -56,6 +58,13 @@ pub struct RunArgs {
     /// Internal: run as the worker of a monitor named by HERALD_MONITOR.
     #[arg(long, hide = true)]
     pub worker: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Seconds to wait for the gateway to become ready.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

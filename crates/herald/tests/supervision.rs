@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use herald_daemon::control::{self, Request};
 use herald_home::atomic::read_record;
-use herald_home::records::{GatewayState, MonitorRecord, ProcessKey};
+use herald_home::records::{MonitorRecord, ProcessKey};
 use support::*;
 
 fn kill_worker(home: &TestHome) -> u32 {
@@ -170,7 +170,7 @@ fn a_crash_loop_trips_the_breaker_with_backoff_and_no_spin() {
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
     let state = home.state().unwrap();
-    assert_eq!(state.state, GatewayState::CrashLooping);
+    assert_eq!(state.state, herald_home::records::GatewayState::CrashLooping);
     let events = home.events();
     let names: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(

@@ -24,3 +24,24 @@ fn send(pid: u32, signal: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+pub(crate) fn spawn_detached(
+    build: impl Fn() -> io::Result<std::process::Command>,
+) -> io::Result<crate::spawn::Detached> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = build()?;
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which is
+    // async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(crate::spawn::Detached {
+        child: cmd.spawn()?,
+        broke_away: true,
+    })
+}

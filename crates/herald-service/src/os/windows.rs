@@ -47,3 +47,32 @@ impl Drop for OwnedProcess {
         unsafe { CloseHandle(self.0) };
     }
 }
+
+pub(crate) fn spawn_detached(
+    build: impl Fn() -> io::Result<std::process::Command>,
+) -> io::Result<crate::spawn::Detached> {
+    use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED;
+    use windows_sys::Win32::System::Threading::{
+        CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, DETACHED_PROCESS,
+    };
+    let base = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
+    let mut cmd = build()?;
+    cmd.creation_flags(base | CREATE_BREAKAWAY_FROM_JOB);
+    match cmd.spawn() {
+        Ok(child) => Ok(crate::spawn::Detached {
+            child,
+            broke_away: true,
+        }),
+        // The parent's job does not allow breakaway: start inside it rather than not at all.
+        Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
+            let mut cmd = build()?;
+            cmd.creation_flags(base);
+            Ok(crate::spawn::Detached {
+                child: cmd.spawn()?,
+                broke_away: false,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod run;
+pub mod start;
 pub mod status;
 pub mod stop;
