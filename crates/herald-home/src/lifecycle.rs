@@ -46,6 +46,8 @@ pub enum EventKind {
     CrashLoop,
     /// `herald start` launched a detached gateway (and whether it broke away from the caller's job).
     DetachedSpawn,
+    /// `herald restart --after-exit`: the awaited process exited and the gateway was restarted (or not).
+    RestartAfterExit,
 }
 
 impl EventKind {
@@ -68,6 +70,7 @@ impl EventKind {
             EventKind::RestartScheduled => "restart_scheduled",
             EventKind::CrashLoop => "crash_loop",
             EventKind::DetachedSpawn => "detached_spawn",
+            EventKind::RestartAfterExit => "restart_after_exit",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod spawn;
 pub mod status;
 pub mod terminate;
+pub mod wait;
 
 #[cfg(unix)]
 #[path = "os/unix.rs"]

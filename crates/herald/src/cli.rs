@@ -36,6 +36,9 @@ pub enum Command {
     Run(RunArgs),
     /// Start the gateway in the background (detached, supervised) and wait until it is ready.
     Start(StartArgs),
+    /// Restart the gateway (planned stop, then a fresh detached start); with --after-exit, once a given
+    /// process (an updater, a GUI app) has exited.
+    Restart(RestartArgs),
     /// Stop the running gateway: drain in-flight turns, wait for the process to exit.
     Stop(StopArgs),
     /// Show whether a gateway is running on this home (exit 0 running, 3 not running).
@@ -63,6 +66,19 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Seconds to wait for the gateway to become ready.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Return at once, leaving a detached watcher that restarts the gateway when process PID exits.
+    #[arg(long, value_name = "PID")]
+    pub after_exit: Option<u32>,
+    /// Internal: the watcher started by --after-exit (PID:START_TIME).
+    #[arg(long, hide = true, value_name = "PID:START")]
+    pub wait_for: Option<String>,
+    /// Seconds to wait for readiness after the restart.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
 }

@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let code = match cli.command {
         Command::Run(args) => commands::run::run(&home, &args),
         Command::Start(args) => commands::start::start(&home, &args),
+        Command::Restart(args) => commands::restart::restart(&home, &args),
         Command::Stop(args) => commands::stop::stop(&home, &args),
         Command::Status(args) => commands::status::status(&home, &args),
         Command::Config(cmd) => commands::config::config(&home, &cmd),

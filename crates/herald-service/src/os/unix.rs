@@ -45,3 +45,32 @@ pub(crate) fn spawn_detached(
         broke_away: true,
     })
 }
+
+/// Linux: blocks on a pidfd until the process exits or the timeout passes. `None` when pidfds are not
+/// available (old kernel, other Unix): the caller falls back to checking periodically.
+#[cfg(target_os = "linux")]
+pub(crate) fn wait_for_exit(pid: u32, timeout: std::time::Duration) -> Option<bool> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no pointers are involved.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let fd = libc::c_int::try_from(fd).ok()?;
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `poll` is a valid pollfd array of length 1 for the duration of the call.
+    let rc = unsafe { libc::poll(&mut poll, 1, millis) };
+    // SAFETY: `fd` was opened above and is closed exactly once.
+    unsafe { libc::close(fd) };
+    if rc < 0 { None } else { Some(rc > 0) }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn wait_for_exit(_pid: u32, _timeout: std::time::Duration) -> Option<bool> {
+    None
+}

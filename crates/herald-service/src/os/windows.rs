@@ -76,3 +76,14 @@ pub(crate) fn spawn_detached(
         Err(e) => Err(e),
     }
 }
+
+/// Blocks on the process handle until it exits or the timeout passes. `None` if it cannot be opened.
+pub(crate) fn wait_for_exit(pid: u32, timeout: std::time::Duration) -> Option<bool> {
+    use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
+    use windows_sys::Win32::System::Threading::{PROCESS_SYNCHRONIZE, WaitForSingleObject};
+    let process = OwnedProcess::open(pid, PROCESS_SYNCHRONIZE).ok()?;
+    let millis = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX - 1);
+    // SAFETY: `process.0` is a valid handle opened with PROCESS_SYNCHRONIZE and owned by the guard.
+    let rc = unsafe { WaitForSingleObject(process.0, millis) };
+    Some(rc == WAIT_OBJECT_0)
+}
