@@ -57,6 +57,7 @@ pub(crate) fn spawn_detached(
         CREATE_BREAKAWAY_FROM_JOB, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, DETACHED_PROCESS,
     };
     let base = DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW;
+    stop_leaking_std_handles();
     let mut cmd = build()?;
     cmd.creation_flags(base | CREATE_BREAKAWAY_FROM_JOB);
     match cmd.spawn() {
@@ -86,4 +87,24 @@ pub(crate) fn wait_for_exit(pid: u32, timeout: std::time::Duration) -> Option<bo
     // SAFETY: `process.0` is a valid handle opened with PROCESS_SYNCHRONIZE and owned by the guard.
     let rc = unsafe { WaitForSingleObject(process.0, millis) };
     Some(rc == WAIT_OBJECT_0)
+}
+
+/// CreateProcess (as std calls it) hands every inheritable handle of ours to the child. Our own stdio
+/// handles are inheritable when our parent gave them to us — a pipe from a terminal, a test harness or a
+/// GUI — and a detached gateway holding them would keep that pipe open for its whole life (the caller
+/// would wait forever for end-of-file). Clear the flag first; the child gets its log file as stdio anyway.
+fn stop_leaking_std_handles() {
+    use windows_sys::Win32::Foundation::{HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, SetHandleInformation};
+    use windows_sys::Win32::System::Console::{
+        GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+    };
+    for which in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
+        // SAFETY: GetStdHandle has no preconditions; it returns null or INVALID_HANDLE_VALUE when unset.
+        let handle = unsafe { GetStdHandle(which) };
+        if !handle.is_null() && handle != INVALID_HANDLE_VALUE {
+            // SAFETY: `handle` is this process's standard handle; clearing its inherit flag affects only
+            // which handles future children receive.
+            unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0) };
+        }
+    }
 }
