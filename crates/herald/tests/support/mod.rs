@@ -131,6 +131,20 @@ impl TestHome {
     }
 }
 
+/// A test never leaves a gateway behind, even when it fails half-way (a detached gateway started with
+/// `herald start` is nobody's child and would otherwise outlive the test run).
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        if herald_home::lock::InstanceLock::is_held(&self.home().lock_file()).unwrap_or(false) {
+            let _ = self
+                .cmd(&["stop", "--timeout", "10"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// A running `herald run` child. Killed on drop if still running.
 pub struct Gateway {
     child: Option<Child>,
