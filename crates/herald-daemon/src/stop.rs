@@ -26,6 +26,8 @@ const CHANNEL_TIMEOUT: Duration = Duration::from_secs(2);
 const STEP_GRACE: Duration = Duration::from_secs(3);
 /// How long to wait for the lock after a force kill.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long the process may take to disappear once it has released the lock.
+const EXIT_AFTER_RELEASE: Duration = Duration::from_secs(2);
 
 /// Which path to use. `Auto` walks the whole ladder; the others use one path only (and still force-kill
 /// after the timeout if `force` is set).
@@ -143,7 +145,13 @@ pub fn stop_gateway(home: &Home, options: &StopOptions) -> Result<StopOutcome, S
     }
     let target = Target::read(home);
     let pid = target.verified().map(|r| r.pid);
+    let key = target.verified().map(PidRecord::key);
+    // The lock is released just before the process ends; a pid-watching service manager should not see
+    // the process after `stop` has said it is gone, so wait for the process itself too (briefly).
     let done = |path| {
+        if let Some(key) = key {
+            herald_service::wait::wait_for_exit(key, EXIT_AFTER_RELEASE);
+        }
         Ok(StopOutcome::Stopped {
             pid,
             path,
