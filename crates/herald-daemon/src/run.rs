@@ -104,49 +104,17 @@ pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
 /// The serving process: standalone (holds the instance lock) or a monitor's worker (holds the worker
 /// lock; the monitor holds the instance lock and the PID record).
 fn run_gateway(home: Home, role: Role, replace: bool) -> Result<ExitCode, RunError> {
-    home.ensure()?;
-    let (lock, replaced) = match role {
-        Role::Worker { .. } => (acquire_worker_lock(&home)?, false),
-        _ => acquire(&home, replace)?,
-    };
-
-    let me = herald_service::identity::current();
-    let mut keeper = RecordKeeper::new(home.clone(), role, me.clone(), control::endpoint(&home));
-    if role == Role::Standalone {
-        keeper.write_pid_record();
-    }
-    keeper.transition(GatewayState::Starting, None);
-    keeper.log(
-        keeper
-            .event(EventKind::Start)
-            .with("version", env!("CARGO_PKG_VERSION"))
-            .with("home", home.root().display().to_string())
-            .with("argv", me.cmd.clone())
-            .with("replaced", replaced),
-    );
-    install_panic_hook(&home, keeper.pid());
-
-    let config = match Config::load(&home.config_file()) {
-        Ok((config, _source)) => config,
-        Err(e) => {
-            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
-            return Err(RunError::Config(e));
-        }
-    };
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let Started {
+        lock,
+        mut keeper,
+        config,
+    } = begin(&home, role, replace)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("herald-worker")
         .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let reason = format!("cannot start the async runtime: {e}");
-            fail_startup(&mut keeper, ExitCode::Failure, &reason);
-            return Err(RunError::Startup(reason));
-        }
-    };
+        .build();
+    let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let turns = TurnTracker::new();
     let outcome = runtime.block_on(serve(&mut keeper, &config, &turns));
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -171,6 +139,59 @@ fn run_gateway(home: Home, role: Role, replace: bool) -> Result<ExitCode, RunErr
     );
     drop(lock);
     Ok(code)
+}
+
+/// A gateway process that has taken its lock, announced itself and read its config.
+pub(crate) struct Started {
+    pub lock: InstanceLock,
+    pub keeper: RecordKeeper,
+    pub config: Config,
+}
+
+/// What every process of a gateway does first, in this order: take its lock (the instance lock, or the
+/// worker lock for a worker), write the PID record (not a worker: its monitor owns it), record
+/// `starting` and the `start` event, install the panic hook, and load the config — a bad config is
+/// recorded as `startup_failed` and returned as [`RunError::Config`] (exit 78).
+pub(crate) fn begin(home: &Home, role: Role, replace: bool) -> Result<Started, RunError> {
+    home.ensure()?;
+    let (lock, replaced) = match role {
+        Role::Worker { .. } => (acquire_worker_lock(home)?, false),
+        _ => acquire(home, replace)?,
+    };
+    let me = herald_service::identity::current();
+    let mut keeper = RecordKeeper::new(home.clone(), role, me.clone(), control::endpoint(home));
+    if !matches!(role, Role::Worker { .. }) {
+        keeper.write_pid_record();
+    }
+    keeper.transition(GatewayState::Starting, None);
+    keeper.log(
+        keeper
+            .event(EventKind::Start)
+            .with("version", env!("CARGO_PKG_VERSION"))
+            .with("home", home.root().display().to_string())
+            .with("argv", me.cmd.clone())
+            .with("replaced", replaced),
+    );
+    install_panic_hook(home, keeper.pid());
+    match Config::load(&home.config_file()) {
+        Ok((config, _source)) => Ok(Started { lock, keeper, config }),
+        Err(e) => {
+            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
+            Err(RunError::Config(e))
+        }
+    }
+}
+
+/// Records a runtime that could not be built as a startup failure.
+pub(crate) fn runtime_or_fail(
+    keeper: &mut RecordKeeper,
+    runtime: std::io::Result<tokio::runtime::Runtime>,
+) -> Result<tokio::runtime::Runtime, RunError> {
+    runtime.map_err(|e| {
+        let reason = format!("cannot start the async runtime: {e}");
+        fail_startup(keeper, ExitCode::Failure, &reason);
+        RunError::Startup(reason)
+    })
 }
 
 /// A worker waits for a previous worker (orphaned when its monitor was killed, and still draining) to
@@ -200,7 +221,7 @@ fn acquire_worker_lock(home: &Home) -> Result<InstanceLock, RunError> {
 }
 
 /// Takes the lock, retrying briefly for transient holders, or stopping the holder with `--replace`.
-pub(crate) fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError> {
+fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError> {
     let path = home.lock_file();
     let window = Instant::now() + LOCK_RETRY_WINDOW;
     let mut replaced = false;
@@ -262,7 +283,7 @@ fn verified_holder(home: &Home) -> Option<u32> {
     identity.is_verified().then_some(record.pid)
 }
 
-pub(crate) fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &str) {
+fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &str) {
     keeper.finish(code, reason, GatewayState::StartupFailed);
     if !matches!(keeper.role(), Role::Worker { .. }) {
         keeper.remove_pid_record();
@@ -277,7 +298,7 @@ pub(crate) fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &s
 }
 
 /// Records panics (message and location) in the lifecycle log, then defers to the default hook.
-pub(crate) fn install_panic_hook(home: &Home, pid: u32) {
+fn install_panic_hook(home: &Home, pid: u32) {
     let log = LifecycleLog::new(home.lifecycle_log());
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

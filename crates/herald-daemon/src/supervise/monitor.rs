@@ -23,9 +23,8 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
-use crate::control;
 use crate::marker::{self, MarkerCheck};
-use crate::run::{RunError, acquire, fail_startup, install_panic_hook};
+use crate::run::{RunError, Started, begin, runtime_or_fail};
 use crate::signals::{self, Disposition, SignalEvent};
 use crate::state::{RecordKeeper, Role};
 
@@ -51,36 +50,13 @@ pub fn parse_monitor_env(value: &str) -> Option<ProcessKey> {
 }
 
 pub fn run_monitor(home: Home, replace: bool) -> Result<ExitCode, RunError> {
-    home.ensure()?;
-    let (lock, replaced) = acquire(&home, replace)?;
-    let me = herald_service::identity::current();
-    let mut keeper = RecordKeeper::new(home.clone(), Role::Monitor, me.clone(), control::endpoint(&home));
-    keeper.write_pid_record();
-    keeper.transition(GatewayState::Starting, None);
-    keeper.log(
-        keeper
-            .event(EventKind::Start)
-            .with("version", env!("CARGO_PKG_VERSION"))
-            .with("home", home.root().display().to_string())
-            .with("argv", me.cmd.clone())
-            .with("replaced", replaced),
-    );
-    install_panic_hook(&home, keeper.pid());
-    let config = match Config::load(&home.config_file()) {
-        Ok((config, _)) => config,
-        Err(e) => {
-            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
-            return Err(RunError::Config(e));
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            let reason = format!("cannot start the async runtime: {e}");
-            fail_startup(&mut keeper, ExitCode::Failure, &reason);
-            return Err(RunError::Startup(reason));
-        }
-    };
+    let Started {
+        lock,
+        mut keeper,
+        config,
+    } = begin(&home, Role::Monitor, replace)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let mut monitor = Monitor {
         keeper,
         restarts: 0,

@@ -31,16 +31,8 @@ pub fn restart(home: &Home, args: &RestartArgs) -> ExitCode {
             return restart_now(home, args.timeout);
         }
     };
-    if let Err(e) = home.ensure() {
-        eprintln!("herald: {e}");
+    let Some(exe) = super::prepare_detached_spawn(home) else {
         return ExitCode::Failure;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            eprintln!("herald: cannot find the herald executable: {e}");
-            return ExitCode::Failure;
-        }
     };
     let watcher_args: Vec<OsString> = vec![
         "--home".into(),

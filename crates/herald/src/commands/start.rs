@@ -29,16 +29,8 @@ pub fn start(home: &Home, args: &StartArgs) -> ExitCode {
         println!("herald is already running ({pid})");
         return ExitCode::Ok;
     }
-    if let Err(e) = home.ensure() {
-        eprintln!("herald: {e}");
+    let Some(exe) = super::prepare_detached_spawn(home) else {
         return ExitCode::Failure;
-    }
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            eprintln!("herald: cannot find the herald executable: {e}");
-            return ExitCode::Failure;
-        }
     };
     let log = home.stdio_log();
     let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
