@@ -43,6 +43,8 @@ pub enum Command {
     Stop(StopArgs),
     /// Show whether a gateway is running on this home (exit 0 running, 3 not running).
     Status(StatusArgs),
+    /// Print the gateway log (logs/stdio.log) or, with --lifecycle, the lifecycle events.
+    Logs(LogsArgs),
     /// Check, create or show herald.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -103,6 +105,19 @@ pub struct StopArgs {
     /// Never force-kill: report a timeout instead.
     #[arg(long)]
     pub no_force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they are written (follows the log across rotation).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines (events) to print first.
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
+    pub lines: usize,
+    /// The lifecycle log (one line per event) instead of the gateway's output.
+    #[arg(long)]
+    pub lifecycle: bool,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Restart(args) => commands::restart::restart(&home, &args),
         Command::Stop(args) => commands::stop::stop(&home, &args),
         Command::Status(args) => commands::status::status(&home, &args),
+        Command::Logs(args) => commands::logs::logs(&home, &args),
         Command::Config(cmd) => commands::config::config(&home, &cmd),
     };
     code.into()

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod config;
+pub mod logs;
 pub mod restart;
 pub mod run;
 pub mod start;
