@@ -216,6 +216,41 @@ impl Home {
     pub fn profiles_dir(&self) -> PathBuf {
         self.root.join(layout::PROFILES_DIR)
     }
+
+    /// Every other home sharing this home's root: the root itself (when this is a profile) and each
+    /// `profiles/NAME` with a valid name, except this one. Nothing is created.
+    pub fn siblings(&self) -> Vec<Home> {
+        let base = match &self.profile {
+            Some(_) => self
+                .root
+                .parent()
+                .and_then(Path::parent)
+                .map_or_else(|| self.root.clone(), Path::to_path_buf),
+            None => self.root.clone(),
+        };
+        let mut homes = Vec::new();
+        if self.profile.is_some() {
+            homes.push(Home {
+                root: base.clone(),
+                source: self.source,
+                profile: None,
+            });
+        }
+        if let Ok(entries) = std::fs::read_dir(base.join(layout::PROFILES_DIR)) {
+            let mut names: Vec<ProfileName> = entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| ProfileName::new(n).ok()))
+                .filter(|n| Some(n) != self.profile.as_ref())
+                .collect();
+            names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            homes.extend(names.into_iter().map(|name| Home {
+                root: base.join(layout::PROFILES_DIR).join(name.as_str()),
+                source: self.source,
+                profile: Some(name),
+            }));
+        }
+        homes
+    }
     pub fn pid_record(&self) -> PathBuf {
         self.run_dir().join(layout::PID_RECORD)
     }

@@ -34,6 +34,29 @@ pub struct StatusReport {
     pub warnings: Vec<String>,
 }
 
+/// Another gateway sharing this home's root (the default home or a profile), found running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherGateway {
+    /// `None` for the root home itself.
+    pub profile: Option<String>,
+    pub home: PathBuf,
+    /// From its PID record (not identity-checked: this is a one-line overview).
+    pub pid: Option<u32>,
+}
+
+/// The running gateways of the sibling homes (`--deep` checks one home; this only lists the others).
+pub fn other_running(home: &Home) -> Vec<OtherGateway> {
+    home.siblings()
+        .into_iter()
+        .filter(|h| InstanceLock::is_held(&h.lock_file()).unwrap_or(false))
+        .map(|h| OtherGateway {
+            profile: h.profile().map(|p| p.to_string()),
+            pid: read_record::<PidRecord>(&h.pid_record()).present().map(|r| r.pid),
+            home: h.root().to_path_buf(),
+        })
+        .collect()
+}
+
 impl StatusReport {
     /// Reads the lock and records of `home` and checks the recorded pid with the OS.
     pub fn gather(home: &Home) -> StatusReport {

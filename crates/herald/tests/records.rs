@@ -306,3 +306,43 @@ fn a_long_home_path_still_gets_a_control_channel() {
     assert!(stop.status.success(), "{}", text(&stop));
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(0));
 }
+
+#[test]
+fn status_lists_the_other_running_profiles() {
+    let home = TestHome::new();
+    let mut work = home
+        .cmd(&["--profile", "work", "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let work_home = herald_home::Home::at(home.root.join("profiles").join("work"));
+    wait_for("the work profile to run", || {
+        matches!(herald_home::atomic::read_record::<herald_home::records::StateRecord>(&work_home.state_record()).present(),
+            Some(s) if s.state == GatewayState::Running)
+    });
+    // A directory that is not a valid profile name is ignored.
+    std::fs::create_dir_all(home.root.join("profiles").join("Not A Profile")).unwrap();
+
+    let (code, status) = home.status_json();
+    assert_eq!(code, 3, "the default home itself is not running: {status}");
+    let others = status["others"].as_array().unwrap();
+    assert_eq!(others.len(), 1, "{status}");
+    assert_eq!(others[0]["profile"], "work");
+    assert_eq!(others[0]["pid"], work.id());
+    let text_status = home.output(&["status"]);
+    assert!(
+        text(&text_status).contains(&format!("also running: profile work (pid {})", work.id())),
+        "{}",
+        text(&text_status)
+    );
+
+    // From the profile's side, the default home is a sibling too (not running here).
+    let out = home.output(&["--profile", "work", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["running"], true);
+    assert_eq!(status["others"].as_array().unwrap().len(), 0, "{status}");
+
+    assert!(home.output(&["--profile", "work", "stop"]).status.success());
+    assert_eq!(work.wait().unwrap().code(), Some(0));
+}

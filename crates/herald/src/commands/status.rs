@@ -2,17 +2,18 @@
 
 use herald_home::time::human_duration;
 use herald_home::{ExitCode, Home};
-use herald_service::status::StatusReport;
+use herald_service::status::{OtherGateway, StatusReport, other_running};
 use serde_json::json;
 
 use crate::cli::StatusArgs;
 
 pub fn status(home: &Home, args: &StatusArgs) -> ExitCode {
     let report = StatusReport::gather(home);
+    let others = other_running(home);
     if args.json {
-        println!("{}", to_json(&report));
+        println!("{}", to_json(&report, &others));
     } else {
-        print!("{}", to_text(&report));
+        print!("{}", to_text(&report, &others));
     }
     if report.running {
         ExitCode::Ok
@@ -22,7 +23,7 @@ pub fn status(home: &Home, args: &StatusArgs) -> ExitCode {
 }
 
 /// The stable JSON document (documented in README.md).
-fn to_json(report: &StatusReport) -> String {
+fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
     let value = json!({
         "running": report.running,
         "pid": report.pid,
@@ -41,11 +42,16 @@ fn to_json(report: &StatusReport) -> String {
         "restarts": report.restarts,
         "last_restart_reason": report.last_restart_reason,
         "warnings": report.warnings,
+        "others": others.iter().map(|o| json!({
+            "profile": o.profile,
+            "home": o.home.display().to_string(),
+            "pid": o.pid,
+        })).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into())
 }
 
-fn to_text(report: &StatusReport) -> String {
+fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
     let mut out = String::new();
     if report.running {
         let pid = report
@@ -93,6 +99,19 @@ fn to_text(report: &StatusReport) -> String {
     out.push_str(&format!("  home: {}\n", report.home.display()));
     for warning in &report.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
+    }
+    for other in others {
+        let name = other
+            .profile
+            .as_deref()
+            .map_or_else(|| "default home".to_owned(), |p| format!("profile {p}"));
+        let pid = other
+            .pid
+            .map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+        out.push_str(&format!(
+            "also running: {name} ({pid}) at {}\n",
+            other.home.display()
+        ));
     }
     out
 }
