@@ -1,6 +1,6 @@
 //! The planned-stop marker: a file a stopper writes when the control channel cannot be reached.
 //!
-//! The gateway watches `run/` with OS file notifications (inotify, FSEvents, ReadDirectoryChangesW), so a
+//! The gateway watches `run/stop/` with OS file notifications (inotify, FSEvents, ReadDirectoryChangesW), so a
 //! marker is acted on as soon as it lands. Only when notifications are unavailable (an exhausted inotify
 //! limit, say) does it fall back to checking once a second, and it says so in its log.
 //!
@@ -32,7 +32,7 @@ impl Drop for MarkerWatch {
     }
 }
 
-/// Starts watching `home`'s run dir; `wake` receives a message whenever the marker may have changed.
+/// Starts watching `home`'s marker dir; `wake` receives a message whenever the marker may have changed.
 pub fn watch(home: &Home, wake: mpsc::UnboundedSender<()>) -> MarkerWatch {
     let name = Home::stop_marker_name();
     let notify_wake = wake.clone();
@@ -49,7 +49,7 @@ pub fn watch(home: &Home, wake: mpsc::UnboundedSender<()>) -> MarkerWatch {
         }
     })
     .and_then(|mut watcher| {
-        watcher.watch(&home.run_dir(), RecursiveMode::NonRecursive)?;
+        watcher.watch(&home.marker_dir(), RecursiveMode::NonRecursive)?;
         Ok(watcher)
     });
     match watcher {

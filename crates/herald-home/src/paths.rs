@@ -25,6 +25,7 @@ mod layout {
     pub const WORKER_LOCK: &str = "worker.lock";
     pub const LOCK: &str = "instance.lock";
     pub const STOP_MARKER: &str = "stop.marker";
+    pub const MARKER_DIR: &str = "stop";
     pub const CONTROL_SOCKET: &str = "control.sock";
     pub const LIFECYCLE_LOG: &str = "lifecycle.jsonl";
     pub const STDIO_LOG: &str = "stdio.log";
@@ -269,7 +270,12 @@ impl Home {
         self.run_dir().join(layout::LOCK)
     }
     pub fn stop_marker(&self) -> PathBuf {
-        self.run_dir().join(layout::STOP_MARKER)
+        self.marker_dir().join(layout::STOP_MARKER)
+    }
+    /// The directory the gateway watches for stop markers. It holds nothing else, so the frequent
+    /// rewrites of the state record do not wake the watcher (an idle gateway stays asleep).
+    pub fn marker_dir(&self) -> PathBuf {
+        self.run_dir().join(layout::MARKER_DIR)
     }
     /// The file name the marker watcher listens for inside [`Home::run_dir`].
     pub fn stop_marker_name() -> &'static str {
@@ -313,10 +319,15 @@ impl Home {
         })
     }
 
-    /// Creates the home and its `run/` and `logs/` directories. On Unix each is made private (0700) even if
+    /// Creates the home and its `run/`, `run/stop/` and `logs/` directories. On Unix each is made private (0700) even if
     /// it already existed with looser permissions: the home holds the control socket and, later, secrets.
     pub fn ensure(&self) -> Result<(), HomeError> {
-        for dir in [self.root.clone(), self.run_dir(), self.logs_dir()] {
+        for dir in [
+            self.root.clone(),
+            self.run_dir(),
+            self.marker_dir(),
+            self.logs_dir(),
+        ] {
             create_private_dir(&dir)?;
         }
         Ok(())

@@ -252,7 +252,7 @@ fn foreign_and_expired_markers_are_removed_and_ignored() {
     assert!(gateway_is_running(&home));
 
     // Garbage in the marker file: ignored and removed as well.
-    home.write("run/stop.marker", b"\x00\xffnot a marker");
+    home.write("run/stop/stop.marker", b"\x00\xffnot a marker");
     wait_for("the garbage marker to be removed", || {
         !home.home().stop_marker().exists()
     });
