@@ -11,7 +11,13 @@
 //! Since `herald run` supervises a worker child by default, the memory and wake-up figures cover both
 //! processes (the worker named by `worker_pid` in the state record); `--no-supervise` measures the
 //! single-process mode a service manager uses.
+//!
+//! In supervised mode on Linux it also times crash recovery: on separate fresh gateways, SIGKILL of the
+//! worker until the state record names a replacement as `running` and that replacement answers a
+//! control-channel ping.
 
+#[cfg(target_os = "linux")]
+mod control;
 mod machine;
 mod proc;
 mod procfs;
@@ -34,6 +40,9 @@ const DEFAULT_RUNS: usize = 20;
 const DEFAULT_JSON: &str = "target/bench/lifecycle.json";
 /// How long a gateway idles before its memory is read.
 const IDLE_BEFORE_RSS: Duration = Duration::from_secs(1);
+/// How long a fresh gateway idles before its worker is killed.
+#[cfg(target_os = "linux")]
+const IDLE_BEFORE_KILL: Duration = Duration::from_millis(200);
 /// Settling time before the wake-up window opens, and the default window itself.
 const WAKEUP_SETTLE: Duration = Duration::from_secs(1);
 const DEFAULT_WAKE_SECS: u64 = 5;
@@ -41,7 +50,8 @@ const DEFAULT_WAKE_SECS: u64 = 5;
 const USAGE: &str = "\
 usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--no-supervise]
 
-Benchmarks the release herald binary: spawn -> running, status, stop, idle RSS and idle wake-ups.
+Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
+again, idle RSS and idle wake-ups.
 
   --runs N       repetitions per figure, each in a fresh temporary home (default 20)
   --json PATH    where to write the results as JSON (default target/bench/lifecycle.json)
@@ -148,6 +158,7 @@ struct Figures {
     status_json: Figure,
     stop: Figure,
     stop_reaped: Figure,
+    worker_restart: Figure,
     rss: Figure,
     rss_run: Figure,
     rss_worker: Figure,
@@ -172,6 +183,12 @@ impl Figures {
                 "stop -> gateway reaped",
                 "ms",
                 Some(Target::Below(50.0)),
+            ),
+            worker_restart: Figure::new(
+                "worker_kill_to_serving",
+                "kill -9 worker -> serving",
+                "ms",
+                Some(Target::Below(250.0)),
             ),
             rss: Figure::new(
                 "idle_rss",
@@ -214,6 +231,7 @@ impl Figures {
             &self.status_json,
             &self.stop,
             &self.stop_reaped,
+            &self.worker_restart,
             &self.rss,
             &self.rss_run,
             &self.rss_worker,
@@ -330,6 +348,17 @@ fn bench(options: &Options) -> anyhow::Result<()> {
             Some("no supervised worker (run --no-supervise, or an older herald)".into());
     }
 
+    let restarts = if !cfg!(target_os = "linux") {
+        figures.worker_restart.unavailable = Some("needs Linux (SIGKILL of the worker)".into());
+        Vec::new()
+    } else if supervised_runs == 0 {
+        figures.worker_restart.unavailable =
+            Some("no supervised worker (run --no-supervise, or an older herald)".into());
+        Vec::new()
+    } else {
+        restart_runs(options, &mut figures.worker_restart)?
+    };
+
     let wakeups = wakeup_window(options).context("idle wake-up window")?;
     if let Some(w) = &wakeups {
         figures.wakeups.samples.push(w.per_sec());
@@ -362,6 +391,7 @@ fn bench(options: &Options) -> anyhow::Result<()> {
         "supervised_runs": supervised_runs,
         "worker_outlived_runs": worker_outlived_runs,
         "stop_reports": stop_reports,
+        "worker_restarts": restarts,
         "machine": machine.to_json(),
         "figures": all.iter().map(Figure::to_json).collect::<Vec<_>>(),
         "wakeups": wakeups.as_ref().map(WakeWindow::to_json),
@@ -429,6 +459,68 @@ fn repetition(options: &Options, sample: &mut Figures) -> anyhow::Result<Seen> {
         worker_outlived: stop.worker_outlived == Some(true),
         stop_report: stop.report,
     })
+}
+
+/// The worker-restart figure: `--runs` fresh supervised gateways (plus one warm-up), each started, left
+/// idle briefly, its worker killed with SIGKILL, timed until a replacement serves, then stopped with
+/// `herald stop`. Its own gateways, so the stop figures above are never taken after a restart, and each
+/// kill is the monitor's first (immediate) restart rather than a backed-off one. Returns each run's
+/// details for the JSON.
+#[cfg(target_os = "linux")]
+fn restart_runs(options: &Options, figure: &mut Figure) -> anyhow::Result<Vec<Value>> {
+    let mut details = Vec::new();
+    for run in 0..=options.runs {
+        let warm_up = run == 0;
+        let what = || format!("worker-restart repetition {run}");
+        let mut session = Session::new(&options.herald, &options.run_args).with_context(what)?;
+        session.start().with_context(what)?;
+        std::thread::sleep(IDLE_BEFORE_KILL);
+        let restart = session.kill_worker().with_context(what)?;
+        let stop = session.stop().with_context(what)?;
+        ensure!(
+            stop.worker_outlived != Some(true),
+            "{}: replacement worker {} outlived `herald run` after stop",
+            what(),
+            restart.replacement
+        );
+        eprintln!(
+            "herald-bench: {} kill -9 worker {} -> state running with worker {} {:.2} ms, ping answered \
+             {:.2} ms ({} attempt(s)); stop {:.2} ms (gateway reaped {:.2} ms) [{}]",
+            if warm_up {
+                "restart warm-up:".to_owned()
+            } else {
+                format!("restart {run}/{}:", options.runs)
+            },
+            restart.killed,
+            restart.replacement,
+            ms(restart.state_running),
+            ms(restart.serving),
+            restart.ping_attempts,
+            ms(stop.command),
+            ms(stop.gateway_gone),
+            stop.report,
+        );
+        if warm_up {
+            continue;
+        }
+        figure.samples.push(ms(restart.serving));
+        details.push(json!({
+            "killed_worker": restart.killed,
+            "replacement_worker": restart.replacement,
+            "state_running_ms": ms(restart.state_running),
+            "serving_ms": ms(restart.serving),
+            "ping_attempts": restart.ping_attempts,
+            "stop_ms": ms(stop.command),
+            "stop_gateway_reaped_ms": ms(stop.gateway_gone),
+            "stop_report": stop.report,
+        }));
+    }
+    Ok(details)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn restart_runs(_options: &Options, _figure: &mut Figure) -> anyhow::Result<Vec<Value>> {
+    Ok(Vec::new())
 }
 
 /// One process's threads over the idle window.

@@ -44,6 +44,22 @@ pub struct StopTimes {
     pub report: String,
 }
 
+/// One SIGKILL of the supervised worker and the monitor's replacement of it.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone)]
+pub struct WorkerRestart {
+    /// The worker that was killed.
+    pub killed: u32,
+    /// The worker that replaced it.
+    pub replacement: u32,
+    /// From the kill until `run/state.json` said `running` with the replacement's `worker_pid`.
+    pub state_running: Duration,
+    /// From the kill until the replacement answered a control-channel ping with `"ok": true`.
+    pub serving: Duration,
+    /// Pings sent until one was answered (connect failures included).
+    pub ping_attempts: u32,
+}
+
 #[derive(Debug)]
 pub struct Session {
     herald: PathBuf,
@@ -157,6 +173,97 @@ impl Session {
             finished,
             stdout: self.read_output(tag, "out"),
             stderr: self.read_output(tag, "err"),
+        })
+    }
+
+    /// Sends SIGKILL to the supervised worker named by `run/state.json` and times the way back to serving:
+    /// the state record naming a different worker as `running`, then a control-channel ping answered by
+    /// that worker. The clock starts immediately before `kill(2)`.
+    #[cfg(target_os = "linux")]
+    pub fn kill_worker(&mut self) -> anyhow::Result<WorkerRestart> {
+        let state_path = Home::at(&self.root).state_record();
+        let Some(gateway) = self.gateway.as_mut() else {
+            bail!("no gateway whose worker to kill");
+        };
+        let monitor = gateway.pid();
+        let record = read_record::<StateRecord>(&state_path)
+            .present()
+            .with_context(|| format!("no valid state record at {}", state_path.display()))?;
+        anyhow::ensure!(
+            record.state == GatewayState::Running && record.pid == monitor,
+            "the state record does not show gateway {monitor} running: {record:?}"
+        );
+        let killed = record
+            .worker_pid
+            .context("the state record names no worker_pid (not supervised?)")?;
+        anyhow::ensure!(
+            crate::procfs::alive(killed)? == Some(true),
+            "worker {killed} named by the state record is not alive"
+        );
+        let pid = libc::pid_t::try_from(killed).context("worker pid out of range")?;
+
+        let killed_at = Instant::now();
+        // SAFETY: kill(2) has no memory-safety preconditions. The target is the live worker the state record
+        // names; it is the monitor's child, so its pid cannot be recycled before the monitor reaps it.
+        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot SIGKILL worker {killed}"));
+        }
+        let deadline = killed_at + WAIT_LIMIT;
+
+        let (replacement, control, state_running) = loop {
+            if let Some(record) = read_record::<StateRecord>(&state_path).present()
+                && record.state == GatewayState::Running
+                && record.pid == monitor
+                && let Some(worker) = record.worker_pid
+                && worker != killed
+            {
+                break (worker, record.endpoints.control, killed_at.elapsed());
+            }
+            if let Some((_, status)) = gateway.exited()? {
+                bail!("`herald run` exited ({status}) after its worker {killed} was killed");
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "no replacement for killed worker {killed} reported `running` in {} within {WAIT_LIMIT:?}",
+                    state_path.display()
+                );
+            }
+            std::thread::sleep(STATE_POLL);
+        };
+
+        let mut ping_attempts = 0;
+        let serving = loop {
+            ping_attempts += 1;
+            let failure = match crate::control::ping(Path::new(&control), deadline) {
+                Ok(reply) if reply["ok"] == true && reply["pid"] == replacement => {
+                    break killed_at.elapsed();
+                }
+                Ok(reply) if reply["ok"] == true => {
+                    bail!(
+                        "a ping after the restart was answered by pid {}, not worker {replacement}",
+                        reply["pid"]
+                    )
+                }
+                Ok(reply) => format!("ping refused: {reply}"),
+                Err(e) => format!("ping failed: {e}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "replacement worker {replacement} did not answer on {control} within {WAIT_LIMIT:?} of the \
+                     kill ({ping_attempts} attempts; last: {failure})"
+                );
+            }
+            std::thread::sleep(STATE_POLL);
+        };
+        self.worker = Some(replacement);
+        Ok(WorkerRestart {
+            killed,
+            replacement,
+            state_running,
+            serving,
+            ping_attempts,
         })
     }
 
