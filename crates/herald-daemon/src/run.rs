@@ -352,16 +352,19 @@ async fn serve(
     let signal_tx_for_monitor = signal_tx.clone();
     signals::listen(signal_tx).map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
+    // Stop markers are watched by whoever owns the PID record: a standalone gateway here, a supervised
+    // one's monitor (which forwards the stop). A worker needs no watcher — and exits faster without one:
+    // closing an inotify descriptor can hold up process exit for a long time.
     let (marker_tx, mut marker_wake) = mpsc::unbounded_channel::<()>();
-    let _watch = marker::watch(&home, marker_tx);
-    if matches!(keeper.role(), Role::Worker { .. }) {
+    let _watch = if matches!(keeper.role(), Role::Worker { .. }) {
         watch_monitor(signal_tx_for_monitor.clone());
-    }
-    // A marker left from before this process started is never for us: clear it now.
-    if let Some(order) = handle_marker(keeper) {
-        // Unreachable in practice (a marker cannot name a pid that did not exist yet), kept for safety.
-        return Ok(shutdown(keeper, turns, config, order, &mut calls, &mut signals_rx).await);
-    }
+        drop(marker_tx);
+        None
+    } else {
+        // A marker left from before this process started is never for us: clear it before watching.
+        handle_marker(keeper);
+        Some(marker::watch(&home, marker_tx))
+    };
 
     keeper.transition(GatewayState::Running, None);
     keeper.log(
@@ -463,7 +466,7 @@ fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
 }
 
 fn handle_marker(keeper: &RecordKeeper) -> Option<StopOrder> {
-    match marker::check(keeper.home(), &keeper.marker_keys(), herald_home::time::now_ms()) {
+    match marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms()) {
         MarkerCheck::None => None,
         MarkerCheck::Stop(marker) => {
             tracing::info!("stop marker from {}", marker.requested_by);

@@ -75,14 +75,6 @@ impl RecordKeeper {
         self.role
     }
 
-    /// The identities stop markers may address to reach this process.
-    pub fn marker_keys(&self) -> Vec<ProcessKey> {
-        match self.role {
-            Role::Worker { monitor } => vec![self.me.key, monitor],
-            _ => vec![self.me.key],
-        }
-    }
-
     pub fn pid(&self) -> u32 {
         self.me.key.pid
     }

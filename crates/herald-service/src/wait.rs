@@ -12,8 +12,13 @@ use crate::identity::{ProcessProbe, probe};
 
 /// Waits until `key` has exited or `timeout` passes. Returns whether it exited.
 pub fn wait_for_exit(key: ProcessKey, timeout: Duration) -> bool {
-    if !is_alive(key) {
-        return true;
+    match probe(key.pid) {
+        ProcessProbe::Gone => return true,
+        ProcessProbe::Alive(info) if info.key != key => return true,
+        // Alive and ours — or a zombie, which may still have threads finishing (a process whose main
+        // thread has exited reads as a zombie while, say, a file-notification thread still closes its
+        // descriptor). A zombie's pid cannot be reused, so it still names our process: wait for it too.
+        ProcessProbe::Alive(_) | ProcessProbe::Zombie => {}
     }
     if let Some(exited) = crate::os::wait_for_exit(key.pid, timeout) {
         return exited || !is_alive(key);

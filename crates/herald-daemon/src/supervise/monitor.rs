@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
 use herald_home::records::{
-    GatewayState, MonitorPhase, MonitorRecord, ProcessKey, StateRecord, WorkerRecord,
+    GatewayState, MonitorPhase, MonitorRecord, ProcessKey, StateRecord, StopMarker, WorkerRecord,
 };
 use herald_home::time::now_ms;
 use herald_home::{ExitCode, Home};
@@ -103,6 +103,8 @@ impl Monitor {
             return (ExitCode::Failure, format!("cannot install signal handlers: {e}"));
         }
         let (marker_tx, mut marker_wake) = mpsc::unbounded_channel::<()>();
+        // A marker left from before this monitor started is never for it: clear it before watching.
+        self.check_marker();
         let _watch = marker::watch(&home, marker_tx);
         let mut supervisor = Supervisor::new(RestartPolicy {
             max_exits: config.supervisor.crash_loop_max_exits,
@@ -132,6 +134,8 @@ impl Monitor {
             );
             let started = Instant::now();
             let mut planned = false;
+            // A stop marker asking for a restart: stop this worker and start a new one.
+            let mut restart_requested = false;
 
             let Waited::Exited(exit) = loop {
                 tokio::select! {
@@ -149,8 +153,19 @@ impl Monitor {
                         Disposition::Absorb => self.keeper.log(self.keeper.event(EventKind::SignalIgnored)
                             .with("source", event.source.describe())),
                     },
-                    // While a worker runs, stop markers are its business (it answers for our identity too).
-                    Some(()) = marker_wake.recv() => {}
+                    Some(()) = marker_wake.recv() => {
+                        if let Some(marker) = self.check_marker() {
+                            if !planned {
+                                self.keeper.log(self.keeper.event(EventKind::StopRequested)
+                                    .with("source", "marker")
+                                    .with("restart", marker.restart)
+                                    .with("requested_by", marker.requested_by.as_str()));
+                            }
+                            planned = true;
+                            restart_requested |= marker.restart;
+                            os::forward_stop(&mut child, &home).await;
+                        }
+                    }
                 }
             };
             drop(stdin);
@@ -158,7 +173,13 @@ impl Monitor {
                 let _ = relay.await;
             }
             let ran_for = started.elapsed();
-            let decision = supervisor.on_exit(exit, ran_for, Instant::now(), planned);
+            let decision = match supervisor.on_exit(exit, ran_for, Instant::now(), planned) {
+                Decision::Exit(ExitCode::Ok) if restart_requested => Decision::Restart {
+                    delay: Duration::ZERO,
+                    reason: "restart requested (stop marker)".into(),
+                },
+                other => other,
+            };
             let stderr_tail: Vec<String> = tail
                 .lock()
                 .map(|t| t.iter().cloned().collect())
@@ -226,7 +247,12 @@ impl Monitor {
         marker_wake: &mut mpsc::UnboundedReceiver<()>,
     ) -> Option<String> {
         // A marker may already be waiting (written while the last worker was dying).
-        if let MarkerCheck::Stop(_) = marker::check(self.keeper.home(), &[self.keeper.key()], now_ms()) {
+        if self.check_marker().is_some() {
+            self.keeper.log(
+                self.keeper
+                    .event(EventKind::StopRequested)
+                    .with("source", "marker"),
+            );
             return Some("planned stop (marker) while no worker ran".into());
         }
         let sleep = tokio::time::sleep(delay);
@@ -240,18 +266,26 @@ impl Monitor {
                     return Some(format!("planned stop ({source}) while no worker ran"));
                 },
                 Some(()) = marker_wake.recv() => {
-                    match marker::check(self.keeper.home(), &[self.keeper.key()], now_ms()) {
-                        MarkerCheck::Stop(_) => {
-                            self.keeper.log(self.keeper.event(EventKind::StopRequested).with("source", "marker"));
-                            return Some("planned stop (marker) while no worker ran".into());
-                        }
-                        MarkerCheck::Ignored { why } => {
-                            self.keeper.log(self.keeper.event(EventKind::MarkerIgnored).with("why", why));
-                        }
-                        MarkerCheck::None => {}
+                    if self.check_marker().is_some() {
+                        self.keeper.log(self.keeper.event(EventKind::StopRequested).with("source", "marker"));
+                        return Some("planned stop (marker) while no worker ran".into());
                     }
                 }
             }
+        }
+    }
+
+    /// Reads the stop marker: returns it when it is addressed to this monitor (and consumes it); logs and
+    /// removes any other.
+    fn check_marker(&self) -> Option<StopMarker> {
+        match marker::check(self.keeper.home(), &[self.keeper.key()], now_ms()) {
+            MarkerCheck::Stop(marker) => Some(marker),
+            MarkerCheck::Ignored { why } => {
+                self.keeper
+                    .log(self.keeper.event(EventKind::MarkerIgnored).with("why", why));
+                None
+            }
+            MarkerCheck::None => None,
         }
     }
 
