@@ -8,6 +8,7 @@
 //! `sysinfo` and `windows-sys`), never from running and parsing `ps`, `tasklist`, `wmic` or PowerShell,
 //! whose output is localized, slow, absent on current Windows, or flashes a console window.
 
+pub mod deep;
 pub mod identity;
 pub mod spawn;
 pub mod status;

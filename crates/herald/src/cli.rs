@@ -125,6 +125,10 @@ pub struct StatusArgs {
     /// Machine-readable output (stable fields: running, pid, state, uptime_secs, home, ...).
     #[arg(long)]
     pub json: bool,
+    /// Check every signal (records, lock, identity, liveness, heartbeat, lifecycle, control channel, ...)
+    /// and name the one that disagrees. Exit 0 healthy, 1 running but unhealthy, 3 not running.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Subcommand)]

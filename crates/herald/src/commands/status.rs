@@ -1,13 +1,20 @@
 //! `herald status`: exit 0 when running, 3 when not (LSB).
 
+use std::time::{Duration, Instant};
+
+use herald_daemon::control::{self, Request};
 use herald_home::time::human_duration;
 use herald_home::{ExitCode, Home};
+use herald_service::deep::{self, DeepFacts, Ping};
 use herald_service::status::{OtherGateway, StatusReport, other_running};
 use serde_json::json;
 
 use crate::cli::StatusArgs;
 
 pub fn status(home: &Home, args: &StatusArgs) -> ExitCode {
+    if args.deep {
+        return deep(home, args.json);
+    }
     let report = StatusReport::gather(home);
     let others = other_running(home);
     if args.json {
@@ -114,4 +121,57 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         ));
     }
     out
+}
+
+/// The ping must come back within this, or the event loop counts as wedged.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn deep(home: &Home, json: bool) -> ExitCode {
+    let started = Instant::now();
+    let facts = DeepFacts::gather(home, || {
+        let sent = Instant::now();
+        match control::call(home, Request::Ping, PING_TIMEOUT) {
+            Ok(reply) if reply.ok => Ping::Answered {
+                pid: reply.pid,
+                elapsed: sent.elapsed(),
+            },
+            Ok(reply) => Ping::Failed(reply.error.unwrap_or_else(|| "refused".into())),
+            Err(e) => Ping::Failed(e.to_string()),
+        }
+    });
+    let probes = deep::probes(&facts);
+    let verdict = deep::verdict(&facts, &probes);
+    let report = StatusReport::gather(home);
+    let healthy = probes.iter().all(|p| p.ok);
+    if json {
+        let mut value: serde_json::Value = serde_json::from_str(&to_json(&report, &[])).unwrap_or_default();
+        value["probes"] = json!(
+            probes
+                .iter()
+                .map(|p| json!({"id": p.id, "name": p.name, "ok": p.ok, "detail": p.detail}))
+                .collect::<Vec<_>>()
+        );
+        value["verdict"] = json!(verdict);
+        value["healthy"] = json!(healthy && report.running);
+        value["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        let colour =
+            std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+        for p in &probes {
+            let mark = match (p.ok, colour) {
+                (true, true) => "\x1b[32mPASS\x1b[0m",
+                (false, true) => "\x1b[31mFAIL\x1b[0m",
+                (true, false) => "PASS",
+                (false, false) => "FAIL",
+            };
+            println!("{mark}  {:>2}. {:<18} {}", p.id, p.name, p.detail);
+        }
+        println!("verdict: {verdict}");
+    }
+    match (report.running, healthy) {
+        (false, _) => ExitCode::NotRunning,
+        (true, true) => ExitCode::Ok,
+        (true, false) => ExitCode::Failure,
+    }
 }

@@ -1,0 +1,507 @@
+//! `herald status --deep`: every signal about a gateway checked on its own, then one verdict that names the
+//! signal that disagrees with the others.
+//!
+//! Gathering facts touches the OS and the files; turning facts into probes and a verdict is pure
+//! ([`probes`], [`verdict`]), so every combination of lies is unit-testable. The control-channel ping is
+//! passed in by the caller (it lives in herald-daemon), as is anything that needs the network.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use herald_home::Home;
+use herald_home::atomic::{RecordRead, read_record};
+use herald_home::lifecycle::{LifecycleEvent, parse_events};
+use herald_home::lock::InstanceLock;
+use herald_home::records::{GatewayState, MonitorPhase, MonitorRecord, PidRecord, StateRecord};
+use herald_home::time::now_ms;
+
+use crate::identity::{self, Identity};
+
+/// How much of the lifecycle log's end is read for the last event.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The outcome of asking the gateway's event loop to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ping {
+    Answered {
+        pid: u32,
+        elapsed: Duration,
+    },
+    Failed(String),
+    /// Not attempted (nothing holds the lock).
+    Skipped,
+}
+
+/// Everything `--deep` looks at.
+#[derive(Debug, Clone)]
+pub struct DeepFacts {
+    pub lock_held: Result<bool, String>,
+    pub pid_record: RecordRead<PidRecord>,
+    pub identity: Option<Identity>,
+    pub monitor: Option<MonitorRecord>,
+    /// Liveness of the monitor's worker, when there is one (verified by start time).
+    pub worker_alive: Option<bool>,
+    pub state: RecordRead<StateRecord>,
+    pub now_ms: u64,
+    pub last_event: Option<LifecycleEvent>,
+    pub ping: Ping,
+}
+
+impl DeepFacts {
+    /// Reads locks, records, the OS process table and the lifecycle log. `ping` is supplied by the caller.
+    pub fn gather(home: &Home, ping: impl FnOnce() -> Ping) -> DeepFacts {
+        let lock_held = InstanceLock::is_held(&home.lock_file()).map_err(|e| e.to_string());
+        let pid_record = read_record::<PidRecord>(&home.pid_record());
+        let identity = pid_record
+            .as_present()
+            .map(|r| identity::verify(r.key(), &r.argv, r.exe.as_deref(), &identity::probe(r.pid)));
+        let monitor = read_record::<MonitorRecord>(&home.monitor_record())
+            .present()
+            .filter(|m| pid_record.as_present().is_some_and(|r| r.key() == m.key()));
+        let worker_alive = monitor
+            .as_ref()
+            .and_then(|m| m.worker.as_ref())
+            .map(|w| crate::wait::is_alive(w.key()));
+        let ping = if lock_held == Ok(true) {
+            ping()
+        } else {
+            Ping::Skipped
+        };
+        DeepFacts {
+            lock_held,
+            pid_record,
+            identity,
+            monitor,
+            worker_alive,
+            state: read_record::<StateRecord>(&home.state_record()),
+            now_ms: now_ms(),
+            last_event: last_event(home),
+            ping,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.lock_held == Ok(true)
+    }
+
+    fn verified(&self) -> Option<&PidRecord> {
+        match (&self.pid_record, &self.identity) {
+            (RecordRead::Present(r), Some(Identity::Verified)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The state record, when it belongs to the verified gateway.
+    fn own_state(&self) -> Option<&StateRecord> {
+        let record = self.verified()?;
+        self.state.as_present().filter(|s| s.key() == record.key())
+    }
+}
+
+fn last_event(home: &Home) -> Option<LifecycleEvent> {
+    let mut file = std::fs::File::open(home.lifecycle_log()).ok()?;
+    let len = file.metadata().ok()?.len();
+    let start = len.saturating_sub(LOG_TAIL_BYTES);
+    file.seek(SeekFrom::Start(start)).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    // Skip a partial first line when reading from the middle.
+    let body = if start > 0 {
+        bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(&bytes[..0], |i| &bytes[i + 1..])
+    } else {
+        &bytes[..]
+    };
+    parse_events(body).0.pop()
+}
+
+/// One probe's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub id: u8,
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn probe(id: u8, name: &'static str, ok: bool, detail: impl Into<String>) -> Probe {
+    Probe {
+        id,
+        name,
+        ok,
+        detail: detail.into(),
+    }
+}
+
+/// The probes, in the documented order. `ok` means "consistent with a healthy gateway, or with a cleanly
+/// stopped one"; the verdict decides which of the two applies.
+pub fn probes(f: &DeepFacts) -> Vec<Probe> {
+    let running = f.running();
+    let mut out = Vec::with_capacity(10);
+
+    out.push(match (&f.pid_record, running) {
+        (RecordRead::Present(r), true) => probe(1, "PID record", true, format!("pid {}", r.pid)),
+        (RecordRead::Present(r), false) => probe(
+            1,
+            "PID record",
+            false,
+            format!("stale: names pid {} but nothing holds the lock", r.pid),
+        ),
+        (RecordRead::Missing, false) => probe(1, "PID record", true, "absent (not running)"),
+        (RecordRead::Missing, true) => probe(1, "PID record", false, "missing while the home is locked"),
+        (RecordRead::Invalid { reason }, _) => probe(1, "PID record", false, reason.clone()),
+    });
+
+    out.push(match &f.lock_held {
+        Ok(true) => match f.verified() {
+            Some(r) => probe(2, "Instance lock", true, format!("held (pid {})", r.pid)),
+            None => probe(
+                2,
+                "Instance lock",
+                false,
+                "held, but not by a verified herald gateway",
+            ),
+        },
+        Ok(false) => probe(
+            2,
+            "Instance lock",
+            !matches!(f.pid_record, RecordRead::Present(_)),
+            "not held",
+        ),
+        Err(e) => probe(2, "Instance lock", false, format!("cannot probe: {e}")),
+    });
+
+    out.push(match (&f.pid_record, &f.identity) {
+        (RecordRead::Present(r), Some(Identity::Verified)) => probe(
+            3,
+            "Gateway identity",
+            running,
+            format!("pid {} matches its start time and command line", r.pid),
+        ),
+        (RecordRead::Present(r), Some(other)) => probe(
+            3,
+            "Gateway identity",
+            false,
+            format!("pid {}: {}", r.pid, other.describe()),
+        ),
+        _ => probe(3, "Gateway identity", !running, "no PID record to verify"),
+    });
+
+    out.push(match (f.verified(), f.worker_alive, &f.monitor) {
+        (None, _, _) => probe(4, "Process liveness", !running, "no verified gateway process"),
+        (Some(r), Some(false), Some(m)) if m.phase == MonitorPhase::Supervising => probe(
+            4,
+            "Process liveness",
+            false,
+            format!("monitor pid {} alive, its worker is not", r.pid),
+        ),
+        (Some(r), _, Some(m)) => {
+            let worker = m.worker.as_ref().map_or_else(
+                || "no worker".to_owned(),
+                |w| format!("worker pid {} alive", w.pid),
+            );
+            probe(
+                4,
+                "Process liveness",
+                true,
+                format!("monitor pid {} alive, {worker}", r.pid),
+            )
+        }
+        (Some(r), _, None) => probe(4, "Process liveness", true, format!("pid {} alive", r.pid)),
+    });
+
+    out.push(match (&f.state, f.own_state()) {
+        (RecordRead::Invalid { reason }, _) => probe(5, "State record", false, reason.clone()),
+        (_, Some(s)) => {
+            let age = f.now_ms.saturating_sub(s.updated_at_ms) / 1000;
+            if s.is_stale(f.now_ms) {
+                probe(
+                    5,
+                    "State record",
+                    false,
+                    format!(
+                        "{} but not refreshed for {age}s (heartbeat {}s)",
+                        s.state, s.heartbeat_secs
+                    ),
+                )
+            } else {
+                probe(
+                    5,
+                    "State record",
+                    s.state == GatewayState::Running,
+                    format!("{}, updated {age}s ago", s.state),
+                )
+            }
+        }
+        (RecordRead::Present(s), None) if running => probe(
+            5,
+            "State record",
+            false,
+            format!("belongs to pid {}, not the running gateway", s.pid),
+        ),
+        (RecordRead::Present(s), None) => probe(
+            5,
+            "State record",
+            !s.state.claims_alive(),
+            format!("{} (pid {}, not running)", s.state, s.pid),
+        ),
+        (RecordRead::Missing, None) => probe(5, "State record", !running, "absent"),
+    });
+
+    let restarts = f.monitor.as_ref().map_or(0, |m| m.restarts);
+    let last_exit = f
+        .state
+        .as_present()
+        .and_then(|s| s.last_exit.as_ref())
+        .map(|e| format!("; last exit {} ({})", e.code, e.reason))
+        .unwrap_or_default();
+    out.push(match &f.last_event {
+        Some(e) => {
+            let bad = matches!(e.event.as_str(), "crash_loop" | "startup_failed" | "panic");
+            probe(
+                6,
+                "Lifecycle",
+                !bad,
+                format!(
+                    "last event {} at {}; restarts {restarts}{last_exit}",
+                    e.event, e.ts
+                ),
+            )
+        }
+        None => probe(6, "Lifecycle", true, format!("no events yet{last_exit}")),
+    });
+
+    out.push(match &f.ping {
+        Ping::Answered { pid, elapsed } => probe(
+            7,
+            "Control channel",
+            true,
+            format!(
+                "ping answered by pid {pid} in {:.1} ms",
+                elapsed.as_secs_f64() * 1000.0
+            ),
+        ),
+        Ping::Failed(why) => probe(7, "Control channel", false, why.clone()),
+        Ping::Skipped => probe(
+            7,
+            "Control channel",
+            !running,
+            "not tried (nothing holds the lock)",
+        ),
+    });
+
+    out.push(probe(8, "HTTP readiness", true, "no HTTP adapter in this build"));
+    out.push(probe(
+        9,
+        "Service backend",
+        true,
+        "none installed (started by hand or by `herald start`)",
+    ));
+    out.push(probe(10, "Adapters", true, "none configured"));
+    out
+}
+
+/// One line: healthy, or which probes disagree and what to do.
+pub fn verdict(f: &DeepFacts, probes: &[Probe]) -> String {
+    let failed = |id: u8| probes.iter().any(|p| p.id == id && !p.ok);
+    if f.lock_held.is_err() {
+        return "cannot tell: the instance lock could not be probed (P2); check the home's permissions"
+            .into();
+    }
+    if !f.running() {
+        if let RecordRead::Present(r) = &f.pid_record {
+            return format!(
+                "not running — but a stale PID record names pid {} (P1): that gateway died without cleaning up \
+                 (killed, crashed, power loss). Start it with `herald start`; see `herald logs --lifecycle`",
+                r.pid
+            );
+        }
+        if let Some(s) = f.state.as_present() {
+            if s.state == GatewayState::CrashLooping {
+                return "not running — the supervisor gave up after a crash loop (P6); the crash_loop event in \
+                        `herald logs --lifecycle` has the worker's last output"
+                    .into();
+            }
+            if s.state.claims_alive() {
+                return format!(
+                    "not running — but the state record still says {} (P5): the gateway was killed before it \
+                     could record its exit",
+                    s.state
+                );
+            }
+        }
+        return match f.state.as_present().and_then(|s| s.last_exit.as_ref()) {
+            Some(e) => format!("not running (last exit: code {}, {})", e.code, e.reason),
+            None => "not running".into(),
+        };
+    }
+    if f.verified().is_none() {
+        return "the home is locked, but not by a verified herald gateway (P2, P3): another process holds \
+                run/instance.lock or the PID record was replaced; nothing will be signalled. Find the holder of \
+                the lock file"
+            .into();
+    }
+    let pid = f.verified().map_or(0, |r| r.pid);
+    if failed(4) {
+        return format!(
+            "monitor pid {pid} is alive but its worker is not (P4): it is being restarted; if this persists, \
+             see `herald logs --lifecycle`"
+        );
+    }
+    if failed(7) {
+        return format!(
+            "gateway pid {pid} is alive (P4) but its control channel does not answer (P7): the event loop is \
+             wedged. `herald stop` will force-kill it after its timeout; `herald logs` may show why"
+        );
+    }
+    if failed(5) {
+        let detail = probes
+            .iter()
+            .find(|p| p.id == 5)
+            .map_or("", |p| p.detail.as_str());
+        return format!(
+            "gateway pid {pid} answers (P7), but its state record disagrees (P5: {detail}); the heartbeat is \
+             not being written — a full disk or a read-only home?"
+        );
+    }
+    if failed(6) {
+        return format!("gateway pid {pid} is serving, but the last lifecycle event is a failure (P6)");
+    }
+    format!("healthy: gateway pid {pid} is running and answering")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_home::records::{Endpoints, ProcessKey};
+
+    fn record(pid: u32) -> PidRecord {
+        PidRecord {
+            version: 1,
+            pid,
+            start_time: 100,
+            argv: vec!["herald".into(), "run".into()],
+            exe: None,
+            home: "/h".into(),
+            herald_version: "0".into(),
+            started_at_ms: 0,
+            control: "c".into(),
+        }
+    }
+
+    fn state(pid: u32, state: GatewayState, updated_at_ms: u64) -> StateRecord {
+        StateRecord {
+            version: 1,
+            state,
+            pid,
+            start_time: 100,
+            started_at_ms: 0,
+            updated_at_ms,
+            heartbeat_secs: 30,
+            in_flight: 0,
+            endpoints: Endpoints::default(),
+            worker_pid: None,
+            detail: None,
+            last_exit: None,
+        }
+    }
+
+    fn healthy() -> DeepFacts {
+        DeepFacts {
+            lock_held: Ok(true),
+            pid_record: RecordRead::Present(record(7)),
+            identity: Some(Identity::Verified),
+            monitor: None,
+            worker_alive: None,
+            state: RecordRead::Present(state(7, GatewayState::Running, 1_000)),
+            now_ms: 2_000,
+            last_event: None,
+            ping: Ping::Answered {
+                pid: 7,
+                elapsed: Duration::from_millis(1),
+            },
+        }
+    }
+
+    fn run(f: &DeepFacts) -> (Vec<u8>, String) {
+        let p = probes(f);
+        assert_eq!(p.len(), 10);
+        let failed = p.iter().filter(|p| !p.ok).map(|p| p.id).collect();
+        (failed, verdict(f, &p))
+    }
+
+    #[test]
+    fn healthy_gateway() {
+        let (failed, verdict) = run(&healthy());
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(verdict.starts_with("healthy"), "{verdict}");
+    }
+
+    #[test]
+    fn cleanly_stopped_gateway_is_consistent() {
+        let f = DeepFacts {
+            lock_held: Ok(false),
+            pid_record: RecordRead::Missing,
+            identity: None,
+            state: RecordRead::Present(state(7, GatewayState::Stopped, 1_000)),
+            ping: Ping::Skipped,
+            ..healthy()
+        };
+        let (failed, verdict) = run(&f);
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(verdict.starts_with("not running"), "{verdict}");
+    }
+
+    #[test]
+    fn stale_pid_record_is_named() {
+        let f = DeepFacts {
+            lock_held: Ok(false),
+            identity: Some(Identity::Gone),
+            ping: Ping::Skipped,
+            ..healthy()
+        };
+        let (failed, verdict) = run(&f);
+        assert!(failed.contains(&1) && failed.contains(&3), "{failed:?}");
+        assert!(verdict.contains("stale PID record names pid 7"), "{verdict}");
+    }
+
+    #[test]
+    fn foreign_lock_holder_is_named() {
+        let f = DeepFacts {
+            identity: Some(Identity::Recycled {
+                actual: ProcessKey {
+                    pid: 7,
+                    start_time: 5,
+                },
+            }),
+            ..healthy()
+        };
+        let (failed, verdict) = run(&f);
+        assert!(failed.contains(&2) && failed.contains(&3), "{failed:?}");
+        assert!(verdict.contains("not by a verified herald"), "{verdict}");
+    }
+
+    #[test]
+    fn wedged_event_loop_fails_ping_but_not_liveness() {
+        let f = DeepFacts {
+            ping: Ping::Failed("no answer within 500 ms".into()),
+            ..healthy()
+        };
+        let (failed, verdict) = run(&f);
+        assert_eq!(failed, vec![7]);
+        assert!(verdict.contains("wedged"), "{verdict}");
+    }
+
+    #[test]
+    fn stale_state_record_is_named() {
+        let f = DeepFacts {
+            now_ms: 1_000 + 61_000,
+            ..healthy()
+        };
+        let (failed, verdict) = run(&f);
+        assert_eq!(failed, vec![5]);
+        assert!(verdict.contains("state record disagrees"), "{verdict}");
+    }
+}

@@ -1,0 +1,160 @@
+//! `herald status --deep`: make each lie happen for real and check the probe that catches it and the
+//! verdict that names it.
+
+mod support;
+
+use herald_home::atomic::write_record;
+use herald_home::lock::InstanceLock;
+use herald_home::records::PidRecord;
+use serde_json::Value;
+use support::*;
+
+fn deep(home: &TestHome) -> (i32, Value) {
+    let out = home.output(&["status", "--deep", "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    (out.status.code().unwrap(), json)
+}
+
+fn failed(json: &Value) -> Vec<u64> {
+    json["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ok"] == false)
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn verdict(json: &Value) -> &str {
+    json["verdict"].as_str().unwrap()
+}
+
+#[test]
+fn healthy_and_cleanly_stopped() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let (code, json) = deep(&home);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["probes"].as_array().unwrap().len(), 10);
+    assert!(failed(&json).is_empty(), "{json}");
+    assert!(verdict(&json).starts_with("healthy"), "{json}");
+    assert_eq!(json["healthy"], true);
+    let text_out = home.output(&["status", "--deep"]);
+    assert!(
+        text(&text_out).contains("PASS   7. Control channel"),
+        "{}",
+        text(&text_out)
+    );
+
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+    let (code, json) = deep(&home);
+    assert_eq!(code, 3);
+    assert!(failed(&json).is_empty(), "{json}");
+    assert!(
+        verdict(&json).starts_with("not running (last exit: code 0"),
+        "{json}"
+    );
+}
+
+#[test]
+fn stale_pid_record_after_a_kill() {
+    let home = TestHome::new();
+    let gateway = home.start(&["--no-supervise"]);
+    let pid = gateway.pid();
+    gateway.kill();
+    let (code, json) = deep(&home);
+    assert_eq!(code, 3);
+    assert!(failed(&json).contains(&1), "{json}");
+    assert!(
+        verdict(&json).contains(&format!("stale PID record names pid {pid}")),
+        "{json}"
+    );
+}
+
+#[test]
+fn pid_record_naming_a_live_unrelated_process() {
+    let home = TestHome::new();
+    home.home().ensure().unwrap();
+    let me = herald_service::identity::current();
+    write_record(
+        &home.home().pid_record(),
+        &PidRecord {
+            version: 1,
+            pid: me.key.pid,
+            start_time: me.key.start_time,
+            argv: vec!["herald".into(), "run".into()],
+            exe: Some("herald".into()),
+            home: home.root.clone(),
+            herald_version: "0".into(),
+            started_at_ms: 0,
+            control: "x".into(),
+        },
+    )
+    .unwrap();
+    let (code, json) = deep(&home);
+    assert_eq!(code, 3);
+    let failed = failed(&json);
+    assert!(failed.contains(&1) && failed.contains(&3), "{json}");
+    let p3 = &json["probes"][2]["detail"];
+    assert!(p3.as_str().unwrap().contains("another program"), "{json}");
+    assert!(verdict(&json).contains("stale PID record"), "{json}");
+}
+
+#[test]
+fn lock_held_by_a_process_that_is_not_herald() {
+    let home = TestHome::new();
+    home.home().ensure().unwrap();
+    let _lock = InstanceLock::try_acquire(&home.home().lock_file()).unwrap();
+    let (code, json) = deep(&home);
+    assert_eq!(code, 1, "running (locked) but unhealthy: {json}");
+    let failed = failed(&json);
+    assert!(failed.contains(&2) && failed.contains(&7), "{json}");
+    assert!(
+        verdict(&json).contains("not by a verified herald gateway"),
+        "{json}"
+    );
+}
+
+#[test]
+fn stale_state_record() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    // Pretend the heartbeat stopped an hour ago (the gateway only rewrites it every 30 s).
+    let mut state = home.state().unwrap();
+    state.updated_at_ms -= 3_600_000;
+    write_record(&home.home().state_record(), &state).unwrap();
+    let (code, json) = deep(&home);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(failed(&json), vec![5], "{json}");
+    assert!(verdict(&json).contains("state record disagrees"), "{json}");
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+}
+
+#[cfg(unix)]
+#[test]
+fn wedged_worker_fails_the_ping_while_the_process_lives() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let worker = home.worker_pid();
+    // SAFETY: kill(2) on the worker this test's gateway started.
+    unsafe { libc::kill(worker as i32, libc::SIGSTOP) };
+    let started = std::time::Instant::now();
+    let (code, json) = deep(&home);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "bounded by the ping timeout"
+    );
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(
+        failed(&json),
+        vec![7],
+        "P4 (liveness) passes, P7 (ping) fails: {json}"
+    );
+    assert!(verdict(&json).contains("wedged"), "{json}");
+    // SAFETY: as above.
+    unsafe { libc::kill(worker as i32, libc::SIGCONT) };
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+}
