@@ -66,7 +66,7 @@ fn a_full_disk_loses_nothing_and_stops_cleanly() {
             .output()
             .unwrap()
     };
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("--home")
         .arg(&root)
         .args(["run", "--no-supervise"])
