@@ -131,12 +131,7 @@ fn run_gateway(home: Home, role: Role, replace: bool) -> Result<ExitCode, RunErr
     if role == Role::Standalone {
         keeper.remove_pid_record();
     }
-    keeper.log(
-        keeper
-            .event(EventKind::Exit)
-            .with("code", code.code())
-            .with("reason", reason.as_str()),
-    );
+    keeper.log_exit(code, &reason);
     drop(lock);
     Ok(code)
 }
@@ -289,12 +284,7 @@ fn fail_startup(keeper: &mut RecordKeeper, code: ExitCode, reason: &str) {
         keeper.remove_pid_record();
     }
     keeper.log(keeper.event(EventKind::StartupFailed).with("error", reason));
-    keeper.log(
-        keeper
-            .event(EventKind::Exit)
-            .with("code", code.code())
-            .with("reason", reason),
-    );
+    keeper.log_exit(code, reason);
 }
 
 /// Records panics (message and location) in the lifecycle log, then defers to the default hook.

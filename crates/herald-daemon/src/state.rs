@@ -169,6 +169,15 @@ impl RecordKeeper {
         LifecycleEvent::new(kind, self.me.key.pid).with("role", self.role.as_str())
     }
 
+    /// Records this process's `exit` event.
+    pub fn log_exit(&self, code: ExitCode, reason: &str) {
+        self.log(
+            self.event(EventKind::Exit)
+                .with("code", code.code())
+                .with("reason", reason),
+        );
+    }
+
     /// Appends an event to the lifecycle log (a failure is logged, not fatal).
     pub fn log(&self, event: LifecycleEvent) {
         if let Err(e) = self.log.append(&event) {

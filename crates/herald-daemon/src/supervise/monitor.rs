@@ -74,12 +74,7 @@ pub fn run_monitor(home: Home, replace: bool) -> Result<ExitCode, RunError> {
     monitor.write_monitor_record(MonitorPhase::Stopped, None);
     let keeper = &mut monitor.keeper;
     keeper.remove_pid_record();
-    keeper.log(
-        keeper
-            .event(EventKind::Exit)
-            .with("code", code.code())
-            .with("reason", reason.as_str()),
-    );
+    keeper.log_exit(code, &reason);
     drop(lock);
     Ok(code)
 }
