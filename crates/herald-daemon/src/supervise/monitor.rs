@@ -85,11 +85,6 @@ struct Monitor {
     last_restart_reason: Option<String>,
 }
 
-/// Why the wait for a worker ended.
-enum Waited {
-    Exited(WorkerExit),
-}
-
 impl Monitor {
     async fn supervise(&mut self, config: &Config) -> (ExitCode, String) {
         let home = self.keeper.home().clone();
@@ -132,9 +127,9 @@ impl Monitor {
             // A stop marker asking for a restart: stop this worker and start a new one.
             let mut restart_requested = false;
 
-            let Waited::Exited(exit) = loop {
+            let exit = loop {
                 tokio::select! {
-                    status = child.wait() => break Waited::Exited(to_worker_exit(status)),
+                    status = child.wait() => break to_worker_exit(status),
                     Some(event) = signals_rx.recv() => match event.disposition {
                         Disposition::Stop => {
                             if !planned {
