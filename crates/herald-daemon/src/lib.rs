@@ -5,14 +5,19 @@
 //!
 //! **Architecture Invariant:** the daemon owns process lifecycle only; it does not parse chat messages or
 //! call agents (that is `herald-gateway`), and it does not install services (that is `herald-service`).
+//! It hosts the gateway's engine and HTTP adapter, with a journal and agent the binary hands it through
+//! [`payload::PayloadFactory`].
 
 pub mod control;
+mod host;
 pub mod marker;
+pub mod payload;
 pub mod run;
 pub mod signals;
 pub mod state;
 pub mod stop;
 pub mod supervise;
 
+pub use payload::{Payload, PayloadError, PayloadFactory, SharedFactory};
 pub use run::{RunError, RunMode, RunOptions, run};
 pub use stop::{StopError, StopOptions, StopOutcome, StopPath, StopVia, stop_gateway};

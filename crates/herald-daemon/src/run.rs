@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use herald_gateway::TurnTracker;
+use herald_gateway::{ResumeLedger, TurnTracker};
 use herald_home::config::{Config, ConfigError};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::lock::{InstanceLock, LockError};
@@ -23,7 +23,9 @@ use herald_home::{ExitCode, Home};
 use tokio::sync::mpsc;
 
 use crate::control::{self, ControlCall, ControlServer, DrainSummary, Request, Response};
+use crate::host::{GatewayHost, StartFailure};
 use crate::marker::{self, MarkerCheck};
+use crate::payload::SharedFactory;
 use crate::signals::{self, Disposition, SignalEvent, StopSource};
 use crate::state::{HEARTBEAT_SECS, RecordKeeper, Role};
 use crate::stop::{self, StopOptions, StopOutcome, StopVia};
@@ -42,6 +44,8 @@ pub struct RunOptions {
     /// Stop a gateway already running on this home, then take over.
     pub replace: bool,
     pub mode: RunMode,
+    /// Builds the journal and agent for the serving process.
+    pub payload: SharedFactory,
 }
 
 /// How `herald run` runs.
@@ -69,6 +73,8 @@ pub enum RunError {
     Replace(#[from] stop::StopError),
     #[error("startup failed: {0}")]
     Startup(String),
+    #[error("invalid configuration: {0}")]
+    Payload(String),
     #[error("a previous worker still serves this home and did not exit within {0:?}")]
     WorkerBusy(Duration),
 }
@@ -86,7 +92,7 @@ fn already_running_message(pid: Option<u32>) -> String {
 impl RunError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            RunError::Config(_) => ExitCode::Config,
+            RunError::Config(_) | RunError::Payload(_) => ExitCode::Config,
             _ => ExitCode::Failure,
         }
     }
@@ -96,14 +102,16 @@ impl RunError {
 pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
     match options.mode {
         RunMode::Supervised => crate::supervise::monitor::run_monitor(options.home, options.replace),
-        RunMode::Standalone => run_gateway(options.home, Role::Standalone, options.replace),
-        RunMode::Worker { monitor } => run_gateway(options.home, Role::Worker { monitor }, false),
+        RunMode::Standalone => run_gateway(options.home, Role::Standalone, options.replace, &options.payload),
+        RunMode::Worker { monitor } => {
+            run_gateway(options.home, Role::Worker { monitor }, false, &options.payload)
+        }
     }
 }
 
 /// The serving process: standalone (holds the instance lock) or a monitor's worker (holds the worker
 /// lock; the monitor holds the instance lock and the PID record).
-fn run_gateway(home: Home, role: Role, replace: bool) -> Result<ExitCode, RunError> {
+fn run_gateway(home: Home, role: Role, replace: bool, payload: &SharedFactory) -> Result<ExitCode, RunError> {
     let Started {
         lock,
         mut keeper,
@@ -116,14 +124,18 @@ fn run_gateway(home: Home, role: Role, replace: bool) -> Result<ExitCode, RunErr
         .build();
     let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let turns = TurnTracker::new();
-    let outcome = runtime.block_on(serve(&mut keeper, &config, &turns));
+    let outcome = runtime.block_on(serve(&mut keeper, &config, &turns, payload));
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     let (code, reason) = match outcome {
         Ok(done) => done,
-        Err(reason) => {
-            fail_startup(&mut keeper, ExitCode::Failure, &reason);
-            return Err(RunError::Startup(reason));
+        Err((code, reason)) => {
+            fail_startup(&mut keeper, code, &reason);
+            return Err(if code == ExitCode::Config {
+                RunError::Payload(reason)
+            } else {
+                RunError::Startup(reason)
+            });
         }
     };
     ControlServer::cleanup(&home);
@@ -325,22 +337,24 @@ async fn serve(
     keeper: &mut RecordKeeper,
     config: &Config,
     turns: &TurnTracker,
-) -> Result<(ExitCode, String), String> {
+    payload: &SharedFactory,
+) -> Result<(ExitCode, String), StartFailure> {
     let home = keeper.home().clone();
     let pid = keeper.pid();
+    let failure = |reason: String| (ExitCode::Failure, reason);
 
     let server = ControlServer::bind(&home).map_err(|e| {
-        format!(
+        failure(format!(
             "cannot open the control channel {}: {e}",
             control::endpoint(&home)
-        )
+        ))
     })?;
     let (calls_tx, mut calls) = mpsc::channel::<ControlCall>(64);
     let server_task = tokio::spawn(server.serve(calls_tx, pid));
 
     let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
     let signal_tx_for_monitor = signal_tx.clone();
-    signals::listen(signal_tx).map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    signals::listen(signal_tx).map_err(|e| failure(format!("cannot install signal handlers: {e}")))?;
 
     // Stop markers are watched by whoever owns the PID record: a standalone gateway here, a supervised
     // one's monitor (which forwards the stop). A worker needs no watcher — and exits faster without one:
@@ -356,11 +370,17 @@ async fn serve(
         Some(marker::watch(&home, marker_tx))
     };
 
+    let host = GatewayHost::start(keeper, config, turns, payload).await?;
+    let ledger = host.ledger();
+
     keeper.transition(GatewayState::Running, None);
+    host.serving();
     keeper.log(
         keeper
             .event(EventKind::Ready)
             .with("control", control::endpoint(&home))
+            .with("http", keeper.http_url().unwrap_or_default())
+            .with("agent", host.agent_name())
             .with(
                 "startup_ms",
                 herald_home::time::now_ms().saturating_sub(keeper.started_at_ms()),
@@ -375,7 +395,7 @@ async fn serve(
     let order = loop {
         tokio::select! {
             Some(call) = calls.recv() => {
-                if let Some(order) = answer(keeper, turns, config, call) {
+                if let Some(order) = answer(keeper, turns, &ledger, config, call) {
                     break order;
                 }
             }
@@ -395,7 +415,8 @@ async fn serve(
             _ = heartbeat.tick() => keeper.heartbeat(turns.in_flight()),
         }
     };
-    let result = shutdown(keeper, turns, config, order, &mut calls, &mut signals_rx).await;
+    let result = shutdown(keeper, turns, &ledger, config, order, &mut calls, &mut signals_rx).await;
+    host.stop().await;
     server_task.abort();
     Ok(result)
 }
@@ -404,6 +425,7 @@ async fn serve(
 fn answer(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
+    ledger: &dyn ResumeLedger,
     config: &Config,
     call: ControlCall,
 ) -> Option<StopOrder> {
@@ -421,7 +443,7 @@ fn answer(
             })
         }
         Request::Drain => {
-            let at_start = begin_drain(keeper, turns, "control_channel");
+            let at_start = begin_drain(keeper, turns, ledger, "control_channel");
             let turns = turns.clone();
             let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
             let pid = keeper.pid();
@@ -496,11 +518,11 @@ fn watch_monitor(events: mpsc::UnboundedSender<SignalEvent>) {
 fn begin_drain(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
+    ledger: &dyn ResumeLedger,
     source: &str,
 ) -> Vec<herald_gateway::TurnInfo> {
     let first = !turns.is_draining();
-    // The journal (sessions issue) plugs in here as the resume ledger.
-    let at_start = turns.begin_drain(None).unwrap_or_else(|e| {
+    let at_start = turns.begin_drain(Some(ledger)).unwrap_or_else(|e| {
         tracing::warn!("cannot record in-flight turns for resume: {e}");
         Vec::new()
     });
@@ -525,6 +547,7 @@ fn begin_drain(
 async fn shutdown(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
+    ledger: &dyn ResumeLedger,
     config: &Config,
     order: StopOrder,
     calls: &mut mpsc::Receiver<ControlCall>,
@@ -539,7 +562,7 @@ async fn shutdown(
     );
     tracing::info!("stop requested ({source}); draining");
     let started = Instant::now();
-    let at_start = begin_drain(keeper, turns, &source);
+    let at_start = begin_drain(keeper, turns, ledger, &source);
     let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
     let drain = turns.finish_drain(&at_start, budget);
     tokio::pin!(drain);

@@ -91,6 +91,15 @@ impl RecordKeeper {
         &self.home
     }
 
+    pub fn http_url(&self) -> Option<String> {
+        self.endpoints.http_url.clone()
+    }
+
+    /// Records where the HTTP adapter listens (written with the next state transition).
+    pub fn set_http_url(&mut self, url: Option<String>) {
+        self.endpoints.http_url = url;
+    }
+
     /// Writes the PID record naming this process.
     pub fn write_pid_record(&self) {
         let record = PidRecord {

@@ -8,6 +8,10 @@
 //! channels and markers are the daemon's business; the gateway only offers `begin_drain` and
 //! `finish_drain`, so every stop path drains the same way, exactly once.
 
+pub mod agent;
+pub mod engine;
+pub mod http;
+pub mod journal;
 pub mod turns;
 
 pub use turns::{DrainReport, Draining, ResumeLedger, TurnGuard, TurnId, TurnInfo, TurnTracker};

@@ -19,6 +19,14 @@ pub struct TurnInfo {
     pub id: TurnId,
     /// A label for logs: adapter and session, e.g. `http:alice`.
     pub label: String,
+    /// The journal's id for the turn, once it is stored (see [`TurnGuard::bind`]).
+    pub journal_id: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Running {
+    label: String,
+    journal_id: Option<i64>,
 }
 
 /// Returned by [`TurnTracker::begin`] once draining: the caller should tell its client to retry later.
@@ -44,7 +52,7 @@ pub struct DrainReport {
 #[derive(Debug, Default)]
 struct Inner {
     next_id: TurnId,
-    running: BTreeMap<TurnId, String>,
+    running: BTreeMap<TurnId, Running>,
     draining: bool,
 }
 
@@ -83,7 +91,13 @@ impl TurnTracker {
         }
         inner.next_id += 1;
         let id = inner.next_id;
-        inner.running.insert(id, label.into());
+        inner.running.insert(
+            id,
+            Running {
+                label: label.into(),
+                journal_id: None,
+            },
+        );
         self.count.send_replace(inner.running.len());
         Ok(TurnGuard {
             tracker: self.clone(),
@@ -113,9 +127,10 @@ impl TurnTracker {
             inner
                 .running
                 .iter()
-                .map(|(id, label)| TurnInfo {
+                .map(|(id, running)| TurnInfo {
                     id: *id,
-                    label: label.clone(),
+                    label: running.label.clone(),
+                    journal_id: running.journal_id,
                 })
                 .collect()
         };
@@ -169,6 +184,13 @@ pub struct TurnGuard {
 impl TurnGuard {
     pub fn id(&self) -> TurnId {
         self.id
+    }
+
+    /// Records the journal's id for this turn, so a drain can mark it for resume.
+    pub fn bind(&self, journal_id: i64) {
+        if let Some(running) = self.tracker.lock().running.get_mut(&self.id) {
+            running.journal_id = Some(journal_id);
+        }
     }
 }
 

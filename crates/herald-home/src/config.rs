@@ -16,6 +16,158 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct Config {
     pub gateway: GatewayConfig,
     pub supervisor: SupervisorConfig,
+    pub http: HttpConfig,
+    pub agent: AgentConfig,
+}
+
+/// `[http]`: the local HTTP API adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// `IP:PORT`; port 0 picks a free port (the bound URL is in the state record).
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: String,
+    /// Bearer token every `/v1` request must carry. Required when `listen` is not a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Name of an environment variable holding the token (keeps the secret out of the file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Largest accepted request body.
+    #[serde(deserialize_with = "max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: "127.0.0.1:7878".into(),
+            token: None,
+            token_env: None,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The parsed listen address (validated when the config was parsed).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse::<std::net::SocketAddr>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an IP:PORT address (for example \"127.0.0.1:7878\" or \"[::1]:0\")"
+        ))
+    })?;
+    Ok(text)
+}
+
+fn max_body_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    in_range(usize::deserialize(d)?, 1024, 16 * 1024 * 1024)
+}
+
+/// Which agent answers turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentBackend {
+    /// Replies `echo: <text>`; needs nothing.
+    #[default]
+    Echo,
+    /// Any OpenAI-compatible `/v1/chat/completions` endpoint.
+    Openai,
+    /// A local program run per turn (JSON on stdin, the reply on stdout).
+    Command,
+}
+
+/// `[agent]`: the backend and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub backend: AgentBackend,
+    pub openai: OpenAiConfig,
+    pub command: CommandConfig,
+}
+
+/// `[agent.openai]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenAiConfig {
+    /// The API base, up to and including `/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (the key itself never goes in a file).
+    pub api_key_env: String,
+    /// Optional system prompt sent before the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Ask for a streamed answer (server-sent events).
+    pub stream: bool,
+    /// Whole-turn time budget, retries included.
+    #[serde(deserialize_with = "agent_timeout")]
+    pub timeout_secs: u64,
+    /// Retries after a 429 or 5xx answer or a connection failure.
+    #[serde(deserialize_with = "max_retries")]
+    pub max_retries: u32,
+    /// How many earlier messages of the session are sent with each turn.
+    #[serde(deserialize_with = "history_messages")]
+    pub history_messages: usize,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        OpenAiConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            system_prompt: None,
+            stream: true,
+            timeout_secs: 120,
+            max_retries: 3,
+            history_messages: 50,
+        }
+    }
+}
+
+/// `[agent.command]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandConfig {
+    /// Program and arguments, run directly (no shell).
+    pub command: Vec<String>,
+    /// Per-turn time budget; the whole process tree is killed when it runs out.
+    #[serde(deserialize_with = "agent_timeout")]
+    pub timeout_secs: u64,
+    /// How many earlier messages of the session are passed on stdin.
+    #[serde(deserialize_with = "history_messages")]
+    pub history_messages: usize,
+}
+
+impl Default for CommandConfig {
+    fn default() -> Self {
+        CommandConfig {
+            command: Vec::new(),
+            timeout_secs: 120,
+            history_messages: 50,
+        }
+    }
+}
+
+fn agent_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 1, 86_400)
+}
+
+fn max_retries<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(u32::deserialize(d)?, 0, 10)
+}
+
+fn history_messages<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    in_range(usize::deserialize(d)?, 0, 10_000)
 }
 
 /// `[supervisor]`: the monitor that restarts a failed worker.
@@ -94,6 +246,38 @@ drain_timeout_secs = 30
 # records `crash_looping` and exits 1, so an outer service manager (if any) takes over.
 crash_loop_max_exits = 5      # 1..=1000
 crash_loop_window_secs = 300  # 1..=86400
+
+[http]
+# The local HTTP API: POST /v1/sessions/{session}/messages, GET /v1/sessions, /healthz, /readyz.
+enabled = true
+# IP:PORT. Port 0 picks a free port; `herald status` shows the bound URL.
+listen = "127.0.0.1:7878"
+# A listen address other than loopback requires a bearer token, given inline (at least 16 characters)
+# or, better, through an environment variable:
+# token = "..."
+# token_env = "HERALD_HTTP_TOKEN"
+max_body_bytes = 65536        # 1024..=16777216
+
+[agent]
+# Who answers: "echo" (replies `echo: <text>`), "openai" (any OpenAI-compatible endpoint) or
+# "command" (a local program per turn: JSON on stdin, the reply on stdout).
+backend = "echo"
+
+[agent.openai]
+base_url = "https://api.openai.com/v1"
+model = "gpt-4o-mini"
+# The API key is read from this environment variable; it is never written to a file or a log.
+api_key_env = "OPENAI_API_KEY"
+# system_prompt = "You are a helpful assistant."
+stream = true
+timeout_secs = 120            # whole turn, retries included; 1..=86400
+max_retries = 3               # on 429, 5xx and connection failures; 0..=10
+history_messages = 50         # earlier messages sent with each turn; 0..=10000
+
+[agent.command]
+# command = ["my-agent", "--json"]
+timeout_secs = 120            # the whole process tree is killed when it runs out; 1..=86400
+history_messages = 50
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.
@@ -167,11 +351,75 @@ impl Config {
             }
         })?;
         let deserializer = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let key = (key != "." && !key.is_empty()).then_some(key);
             toml_error(path, text, e.inner(), key)
-        })
+        })?;
+        match config.problem() {
+            None => Ok(config),
+            Some((key, message)) => {
+                let (line, column) = match locate(text, key) {
+                    Some(offset) => {
+                        let (l, c) = line_column(text.as_bytes(), offset);
+                        (Some(l), Some(c))
+                    }
+                    None => (None, None),
+                };
+                Err(InvalidConfig {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    key: Some(key.join(".")),
+                    message,
+                })
+            }
+        }
+    }
+
+    /// The first combination of values that parse one by one but cannot work together: the key to
+    /// blame and why.
+    fn problem(&self) -> Option<(&'static [&'static str], String)> {
+        if self.http.enabled {
+            let exposed = self.http.listen_addr().is_some_and(|a| !a.ip().is_loopback());
+            if exposed && self.http.token.is_none() && self.http.token_env.is_none() {
+                return Some((
+                    &["http", "listen"],
+                    format!(
+                        "`{}` is reachable from other machines, so [http] needs `token` or `token_env`; \
+                         or listen on 127.0.0.1",
+                        self.http.listen
+                    ),
+                ));
+            }
+            if self.http.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+                return Some((&["http", "token"], "must be at least 16 characters".into()));
+            }
+            if self.http.token_env.as_deref().is_some_and(str::is_empty) {
+                return Some((&["http", "token_env"], "must name an environment variable".into()));
+            }
+        }
+        match self.agent.backend {
+            AgentBackend::Command if self.agent.command.command.first().is_none_or(String::is_empty) => {
+                Some((
+                    &["agent", "command", "command"],
+                    "backend \"command\" needs a program: command = [\"program\", \"arg\", ...]".into(),
+                ))
+            }
+            AgentBackend::Openai if self.agent.openai.model.trim().is_empty() => {
+                Some((&["agent", "openai", "model"], "must name a model".into()))
+            }
+            AgentBackend::Openai
+                if !(self.agent.openai.base_url.starts_with("http://")
+                    || self.agent.openai.base_url.starts_with("https://")) =>
+            {
+                Some((
+                    &["agent", "openai", "base_url"],
+                    "must start with http:// or https://".into(),
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// The effective config as TOML.
@@ -196,6 +444,23 @@ fn toml_error(path: &Path, text: &str, err: &toml::de::Error, key: Option<String
         key,
         message: err.message().trim().to_owned(),
     }
+}
+
+/// Byte offset of the deepest part of `key` present in the file: the key itself, or the nearest table
+/// that should hold it.
+fn locate(text: &str, key: &[&str]) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut found = None;
+    for part in key {
+        let (name, value) = table.get_key_value(*part)?;
+        found = Some(name.span().start);
+        match value.get_ref().as_table() {
+            Some(inner) => table = inner,
+            None => break,
+        }
+    }
+    found
 }
 
 /// 1-based line and column (in characters) of byte `offset`.

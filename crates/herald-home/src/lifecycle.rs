@@ -48,6 +48,10 @@ pub enum EventKind {
     DetachedSpawn,
     /// `herald restart --after-exit`: the awaited process exited and the gateway was restarted (or not).
     RestartAfterExit,
+    /// Turns left unfinished by an earlier process were resumed (or closed after too many resumes).
+    TurnsResumed,
+    /// The session journal needed attention at start: a corrupt file moved aside, a schema migrated.
+    Journal,
 }
 
 impl EventKind {
@@ -71,6 +75,8 @@ impl EventKind {
             EventKind::CrashLoop => "crash_loop",
             EventKind::DetachedSpawn => "detached_spawn",
             EventKind::RestartAfterExit => "restart_after_exit",
+            EventKind::TurnsResumed => "turns_resumed",
+            EventKind::Journal => "journal",
         }
     }
 }

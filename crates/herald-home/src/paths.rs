@@ -16,6 +16,7 @@ pub const HOME_ENV: &str = "HERALD_HOME";
 /// File names inside a home. Kept together so the layout reads in one place.
 mod layout {
     pub const CONFIG: &str = "herald.toml";
+    pub const JOURNAL: &str = "state.db";
     pub const RUN_DIR: &str = "run";
     pub const LOGS_DIR: &str = "logs";
     pub const PROFILES_DIR: &str = "profiles";
@@ -206,6 +207,10 @@ impl Home {
 
     pub fn config_file(&self) -> PathBuf {
         self.root.join(layout::CONFIG)
+    }
+    /// The session journal (SQLite, with `-wal` and `-shm` companions).
+    pub fn journal_file(&self) -> PathBuf {
+        self.root.join(layout::JOURNAL)
     }
     pub fn run_dir(&self) -> PathBuf {
         self.root.join(layout::RUN_DIR)

@@ -128,6 +128,7 @@ proptest! {
         let config = Config {
             gateway: GatewayConfig { drain_timeout_secs: drain },
             supervisor: SupervisorConfig { crash_loop_max_exits: exits, crash_loop_window_secs: window },
+            ..Config::default()
         };
         prop_assert_eq!(Config::parse(Path::new("h.toml"), config.to_toml().as_bytes()).unwrap(), config);
     }

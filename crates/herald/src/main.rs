@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod payload;
 
 use clap::Parser;
 use herald_home::ExitCode;

@@ -171,7 +171,7 @@ fn bad_config_is_fatal_with_key_line_and_column() {
 
 #[test]
 fn config_init_show_check() {
-    let home = TestHome::new();
+    let home = TestHome::bare();
     let show = home.output(&["config", "show"]);
     assert!(show.status.success());
     assert!(text(&show).contains("embedded defaults"));

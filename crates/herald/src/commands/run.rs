@@ -1,10 +1,13 @@
 //! `herald run`.
 
 use herald_daemon::supervise::monitor::{MONITOR_ENV, parse_monitor_env};
-use herald_daemon::{RunError, RunMode, RunOptions};
+use std::sync::Arc;
+
+use herald_daemon::{RunError, RunMode, RunOptions, SharedFactory};
 use herald_home::{ExitCode, Home};
 
 use crate::cli::RunArgs;
+use crate::payload::StandardPayload;
 
 pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
     let mode = if args.worker {
@@ -30,6 +33,7 @@ pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
         home: home.clone(),
         replace: args.replace,
         mode,
+        payload: SharedFactory(Arc::new(StandardPayload)),
     }) {
         Ok(code) => code,
         Err(e) => {

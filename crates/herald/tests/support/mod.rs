@@ -23,7 +23,15 @@ pub struct TestHome {
 }
 
 impl TestHome {
+    /// A home whose config makes the HTTP adapter pick a free port (tests run in parallel).
     pub fn new() -> TestHome {
+        let home = TestHome::bare();
+        home.write("herald.toml", b"");
+        home
+    }
+
+    /// A home with no config file at all.
+    pub fn bare() -> TestHome {
         let dir = tempfile::Builder::new().prefix("herald-test").tempdir().unwrap();
         let root = dir.path().join("home");
         TestHome { _dir: dir, root }
@@ -117,10 +125,17 @@ impl TestHome {
         self.home().run_dir()
     }
 
+    /// Writes a file in the home. A `herald.toml` without an `[http]` section gets one that listens on a
+    /// free loopback port.
     pub fn write(&self, relative: impl AsRef<Path>, bytes: &[u8]) {
+        let relative = relative.as_ref();
+        let mut bytes = bytes.to_vec();
+        if relative == Path::new("herald.toml") && !bytes.windows(6).any(|w| w == b"[http]") {
+            bytes.extend_from_slice(b"\n[http]\nlisten = \"127.0.0.1:0\"\n");
+        }
         let path = self.root.join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
+        std::fs::write(path, &bytes).unwrap();
     }
 
     pub fn status_json(&self) -> (i32, serde_json::Value) {

@@ -1,0 +1,147 @@
+//! Hosting the gateway inside the serving process: build the payload, resume what an earlier process
+//! left unfinished, open the adapters, and take them down again after the drain.
+//!
+//! **Invariant:** unfinished turns are registered with the engine before any adapter accepts traffic,
+//! so a client retrying a message from before the restart joins its resumed turn instead of making a
+//! second one; and the adapters close only after the drain, so a client waiting on a turn hears how it
+//! ended (its reply, or "interrupted, retry with the same id").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_gateway::engine::Engine;
+use herald_gateway::http::{HttpOptions, HttpServer};
+use herald_gateway::{ResumeLedger, TurnTracker};
+use herald_home::ExitCode;
+use herald_home::config::Config;
+use herald_home::lifecycle::EventKind;
+
+use crate::payload::SharedFactory;
+use crate::state::RecordKeeper;
+
+/// How long open HTTP responses may take to finish once the drain is over.
+const HTTP_GRACE: Duration = Duration::from_secs(1);
+
+/// A started gateway.
+#[derive(Debug)]
+pub(crate) struct GatewayHost {
+    engine: Arc<Engine>,
+    http: Option<HttpServer>,
+}
+
+/// A startup failure: the exit code (78 for the config's fault) and the reason.
+pub(crate) type StartFailure = (ExitCode, String);
+
+impl GatewayHost {
+    pub(crate) async fn start(
+        keeper: &mut RecordKeeper,
+        config: &Config,
+        turns: &TurnTracker,
+        payload: &SharedFactory,
+    ) -> Result<GatewayHost, StartFailure> {
+        let home = keeper.home().clone();
+        let parts = {
+            let factory = payload.0.clone();
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || factory.build(&home, &config))
+                .await
+                .map_err(|e| (ExitCode::Failure, format!("building the gateway panicked: {e}")))?
+                .map_err(|e| {
+                    let code = if e.config {
+                        ExitCode::Config
+                    } else {
+                        ExitCode::Failure
+                    };
+                    (code, e.message)
+                })?
+        };
+        for event in parts.events {
+            keeper.log(event.with("role", keeper.role().as_str()));
+        }
+        let engine = Engine::new(parts.journal, parts.agent, turns.clone());
+        let resumed = engine
+            .resume()
+            .await
+            .map_err(|e| (ExitCode::Failure, format!("cannot resume unfinished turns: {e}")))?;
+        if resumed.resumed + resumed.gave_up > 0 {
+            keeper.log(
+                keeper
+                    .event(EventKind::TurnsResumed)
+                    .with("resumed", resumed.resumed)
+                    .with("gave_up", resumed.gave_up),
+            );
+        }
+        let http = if config.http.enabled {
+            let options = http_options(config)?;
+            let server = HttpServer::start(engine.clone(), options).await.map_err(|e| {
+                (
+                    ExitCode::Failure,
+                    format!("{e} (set [http] listen in herald.toml)"),
+                )
+            })?;
+            keeper.set_http_url(Some(server.url.clone()));
+            Some(server)
+        } else {
+            None
+        };
+        Ok(GatewayHost { engine, http })
+    }
+
+    /// Marks the gateway ready for traffic (`/readyz` turns 200).
+    pub(crate) fn serving(&self) {
+        self.engine.set_serving(true);
+    }
+
+    pub(crate) fn ledger(&self) -> impl ResumeLedger + use<> {
+        self.engine.ledger()
+    }
+
+    pub(crate) fn agent_name(&self) -> &'static str {
+        self.engine.agent_name()
+    }
+
+    /// After the drain: tell waiters of cut turns, close the adapters, and let the journal flush.
+    pub(crate) async fn stop(self) {
+        self.engine.set_serving(false);
+        self.engine.interrupt_waiters();
+        if let Some(http) = self.http {
+            http.shutdown(HTTP_GRACE).await;
+        }
+    }
+}
+
+/// The adapter's options, with the token resolved from the environment when `token_env` names it.
+fn http_options(config: &Config) -> Result<HttpOptions, StartFailure> {
+    let listen = config.http.listen_addr().ok_or_else(|| {
+        (
+            ExitCode::Config,
+            format!("[http] listen `{}` is not an IP:PORT address", config.http.listen),
+        )
+    })?;
+    let token = match (&config.http.token, &config.http.token_env) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(token) if token.trim().len() >= 16 => Some(token.trim().to_owned()),
+            Ok(_) => {
+                return Err((
+                    ExitCode::Config,
+                    format!(
+                        "the environment variable {var} (named by [http] token_env) must hold at least 16 characters"
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    ExitCode::Config,
+                    format!("the environment variable {var} (named by [http] token_env) is not set"),
+                ));
+            }
+        },
+        (None, None) => None,
+    };
+    Ok(HttpOptions {
+        listen,
+        token,
+        max_body_bytes: config.http.max_body_bytes,
+    })
+}

@@ -1,0 +1,111 @@
+//! Agent backends: what answers a turn.
+//!
+//! **Invariant:** an agent never hangs a turn and never panics it. Every backend bounds its own time
+//! (`timeout_secs`), and every failure comes back as an [`AgentError`] whose [`AgentError::user_message`]
+//! is a reply the user can read — the router stores and sends that instead of leaving the turn open.
+//! Dropping the future returned by [`Agent::reply`] cancels the turn and releases everything it started
+//! (a `command` agent's whole process tree), so a planned stop that cuts a turn leaves nothing behind.
+//!
+//! The built-in backends are [`echo`] and [`command`]; the OpenAI-compatible backend lives in its own
+//! crate (`herald-openai`) because its TLS stack builds C code, which this crate keeps out.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub mod command;
+pub mod echo;
+
+/// A boxed, sendable future: what a dyn-compatible async trait method returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One earlier message of the conversation, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryMessage {
+    pub role: Role,
+    pub text: String,
+}
+
+/// Everything an agent is given to answer one turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnRequest {
+    /// The adapter the message came through (`http`, `telegram`).
+    pub adapter: String,
+    /// The conversation within that adapter (an HTTP session id, a Telegram chat id).
+    pub chat_id: String,
+    /// The journal's id for this turn: stable across restarts, so a resumed turn has the same id.
+    pub turn_id: i64,
+    /// The user's message this turn answers.
+    pub message: String,
+    /// Earlier messages of the session (not including `message`), oldest first. Empty unless
+    /// [`Agent::wants_history`] is true.
+    pub history: Vec<HistoryMessage>,
+}
+
+/// Why an agent could not answer. Each variant carries enough to explain it to the user and in logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// The backend did not answer within its time budget.
+    #[error("the agent did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The backend could not be reached or could not be started.
+    #[error("the agent is unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered, but not with something usable (bad JSON, an error status, a failed exit).
+    #[error("the agent failed: {0}")]
+    Failed(String),
+}
+
+impl AgentError {
+    /// The reply stored and sent to the user in place of an answer.
+    pub fn user_message(&self) -> String {
+        match self {
+            AgentError::Timeout(budget) => format!(
+                "Sorry, the agent did not answer within {} seconds. Please try again.",
+                budget.as_secs()
+            ),
+            AgentError::Unavailable(why) => {
+                format!("Sorry, the agent is unavailable right now ({why}). Please try again later.")
+            }
+            AgentError::Failed(why) => format!("Sorry, the agent failed to answer ({why})."),
+        }
+    }
+}
+
+/// An agent backend. Implementations are shared by every turn (`Arc<dyn Agent>`), so `reply` takes
+/// `&self` and may run many times at once.
+pub trait Agent: Send + Sync + fmt::Debug {
+    /// The backend's name as configured (`echo`, `openai`, `command`).
+    fn name(&self) -> &'static str;
+
+    /// Whether [`TurnRequest::history`] should be filled (it costs a journal read per turn).
+    fn wants_history(&self) -> bool {
+        false
+    }
+
+    /// How many earlier messages to put in [`TurnRequest::history`]; 0 when history is not wanted.
+    fn history_limit(&self) -> usize {
+        if self.wants_history() { 10_000 } else { 0 }
+    }
+
+    /// Answers one turn. Dropping the returned future cancels the turn and releases what it started.
+    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>>;
+}

@@ -1,0 +1,431 @@
+//! The turn engine: from an adapter's message to a stored reply, exactly once.
+//!
+//! **Invariant:** a turn is run by at most one task in this process at a time, and its reply is
+//! published to waiters only after the journal has committed it. The engine keeps an in-memory entry for
+//! every turn it is running, keyed by (session, message id); a duplicate message that arrives while the
+//! turn runs joins that entry instead of reaching the journal as a second turn, and one that arrives
+//! later finds the stored reply in the journal. After a restart, [`Engine::resume`] runs every unfinished
+//! turn once more (counting each resume); a turn resumed [`MAX_RESUMES`] times is closed with an
+//! explanation instead of looping forever.
+//!
+//! Turns run in tasks of their own, never in an adapter's request: a client that hangs up does not
+//! cancel the turn it started.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use herald_home::time::now_ms;
+use tokio::sync::watch;
+
+use crate::agent::{Agent, HistoryMessage, TurnRequest};
+use crate::journal::{Inbound, Journal, JournalError, Reply, SessionKey, SessionSummary, StoredMessage};
+use crate::turns::{Draining, ResumeLedger, TurnGuard, TurnInfo, TurnTracker};
+
+/// A turn interrupted this many times is answered with an apology instead of being run again.
+pub const MAX_RESUMES: u32 = 3;
+
+/// The reply stored for a turn that could not be completed after [`MAX_RESUMES`] resumes.
+pub const GAVE_UP_REPLY: &str = "Sorry, I could not answer this message: the gateway was stopped while \
+                                 answering it several times in a row. Please send it again.";
+
+/// How a turn ended, as its waiters see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnOutcome {
+    /// The reply is stored (an answer, or an explanation of a failure).
+    Replied(Reply),
+    /// The message is stored but its turn is not running in this process yet (it will be resumed).
+    Stored,
+    /// The gateway stopped before the turn finished; it is resumed after the next start.
+    Interrupted,
+    /// The journal failed; the turn is left to be resumed.
+    Failed(JournalError),
+}
+
+/// Why a message was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the gateway is draining and accepts no new messages")]
+    Draining,
+    #[error("message id {0:?} was already used for a different text in this session")]
+    Conflict(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl From<Draining> for SubmitError {
+    fn from(_: Draining) -> Self {
+        SubmitError::Draining
+    }
+}
+
+/// A stored message, and the way to its outcome.
+#[derive(Debug)]
+pub struct Ticket {
+    pub message_id: String,
+    /// `false` when the message id was already known (a retry).
+    pub new: bool,
+    outcome: watch::Receiver<Option<TurnOutcome>>,
+}
+
+impl Ticket {
+    /// Waits for the turn's outcome.
+    pub async fn outcome(mut self) -> TurnOutcome {
+        match self.outcome.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(TurnOutcome::Interrupted),
+            // The running task is gone without publishing: the runtime is shutting down.
+            Err(_) => TurnOutcome::Interrupted,
+        }
+    }
+}
+
+/// What [`Engine::resume`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumeSummary {
+    pub resumed: usize,
+    pub gave_up: usize,
+}
+
+type Key = (SessionKey, String);
+
+#[derive(Debug)]
+struct Running {
+    text: String,
+    outcome: Arc<watch::Sender<Option<TurnOutcome>>>,
+}
+
+/// Shared by every adapter (`Arc<Engine>`).
+#[derive(Debug)]
+pub struct Engine {
+    journal: Arc<dyn Journal>,
+    agent: Arc<dyn Agent>,
+    turns: TurnTracker,
+    running: Mutex<HashMap<Key, Running>>,
+    serving: AtomicBool,
+    ids: IdSource,
+}
+
+impl Engine {
+    pub fn new(journal: Arc<dyn Journal>, agent: Arc<dyn Agent>, turns: TurnTracker) -> Arc<Engine> {
+        Arc::new(Engine {
+            journal,
+            agent,
+            turns,
+            running: Mutex::new(HashMap::new()),
+            serving: AtomicBool::new(false),
+            ids: IdSource::new(),
+        })
+    }
+
+    pub fn turns(&self) -> &TurnTracker {
+        &self.turns
+    }
+
+    pub fn agent_name(&self) -> &'static str {
+        self.agent.name()
+    }
+
+    /// Ready for traffic: started, and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.serving.load(Ordering::Acquire) && !self.turns.is_draining()
+    }
+
+    /// Called by the daemon once the gateway runs (`true`) and when it stops (`false`).
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Release);
+    }
+
+    /// The ledger a drain uses to mark the turns it may cut.
+    pub fn ledger(self: &Arc<Self>) -> impl ResumeLedger + use<> {
+        JournalLedger(self.journal.clone())
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<Key, Running>> {
+        // Every critical section is a single map operation: a panic cannot leave it half-updated.
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stores a message (durably, before returning) and starts its turn. `message_id` is the client's
+    /// idempotency key; without one a fresh id is made.
+    pub async fn submit(
+        self: &Arc<Self>,
+        session: SessionKey,
+        message_id: Option<String>,
+        text: String,
+    ) -> Result<Ticket, SubmitError> {
+        let guard = self.turns.begin(session.to_string())?;
+        let message_id = message_id.unwrap_or_else(|| self.ids.next());
+        let key = (session.clone(), message_id.clone());
+        let outcome = {
+            let mut running = self.running();
+            if let Some(existing) = running.get(&key) {
+                if existing.text != text {
+                    return Err(SubmitError::Conflict(message_id));
+                }
+                return Ok(Ticket {
+                    message_id,
+                    new: false,
+                    outcome: existing.outcome.subscribe(),
+                });
+            }
+            let outcome = Arc::new(watch::Sender::new(None));
+            running.insert(
+                key.clone(),
+                Running {
+                    text: text.clone(),
+                    outcome: outcome.clone(),
+                },
+            );
+            outcome
+        };
+        let inbound = Inbound {
+            session: session.clone(),
+            message_id: message_id.clone(),
+            text: text.clone(),
+            at_ms: now_ms(),
+        };
+        let accepted = match self.journal.accept(inbound).await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                self.settle(&key, TurnOutcome::Failed(e.clone()));
+                return Err(e.into());
+            }
+        };
+        let receiver = outcome.subscribe();
+        if !accepted.new {
+            // Known from before this entry existed: a finished turn, or one left for resume.
+            let settled = if accepted.text != text {
+                self.settle(&key, TurnOutcome::Failed(conflict_error(&message_id)));
+                return Err(SubmitError::Conflict(message_id));
+            } else if let Some(reply) = accepted.reply {
+                TurnOutcome::Replied(reply)
+            } else {
+                TurnOutcome::Stored
+            };
+            self.settle(&key, settled);
+            return Ok(Ticket {
+                message_id,
+                new: false,
+                outcome: receiver,
+            });
+        }
+        guard.bind(accepted.turn_id);
+        self.spawn_turn(accepted.turn_id, key, text, guard, outcome);
+        Ok(Ticket {
+            message_id,
+            new: true,
+            outcome: receiver,
+        })
+    }
+
+    /// Publishes an outcome and forgets the entry.
+    fn settle(&self, key: &Key, outcome: TurnOutcome) {
+        if let Some(entry) = self.running().remove(key) {
+            entry.outcome.send_replace(Some(outcome));
+        }
+    }
+
+    fn spawn_turn(
+        self: &Arc<Self>,
+        turn_id: i64,
+        key: Key,
+        text: String,
+        guard: TurnGuard,
+        outcome: Arc<watch::Sender<Option<TurnOutcome>>>,
+    ) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let result = engine.run_turn(turn_id, &key, text).await;
+            // Publish before forgetting the entry: a duplicate then either joins the entry (and sees
+            // this outcome) or, once it is gone, finds the committed reply in the journal.
+            outcome.send_replace(Some(result));
+            engine.running().remove(&key);
+            drop(guard);
+        });
+    }
+
+    async fn run_turn(&self, turn_id: i64, key: &Key, text: String) -> TurnOutcome {
+        let (session, message_id) = key;
+        self.journal.start(turn_id, now_ms());
+        let history = match self.agent.history_limit() {
+            0 => Vec::new(),
+            limit => self.history_before(session, turn_id, limit).await,
+        };
+        let request = TurnRequest {
+            adapter: session.adapter.clone(),
+            chat_id: session.chat_id.clone(),
+            turn_id,
+            message: text,
+            history,
+        };
+        let reply = match self.agent.reply(&request).await {
+            Ok(text) => Reply { text, failed: false },
+            Err(e) => {
+                tracing::warn!(turn = turn_id, session = %session, "agent {}: {e}", self.agent.name());
+                Reply {
+                    text: e.user_message(),
+                    failed: true,
+                }
+            }
+        };
+        match self.journal.finish(turn_id, reply.clone(), now_ms()).await {
+            Ok(()) => TurnOutcome::Replied(reply),
+            Err(e) => {
+                tracing::error!(turn = turn_id, message = %message_id, "cannot store the reply: {e}");
+                TurnOutcome::Failed(e)
+            }
+        }
+    }
+
+    /// Earlier messages of the session, without this turn's own.
+    async fn history_before(&self, session: &SessionKey, turn_id: i64, limit: usize) -> Vec<HistoryMessage> {
+        match self.history(session, limit.saturating_add(1)).await {
+            Ok(messages) => {
+                let mut earlier: Vec<HistoryMessage> = messages
+                    .into_iter()
+                    .filter(|m| m.turn_id != turn_id)
+                    .map(|m| HistoryMessage {
+                        role: m.role,
+                        text: m.text,
+                    })
+                    .collect();
+                let excess = earlier.len().saturating_sub(limit);
+                earlier.drain(..excess);
+                earlier
+            }
+            Err(e) => {
+                tracing::warn!(session = %session, "cannot read history for a turn: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs every unfinished turn again (after a restart), or closes it with [`GAVE_UP_REPLY`] once it
+    /// has been resumed [`MAX_RESUMES`] times. Every resumed turn is registered before this returns,
+    /// so a retry of its message joins it rather than finding it "stored".
+    pub async fn resume(self: &Arc<Self>) -> Result<ResumeSummary, JournalError> {
+        let journal = self.journal.clone();
+        let unfinished = blocking(move || journal.unfinished()).await?;
+        let (gave_up, to_run): (Vec<_>, Vec<_>) = unfinished
+            .into_iter()
+            .partition(|t| t.resume_count >= MAX_RESUMES);
+        let mut summary = ResumeSummary::default();
+        for turn in &gave_up {
+            let reply = Reply {
+                text: GAVE_UP_REPLY.into(),
+                failed: true,
+            };
+            self.journal.finish(turn.turn_id, reply, now_ms()).await?;
+            tracing::warn!(turn = turn.turn_id, session = %turn.session, "gave up after {MAX_RESUMES} resumes");
+            summary.gave_up += 1;
+        }
+        let ids: Vec<i64> = to_run.iter().map(|t| t.turn_id).collect();
+        let journal = self.journal.clone();
+        blocking(move || journal.note_resumed(&ids, now_ms())).await?;
+        for turn in to_run {
+            let Ok(guard) = self.turns.begin(turn.session.to_string()) else {
+                break; // Draining already: the rest stay unfinished for the next start.
+            };
+            guard.bind(turn.turn_id);
+            let key = (turn.session.clone(), turn.message_id.clone());
+            let outcome = Arc::new(watch::Sender::new(None));
+            self.running().insert(
+                key.clone(),
+                Running {
+                    text: turn.text.clone(),
+                    outcome: outcome.clone(),
+                },
+            );
+            self.spawn_turn(turn.turn_id, key, turn.text, guard, outcome);
+            summary.resumed += 1;
+        }
+        Ok(summary)
+    }
+
+    /// Tells everyone still waiting that the gateway is stopping (after a drain cut turns short).
+    pub fn interrupt_waiters(&self) {
+        for entry in self.running().values() {
+            entry.outcome.send_if_modified(|outcome| {
+                if outcome.is_none() {
+                    *outcome = Some(TurnOutcome::Interrupted);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
+    /// The last `limit` messages of a session.
+    pub async fn history(
+        &self,
+        session: &SessionKey,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, JournalError> {
+        let journal = self.journal.clone();
+        let session = session.clone();
+        blocking(move || journal.history(&session, limit)).await
+    }
+
+    /// Sessions, most recently active first.
+    pub async fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError> {
+        let journal = self.journal.clone();
+        blocking(move || journal.sessions(limit)).await
+    }
+}
+
+fn conflict_error(message_id: &str) -> JournalError {
+    JournalError::new(
+        crate::journal::JournalErrorKind::Storage,
+        format!("message id {message_id:?} was already used for a different text"),
+    )
+}
+
+/// Runs a blocking journal call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, JournalError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|_| Err(JournalError::closed()))
+}
+
+/// Marks the turns a drain may cut as `interrupted` in the journal.
+struct JournalLedger(Arc<dyn Journal>);
+
+impl ResumeLedger for JournalLedger {
+    fn mark_for_resume(&self, turns: &[TurnInfo]) -> std::io::Result<()> {
+        let ids: Vec<i64> = turns.iter().filter_map(|t| t.journal_id).collect();
+        self.0
+            .mark_interrupted(&ids, now_ms())
+            .map_err(|e| std::io::Error::other(e.message))
+    }
+}
+
+/// Message ids for messages that came without one: unique within this journal (time, process-random
+/// seed, counter), so a client may use them to retry.
+#[derive(Debug)]
+struct IdSource {
+    seed: u64,
+    counter: AtomicU64,
+}
+
+impl IdSource {
+    fn new() -> IdSource {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(now_ms());
+        hasher.write_u32(std::process::id());
+        IdSource {
+            seed: hasher.finish(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("h{:x}-{:016x}-{n:x}", now_ms(), self.seed)
+    }
+}

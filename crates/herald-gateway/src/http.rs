@@ -1,0 +1,521 @@
+//! The HTTP adapter: a small JSON API over the turn engine.
+//!
+//! ```text
+//! POST /v1/sessions/{session}/messages   {"text": "...", "id": "optional idempotency key"}  [?wait=false]
+//! GET  /v1/sessions/{session}/messages   [?limit=N]      history with statuses
+//! GET  /v1/sessions                      [?limit=N]      sessions, most recent first
+//! GET  /healthz                          200 while the process serves
+//! GET  /readyz                           200 when taking turns; 503 while starting or draining
+//! ```
+//!
+//! **Invariant:** every response, error or not, is JSON with a stable shape, and a client mistake is
+//! always a 4xx — never a 500, never a crash. A 200 or 202 to a POST means the message is durably
+//! stored; anything else means it may not be (and a retry with the same `id` is always safe).
+//!
+//! When a token is configured, every `/v1` request must carry `Authorization: Bearer <token>`; the
+//! comparison takes the same time wherever the strings differ. `/healthz` and `/readyz` stay open: they
+//! reveal nothing and service managers probe them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::engine::{Engine, SubmitError, TurnOutcome};
+use crate::journal::{JournalError, JournalErrorKind, SessionKey};
+
+/// The adapter name sessions of this API are stored under.
+pub const ADAPTER: &str = "http";
+
+/// Seconds a client is told to wait before retrying while the gateway drains or restarts.
+const RETRY_AFTER_SECS: u64 = 5;
+const MAX_ID_LEN: usize = 200;
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// What the adapter needs to run.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub listen: SocketAddr,
+    /// Required on every `/v1` request when set.
+    pub token: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+/// Why the adapter could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// A bound, serving adapter.
+#[derive(Debug)]
+pub struct HttpServer {
+    /// The URL clients use (an unspecified listen address is reported as loopback).
+    pub url: String,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds and starts serving in the background.
+    pub async fn start(engine: Arc<Engine>, options: HttpOptions) -> Result<HttpServer, BindError> {
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| BindError {
+                addr: options.listen,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| BindError {
+            addr: options.listen,
+            source,
+        })?;
+        let url = format!("http://{}", reachable(bound));
+        let (shutdown, mut stop) = watch::channel(false);
+        let app = router(engine, options.token, options.max_body_bytes);
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("the HTTP adapter stopped: {e}");
+            }
+        });
+        Ok(HttpServer { url, shutdown, task })
+    }
+
+    /// Stops accepting, lets responses in progress finish for up to `grace`, then drops the rest.
+    pub async fn shutdown(self, grace: Duration) {
+        self.shutdown.send_replace(true);
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+/// The address a local client should use to reach a listener bound to `addr`.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) if v4.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, v4.port()))
+        }
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6.port()))
+        }
+        other => other,
+    }
+}
+
+#[derive(Debug)]
+struct AppState {
+    engine: Arc<Engine>,
+    token: Option<String>,
+}
+
+/// The API as an axum router (public for in-process tests and benchmarks).
+pub fn router(engine: Arc<Engine>, token: Option<String>, max_body_bytes: usize) -> Router {
+    let state = Arc::new(AppState { engine, token });
+    let v1 = Router::new()
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/sessions/{session}/messages", get(history).post(post_message))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// A JSON error: `{"error": code, "message": text}` plus any extra fields.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+fn with_retry_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let engine = &state.engine;
+    if engine.is_ready() {
+        (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
+    } else {
+        let why = if engine.turns().is_draining() {
+            "draining"
+        } else {
+            "starting"
+        };
+        with_retry_after(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": why})),
+            )
+                .into_response(),
+        )
+    }
+}
+
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(expected) = &state.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this gateway needs `Authorization: Bearer <token>` (see [http] token in herald.toml)",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without stopping at the first difference, so timing reveals only the length.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Session ids are path segments and journal keys: short, printable, unambiguous.
+fn invalid_session(session: &str) -> Option<Response> {
+    let ok = !session.is_empty()
+        && session.len() <= MAX_ID_LEN
+        && session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'));
+    (!ok).then(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_session",
+            format!("a session id is 1 to {MAX_ID_LEN} characters of A-Z a-z 0-9 - _ . : @"),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostBody {
+    text: String,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostQuery {
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The body could not be read: too large (413), or the connection failed mid-body (400).
+fn body_rejection(rejection: BytesRejection) -> Response {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        error(status, "body_too_large", rejection.body_text())
+    } else {
+        error(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text())
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text())
+}
+
+fn limit(query: Result<Query<LimitQuery>, QueryRejection>) -> Result<usize, Box<Response>> {
+    let Query(query) = query.map_err(|r| Box::new(query_rejection(r)))?;
+    match query.limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}, got {n}"),
+        ))),
+    }
+}
+
+fn journal_failure(e: &JournalError) -> Response {
+    match e.kind {
+        JournalErrorKind::Full => with_retry_after(error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            format!("{e}; the message was not stored"),
+        )),
+        _ => with_retry_after(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("{e}; retry with the same id"),
+        )),
+    }
+}
+
+async fn post_message(
+    State(state): State<Arc<AppState>>,
+    Path(session): Path<String>,
+    query: Result<Query<PostQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Some(response) = invalid_session(&session) {
+        return response;
+    }
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(rejection) => return query_rejection(rejection),
+    };
+    let body = match body {
+        Ok(bytes) => match serde_json::from_slice::<PostBody>(&bytes) {
+            Ok(body) => body,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("the body must be {{\"text\": \"...\", \"id\": \"optional\"}}: {e}"),
+                );
+            }
+        },
+        Err(rejection) => return body_rejection(rejection),
+    };
+    if body.text.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+            "`text` must not be empty",
+        );
+    }
+    if let Some(id) = &body.id
+        && (id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+            format!("`id` must be 1 to {MAX_ID_LEN} bytes without control characters"),
+        );
+    }
+    let ticket = match state
+        .engine
+        .submit(SessionKey::new(ADAPTER, session), body.id, body.text)
+        .await
+    {
+        Ok(ticket) => ticket,
+        Err(SubmitError::Draining) => {
+            return with_retry_after(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "the gateway is stopping and takes no new messages; retry shortly",
+            ));
+        }
+        Err(SubmitError::Conflict(id)) => {
+            return error(
+                StatusCode::CONFLICT,
+                "id_conflict",
+                format!("message id {id:?} was already used for a different text in this session"),
+            );
+        }
+        Err(SubmitError::Journal(e)) => return journal_failure(&e),
+    };
+    let id = ticket.message_id.clone();
+    if !query.wait {
+        return (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"id": id, "status": "accepted"})),
+        )
+            .into_response();
+    }
+    match ticket.outcome().await {
+        TurnOutcome::Replied(reply) => {
+            let status = if reply.failed { "failed" } else { "done" };
+            (
+                StatusCode::OK,
+                axum::Json(json!({"id": id, "status": status, "reply": {"text": reply.text}})),
+            )
+                .into_response()
+        }
+        TurnOutcome::Stored => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"id": id, "status": "accepted"})),
+        )
+            .into_response(),
+        TurnOutcome::Interrupted => with_retry_after(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({
+                    "error": "interrupted",
+                    "id": id,
+                    "message": "the gateway stopped while answering; the message is stored and will be \
+                                answered after restart: retry with the same id to get the reply",
+                })),
+            )
+                .into_response(),
+        ),
+        TurnOutcome::Failed(e) => journal_failure(&e),
+    }
+}
+
+async fn history(
+    State(state): State<Arc<AppState>>,
+    Path(session): Path<String>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Response {
+    if let Some(response) = invalid_session(&session) {
+        return response;
+    }
+    let limit = match limit(query) {
+        Ok(n) => n,
+        Err(response) => return *response,
+    };
+    let key = SessionKey::new(ADAPTER, session.clone());
+    match state.engine.history(&key, limit).await {
+        Ok(messages) => {
+            let messages: Vec<Value> = messages
+                .into_iter()
+                .map(|m| {
+                    json!({
+                        "id": m.message_id,
+                        "turn": m.turn_id,
+                        "role": m.role.as_str(),
+                        "text": m.text,
+                        "status": m.status.as_str(),
+                        "at_ms": m.at_ms,
+                    })
+                })
+                .collect();
+            axum::Json(json!({"session": session, "messages": messages})).into_response()
+        }
+        Err(e) => journal_failure(&e),
+    }
+}
+
+async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Response {
+    let limit = match limit(query) {
+        Ok(n) => n,
+        Err(response) => return *response,
+    };
+    match state.engine.sessions(limit).await {
+        Ok(sessions) => {
+            let sessions: Vec<Value> = sessions
+                .into_iter()
+                .map(|s| {
+                    json!({
+                        "adapter": s.session.adapter,
+                        "session": s.session.chat_id,
+                        "messages": s.messages,
+                        "created_ms": s.created_ms,
+                        "updated_ms": s.updated_ms,
+                    })
+                })
+                .collect();
+            axum::Json(json!({"sessions": sessions})).into_response()
+        }
+        Err(e) => journal_failure(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abcdefgh12345678", b"abcdefgh12345678"));
+        assert!(!constant_time_eq(b"abcdefgh12345678", b"abcdefgh12345679"));
+        assert!(!constant_time_eq(b"short", b"longer"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn unspecified_addresses_are_reported_as_loopback() {
+        assert_eq!(
+            reachable("0.0.0.0:80".parse().unwrap()).to_string(),
+            "127.0.0.1:80"
+        );
+        assert_eq!(reachable("[::]:80".parse().unwrap()).to_string(), "[::1]:80");
+        assert_eq!(
+            reachable("10.0.0.1:80".parse().unwrap()).to_string(),
+            "10.0.0.1:80"
+        );
+    }
+
+    #[test]
+    fn session_ids() {
+        for ok in ["alice", "a.b-c_d:e@f", &"x".repeat(MAX_ID_LEN)] {
+            assert!(invalid_session(ok).is_none(), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "ünï", &"x".repeat(MAX_ID_LEN + 1)] {
+            assert!(invalid_session(bad).is_some(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The session journal as the gateway sees it: a durable store of sessions, turns and messages.
+//!
+//! **Invariant:** a message is acknowledged only after [`Journal::accept`] has completed, and
+//! `accept` completes only once the message is durably committed. A reply is handed to the user only
+//! after [`Journal::finish`] has committed it, and `finish` stores at most one reply per turn. Together
+//! these make "no acknowledged message is lost, none is answered twice" a property of the store rather
+//! than of every adapter.
+//!
+//! The trait lives here, the SQLite implementation in `herald-journal`: this crate stays pure Rust (it
+//! is type-checked for macOS), and the engine can be tested against any store. Writes return a
+//! [`Pending`] future so an implementation can commit many turns in one transaction (group commit)
+//! without a thread blocked per turn; reads are plain blocking calls, made off the async threads.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use crate::agent::Role;
+
+/// A conversation: one chat of one adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    /// `http`, `telegram`, ...
+    pub adapter: String,
+    /// The adapter's own id for the conversation.
+    pub chat_id: String,
+}
+
+impl SessionKey {
+    pub fn new(adapter: impl Into<String>, chat_id: impl Into<String>) -> SessionKey {
+        SessionKey {
+            adapter: adapter.into(),
+            chat_id: chat_id.into(),
+        }
+    }
+}
+
+impl fmt::Display for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.adapter, self.chat_id)
+    }
+}
+
+/// Where a turn is in its life. `Done` and `Failed` are final; the other three are resumed after a
+/// restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TurnState {
+    /// Stored, not started.
+    Pending,
+    /// The agent is working on it.
+    Running,
+    /// Answered.
+    Done,
+    /// Answered with an error reply (the agent failed, or the turn could not be resumed).
+    Failed,
+    /// Cut by a planned stop; resumed after the next start.
+    Interrupted,
+}
+
+impl TurnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnState::Pending => "pending",
+            TurnState::Running => "running",
+            TurnState::Done => "done",
+            TurnState::Failed => "failed",
+            TurnState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TurnState> {
+        Some(match text {
+            "pending" => TurnState::Pending,
+            "running" => TurnState::Running,
+            "done" => TurnState::Done,
+            "failed" => TurnState::Failed,
+            "interrupted" => TurnState::Interrupted,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, TurnState::Done | TurnState::Failed)
+    }
+}
+
+/// A message arriving from an adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub session: SessionKey,
+    /// The idempotency key: the same key in the same session never makes a second turn.
+    pub message_id: String,
+    pub text: String,
+    pub at_ms: u64,
+}
+
+/// A stored reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    /// The reply explains a failure instead of answering.
+    pub failed: bool,
+}
+
+/// What [`Journal::accept`] found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub turn_id: i64,
+    /// `false` when the message id was already known: no new turn was made.
+    pub new: bool,
+    /// The turn's state (for a duplicate, its current state).
+    pub state: TurnState,
+    /// For a duplicate: the text first stored under this id (to detect a reused id).
+    pub text: String,
+    /// For a finished duplicate: its reply.
+    pub reply: Option<Reply>,
+}
+
+/// A turn left unfinished by an earlier process (or by this one, cut by a drain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedTurn {
+    pub turn_id: i64,
+    pub session: SessionKey,
+    pub message_id: String,
+    pub text: String,
+    pub state: TurnState,
+    /// How many times the turn has been resumed already.
+    pub resume_count: u32,
+}
+
+/// One message of a session's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub turn_id: i64,
+    /// The turn's message id (idempotency key); a reply carries its question's id.
+    pub message_id: String,
+    pub role: Role,
+    pub text: String,
+    pub at_ms: u64,
+    /// For a user message, the state of its turn; for a reply, `done` or `failed`.
+    pub status: TurnState,
+}
+
+/// One session, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub session: SessionKey,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub messages: u64,
+}
+
+/// Why the journal could not do something. The message is for people; `kind` is for deciding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JournalError {
+    pub kind: JournalErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalErrorKind {
+    /// The disk is full: nothing was stored.
+    Full,
+    /// The journal has shut down.
+    Closed,
+    /// Any other storage failure.
+    Storage,
+}
+
+impl JournalError {
+    pub fn new(kind: JournalErrorKind, message: impl Into<String>) -> JournalError {
+        JournalError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn closed() -> JournalError {
+        JournalError::new(JournalErrorKind::Closed, "the journal has shut down")
+    }
+}
+
+/// The result of a write, once it is durable.
+#[derive(Debug)]
+pub struct Pending<T>(oneshot::Receiver<Result<T, JournalError>>);
+
+/// The writer's end of a [`Pending`].
+#[derive(Debug)]
+pub struct Completion<T>(oneshot::Sender<Result<T, JournalError>>);
+
+impl<T> Pending<T> {
+    /// A pending write and the completion that resolves it.
+    pub fn channel() -> (Completion<T>, Pending<T>) {
+        let (tx, rx) = oneshot::channel();
+        (Completion(tx), Pending(rx))
+    }
+
+    /// An already-resolved write (an error found before anything was queued, say).
+    pub fn ready(result: Result<T, JournalError>) -> Pending<T> {
+        let (done, pending) = Pending::channel();
+        done.complete(result);
+        pending
+    }
+}
+
+impl<T> Completion<T> {
+    pub fn complete(self, result: Result<T, JournalError>) {
+        // The waiter may have gone (a client hung up); the write stands either way.
+        let _ = self.0.send(result);
+    }
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, JournalError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|received| received.unwrap_or_else(|_| Err(JournalError::closed())))
+    }
+}
+
+/// The durable store of conversations. Writes are ordered: a write queued after another is applied
+/// after it.
+pub trait Journal: Send + Sync + fmt::Debug {
+    /// Stores an inbound message as a new `pending` turn — or, when its message id is already known in
+    /// the session, finds that turn instead. Completes once durable.
+    fn accept(&self, inbound: Inbound) -> Pending<Accepted>;
+
+    /// Marks a turn `running`. Not awaited: losing it to a crash changes nothing (an unfinished turn is
+    /// resumed whether pending or running).
+    fn start(&self, turn_id: i64, at_ms: u64);
+
+    /// Stores the turn's reply and its final state, once. A turn already final is left as it is.
+    fn finish(&self, turn_id: i64, reply: Reply, at_ms: u64) -> Pending<()>;
+
+    /// Marks turns cut by a drain as `interrupted` (blocking, durable on return).
+    fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> Result<(), JournalError>;
+
+    /// Turns that are pending, running or interrupted, oldest first (blocking).
+    fn unfinished(&self) -> Result<Vec<UnfinishedTurn>, JournalError>;
+
+    /// Counts one more resume for each turn and sets it back to `pending` (blocking, durable).
+    fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Result<(), JournalError>;
+
+    /// The last `limit` messages of a session, oldest first (blocking). Unknown session: empty.
+    fn history(&self, session: &SessionKey, limit: usize) -> Result<Vec<StoredMessage>, JournalError>;
+
+    /// Sessions, most recently active first (blocking).
+    fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError>;
+}

@@ -1,0 +1,308 @@
+//! The one writer: a thread that owns the read-write connection and commits queued writes in batches.
+//!
+//! **Invariant:** every write is applied in the order it was queued, inside a transaction, and its
+//! completion is sent only after that transaction has committed (`synchronous = FULL`: it is on disk).
+//! Writes that arrive while a commit is in progress share the next one (group commit), so many
+//! concurrent turns cost one fsync rather than one each, and nobody is told "stored" early.
+//!
+//! Each write runs in its own savepoint: one failing write (a constraint, say) does not undo the others
+//! in its batch. A failed commit (a full disk) fails every write of the batch.
+
+use std::sync::mpsc;
+
+use herald_gateway::journal::{
+    Accepted, Completion, Inbound, JournalError, JournalErrorKind, Reply, TurnState,
+};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+
+/// Most writes committed in one transaction: bounds the latency a batch adds to its first write.
+const MAX_BATCH: usize = 1024;
+
+/// A queued write.
+#[derive(Debug)]
+pub(crate) enum Write {
+    Accept(Inbound, Completion<Accepted>),
+    Start {
+        turn_id: i64,
+        at_ms: u64,
+    },
+    Finish {
+        turn_id: i64,
+        reply: Reply,
+        at_ms: u64,
+        done: Completion<()>,
+    },
+    MarkInterrupted {
+        turn_ids: Vec<i64>,
+        at_ms: u64,
+        done: mpsc::Sender<Result<(), JournalError>>,
+    },
+    NoteResumed {
+        turn_ids: Vec<i64>,
+        at_ms: u64,
+        done: mpsc::Sender<Result<(), JournalError>>,
+    },
+}
+
+/// What a write produced inside the transaction, delivered after the commit.
+enum Outcome {
+    Accepted(Completion<Accepted>, Result<Accepted, JournalError>),
+    Unit(Completion<()>, Result<(), JournalError>),
+    Blocking(mpsc::Sender<Result<(), JournalError>>, Result<(), JournalError>),
+    Nothing,
+}
+
+/// Runs until every sender is gone, then returns (the connection closes, checkpointing the WAL).
+pub(crate) fn run(mut conn: Connection, queue: mpsc::Receiver<Write>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, batch);
+    }
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(batch, &storage_error(&e)),
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for write in batch {
+        outcomes.push(apply_in_savepoint(&mut tx, write));
+    }
+    let committed = tx.commit().map_err(|e| storage_error(&e));
+    for outcome in outcomes {
+        deliver(outcome, &committed);
+    }
+}
+
+fn fail_all(batch: Vec<Write>, error: &JournalError) {
+    for write in batch {
+        match write {
+            Write::Accept(_, done) => done.complete(Err(error.clone())),
+            Write::Finish { done, .. } => done.complete(Err(error.clone())),
+            Write::MarkInterrupted { done, .. } | Write::NoteResumed { done, .. } => {
+                let _ = done.send(Err(error.clone()));
+            }
+            Write::Start { .. } => {}
+        }
+    }
+}
+
+fn deliver(outcome: Outcome, committed: &Result<(), JournalError>) {
+    // A write that succeeded inside a transaction that then failed to commit did not happen.
+    fn after<T>(
+        result: Result<T, JournalError>,
+        committed: &Result<(), JournalError>,
+    ) -> Result<T, JournalError> {
+        match committed {
+            Ok(()) => result,
+            Err(e) => Err(e.clone()),
+        }
+    }
+    match outcome {
+        Outcome::Accepted(done, result) => done.complete(after(result, committed)),
+        Outcome::Unit(done, result) => done.complete(after(result, committed)),
+        Outcome::Blocking(done, result) => {
+            let _ = done.send(after(result, committed));
+        }
+        Outcome::Nothing => {}
+    }
+}
+
+fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
+    let mut savepoint = match tx.savepoint() {
+        Ok(sp) => sp,
+        Err(e) => {
+            let error = storage_error(&e);
+            fail_all(vec![write], &error);
+            return Outcome::Nothing;
+        }
+    };
+    let outcome = match write {
+        Write::Accept(inbound, done) => {
+            Outcome::Accepted(done, accept(&savepoint, &inbound).map_err(|e| storage_error(&e)))
+        }
+        Write::Start { turn_id, at_ms } => {
+            if let Err(e) = start(&savepoint, turn_id, at_ms) {
+                tracing::warn!("cannot mark turn {turn_id} running: {e}");
+            }
+            Outcome::Nothing
+        }
+        Write::Finish {
+            turn_id,
+            reply,
+            at_ms,
+            done,
+        } => Outcome::Unit(
+            done,
+            finish(&savepoint, turn_id, &reply, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::MarkInterrupted {
+            turn_ids,
+            at_ms,
+            done,
+        } => Outcome::Blocking(
+            done,
+            mark_interrupted(&savepoint, &turn_ids, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::NoteResumed {
+            turn_ids,
+            at_ms,
+            done,
+        } => Outcome::Blocking(
+            done,
+            note_resumed(&savepoint, &turn_ids, at_ms).map_err(|e| storage_error(&e)),
+        ),
+    };
+    let failed = match &outcome {
+        Outcome::Accepted(_, r) => r.is_err(),
+        Outcome::Unit(_, r) | Outcome::Blocking(_, r) => r.is_err(),
+        Outcome::Nothing => false,
+    };
+    if failed {
+        let _ = savepoint.rollback();
+    }
+    if let Err(e) = savepoint.commit() {
+        tracing::warn!("cannot release a journal savepoint: {e}");
+    }
+    outcome
+}
+
+fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
+    let session_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO sessions (adapter, chat_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = excluded.updated_ms
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                inbound.session.adapter,
+                inbound.session.chat_id,
+                inbound.at_ms as i64
+            ],
+            |r| r.get(0),
+        )?;
+    let existing = conn
+        .prepare_cached(
+            "SELECT t.id, t.state,
+                    (SELECT text FROM messages WHERE turn_id = t.id AND role = 'user'),
+                    (SELECT text FROM messages WHERE turn_id = t.id AND role = 'assistant'),
+                    (SELECT failed FROM messages WHERE turn_id = t.id AND role = 'assistant')
+             FROM turns t WHERE t.session_id = ?1 AND t.message_id = ?2",
+        )?
+        .query_row(params![session_id, inbound.message_id], |r| {
+            let state: String = r.get(1)?;
+            let reply: Option<String> = r.get(3)?;
+            let failed: Option<bool> = r.get(4)?;
+            Ok(Accepted {
+                turn_id: r.get(0)?,
+                new: false,
+                state: TurnState::parse(&state).unwrap_or(TurnState::Failed),
+                text: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                reply: reply.map(|text| Reply {
+                    text,
+                    failed: failed.unwrap_or(false),
+                }),
+            })
+        })
+        .optional()?;
+    if let Some(existing) = existing {
+        return Ok(existing);
+    }
+    let turn_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms)
+             VALUES (?1, ?2, 'pending', ?3, ?3) RETURNING id",
+        )?
+        .query_row(
+            params![session_id, inbound.message_id, inbound.at_ms as i64],
+            |r| r.get(0),
+        )?;
+    conn.prepare_cached(
+        "INSERT INTO messages (session_id, turn_id, role, text, created_ms) VALUES (?1, ?2, 'user', ?3, ?4)",
+    )?
+    .execute(params![session_id, turn_id, inbound.text, inbound.at_ms as i64])?;
+    Ok(Accepted {
+        turn_id,
+        new: true,
+        state: TurnState::Pending,
+        text: inbound.text.clone(),
+        reply: None,
+    })
+}
+
+fn start(conn: &Connection, turn_id: i64, at_ms: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE turns SET state = 'running', updated_ms = ?2
+         WHERE id = ?1 AND state IN ('pending', 'interrupted')",
+    )?
+    .execute(params![turn_id, at_ms as i64])?;
+    Ok(())
+}
+
+fn finish(conn: &Connection, turn_id: i64, reply: &Reply, at_ms: u64) -> rusqlite::Result<()> {
+    let state = if reply.failed { "failed" } else { "done" };
+    let changed = conn
+        .prepare_cached(
+            "UPDATE turns SET state = ?2, updated_ms = ?3
+             WHERE id = ?1 AND state IN ('pending', 'running', 'interrupted')",
+        )?
+        .execute(params![turn_id, state, at_ms as i64])?;
+    if changed == 0 {
+        // Already final (or unknown): the first reply stands.
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms)
+         SELECT session_id, id, 'assistant', ?2, ?3, ?4 FROM turns WHERE id = ?1",
+    )?
+    .execute(params![turn_id, reply.text, reply.failed, at_ms as i64])?;
+    conn.prepare_cached(
+        "UPDATE sessions SET updated_ms = ?2 WHERE id = (SELECT session_id FROM turns WHERE id = ?1)",
+    )?
+    .execute(params![turn_id, at_ms as i64])?;
+    Ok(())
+}
+
+fn mark_interrupted(conn: &Connection, turn_ids: &[i64], at_ms: u64) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE turns SET state = 'interrupted', updated_ms = ?2
+         WHERE id = ?1 AND state IN ('pending', 'running')",
+    )?;
+    for id in turn_ids {
+        stmt.execute(params![id, at_ms as i64])?;
+    }
+    Ok(())
+}
+
+fn note_resumed(conn: &Connection, turn_ids: &[i64], at_ms: u64) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE turns SET state = 'pending', resume_count = resume_count + 1, updated_ms = ?2
+         WHERE id = ?1 AND state IN ('pending', 'running', 'interrupted')",
+    )?;
+    for id in turn_ids {
+        stmt.execute(params![id, at_ms as i64])?;
+    }
+    Ok(())
+}
+
+/// Classifies an SQLite error for the gateway (a full disk is worth telling apart).
+pub(crate) fn storage_error(e: &rusqlite::Error) -> JournalError {
+    let kind = match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => JournalErrorKind::Full,
+        _ => JournalErrorKind::Storage,
+    };
+    let message = match kind {
+        JournalErrorKind::Full => format!("the disk is full; nothing was stored ({e})"),
+        _ => format!("journal error: {e}"),
+    };
+    JournalError::new(kind, message)
+}

@@ -1,0 +1,302 @@
+//! The SQLite journal against real files: idempotency, one reply per turn, resume bookkeeping, and what
+//! happens to corrupt, newer and foreign files.
+
+use std::path::Path;
+
+use herald_gateway::agent::Role;
+use herald_gateway::journal::{Inbound, Journal, JournalErrorKind, Reply, SessionKey, TurnState};
+use herald_journal::{OpenError, SCHEMA_VERSION, SqliteJournal};
+
+fn inbound(chat: &str, id: &str, text: &str) -> Inbound {
+    Inbound {
+        session: SessionKey::new("http", chat),
+        message_id: id.into(),
+        text: text.into(),
+        at_ms: 1_000,
+    }
+}
+
+fn reply(text: &str) -> Reply {
+    Reply {
+        text: text.into(),
+        failed: false,
+    }
+}
+
+fn open(path: &Path) -> SqliteJournal {
+    SqliteJournal::open(path).unwrap().0
+}
+
+#[tokio::test]
+async fn a_message_id_makes_one_turn_and_a_turn_gets_one_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    let first = journal.accept(inbound("alice", "m1", "hello")).await.unwrap();
+    assert!(first.new);
+    assert_eq!(first.state, TurnState::Pending);
+
+    let again = journal.accept(inbound("alice", "m1", "hello")).await.unwrap();
+    assert!(!again.new);
+    assert_eq!(again.turn_id, first.turn_id);
+    assert_eq!(again.text, "hello");
+    assert_eq!(again.reply, None);
+
+    // The same id in another session is another message.
+    let other = journal.accept(inbound("bob", "m1", "hi")).await.unwrap();
+    assert!(other.new);
+    assert_ne!(other.turn_id, first.turn_id);
+
+    journal.start(first.turn_id, 1_001);
+    journal
+        .finish(first.turn_id, reply("echo: hello"), 1_002)
+        .await
+        .unwrap();
+    // A second finish (a resumed turn racing its original, say) is ignored: the first reply stands.
+    journal
+        .finish(first.turn_id, reply("second"), 1_003)
+        .await
+        .unwrap();
+
+    let done = journal.accept(inbound("alice", "m1", "hello")).await.unwrap();
+    assert_eq!(done.state, TurnState::Done);
+    assert_eq!(done.reply, Some(reply("echo: hello")));
+
+    let history = journal.history(&SessionKey::new("http", "alice"), 100).unwrap();
+    let texts: Vec<_> = history
+        .iter()
+        .map(|m| (m.role, m.text.as_str(), m.status))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![
+            (Role::User, "hello", TurnState::Done),
+            (Role::Assistant, "echo: hello", TurnState::Done)
+        ]
+    );
+    assert!(history.iter().all(|m| m.message_id == "m1"));
+}
+
+#[tokio::test]
+async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let (a, b, c) = {
+        let journal = open(&path);
+        let a = journal.accept(inbound("s", "a", "one")).await.unwrap().turn_id;
+        let b = journal.accept(inbound("s", "b", "two")).await.unwrap().turn_id;
+        let c = journal.accept(inbound("s", "c", "three")).await.unwrap().turn_id;
+        journal.start(b, 2);
+        journal.finish(c, reply("done"), 3).await.unwrap();
+        journal.mark_interrupted(&[a], 4).unwrap();
+        (a, b, c)
+    };
+    let journal = open(&path);
+    let unfinished = journal.unfinished().unwrap();
+    let ids: Vec<_> = unfinished
+        .iter()
+        .map(|t| (t.turn_id, t.state, t.resume_count))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(a, TurnState::Interrupted, 0), (b, TurnState::Running, 0)]
+    );
+    assert_eq!(unfinished[0].text, "one");
+    assert_eq!(unfinished[0].message_id, "a");
+    assert!(!ids.iter().any(|(id, ..)| *id == c));
+
+    journal.note_resumed(&[a, b], 5).unwrap();
+    journal.note_resumed(&[a], 6).unwrap();
+    let counts: Vec<_> = journal
+        .unfinished()
+        .unwrap()
+        .iter()
+        .map(|t| (t.turn_id, t.state, t.resume_count))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![(a, TurnState::Pending, 2), (b, TurnState::Pending, 1)]
+    );
+}
+
+#[tokio::test]
+async fn history_is_bounded_and_sessions_are_listed_by_activity() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    for i in 0..10 {
+        let t = journal
+            .accept(Inbound {
+                at_ms: 10 + i,
+                ..inbound("busy", &format!("m{i}"), &format!("q{i}"))
+            })
+            .await
+            .unwrap();
+        journal
+            .finish(t.turn_id, reply(&format!("a{i}")), 10 + i)
+            .await
+            .unwrap();
+    }
+    journal
+        .accept(Inbound {
+            at_ms: 5,
+            ..inbound("quiet", "x", "old")
+        })
+        .await
+        .unwrap();
+    let last3: Vec<_> = journal
+        .history(&SessionKey::new("http", "busy"), 3)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(last3, vec!["a8", "q9", "a9"]);
+    assert!(
+        journal
+            .history(&SessionKey::new("http", "nobody"), 3)
+            .unwrap()
+            .is_empty()
+    );
+
+    let sessions = journal.sessions(10).unwrap();
+    let names: Vec<_> = sessions
+        .iter()
+        .map(|s| (s.session.chat_id.as_str(), s.messages))
+        .collect();
+    assert_eq!(names, vec![("busy", 20), ("quiet", 1)]);
+}
+
+#[tokio::test]
+async fn concurrent_writes_share_commits_and_none_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let journal = std::sync::Arc::new(open(&path));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let journal = journal.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = journal
+                .accept(inbound(&format!("s{}", i % 7), &format!("m{i}"), "x"))
+                .await
+                .unwrap();
+            journal.finish(t.turn_id, reply("y"), 2).await.unwrap();
+            t.turn_id
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
+    drop(journal);
+    let journal = open(&path);
+    assert!(journal.unfinished().unwrap().is_empty());
+    let total: u64 = journal.sessions(100).unwrap().iter().map(|s| s.messages).sum();
+    assert_eq!(total, 400);
+}
+
+#[test]
+fn a_corrupt_file_is_moved_aside_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::write(
+        &path,
+        b"this is not an sqlite database, it is garbage ".repeat(200),
+    )
+    .unwrap();
+    let (journal, report) = SqliteJournal::open(&path).unwrap();
+    let (aside, reason) = report.moved_aside.expect("moved aside");
+    assert!(report.created);
+    assert!(reason.contains("not a database"), "{reason}");
+    assert!(
+        aside
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("state.db.corrupt-")
+    );
+    assert!(
+        std::fs::read(&aside)
+            .unwrap()
+            .starts_with(b"this is not an sqlite")
+    );
+    assert!(journal.unfinished().unwrap().is_empty());
+}
+
+#[test]
+fn a_damaged_page_is_found_and_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let journal = open(&path);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for i in 0..300 {
+                journal
+                    .accept(inbound(&format!("s{i}"), "m", &"padding ".repeat(50)))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    // Scribble over the middle of the file (past the header), as a bad sector would.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 40_000, "{}", bytes.len());
+    for b in &mut bytes[20_000..28_000] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let (_journal, report) = SqliteJournal::open(&path).unwrap();
+    assert!(report.moved_aside.is_some(), "{report:?}");
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(open(&path));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = SqliteJournal::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::NewerSchema { .. }), "{err}");
+    assert!(err.to_string().contains("newer than this herald"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_foreign_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY);")
+            .unwrap();
+    }
+    let err = SqliteJournal::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::Foreign { .. }), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(open(&path));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[tokio::test]
+async fn writes_after_close_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    journal.close();
+    let err = journal.accept(inbound("s", "m", "t")).await.unwrap_err();
+    assert_eq!(err.kind, JournalErrorKind::Closed);
+    assert!(journal.mark_interrupted(&[1], 1).is_err());
+}

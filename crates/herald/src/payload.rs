@@ -1,0 +1,69 @@
+//! The payload this binary hosts: the SQLite journal and the configured agent backend.
+//!
+//! This is the one place that names concrete journal and agent types; the daemon sees them only as
+//! trait objects (see `herald_daemon::payload`).
+
+use std::sync::Arc;
+
+use herald_daemon::{Payload, PayloadError, PayloadFactory};
+use herald_gateway::agent::Agent;
+use herald_gateway::agent::echo::EchoAgent;
+use herald_home::Home;
+use herald_home::config::{AgentBackend, Config};
+use herald_home::lifecycle::{EventKind, LifecycleEvent};
+use herald_journal::SqliteJournal;
+
+/// Builds the standard payload.
+#[derive(Debug, Default)]
+pub struct StandardPayload;
+
+impl PayloadFactory for StandardPayload {
+    fn build(&self, home: &Home, config: &Config) -> Result<Payload, PayloadError> {
+        let agent = agent(config)?;
+        let path = home.journal_file();
+        let (journal, report) = SqliteJournal::open(&path).map_err(|e| PayloadError {
+            message: e.to_string(),
+            config: false,
+        })?;
+        let pid = std::process::id();
+        let mut events = Vec::new();
+        if let Some((aside, reason)) = &report.moved_aside {
+            events.push(
+                LifecycleEvent::new(EventKind::Journal, pid)
+                    .with("action", "moved_aside")
+                    .with("path", path.display().to_string())
+                    .with("moved_to", aside.display().to_string())
+                    .with("reason", reason.as_str()),
+            );
+        }
+        if let Some(from) = report.migrated_from {
+            events.push(
+                LifecycleEvent::new(EventKind::Journal, pid)
+                    .with("action", "migrated")
+                    .with("from_version", from)
+                    .with("to_version", herald_journal::SCHEMA_VERSION),
+            );
+        }
+        Ok(Payload {
+            journal: Arc::new(journal),
+            agent,
+            events,
+        })
+    }
+}
+
+fn agent(config: &Config) -> Result<Arc<dyn Agent>, PayloadError> {
+    let config_error = |message: String| PayloadError {
+        message,
+        config: true,
+    };
+    Ok(match config.agent.backend {
+        AgentBackend::Echo => Arc::new(EchoAgent),
+        AgentBackend::Command => {
+            return Err(config_error("the command backend is not built yet".into()));
+        }
+        AgentBackend::Openai => {
+            return Err(config_error("the openai backend is not built yet".into()));
+        }
+    })
+}
