@@ -107,6 +107,8 @@ impl GatewayHost {
         if let Some(http) = self.http {
             http.shutdown(HTTP_GRACE).await;
         }
+        let engine = self.engine;
+        let _ = tokio::task::spawn_blocking(move || engine.close_journal()).await;
     }
 }
 

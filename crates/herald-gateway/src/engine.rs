@@ -359,6 +359,12 @@ impl Engine {
         }
     }
 
+    /// Closes the journal (after the drain; turns still running can no longer store replies and are
+    /// resumed after the next start).
+    pub fn close_journal(&self) {
+        self.journal.close();
+    }
+
     /// The last `limit` messages of a session.
     pub async fn history(
         &self,

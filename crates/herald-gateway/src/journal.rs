@@ -253,4 +253,8 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// Sessions, most recently active first (blocking).
     fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError>;
+
+    /// Commits what is queued and releases the store (blocking). Later calls fail with
+    /// [`JournalErrorKind::Closed`]. Called once the gateway has drained, so the store is left tidy.
+    fn close(&self);
 }

@@ -31,7 +31,7 @@ pub struct SqliteJournal {
     path: PathBuf,
     queue: Mutex<Option<mpsc::Sender<Write>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    reader: Mutex<Connection>,
+    reader: Mutex<Option<Connection>>,
 }
 
 impl SqliteJournal {
@@ -53,7 +53,7 @@ impl SqliteJournal {
                 path: path.to_path_buf(),
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
-                reader: Mutex::new(reader),
+                reader: Mutex::new(Some(reader)),
             },
             report,
         ))
@@ -63,8 +63,10 @@ impl SqliteJournal {
         &self.path
     }
 
-    /// Stops the writer after it has committed everything queued so far.
-    pub fn close(&self) {
+    /// Stops the writer after it has committed everything queued so far, and closes both connections
+    /// (the last one to close checkpoints the WAL into the main file).
+    fn shut(&self) {
+        drop(lock(&self.reader).take());
         drop(lock(&self.queue).take());
         if let Some(writer) = lock(&self.writer).take() {
             let _ = writer.join();
@@ -88,13 +90,16 @@ impl SqliteJournal {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, JournalError> {
-        f(&lock(&self.reader)).map_err(|e| storage_error(&e))
+        match lock(&self.reader).as_ref() {
+            Some(conn) => f(conn).map_err(|e| storage_error(&e)),
+            None => Err(JournalError::closed()),
+        }
     }
 }
 
 impl Drop for SqliteJournal {
     fn drop(&mut self) {
-        self.close();
+        self.shut();
     }
 }
 
@@ -216,6 +221,10 @@ impl Journal for SqliteJournal {
             })?;
             rows.collect()
         })
+    }
+
+    fn close(&self) {
+        self.shut();
     }
 
     fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError> {
