@@ -48,6 +48,19 @@ pub enum Command {
     /// Check, create or show herald.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Send a message to the running gateway and print the reply; with no MESSAGE, read one message per
+    /// line from standard input (an interactive prompt on a terminal).
+    Chat(ChatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The conversation to talk in (1 to 200 characters of A-Z a-z 0-9 - _ . : @).
+    #[arg(long, short, default_value = "cli", value_name = "ID")]
+    pub session: String,
+    /// The message (words are joined with spaces). Omit it for an interactive prompt.
+    #[arg(trailing_var_arg = true, value_name = "MESSAGE")]
+    pub message: Vec<String>,
 }
 
 #[derive(Debug, Args)]

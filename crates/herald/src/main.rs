@@ -41,6 +41,7 @@ fn main() -> std::process::ExitCode {
         Command::Status(args) => commands::status::status(&home, &args),
         Command::Logs(args) => commands::logs::logs(&home, &args),
         Command::Config(cmd) => commands::config::config(&home, &cmd),
+        Command::Chat(args) => commands::chat::chat(&home, &args),
     };
     code.into()
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use herald_daemon::{Payload, PayloadError, PayloadFactory};
 use herald_gateway::agent::Agent;
+use herald_gateway::agent::command::CommandAgent;
 use herald_gateway::agent::echo::EchoAgent;
 use herald_home::Home;
 use herald_home::config::{AgentBackend, Config};
@@ -59,9 +60,7 @@ fn agent(config: &Config) -> Result<Arc<dyn Agent>, PayloadError> {
     };
     Ok(match config.agent.backend {
         AgentBackend::Echo => Arc::new(EchoAgent),
-        AgentBackend::Command => {
-            return Err(config_error("the command backend is not built yet".into()));
-        }
+        AgentBackend::Command => Arc::new(CommandAgent::from_config(&config.agent.command)),
         AgentBackend::Openai => {
             return Err(config_error("the openai backend is not built yet".into()));
         }

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod chat;
 pub mod config;
 pub mod logs;
 pub mod restart;

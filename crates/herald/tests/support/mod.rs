@@ -251,3 +251,87 @@ pub fn find<'a>(events: &'a [LifecycleEvent], pid: u32, name: &str) -> &'a Lifec
         .find(|e| e.pid == pid && e.event == name)
         .unwrap_or_else(|| panic!("no {name} event for pid {pid} in {events:#?}"))
 }
+
+/// An HTTP response as the tests see it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection, written byte for byte (so tests can send anything).
+pub fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    use std::io::{Read, Write};
+    let authority = url.strip_prefix("http://").expect("an http:// url");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    // The server may close early (a rejected oversize body): keep what arrived.
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// POSTs `{"text": text, "id": id}` to a session and returns the response.
+pub fn post_message(url: &str, session: &str, id: Option<&str>, text: &str, query: &str) -> HttpResponse {
+    let body = match id {
+        Some(id) => serde_json::json!({"text": text, "id": id}),
+        None => serde_json::json!({"text": text}),
+    };
+    http(
+        url,
+        "POST",
+        &format!("/v1/sessions/{session}/messages{query}"),
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+impl TestHome {
+    /// The running gateway's HTTP URL, from the state record.
+    pub fn http_url(&self) -> String {
+        let mut url = None;
+        wait_for("the state record to name the HTTP url", || {
+            url = self.state().and_then(|s| s.endpoints.http_url);
+            url.is_some()
+        });
+        url.unwrap()
+    }
+}

@@ -1,0 +1,40 @@
+//! A stand-in agent for the `command` backend in herald's own tests (built by `cargo test` as an
+//! example, so it runs the same on Linux and under Wine).
+//!
+//! Usage: `test_agent LOG` — reads the turn JSON from stdin, appends `start <turn_id> <message>` to LOG,
+//! sleeps when the message starts with `sleep:<ms>:`, appends `end <turn_id>`, and replies
+//! `agent: <message>`. A message `fail` exits 3 with a message on stderr.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn main() {
+    let log = std::env::args().nth(1).expect("usage: test_agent LOG");
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).expect("stdin");
+    let turn: serde_json::Value = serde_json::from_str(&input).expect("turn JSON on stdin");
+    let message = turn["message"].as_str().unwrap_or_default().to_owned();
+    let turn_id = turn["turn_id"].as_i64().unwrap_or(-1);
+    append(&log, &format!("start {turn_id} {message}"));
+    if message == "fail" {
+        eprintln!("test_agent: asked to fail");
+        std::process::exit(3);
+    }
+    if let Some(rest) = message.strip_prefix("sleep:")
+        && let Some((ms, _)) = rest.split_once(':')
+        && let Ok(ms) = ms.parse::<u64>()
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    append(&log, &format!("end {turn_id}"));
+    print!("agent: {message}");
+}
+
+fn append(path: &str, line: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file");
+    writeln!(file, "{line}").expect("log write");
+}

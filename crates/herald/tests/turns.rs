@@ -1,0 +1,261 @@
+//! Conversations that survive anything: kill -9 mid-turn, a planned stop that cuts turns, and a turn
+//! that keeps being interrupted. The agent is the `command` backend running a real program (the
+//! `test_agent` example) that logs every invocation, so "answered exactly once" is checked against both
+//! the journal and what the agent actually did.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use support::{TestHome, http, post_message, text, wait_for};
+
+/// The `test_agent` example, built by `cargo test` next to the test binaries.
+fn test_agent() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let agent = dir.join(format!("test_agent{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        agent.exists(),
+        "{} is missing: run the tests with `cargo test`",
+        agent.display()
+    );
+    agent
+}
+
+/// A home whose agent is `test_agent`, logging to `agent.log` in the home.
+fn home_with_agent(drain_secs: u64) -> (TestHome, PathBuf) {
+    let home = TestHome::new();
+    let log = home.root.join("agent.log");
+    let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
+    home.write(
+        "herald.toml",
+        format!(
+            "[gateway]\ndrain_timeout_secs = {drain_secs}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+             [agent]\nbackend = \"command\"\n\n[agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+            quote(&test_agent()),
+            quote(&log)
+        )
+        .as_bytes(),
+    );
+    (home, log)
+}
+
+fn agent_log(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Message id → the replies stored for it, from the session's history.
+fn replies(url: &str, session: &str) -> BTreeMap<String, Vec<String>> {
+    let history = http(
+        url,
+        "GET",
+        &format!("/v1/sessions/{session}/messages?limit=1000"),
+        &[],
+        b"",
+    )
+    .json();
+    let mut replies: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for message in history["messages"].as_array().unwrap() {
+        let id = message["id"].as_str().unwrap().to_owned();
+        let entry = replies.entry(id).or_default();
+        if message["role"] == "assistant" {
+            entry.push(message["text"].as_str().unwrap().to_owned());
+        }
+    }
+    replies
+}
+
+fn all_answered(url: &str, session: &str, count: usize) -> bool {
+    let replies = replies(url, session);
+    replies.len() == count && replies.values().all(|r| !r.is_empty())
+}
+
+#[test]
+fn kill_9_mid_turn_loses_nothing_and_answers_each_message_once() {
+    let (home, log) = home_with_agent(5);
+    let gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    let ids: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        // Half the turns are quick and finish before the kill; half are slow and are cut by it.
+        let text = if i % 2 == 0 {
+            format!("sleep:6000:slow {i}")
+        } else {
+            format!("quick {i}")
+        };
+        let accepted = post_message(&url, "crash", Some(id), &text, "?wait=false");
+        assert_eq!(accepted.status, 202, "{}", accepted.body);
+    }
+    wait_for("the slow turns to reach the agent", || {
+        agent_log(&log)
+            .iter()
+            .filter(|l| l.starts_with("start") && l.contains("slow"))
+            .count()
+            == 3
+    });
+    wait_for("the quick turns to finish", || {
+        replies(&url, "crash").values().filter(|r| !r.is_empty()).count() == 3
+    });
+    gateway.kill();
+
+    let _gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    wait_for("every message to be answered", || all_answered(&url, "crash", 6));
+    for (id, replies) in replies(&url, "crash") {
+        assert_eq!(replies.len(), 1, "{id}: {replies:?}");
+        assert!(replies[0].starts_with("agent: "), "{id}: {replies:?}");
+    }
+    let resumed = home
+        .events()
+        .into_iter()
+        .find(|e| e.event == "turns_resumed")
+        .expect("a turns_resumed event");
+    assert_eq!(resumed.field("resumed").and_then(|v| v.as_u64()), Some(3));
+    // The quick turns ran once; the slow ones twice (cut by the kill, resumed once).
+    let starts = agent_log(&log).iter().filter(|l| l.starts_with("start")).count();
+    assert_eq!(starts, 9, "{:?}", agent_log(&log));
+    // A client retrying a message from before the crash gets the one stored reply, not a new turn.
+    let retry = post_message(&url, "crash", Some("m0"), "sleep:6000:slow 0", "");
+    assert_eq!(retry.json()["reply"]["text"], "agent: sleep:6000:slow 0");
+    assert_eq!(
+        agent_log(&log).iter().filter(|l| l.starts_with("start")).count(),
+        9
+    );
+}
+
+#[test]
+fn a_planned_stop_cuts_turns_that_then_resume_once() {
+    let (home, log) = home_with_agent(1);
+    let gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    for i in 0..3 {
+        let accepted = post_message(
+            &url,
+            "planned",
+            Some(&format!("p{i}")),
+            "sleep:4000:long",
+            "?wait=false",
+        );
+        assert_eq!(accepted.status, 202);
+    }
+    // A client waiting on a turn hears it was interrupted, with the id to retry.
+    let waiting = {
+        let url = url.clone();
+        std::thread::spawn(move || post_message(&url, "planned", Some("w"), "sleep:4000:waiting", ""))
+    };
+    wait_for("all four turns to reach the agent", || {
+        agent_log(&log).iter().filter(|l| l.starts_with("start")).count() == 4
+    });
+    let stopper = home
+        .cmd(&["stop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it drains, new messages are turned away with Retry-After.
+    let mut refused = None;
+    wait_for("a message to be refused while draining", || {
+        let response = post_message(&url, "late", None, "too late", "");
+        let draining = response.status == 503;
+        if draining {
+            refused = Some(response);
+        }
+        draining
+    });
+    let refused = refused.unwrap();
+    assert_eq!(refused.json()["error"], "draining");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    let out = stopper.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let waited = waiting.join().unwrap();
+    assert_eq!(waited.status, 503, "{}", waited.body);
+    assert_eq!(waited.json()["error"], "interrupted");
+    assert_eq!(waited.json()["id"], "w");
+    let (code, output) = gateway.wait();
+    assert_eq!(code, Some(0), "{output}");
+    let drain_end = home
+        .events()
+        .into_iter()
+        .rfind(|e| e.event == "drain_end")
+        .unwrap();
+    assert_eq!(
+        drain_end.field("cut").and_then(|v| v.as_u64()),
+        Some(4),
+        "{drain_end:?}"
+    );
+
+    let _gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    wait_for("the cut turns to be answered", || {
+        all_answered(&url, "planned", 4)
+    });
+    for (id, replies) in replies(&url, "planned") {
+        assert_eq!(replies.len(), 1, "{id}: {replies:?}");
+    }
+    // The retry a client was told to make gets the reply.
+    let retry = post_message(&url, "planned", Some("w"), "sleep:4000:waiting", "");
+    assert_eq!(retry.json()["reply"]["text"], "agent: sleep:4000:waiting");
+}
+
+#[test]
+fn a_turn_interrupted_again_and_again_is_closed_with_an_explanation() {
+    let (home, log) = home_with_agent(5);
+    let stuck = "sleep:60000:never finishes";
+    {
+        let gateway = home.start(&["--no-supervise"]);
+        let url = home.http_url();
+        assert_eq!(
+            post_message(&url, "loop", Some("x"), stuck, "?wait=false").status,
+            202
+        );
+        wait_for("the first attempt", || agent_log(&log).len() == 1);
+        gateway.kill();
+    }
+    // Resumes 1, 2 and 3, each cut by a crash.
+    for attempt in 2..=4 {
+        let gateway = home.start(&["--no-supervise"]);
+        wait_for(&format!("attempt {attempt}"), || agent_log(&log).len() == attempt);
+        gateway.kill();
+    }
+    let _gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    wait_for("the turn to be closed", || all_answered(&url, "loop", 1));
+    let reply = post_message(&url, "loop", Some("x"), stuck, "").json();
+    assert_eq!(reply["status"], "failed");
+    assert!(
+        reply["reply"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Please send it again"),
+        "{reply}"
+    );
+    assert_eq!(
+        agent_log(&log).len(),
+        4,
+        "no fifth attempt: {:?}",
+        agent_log(&log)
+    );
+    let history = http(&url, "GET", "/v1/sessions/loop/messages", &[], b"").json();
+    assert_eq!(history["messages"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn an_agent_failure_is_a_clear_reply_not_a_hang() {
+    let (home, _log) = home_with_agent(5);
+    let _gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    let reply = post_message(&url, "f", None, "fail", "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let json = reply.json();
+    assert_eq!(json["status"], "failed");
+    let text = json["reply"]["text"].as_str().unwrap();
+    assert!(text.contains("asked to fail"), "{text}");
+    // The conversation goes on, and the agent sees it.
+    let next = post_message(&url, "f", None, "hello", "").json();
+    assert_eq!(next["reply"]["text"], "agent: hello");
+}
