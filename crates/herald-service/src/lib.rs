@@ -10,6 +10,7 @@
 
 pub mod deep;
 pub mod identity;
+pub mod install;
 pub mod spawn;
 pub mod status;
 pub mod terminate;

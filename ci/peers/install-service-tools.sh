@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the real tools the service-install tests check generated files with (idempotent):
+#   systemd-analyze (Debian package systemd)        -> crates/herald-service/tests/install_systemd.rs
+#   plistutil       (Debian package libplist-utils) -> crates/herald-service/tests/install_launchd.rs
+# Does nothing when both are present. Installing needs root and apt-get; otherwise it says what is missing
+# and exits 1 (the tests then fail under CI=true, or skip loudly without it).
+set -euo pipefail
+
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v plistutil >/dev/null 2>&1 || missing+=(libplist-utils)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    printf 'install-service-tools: missing %s; install them as root with apt-get\n' "${missing[*]}" >&2
+    exit 1
+fi
+printf 'install-service-tools: installing %s\n' "${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+command -v systemd-analyze >/dev/null && command -v plistutil >/dev/null
