@@ -25,6 +25,16 @@ ensure_target() {
     rustup target list --installed | grep -qx "$1" || rustup target add "$1"
 }
 
+step "test peers: real programs the tests run against"
+# systemd-analyze and plistutil check generated unit files and plists; mock-llm (npm) is the
+# OpenAI-compatible server the openai backend is tested against.
+bash ci/peers/install-service-tools.sh || cannot_run "service tool checks" "systemd-analyze/plistutil missing"
+if mock_llm="$(bash ci/peers/install-mock-llm.sh)"; then
+    export HERALD_MOCK_LLM="$mock_llm"
+else
+    cannot_run "openai backend tests" "the mock-llm npm package could not be installed"
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 
@@ -50,9 +60,12 @@ else
     cannot_run "windows tests" "rustup target add x86_64-pc-windows-gnu failed"
 fi
 
-step "macos: check and clippy for aarch64-apple-darwin"
+step "macos: check and clippy for aarch64-apple-darwin (the pure-Rust crates)"
+# herald-journal (bundled SQLite), herald-openai (TLS) and the binaries that link them build C code,
+# which needs Apple's SDK; every crate with OS-specific logic is pure Rust and checked here.
 if ensure_target aarch64-apple-darwin; then
-    cargo clippy --workspace --all-targets --locked --target aarch64-apple-darwin -- -D warnings
+    cargo clippy --all-targets --locked --target aarch64-apple-darwin \
+        -p herald-home -p herald-service -p herald-gateway -p herald-daemon -- -D warnings
 else
     cannot_run "macos check" "rustup target add aarch64-apple-darwin failed"
 fi

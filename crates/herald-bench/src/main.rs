@@ -23,6 +23,7 @@ mod proc;
 mod procfs;
 mod report;
 mod session;
+mod turns;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,6 +50,7 @@ const DEFAULT_WAKE_SECS: u64 = 5;
 
 const USAGE: &str = "\
 usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--no-supervise]
+       herald-bench turns [--help]   (HTTP turn throughput, latency and journal growth)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
 again, idle RSS and idle wake-ups.
@@ -73,6 +75,20 @@ struct Options {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("turns") {
+        let herald = std::env::current_exe()
+            .map(|exe| exe.with_file_name(format!("herald{}", std::env::consts::EXE_SUFFIX)));
+        let result = herald
+            .context("cannot locate this executable to find herald next to it")
+            .and_then(|herald| turns::main(&args[1..], &herald));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("herald-bench turns: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = match parse_args(&args) {
         Ok(Some(options)) => options,
         Ok(None) => {

@@ -79,6 +79,10 @@ impl Session {
             .tempdir()
             .context("cannot create a temporary directory")?;
         let root = dir.path().join("home");
+        // A free port: a benchmark must never collide with a gateway the user runs on the default one.
+        std::fs::create_dir_all(&root).context("cannot create the benchmark home")?;
+        std::fs::write(root.join("herald.toml"), "[http]\nlisten = \"127.0.0.1:0\"\n")
+            .context("cannot write the benchmark config")?;
         Ok(Session {
             herald: herald.to_path_buf(),
             run_args: run_args.to_vec(),
@@ -114,6 +118,16 @@ impl Session {
     /// The gateway's state record, if present and valid.
     pub fn state(&self) -> Option<StateRecord> {
         read_record::<StateRecord>(&Home::at(&self.root).state_record()).present()
+    }
+
+    /// The gateway's home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The HTTP API's URL, from the state record.
+    pub fn http_url(&self) -> Option<String> {
+        self.state().and_then(|s| s.endpoints.http_url)
     }
 
     pub fn gateway_pid(&self) -> Option<u32> {
