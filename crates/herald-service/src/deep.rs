@@ -32,6 +32,19 @@ pub enum Ping {
     Skipped,
 }
 
+/// The outcome of asking the HTTP adapter whether it is ready (`GET /readyz`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// 200 within the time limit.
+    Ready { elapsed: Duration },
+    /// Answered, but not 200 (503 while starting or draining), with what it said.
+    NotReady { status: u16, detail: String },
+    /// No answer: refused, timed out, or not HTTP.
+    Failed(String),
+    /// Not attempted: nothing holds the lock, or the state record names no HTTP adapter.
+    Skipped,
+}
+
 /// Everything `--deep` looks at.
 #[derive(Debug, Clone)]
 pub struct DeepFacts {
@@ -45,11 +58,19 @@ pub struct DeepFacts {
     pub now_ms: u64,
     pub last_event: Option<LifecycleEvent>,
     pub ping: Ping,
+    /// The HTTP adapter's URL as the state record gives it, and what `/readyz` said.
+    pub http_url: Option<String>,
+    pub readiness: Readiness,
 }
 
 impl DeepFacts {
-    /// Reads locks, records, the OS process table and the lifecycle log. `ping` is supplied by the caller.
-    pub fn gather(home: &Home, ping: impl FnOnce() -> Ping) -> DeepFacts {
+    /// Reads locks, records, the OS process table and the lifecycle log. `ping` and `ready` (given the
+    /// HTTP URL) are supplied by the caller, which owns the network clients.
+    pub fn gather(
+        home: &Home,
+        ping: impl FnOnce() -> Ping,
+        ready: impl FnOnce(&str) -> Readiness,
+    ) -> DeepFacts {
         let lock_held = InstanceLock::is_held(&home.lock_file()).map_err(|e| e.to_string());
         let pid_record = read_record::<PidRecord>(&home.pid_record());
         let identity = pid_record
@@ -67,16 +88,24 @@ impl DeepFacts {
         } else {
             Ping::Skipped
         };
+        let state = read_record::<StateRecord>(&home.state_record());
+        let http_url = state.as_present().and_then(|s| s.endpoints.http_url.clone());
+        let readiness = match (&http_url, lock_held == Ok(true)) {
+            (Some(url), true) => ready(url),
+            _ => Readiness::Skipped,
+        };
         DeepFacts {
             lock_held,
             pid_record,
             identity,
             monitor,
             worker_alive,
-            state: read_record::<StateRecord>(&home.state_record()),
+            state,
             now_ms: now_ms(),
             last_event: last_event(home),
             ping,
+            http_url,
+            readiness,
         }
     }
 
@@ -292,14 +321,51 @@ pub fn probes(f: &DeepFacts) -> Vec<Probe> {
         ),
     });
 
-    out.push(probe(8, "HTTP readiness", true, "no HTTP adapter in this build"));
+    out.push(match &f.readiness {
+        Readiness::Ready { elapsed } => probe(
+            8,
+            "HTTP readiness",
+            true,
+            format!(
+                "{}/readyz answered 200 in {:.1} ms",
+                f.http_url.as_deref().unwrap_or_default(),
+                elapsed.as_secs_f64() * 1000.0
+            ),
+        ),
+        Readiness::NotReady { status, detail } => probe(
+            8,
+            "HTTP readiness",
+            false,
+            format!("/readyz answered {status}: {detail}"),
+        ),
+        Readiness::Failed(why) => probe(8, "HTTP readiness", false, why.clone()),
+        Readiness::Skipped if running && f.http_url.is_none() => probe(
+            8,
+            "HTTP readiness",
+            true,
+            "no HTTP adapter recorded (disabled in herald.toml, or still starting)",
+        ),
+        Readiness::Skipped => probe(8, "HTTP readiness", true, "not tried (nothing holds the lock)"),
+    });
     out.push(probe(
         9,
         "Service backend",
         true,
         "none installed (started by hand or by `herald start`)",
     ));
-    out.push(probe(10, "Adapters", true, "none configured"));
+    out.push(match (&f.http_url, &f.readiness) {
+        (Some(url), Readiness::Failed(why)) => {
+            probe(10, "Adapters", false, format!("http: error at {url}: {why}"))
+        }
+        (Some(url), Readiness::NotReady { status, .. }) => probe(
+            10,
+            "Adapters",
+            true,
+            format!("http: listening at {url}, not taking turns ({status})"),
+        ),
+        (Some(url), _) => probe(10, "Adapters", true, format!("http: listening at {url}")),
+        (None, _) => probe(10, "Adapters", true, "http: not listening"),
+    });
     out
 }
 
@@ -354,6 +420,15 @@ pub fn verdict(f: &DeepFacts, probes: &[Probe]) -> String {
         return format!(
             "gateway pid {pid} is alive (P4) but its control channel does not answer (P7): the event loop is \
              wedged. `herald stop` will force-kill it after its timeout; `herald logs` may show why"
+        );
+    }
+    if failed(8) {
+        let detail = probes
+            .iter()
+            .find(|p| p.id == 8)
+            .map_or("", |p| p.detail.as_str());
+        return format!(
+            "gateway pid {pid} answers on its control channel (P7), but its HTTP adapter does not serve              (P8: {detail}): clients cannot send messages. While it starts or drains this is expected;              otherwise see `herald logs`"
         );
     }
     if failed(5) {
@@ -422,6 +497,8 @@ mod tests {
                 pid: 7,
                 elapsed: Duration::from_millis(1),
             },
+            http_url: None,
+            readiness: Readiness::Skipped,
         }
     }
 
@@ -447,6 +524,8 @@ mod tests {
             identity: None,
             state: RecordRead::Present(state(7, GatewayState::Stopped, 1_000)),
             ping: Ping::Skipped,
+            http_url: None,
+            readiness: Readiness::Skipped,
             ..healthy()
         };
         let (failed, verdict) = run(&f);
@@ -460,6 +539,8 @@ mod tests {
             lock_held: Ok(false),
             identity: Some(Identity::Gone),
             ping: Ping::Skipped,
+            http_url: None,
+            readiness: Readiness::Skipped,
             ..healthy()
         };
         let (failed, verdict) = run(&f);

@@ -259,3 +259,68 @@ fn an_agent_failure_is_a_clear_reply_not_a_hang() {
     let next = post_message(&url, "f", None, "hello", "").json();
     assert_eq!(next["reply"]["text"], "agent: hello");
 }
+
+#[test]
+fn status_deep_sees_the_http_adapter_drain_and_a_lying_url() {
+    let (home, log) = home_with_agent(10);
+    let gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    let deep = |home: &TestHome| {
+        let out = home.output(&["status", "--deep", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), json)
+    };
+    let probe = |json: &serde_json::Value, id: u64| {
+        json["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let (code, healthy) = deep(&home);
+    assert_eq!(code, Some(0), "{healthy}");
+    assert_eq!(probe(&healthy, 8)["ok"], true, "{healthy}");
+    assert!(probe(&healthy, 10)["detail"].as_str().unwrap().contains(&url));
+
+    // A turn in flight keeps the drain open long enough to look at it.
+    post_message(&url, "d", None, "sleep:5000:slow", "?wait=false");
+    wait_for("the turn to start", || !agent_log(&log).is_empty());
+    let stopper = home
+        .cmd(&["stop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut draining = serde_json::Value::Null;
+    wait_for("--deep to see the drain", || {
+        let (_, json) = deep(&home);
+        let seen = probe(&json, 8)["detail"].as_str().unwrap_or_default().contains("draining");
+        if seen {
+            draining = json;
+        }
+        seen
+    });
+    assert_eq!(probe(&draining, 8)["ok"], false);
+    assert!(draining["verdict"].as_str().unwrap().contains("P8"), "{draining}");
+    assert!(stopper.wait_with_output().unwrap().status.success());
+    let (code, output) = gateway.wait();
+    assert_eq!(code, Some(0), "{output}");
+
+    // A state record whose URL nobody answers on: P8 and P10 say so.
+    let _gateway = home.start(&["--no-supervise"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let path = home.home().state_record();
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    record["endpoints"]["http_url"] = dead.clone().into();
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    let (code, lying) = deep(&home);
+    assert_eq!(code, Some(1), "{lying}");
+    assert_eq!(probe(&lying, 8)["ok"], false, "{lying}");
+    assert_eq!(probe(&lying, 10)["ok"], false, "{lying}");
+    assert!(probe(&lying, 10)["detail"].as_str().unwrap().contains(&dead), "{lying}");
+    assert!(lying["verdict"].as_str().unwrap().contains("HTTP adapter"), "{lying}");
+}

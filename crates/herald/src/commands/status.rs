@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use herald_daemon::control::{self, Request};
 use herald_home::time::human_duration;
 use herald_home::{ExitCode, Home};
-use herald_service::deep::{self, DeepFacts, Ping};
+use herald_service::deep::{self, DeepFacts, Ping, Readiness};
 use herald_service::status::{OtherGateway, StatusReport, other_running};
 use serde_json::json;
 
@@ -123,22 +123,71 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
     out
 }
 
+/// `GET /readyz` on the gateway's own URL, over a plain socket (loopback, one request: no client
+/// library needed), within [`PING_TIMEOUT`].
+fn readyz(url: &str) -> Readiness {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let sent = Instant::now();
+    let Some(authority) = url.strip_prefix("http://") else {
+        return Readiness::Failed(format!("not an http:// URL: {url}"));
+    };
+    let attempt = || -> std::io::Result<(u16, String)> {
+        let addr = authority
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, PING_TIMEOUT)?;
+        stream.set_read_timeout(Some(PING_TIMEOUT))?;
+        stream.set_write_timeout(Some(PING_TIMEOUT))?;
+        write!(
+            stream,
+            "GET /readyz HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = Vec::new();
+        stream.take(64 * 1024).read_to_end(&mut response)?;
+        let text = String::from_utf8_lossy(&response);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("the answer is not HTTP"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .trim()
+            .to_owned();
+        Ok((status, body))
+    };
+    match attempt() {
+        Ok((200, _)) => Readiness::Ready {
+            elapsed: sent.elapsed(),
+        },
+        Ok((status, body)) => Readiness::NotReady { status, detail: body },
+        Err(e) => Readiness::Failed(format!("GET {url}/readyz: {e}")),
+    }
+}
+
 /// The ping must come back within this, or the event loop counts as wedged.
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn deep(home: &Home, json: bool) -> ExitCode {
     let started = Instant::now();
-    let facts = DeepFacts::gather(home, || {
-        let sent = Instant::now();
-        match control::call(home, Request::Ping, PING_TIMEOUT) {
-            Ok(reply) if reply.ok => Ping::Answered {
-                pid: reply.pid,
-                elapsed: sent.elapsed(),
-            },
-            Ok(reply) => Ping::Failed(reply.error.unwrap_or_else(|| "refused".into())),
-            Err(e) => Ping::Failed(e.to_string()),
-        }
-    });
+    let facts = DeepFacts::gather(
+        home,
+        || {
+            let sent = Instant::now();
+            match control::call(home, Request::Ping, PING_TIMEOUT) {
+                Ok(reply) if reply.ok => Ping::Answered {
+                    pid: reply.pid,
+                    elapsed: sent.elapsed(),
+                },
+                Ok(reply) => Ping::Failed(reply.error.unwrap_or_else(|| "refused".into())),
+                Err(e) => Ping::Failed(e.to_string()),
+            }
+        },
+        readyz,
+    );
     let probes = deep::probes(&facts);
     let verdict = deep::verdict(&facts, &probes);
     let report = StatusReport::gather(home);
