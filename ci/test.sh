@@ -51,6 +51,19 @@ if $windows_ok; then
     # shellcheck source=ci/wine/setup.sh
     if source ci/wine/setup.sh; then
         trap herald_wine_cleanup EXIT
+        # A Windows test binary cannot start the Linux mock-llm server itself: start one here and point
+        # the openai tests at it (they then share it, one test at a time).
+        if [ -n "${HERALD_MOCK_LLM:-}" ]; then
+            port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+            PORT=$port HOST=127.0.0.1 node "$HERALD_MOCK_LLM" >/dev/null 2>&1 </dev/null &
+            mock_pid=$!
+            trap 'kill $mock_pid 2>/dev/null; herald_wine_cleanup' EXIT
+            for _ in $(seq 100); do
+                curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+                sleep 0.1
+            done
+            export HERALD_MOCK_LLM_URL="http://127.0.0.1:$port"
+        fi
         cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
         cargo test --workspace --locked --target x86_64-pc-windows-gnu
     else
@@ -61,11 +74,12 @@ else
 fi
 
 step "macos: check and clippy for aarch64-apple-darwin (the pure-Rust crates)"
-# herald-journal (bundled SQLite), herald-openai (TLS) and the binaries that link them build C code,
-# which needs Apple's SDK; every crate with OS-specific logic is pure Rust and checked here.
+# herald-journal (bundled SQLite) and the binaries that link it build C code, which needs Apple's SDK;
+# every crate with OS-specific logic is pure Rust (herald-openai uses the system TLS on Apple targets)
+# and is checked here.
 if ensure_target aarch64-apple-darwin; then
     cargo clippy --all-targets --locked --target aarch64-apple-darwin \
-        -p herald-home -p herald-service -p herald-gateway -p herald-daemon -- -D warnings
+        -p herald-home -p herald-service -p herald-gateway -p herald-daemon -p herald-openai -- -D warnings
 else
     cannot_run "macos check" "rustup target add aarch64-apple-darwin failed"
 fi

@@ -13,6 +13,7 @@ use herald_home::Home;
 use herald_home::config::{AgentBackend, Config};
 use herald_home::lifecycle::{EventKind, LifecycleEvent};
 use herald_journal::SqliteJournal;
+use herald_openai::OpenAiAgent;
 
 /// Builds the standard payload.
 #[derive(Debug, Default)]
@@ -62,7 +63,7 @@ fn agent(config: &Config) -> Result<Arc<dyn Agent>, PayloadError> {
         AgentBackend::Echo => Arc::new(EchoAgent),
         AgentBackend::Command => Arc::new(CommandAgent::from_config(&config.agent.command)),
         AgentBackend::Openai => {
-            return Err(config_error("the openai backend is not built yet".into()));
+            Arc::new(OpenAiAgent::new(&config.agent.openai).map_err(|e| config_error(e.to_string()))?)
         }
     })
 }

@@ -1,0 +1,501 @@
+//! The OpenAI-compatible agent backend: answers a turn with `POST {base_url}/chat/completions`, streamed
+//! (server-sent events) or not, against OpenAI or any server that speaks its API (llama.cpp, Ollama,
+//! vLLM, LM Studio, a proxy).
+//!
+//! **Invariant:** a turn ends within its budget, and the API key never leaves the `Authorization`
+//! header. Every attempt, every wait between attempts and every byte read runs under one deadline,
+//! `timeout_secs` from the start of the turn, and a retry whose wait would cross that deadline is not
+//! made; so [`Agent::reply`] returns (an answer or an [`AgentError`]) in time however the server
+//! behaves: refusing connections, answering 429 with a long `Retry-After`, or streaming forever. The
+//! key is only ever held in a redacting wrapper and a header value marked sensitive, and any server
+//! text that is passed on (error messages) has it masked, because those texts end up in logs and in
+//! replies to users.
+//!
+//! Why: the router keeps a turn open until its agent returns, and a planned stop drains open turns,
+//! so an agent that can hang can hold up a stop; and a key in a log or chat is a leaked key.
+//!
+//! The parts that decide without I/O have their own modules and tests: [`sse`] (the event-stream
+//! parser), [`retry_after`] (what a server asks us to wait), [`backoff`] (what we wait otherwise) and
+//! [`wire`] (request and answer JSON, error messages). This crate prints nothing; it logs with `tracing`.
+
+pub mod backoff;
+pub mod retry_after;
+pub mod sse;
+pub mod wire;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use herald_gateway::agent::{Agent, AgentError, BoxFuture, TurnRequest};
+use herald_home::config::OpenAiConfig;
+use reqwest::header::{self, HeaderValue};
+use reqwest::{StatusCode, Url};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::sse::{SseEvent, SseParser};
+use crate::wire::{ChatMessage, ChatRequest, Delta, WireError};
+
+/// The most bytes read from one answer (the whole body, or the whole stream). A chat answer is far
+/// smaller; this only bounds memory against a broken or hostile server.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// The most bytes of an error body read for its message.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// How long one connection attempt may take before it counts as a failed attempt (and may be retried).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an [`OpenAiAgent`] could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenAiError {
+    #[error("agent.openai.base_url {url:?} is not a usable http(s) URL: {reason}")]
+    InvalidBaseUrl { url: String, reason: String },
+    #[error("agent.openai.model is empty")]
+    EmptyModel,
+    /// The variable is set but its value cannot be sent (not Unicode, or characters a header cannot
+    /// carry). The value is never part of the message.
+    #[error("the API key in environment variable {env} is not usable: {reason}")]
+    InvalidApiKey { env: String, reason: &'static str },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// An API key. Its `Debug` shows only whether it is set.
+#[derive(Clone)]
+struct ApiKey(String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// The `openai` agent backend. Cheap to share: one instance serves every turn, and its HTTP client
+/// keeps connections alive between turns.
+#[derive(Debug)]
+pub struct OpenAiAgent {
+    client: reqwest::Client,
+    endpoint: Url,
+    model: String,
+    api_key: Option<ApiKey>,
+    /// `Bearer <key>`, marked sensitive.
+    authorization: Option<HeaderValue>,
+    system_prompt: Option<String>,
+    stream: bool,
+    budget: Duration,
+    max_retries: u32,
+    history_messages: usize,
+    backoff: Backoff,
+}
+
+impl OpenAiAgent {
+    /// Builds the backend, reading the API key from the environment variable `config.api_key_env`.
+    /// When that variable is unset or empty no `Authorization` header is sent (local servers need none).
+    pub fn new(config: &OpenAiConfig) -> Result<OpenAiAgent, OpenAiError> {
+        let key = match std::env::var(&config.api_key_env) {
+            Ok(key) => Some(key),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(OpenAiError::InvalidApiKey {
+                    env: config.api_key_env.clone(),
+                    reason: "it is not valid Unicode",
+                });
+            }
+        };
+        OpenAiAgent::with_api_key(config, key)
+    }
+
+    /// Builds the backend with the key given here instead of from the environment (`None` or an empty
+    /// key: no `Authorization` header).
+    pub fn with_api_key(config: &OpenAiConfig, api_key: Option<String>) -> Result<OpenAiAgent, OpenAiError> {
+        let endpoint = endpoint(&config.base_url)?;
+        if config.model.trim().is_empty() {
+            return Err(OpenAiError::EmptyModel);
+        }
+        let api_key = api_key
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .map(ApiKey);
+        let authorization = match &api_key {
+            Some(ApiKey(key)) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                    OpenAiError::InvalidApiKey {
+                        env: config.api_key_env.clone(),
+                        reason: "it contains characters an HTTP header cannot carry",
+                    }
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(OpenAiError::Client)?;
+        Ok(OpenAiAgent {
+            client,
+            endpoint,
+            model: config.model.clone(),
+            api_key,
+            authorization,
+            system_prompt: config.system_prompt.clone().filter(|p| !p.is_empty()),
+            stream: config.stream,
+            budget: Duration::from_secs(config.timeout_secs),
+            max_retries: config.max_retries,
+            history_messages: config.history_messages,
+            backoff: Backoff::DEFAULT,
+        })
+    }
+
+    /// Replaces the retry schedule used when a server gives no `Retry-After` (tests use a fast one).
+    pub fn with_backoff(mut self, backoff: Backoff) -> OpenAiAgent {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The URL every turn is posted to.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// The messages sent for a turn: the system prompt, the last `history_messages` of the history,
+    /// then the user's message.
+    fn messages<'a>(&'a self, request: &'a TurnRequest) -> Vec<ChatMessage<'a>> {
+        let skip = request.history.len().saturating_sub(self.history_messages);
+        let system = self.system_prompt.as_deref().map(|content| ChatMessage {
+            role: "system",
+            content,
+        });
+        let history = request.history[skip..].iter().map(|m| ChatMessage {
+            role: m.role.as_str(),
+            content: &m.text,
+        });
+        let user = ChatMessage {
+            role: "user",
+            content: &request.message,
+        };
+        system
+            .into_iter()
+            .chain(history)
+            .chain(std::iter::once(user))
+            .collect()
+    }
+
+    async fn answer(&self, request: &TurnRequest) -> Result<String, AgentError> {
+        let deadline = Instant::now() + self.budget;
+        let body = ChatRequest {
+            model: &self.model,
+            messages: self.messages(request),
+            stream: self.stream,
+        };
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| AgentError::Failed(format!("cannot encode the request: {e}")))?;
+        let result =
+            match tokio::time::timeout_at(deadline, self.attempts(request.turn_id, body, deadline)).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(AgentError::Timeout(self.budget)),
+            };
+        match &result {
+            Ok(text) => tracing::debug!(
+                turn = request.turn_id,
+                chars = text.chars().count(),
+                "openai answered"
+            ),
+            Err(error) => tracing::warn!(turn = request.turn_id, %error, "openai turn failed"),
+        }
+        result
+    }
+
+    /// Attempts and retries until an answer, a final error, or a wait that would cross `deadline`.
+    async fn attempts(&self, turn: i64, body: Vec<u8>, deadline: Instant) -> Result<String, AgentError> {
+        let mut retry = 0;
+        loop {
+            let (error, requested) = match self.attempt(&body).await {
+                Ok(text) => return Ok(text),
+                Err(Attempt::Final(error)) => return Err(error),
+                Err(Attempt::Retryable { error, wait }) => (error, wait),
+            };
+            if retry >= self.max_retries {
+                return Err(error);
+            }
+            let wait = requested.unwrap_or_else(|| self.backoff.delay(retry, backoff::random_jitter()));
+            if Instant::now() + wait >= deadline {
+                tracing::warn!(turn, %error, ?wait, "not retrying: the wait would outlast the turn's budget");
+                return Err(error);
+            }
+            retry += 1;
+            tracing::warn!(turn, %error, ?wait, retry, max_retries = self.max_retries, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(&self, body: &[u8]) -> Result<String, Attempt> {
+        let accept = if self.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let mut post = self
+            .client
+            .post(self.endpoint.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, accept)
+            .body(body.to_vec());
+        if let Some(authorization) = &self.authorization {
+            post = post.header(header::AUTHORIZATION, authorization.clone());
+        }
+        let response = post.send().await.map_err(|e| self.send_error(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.status_error(response).await);
+        }
+        let is_sse = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream")
+            });
+        let result = if is_sse {
+            self.read_stream(response).await
+        } else {
+            self.read_whole(response).await
+        };
+        result.map_err(Attempt::Final)
+    }
+
+    /// A failure before any answer: connection refused, reset, DNS, TLS. All are worth a retry.
+    fn send_error(&self, error: &reqwest::Error) -> Attempt {
+        let host = match (self.endpoint.host_str(), self.endpoint.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            _ => self.endpoint.to_string(),
+        };
+        let why = self.redact(&root_cause(error));
+        if error.is_builder() {
+            return Attempt::Final(AgentError::Failed(format!("cannot build the request: {why}")));
+        }
+        let what = if error.is_connect() {
+            "cannot connect to"
+        } else {
+            "lost the connection to"
+        };
+        Attempt::Retryable {
+            error: AgentError::Unavailable(format!("{what} {host}: {why}")),
+            wait: None,
+        }
+    }
+
+    /// A non-success status: 429 and 5xx may be retried, the rest are final.
+    async fn status_error(&self, mut response: reqwest::Response) -> Attempt {
+        let status = response.status();
+        let headers = response.headers();
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let wait =
+            retry_after::requested_wait(text("retry-after-ms"), text("retry-after"), SystemTime::now());
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        body.truncate(MAX_ERROR_BODY_BYTES);
+        let mut message = format!("HTTP {}", status.as_u16());
+        if let Some(reason) = status.canonical_reason() {
+            message = format!("{message} {reason}");
+        }
+        if let Some(detail) = wire::error_message(&body) {
+            message = format!("{message}: {}", self.redact(&detail));
+        }
+        let error = AgentError::Failed(message);
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Attempt::Retryable { error, wait }
+        } else {
+            Attempt::Final(error)
+        }
+    }
+
+    async fn read_whole(&self, mut response: reqwest::Response) -> Result<String, AgentError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.cut_off(&e))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let (text, finish_reason) = wire::parse_completion(&body).map_err(|e| self.wire_error(e))?;
+        non_empty(text, finish_reason.as_deref())
+    }
+
+    async fn read_stream(&self, mut response: reqwest::Response) -> Result<String, AgentError> {
+        let mut parser = SseParser::new();
+        let mut answer = StreamAnswer::default();
+        let mut read = 0usize;
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.cut_off(&e))? {
+            read += chunk.len();
+            if read > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            for event in parser.push(&chunk) {
+                answer.take(event).map_err(|e| self.wire_error(e))?;
+                if answer.done {
+                    return non_empty(answer.text, answer.finish_reason.as_deref());
+                }
+            }
+        }
+        if let Some(event) = parser.finish() {
+            answer.take(event).map_err(|e| self.wire_error(e))?;
+        }
+        if !answer.done && answer.finish_reason.is_none() {
+            return Err(AgentError::Failed(
+                "the stream ended before the answer was complete".into(),
+            ));
+        }
+        non_empty(answer.text, answer.finish_reason.as_deref())
+    }
+
+    fn cut_off(&self, error: &reqwest::Error) -> AgentError {
+        AgentError::Failed(format!(
+            "the answer was cut off: {}",
+            self.redact(&root_cause(error))
+        ))
+    }
+
+    fn wire_error(&self, error: WireError) -> AgentError {
+        AgentError::Failed(self.redact(&error.to_string()))
+    }
+
+    /// Masks the API key in text that came from elsewhere (a server's message, an error chain).
+    fn redact(&self, text: &str) -> String {
+        match &self.api_key {
+            Some(ApiKey(key)) if text.contains(key.as_str()) => text.replace(key.as_str(), "<redacted>"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+impl Agent for OpenAiAgent {
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+
+    fn wants_history(&self) -> bool {
+        self.history_messages > 0
+    }
+
+    fn history_limit(&self) -> usize {
+        self.history_messages
+    }
+
+    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
+        Box::pin(self.answer(request))
+    }
+}
+
+/// How one attempt failed.
+enum Attempt {
+    /// A 429, a 5xx or a connection failure: worth another attempt, after `wait` if the server said.
+    Retryable {
+        error: AgentError,
+        wait: Option<Duration>,
+    },
+    Final(AgentError),
+}
+
+/// A streamed answer being assembled.
+#[derive(Default)]
+struct StreamAnswer {
+    text: String,
+    finish_reason: Option<String>,
+    done: bool,
+}
+
+impl StreamAnswer {
+    fn take(&mut self, event: SseEvent) -> Result<(), WireError> {
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let delta = match wire::parse_chunk(data) {
+            Ok(delta) => delta,
+            // `event: error` with a payload that is not an error object still ends the answer.
+            Err(WireError::Malformed(_)) if event.event.as_deref() == Some("error") => {
+                return Err(WireError::Server(data.chars().take(300).collect()));
+            }
+            Err(e) => return Err(e),
+        };
+        let Delta {
+            content,
+            finish_reason,
+        } = delta;
+        if let Some(content) = content {
+            self.text.push_str(&content);
+        }
+        if finish_reason.is_some() {
+            self.finish_reason = finish_reason;
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(text: String, finish_reason: Option<&str>) -> Result<String, AgentError> {
+    if !text.trim().is_empty() {
+        return Ok(text);
+    }
+    Err(AgentError::Failed(match finish_reason {
+        Some(reason) => format!("the answer was empty (finish_reason {reason:?})"),
+        None => "the answer was empty".into(),
+    }))
+}
+
+fn too_large() -> AgentError {
+    AgentError::Failed(format!(
+        "the answer is larger than {} MiB",
+        MAX_ANSWER_BYTES / (1024 * 1024)
+    ))
+}
+
+/// The innermost cause of an error (reqwest's own message only repeats the URL).
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// `{base_url}/chat/completions`, checked to be http(s).
+fn endpoint(base_url: &str) -> Result<Url, OpenAiError> {
+    let invalid = |reason: String| OpenAiError::InvalidBaseUrl {
+        url: base_url.to_owned(),
+        reason,
+    };
+    let base = base_url.trim().trim_end_matches('/');
+    let url = Url::parse(&format!("{base}/chat/completions")).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "the scheme is {:?}, not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it has a query or fragment".into()));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests;
