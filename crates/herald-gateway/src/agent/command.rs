@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn empty_command_is_unavailable() {
-        let agent = CommandAgent::new(Vec::new(), Duration::from_secs(1), 0);
+        let agent = CommandAgent::new(Vec::new(), Duration::from_secs(1), 5);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
