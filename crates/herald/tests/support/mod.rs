@@ -276,17 +276,28 @@ impl HttpResponse {
 
 /// One HTTP/1.1 request over a fresh connection, written byte for byte (so tests can send anything).
 pub fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    try_http(url, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {url}{path}: {e}"))
+}
+
+/// [`http`], with connection failures and unparsable answers as errors instead of panics.
+pub fn try_http(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     use std::io::{Read, Write};
     let authority = url.strip_prefix("http://").expect("an http:// url");
-    let mut stream = std::net::TcpStream::connect(authority).unwrap();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut stream = std::net::TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(PATIENCE))?;
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(request.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
     let mut raw = Vec::new();
     // The server may close early (a rejected oversize body): keep what arrived.
     let _ = stream.read_to_end(&mut raw);
@@ -297,16 +308,16 @@ pub fn http(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         headers,
         body: body.to_owned(),
-    }
+    })
 }
 
 /// POSTs `{"text": text, "id": id}` to a session and returns the response.
