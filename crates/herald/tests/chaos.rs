@@ -20,8 +20,14 @@ use std::time::{Duration, Instant};
 
 use support::{TestHome, http, try_http, wait_for};
 
+/// Messages per session: a session's whole history fits in one page of the history API.
+const SESSION_MESSAGES: u64 = 200;
+
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A small xorshift generator: the soak's randomness, reproducible from the seed it prints.
@@ -50,14 +56,21 @@ fn processes_of(home: &Path) -> Vec<u32> {
     let needle = home.display().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == std::process::id() {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let zombie = std::fs::read_to_string(entry.path().join("stat"))
-            .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .map(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
             .unwrap_or(false);
         if cmdline.contains(&needle) && !zombie {
             found.push(pid);
@@ -92,15 +105,32 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
     let seconds = env_number("HERALD_CHAOS_SECS", 20);
     let clients = env_number("HERALD_CHAOS_CLIENTS", 4);
     let max_messages = env_number("HERALD_CHAOS_MESSAGES", 2000);
-    let seed = env_number("HERALD_CHAOS_SEED", u64::from(std::process::id()) * 2_654_435_761 + 1);
+    let seed = env_number(
+        "HERALD_CHAOS_SEED",
+        u64::from(std::process::id()) * 2_654_435_761 + 1,
+    );
     eprintln!("chaos: {seconds} s, {clients} clients, at most {max_messages} messages, seed {seed}");
 
     let home = TestHome::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     // A real agent process per turn, taking 0-50 ms, so kills land in the middle of turns.
-    let agent = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/test_agent");
-    assert!(agent.exists(), "{} is missing: run the tests with `cargo test`", agent.display());
+    let agent = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/test_agent");
+    assert!(
+        agent.exists(),
+        "{} is missing: run the tests with `cargo test`",
+        agent.display()
+    );
     let log = home.root.join("agent.log");
     home.write(
         "herald.toml",
@@ -134,7 +164,8 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
                 n += 1;
                 let id = format!("c{c}-{n}");
                 let text = format!("sleep:{}:msg {id}", n % 50);
-                match send_until_answered(&url, &format!("chaos{c}"), &id, &text, give_up) {
+                let session = format!("chaos{c}-{}", n / SESSION_MESSAGES);
+                match send_until_answered(&url, &session, &id, &text, give_up) {
                     Some(reply) => {
                         assert_eq!(reply, format!("agent: {text}"), "{id}");
                         answered.insert(id, reply);
@@ -142,7 +173,7 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
                     None => unanswered.push(id),
                 }
             }
-            (answered, unanswered)
+            (answered, unanswered, n)
         }));
     }
 
@@ -213,25 +244,35 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
 
     let mut answered = BTreeMap::new();
     let mut unanswered = Vec::new();
-    for worker in workers {
-        let (a, u) = worker.join().unwrap();
+    let mut sessions = Vec::new();
+    for (c, worker) in workers.into_iter().enumerate() {
+        let (a, u, n) = worker.join().unwrap();
         answered.extend(a);
         unanswered.extend(u);
+        sessions.extend((0..=n / SESSION_MESSAGES).map(|s| format!("chaos{c}-{s}")));
     }
     // Make sure a gateway runs for the final checks (the last action may have left none starting).
     if !herald_home::lock::InstanceLock::is_held(&home.home().lock_file()).unwrap_or(false) {
         start(&home);
     }
     wait_for("the gateway to be running", || {
-        home.state().is_some_and(|s| s.state == herald_home::records::GatewayState::Running)
+        home.state()
+            .is_some_and(|s| s.state == herald_home::records::GatewayState::Running)
     });
 
     // Exactly one reply per message, the right one, and one user message per id.
     let mut doubled = 0;
     let mut lost = 0;
-    for c in 0..clients {
-        let history = http(&url, "GET", &format!("/v1/sessions/chaos{c}/messages?limit=1000"), &[], b"").json();
-        let mut per_id: BTreeMap<String, (u32, Vec<String>)> = BTreeMap::new();
+    let mut per_id: BTreeMap<String, (u32, Vec<String>)> = BTreeMap::new();
+    for session in &sessions {
+        let history = http(
+            &url,
+            "GET",
+            &format!("/v1/sessions/{session}/messages?limit=1000"),
+            &[],
+            b"",
+        )
+        .json();
         for m in history["messages"].as_array().unwrap() {
             let entry = per_id.entry(m["id"].as_str().unwrap().to_owned()).or_default();
             match m["role"].as_str().unwrap() {
@@ -239,23 +280,23 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
                 _ => entry.1.push(m["text"].as_str().unwrap().to_owned()),
             }
         }
-        for (id, (questions, replies)) in &per_id {
-            if *questions != 1 || replies.len() > 1 {
-                doubled += 1;
-                eprintln!("chaos: {id}: {questions} user messages, replies {replies:?}");
-            }
-            if let Some(reply) = answered.get(id)
-                && replies.first() != Some(reply)
-            {
-                lost += 1;
-                eprintln!("chaos: {id}: acknowledged reply {reply:?} but stored {replies:?}");
-            }
+    }
+    for (id, (questions, replies)) in &per_id {
+        if *questions != 1 || replies.len() > 1 {
+            doubled += 1;
+            eprintln!("chaos: {id}: {questions} user messages, replies {replies:?}");
         }
-        for id in answered.keys().filter(|id| id.starts_with(&format!("c{c}-"))) {
-            if !per_id.contains_key(id) {
-                lost += 1;
-                eprintln!("chaos: {id} was answered but is not in the history");
-            }
+        if let Some(reply) = answered.get(id)
+            && replies.first() != Some(reply)
+        {
+            lost += 1;
+            eprintln!("chaos: {id}: acknowledged reply {reply:?} but stored {replies:?}");
+        }
+    }
+    for id in answered.keys() {
+        if !per_id.contains_key(id) {
+            lost += 1;
+            eprintln!("chaos: {id} was answered but is not in the history");
         }
     }
     let deep = home.output(&["status", "--deep"]);
@@ -264,7 +305,9 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
     for mut child in replacers {
         let _ = child.wait();
     }
-    wait_for("every process of this home to be gone", || processes_of(&home.root).is_empty());
+    wait_for("every process of this home to be gone", || {
+        processes_of(&home.root).is_empty()
+    });
     let pid_record = home.pid_record();
     eprintln!(
         "chaos: messages answered {}, unanswered {}, actions {counts:?}, lost {lost}, doubled {doubled}, \
@@ -275,6 +318,12 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
     assert_eq!((lost, doubled), (0, 0));
     assert!(unanswered.is_empty(), "never answered: {unanswered:?}");
     assert!(deep_healthy, "{}", support::text(&deep));
-    assert!(pid_record.present().is_none(), "the PID record outlived the gateway");
-    assert!(answered.len() >= clients as usize, "the soak sent too little to mean anything");
+    assert!(
+        pid_record.present().is_none(),
+        "the PID record outlived the gateway"
+    );
+    assert!(
+        answered.len() >= clients as usize,
+        "the soak sent too little to mean anything"
+    );
 }
