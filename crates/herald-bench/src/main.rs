@@ -49,8 +49,8 @@ const WAKEUP_SETTLE: Duration = Duration::from_secs(1);
 const DEFAULT_WAKE_SECS: u64 = 5;
 
 const USAGE: &str = "\
-usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--no-supervise]
-       herald-bench turns [--help]   (HTTP turn throughput, latency and journal growth)
+usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--no-supervise] [--no-turns]
+       herald-bench turns [--help]   (HTTP turns in detail, with latency as the journal grows)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
 again, idle RSS and idle wake-ups.
@@ -61,7 +61,8 @@ again, idle RSS and idle wake-ups.
   --wake-secs S  length of the idle wake-up window in seconds (default 5; the gateway's state
                  heartbeat is every 30 s, so use 35 or more to include one)
   --no-supervise run the gateway as `herald run --no-supervise` (one process, as under a service
-                 manager) instead of the default monitor + worker";
+                 manager) instead of the default monitor + worker
+  --no-turns     skip HTTP echo turn throughput and p50/p99 at 1, 8 and 64 clients (5 s each)";
 
 #[derive(Debug)]
 struct Options {
@@ -71,7 +72,12 @@ struct Options {
     wake_window: Duration,
     /// Extra arguments for `herald run`.
     run_args: Vec<String>,
+    /// Measure HTTP turn throughput too (`--no-turns` skips it).
+    turns: bool,
 }
+
+/// Seconds each HTTP concurrency level is measured for (after a 1 s warm-up).
+const TURN_SECONDS: u64 = 5;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -116,6 +122,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
     let mut herald = None;
     let mut wake_secs = DEFAULT_WAKE_SECS;
     let mut run_args = Vec::new();
+    let mut turns = true;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -131,6 +138,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         match flag {
             "-h" | "--help" => return Ok(None),
             "--no-supervise" => run_args.push("--no-supervise".to_owned()),
+            "--no-turns" => turns = false,
             "--runs" => {
                 let text = value()?;
                 runs = text
@@ -164,6 +172,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Options>> {
         herald,
         wake_window: Duration::from_secs(wake_secs),
         run_args,
+        turns,
     }))
 }
 
@@ -172,9 +181,11 @@ struct Figures {
     running: Figure,
     status: Figure,
     status_json: Figure,
+    status_deep: Figure,
     stop: Figure,
     stop_reaped: Figure,
     worker_restart: Figure,
+    pss: Figure,
     rss: Figure,
     rss_run: Figure,
     rss_worker: Figure,
@@ -193,6 +204,12 @@ impl Figures {
             ),
             status: Figure::new("status", "status", "ms", Some(Target::Below(5.0))),
             status_json: Figure::new("status_json", "status --json", "ms", Some(Target::Below(5.0))),
+            status_deep: Figure::new(
+                "status_deep",
+                "status --deep (healthy)",
+                "ms",
+                Some(Target::Below(20.0)),
+            ),
             stop: Figure::new("stop", "stop (command)", "ms", Some(Target::Below(50.0))),
             stop_reaped: Figure::new(
                 "stop_gateway_reaped",
@@ -206,13 +223,14 @@ impl Figures {
                 "ms",
                 Some(Target::Below(250.0)),
             ),
-            rss: Figure::new(
-                "idle_rss",
-                "idle RSS, all processes",
+            pss: Figure::new(
+                "idle_pss",
+                "idle memory (PSS), all processes",
                 "MB",
                 Some(Target::Below(15.0)),
             )
             .precision(1),
+            rss: Figure::new("idle_rss", "idle RSS sum (shared pages twice)", "MB", None).precision(1),
             rss_run: Figure::new("idle_rss_run", "  `herald run` process", "MB", None).precision(1),
             rss_worker: Figure::new("idle_rss_worker", "  worker process", "MB", None).precision(1),
             hwm: Figure::new("idle_hwm", "peak RSS (VmHWM), all", "MB", None).precision(1),
@@ -226,13 +244,15 @@ impl Figures {
     }
 
     /// The per-repetition figures, paired with the same figure of another set.
-    fn repeated<'a>(&'a mut self, other: &'a Figures) -> [(&'a mut Figure, &'a Figure); 9] {
+    fn repeated<'a>(&'a mut self, other: &'a Figures) -> [(&'a mut Figure, &'a Figure); 11] {
         [
             (&mut self.running, &other.running),
             (&mut self.status, &other.status),
             (&mut self.status_json, &other.status_json),
+            (&mut self.status_deep, &other.status_deep),
             (&mut self.stop, &other.stop),
             (&mut self.stop_reaped, &other.stop_reaped),
+            (&mut self.pss, &other.pss),
             (&mut self.rss, &other.rss),
             (&mut self.rss_run, &other.rss_run),
             (&mut self.rss_worker, &other.rss_worker),
@@ -245,9 +265,11 @@ impl Figures {
             &self.running,
             &self.status,
             &self.status_json,
+            &self.status_deep,
             &self.stop,
             &self.stop_reaped,
             &self.worker_restart,
+            &self.pss,
             &self.rss,
             &self.rss_run,
             &self.rss_worker,
@@ -307,6 +329,7 @@ fn bench(options: &Options) -> anyhow::Result<()> {
     if !cfg!(target_os = "linux") {
         let why = Some("needs Linux /proc".to_owned());
         for f in [
+            &mut figures.pss,
             &mut figures.rss,
             &mut figures.rss_run,
             &mut figures.rss_worker,
@@ -380,7 +403,13 @@ fn bench(options: &Options) -> anyhow::Result<()> {
         figures.wakeups.samples.push(w.per_sec());
     }
 
-    let all = figures.all();
+    let turn_levels = if options.turns {
+        turns::levels(&options.herald, &[1, 8, 64], TURN_SECONDS).context("HTTP turns")?
+    } else {
+        Vec::new()
+    };
+    let mut all = figures.all();
+    all.extend(turns::figures(&turn_levels));
     print!("{}", report::table(&all));
     if worker_outlived_runs > 0 {
         println!(
@@ -411,6 +440,7 @@ fn bench(options: &Options) -> anyhow::Result<()> {
         "machine": machine.to_json(),
         "figures": all.iter().map(Figure::to_json).collect::<Vec<_>>(),
         "wakeups": wakeups.as_ref().map(WakeWindow::to_json),
+        "turns": turn_levels.iter().map(turns::Level::to_json).collect::<Vec<_>>(),
     });
     if let Some(parent) = options.json.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
@@ -435,7 +465,9 @@ fn repetition(options: &Options, sample: &mut Figures) -> anyhow::Result<Seen> {
             Some(worker) => procfs::memory(worker)?,
             None => None,
         };
-        let (rss_worker, hwm_worker) = worker.map_or((0, 0), |w| (w.rss_kib, w.hwm_kib));
+        let (rss_worker, hwm_worker, pss_worker) =
+            worker.map_or((0, 0, 0), |w| (w.rss_kib, w.hwm_kib, w.pss_kib));
+        sample.pss.samples.push(mb(run.pss_kib + pss_worker));
         sample.rss.samples.push(mb(run.rss_kib + rss_worker));
         sample.rss_run.samples.push(mb(run.rss_kib));
         if worker.is_some() {
@@ -466,6 +498,16 @@ fn repetition(options: &Options, sample: &mut Figures) -> anyhow::Result<Seen> {
         status.stdout
     );
     sample.status_json.samples.push(ms(status.finished.elapsed));
+
+    let deep = session.run(&["status", "--deep"])?;
+    ensure!(
+        deep.finished.status.success(),
+        "`herald status --deep` did not find the fresh gateway healthy ({}): {}{}",
+        deep.finished.status,
+        deep.stdout,
+        deep.stderr
+    );
+    sample.status_deep.samples.push(ms(deep.finished.elapsed));
 
     let stop = session.stop()?;
     sample.stop.samples.push(ms(stop.command));

@@ -8,6 +8,9 @@
 pub struct Memory {
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// Proportional set size: pages shared with other processes (the executable mapped by both monitor
+    /// and worker) counted once across them, so PSS values add up where RSS values double-count.
+    pub pss_kib: u64,
 }
 
 /// One thread's context-switch counters at one instant.
@@ -65,14 +68,18 @@ mod linux {
         Ok(Some(!matches!(state, "Z" | "X" | "x")))
     }
 
-    /// Reads `VmRSS` and `VmHWM` from `/proc/PID/status`.
+    /// Reads `VmRSS` and `VmHWM` from `/proc/PID/status` and `Pss` from `/proc/PID/smaps_rollup`.
     pub fn memory(pid: u32) -> anyhow::Result<Option<Memory>> {
         let path = format!("/proc/{pid}/status");
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let field = |name| status_field(&text, name).with_context(|| format!("no {name} in {path}"));
+        let rollup_path = format!("/proc/{pid}/smaps_rollup");
+        let rollup =
+            std::fs::read_to_string(&rollup_path).with_context(|| format!("cannot read {rollup_path}"))?;
         Ok(Some(Memory {
             rss_kib: field("VmRSS")?,
             hwm_kib: field("VmHWM")?,
+            pss_kib: status_field(&rollup, "Pss").with_context(|| format!("no Pss in {rollup_path}"))?,
         }))
     }
 

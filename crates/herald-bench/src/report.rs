@@ -3,6 +3,7 @@
 //! A verdict compares the *median* with the target; min and max are shown next to it so an outlier is
 //! visible rather than hidden.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 pub enum Target {
     Below(f64),
     AtMost(f64),
+    AtLeast(f64),
 }
 
 impl Target {
@@ -19,6 +21,7 @@ impl Target {
         match self {
             Target::Below(limit) => value < limit,
             Target::AtMost(limit) => value <= limit,
+            Target::AtLeast(limit) => value >= limit,
         }
     }
 
@@ -26,6 +29,7 @@ impl Target {
         match self {
             Target::Below(limit) => format!("< {} {unit}", trim(limit)),
             Target::AtMost(limit) => format!("<= {} {unit}", trim(limit)),
+            Target::AtLeast(limit) => format!(">= {} {unit}", trim(limit)),
         }
     }
 
@@ -33,6 +37,7 @@ impl Target {
         match self {
             Target::Below(limit) => json!({ "op": "<", "value": limit }),
             Target::AtMost(limit) => json!({ "op": "<=", "value": limit }),
+            Target::AtLeast(limit) => json!({ "op": ">=", "value": limit }),
         }
     }
 }
@@ -71,8 +76,8 @@ impl Summary {
 /// One measured quantity.
 #[derive(Debug, Clone)]
 pub struct Figure {
-    pub id: &'static str,
-    pub name: &'static str,
+    pub id: Cow<'static, str>,
+    pub name: Cow<'static, str>,
     pub unit: &'static str,
     /// Decimal places when printed.
     pub precision: usize,
@@ -83,10 +88,15 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(id: &'static str, name: &'static str, unit: &'static str, target: Option<Target>) -> Figure {
+    pub fn new(
+        id: impl Into<Cow<'static, str>>,
+        name: impl Into<Cow<'static, str>>,
+        unit: &'static str,
+        target: Option<Target>,
+    ) -> Figure {
         Figure {
-            id,
-            name,
+            id: id.into(),
+            name: name.into(),
             unit,
             precision: 2,
             samples: Vec::new(),
@@ -152,7 +162,7 @@ pub fn table(figures: &[Figure]) -> String {
                 None => ("n/a".to_owned(), "n/a".to_owned(), "n/a".to_owned()),
             };
             [
-                f.name.to_owned(),
+                f.name.to_string(),
                 median,
                 min,
                 max,

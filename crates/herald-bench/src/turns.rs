@@ -199,7 +199,7 @@ impl Client {
 }
 
 #[derive(Debug)]
-struct Level {
+pub struct Level {
     clients: usize,
     turns: u64,
     errors: u64,
@@ -209,10 +209,52 @@ struct Level {
 }
 
 impl Level {
-    fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         json!({"clients": self.clients, "turns": self.turns, "errors": self.errors,
                "turns_per_sec": self.per_sec, "p50_ms": self.p50_ms, "p99_ms": self.p99_ms})
     }
+}
+
+/// Throughput and latency at each client count, on a fresh `run --no-supervise` gateway.
+pub fn levels(herald: &Path, clients: &[usize], seconds: u64) -> anyhow::Result<Vec<Level>> {
+    let mut session = Session::new(herald, &["--no-supervise".to_owned()])?;
+    session.start()?;
+    let url = session.http_url().context("the gateway published no HTTP url")?;
+    let authority = url.strip_prefix("http://").context("an http:// url")?.to_owned();
+    let mut levels = Vec::new();
+    for &c in clients {
+        let level = load(&authority, c, Duration::from_secs(seconds))?;
+        eprintln!(
+            "herald-bench: {c} HTTP clients: {:.0} turns/s, p50 {:.2} ms, p99 {:.2} ms",
+            level.per_sec, level.p50_ms, level.p99_ms
+        );
+        levels.push(level);
+    }
+    session.stop()?;
+    Ok(levels)
+}
+
+/// The levels as report figures (one sample each: a level is one long measurement, not a repetition).
+pub fn figures(levels: &[Level]) -> Vec<crate::report::Figure> {
+    use crate::report::{Figure, Target};
+    let mut out = Vec::new();
+    for level in levels {
+        let (rate_target, p99_target) = if level.clients == 64 {
+            (Some(Target::AtLeast(5000.0)), Some(Target::Below(20.0)))
+        } else {
+            (None, None)
+        };
+        let id = |what: &str| format!("http_{}c_{what}", level.clients);
+        let name = |what: &str| format!("HTTP echo, {} clients: {what}", level.clients);
+        let mut rate = Figure::new(id("turns_per_sec"), name("turns/s"), "/s", rate_target).precision(0);
+        rate.samples.push(level.per_sec);
+        let mut p50 = Figure::new(id("p50"), name("p50"), "ms", None);
+        p50.samples.push(level.p50_ms);
+        let mut p99 = Figure::new(id("p99"), name("p99"), "ms", p99_target);
+        p99.samples.push(level.p99_ms);
+        out.extend([rate, p50, p99]);
+    }
+    out
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
