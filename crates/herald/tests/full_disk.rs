@@ -58,6 +58,8 @@ fn a_full_disk_loses_nothing_and_stops_cleanly() {
     };
     let root = fs.0.join("home");
     let home = herald_home::Home::at(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(home.config_file(), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("--home")
@@ -127,4 +129,88 @@ fn a_full_disk_loses_nothing_and_stops_cleanly() {
         json["warnings"].to_string().contains("state record still says"),
         "{json}"
     );
+}
+
+#[test]
+fn a_full_disk_refuses_messages_and_loses_none_that_were_acknowledged() {
+    let Some(fs) = Tmpfs::mount("8m") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must be able to mount a tmpfs (root)"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let root = fs.0.join("home");
+    let home = herald_home::Home::at(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(home.config_file(), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--home")
+        .arg(&root)
+        .args(["run", "--no-supervise"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = None;
+    wait_for("running", || {
+        url = read_record::<StateRecord>(&home.state_record())
+            .present()
+            .filter(|s| s.state == GatewayState::Running)
+            .and_then(|s| s.endpoints.http_url);
+        url.is_some()
+    });
+    let url = url.unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let id = format!("before-{i}");
+        assert_eq!(post_message(&url, "disk", Some(&id), "hello", "").status, 200);
+        acknowledged.push(id);
+    }
+
+    fill(&fs.0);
+    // Messages are refused with a clear answer (never a crash, never a false acknowledgement).
+    let mut refused = None;
+    for i in 0..200 {
+        let id = format!("full-{i}");
+        let response = post_message(&url, "disk", Some(&id), &"x".repeat(2000), "");
+        match response.status {
+            200 => acknowledged.push(id),
+            507 | 503 => {
+                refused = Some((id, response));
+                break;
+            }
+            other => panic!("unexpected {other}: {}", response.body),
+        }
+    }
+    let (refused_id, response) = refused.expect("a full disk refuses a message");
+    assert!(
+        matches!(response.json()["error"].as_str(), Some("storage_full" | "storage_unavailable")),
+        "{}",
+        response.body
+    );
+    assert_eq!(gateway.try_wait().unwrap(), None, "the gateway is still running");
+
+    std::fs::remove_file(fs.0.join("filler")).unwrap();
+    // With space again, the refused message can be sent again, and is answered once.
+    wait_for("the refused message to be answered", || {
+        post_message(&url, "disk", Some(&refused_id), &"x".repeat(2000), "").status == 200
+    });
+    acknowledged.push(refused_id);
+    let history = http(&url, "GET", "/v1/sessions/disk/messages?limit=1000", &[], b"").json();
+    let messages = history["messages"].as_array().unwrap();
+    for id in &acknowledged {
+        let replies = messages
+            .iter()
+            .filter(|m| m["id"] == id.as_str() && m["role"] == "assistant")
+            .count();
+        assert_eq!(replies, 1, "{id}: {history}");
+    }
+    let _ = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--home")
+        .arg(&root)
+        .arg("stop")
+        .output();
+    let _ = gateway.wait();
 }
