@@ -185,6 +185,7 @@ struct Figures {
     stop: Figure,
     stop_reaped: Figure,
     worker_restart: Figure,
+    stop_in_flight: Figure,
     pss: Figure,
     rss: Figure,
     rss_run: Figure,
@@ -222,6 +223,12 @@ impl Figures {
                 "kill -9 worker -> serving",
                 "ms",
                 Some(Target::Below(250.0)),
+            ),
+            stop_in_flight: Figure::new(
+                "stop_with_turn_in_flight",
+                "stop, a 200 ms turn in flight",
+                "ms",
+                Some(Target::Below(300.0)),
             ),
             pss: Figure::new(
                 "idle_pss",
@@ -269,6 +276,7 @@ impl Figures {
             &self.stop,
             &self.stop_reaped,
             &self.worker_restart,
+            &self.stop_in_flight,
             &self.pss,
             &self.rss,
             &self.rss_run,
@@ -397,6 +405,12 @@ fn bench(options: &Options) -> anyhow::Result<()> {
     } else {
         restart_runs(options, &mut figures.worker_restart)?
     };
+
+    if cfg!(unix) {
+        stop_in_flight_runs(options, &mut figures.stop_in_flight).context("stop with a turn in flight")?;
+    } else {
+        figures.stop_in_flight.unavailable = Some("the stand-in agent is a shell command".into());
+    }
 
     let wakeups = wakeup_window(options).context("idle wake-up window")?;
     if let Some(w) = &wakeups {
@@ -579,6 +593,40 @@ fn restart_runs(options: &Options, figure: &mut Figure) -> anyhow::Result<Vec<Va
 #[cfg(not(target_os = "linux"))]
 fn restart_runs(_options: &Options, _figure: &mut Figure) -> anyhow::Result<Vec<Value>> {
     Ok(Vec::new())
+}
+
+/// A planned stop while a turn is in flight: the `command` agent is a shell that answers after 200 ms;
+/// a message is posted (`wait=false`), and 50 ms later `herald stop` is timed. The drain lets the turn
+/// finish, so the figure is about the turn's remaining 150 ms plus the stop itself.
+fn stop_in_flight_runs(options: &Options, figure: &mut Figure) -> anyhow::Result<()> {
+    for run in 0..=options.runs {
+        let mut session = Session::new(&options.herald, &options.run_args)?;
+        session.append_config(
+            "\n[agent]\nbackend = \"command\"\n\n[agent.command]\n\
+             command = [\"/bin/sh\", \"-c\", \"cat >/dev/null; sleep 0.2; echo ok\"]\n",
+        )?;
+        session.start()?;
+        let url = session.http_url().context("no HTTP url")?;
+        let mut client = turns::Client::connect(url.strip_prefix("http://").context("an http:// url")?)?;
+        let status = client.post_to("bench", "m", "hello", "?wait=false")?;
+        ensure!(status == 202, "the message was not accepted: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+        let stop = session.stop()?;
+        let drained = session.last_drain_end();
+        eprintln!(
+            "herald-bench: {} stop with a turn in flight {:.2} ms ({drained})",
+            if run == 0 {
+                "warm-up:".to_owned()
+            } else {
+                format!("run {run}/{}:", options.runs)
+            },
+            ms(stop.command),
+        );
+        if run > 0 {
+            figure.samples.push(ms(stop.command));
+        }
+    }
+    Ok(())
 }
 
 /// One process's threads over the idle window.

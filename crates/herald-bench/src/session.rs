@@ -120,6 +120,32 @@ impl Session {
         read_record::<StateRecord>(&Home::at(&self.root).state_record()).present()
     }
 
+    /// Adds TOML to the home's config (before [`Session::start`]).
+    pub fn append_config(&self, toml: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.root.join("herald.toml"))
+            .context("cannot open the benchmark config")?;
+        file.write_all(toml.as_bytes())
+            .context("cannot write the benchmark config")
+    }
+
+    /// The last `drain_end` event, as `finished N, cut M` (or why there is none).
+    pub fn last_drain_end(&self) -> String {
+        let log = Home::at(&self.root).lifecycle_log();
+        match herald_home::lifecycle::read_events(&log) {
+            Ok((events, _)) => events.iter().rev().find(|e| e.event == "drain_end").map_or(
+                "no drain_end event".into(),
+                |e| {
+                    let field = |k| e.field(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    format!("drain finished {}, cut {}", field("finished"), field("cut"))
+                },
+            ),
+            Err(e) => format!("cannot read the lifecycle log: {e}"),
+        }
+    }
+
     /// The gateway's home directory.
     pub fn root(&self) -> &Path {
         &self.root

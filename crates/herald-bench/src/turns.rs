@@ -139,7 +139,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
 }
 
 /// A keep-alive HTTP/1.1 connection that posts messages.
-struct Client {
+pub struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     authority: String,
@@ -147,7 +147,7 @@ struct Client {
 }
 
 impl Client {
-    fn connect(authority: &str) -> anyhow::Result<Client> {
+    pub fn connect(authority: &str) -> anyhow::Result<Client> {
         let stream =
             TcpStream::connect(authority).with_context(|| format!("cannot connect to {authority}"))?;
         stream.set_nodelay(true)?;
@@ -160,12 +160,17 @@ impl Client {
         })
     }
 
-    /// Posts one message and reads the whole response; returns the status code.
-    fn post(&mut self, session: &str, id: &str, text: &str) -> anyhow::Result<u16> {
+    /// Posts one message, waiting for its reply, and reads the whole response; returns the status code.
+    pub fn post(&mut self, session: &str, id: &str, text: &str) -> anyhow::Result<u16> {
+        self.post_to(session, id, text, "")
+    }
+
+    /// [`Client::post`] with a query string (`?wait=false`).
+    pub fn post_to(&mut self, session: &str, id: &str, text: &str, query: &str) -> anyhow::Result<u16> {
         let body = format!(r#"{{"text":"{text}","id":"{id}"}}"#);
         let request = format!(
-            "POST /v1/sessions/{session}/messages HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
+            "POST /v1/sessions/{session}/messages{query} HTTP/1.1\r\nHost: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.authority,
             body.len()
         );
