@@ -30,6 +30,28 @@ impl Tmpfs {
             .is_ok_and(|s| s.success());
         ok.then_some(Tmpfs(dir))
     }
+
+    /// Mounts one, or says why the test is skipped (outside CI only: CI runs as root).
+    fn mount_or_skip(size: &str) -> Option<Tmpfs> {
+        let fs = Tmpfs::mount(size);
+        if fs.is_none() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI must be able to mount a tmpfs (root)"
+            );
+            eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        }
+        fs
+    }
+
+    /// A home on this file system whose HTTP adapter takes any free port.
+    fn home(&self) -> (std::path::PathBuf, herald_home::Home) {
+        let root = self.0.join("home");
+        let home = herald_home::Home::at(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(home.config_file(), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+        (root, home)
+    }
 }
 
 impl Drop for Tmpfs {
@@ -48,18 +70,10 @@ fn fill(dir: &std::path::Path) {
 
 #[test]
 fn a_full_disk_loses_nothing_and_stops_cleanly() {
-    let Some(fs) = Tmpfs::mount("512k") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must be able to mount a tmpfs (root)"
-        );
-        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+    let Some(fs) = Tmpfs::mount_or_skip("512k") else {
         return;
     };
-    let root = fs.0.join("home");
-    let home = herald_home::Home::at(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(home.config_file(), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let (root, home) = fs.home();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("--home")
@@ -133,18 +147,10 @@ fn a_full_disk_loses_nothing_and_stops_cleanly() {
 
 #[test]
 fn a_full_disk_refuses_messages_and_loses_none_that_were_acknowledged() {
-    let Some(fs) = Tmpfs::mount("8m") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must be able to mount a tmpfs (root)"
-        );
-        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+    let Some(fs) = Tmpfs::mount_or_skip("8m") else {
         return;
     };
-    let root = fs.0.join("home");
-    let home = herald_home::Home::at(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(home.config_file(), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let (root, home) = fs.home();
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("--home")
         .arg(&root)
@@ -186,7 +192,10 @@ fn a_full_disk_refuses_messages_and_loses_none_that_were_acknowledged() {
     }
     let (refused_id, response) = refused.expect("a full disk refuses a message");
     assert!(
-        matches!(response.json()["error"].as_str(), Some("storage_full" | "storage_unavailable")),
+        matches!(
+            response.json()["error"].as_str(),
+            Some("storage_full" | "storage_unavailable")
+        ),
         "{}",
         response.body
     );

@@ -41,6 +41,15 @@ fn home_with_agent(drain_secs: u64) -> (TestHome, PathBuf) {
     (home, log)
 }
 
+/// `herald stop` in the background (a planned stop that waits on in-flight turns), output captured.
+fn spawn_stop(home: &TestHome) -> std::process::Child {
+    home.cmd(&["stop"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn agent_log(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
@@ -151,12 +160,7 @@ fn a_planned_stop_cuts_turns_that_then_resume_once() {
     wait_for("all four turns to reach the agent", || {
         agent_log(&log).iter().filter(|l| l.starts_with("start")).count() == 4
     });
-    let stopper = home
-        .cmd(&["stop"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let stopper = spawn_stop(&home);
     // While it drains, new messages are turned away with Retry-After.
     let mut refused = None;
     wait_for("a message to be refused while draining", || {
@@ -287,16 +291,14 @@ fn status_deep_sees_the_http_adapter_drain_and_a_lying_url() {
     // A turn in flight keeps the drain open long enough to look at it.
     post_message(&url, "d", None, "sleep:5000:slow", "?wait=false");
     wait_for("the turn to start", || !agent_log(&log).is_empty());
-    let stopper = home
-        .cmd(&["stop"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let stopper = spawn_stop(&home);
     let mut draining = serde_json::Value::Null;
     wait_for("--deep to see the drain", || {
         let (_, json) = deep(&home);
-        let seen = probe(&json, 8)["detail"].as_str().unwrap_or_default().contains("draining");
+        let seen = probe(&json, 8)["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("draining");
         if seen {
             draining = json;
         }
@@ -321,6 +323,12 @@ fn status_deep_sees_the_http_adapter_drain_and_a_lying_url() {
     assert_eq!(code, Some(1), "{lying}");
     assert_eq!(probe(&lying, 8)["ok"], false, "{lying}");
     assert_eq!(probe(&lying, 10)["ok"], false, "{lying}");
-    assert!(probe(&lying, 10)["detail"].as_str().unwrap().contains(&dead), "{lying}");
-    assert!(lying["verdict"].as_str().unwrap().contains("HTTP adapter"), "{lying}");
+    assert!(
+        probe(&lying, 10)["detail"].as_str().unwrap().contains(&dead),
+        "{lying}"
+    );
+    assert!(
+        lying["verdict"].as_str().unwrap().contains("HTTP adapter"),
+        "{lying}"
+    );
 }
