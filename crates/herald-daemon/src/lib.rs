@@ -11,6 +11,7 @@
 pub mod control;
 mod host;
 pub mod marker;
+pub mod notify;
 pub mod payload;
 pub mod run;
 pub mod signals;

@@ -372,6 +372,8 @@ async fn serve(
 
     let host = GatewayHost::start(keeper, config, turns, payload).await?;
     let ledger = host.ledger();
+    // Push adapters' states go into the state record as they change.
+    let mut adapter_changes = host.adapter_board().subscribe();
 
     keeper.transition(GatewayState::Running, None);
     host.serving();
@@ -387,6 +389,8 @@ async fn serve(
             ),
     );
     tracing::info!(pid, home = %home.root().display(), "herald gateway running");
+    crate::notify::ready();
+    let mut watchdog = crate::notify::ticker();
 
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
@@ -413,6 +417,8 @@ async fn serve(
                 }
             }
             _ = heartbeat.tick() => keeper.heartbeat(turns.in_flight()),
+            Ok(()) = adapter_changes.changed() => keeper.heartbeat(turns.in_flight()),
+            () = crate::notify::tick(&mut watchdog) => crate::notify::watchdog(),
         }
     };
     let result = shutdown(keeper, turns, &ledger, config, order, &mut calls, &mut signals_rx).await;
@@ -522,6 +528,9 @@ fn begin_drain(
     source: &str,
 ) -> Vec<herald_gateway::TurnInfo> {
     let first = !turns.is_draining();
+    if first {
+        crate::notify::stopping();
+    }
     let at_start = turns.begin_drain(Some(ledger)).unwrap_or_else(|e| {
         tracing::warn!("cannot record in-flight turns for resume: {e}");
         Vec::new()
@@ -566,9 +575,12 @@ async fn shutdown(
     let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
     let drain = turns.finish_drain(&at_start, budget);
     tokio::pin!(drain);
+    // A drain may outlast WatchdogSec: keep pinging while it runs.
+    let mut watchdog = crate::notify::ticker();
     let (report, cut_short_by) = loop {
         tokio::select! {
             report = &mut drain => break (report, None),
+            () = crate::notify::tick(&mut watchdog) => crate::notify::watchdog(),
             Some(call) = calls.recv() => {
                 let response = status_response(keeper, turns);
                 let _ = call.reply.send(response);

@@ -51,6 +51,66 @@ pub enum Command {
     /// Send a message to the running gateway and print the reply; with no MESSAGE, read one message per
     /// line from standard input (an interactive prompt on a terminal).
     Chat(ChatArgs),
+    /// Register the gateway with the OS service manager (start at login, restart after a crash);
+    /// idempotent: repairs drift, changes nothing when up to date.
+    Install(InstallArgs),
+    /// Stop the gateway and remove every service registration of this home.
+    Uninstall(UninstallArgs),
+}
+
+/// `--backend` of `herald install`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// systemd on Linux, launchd on macOS, a Scheduled Task (Startup folder as fallback) on Windows.
+    Auto,
+    Systemd,
+    Launchd,
+    Task,
+    Startup,
+    WindowsService,
+    /// No autostart: start the gateway now, supervised, in the background (as `herald start`).
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Which service manager to register with.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+    /// A system-wide registration (root/admin) instead of a per-user one.
+    #[arg(long)]
+    pub system: bool,
+    /// With --system: the account the gateway runs as (default: SUDO_USER; root only when named).
+    #[arg(long, value_name = "USER", requires = "system")]
+    pub run_as_user: Option<String>,
+    /// Start (or restart, if the registration changed) the gateway now [default].
+    #[arg(long, overrides_with = "no_start_now")]
+    pub start_now: bool,
+    /// Only register; do not start now.
+    #[arg(long, overrides_with = "start_now")]
+    pub no_start_now: bool,
+    /// Start the gateway at login / boot [default].
+    #[arg(long, overrides_with = "no_start_on_login")]
+    pub start_on_login: bool,
+    /// Do not start the gateway at login (systemd: the unit is installed but not enabled).
+    #[arg(long, overrides_with = "start_on_login")]
+    pub no_start_on_login: bool,
+    /// Rewrite the registration even when it is up to date (or registers another home).
+    #[arg(long)]
+    pub force: bool,
+    /// Print every file that would be written and every command that would run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Remove the system-wide registration (root/admin).
+    #[arg(long)]
+    pub system: bool,
+    /// Print what would be removed and run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,23 +6,39 @@
 //! [`task`] (Task Scheduler XML), [`startup`] (the Startup-folder `.cmd`) — [`winargs`] (Windows
 //! command-line quoting) and [`error`].
 //!
-//! **Invariant:** everything here is a pure function of its input — no process is spawned, no file is
+//! The orchestration on top: [`context`] (where registrations live, overridable by `HERALD_*_DIR`
+//! variables, and who is installing), [`manage`] (the planners: spec + what is installed now → a
+//! [`plan::Plan`]), [`execute`] (carries a plan out), [`runner`] (the one place a command is spawned).
+//!
+//! **Invariant:** every generator below is a pure function of its input — no process is spawned, no file is
 //! read or written, nothing is printed — so every generator for every OS is compiled and tested on every
 //! OS, and `install --dry-run` can show exactly what would be written. The executor that writes files and
-//! runs `systemctl`/`launchctl`/`schtasks` is separate.
+//! runs `systemctl`/`launchctl`/`schtasks` is separate: [`manage`] plans (reading only), [`execute`] acts.
 //!
 //! **Invariant:** every generator has a reader, and `read(generate(spec)) == spec.invocation(backend)` for
 //! hostile paths (spaces, quotes, `%`, `$`, `^`, `&`, `!`, backslashes, non-ASCII); what cannot be
 //! encoded faithfully is a typed [`InstallError`], never a best effort.
 
+pub mod context;
 pub mod error;
+pub mod execute;
 pub mod launchd;
+pub mod manage;
 pub mod names;
+pub mod plan;
+pub mod runner;
 pub mod spec;
 pub mod startup;
 pub mod systemd;
 pub mod task;
 pub mod winargs;
+
+#[cfg(unix)]
+#[path = "os/unix.rs"]
+mod os;
+#[cfg(windows)]
+#[path = "os/windows.rs"]
+mod os;
 
 pub use error::InstallError;
 pub use spec::{Backend, Invocation, STOP_MARGIN_SECS, Scope, ServiceSpec};

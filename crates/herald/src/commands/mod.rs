@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod install;
 pub mod logs;
 pub mod restart;
 pub mod run;

@@ -68,6 +68,9 @@ pub fn restart(home: &Home, args: &RestartArgs) -> ExitCode {
 
 /// Planned stop (if running), then a detached start that waits for readiness.
 fn restart_now(home: &Home, timeout: u64) -> ExitCode {
+    if let Some(code) = super::install::route(home, herald_service::install::manage::Action::Restart) {
+        return code;
+    }
     let stop = super::stop::stop(
         home,
         &StopArgs {

@@ -29,6 +29,9 @@ pub fn start(home: &Home, args: &StartArgs) -> ExitCode {
         println!("herald is already running ({pid})");
         return ExitCode::Ok;
     }
+    if let Some(code) = super::install::route(home, herald_service::install::manage::Action::Start) {
+        return code;
+    }
     let Some(exe) = super::prepare_detached_spawn(home) else {
         return ExitCode::Failure;
     };

@@ -10,6 +10,10 @@ use herald_home::{ExitCode, Home};
 use crate::cli::{StopArgs, Via};
 
 pub fn stop(home: &Home, args: &StopArgs) -> ExitCode {
+    // A service manager that restarts the gateway must be the one that stops it.
+    if let Some(code) = super::install::route(home, herald_service::install::manage::Action::Stop) {
+        return code;
+    }
     let timeout = match args.timeout {
         Some(secs) => Duration::from_secs(secs),
         None => {

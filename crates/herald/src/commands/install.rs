@@ -1,0 +1,338 @@
+//! `herald install`, `herald uninstall`, and the routing of `start`/`stop`/`restart` through the service
+//! manager a home is registered with.
+//!
+//! Presentation only: the plan comes from `herald_service::install::manage` (which reads and decides),
+//! `--dry-run` prints it, and `herald_service::install::execute` carries it out. The two steps that need
+//! the rest of Herald — a planned stop of a gateway running outside the manager, and a detached start —
+//! are the [`Hooks`] given to the executor.
+//!
+//! Routing matters because a manager that restarts the gateway (systemd `Restart=always`, launchd
+//! `KeepAlive`) would undo a stop that went around it; where nothing supervised is registered, `start`,
+//! `stop` and `restart` keep their detached behaviour.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herald_daemon::run::STOP_MARGIN;
+use herald_daemon::{StopOptions, StopVia};
+use herald_home::config::Config;
+use herald_home::lock::InstanceLock;
+use herald_home::{ExitCode, Home};
+use herald_service::install::context::Context;
+use herald_service::install::execute::{Hooks, Outcome, execute};
+use herald_service::install::manage::{
+    self, Action, InstallRequest, ManageError, Probe, RealFiles, Registered,
+};
+use herald_service::install::plan::Plan;
+use herald_service::install::runner::SystemRunner;
+use herald_service::install::{Backend, Scope, ServiceSpec};
+
+use crate::cli::{BackendArg, InstallArgs, StartArgs, UninstallArgs};
+
+pub fn install(home: &Home, args: &InstallArgs) -> ExitCode {
+    let ctx = Context::current();
+    let backend = match args.backend {
+        BackendArg::None => return install_none(home, args, &ctx),
+        BackendArg::Auto => match manage::auto_backend(ctx.os) {
+            Ok(b) => b,
+            Err(e) => return fail(&e),
+        },
+        BackendArg::Systemd => Backend::Systemd,
+        BackendArg::Launchd => Backend::Launchd,
+        BackendArg::Task => Backend::Task,
+        BackendArg::Startup => Backend::Startup,
+        BackendArg::WindowsService => Backend::WindowsService,
+    };
+    let spec = match spec_for(home, true) {
+        Ok(spec) => spec,
+        Err(code) => return code,
+    };
+    if matches!(backend, Backend::Task | Backend::Startup)
+        && let Some(heraldw) = &spec.gui_executable
+        && !heraldw.is_file()
+    {
+        return fail(&ManageError::NoHeraldw {
+            herald: spec.executable.clone(),
+            exe: std::env::consts::EXE_SUFFIX,
+        });
+    }
+    if matches!(backend, Backend::Task | Backend::Startup) && args.no_start_on_login {
+        eprintln!(
+            "herald: a {backend} registration only starts the gateway at login; without that there is \
+             nothing to register (use --backend none)"
+        );
+        return ExitCode::Usage;
+    }
+    let request = InstallRequest {
+        backend,
+        scope: if args.system { Scope::System } else { Scope::User },
+        run_as: args.run_as_user.clone(),
+        start_now: !args.no_start_now,
+        start_on_login: !args.no_start_on_login,
+        force: args.force,
+    };
+    let mut runner = SystemRunner::default();
+    let files = RealFiles;
+    let mut probe = Probe {
+        ctx: &ctx,
+        files: &files,
+        runner: &mut runner,
+        gateway_running: gateway_running(home),
+    };
+    let plan = match manage::plan_install(&spec, &request, &mut probe) {
+        Ok(plan) => plan,
+        Err(e) => return fail(&e),
+    };
+    if args.dry_run {
+        print!("{}", plan.describe());
+        println!("dry run: nothing was changed");
+        return ExitCode::Ok;
+    }
+    for note in &plan.notes {
+        println!("{note}");
+    }
+    if plan.is_empty() {
+        println!(
+            "herald is already installed with {backend} for {}; nothing to do",
+            home.root().display()
+        );
+        return ExitCode::Ok;
+    }
+    match carry_out(home, &plan) {
+        Ok(outcome) => {
+            let used = match (&outcome.fell_back, backend) {
+                (Some(why), Backend::Task) => {
+                    println!(
+                        "the Scheduled Task could not be registered ({why}); using a Startup-folder launcher instead"
+                    );
+                    Backend::Startup
+                }
+                _ => backend,
+            };
+            println!("herald installed with {used} for {}", home.root().display());
+            ExitCode::Ok
+        }
+        Err(code) => code,
+    }
+}
+
+/// `--backend none`: no autostart, a detached supervised start now.
+fn install_none(home: &Home, args: &InstallArgs, ctx: &Context) -> ExitCode {
+    let spec = match spec_for(home, false) {
+        Ok(spec) => spec,
+        Err(code) => return code,
+    };
+    let mut runner = SystemRunner::default();
+    let files = RealFiles;
+    let mut probe = Probe {
+        ctx,
+        files: &files,
+        runner: &mut runner,
+        gateway_running: gateway_running(home),
+    };
+    let scope = if args.system { Scope::System } else { Scope::User };
+    match manage::plan_uninstall(&spec, scope, &mut probe) {
+        Ok(plan) if !plan.is_empty() => {
+            eprintln!(
+                "herald: this home is registered with {}; `herald uninstall` first (one autostart mechanism \
+                 per home)",
+                plan.backend.map_or("a service manager", Backend::as_str)
+            );
+            return ExitCode::Failure;
+        }
+        Ok(_) => {}
+        Err(e) => return fail(&e),
+    }
+    if args.dry_run {
+        println!("no autostart; would start the gateway now, detached and supervised (as `herald start`)");
+        println!("dry run: nothing was changed");
+        return ExitCode::Ok;
+    }
+    if args.no_start_now {
+        println!("no autostart registered and --no-start-now: nothing to do");
+        return ExitCode::Ok;
+    }
+    super::start::start(home, &StartArgs { timeout: 30 })
+}
+
+pub fn uninstall(home: &Home, args: &UninstallArgs) -> ExitCode {
+    let ctx = Context::current();
+    let spec = match spec_for(home, false) {
+        Ok(spec) => spec,
+        Err(code) => return code,
+    };
+    let mut runner = SystemRunner::default();
+    let files = RealFiles;
+    let mut probe = Probe {
+        ctx: &ctx,
+        files: &files,
+        runner: &mut runner,
+        gateway_running: gateway_running(home),
+    };
+    let scope = if args.system { Scope::System } else { Scope::User };
+    let plan = match manage::plan_uninstall(&spec, scope, &mut probe) {
+        Ok(plan) => plan,
+        Err(e) => return fail(&e),
+    };
+    if args.dry_run {
+        print!("{}", plan.describe());
+        println!("dry run: nothing was changed");
+        return ExitCode::Ok;
+    }
+    for note in &plan.notes {
+        println!("note: {note}");
+    }
+    if plan.is_empty() {
+        println!(
+            "herald is not installed for {}; nothing to do",
+            home.root().display()
+        );
+        return ExitCode::Ok;
+    }
+    match carry_out(home, &plan) {
+        Ok(_) => {
+            println!("herald uninstalled for {}", home.root().display());
+            ExitCode::Ok
+        }
+        Err(code) => code,
+    }
+}
+
+/// `start`/`stop`/`restart` through the supervised registration of this home; `None` when there is none
+/// (the caller then does its detached start or direct stop).
+pub(crate) fn route(home: &Home, action: Action) -> Option<ExitCode> {
+    let spec = spec_for(home, false).ok()?;
+    let ctx = Context::current();
+    let mut runner = SystemRunner::default();
+    let files = RealFiles;
+    let mut probe = Probe {
+        ctx: &ctx,
+        files: &files,
+        runner: &mut runner,
+        gateway_running: gateway_running(home),
+    };
+    let registered = match manage::detect(&spec, &probe) {
+        Ok(Some(registered)) => registered,
+        Ok(None) => return None,
+        Err(e) => return Some(fail(&e)),
+    };
+    let manager = match &registered {
+        Registered::Systemd { .. } => "systemd",
+        Registered::Launchd => "launchd",
+    };
+    let plan = match manage::plan_action(&spec, &registered, action, &mut probe) {
+        Ok(plan) => plan,
+        Err(e) => return Some(fail(&e)),
+    };
+    let started = std::time::Instant::now();
+    Some(match carry_out(home, &plan) {
+        Ok(_) => {
+            let verb = match action {
+                Action::Start => "started",
+                Action::Stop => "stopped",
+                Action::Restart => "restarted",
+            };
+            let pid = herald_service::status::StatusReport::gather(home)
+                .pid
+                .filter(|_| action != Action::Stop)
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default();
+            println!(
+                "herald {verb} via {manager}{pid} in {:.0} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            ExitCode::Ok
+        }
+        Err(code) => code,
+    })
+}
+
+/// Executes a plan, printing what was done and any advice; errors are printed and mapped.
+fn carry_out(home: &Home, plan: &Plan) -> Result<Outcome, ExitCode> {
+    let mut runner = SystemRunner::default();
+    let mut hooks = CliHooks { home };
+    let result = execute(plan, &mut runner, &mut hooks);
+    match result {
+        Ok(outcome) => {
+            for line in &outcome.done {
+                println!("  {line}");
+            }
+            for advice in &outcome.advice {
+                eprintln!("note: {advice}");
+            }
+            Ok(outcome)
+        }
+        Err(e) => Err(fail(&e)),
+    }
+}
+
+struct CliHooks<'a> {
+    home: &'a Home,
+}
+
+impl Hooks for CliHooks<'_> {
+    fn stop_unmanaged(&mut self) -> Result<(), String> {
+        let drain = Config::load(&self.home.config_file())
+            .map(|(c, _)| c.gateway.drain_timeout_secs)
+            .unwrap_or_else(|_| Config::default().gateway.drain_timeout_secs);
+        let options = StopOptions {
+            timeout: Duration::from_secs(drain) + STOP_MARGIN,
+            via: StopVia::Auto,
+            restart: false,
+            force: true,
+            requested_by: "herald install".into(),
+        };
+        herald_daemon::stop_gateway(self.home, &options)
+            .map(|_| ())
+            .map_err(|e| format!("cannot stop the gateway running outside the service manager: {e}"))
+    }
+
+    fn start_detached(&mut self) -> Result<(), String> {
+        match super::start::start(self.home, &StartArgs { timeout: 30 }) {
+            ExitCode::Ok => Ok(()),
+            code => Err(format!("the gateway did not start (exit {})", code.code())),
+        }
+    }
+}
+
+fn gateway_running(home: &Home) -> bool {
+    InstanceLock::is_held(&home.lock_file()).unwrap_or(false)
+}
+
+/// The spec for this home: this executable, `heraldw` beside it, the configured drain budget. With
+/// `strict`, a broken config is an error (exit 78) — a unit derived from it would be wrong.
+fn spec_for(home: &Home, strict: bool) -> Result<ServiceSpec, ExitCode> {
+    let drain = match Config::load(&home.config_file()) {
+        Ok((config, _)) => config.gateway.drain_timeout_secs,
+        Err(e) if strict => {
+            eprintln!("herald: fix the configuration first: {e}");
+            return Err(ExitCode::Config);
+        }
+        Err(_) => Config::default().gateway.drain_timeout_secs,
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("herald: cannot find the herald executable: {e}");
+            return Err(ExitCode::Failure);
+        }
+    };
+    if strict && let Err(e) = home.ensure() {
+        eprintln!("herald: {e}");
+        return Err(ExitCode::Failure);
+    }
+    let mut spec = ServiceSpec::for_home(home, &exe, drain);
+    spec.gui_executable = exe
+        .parent()
+        .map(|dir| dir.join(format!("heraldw{}", std::env::consts::EXE_SUFFIX)))
+        .or_else(|| Some(PathBuf::from(format!("heraldw{}", std::env::consts::EXE_SUFFIX))));
+    Ok(spec)
+}
+
+fn fail(e: &ManageError) -> ExitCode {
+    eprintln!("herald: {e}");
+    match e {
+        ManageError::RunAsNeedsSystem => ExitCode::Usage,
+        _ => ExitCode::Failure,
+    }
+}
