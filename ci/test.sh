@@ -34,6 +34,13 @@ if mock_llm="$(bash ci/peers/install-mock-llm.sh)"; then
 else
     cannot_run "openai backend tests" "the mock-llm npm package could not be installed"
 fi
+# telegram-test-api (npm) is the Bot API emulator the Telegram adapter is tested against end to end
+# (after mock-llm: it installs next to it and keeps it).
+if telegram_test_api="$(bash ci/peers/install-telegram-test-api.sh)"; then
+    export HERALD_TELEGRAM_TEST_API="$telegram_test_api"
+else
+    cannot_run "telegram emulator tests" "the telegram-test-api npm package could not be installed"
+fi
 
 step "rustfmt"
 cargo fmt --all -- --check
@@ -63,6 +70,18 @@ if $windows_ok; then
                 sleep 0.1
             done
             export HERALD_MOCK_LLM_URL="http://127.0.0.1:$port"
+        fi
+        # Likewise the Telegram Bot API emulator (each test uses a bot token of its own).
+        if [ -n "${HERALD_TELEGRAM_TEST_API:-}" ]; then
+            tg_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+            node ci/peers/telegram-test-api-server.js "$tg_port" >/dev/null 2>&1 </dev/null &
+            tg_pid=$!
+            trap 'kill ${mock_pid:-} $tg_pid 2>/dev/null; herald_wine_cleanup' EXIT
+            for _ in $(seq 100); do
+                curl -s -o /dev/null "http://127.0.0.1:$tg_port/" && break
+                sleep 0.1
+            done
+            export HERALD_TELEGRAM_TEST_API_URL="http://127.0.0.1:$tg_port"
         fi
         cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
         cargo test --workspace --locked --target x86_64-pc-windows-gnu

@@ -5,10 +5,15 @@
 //! so a client retrying a message from before the restart joins its resumed turn instead of making a
 //! second one; and the adapters close only after the drain, so a client waiting on a turn hears how it
 //! ended (its reply, or "interrupted, retry with the same id").
+//!
+//! Push adapters (Telegram) are attached — their outboxes registered — before the resume too, so the
+//! reply of a resumed or given-up turn is delivered to its chat; they start taking messages with the
+//! HTTP adapter, stop taking them by themselves when the drain begins, and close after it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_gateway::adapter::{AdapterBoard, PushAdapter};
 use herald_gateway::engine::Engine;
 use herald_gateway::http::{HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
@@ -21,12 +26,16 @@ use crate::state::RecordKeeper;
 
 /// How long open HTTP responses may take to finish once the drain is over.
 const HTTP_GRACE: Duration = Duration::from_secs(1);
+/// How long push adapters may take to send replies still queued once the drain is over.
+const PUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// A started gateway.
 #[derive(Debug)]
 pub(crate) struct GatewayHost {
     engine: Arc<Engine>,
     http: Option<HttpServer>,
+    adapters: Vec<Box<dyn PushAdapter>>,
+    board: AdapterBoard,
 }
 
 /// A startup failure: the exit code (78 for the config's fault) and the reason.
@@ -58,7 +67,16 @@ impl GatewayHost {
         for event in parts.events {
             keeper.log(event.with("role", keeper.role().as_str()));
         }
+        for (key, warning) in config.warnings(Some(&keeper.home().config_file())) {
+            tracing::warn!("herald.toml: {key}: {warning}");
+        }
         let engine = Engine::new(parts.journal, parts.agent, turns.clone());
+        let board = AdapterBoard::new();
+        let mut adapters = parts.adapters;
+        for adapter in &mut adapters {
+            adapter.attach(&engine, board.status(adapter.name()));
+        }
+        keeper.set_adapter_board(board.clone());
         let resumed = engine
             .resume()
             .await
@@ -84,7 +102,20 @@ impl GatewayHost {
         } else {
             None
         };
-        Ok(GatewayHost { engine, http })
+        for adapter in &mut adapters {
+            adapter.open();
+        }
+        Ok(GatewayHost {
+            engine,
+            http,
+            adapters,
+            board,
+        })
+    }
+
+    /// Push adapters' states (the state record follows its changes).
+    pub(crate) fn adapter_board(&self) -> &AdapterBoard {
+        &self.board
     }
 
     /// Marks the gateway ready for traffic (`/readyz` turns 200).
@@ -106,6 +137,9 @@ impl GatewayHost {
         self.engine.interrupt_waiters();
         if let Some(http) = self.http {
             http.shutdown(HTTP_GRACE).await;
+        }
+        for adapter in self.adapters {
+            adapter.close(PUSH_GRACE).await;
         }
         let engine = self.engine;
         let _ = tokio::task::spawn_blocking(move || engine.close_journal()).await;

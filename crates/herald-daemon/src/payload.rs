@@ -7,6 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use herald_gateway::adapter::PushAdapter;
 use herald_gateway::agent::Agent;
 use herald_gateway::journal::Journal;
 use herald_home::Home;
@@ -18,6 +19,8 @@ use herald_home::lifecycle::LifecycleEvent;
 pub struct Payload {
     pub journal: Arc<dyn Journal>,
     pub agent: Arc<dyn Agent>,
+    /// Push adapters (Telegram, ...) the config enables; the HTTP adapter is the daemon's own.
+    pub adapters: Vec<Box<dyn PushAdapter>>,
     /// Things worth a lifecycle event that happened while building (a corrupt journal moved aside, a
     /// schema migration).
     pub events: Vec<LifecycleEvent>,

@@ -5,6 +5,7 @@
 //! that force-killed a gateway and then took the lock itself to record the outcome). A failed write (a
 //! full disk) is logged and survived: the gateway keeps serving, and the lock still tells the truth.
 
+use herald_gateway::adapter::AdapterBoard;
 use herald_home::ExitCode;
 use herald_home::Home;
 use herald_home::atomic::{remove_if_exists, write_record};
@@ -47,6 +48,8 @@ pub struct RecordKeeper {
     in_flight: u32,
     endpoints: Endpoints,
     log: LifecycleLog,
+    /// Where push adapters report their state (recorded with every write).
+    adapters: Option<AdapterBoard>,
 }
 
 impl RecordKeeper {
@@ -64,6 +67,7 @@ impl RecordKeeper {
                 http_url: None,
             },
             log,
+            adapters: None,
         }
     }
 
@@ -98,6 +102,11 @@ impl RecordKeeper {
     /// Records where the HTTP adapter listens (written with the next state transition).
     pub fn set_http_url(&mut self, url: Option<String>) {
         self.endpoints.http_url = url;
+    }
+
+    /// Records push adapters' states from `board` with every later write.
+    pub fn set_adapter_board(&mut self, board: AdapterBoard) {
+        self.adapters = Some(board);
     }
 
     /// Writes the PID record naming this process.
@@ -167,6 +176,11 @@ impl RecordKeeper {
             endpoints: self.endpoints.clone(),
             detail,
             last_exit,
+            adapters: self
+                .adapters
+                .as_ref()
+                .map(AdapterBoard::snapshot)
+                .unwrap_or_default(),
         };
         if let Err(e) = write_record(&self.home.state_record(), &record) {
             tracing::warn!("{e}");

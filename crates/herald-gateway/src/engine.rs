@@ -10,6 +10,13 @@
 //!
 //! Turns run in tasks of their own, never in an adapter's request: a client that hangs up does not
 //! cancel the turn it started.
+//!
+//! **Push adapters.** The HTTP adapter answers a waiting client, and a client that left reads the reply
+//! later; a chat adapter (Telegram) has to *send* every reply, including those of turns nobody waits
+//! for — resumed after a restart, or given up. Such an adapter registers an [`Outbox`] under its name;
+//! the engine hands it every reply of that adapter's sessions right after the journal committed it.
+//! Replies committed while no outbox was registered (or whose delivery a crash cut) stay unmarked in the
+//! journal ([`Journal::undelivered`]), and the adapter sends those when it starts.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -20,8 +27,15 @@ use herald_home::time::now_ms;
 use tokio::sync::watch;
 
 use crate::agent::{Agent, HistoryMessage, TurnRequest};
-use crate::journal::{Inbound, Journal, JournalError, Reply, SessionKey, SessionSummary, StoredMessage};
+use crate::journal::{
+    Delivery, Inbound, Journal, JournalError, JournalErrorKind, Reply, SessionKey, SessionSummary,
+    StoredMessage,
+};
 use crate::turns::{Draining, ResumeLedger, TurnGuard, TurnInfo, TurnTracker};
+
+/// How soon, and at most how rarely, a reply that could not be committed is tried again.
+const FINISH_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const FINISH_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A turn interrupted this many times is answered with an apology instead of being run again.
 pub const MAX_RESUMES: u32 = 3;
@@ -80,6 +94,12 @@ impl Ticket {
     }
 }
 
+/// Where a push adapter receives the committed replies of its sessions.
+pub trait Outbox: Send + Sync + std::fmt::Debug {
+    /// Called once the reply is durably stored. Must not block: queue it and return.
+    fn deliver(&self, delivery: Delivery);
+}
+
 /// What [`Engine::resume`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResumeSummary {
@@ -104,6 +124,7 @@ pub struct Engine {
     running: Mutex<HashMap<Key, Running>>,
     serving: AtomicBool,
     ids: IdSource,
+    outboxes: Mutex<HashMap<String, Arc<dyn Outbox>>>,
 }
 
 impl Engine {
@@ -115,6 +136,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             serving: AtomicBool::new(false),
             ids: IdSource::new(),
+            outboxes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -139,6 +161,33 @@ impl Engine {
     /// The ledger a drain uses to mark the turns it may cut.
     pub fn ledger(self: &Arc<Self>) -> impl ResumeLedger + use<> {
         JournalLedger(self.journal.clone())
+    }
+
+    /// Registers the outbox of the push adapter `adapter` (replacing any earlier one). Register before
+    /// [`Engine::resume`] so no resumed reply goes past it.
+    pub fn register_outbox(&self, adapter: &str, outbox: Arc<dyn Outbox>) {
+        self.outboxes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(adapter.to_owned(), outbox);
+    }
+
+    /// Hands a committed reply to its adapter's outbox, if it has one.
+    fn push(&self, turn_id: i64, key: &Key, reply: &Reply) {
+        let outbox = self
+            .outboxes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key.0.adapter)
+            .cloned();
+        if let Some(outbox) = outbox {
+            outbox.deliver(Delivery {
+                turn_id,
+                session: key.0.clone(),
+                message_id: key.1.clone(),
+                reply: reply.clone(),
+            });
+        }
     }
 
     fn running(&self) -> MutexGuard<'_, HashMap<Key, Running>> {
@@ -238,7 +287,7 @@ impl Engine {
     ) {
         let engine = self.clone();
         tokio::spawn(async move {
-            let result = engine.run_turn(turn_id, &key, text).await;
+            let result = engine.run_turn(turn_id, &key, text, &outcome).await;
             // Publish before forgetting the entry: a duplicate then either joins the entry (and sees
             // this outcome) or, once it is gone, finds the committed reply in the journal.
             outcome.send_replace(Some(result));
@@ -247,7 +296,13 @@ impl Engine {
         });
     }
 
-    async fn run_turn(&self, turn_id: i64, key: &Key, text: String) -> TurnOutcome {
+    async fn run_turn(
+        &self,
+        turn_id: i64,
+        key: &Key,
+        text: String,
+        outcome: &watch::Sender<Option<TurnOutcome>>,
+    ) -> TurnOutcome {
         let (session, message_id) = key;
         self.journal.start(turn_id, now_ms());
         let history = match self.agent.history_limit() {
@@ -271,11 +326,28 @@ impl Engine {
                 }
             }
         };
-        match self.journal.finish(turn_id, reply.clone(), now_ms()).await {
-            Ok(()) => TurnOutcome::Replied(reply),
-            Err(e) => {
-                tracing::error!(turn = turn_id, message = %message_id, "cannot store the reply: {e}");
-                TurnOutcome::Failed(e)
+        // The reply exists only in memory until committed. If the commit fails (a full disk), waiters are
+        // told at once (the client may retry with the same id), and the commit is retried in the
+        // background, the turn staying registered, so the answer is not thrown away and the turn is not
+        // left orphaned until the next restart. A stop drops this task; the turn is then resumed.
+        let mut delay = FINISH_RETRY_FIRST;
+        loop {
+            match self.journal.finish(turn_id, reply.clone(), now_ms()).await {
+                Ok(()) => {
+                    self.push(turn_id, key, &reply);
+                    return TurnOutcome::Replied(reply);
+                }
+                Err(e) if e.kind == JournalErrorKind::Closed => return TurnOutcome::Failed(e),
+                Err(e) => {
+                    tracing::error!(
+                        turn = turn_id,
+                        message = %message_id,
+                        "cannot store the reply, retrying in {delay:?}: {e}"
+                    );
+                    outcome.send_replace(Some(TurnOutcome::Failed(e)));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(FINISH_RETRY_MAX);
+                }
             }
         }
     }
@@ -318,7 +390,12 @@ impl Engine {
                 text: GAVE_UP_REPLY.into(),
                 failed: true,
             };
-            self.journal.finish(turn.turn_id, reply, now_ms()).await?;
+            self.journal.finish(turn.turn_id, reply.clone(), now_ms()).await?;
+            self.push(
+                turn.turn_id,
+                &(turn.session.clone(), turn.message_id.clone()),
+                &reply,
+            );
             tracing::warn!(turn = turn.turn_id, session = %turn.session, "gave up after {MAX_RESUMES} resumes");
             summary.gave_up += 1;
         }
@@ -376,6 +453,30 @@ impl Engine {
         blocking(move || journal.history(&session, limit)).await
     }
 
+    /// Replies of `adapter`'s sessions not yet handed to their chats, oldest first.
+    pub async fn undelivered(&self, adapter: &str, limit: usize) -> Result<Vec<Delivery>, JournalError> {
+        let journal = self.journal.clone();
+        let adapter = adapter.to_owned();
+        blocking(move || journal.undelivered(&adapter, limit)).await
+    }
+
+    /// Records (durably) that a turn's reply reached its chat.
+    pub async fn mark_delivered(&self, turn_id: i64) -> Result<(), JournalError> {
+        self.journal.mark_delivered(turn_id, now_ms()).await
+    }
+
+    /// The first update id `adapter` has not durably handled, if it ever recorded one.
+    pub async fn adapter_offset(&self, adapter: &str) -> Result<Option<i64>, JournalError> {
+        let journal = self.journal.clone();
+        let adapter = adapter.to_owned();
+        blocking(move || journal.adapter_offset(&adapter)).await
+    }
+
+    /// Records (durably) that every update of `adapter` below `offset` is handled.
+    pub async fn set_adapter_offset(&self, adapter: &str, offset: i64) -> Result<(), JournalError> {
+        self.journal.set_adapter_offset(adapter, offset, now_ms()).await
+    }
+
     /// Sessions, most recently active first.
     pub async fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError> {
         let journal = self.journal.clone();
@@ -385,7 +486,7 @@ impl Engine {
 
 fn conflict_error(message_id: &str) -> JournalError {
     JournalError::new(
-        crate::journal::JournalErrorKind::Storage,
+        JournalErrorKind::Storage,
         format!("message id {message_id:?} was already used for a different text"),
     )
 }

@@ -132,6 +132,16 @@ pub struct UnfinishedTurn {
     pub resume_count: u32,
 }
 
+/// A committed reply that a push adapter has to hand to its chat (see [`Journal::undelivered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub turn_id: i64,
+    pub session: SessionKey,
+    /// The question's message id.
+    pub message_id: String,
+    pub reply: Reply,
+}
+
 /// One message of a session's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -253,6 +263,22 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// Sessions, most recently active first (blocking).
     fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError>;
+
+    /// Replies of `adapter`'s sessions not yet marked delivered, oldest first, at most `limit` (blocking).
+    /// A push adapter re-sends these at startup: replies of turns that finished while its service was
+    /// unreachable, or just before a crash.
+    fn undelivered(&self, adapter: &str, limit: usize) -> Result<Vec<Delivery>, JournalError>;
+
+    /// Marks a turn's reply as handed to its chat. Completes once durable.
+    fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
+
+    /// The first update id `adapter` has not yet durably stored (its confirmed offset), if it ever
+    /// stored one (blocking).
+    fn adapter_offset(&self, adapter: &str) -> Result<Option<i64>, JournalError>;
+
+    /// Records that every update of `adapter` below `offset` is durably handled; never moves the
+    /// offset backwards. Completes once durable.
+    fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()>;
 
     /// Commits what is queued and releases the store (blocking). Later calls fail with
     /// [`JournalErrorKind::Closed`]. Called once the gateway has drained, so the store is left tidy.

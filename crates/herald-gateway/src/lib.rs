@@ -8,6 +8,7 @@
 //! channels and markers are the daemon's business; the gateway only offers `begin_drain` and
 //! `finish_drain`, so every stop path drains the same way, exactly once.
 
+pub mod adapter;
 pub mod agent;
 pub mod engine;
 pub mod http;

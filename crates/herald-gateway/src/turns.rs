@@ -62,6 +62,8 @@ pub struct TurnTracker {
     inner: Arc<Mutex<Inner>>,
     /// Carries the in-flight count; waiters wake on every change instead of polling.
     count: Arc<watch::Sender<usize>>,
+    /// Turns `true` when a drain begins (adapters that pull messages stop pulling).
+    drain: Arc<watch::Sender<bool>>,
 }
 
 impl Default for TurnTracker {
@@ -75,6 +77,7 @@ impl TurnTracker {
         TurnTracker {
             inner: Arc::default(),
             count: Arc::new(watch::Sender::new(0)),
+            drain: Arc::new(watch::Sender::new(false)),
         }
     }
 
@@ -118,12 +121,18 @@ impl TurnTracker {
         self.count.subscribe()
     }
 
+    /// A receiver that turns `true` when a drain begins.
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain.subscribe()
+    }
+
     /// Refuses new turns from now on and returns the turns in flight at this instant. The ledger, when
     /// given, records them before this returns. Idempotent: a second call returns the current set.
     pub fn begin_drain(&self, ledger: Option<&dyn ResumeLedger>) -> std::io::Result<Vec<TurnInfo>> {
         let snapshot: Vec<TurnInfo> = {
             let mut inner = self.lock();
             inner.draining = true;
+            self.drain.send_replace(true);
             inner
                 .running
                 .iter()

@@ -18,6 +18,56 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     pub http: HttpConfig,
     pub agent: AgentConfig,
+    pub telegram: TelegramConfig,
+}
+
+/// `[telegram]`: the Telegram Bot API adapter (long polling).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    pub enabled: bool,
+    /// Name of an environment variable holding the bot token (keeps the secret out of the file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// The bot token itself; accepted, with a warning when the file is readable by others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The Bot API base URL (tests point it at an emulator).
+    pub api_base: String,
+    /// Telegram user ids allowed to talk to the agent. Everyone else is denied (and told how to ask).
+    pub allowed_users: Vec<i64>,
+    /// Let every Telegram user talk to the agent (explicit opt-in).
+    pub allow_all: bool,
+    /// How long one `getUpdates` long poll may wait on the server.
+    #[serde(deserialize_with = "poll_timeout")]
+    pub poll_timeout_secs: u64,
+    /// The least time between two polls that brought nothing (a server that answers at once must not
+    /// make the gateway spin).
+    #[serde(deserialize_with = "poll_interval")]
+    pub min_poll_interval_ms: u64,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            enabled: false,
+            token_env: None,
+            token: None,
+            api_base: "https://api.telegram.org".into(),
+            allowed_users: Vec::new(),
+            allow_all: false,
+            poll_timeout_secs: 25,
+            min_poll_interval_ms: 1000,
+        }
+    }
+}
+
+fn poll_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 0, 50)
+}
+
+fn poll_interval<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 50, 60_000)
 }
 
 /// `[http]`: the local HTTP API adapter.
@@ -278,6 +328,21 @@ history_messages = 50         # earlier messages sent with each turn; 0..=10000
 # command = ["my-agent", "--json"]
 timeout_secs = 120            # the whole process tree is killed when it runs out; 1..=86400
 history_messages = 50
+
+[telegram]
+# A Telegram bot (long polling; no public address needed). Create one with @BotFather.
+enabled = false
+# The bot token, read from this environment variable (better), or given inline (then keep this file
+# private: herald warns when others can read it):
+# token_env = "HERALD_TELEGRAM_TOKEN"
+# token = "123456:ABC..."
+api_base = "https://api.telegram.org"
+# Default deny: only these Telegram user ids may talk to the agent. Anyone else gets a short reply
+# with their id, which you can add here. allow_all = true lets everyone in.
+allowed_users = []
+allow_all = false
+poll_timeout_secs = 25        # long-poll wait on the server; 0..=50
+min_poll_interval_ms = 1000   # least time between two empty polls; 50..=60000
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.
@@ -399,6 +464,33 @@ impl Config {
                 return Some((&["http", "token_env"], "must name an environment variable".into()));
             }
         }
+        if self.telegram.enabled {
+            let t = &self.telegram;
+            if t.token.is_none() && t.token_env.is_none() {
+                return Some((
+                    &["telegram", "enabled"],
+                    "the Telegram adapter needs a bot token: set `token_env` (the name of an environment \
+                     variable holding it) or `token`"
+                        .into(),
+                ));
+            }
+            if t.token_env.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Some((
+                    &["telegram", "token_env"],
+                    "must name an environment variable".into(),
+                ));
+            }
+            if t.token.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Some((&["telegram", "token"], "must not be empty".into()));
+            }
+        }
+        if !(self.telegram.api_base.starts_with("http://") || self.telegram.api_base.starts_with("https://"))
+        {
+            return Some((
+                &["telegram", "api_base"],
+                "must start with http:// or https://".into(),
+            ));
+        }
         match self.agent.backend {
             AgentBackend::Command if self.agent.command.command.first().is_none_or(String::is_empty) => {
                 Some((
@@ -422,9 +514,53 @@ impl Config {
         }
     }
 
+    /// Things that work but are probably not what was meant, as `(key, message)`. `path` is the file
+    /// the config came from (its permissions matter when it holds a secret).
+    pub fn warnings(&self, path: Option<&Path>) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let t = &self.telegram;
+        if t.enabled && !t.allow_all && t.allowed_users.is_empty() {
+            out.push((
+                "telegram.allowed_users",
+                "empty and allow_all is false: every Telegram user will be denied (each is told their id, \
+                 which you can add here)"
+                    .to_owned(),
+            ));
+        }
+        if t.token.is_some()
+            && let Some(path) = path
+            && readable_by_others(path)
+        {
+            out.push((
+                "telegram.token",
+                format!(
+                    "{} holds the bot token and is readable by other users; restrict it (chmod 600) or use \
+                     token_env",
+                    path.display()
+                ),
+            ));
+        }
+        out
+    }
+
     /// The effective config as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// Whether users other than the owner may read the file (Unix permission bits; elsewhere the file
+/// system's ACLs decide and this reports `false`).
+fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
     }
 }
 
@@ -542,6 +678,65 @@ mod tests {
     fn non_utf8_is_located() {
         let err = Config::parse(Path::new("h.toml"), b"[gateway]\n# caf\xe9\n").unwrap_err();
         assert_eq!((err.line, err.column), (Some(2), Some(6)), "{err}");
+    }
+
+    #[test]
+    fn telegram_needs_a_token_source_when_enabled() {
+        let err = parse("[telegram]\nenabled = true\nallow_all = true\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("telegram.enabled"), "{err}");
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("token_env"), "{err}");
+        // Disabled: no token needed.
+        parse("[telegram]\nenabled = false\n").unwrap();
+        let err = parse("[telegram]\nenabled = true\ntoken_env = \"\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("telegram.token_env"), "{err}");
+        let err = parse("[telegram]\napi_base = \"ftp://x\"\n").unwrap_err();
+        assert_eq!(
+            (err.key.as_deref(), err.line),
+            (Some("telegram.api_base"), Some(2)),
+            "{err}"
+        );
+        let err = parse("[telegram]\nallowed_users = [\"bob\"]\n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn telegram_without_allowed_users_warns_that_everyone_is_denied() {
+        let config = parse("[telegram]\nenabled = true\ntoken_env = \"T\"\n").unwrap();
+        let warnings = config.warnings(None);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].0, "telegram.allowed_users");
+        let config = parse("[telegram]\nenabled = true\ntoken_env = \"T\"\nallowed_users = [42]\n").unwrap();
+        assert_eq!(config.telegram.allowed_users, vec![42]);
+        assert!(config.warnings(None).is_empty());
+        assert!(
+            parse("[telegram]\nenabled = true\ntoken_env = \"T\"\nallow_all = true\n")
+                .unwrap()
+                .warnings(None)
+                .is_empty()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_literal_token_in_a_world_readable_file_warns() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "[telegram]\ntoken = \"1:abc\"\nallow_all = true\n").unwrap();
+        let config = Config::load(&path).unwrap().0;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warnings = config.warnings(Some(&path));
+        assert!(
+            warnings.iter().any(|(key, _)| *key == "telegram.token"),
+            "{warnings:?}"
+        );
+        assert!(
+            !warnings.iter().any(|(_, m)| m.contains("1:abc")),
+            "the token leaked: {warnings:?}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(config.warnings(Some(&path)).is_empty());
     }
 
     #[test]

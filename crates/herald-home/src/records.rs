@@ -103,6 +103,64 @@ pub struct Endpoints {
     pub http_url: Option<String>,
 }
 
+/// How a push adapter (Telegram, ...) is doing, as `herald status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdapterState {
+    /// Not connected yet.
+    Starting,
+    /// Talking to its service.
+    Connected,
+    /// The service is unreachable or busy; retrying with backoff.
+    Retrying,
+    /// Stopped by a problem it cannot retry away (another poller on the same token, say).
+    Error,
+    /// The service refused the credentials: fix the token and restart.
+    Unauthorized,
+    /// Stopped by a planned stop.
+    Stopped,
+}
+
+impl AdapterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterState::Starting => "starting",
+            AdapterState::Connected => "connected",
+            AdapterState::Retrying => "retrying",
+            AdapterState::Error => "error",
+            AdapterState::Unauthorized => "unauthorized",
+            AdapterState::Stopped => "stopped",
+        }
+    }
+
+    /// Whether the adapter is doing its job (or about to).
+    pub fn is_healthy(self) -> bool {
+        matches!(
+            self,
+            AdapterState::Starting | AdapterState::Connected | AdapterState::Stopped
+        )
+    }
+}
+
+impl std::fmt::Display for AdapterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One push adapter in the state record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterRecord {
+    /// `telegram`, ...
+    pub name: String,
+    pub state: AdapterState,
+    /// What happened last, for people (never a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the adapter entered `state`.
+    pub since_ms: u64,
+}
+
 /// How the last gateway process on this home ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
@@ -131,6 +189,9 @@ pub struct StateRecord {
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<ExitRecord>,
+    /// Push adapters and how they are doing (absent from records written before adapters existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<AdapterRecord>,
 }
 
 impl StateRecord {
@@ -308,6 +369,7 @@ mod tests {
             worker_pid: None,
             detail: None,
             last_exit: None,
+            adapters: Vec::new(),
         };
         assert!(!record.is_stale(10_000 + 60_000));
         assert!(record.is_stale(10_000 + 60_001));

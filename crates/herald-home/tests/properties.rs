@@ -7,8 +7,8 @@ use herald_home::atomic::{Record, RecordRead, parse_record};
 use herald_home::config::{Config, GatewayConfig, SupervisorConfig};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, parse_events};
 use herald_home::records::{
-    Endpoints, ExitRecord, GatewayState, MonitorPhase, MonitorRecord, PidRecord, ProcessKey, StateRecord,
-    StopMarker, WorkerRecord,
+    AdapterRecord, AdapterState, Endpoints, ExitRecord, GatewayState, MonitorPhase, MonitorRecord, PidRecord,
+    ProcessKey, StateRecord, StopMarker, WorkerRecord,
 };
 use proptest::prelude::*;
 
@@ -91,6 +91,7 @@ proptest! {
             worker_pid: Some(key.pid ^ 1),
             detail: detail.clone(),
             last_exit: Some(ExitRecord { code, reason: detail.unwrap_or_default(), at_ms: 3 }),
+            adapters: vec![AdapterRecord { name: "telegram".into(), state: AdapterState::Retrying, message: Some("x".into()), since_ms: 4 }],
         });
     }
 

@@ -17,10 +17,10 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::Role;
 use herald_gateway::journal::{
-    Accepted, Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage,
-    TurnState, UnfinishedTurn,
+    Accepted, Delivery, Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary,
+    StoredMessage, TurnState, UnfinishedTurn,
 };
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 pub use schema::{APPLICATION_ID, OpenError, OpenReport, SCHEMA_VERSION};
 use writer::{Write, storage_error};
@@ -227,6 +227,64 @@ impl Journal for SqliteJournal {
         self.shut();
     }
 
+    fn undelivered(&self, adapter: &str, limit: usize) -> Result<Vec<Delivery>, JournalError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed
+                 FROM sessions s
+                 JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
+                 JOIN turns t ON t.id = m.turn_id
+                 WHERE s.adapter = ?1
+                 ORDER BY m.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![adapter, limit], |r| {
+                Ok(Delivery {
+                    turn_id: r.get(0)?,
+                    session: SessionKey::new(adapter, r.get::<_, String>(1)?),
+                    message_id: r.get(2)?,
+                    reply: Reply {
+                        text: r.get(3)?,
+                        failed: r.get(4)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
+        let (done, pending) = Pending::channel();
+        if let Err(Write::MarkDelivered { done, .. }) =
+            self.send(Write::MarkDelivered { turn_id, at_ms, done })
+        {
+            done.complete(Err(JournalError::closed()));
+        }
+        pending
+    }
+
+    fn adapter_offset(&self, adapter: &str) -> Result<Option<i64>, JournalError> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT next_update FROM adapter_offsets WHERE adapter = ?1")?
+                .query_row(params![adapter], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()> {
+        let (done, pending) = Pending::channel();
+        let write = Write::SetOffset {
+            adapter: adapter.to_owned(),
+            offset,
+            at_ms,
+            done,
+        };
+        if let Err(Write::SetOffset { done, .. }) = self.send(write) {
+            done.complete(Err(JournalError::closed()));
+        }
+        pending
+    }
+
     fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|conn| {
@@ -245,5 +303,60 @@ impl Journal for SqliteJournal {
             })?;
             rows.collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A journal written by a build that knew only schema version 1 (the first entry of the
+    /// migrations, which is never edited) is migrated: its replies count as delivered, its turns stay.
+    #[tokio::test]
+    async fn a_version_1_file_is_migrated_and_its_replies_count_as_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO sessions VALUES (1, 'telegram', '42', 1, 1);
+                 INSERT INTO turns VALUES (1, 1, 'u7', 'done', 0, 1, 1);
+                 INSERT INTO turns VALUES (2, 1, 'u8', 'pending', 0, 1, 1);
+                 INSERT INTO messages VALUES (1, 1, 1, 'user', 'hi', 0, 1);
+                 INSERT INTO messages VALUES (2, 1, 1, 'assistant', 'echo: hi', 0, 2);
+                 INSERT INTO messages VALUES (3, 1, 2, 'user', 'again', 0, 3);",
+            )
+            .unwrap();
+        }
+        let (journal, report) = SqliteJournal::open(&path).unwrap();
+        assert_eq!(report.migrated_from, Some(1));
+        assert_eq!(SCHEMA_VERSION, 2);
+        assert!(journal.undelivered("telegram", 10).unwrap().is_empty());
+        assert_eq!(journal.adapter_offset("telegram").unwrap(), None);
+        let unfinished = journal.unfinished().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        journal
+            .finish(
+                2,
+                Reply {
+                    text: "echo: again".into(),
+                    failed: false,
+                },
+                4,
+            )
+            .await
+            .unwrap();
+        let pending = journal.undelivered("telegram", 10).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].turn_id, pending[0].message_id.as_str()), (2, "u8"));
+        assert_eq!(pending[0].session, SessionKey::new("telegram", "42"));
+        drop(journal);
+        // Reopening a current file migrates nothing.
+        let (_journal, report) = SqliteJournal::open(&path).unwrap();
+        assert_eq!(report.migrated_from, None);
     }
 }

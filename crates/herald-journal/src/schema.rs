@@ -13,7 +13,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 pub const APPLICATION_ID: i32 = 0x4852_4c44;
 
 /// Each entry migrates from version `index` to `index + 1`. Never edit a released entry; append.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 0 → 1: sessions, turns, messages.
     r"
     CREATE TABLE sessions (
@@ -49,6 +49,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_by_session ON messages (session_id, id);
     -- A turn has at most one reply: the store itself refuses a second.
     CREATE UNIQUE INDEX one_reply_per_turn ON messages (turn_id) WHERE role = 'assistant';
+    ",
+    // 1 → 2: push adapters. A reply's delivery mark (replies a push adapter has not yet handed to its
+    // chat are re-sent at startup), and each adapter's confirmed update offset. Replies stored before
+    // this version count as delivered: their adapter (HTTP) showed them when asked.
+    r"
+    ALTER TABLE messages ADD COLUMN delivered_ms INTEGER;
+    UPDATE messages SET delivered_ms = created_ms WHERE role = 'assistant';
+    CREATE INDEX undelivered_replies ON messages (session_id, id)
+        WHERE role = 'assistant' AND delivered_ms IS NULL;
+    CREATE TABLE adapter_offsets (
+        adapter     TEXT PRIMARY KEY,
+        next_update INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    );
     ",
 ];
 

@@ -42,6 +42,17 @@ pub(crate) enum Write {
         at_ms: u64,
         done: mpsc::Sender<Result<(), JournalError>>,
     },
+    MarkDelivered {
+        turn_id: i64,
+        at_ms: u64,
+        done: Completion<()>,
+    },
+    SetOffset {
+        adapter: String,
+        offset: i64,
+        at_ms: u64,
+        done: Completion<()>,
+    },
 }
 
 /// What a write produced inside the transaction, delivered after the commit.
@@ -86,7 +97,9 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
     for write in batch {
         match write {
             Write::Accept(_, done) => done.complete(Err(error.clone())),
-            Write::Finish { done, .. } => done.complete(Err(error.clone())),
+            Write::Finish { done, .. }
+            | Write::MarkDelivered { done, .. }
+            | Write::SetOffset { done, .. } => done.complete(Err(error.clone())),
             Write::MarkInterrupted { done, .. } | Write::NoteResumed { done, .. } => {
                 let _ = done.send(Err(error.clone()));
             }
@@ -159,6 +172,19 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
         } => Outcome::Blocking(
             done,
             note_resumed(&savepoint, &turn_ids, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::MarkDelivered { turn_id, at_ms, done } => Outcome::Unit(
+            done,
+            mark_delivered(&savepoint, turn_id, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::SetOffset {
+            adapter,
+            offset,
+            at_ms,
+            done,
+        } => Outcome::Unit(
+            done,
+            set_offset(&savepoint, &adapter, offset, at_ms).map_err(|e| storage_error(&e)),
         ),
     };
     let failed = match &outcome {
@@ -291,6 +317,25 @@ fn note_resumed(conn: &Connection, turn_ids: &[i64], at_ms: u64) -> rusqlite::Re
     for id in turn_ids {
         stmt.execute(params![id, at_ms as i64])?;
     }
+    Ok(())
+}
+
+fn mark_delivered(conn: &Connection, turn_id: i64, at_ms: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE messages SET delivered_ms = ?2
+         WHERE turn_id = ?1 AND role = 'assistant' AND delivered_ms IS NULL",
+    )?
+    .execute(params![turn_id, at_ms as i64])?;
+    Ok(())
+}
+
+fn set_offset(conn: &Connection, adapter: &str, offset: i64, at_ms: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO adapter_offsets (adapter, next_update, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (adapter) DO UPDATE SET next_update = max(next_update, excluded.next_update),
+                                             updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![adapter, offset, at_ms as i64])?;
     Ok(())
 }
 

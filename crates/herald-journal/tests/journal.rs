@@ -300,3 +300,42 @@ async fn writes_after_close_fail_cleanly() {
     assert_eq!(err.kind, JournalErrorKind::Closed);
     assert!(journal.mark_interrupted(&[1], 1).is_err());
 }
+
+#[tokio::test]
+async fn replies_stay_undelivered_until_marked_and_offsets_only_move_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let journal = open(&path);
+    let tg = |chat: &str, id: &str, text: &str| Inbound {
+        session: SessionKey::new("telegram", chat),
+        ..inbound(chat, id, text)
+    };
+    let a = journal.accept(tg("42", "u1", "one")).await.unwrap();
+    let b = journal.accept(tg("43", "u2", "two")).await.unwrap();
+    let h = journal.accept(inbound("alice", "m1", "http")).await.unwrap();
+    for (turn, text) in [(a.turn_id, "r1"), (b.turn_id, "r2"), (h.turn_id, "rh")] {
+        journal.finish(turn, reply(text), 2_000).await.unwrap();
+    }
+    let pending = journal.undelivered("telegram", 10).unwrap();
+    let got: Vec<_> = pending
+        .iter()
+        .map(|d| (d.turn_id, d.session.chat_id.as_str(), d.reply.text.as_str()))
+        .collect();
+    assert_eq!(got, vec![(a.turn_id, "42", "r1"), (b.turn_id, "43", "r2")]);
+    assert_eq!(journal.undelivered("telegram", 1).unwrap().len(), 1);
+    journal.mark_delivered(a.turn_id, 3_000).await.unwrap();
+    assert_eq!(journal.undelivered("telegram", 10).unwrap().len(), 1);
+
+    assert_eq!(journal.adapter_offset("telegram").unwrap(), None);
+    journal.set_adapter_offset("telegram", 10, 1).await.unwrap();
+    journal.set_adapter_offset("telegram", 7, 2).await.unwrap();
+    assert_eq!(journal.adapter_offset("telegram").unwrap(), Some(10));
+    drop(journal);
+
+    // Both survive reopening.
+    let journal = open(&path);
+    assert_eq!(journal.adapter_offset("telegram").unwrap(), Some(10));
+    let pending = journal.undelivered("telegram", 10).unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].turn_id, b.turn_id);
+}

@@ -41,6 +41,9 @@ pub enum Readiness {
     NotReady { status: u16, detail: String },
     /// No answer: refused, timed out, or not HTTP.
     Failed(String),
+    /// Not asked, because the process did not answer its ping (P7): a wedged event loop cannot serve
+    /// HTTP either, and asking would only add another timeout to `--deep`'s worst case.
+    NotTried,
     /// Not attempted: nothing holds the lock, or the state record names no HTTP adapter.
     Skipped,
 }
@@ -90,8 +93,9 @@ impl DeepFacts {
         };
         let state = read_record::<StateRecord>(&home.state_record());
         let http_url = state.as_present().and_then(|s| s.endpoints.http_url.clone());
-        let readiness = match (&http_url, lock_held == Ok(true)) {
-            (Some(url), true) => ready(url),
+        let readiness = match (&http_url, &ping) {
+            (Some(_), Ping::Failed(_)) => Readiness::NotTried,
+            (Some(url), Ping::Answered { .. }) => ready(url),
             _ => Readiness::Skipped,
         };
         DeepFacts {
@@ -339,6 +343,12 @@ pub fn probes(f: &DeepFacts) -> Vec<Probe> {
             format!("/readyz answered {status}: {detail}"),
         ),
         Readiness::Failed(why) => probe(8, "HTTP readiness", false, why.clone()),
+        Readiness::NotTried => probe(
+            8,
+            "HTTP readiness",
+            false,
+            "not asked: the process did not answer its ping (P7), so it cannot serve HTTP either",
+        ),
         Readiness::Skipped if running && f.http_url.is_none() => probe(
             8,
             "HTTP readiness",
@@ -353,20 +363,37 @@ pub fn probes(f: &DeepFacts) -> Vec<Probe> {
         true,
         "none installed (started by hand or by `herald start`)",
     ));
-    out.push(match (&f.http_url, &f.readiness) {
-        (Some(url), Readiness::Failed(why)) => {
-            probe(10, "Adapters", false, format!("http: error at {url}: {why}"))
-        }
-        (Some(url), Readiness::NotReady { status, .. }) => probe(
-            10,
-            "Adapters",
+    let (mut adapters_ok, mut adapters) = match (&f.http_url, &f.readiness) {
+        (Some(url), Readiness::Failed(why)) => (false, format!("http: error at {url}: {why}")),
+        (Some(url), Readiness::NotReady { status, .. }) => (
             true,
             format!("http: listening at {url}, not taking turns ({status})"),
         ),
-        (Some(url), _) => probe(10, "Adapters", true, format!("http: listening at {url}")),
-        (None, _) => probe(10, "Adapters", true, "http: not listening"),
-    });
+        (Some(url), _) => (true, format!("http: listening at {url}")),
+        (None, _) => (true, "http: not listening".to_owned()),
+    };
+    if running && let Some(state) = f.state.as_present() {
+        for adapter in &state.adapters {
+            adapters_ok &= adapter.state.is_healthy();
+            adapters.push_str(&format!("; {}", describe_adapter(adapter)));
+        }
+    }
+    out.push(probe(10, "Adapters", adapters_ok, adapters));
     out
+}
+
+/// `telegram: unauthorized since 2025-...: message`, for status lines.
+pub fn describe_adapter(adapter: &herald_home::records::AdapterRecord) -> String {
+    let mut text = format!(
+        "{}: {} since {}",
+        adapter.name,
+        adapter.state,
+        herald_home::time::rfc3339_ms(adapter.since_ms)
+    );
+    if let Some(message) = &adapter.message {
+        text.push_str(&format!(" ({message})"));
+    }
+    text
 }
 
 /// One line: healthy, or which probes disagree and what to do.
@@ -431,6 +458,15 @@ pub fn verdict(f: &DeepFacts, probes: &[Probe]) -> String {
             "gateway pid {pid} answers on its control channel (P7), but its HTTP adapter does not serve              (P8: {detail}): clients cannot send messages. While it starts or drains this is expected;              otherwise see `herald logs`"
         );
     }
+    if failed(10) {
+        let detail = probes
+            .iter()
+            .find(|p| p.id == 10)
+            .map_or("", |p| p.detail.as_str());
+        return format!(
+            "gateway pid {pid} is serving, but an adapter is not working (P10: {detail}); see `herald logs`"
+        );
+    }
     if failed(5) {
         let detail = probes
             .iter()
@@ -480,6 +516,7 @@ mod tests {
             worker_pid: None,
             detail: None,
             last_exit: None,
+            adapters: Vec::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use herald_home::Home;
 use herald_home::atomic::read_record;
 use herald_home::lock::InstanceLock;
-use herald_home::records::{ExitRecord, GatewayState, MonitorRecord, PidRecord, StateRecord};
+use herald_home::records::{AdapterRecord, ExitRecord, GatewayState, MonitorRecord, PidRecord, StateRecord};
 use herald_home::time::now_ms;
 
 use crate::identity::{self, Identity};
@@ -31,6 +31,8 @@ pub struct StatusReport {
     pub worker_pid: Option<u32>,
     pub restarts: Option<u32>,
     pub last_restart_reason: Option<String>,
+    /// Push adapters (Telegram, ...) and how they are doing, from the state record.
+    pub adapters: Vec<AdapterRecord>,
     pub warnings: Vec<String>,
 }
 
@@ -109,6 +111,7 @@ impl StatusReport {
                 worker_pid: None,
                 restarts: None,
                 last_restart_reason: None,
+                adapters: Vec::new(),
                 warnings,
             };
         }
@@ -156,6 +159,7 @@ impl StatusReport {
                 .or_else(|| monitor.as_ref().and_then(|m| m.worker.as_ref().map(|w| w.pid))),
             restarts: monitor.as_ref().map(|m| m.restarts),
             last_restart_reason: monitor.and_then(|m| m.last_restart_reason),
+            adapters: state.map(|s| s.adapters.clone()).unwrap_or_default(),
             warnings,
         }
     }

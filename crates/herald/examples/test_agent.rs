@@ -36,5 +36,6 @@ fn append(path: &str, line: &str) {
         .append(true)
         .open(path)
         .expect("log file");
-    writeln!(file, "{line}").expect("log write");
+    // One write per line: concurrent agents append to the same file, and two writes could interleave.
+    file.write_all(format!("{line}\n").as_bytes()).expect("log write");
 }

@@ -1,4 +1,5 @@
-//! The payload this binary hosts: the SQLite journal and the configured agent backend.
+//! The payload this binary hosts: the SQLite journal, the configured agent backend and the push
+//! adapters the config enables (Telegram).
 //!
 //! This is the one place that names concrete journal and agent types; the daemon sees them only as
 //! trait objects (see `herald_daemon::payload`).
@@ -6,6 +7,7 @@
 use std::sync::Arc;
 
 use herald_daemon::{Payload, PayloadError, PayloadFactory};
+use herald_gateway::adapter::PushAdapter;
 use herald_gateway::agent::Agent;
 use herald_gateway::agent::command::CommandAgent;
 use herald_gateway::agent::echo::EchoAgent;
@@ -14,6 +16,7 @@ use herald_home::config::{AgentBackend, Config};
 use herald_home::lifecycle::{EventKind, LifecycleEvent};
 use herald_journal::SqliteJournal;
 use herald_openai::OpenAiAgent;
+use herald_telegram::{TelegramAdapter, TelegramOptions};
 
 /// Builds the standard payload.
 #[derive(Debug, Default)]
@@ -22,6 +25,7 @@ pub struct StandardPayload;
 impl PayloadFactory for StandardPayload {
     fn build(&self, home: &Home, config: &Config) -> Result<Payload, PayloadError> {
         let agent = agent(config)?;
+        let adapters = adapters(config)?;
         let path = home.journal_file();
         let (journal, report) = SqliteJournal::open(&path).map_err(|e| PayloadError {
             message: e.to_string(),
@@ -49,9 +53,26 @@ impl PayloadFactory for StandardPayload {
         Ok(Payload {
             journal: Arc::new(journal),
             agent,
+            adapters,
             events,
         })
     }
+}
+
+fn adapters(config: &Config) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> {
+    let mut adapters: Vec<Box<dyn PushAdapter>> = Vec::new();
+    if config.telegram.enabled {
+        let options = TelegramOptions::from_config(&config.telegram).map_err(|e| PayloadError {
+            message: e.to_string(),
+            config: true,
+        })?;
+        let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError {
+            message: e.to_string(),
+            config: false,
+        })?;
+        adapters.push(Box::new(adapter));
+    }
+    Ok(adapters)
 }
 
 fn agent(config: &Config) -> Result<Arc<dyn Agent>, PayloadError> {

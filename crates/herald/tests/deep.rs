@@ -132,29 +132,112 @@ fn stale_state_record() {
     assert_eq!(gateway.wait().0, Some(0));
 }
 
+/// Freezes every thread of a process (SIGSTOP on Unix; SuspendThread on each thread on Windows) until
+/// dropped: the process stays alive, but its event loop cannot run — a wedge, made for real.
+struct Frozen(u32);
+
 #[cfg(unix)]
+impl Frozen {
+    fn freeze(pid: u32) -> Frozen {
+        // SAFETY: kill(2) on the worker this test's gateway started.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        Frozen(pid)
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+#[cfg(windows)]
+impl Frozen {
+    fn freeze(pid: u32) -> Frozen {
+        let suspended = windows_threads::for_each_thread(pid, |thread| {
+            // SAFETY: a thread handle opened with THREAD_SUSPEND_RESUME for this call.
+            unsafe { windows_sys::Win32::System::Threading::SuspendThread(thread) != u32::MAX }
+        });
+        assert!(suspended > 0, "no thread of {pid} could be suspended");
+        Frozen(pid)
+    }
+}
+
+#[cfg(windows)]
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        windows_threads::for_each_thread(self.0, |thread| {
+            // SAFETY: a thread handle opened with THREAD_SUSPEND_RESUME for this call.
+            unsafe { windows_sys::Win32::System::Threading::ResumeThread(thread) != u32::MAX }
+        });
+    }
+}
+
+#[cfg(windows)]
+mod windows_threads {
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, TH32CS_SNAPTHREAD, THREADENTRY32, Thread32First, Thread32Next,
+    };
+    use windows_sys::Win32::System::Threading::{OpenThread, THREAD_SUSPEND_RESUME};
+
+    /// Calls `act` with a handle to each thread of process `pid`; returns how many calls succeeded.
+    pub fn for_each_thread(pid: u32, mut act: impl FnMut(HANDLE) -> bool) -> usize {
+        // SAFETY: a snapshot of all threads; the handle is closed below.
+        let snapshot = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+        assert!(
+            snapshot != INVALID_HANDLE_VALUE,
+            "CreateToolhelp32Snapshot failed"
+        );
+        let mut entry = THREADENTRY32 {
+            dwSize: std::mem::size_of::<THREADENTRY32>() as u32,
+            ..Default::default()
+        };
+        let mut done = 0;
+        // SAFETY: `entry` is a valid THREADENTRY32 with dwSize set, as Thread32First/Next require.
+        let mut more = unsafe { Thread32First(snapshot, &mut entry) } != 0;
+        while more {
+            if entry.th32OwnerProcessID == pid {
+                // SAFETY: plain OpenThread; a null result is checked.
+                let thread = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, entry.th32ThreadID) };
+                if !thread.is_null() {
+                    done += usize::from(act(thread));
+                    // SAFETY: the handle was opened above and is closed once.
+                    unsafe { CloseHandle(thread) };
+                }
+            }
+            // SAFETY: as for Thread32First.
+            more = unsafe { Thread32Next(snapshot, &mut entry) } != 0;
+        }
+        // SAFETY: the snapshot handle is closed once.
+        unsafe { CloseHandle(snapshot) };
+        done
+    }
+}
+
 #[test]
 fn wedged_worker_fails_the_ping_while_the_process_lives() {
     let home = TestHome::new();
     let gateway = home.start(&[]);
     let worker = home.worker_pid();
-    // SAFETY: kill(2) on the worker this test's gateway started.
-    unsafe { libc::kill(worker as i32, libc::SIGSTOP) };
+    let frozen = Frozen::freeze(worker);
     let started = std::time::Instant::now();
     let (code, json) = deep(&home);
+    let elapsed = started.elapsed();
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(3),
-        "bounded by the ping timeout"
+        elapsed < std::time::Duration::from_secs(3),
+        "bounded by the ping timeout: {elapsed:?}"
     );
     assert_eq!(code, 1, "{json}");
     assert_eq!(
         failed(&json),
-        vec![7],
-        "P4 (liveness) passes, P7 (ping) fails: {json}"
+        vec![7, 8],
+        "P4 (liveness) passes, P7 (ping) fails, and so HTTP (P8) is not even asked: {json}"
     );
     assert!(verdict(&json).contains("wedged"), "{json}");
-    // SAFETY: as above.
-    unsafe { libc::kill(worker as i32, libc::SIGCONT) };
+    drop(frozen);
     assert!(home.output(&["stop"]).status.success());
     assert_eq!(gateway.wait().0, Some(0));
 }

@@ -30,19 +30,29 @@ impl Drop for Peer {
 fn peer() -> Peer {
     if let Ok(url) = std::env::var("HERALD_MOCK_LLM_URL") {
         let reset = http(&url, "DELETE", "/config", &[], b"");
-        assert!(reset.status < 300, "cannot reset mock-llm at {url}: {}", reset.status);
+        assert!(
+            reset.status < 300,
+            "cannot reset mock-llm at {url}: {}",
+            reset.status
+        );
         return Peer { url, child: None };
     }
-    let entry = std::env::var_os("HERALD_MOCK_LLM").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../ci/peers/node_modules/@dwmkerr/mock-llm/dist/main.js")
-    });
+    let entry = std::env::var_os("HERALD_MOCK_LLM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../ci/peers/node_modules/@dwmkerr/mock-llm/dist/main.js")
+        });
     assert!(
         entry.exists(),
         "the mock-llm test peer is missing at {}: run `bash ci/peers/install-mock-llm.sh`",
         entry.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cwd = tempfile::tempdir().unwrap();
     let child = Command::new("node")
         .arg(&entry)
@@ -99,14 +109,25 @@ fn an_openai_compatible_server_answers_through_the_gateway() {
 
 #[test]
 fn an_unreachable_endpoint_is_a_clear_reply_within_the_budget() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let home = home_with_openai(&format!("http://127.0.0.1:{port}"));
     let _gateway = home.start(&["--no-supervise"]);
     let url = home.http_url();
     let started = std::time::Instant::now();
     let reply = post_message(&url, "down", None, "anyone there?", "");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
     let json = reply.json();
     assert_eq!(json["status"], "failed", "{json}");
-    assert!(json["reply"]["text"].as_str().unwrap().contains("unavailable"), "{json}");
+    assert!(
+        json["reply"]["text"].as_str().unwrap().contains("unavailable"),
+        "{json}"
+    );
 }

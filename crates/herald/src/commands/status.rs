@@ -48,6 +48,12 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
         "worker_pid": report.worker_pid,
         "restarts": report.restarts,
         "last_restart_reason": report.last_restart_reason,
+        "adapters": report.adapters.iter().map(|a| json!({
+            "name": a.name,
+            "state": a.state.as_str(),
+            "message": a.message,
+            "since": herald_home::time::rfc3339_ms(a.since_ms),
+        })).collect::<Vec<_>>(),
         "warnings": report.warnings,
         "others": others.iter().map(|o| json!({
             "profile": o.profile,
@@ -91,6 +97,9 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         }
         if let Some(url) = &report.http_url {
             out.push_str(&format!("  http: {url}\n"));
+        }
+        for adapter in &report.adapters {
+            out.push_str(&format!("  {}\n", deep::describe_adapter(adapter)));
         }
     } else {
         out.push_str("herald: not running\n");

@@ -166,6 +166,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Adopts a `herald run` child started with a command of one's own (extra environment, say).
+    pub fn from_child(child: Child) -> Gateway {
+        Gateway { child: Some(child) }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

@@ -1,0 +1,346 @@
+//! A small Telegram Bot API stand-in for the crash and error-path tests (std only).
+//!
+//! It follows the official semantics the npm emulator lacks: `getUpdates` returns every update from
+//! `offset` on and keeps re-delivering them until a later call confirms them with a higher `offset`; an
+//! empty poll waits up to `timeout` seconds for an update (long poll). `sendMessage` records the message,
+//! and refuses Markdown with an odd number of `*` with the real API's 400 "can't parse entities". Faults
+//! (401, 409, 429, 5xx) can be scripted per method. A wrong token in the URL gets a 401, like Telegram.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A message the bot sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub chat_id: i64,
+    pub text: String,
+    pub parse_mode: Option<String>,
+    pub reply_to: Option<i64>,
+}
+
+/// A scripted answer: status and JSON body.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Fault {
+    pub fn unauthorized() -> Fault {
+        Fault {
+            status: 401,
+            body: json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+        }
+    }
+
+    pub fn conflict() -> Fault {
+        Fault {
+            status: 409,
+            body: json!({"ok": false, "error_code": 409, "description":
+                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"}),
+        }
+    }
+
+    pub fn too_many(retry_after: u64) -> Fault {
+        Fault {
+            status: 429,
+            body: json!({"ok": false, "error_code": 429, "description":
+                format!("Too Many Requests: retry after {retry_after}"), "parameters": {"retry_after": retry_after}}),
+        }
+    }
+
+    pub fn server_error() -> Fault {
+        Fault {
+            status: 502,
+            body: json!({"ok": false, "error_code": 502, "description": "Bad Gateway"}),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_update_id: i64,
+    next_message_id: i64,
+    /// Unconfirmed updates, oldest first.
+    updates: VecDeque<(i64, Value)>,
+    sent: Vec<Sent>,
+    /// getUpdates calls: (when, offset).
+    polls: Vec<(Instant, Option<i64>)>,
+    chat_actions: usize,
+    /// Scripted answers, per method, used first.
+    faults: Vec<(String, VecDeque<Fault>)>,
+    /// A method that always fails this way (until cleared).
+    stuck: Vec<(String, Fault)>,
+}
+
+/// The stand-in server. Dropping it stops accepting (threads serving open connections finish on their own).
+pub struct BotApi {
+    pub url: String,
+    pub token: String,
+    state: Arc<(Mutex<State>, Condvar)>,
+}
+
+impl BotApi {
+    pub fn start(token: &str) -> BotApi {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new((
+            Mutex::new(State {
+                next_update_id: 1000,
+                next_message_id: 1,
+                ..State::default()
+            }),
+            Condvar::new(),
+        ));
+        let shared = state.clone();
+        let token_owned = token.to_owned();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let shared = shared.clone();
+                let token = token_owned.clone();
+                std::thread::spawn(move || serve_connection(stream, &shared, &token));
+            }
+        });
+        BotApi {
+            url,
+            token: token.to_owned(),
+            state,
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let (lock, cvar) = &*self.state;
+        let mut state = lock.lock().unwrap();
+        let out = f(&mut state);
+        cvar.notify_all();
+        out
+    }
+
+    /// A user writes a text message; returns its update id.
+    pub fn user_says(&self, user: i64, chat: i64, text: &str) -> i64 {
+        self.with(|s| {
+            let id = s.next_update_id;
+            s.next_update_id += 1;
+            let message_id = s.next_message_id;
+            s.next_message_id += 1;
+            let update = json!({"update_id": id, "message": {
+                "message_id": message_id, "date": 1,
+                "from": {"id": user, "is_bot": false, "first_name": "Test"},
+                "chat": {"id": chat, "type": "private"},
+                "text": text,
+            }});
+            s.updates.push_back((id, update));
+            id
+        })
+    }
+
+    /// Any other update (a sticker, an edit...); `body` is the update without `update_id`.
+    pub fn other_update(&self, mut body: Value) -> i64 {
+        self.with(|s| {
+            let id = s.next_update_id;
+            s.next_update_id += 1;
+            body["update_id"] = json!(id);
+            s.updates.push_back((id, body));
+            id
+        })
+    }
+
+    pub fn sent(&self) -> Vec<Sent> {
+        self.with(|s| s.sent.clone())
+    }
+
+    pub fn sent_to(&self, chat: i64) -> Vec<Sent> {
+        self.sent().into_iter().filter(|m| m.chat_id == chat).collect()
+    }
+
+    pub fn polls(&self) -> Vec<(Instant, Option<i64>)> {
+        self.with(|s| s.polls.clone())
+    }
+
+    /// Updates not yet confirmed by the bot.
+    pub fn unconfirmed(&self) -> usize {
+        self.with(|s| s.updates.len())
+    }
+
+    pub fn chat_actions(&self) -> usize {
+        self.with(|s| s.chat_actions)
+    }
+
+    /// The next `count` calls of `method` get `fault`.
+    pub fn fail_next(&self, method: &str, fault: Fault, count: usize) {
+        self.with(|s| {
+            let queue = std::iter::repeat_n(fault, count).collect::<VecDeque<_>>();
+            s.faults.push((method.to_owned(), queue));
+        });
+    }
+
+    /// Every call of `method` gets `fault` until [`BotApi::unstick`].
+    pub fn stick(&self, method: &str, fault: Fault) {
+        self.with(|s| s.stuck.push((method.to_owned(), fault)));
+    }
+
+    pub fn unstick(&self) {
+        self.with(|s| s.stuck.clear());
+    }
+}
+
+fn serve_connection(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, token: &str) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let (status, answer) = handle(shared, token, &path, &body);
+        let bytes = answer.to_string();
+        let reason = match status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            409 => "Conflict",
+            429 => "Too Many Requests",
+            _ => "Error",
+        };
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            bytes.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(bytes.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    let Some((given, method)) = path.strip_prefix("/bot").and_then(|p| p.split_once('/')) else {
+        return (
+            404,
+            json!({"ok": false, "error_code": 404, "description": "Not Found"}),
+        );
+    };
+    if given != token {
+        return (401, Fault::unauthorized().body);
+    }
+    let (lock, cvar) = &**shared;
+    let mut state = lock.lock().unwrap();
+    if method == "getUpdates" {
+        let offset = body.get("offset").and_then(Value::as_i64);
+        state.polls.push((Instant::now(), offset));
+    }
+    if let Some((_, fault)) = state.stuck.iter().find(|(m, _)| m == method) {
+        return (fault.status, fault.body.clone());
+    }
+    if let Some((_, queue)) = state
+        .faults
+        .iter_mut()
+        .find(|(m, q)| m == method && !q.is_empty())
+    {
+        let fault = queue.pop_front().unwrap();
+        return (fault.status, fault.body);
+    }
+    match method {
+        "getUpdates" => {
+            let offset = body.get("offset").and_then(Value::as_i64);
+            let timeout = body.get("timeout").and_then(Value::as_u64).unwrap_or(0).min(30);
+            if let Some(offset) = offset {
+                // Confirms every update below the offset: they are never sent again.
+                while state.updates.front().is_some_and(|(id, _)| *id < offset) {
+                    state.updates.pop_front();
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(timeout);
+            while state.updates.is_empty() {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                state = cvar.wait_timeout(state, deadline - now).unwrap().0;
+                if let Some(offset) = offset {
+                    while state.updates.front().is_some_and(|(id, _)| *id < offset) {
+                        state.updates.pop_front();
+                    }
+                }
+            }
+            let result: Vec<Value> = state.updates.iter().take(100).map(|(_, u)| u.clone()).collect();
+            (200, json!({"ok": true, "result": result}))
+        }
+        "sendMessage" => {
+            let text = body
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let parse_mode = body.get("parse_mode").and_then(Value::as_str).map(str::to_owned);
+            if parse_mode.is_some() && text.matches('*').count() % 2 == 1 {
+                return (
+                    400,
+                    json!({"ok": false, "error_code": 400, "description":
+                        "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 0"}),
+                );
+            }
+            if text.chars().map(char::len_utf16).sum::<usize>() > 4096 {
+                return (
+                    400,
+                    json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"}),
+                );
+            }
+            let chat_id = body.get("chat_id").and_then(Value::as_i64).unwrap_or_default();
+            let reply_to = body
+                .get("reply_parameters")
+                .and_then(|r| r.get("message_id"))
+                .and_then(Value::as_i64);
+            let message_id = state.next_message_id;
+            state.next_message_id += 1;
+            state.sent.push(Sent {
+                chat_id,
+                text: text.clone(),
+                parse_mode,
+                reply_to,
+            });
+            cvar.notify_all();
+            (
+                200,
+                json!({"ok": true, "result": {"message_id": message_id, "date": 1, "chat": {"id": chat_id}, "text": text}}),
+            )
+        }
+        "sendChatAction" => {
+            state.chat_actions += 1;
+            (200, json!({"ok": true, "result": true}))
+        }
+        _ => (
+            404,
+            json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"}),
+        ),
+    }
+}
