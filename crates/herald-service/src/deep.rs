@@ -48,6 +48,30 @@ pub enum Readiness {
     Skipped,
 }
 
+/// What the service manager says about this home's registration (gathered by the caller, which runs
+/// `systemctl`/`launchctl`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ServiceFacts {
+    /// Nothing registered: started by hand or by `herald start`.
+    #[default]
+    None,
+    /// A registration a manager supervises, and what the manager says.
+    Managed {
+        /// `systemd (user)`, `launchd`, ...
+        manager: String,
+        /// Starts at login/boot, when the manager says.
+        enabled: Option<bool>,
+        /// The manager's word for the state (`active`, `activating`, `inactive`, `failed`, `running`...).
+        state: Option<String>,
+        /// Whether `state` means the manager believes the service runs.
+        active: bool,
+        /// The pid the manager supervises, when it says.
+        main_pid: Option<u32>,
+    },
+    /// The manager could not be asked.
+    Unknown { manager: String, why: String },
+}
+
 /// Everything `--deep` looks at.
 #[derive(Debug, Clone)]
 pub struct DeepFacts {
@@ -61,6 +85,8 @@ pub struct DeepFacts {
     pub now_ms: u64,
     pub last_event: Option<LifecycleEvent>,
     pub ping: Ping,
+    /// The service manager's view (probe 9).
+    pub service: ServiceFacts,
     /// The HTTP adapter's URL as the state record gives it, and what `/readyz` said.
     pub http_url: Option<String>,
     pub readiness: Readiness,
@@ -108,6 +134,7 @@ impl DeepFacts {
             now_ms: now_ms(),
             last_event: last_event(home),
             ping,
+            service: ServiceFacts::None,
             http_url,
             readiness,
         }
@@ -357,12 +384,7 @@ pub fn probes(f: &DeepFacts) -> Vec<Probe> {
         ),
         Readiness::Skipped => probe(8, "HTTP readiness", true, "not tried (nothing holds the lock)"),
     });
-    out.push(probe(
-        9,
-        "Service backend",
-        true,
-        "none installed (started by hand or by `herald start`)",
-    ));
+    out.push(service_probe(f, running));
     let (mut adapters_ok, mut adapters) = match (&f.http_url, &f.readiness) {
         (Some(url), Readiness::Failed(why)) => (false, format!("http: error at {url}: {why}")),
         (Some(url), Readiness::NotReady { status, .. }) => (
@@ -396,6 +418,53 @@ pub fn describe_adapter(adapter: &herald_home::records::AdapterRecord) -> String
     text
 }
 
+fn service_probe(f: &DeepFacts, running: bool) -> Probe {
+    match &f.service {
+        ServiceFacts::None => probe(
+            9,
+            "Service backend",
+            true,
+            "none installed (started by hand or by `herald start`)",
+        ),
+        ServiceFacts::Unknown { manager, why } => probe(
+            9,
+            "Service backend",
+            false,
+            format!("{manager}: cannot ask the manager: {why}"),
+        ),
+        ServiceFacts::Managed {
+            manager,
+            enabled,
+            state,
+            active,
+            main_pid,
+        } => {
+            let gateway = f.verified().map(|r| r.pid);
+            let agrees = match (active, running) {
+                (true, true) => main_pid.is_none_or(|m| Some(m) == gateway),
+                (false, false) => true,
+                _ => false,
+            };
+            let detail = format!(
+                "{manager}: {}, {}, main pid {}; the lock says {}",
+                state.as_deref().unwrap_or("state unknown"),
+                match enabled {
+                    Some(true) => "enabled at login",
+                    Some(false) => "not enabled at login",
+                    None => "enablement unknown",
+                },
+                main_pid.map_or("none".to_owned(), |p| p.to_string()),
+                match gateway {
+                    Some(pid) => format!("gateway pid {pid}"),
+                    None if running => "a gateway that is not verified".to_owned(),
+                    None => "not running".to_owned(),
+                }
+            );
+            probe(9, "Service backend", agrees, detail)
+        }
+    }
+}
+
 /// One line: healthy, or which probes disagree and what to do.
 pub fn verdict(f: &DeepFacts, probes: &[Probe]) -> String {
     let failed = |id: u8| probes.iter().any(|p| p.id == id && !p.ok);
@@ -404,6 +473,17 @@ pub fn verdict(f: &DeepFacts, probes: &[Probe]) -> String {
             .into();
     }
     if !f.running() {
+        if let ServiceFacts::Managed {
+            manager,
+            active: true,
+            ..
+        } = &f.service
+        {
+            return format!(
+                "not running — but {manager} says the service is active (P9 vs P2): the unit is restarting in \
+                 a loop or its process is not this home's gateway; see `herald logs --lifecycle`"
+            );
+        }
         if let RecordRead::Present(r) = &f.pid_record {
             return format!(
                 "not running — but a stale PID record names pid {} (P1): that gateway died without cleaning up \
@@ -447,6 +527,16 @@ pub fn verdict(f: &DeepFacts, probes: &[Probe]) -> String {
         return format!(
             "gateway pid {pid} is alive (P4) but its control channel does not answer (P7): the event loop is \
              wedged. `herald stop` will force-kill it after its timeout; `herald logs` may show why"
+        );
+    }
+    if failed(9) {
+        let detail = probes
+            .iter()
+            .find(|p| p.id == 9)
+            .map_or("", |p| p.detail.as_str());
+        return format!(
+            "gateway pid {pid} is serving, but the service manager disagrees (P9: {detail}): it was probably \
+             started outside the manager, which will not restart it; `herald restart` hands it back"
         );
     }
     if failed(8) {
@@ -534,6 +624,7 @@ mod tests {
                 pid: 7,
                 elapsed: Duration::from_millis(1),
             },
+            service: ServiceFacts::None,
             http_url: None,
             readiness: Readiness::Skipped,
         }
@@ -561,6 +652,7 @@ mod tests {
             identity: None,
             state: RecordRead::Present(state(7, GatewayState::Stopped, 1_000)),
             ping: Ping::Skipped,
+            service: ServiceFacts::None,
             http_url: None,
             readiness: Readiness::Skipped,
             ..healthy()
@@ -576,6 +668,7 @@ mod tests {
             lock_held: Ok(false),
             identity: Some(Identity::Gone),
             ping: Ping::Skipped,
+            service: ServiceFacts::None,
             http_url: None,
             readiness: Readiness::Skipped,
             ..healthy()

@@ -410,3 +410,92 @@ fn system_units_run_as_a_named_user_never_root_by_default() {
     ok(&case.herald(&["uninstall", "--system"]));
     assert!(!case.fakes.system_units.join("herald.service").exists());
 }
+
+/// `status --deep` probe 9: what systemd says is checked against the lock — a unit the manager calls
+/// active while no gateway holds the lock (a restart loop), and a gateway running outside the manager.
+#[test]
+fn status_deep_compares_the_service_manager_with_the_lock() {
+    let case = Case::new();
+    case.fakes.systemd_all_good();
+    ok(&case.herald(&["install", "--no-start-now"]));
+    let deep = |case: &Case| {
+        let out = case.herald(&["status", "--deep", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let p9 = json["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == 9)
+            .cloned()
+            .unwrap();
+        (
+            out.status.code(),
+            p9,
+            json["verdict"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    // The manager says active, nothing holds the lock.
+    case.fakes
+        .rule("systemctl", "*show herald.service*", "0", "ActiveState=active");
+    let (code, p9, verdict) = deep(&case);
+    assert_eq!(code, Some(3));
+    assert_eq!(p9["ok"], false, "{p9}");
+    assert!(
+        p9["detail"].as_str().unwrap().contains("systemd (user): active"),
+        "{p9}"
+    );
+    assert!(verdict.contains("says the service is active"), "{verdict}");
+    assert!(
+        case.fakes
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("systemctl --user show herald.service"))
+    );
+}
+
+#[test]
+fn status_deep_flags_a_gateway_running_outside_its_service_manager() {
+    let case = Case::new();
+    std::fs::write(
+        case.home.join("herald.toml"),
+        "[http]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    case.fakes.systemd_all_good();
+    ok(&case.herald(&["install", "--no-start-now"]));
+    case.fakes
+        .rule("systemctl", "*show herald.service*", "0", "ActiveState=inactive");
+    let mut gateway = case
+        .cmd(&case.home, &["run", "--no-supervise"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = case.home.join("run/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"running\"")) {
+        assert!(std::time::Instant::now() < deadline, "the gateway did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = case.herald(&["status", "--deep", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p9 = json["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == 9)
+        .cloned()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(p9["ok"], false, "{p9}");
+    assert!(
+        json["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("service manager disagrees"),
+        "{json}"
+    );
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}

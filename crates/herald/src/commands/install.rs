@@ -336,3 +336,109 @@ fn fail(e: &ManageError) -> ExitCode {
         _ => ExitCode::Failure,
     }
 }
+
+/// What the service manager says about this home's registration, for `status --deep` (probe 9).
+pub(crate) fn service_facts(home: &Home) -> herald_service::deep::ServiceFacts {
+    use herald_service::deep::ServiceFacts;
+    use herald_service::install::manage::systemd::{Bus, systemctl};
+    use herald_service::install::runner::CommandRunner;
+    let Ok(spec) = spec_for(home, false) else {
+        return ServiceFacts::None;
+    };
+    let ctx = Context::current();
+    let mut runner = SystemRunner {
+        timeout: Duration::from_millis(500),
+    };
+    let files = RealFiles;
+    let registered = {
+        let probe = Probe {
+            ctx: &ctx,
+            files: &files,
+            runner: &mut runner,
+            gateway_running: gateway_running(home),
+        };
+        manage::detect(&spec, &probe)
+    };
+    match registered {
+        Ok(None) => ServiceFacts::None,
+        Err(e) => ServiceFacts::Unknown {
+            manager: "service".into(),
+            why: e.to_string(),
+        },
+        Ok(Some(Registered::Systemd { scope })) => {
+            let (bus, manager) = match scope {
+                Scope::System => (Bus::System, "systemd (system)"),
+                Scope::User => (Bus::User, "systemd (user)"),
+            };
+            let unit = herald_service::install::names::systemd_unit(spec.profile.as_ref());
+            let out = runner.run(&systemctl(
+                &bus,
+                &[
+                    "show",
+                    &unit,
+                    "--property=ActiveState,SubState,MainPID,UnitFileState",
+                ],
+            ));
+            if out.code != Some(0) {
+                let why = if out.stderr.trim().is_empty() {
+                    format!("systemctl show exited {:?}", out.code)
+                } else {
+                    out.stderr.trim().to_owned()
+                };
+                return ServiceFacts::Unknown {
+                    manager: manager.into(),
+                    why,
+                };
+            }
+            let value = |key: &str| {
+                out.stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                    .map(str::trim)
+                    .map(str::to_owned)
+            };
+            let state = value("ActiveState");
+            ServiceFacts::Managed {
+                manager: manager.into(),
+                enabled: value("UnitFileState").map(|s| s == "enabled"),
+                active: matches!(
+                    state.as_deref(),
+                    Some("active" | "activating" | "reloading" | "deactivating")
+                ),
+                state: match (state, value("SubState")) {
+                    (Some(a), Some(s)) => Some(format!("{a} ({s})")),
+                    (a, _) => a,
+                },
+                main_pid: value("MainPID").and_then(|p| p.parse().ok()).filter(|p| *p != 0),
+            }
+        }
+        Ok(Some(Registered::Launchd)) => {
+            let label = herald_service::install::names::launchd_label(spec.profile.as_ref());
+            let target = format!("gui/{}/{label}", ctx.uid.unwrap_or(0));
+            let out = runner.run(&herald_service::install::plan::Cmd {
+                program: "launchctl".into(),
+                args: vec!["print".into(), target],
+            });
+            if out.code != Some(0) {
+                return ServiceFacts::Unknown {
+                    manager: "launchd".into(),
+                    why: format!("launchctl print exited {:?}", out.code),
+                };
+            }
+            let value = |key: &str| {
+                out.stdout.lines().find_map(|l| {
+                    let (k, v) = l.trim().split_once(" = ")?;
+                    (k == key).then(|| v.trim().to_owned())
+                })
+            };
+            let state = value("state");
+            ServiceFacts::Managed {
+                manager: "launchd".into(),
+                enabled: Some(true),
+                active: state.as_deref() == Some("running"),
+                state,
+                main_pid: value("pid").and_then(|p| p.parse().ok()),
+            }
+        }
+    }
+}

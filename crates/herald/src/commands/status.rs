@@ -182,7 +182,7 @@ const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn deep(home: &Home, json: bool) -> ExitCode {
     let started = Instant::now();
-    let facts = DeepFacts::gather(
+    let mut facts = DeepFacts::gather(
         home,
         || {
             let sent = Instant::now();
@@ -197,6 +197,7 @@ fn deep(home: &Home, json: bool) -> ExitCode {
         },
         readyz,
     );
+    facts.service = super::install::service_facts(home);
     let probes = deep::probes(&facts);
     let verdict = deep::verdict(&facts, &probes);
     let report = StatusReport::gather(home);
