@@ -71,22 +71,12 @@ pub fn install(home: &Home, args: &InstallArgs) -> ExitCode {
         start_on_login: !args.no_start_on_login,
         force: args.force,
     };
-    let mut runner = SystemRunner::default();
-    let files = RealFiles;
-    let mut probe = Probe {
-        ctx: &ctx,
-        files: &files,
-        runner: &mut runner,
-        gateway_running: gateway_running(home),
-    };
-    let plan = match manage::plan_install(&spec, &request, &mut probe) {
+    let plan = match planned(home, &ctx, |probe| manage::plan_install(&spec, &request, probe)) {
         Ok(plan) => plan,
-        Err(e) => return fail(&e),
+        Err(code) => return code,
     };
     if args.dry_run {
-        print!("{}", plan.describe());
-        println!("dry run: nothing was changed");
-        return ExitCode::Ok;
+        return dry_run(&plan);
     }
     for note in &plan.notes {
         println!("{note}");
@@ -161,23 +151,13 @@ pub fn uninstall(home: &Home, args: &UninstallArgs) -> ExitCode {
         Ok(spec) => spec,
         Err(code) => return code,
     };
-    let mut runner = SystemRunner::default();
-    let files = RealFiles;
-    let mut probe = Probe {
-        ctx: &ctx,
-        files: &files,
-        runner: &mut runner,
-        gateway_running: gateway_running(home),
-    };
     let scope = if args.system { Scope::System } else { Scope::User };
-    let plan = match manage::plan_uninstall(&spec, scope, &mut probe) {
+    let plan = match planned(home, &ctx, |probe| manage::plan_uninstall(&spec, scope, probe)) {
         Ok(plan) => plan,
-        Err(e) => return fail(&e),
+        Err(code) => return code,
     };
     if args.dry_run {
-        print!("{}", plan.describe());
-        println!("dry run: nothing was changed");
-        return ExitCode::Ok;
+        return dry_run(&plan);
     }
     for note in &plan.notes {
         println!("note: {note}");
@@ -196,6 +176,30 @@ pub fn uninstall(home: &Home, args: &UninstallArgs) -> ExitCode {
         }
         Err(code) => code,
     }
+}
+
+/// Runs a planner against the real files and commands; a planning error is printed and mapped.
+fn planned(
+    home: &Home,
+    ctx: &Context,
+    plan: impl FnOnce(&mut Probe<'_>) -> Result<Plan, ManageError>,
+) -> Result<Plan, ExitCode> {
+    let mut runner = SystemRunner::default();
+    let files = RealFiles;
+    let mut probe = Probe {
+        ctx,
+        files: &files,
+        runner: &mut runner,
+        gateway_running: gateway_running(home),
+    };
+    plan(&mut probe).map_err(|e| fail(&e))
+}
+
+/// `--dry-run`: the plan, and nothing done.
+fn dry_run(plan: &Plan) -> ExitCode {
+    print!("{}", plan.describe());
+    println!("dry run: nothing was changed");
+    ExitCode::Ok
 }
 
 /// `start`/`stop`/`restart` through the supervised registration of this home; `None` when there is none
