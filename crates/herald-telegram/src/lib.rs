@@ -528,6 +528,11 @@ async fn deliver_loop(
                 tracing::info!("telegram: sending {} reply(s) left undelivered", backlog.len());
             }
             for delivery in backlog {
+                // A planned stop ends the catch-up between two replies, never inside one: what is not
+                // sent stays in the journal for the next start.
+                if *stop.borrow() {
+                    return;
+                }
                 if !deliver(&engine, &api, &status, &mut stop, &mut sent, delivery).await {
                     return;
                 }
@@ -537,11 +542,12 @@ async fn deliver_loop(
     }
     loop {
         let delivery = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
             delivery = queue.recv() => match delivery {
                 Some(delivery) => delivery,
                 None => return,
             },
-            _ = stop.wait_for(|s| *s) => return,
         };
         if !deliver(&engine, &api, &status, &mut stop, &mut sent, delivery).await {
             return;
