@@ -71,6 +71,8 @@ struct State {
     /// Unconfirmed updates, oldest first.
     updates: VecDeque<(i64, Value)>,
     sent: Vec<Sent>,
+    /// When each of `sent` arrived (same order).
+    sent_at: Vec<Instant>,
     /// getUpdates calls: (when, offset).
     polls: Vec<(Instant, Option<i64>)>,
     chat_actions: usize,
@@ -155,6 +157,11 @@ impl BotApi {
 
     pub fn sent(&self) -> Vec<Sent> {
         self.with(|s| s.sent.clone())
+    }
+
+    /// [`BotApi::sent`] with the moment each message arrived.
+    pub fn sent_timed(&self) -> Vec<(Instant, Sent)> {
+        self.with(|s| s.sent_at.iter().copied().zip(s.sent.iter().cloned()).collect())
     }
 
     pub fn sent_to(&self, chat: i64) -> Vec<Sent> {
@@ -322,6 +329,7 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
                 .and_then(Value::as_i64);
             let message_id = state.next_message_id;
             state.next_message_id += 1;
+            state.sent_at.push(Instant::now());
             state.sent.push(Sent {
                 chat_id,
                 text: text.clone(),
