@@ -18,6 +18,7 @@ pub mod signals;
 pub mod state;
 pub mod stop;
 pub mod supervise;
+pub mod winsvc;
 
 pub use payload::{Payload, PayloadError, PayloadFactory, SharedFactory};
 pub use run::{RunError, RunMode, RunOptions, run};

@@ -354,6 +354,8 @@ async fn serve(
 
     let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
     let signal_tx_for_monitor = signal_tx.clone();
+    // Running as a Windows Service: the SCM's Stop and Preshutdown arrive as stop requests here too.
+    crate::winsvc::attach(signal_tx.clone());
     signals::listen(signal_tx).map_err(|e| failure(format!("cannot install signal handlers: {e}")))?;
 
     // Stop markers are watched by whoever owns the PID record: a standalone gateway here, a supervised

@@ -68,6 +68,13 @@ pub enum ServiceFacts {
         /// The pid the manager supervises, when it says.
         main_pid: Option<u32>,
     },
+    /// Logon autostart entries (a Scheduled Task, a Startup-folder launcher): they start the gateway at
+    /// logon and supervise nothing, so "registered but not running" is not a contradiction. One entry per
+    /// home is the rule; more is reported.
+    Autostart {
+        /// One line per entry: `task Herald_Gateway (…)`, `startup launcher C:\…\Herald_Gateway.cmd`.
+        entries: Vec<String>,
+    },
     /// The manager could not be asked.
     Unknown { manager: String, why: String },
 }
@@ -432,6 +439,24 @@ fn service_probe(f: &DeepFacts, running: bool) -> Probe {
             false,
             format!("{manager}: cannot ask the manager: {why}"),
         ),
+        ServiceFacts::Autostart { entries } => {
+            let gateway = match f.verified().map(|r| r.pid) {
+                Some(pid) => format!("gateway pid {pid}"),
+                None if running => "a gateway that is not verified".to_owned(),
+                None => "not running".to_owned(),
+            };
+            let single = entries.len() == 1;
+            let detail = format!(
+                "{}; {}; the lock says {gateway}",
+                entries.join("; "),
+                if single {
+                    "starts the gateway at logon (Herald's own monitor supervises it, not this entry)"
+                } else {
+                    "more than one autostart entry for this home: `herald install` keeps one"
+                }
+            );
+            probe(9, "Service backend", single, detail)
+        }
         ServiceFacts::Managed {
             manager,
             enabled,
@@ -714,5 +739,88 @@ mod tests {
         let (failed, verdict) = run(&f);
         assert_eq!(failed, vec![5]);
         assert!(verdict.contains("state record disagrees"), "{verdict}");
+    }
+
+    #[test]
+    fn a_logon_autostart_entry_is_not_a_supervisor() {
+        let task = ServiceFacts::Autostart {
+            entries: vec!["task Herald_Gateway registered for this home".into()],
+        };
+        // Registered and running: consistent.
+        let (failed, verdict) = run(&DeepFacts {
+            service: task.clone(),
+            ..healthy()
+        });
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(verdict.starts_with("healthy"), "{verdict}");
+        let p = probes(&DeepFacts {
+            service: task.clone(),
+            ..healthy()
+        });
+        assert!(
+            p[8].detail.contains("starts the gateway at logon"),
+            "{}",
+            p[8].detail
+        );
+        assert!(p[8].detail.contains("gateway pid 7"), "{}", p[8].detail);
+        // Registered and not running: only autostart at logon, not a lie.
+        let stopped = DeepFacts {
+            lock_held: Ok(false),
+            pid_record: RecordRead::Missing,
+            identity: None,
+            state: RecordRead::Present(state(7, GatewayState::Stopped, 1_000)),
+            ping: Ping::Skipped,
+            service: task,
+            ..healthy()
+        };
+        let (failed, verdict) = run(&stopped);
+        assert!(failed.is_empty(), "{failed:?}");
+        assert!(verdict.starts_with("not running"), "{verdict}");
+        // Two entries for one home are named.
+        let (failed, _) = run(&DeepFacts {
+            service: ServiceFacts::Autostart {
+                entries: vec!["task Herald_Gateway".into(), "startup launcher x.cmd".into()],
+            },
+            ..healthy()
+        });
+        assert_eq!(failed, vec![9]);
+    }
+
+    #[test]
+    fn a_windows_service_that_disagrees_with_the_lock_is_named() {
+        let service = |state: &str, active: bool, main_pid: Option<u32>| ServiceFacts::Managed {
+            manager: "windows service Herald_Gateway".into(),
+            enabled: Some(true),
+            state: Some(state.into()),
+            active,
+            main_pid,
+        };
+        let (failed, _) = run(&DeepFacts {
+            service: service("running", true, Some(7)),
+            ..healthy()
+        });
+        assert!(failed.is_empty(), "{failed:?}");
+        // The SCM says running, but nothing holds the lock.
+        let (failed, verdict) = run(&DeepFacts {
+            lock_held: Ok(false),
+            pid_record: RecordRead::Missing,
+            identity: None,
+            state: RecordRead::Present(state(7, GatewayState::Stopped, 1_000)),
+            ping: Ping::Skipped,
+            service: service("running", true, Some(9)),
+            ..healthy()
+        });
+        assert_eq!(failed, vec![9]);
+        assert!(
+            verdict.contains("windows service Herald_Gateway says the service is active"),
+            "{verdict}"
+        );
+        // A gateway runs outside the stopped service.
+        let (failed, verdict) = run(&DeepFacts {
+            service: service("stopped", false, None),
+            ..healthy()
+        });
+        assert_eq!(failed, vec![9]);
+        assert!(verdict.contains("started outside the manager"), "{verdict}");
     }
 }

@@ -8,7 +8,8 @@
 //! gateway's own main loop, so a wedged loop stops them and systemd restarts the process.
 //!
 //! The protocol is one datagram per message on a Unix socket, so there is no dependency: the send lives
-//! in the `unix` leaf; on Windows there is no systemd and every call is a no-op.
+//! in the `unix` leaf; on Windows there is no systemd and every send is a no-op. `ready` and `stopping` also
+//! tell the SCM, when the gateway runs as a Windows Service ([`crate::winsvc`]).
 
 use std::time::Duration;
 
@@ -22,14 +23,17 @@ mod os;
 /// The variable systemd sets to the notification socket's path (`@` = Linux abstract namespace).
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
-/// Tells systemd the gateway serves (start-up is complete).
+/// Tells systemd (or the Windows SCM, when running as a service) the gateway serves.
 pub fn ready() {
     send("READY=1");
+    crate::winsvc::ready();
 }
 
-/// Tells systemd a planned stop has begun (the drain may take up to `drain_timeout_secs`).
+/// Tells systemd (or the Windows SCM) a planned stop has begun (the drain may take up to
+/// `drain_timeout_secs`).
 pub fn stopping() {
     send("STOPPING=1");
+    crate::winsvc::stopping();
 }
 
 /// One watchdog ping.

@@ -24,6 +24,17 @@ pub enum StopSource {
     Marker,
     /// A supervised worker's monitor went away (its stdin pipe closed).
     MonitorGone,
+    /// The Windows Service Control Manager sent a control (the gateway runs as a service).
+    Service(ServiceControl),
+}
+
+/// The SCM controls that stop a gateway running as a Windows Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceControl {
+    /// `SERVICE_CONTROL_STOP` (`herald stop`, `sc stop`, the Services console).
+    Stop,
+    /// `SERVICE_CONTROL_PRESHUTDOWN`: the machine is shutting down.
+    Preshutdown,
 }
 
 impl StopSource {
@@ -34,6 +45,8 @@ impl StopSource {
             StopSource::ControlChannel => "control_channel".into(),
             StopSource::Marker => "marker".into(),
             StopSource::MonitorGone => "monitor_gone".into(),
+            StopSource::Service(ServiceControl::Stop) => "scm:stop".into(),
+            StopSource::Service(ServiceControl::Preshutdown) => "scm:preshutdown".into(),
         }
     }
 }

@@ -14,6 +14,7 @@ use herald_home::lock::InstanceLock;
 use super::manage::ManageError;
 use super::plan::{Cmd, Expect, Plan, Step};
 use super::runner::{CmdOutput, CommandRunner};
+use super::scm::Scm;
 
 /// Pause between `launchctl bootstrap` attempts that returned 5 (EIO).
 const BOOTSTRAP_RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -35,23 +36,27 @@ pub struct Outcome {
     pub fell_back: Option<String>,
 }
 
+/// What carries out the steps: commands, the SCM, and the rest of Herald.
+pub struct Actors<'a> {
+    pub runner: &'a mut dyn CommandRunner,
+    pub scm: &'a mut dyn Scm,
+    pub hooks: &'a mut dyn Hooks,
+}
+
+impl std::fmt::Debug for Actors<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actors").finish_non_exhaustive()
+    }
+}
+
 /// Carries out `plan`.
-pub fn execute(
-    plan: &Plan,
-    runner: &mut dyn CommandRunner,
-    hooks: &mut dyn Hooks,
-) -> Result<Outcome, ManageError> {
+pub fn execute(plan: &Plan, actors: &mut Actors<'_>) -> Result<Outcome, ManageError> {
     let mut outcome = Outcome::default();
-    run_steps(&plan.steps, runner, hooks, &mut outcome)?;
+    run_steps(&plan.steps, actors, &mut outcome)?;
     Ok(outcome)
 }
 
-fn run_steps(
-    steps: &[Step],
-    runner: &mut dyn CommandRunner,
-    hooks: &mut dyn Hooks,
-    outcome: &mut Outcome,
-) -> Result<(), ManageError> {
+fn run_steps(steps: &[Step], actors: &mut Actors<'_>, outcome: &mut Outcome) -> Result<(), ManageError> {
     for step in steps {
         match step {
             Step::Write {
@@ -67,20 +72,34 @@ fn run_steps(
                 })?;
                 outcome.done.push(format!("removed {}", path.display()));
             }
-            Step::Run { cmd, expect } => run_one(cmd, expect, runner, hooks, outcome)?,
+            Step::Run { cmd, expect } => run_one(cmd, expect, actors, outcome)?,
             Step::StopUnmanaged => {
-                hooks.stop_unmanaged().map_err(ManageError::Hook)?;
+                actors.hooks.stop_unmanaged().map_err(ManageError::Hook)?;
                 outcome
                     .done
                     .push("stopped the gateway running outside the service manager".to_owned());
             }
             Step::StartDetached => {
-                hooks.start_detached().map_err(ManageError::Hook)?;
+                actors.hooks.start_detached().map_err(ManageError::Hook)?;
                 outcome.done.push("started the gateway".to_owned());
             }
             Step::WaitStopped { lock, timeout } => {
                 // Best effort: a gateway that outlives the wait makes the bootstrap retry on 5.
                 let _ = InstanceLock::wait_released(lock, *timeout);
+            }
+            Step::Scm(op) => {
+                let applied = actors.scm.apply(op).map_err(|source| ManageError::Scm {
+                    op: op.to_string().lines().next().unwrap_or_default().to_owned(),
+                    source,
+                })?;
+                outcome
+                    .done
+                    .push(op.to_string().lines().next().unwrap_or_default().to_owned());
+                for setting in applied.unsupported {
+                    outcome.advice.push(format!(
+                        "this Service Control Manager does not support {setting}; it was not set"
+                    ));
+                }
             }
         }
     }
@@ -97,10 +116,10 @@ fn failed(cmd: &Cmd, out: &CmdOutput) -> ManageError {
 fn run_one(
     cmd: &Cmd,
     expect: &Expect,
-    runner: &mut dyn CommandRunner,
-    hooks: &mut dyn Hooks,
+    actors: &mut Actors<'_>,
     outcome: &mut Outcome,
 ) -> Result<(), ManageError> {
+    let runner = &mut *actors.runner;
     let out = runner.run(cmd);
     outcome.done.push(format!("ran {cmd}"));
     match expect {
@@ -156,10 +175,10 @@ fn run_one(
             let confirmed = task_registered(&out)
                 || (out.success() && !out.timed_out && verify.as_deref().is_some_and(Path::exists));
             if confirmed {
-                run_steps(on_success, runner, hooks, outcome)
+                run_steps(on_success, actors, outcome)
             } else {
                 outcome.fell_back = Some(out.summary());
-                run_steps(fallback, runner, hooks, outcome)
+                run_steps(fallback, actors, outcome)
             }
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! One file per concept: [`names`] (per-profile and legacy names), [`spec`] (the one input,
 //! [`ServiceSpec`]), a generator and reader per manager — [`systemd`] (unit text), [`launchd`] (plist),
-//! [`task`] (Task Scheduler XML), [`startup`] (the Startup-folder `.cmd`) — [`winargs`] (Windows
+//! [`task`] (Task Scheduler XML), [`startup`] (the Startup-folder `.cmd`), [`scm`] (the Windows Service
+//! registration, as data) — [`winargs`] (Windows
 //! command-line quoting) and [`error`].
 //!
 //! The orchestration on top: [`context`] (where registrations live, overridable by `HERALD_*_DIR`
@@ -27,6 +28,7 @@ pub mod manage;
 pub mod names;
 pub mod plan;
 pub mod runner;
+pub mod scm;
 pub mod spec;
 pub mod startup;
 pub mod systemd;
@@ -39,6 +41,12 @@ mod os;
 #[cfg(windows)]
 #[path = "os/windows.rs"]
 mod os;
+#[cfg(not(windows))]
+#[path = "scm_os/other.rs"]
+mod scm_os;
+#[cfg(windows)]
+#[path = "scm_os/windows.rs"]
+mod scm_os;
 
 pub use error::InstallError;
 pub use spec::{Backend, Invocation, STOP_MARGIN_SECS, Scope, ServiceSpec};

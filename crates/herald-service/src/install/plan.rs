@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::scm::ScmOp;
 use super::spec::Backend;
 
 /// One program invocation. `program` is a bare name (`systemctl`, `launchctl`, `schtasks`) looked up on
@@ -105,6 +106,9 @@ pub enum Step {
     StartDetached,
     /// Wait until no gateway holds this home's instance lock (after a `bootout`), up to `timeout`.
     WaitStopped { lock: PathBuf, timeout: Duration },
+    /// A change through the Windows Service Control Manager's API (create, reconfigure, start, stop,
+    /// delete), every parameter in the data.
+    Scm(ScmOp),
 }
 
 /// What one install, uninstall or service command does, in order.
@@ -204,6 +208,11 @@ fn describe_steps(steps: &[Step], indent: &str, out: &mut String) {
                 timeout.as_secs(),
                 lock.display()
             )),
+            Step::Scm(op) => {
+                for line in op.to_string().lines() {
+                    out.push_str(&format!("{indent}{line}\n"));
+                }
+            }
         }
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! **Invariant:** the gateway finds its home the same way whoever starts it: the arguments carry
 //! `--home <root> [--profile NAME]` (the profile's *root*, so `status` still sees sibling profiles) and the
-//! environment carries `HERALD_HOME=<root>`; both name the same directory.
+//! environment carries `HERALD_HOME=<root>` where the manager has one for us (systemd, launchd); both name
+//! the same directory.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -139,7 +140,8 @@ impl ServiceSpec {
         }
     }
 
-    /// The exact arguments after the program: `--home <root> [--profile NAME] run [--no-supervise]`.
+    /// The exact arguments after the program: `--home <root> [--profile NAME] run [--no-supervise]`, and
+    /// for the Windows Service `--windows-service` (the entry point that connects to the SCM).
     pub fn run_args(&self, backend: Backend) -> Result<Vec<String>, InstallError> {
         let mut args = vec!["--home".to_owned(), text(backend, "home", &self.home_root)?];
         if let Some(profile) = &self.profile {
@@ -150,16 +152,18 @@ impl ServiceSpec {
         if backend.supervises() {
             args.push("--no-supervise".to_owned());
         }
+        if backend == Backend::WindowsService {
+            args.push(super::scm::SERVICE_FLAG.to_owned());
+        }
         Ok(args)
     }
 
     /// The full invocation this spec registers with `backend`.
     pub fn invocation(&self, backend: Backend) -> Result<Invocation, InstallError> {
         let herald_home = match backend {
-            Backend::Systemd | Backend::Launchd | Backend::WindowsService => {
-                Some(text(backend, "home", &self.home_root)?)
-            }
-            Backend::Task | Backend::Startup => None,
+            Backend::Systemd | Backend::Launchd => Some(text(backend, "home", &self.home_root)?),
+            // The SCM registration carries no environment of ours: `--home` names the home.
+            Backend::Task | Backend::Startup | Backend::WindowsService => None,
         };
         Ok(Invocation {
             program: text(backend, "executable", self.program(backend)?)?,
@@ -292,9 +296,17 @@ mod tests {
     fn only_supervising_managers_get_no_supervise() {
         let mut spec = unix_spec("/usr/bin/herald", "/h", None, 30);
         spec.gui_executable = Some(r"C:\H\heraldw.exe".into());
-        for backend in [Backend::Systemd, Backend::Launchd, Backend::WindowsService] {
+        for backend in [Backend::Systemd, Backend::Launchd] {
             assert_eq!(spec.run_args(backend).unwrap().last().unwrap(), "--no-supervise");
         }
+        assert_eq!(
+            spec.run_args(Backend::WindowsService).unwrap()[2..],
+            ["run", "--no-supervise", "--windows-service"]
+        );
+        assert_eq!(
+            spec.invocation(Backend::WindowsService).unwrap().herald_home,
+            None
+        );
         for backend in [Backend::Task, Backend::Startup] {
             assert_eq!(spec.run_args(backend).unwrap().last().unwrap(), "run");
             assert_eq!(spec.invocation(backend).unwrap().program, r"C:\H\heraldw.exe");

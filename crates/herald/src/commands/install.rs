@@ -18,13 +18,14 @@ use herald_daemon::{StopOptions, StopVia};
 use herald_home::config::Config;
 use herald_home::lock::InstanceLock;
 use herald_home::{ExitCode, Home};
-use herald_service::install::context::Context;
-use herald_service::install::execute::{Hooks, Outcome, execute};
+use herald_service::install::context::{Context, TargetOs};
+use herald_service::install::execute::{Actors, Hooks, Outcome, execute};
 use herald_service::install::manage::{
     self, Action, InstallRequest, ManageError, Probe, RealFiles, Registered,
 };
 use herald_service::install::plan::Plan;
 use herald_service::install::runner::SystemRunner;
+use herald_service::install::scm::{ScmStart, ScmState, SystemScm};
 use herald_service::install::{Backend, Scope, ServiceSpec};
 
 use crate::cli::{BackendArg, InstallArgs, StartArgs, UninstallArgs};
@@ -118,6 +119,7 @@ fn install_none(home: &Home, args: &InstallArgs, ctx: &Context) -> ExitCode {
         ctx,
         files: &files,
         runner: &mut runner,
+        scm: &SystemScm,
         gateway_running: gateway_running(home),
     };
     let scope = if args.system { Scope::System } else { Scope::User };
@@ -190,6 +192,7 @@ fn planned(
         ctx,
         files: &files,
         runner: &mut runner,
+        scm: &SystemScm,
         gateway_running: gateway_running(home),
     };
     plan(&mut probe).map_err(|e| fail(&e))
@@ -213,6 +216,7 @@ pub(crate) fn route(home: &Home, action: Action) -> Option<ExitCode> {
         ctx: &ctx,
         files: &files,
         runner: &mut runner,
+        scm: &SystemScm,
         gateway_running: gateway_running(home),
     };
     let registered = match manage::detect(&spec, &probe) {
@@ -220,10 +224,7 @@ pub(crate) fn route(home: &Home, action: Action) -> Option<ExitCode> {
         Ok(None) => return None,
         Err(e) => return Some(fail(&e)),
     };
-    let manager = match &registered {
-        Registered::Systemd { .. } => "systemd",
-        Registered::Launchd => "launchd",
-    };
+    let manager = registered.manager();
     let plan = match manage::plan_action(&spec, &registered, action, &mut probe) {
         Ok(plan) => plan,
         Err(e) => return Some(fail(&e)),
@@ -255,7 +256,14 @@ pub(crate) fn route(home: &Home, action: Action) -> Option<ExitCode> {
 fn carry_out(home: &Home, plan: &Plan) -> Result<Outcome, ExitCode> {
     let mut runner = SystemRunner::default();
     let mut hooks = CliHooks { home };
-    let result = execute(plan, &mut runner, &mut hooks);
+    let result = execute(
+        plan,
+        &mut Actors {
+            runner: &mut runner,
+            scm: &mut SystemScm,
+            hooks: &mut hooks,
+        },
+    );
     match result {
         Ok(outcome) => {
             for line in &outcome.done {
@@ -336,7 +344,7 @@ fn spec_for(home: &Home, strict: bool) -> Result<ServiceSpec, ExitCode> {
 fn fail(e: &ManageError) -> ExitCode {
     eprintln!("herald: {e}");
     match e {
-        ManageError::RunAsNeedsSystem => ExitCode::Usage,
+        ManageError::RunAsNeedsSystem | ManageError::ServiceAccountUnsupported => ExitCode::Usage,
         _ => ExitCode::Failure,
     }
 }
@@ -359,12 +367,29 @@ pub(crate) fn service_facts(home: &Home) -> herald_service::deep::ServiceFacts {
             ctx: &ctx,
             files: &files,
             runner: &mut runner,
+            scm: &SystemScm,
             gateway_running: gateway_running(home),
         };
         manage::detect(&spec, &probe)
     };
     match registered {
+        Ok(None) if ctx.os == TargetOs::Windows => windows_autostart_facts(&spec, &ctx, &mut runner, home),
         Ok(None) => ServiceFacts::None,
+        Ok(Some(Registered::WindowsService(service))) => {
+            let name = herald_service::install::names::windows_service_name(spec.profile.as_ref());
+            let status = &service.status;
+            let state = match status.state {
+                ScmState::Stopped => format!("{} ({})", status.state.as_str(), status.exit),
+                other => other.as_str().to_owned(),
+            };
+            ServiceFacts::Managed {
+                manager: format!("windows service {name}"),
+                enabled: Some(service.start == ScmStart::Auto),
+                state: Some(state),
+                active: status.state.active(),
+                main_pid: status.pid,
+            }
+        }
         Err(e) => ServiceFacts::Unknown {
             manager: "service".into(),
             why: e.to_string(),
@@ -444,5 +469,47 @@ pub(crate) fn service_facts(home: &Home) -> herald_service::deep::ServiceFacts {
                 main_pid: value("pid").and_then(|p| p.parse().ok()),
             }
         }
+    }
+}
+
+/// Probe 9 on Windows when no service is registered: this home's logon task and Startup launcher.
+fn windows_autostart_facts(
+    spec: &ServiceSpec,
+    ctx: &Context,
+    runner: &mut SystemRunner,
+    home: &Home,
+) -> herald_service::deep::ServiceFacts {
+    use herald_service::deep::ServiceFacts;
+    let files = RealFiles;
+    let mut probe = Probe {
+        ctx,
+        files: &files,
+        runner,
+        scm: &SystemScm,
+        gateway_running: gateway_running(home),
+    };
+    match manage::windows::autostart_entries(spec, &mut probe) {
+        Ok(entries) if entries.is_empty() => ServiceFacts::None,
+        Ok(entries) => ServiceFacts::Autostart {
+            entries: entries
+                .iter()
+                .map(|e| {
+                    let what = match e.backend {
+                        Backend::Task => "logon task",
+                        _ => "Startup launcher",
+                    };
+                    let whose = match e.this_home {
+                        Some(true) => "registered for this home",
+                        Some(false) => "registered for another home",
+                        None => "registered (unreadable)",
+                    };
+                    format!("{what} {} {whose}", e.name)
+                })
+                .collect(),
+        },
+        Err(e) => ServiceFacts::Unknown {
+            manager: "task scheduler".into(),
+            why: e.to_string(),
+        },
     }
 }

@@ -29,12 +29,25 @@ pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
     } else {
         RunMode::Supervised
     };
-    match herald_daemon::run(RunOptions {
+    let options = RunOptions {
         home: home.clone(),
         replace: args.replace,
         mode,
         payload: SharedFactory(Arc::new(StandardPayload)),
-    }) {
+    };
+    let result = if args.windows_service {
+        let service = herald_service::install::names::windows_service_name(home.profile());
+        match herald_daemon::winsvc::run_as_service(options, service) {
+            Ok(result) => result,
+            Err(e) => {
+                eprintln!("herald: {e}");
+                return ExitCode::Usage;
+            }
+        }
+    } else {
+        herald_daemon::run(options)
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             match &e {

@@ -182,6 +182,11 @@ const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn deep(home: &Home, json: bool) -> ExitCode {
     let started = Instant::now();
+    // The service manager is asked while the gateway is pinged: two bounded waits, overlapped.
+    let service = {
+        let home = home.clone();
+        std::thread::spawn(move || super::install::service_facts(&home))
+    };
     let mut facts = DeepFacts::gather(
         home,
         || {
@@ -197,7 +202,10 @@ fn deep(home: &Home, json: bool) -> ExitCode {
         },
         readyz,
     );
-    facts.service = super::install::service_facts(home);
+    facts.service = service.join().unwrap_or_else(|_| deep::ServiceFacts::Unknown {
+        manager: "service".into(),
+        why: "the service probe panicked".into(),
+    });
     let probes = deep::probes(&facts);
     let verdict = deep::verdict(&facts, &probes);
     let report = StatusReport::gather(home);

@@ -14,8 +14,6 @@ pub enum ManageError {
     Generate(#[from] InstallError),
     #[error("no service manager backend is known for {os}; use --backend none")]
     NoBackend { os: &'static str },
-    #[error("the {backend} backend is not implemented yet; use another --backend")]
-    NotYet { backend: Backend },
     #[error(
         "systemd is not running on this machine ({marker} is missing){hint}.\n\
          Without systemd there is no user service manager to register with. Instead:\n\
@@ -101,6 +99,28 @@ pub enum ManageError {
     NoGuiSession { cmd: String },
     #[error("{0}")]
     Hook(String),
+    #[error("{op}: {source}")]
+    Scm {
+        op: String,
+        #[source]
+        source: crate::install::scm::ScmError,
+    },
+    #[error(
+        "a Windows Service runs as LocalSystem here: --run-as-user would need the account's password in \
+         the registration, which Herald never stores. Install without --run-as-user, then set the logon \
+         account in services.msc if you must"
+    )]
+    ServiceAccountUnsupported,
+    #[error(
+        "the Windows Service {name} already runs the gateway of another home ({other}); this home is \
+         {ours}. `herald install --backend windows-service --force` replaces it, or use --profile for a \
+         second gateway"
+    )]
+    OtherHomeService {
+        name: String,
+        other: String,
+        ours: String,
+    },
     #[error(
         "the windowless heraldw{exe} is missing next to {herald} (the logon task and the Startup \
          launcher start it, so no console window opens); reinstall Herald with both executables",

@@ -15,6 +15,7 @@ mod error;
 pub mod launchd;
 pub mod systemd;
 pub mod windows;
+pub mod winsvc;
 
 use std::io;
 use std::path::Path;
@@ -24,6 +25,7 @@ pub use error::ManageError;
 use super::context::{Context, TargetOs};
 use super::plan::Plan;
 use super::runner::CommandRunner;
+use super::scm::{Scm, ScmService};
 use super::spec::{Backend, Scope, ServiceSpec};
 
 /// What `herald install` was asked for.
@@ -88,6 +90,8 @@ pub struct Probe<'a> {
     pub ctx: &'a Context,
     pub files: &'a dyn FileView,
     pub runner: &'a mut dyn CommandRunner,
+    /// The Windows Service Control Manager (read only here; a stub elsewhere).
+    pub scm: &'a dyn Scm,
     /// Whether a gateway holds this home's instance lock now.
     pub gateway_running: bool,
 }
@@ -111,9 +115,7 @@ pub fn plan_install(
         Backend::Systemd => systemd::plan_install(spec, request, probe),
         Backend::Launchd => launchd::plan_install(spec, request, probe),
         Backend::Task | Backend::Startup => windows::plan_install(spec, request, probe),
-        Backend::WindowsService => Err(ManageError::NotYet {
-            backend: Backend::WindowsService,
-        }),
+        Backend::WindowsService => winsvc::plan_install(spec, request, probe),
     }
 }
 
@@ -123,7 +125,10 @@ pub fn plan_uninstall(spec: &ServiceSpec, scope: Scope, probe: &mut Probe<'_>) -
     let mut plan = Plan::default();
     let mut parts = Vec::new();
     match probe.ctx.os {
-        TargetOs::Windows => parts.push(windows::plan_uninstall(spec, probe)?),
+        TargetOs::Windows => {
+            parts.push(winsvc::plan_uninstall(spec, probe)?);
+            parts.push(windows::plan_uninstall(spec, probe)?);
+        }
         _ => {
             parts.push(systemd::plan_uninstall(spec, scope, probe)?);
             if scope == Scope::User {
@@ -149,8 +154,23 @@ pub fn plan_uninstall(spec: &ServiceSpec, scope: Scope, probe: &mut Probe<'_>) -
 /// through, or the manager would fight them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registered {
-    Systemd { scope: Scope },
+    Systemd {
+        scope: Scope,
+    },
     Launchd,
+    /// A Windows Service naming this home, as the SCM reported it.
+    WindowsService(Box<ScmService>),
+}
+
+impl Registered {
+    /// The manager's name, for messages.
+    pub fn manager(&self) -> &'static str {
+        match self {
+            Registered::Systemd { .. } => "systemd",
+            Registered::Launchd => "launchd",
+            Registered::WindowsService(_) => "the Windows Service Control Manager",
+        }
+    }
 }
 
 /// What `start`, `stop` and `restart` do.
@@ -161,8 +181,12 @@ pub enum Action {
     Restart,
 }
 
-/// The supervised registration of this home, if any (systemd unit or LaunchAgent naming this home).
+/// The supervised registration of this home, if any (systemd unit, LaunchAgent or Windows Service naming
+/// this home).
 pub fn detect(spec: &ServiceSpec, probe: &Probe<'_>) -> Result<Option<Registered>, ManageError> {
+    if probe.ctx.os == TargetOs::Windows {
+        return Ok(winsvc::detect(spec, probe)?.map(|s| Registered::WindowsService(Box::new(s))));
+    }
     if let Some(scope) = systemd::detect(spec, probe)? {
         return Ok(Some(Registered::Systemd { scope }));
     }
@@ -182,6 +206,7 @@ pub fn plan_action(
     match registered {
         Registered::Systemd { scope } => systemd::plan_action(spec, *scope, action, probe),
         Registered::Launchd => launchd::plan_action(spec, action, probe),
+        Registered::WindowsService(_) => winsvc::plan_action(spec, action, probe),
     }
 }
 

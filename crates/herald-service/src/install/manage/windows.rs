@@ -7,10 +7,10 @@
 //! removes both, legacy names included. The task's action is the windowless `heraldw.exe`, so the chain
 //! never opens a console.
 //!
-//! What is registered is read back for drift detection with `schtasks /Query /XML /TN <name>`, and when
-//! that prints nothing (Wine's `schtasks` does not implement `/Query`) from the task store
-//! (`%SystemRoot%\System32\Tasks\<name>`, `HERALD_TASKS_DIR`). Windows rewrites a task's XML when it
-//! registers it, so the comparison is of the facts Herald sets (command, arguments, principal,
+//! What is registered is read back for drift detection from the task store
+//! (`%SystemRoot%\System32\Tasks\<name>`, `HERALD_TASKS_DIR`) when it can be read, else with
+//! `schtasks /Query /XML /TN <name>` (which Wine does not implement: it prints nothing). Windows rewrites a
+//! task's XML when it registers it, so the comparison is of the facts Herald sets (command, arguments, principal,
 //! policies), not of bytes.
 //!
 //! Starting now is Herald's own detached, supervised start (as `herald start`): a logon task or a
@@ -38,20 +38,25 @@ struct TaskState {
     facts: Option<TaskFacts>,
 }
 
+/// The task store (the Task Scheduler's own files) first: a file that is there, or one that is not
+/// (`NotFound`), is the answer — fast, and the only answer under Wine, whose `schtasks /Query` prints
+/// nothing (and whose first `schtasks` in a fresh prefix can hang until the runner's timeout). Only a
+/// store that cannot be read (no location; access denied to a non-admin on Windows) makes us ask
+/// `schtasks /Query /XML`.
 fn query_task(name: &str, probe: &mut Probe<'_>) -> Result<TaskState, ManageError> {
+    if let Some(dir) = &probe.ctx.locations.tasks_dir
+        && let Ok(stored) = probe.files.read(&dir.join(name))
+    {
+        return Ok(TaskState {
+            exists: stored.is_some(),
+            facts: stored.and_then(|bytes| parse_task(&bytes).ok()),
+        });
+    }
     let out = probe.runner.run(&schtasks(["/Query", "/XML", "/TN", name]));
     if out.success() && out.stdout.contains("<Task") {
         return Ok(TaskState {
             exists: true,
             facts: parse_task(out.stdout.trim_start_matches('\u{feff}').as_bytes()).ok(),
-        });
-    }
-    if let Some(dir) = &probe.ctx.locations.tasks_dir
-        && let Some(bytes) = read(probe.files, &dir.join(name))?
-    {
-        return Ok(TaskState {
-            exists: true,
-            facts: parse_task(&bytes).ok(),
         });
     }
     Ok(TaskState {
@@ -166,6 +171,25 @@ pub(super) fn plan_install(
         .collect();
     plan.steps.extend(legacy_launchers);
 
+    // One autostart entry per home: this home's Windows Service goes (stopped first).
+    let service_name = names::windows_service_name(spec.profile.as_ref());
+    let mut service_gateway = false;
+    // A per-user install must not fail because the SCM cannot be asked: say so and go on.
+    let service = super::winsvc::query(probe.scm, &service_name).unwrap_or_else(|e| {
+        plan.note(format!("cannot check for a Windows Service of this home: {e}"));
+        None
+    });
+    if let Some(service) = service
+        && super::winsvc::names_this_home(&service, &spec)
+    {
+        plan.note(format!(
+            "the Windows Service {service_name} is registered for this home too: removing it (one autostart entry per home)"
+        ));
+        service_gateway = service.status.state.active();
+        plan.steps
+            .extend(super::winsvc::removal(&spec, &service_name, &service));
+    }
+
     let task = query_task(&name, probe)?;
     match backend {
         Backend::Task => {
@@ -240,7 +264,8 @@ pub(super) fn plan_install(
             }
         }
     }
-    if request.start_now && !probe.gateway_running {
+    // The service's gateway (if it ran) is stopped by the removal above: start ours after it.
+    if request.start_now && (!probe.gateway_running || service_gateway) {
         plan.steps.push(Step::StartDetached);
     }
     Ok(plan)
@@ -275,4 +300,80 @@ pub(super) fn plan_uninstall_launchers(
         }
     }
     Ok(plan)
+}
+
+/// One logon autostart entry of a home, for `status --deep`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutostartEntry {
+    /// [`Backend::Task`] or [`Backend::Startup`].
+    pub backend: Backend,
+    /// The task name or the launcher's path.
+    pub name: String,
+    /// Whether it names this home (`None`: unreadable).
+    pub this_home: Option<bool>,
+}
+
+fn names_home(invocation: &crate::install::Invocation, spec: &ServiceSpec) -> bool {
+    let ours = spec.home_root.display().to_string();
+    invocation
+        .args
+        .iter()
+        .position(|a| a == "--home")
+        .and_then(|i| invocation.args.get(i + 1))
+        .is_some_and(|home| home.eq_ignore_ascii_case(&ours))
+}
+
+/// This home's logon task and Startup launcher, if registered. The task store (the Task Scheduler's own
+/// files) is read first: when it can be read, its answer is final (fast, and the only answer under Wine,
+/// whose `schtasks /Query` prints nothing); only when it cannot (no location, or access denied to a
+/// non-admin on Windows) is `schtasks /Query /XML` asked, bounded by the runner's timeout — a timeout is
+/// an error, not an absence.
+pub fn autostart_entries(
+    spec: &ServiceSpec,
+    probe: &mut Probe<'_>,
+) -> Result<Vec<AutostartEntry>, ManageError> {
+    let mut out = Vec::new();
+    let name = names::task_name(spec.profile.as_ref());
+    let stored = match &probe.ctx.locations.tasks_dir {
+        Some(dir) => probe.files.read(&dir.join(&name)).ok(),
+        None => None,
+    };
+    let task = match stored {
+        Some(Some(bytes)) => Some(parse_task(&bytes).ok()),
+        Some(None) => None,
+        None => {
+            let cmd = schtasks(["/Query", "/XML", "/TN", name.as_str()]);
+            let shown = probe.runner.run(&cmd);
+            if shown.timed_out {
+                return Err(ManageError::Command {
+                    cmd: cmd.to_string(),
+                    summary: shown.summary(),
+                });
+            }
+            (shown.success() && shown.stdout.contains("<Task"))
+                .then(|| parse_task(shown.stdout.trim_start_matches('\u{feff}').as_bytes()).ok())
+        }
+    };
+    if let Some(facts) = task {
+        out.push(AutostartEntry {
+            backend: Backend::Task,
+            name: name.clone(),
+            this_home: facts
+                .and_then(|f| f.invocation().ok())
+                .map(|inv| names_home(&inv, spec)),
+        });
+    }
+    if let Some(dir) = &probe.ctx.locations.startup_dir {
+        let path = dir.join(names::startup_launcher_file(spec.profile.as_ref()));
+        if let Some(bytes) = read(probe.files, &path)? {
+            out.push(AutostartEntry {
+                backend: Backend::Startup,
+                name: path.display().to_string(),
+                this_home: crate::install::startup::parse_launcher(&bytes)
+                    .ok()
+                    .map(|facts| names_home(&facts.invocation(), spec)),
+            });
+        }
+    }
+    Ok(out)
 }

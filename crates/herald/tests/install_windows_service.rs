@@ -1,0 +1,468 @@
+//! The Windows Service backend, for real under Wine (see ci/wine/README.md): `herald install --backend
+//! windows-service` registers the gateway with Wine's Service Control Manager (services.exe) through the
+//! SCM API, `herald start` starts it through the SCM, `status --deep` probe 9 reads the SCM's state and
+//! pid and checks them against the lock holder, `herald stop` sends the SCM's Stop control, which the
+//! service turns into the gateway's planned stop with drain (observed in the lifecycle log), a drifted
+//! registration is repaired, a second install changes nothing, and uninstall deletes the service. Also:
+//! the service entry point run from a console is refused clearly, and probe 9 for a Startup-folder
+//! launcher (an autostart entry, not a supervisor), which installing the service then replaces.
+//!
+//! What Wine's SCM does not implement (so it is not asserted here): reading failure actions back
+//! (`QueryServiceConfig2(SERVICE_CONFIG_FAILURE_ACTIONS)` → `ERROR_INVALID_LEVEL`), the non-crash failure
+//! flag and delayed auto-start (`ChangeServiceConfig2` levels 3 and 4 → `ERROR_INVALID_LEVEL`); install
+//! reports the flag as not supported and drift detection names what it could not compare.
+#![cfg(windows)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use herald_home::atomic::read_record;
+use herald_home::records::{GatewayState, PidRecord, StateRecord};
+use herald_home::{Home, ProfileName};
+use herald_service::install::ServiceSpec;
+use herald_service::install::scm::{Scm, ScmConfig, ScmExit, ScmOp, ScmService, ScmState, SystemScm};
+
+/// One test at a time: they share Wine's SCM.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Case {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    profile: String,
+    startup: PathBuf,
+    herald: PathBuf,
+}
+
+impl Case {
+    fn new(profile: &str) -> Case {
+        let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = tempfile::Builder::new().prefix("herald-svc").tempdir().unwrap();
+        let root = dir.path().join("Her ald 50% & ^ (svc)");
+        let home = root.join("profiles").join(profile);
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(
+            home.join("herald.toml"),
+            "[http]\nlisten = \"127.0.0.1:0\"\n[gateway]\ndrain_timeout_secs = 5\n",
+        )
+        .unwrap();
+        let startup = dir.path().join("Startup");
+        std::fs::create_dir_all(&startup).unwrap();
+        let case = Case {
+            _serial: serial,
+            root,
+            profile: profile.to_owned(),
+            startup,
+            herald: PathBuf::from(env!("CARGO_BIN_EXE_herald")),
+            _dir: dir,
+        };
+        case.remove_service();
+        case
+    }
+
+    fn home(&self) -> Home {
+        Home::resolve(herald_home::paths::HomeRequest {
+            flag: Some(self.root.clone()),
+            profile: Some(ProfileName::new(&self.profile).unwrap()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn name(&self) -> String {
+        format!("Herald_Gateway_{}", self.profile)
+    }
+
+    fn herald(&self, args: &[&str]) -> Output {
+        Command::new(&self.herald)
+            .arg("--home")
+            .arg(&self.root)
+            .arg("--profile")
+            .arg(&self.profile)
+            .args(args)
+            .env_remove("HERALD_HOME")
+            .env("HERALD_STARTUP_DIR", &self.startup)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn service(&self) -> Option<ScmService> {
+        SystemScm.query(&self.name()).unwrap()
+    }
+
+    fn running(&self) -> bool {
+        matches!(
+            read_record::<StateRecord>(&self.home().state_record()).present(),
+            Some(s) if s.state == GatewayState::Running
+        )
+    }
+
+    fn launcher(&self) -> PathBuf {
+        self.startup.join(format!("{}.cmd", self.name()))
+    }
+
+    /// Probe 9 of `status --deep --json`: (ok, detail), and the exit code.
+    fn probe9(&self) -> (bool, String, Option<i32>) {
+        let out = self.herald(&["status", "--deep", "--json"]);
+        let value: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)));
+        let probe = value["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == 9)
+            .unwrap()
+            .clone();
+        (
+            probe["ok"].as_bool().unwrap(),
+            probe["detail"].as_str().unwrap().to_owned(),
+            out.status.code(),
+        )
+    }
+
+    fn remove_service(&self) {
+        let mut scm = SystemScm;
+        if scm.query(&self.name()).ok().flatten().is_some() {
+            let _ = scm.apply(&ScmOp::Stop {
+                name: self.name(),
+                timeout: std::time::Duration::from_secs(30),
+            });
+            let _ = scm.apply(&ScmOp::Delete { name: self.name() });
+        }
+    }
+}
+
+impl Drop for Case {
+    /// A failed test leaves no service and no gateway behind.
+    fn drop(&mut self) {
+        self.remove_service();
+        if self.home().lock_file().exists() {
+            let _ = self.herald(&["stop", "--timeout", "20"]);
+        }
+    }
+}
+
+fn ok(out: &Output) -> String {
+    let all = support::text(out);
+    assert!(out.status.success(), "exit {:?}:\n{all}", out.status.code());
+    all
+}
+
+#[test]
+fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() {
+    let case = Case::new("svc");
+
+    // --dry-run prints every SCM operation with its parameters, and changes nothing.
+    let out = ok(&case.herald(&["install", "--backend", "windows-service", "--dry-run"]));
+    assert!(
+        out.contains(&format!("scm: create service {}", case.name())),
+        "{out}"
+    );
+    assert!(out.contains("--no-supervise --windows-service"), "{out}");
+    assert!(
+        out.contains("restart after 1s, 5s, 30s (reset after 86400s)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("account: LocalSystem") && out.contains("start: automatic"),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    assert!(case.service().is_none(), "a dry run registers nothing");
+
+    // Install without starting: registered, automatic, stopped; the command line names this home.
+    let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
+    assert!(out.contains("herald installed with windows-service"), "{out}");
+    let service = case.service().expect("the SCM knows the service");
+    assert_eq!(service.status.state, ScmState::Stopped);
+    assert_eq!(service.start, herald_service::install::scm::ScmStart::Auto);
+    let invocation = service.invocation();
+    assert!(
+        invocation.program.to_lowercase().ends_with("herald.exe"),
+        "{invocation:?}"
+    );
+    assert_eq!(
+        invocation.args[invocation.args.len() - 3..],
+        ["run", "--no-supervise", "--windows-service"]
+    );
+    assert_eq!(service.home().as_deref(), case.root.to_str());
+    assert!(!case.running());
+    // Probe 9: registered and stopped, nothing running: they agree.
+    let (probe_ok, detail, code) = case.probe9();
+    assert!(probe_ok, "{detail}");
+    assert!(
+        detail.contains(&format!("windows service {}: stopped", case.name())),
+        "{detail}"
+    );
+    assert_eq!(code, Some(3), "not running");
+
+    // `herald start` goes through the SCM; the service runs the gateway and reports its pid.
+    let out = ok(&case.herald(&["start"]));
+    assert!(out.contains("via the Windows Service Control Manager"), "{out}");
+    support::wait_for("the service's gateway to run", || case.running());
+    let service = case.service().unwrap();
+    assert_eq!(service.status.state, ScmState::Running);
+    let pid = read_record::<PidRecord>(&case.home().pid_record())
+        .present()
+        .unwrap();
+    assert_eq!(
+        service.status.pid,
+        Some(pid.pid),
+        "the SCM's process is the gateway"
+    );
+    assert!(
+        pid.argv.iter().any(|a| a == "--windows-service"),
+        "{:?}",
+        pid.argv
+    );
+    let state = read_record::<StateRecord>(&case.home().state_record())
+        .present()
+        .unwrap();
+    assert_eq!(
+        state.worker_pid, None,
+        "the SCM supervises: no monitor of our own"
+    );
+    let (probe_ok, detail, code) = case.probe9();
+    assert!(probe_ok, "{detail}");
+    assert!(
+        detail.contains("running") && detail.contains(&format!("main pid {}", pid.pid)),
+        "{detail}"
+    );
+    assert_eq!(code, Some(0), "healthy");
+
+    // A second install changes nothing.
+    let out = ok(&case.herald(&["install", "--backend", "windows-service"]));
+    assert!(out.contains("nothing to do"), "{out}");
+
+    // `herald stop` sends the SCM's Stop: the gateway drains in a planned stop, and the service stops
+    // cleanly (exit code 0: no failure actions).
+    let out = ok(&case.herald(&["stop"]));
+    assert!(
+        out.contains("stopped via the Windows Service Control Manager"),
+        "{out}"
+    );
+    assert!(!case.running());
+    let service = case.service().unwrap();
+    assert_eq!(service.status.state, ScmState::Stopped);
+    assert_eq!(service.status.exit, ScmExit::Win32(0));
+    let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
+    let names = support::names_for(&events, pid.pid);
+    let stop = support::find(&events, pid.pid, "stop_requested");
+    assert_eq!(
+        stop.field("source").and_then(|s| s.as_str()),
+        Some("scm:stop"),
+        "{names:?}"
+    );
+    let at = |name: &str| {
+        names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("{name} in {names:?}"))
+    };
+    assert!(at("ready") < at("stop_requested"));
+    assert!(at("stop_requested") < at("drain_begin"));
+    assert!(at("drain_begin") < at("drain_end"));
+    assert!(at("drain_end") < at("exit"));
+
+    // Drift: a registration that runs another program is repaired; --force rewrites a correct one.
+    let mut spec = ServiceSpec::for_home(&case.home(), r"C:\old\herald.exe", 5);
+    spec.profile = Some(ProfileName::new(&case.profile).unwrap());
+    let stale = ScmConfig::for_spec(&spec, true).unwrap();
+    SystemScm
+        .apply(&ScmOp::Reconfigure {
+            name: case.name(),
+            config: stale,
+        })
+        .unwrap();
+    assert!(
+        case.service()
+            .unwrap()
+            .command_line
+            .contains(r"C:\old\herald.exe")
+    );
+    let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
+    assert!(out.contains("differs from what this herald registers"), "{out}");
+    assert!(out.contains(r"C:\old\herald.exe"), "{out}");
+    let repaired = case.service().unwrap().invocation();
+    assert!(repaired.program.to_lowercase().ends_with("herald.exe") && !repaired.program.contains("old"));
+    let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
+    assert!(out.contains("nothing to do"), "{out}");
+    let out = ok(&case.herald(&[
+        "install",
+        "--backend",
+        "windows-service",
+        "--no-start-now",
+        "--force",
+    ]));
+    assert!(
+        out.contains("--force rewrites it") && out.contains("scm: reconfigure service"),
+        "{out}"
+    );
+
+    // Uninstall deletes it: the SCM no longer knows the name.
+    let out = ok(&case.herald(&["uninstall", "--dry-run"]));
+    assert!(
+        out.contains(&format!("scm: delete service {}", case.name())),
+        "{out}"
+    );
+    assert!(case.service().is_some());
+    let out = ok(&case.herald(&["uninstall"]));
+    assert!(out.contains("herald uninstalled"), "{out}");
+    assert!(case.service().is_none(), "deleted");
+    let (probe_ok, detail, _) = case.probe9();
+    assert!(probe_ok && detail.contains("none installed"), "{detail}");
+}
+
+/// The `test_agent` example, built by `cargo test` next to the test binaries.
+fn test_agent() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let agent = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("test_agent.exe");
+    assert!(
+        agent.exists(),
+        "{} is missing: run the tests with `cargo test`",
+        agent.display()
+    );
+    agent
+}
+
+#[test]
+fn a_stop_drains_the_turn_in_flight_while_the_scm_sees_stop_pending_with_rising_checkpoints() {
+    let case = Case::new("drain");
+    let log = case.home().root().join("agent.log");
+    let quote = |p: &std::path::Path| serde_json::to_string(&p.display().to_string()).unwrap();
+    std::fs::write(
+        case.home().config_file(),
+        format!(
+            "[gateway]\ndrain_timeout_secs = 30\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\n\
+             backend = \"command\"\n\n[agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+            quote(&test_agent()),
+            quote(&log)
+        ),
+    )
+    .unwrap();
+    let out = ok(&case.herald(&["install", "--backend", "windows-service"]));
+    assert!(out.contains("scm: start service"), "{out}");
+    support::wait_for("the service's gateway to run", || case.running());
+    let state = read_record::<StateRecord>(&case.home().state_record())
+        .present()
+        .unwrap();
+    let url = state.endpoints.http_url.clone().expect("the HTTP adapter's URL");
+
+    // A 3 s turn in flight, then the SCM's Stop (from `herald stop`, in the background).
+    let accepted = support::post_message(&url, "svc", Some("m1"), "sleep:3000:slow", "?wait=false");
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    support::wait_for("the agent to start the turn", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("start ")
+    });
+    let stop = Command::new(&case.herald)
+        .arg("--home")
+        .arg(&case.root)
+        .arg("--profile")
+        .arg(&case.profile)
+        .arg("stop")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut checkpoints = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        let status = case.service().unwrap().status;
+        match status.state {
+            ScmState::StopPending => {
+                assert!(status.wait_hint > std::time::Duration::ZERO, "{status:?}");
+                if checkpoints.last() != Some(&status.checkpoint) {
+                    checkpoints.push(status.checkpoint);
+                }
+            }
+            ScmState::Stopped => break,
+            _ => {}
+        }
+        assert!(started.elapsed() < support::PATIENCE, "the service never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = stop.wait_with_output().unwrap();
+    ok(&out);
+    // The drain waited for the turn (about 3 s), reporting STOP_PENDING with a checkpoint that rose.
+    assert!(checkpoints.len() >= 2, "checkpoints seen: {checkpoints:?}");
+    assert!(checkpoints.windows(2).all(|w| w[0] < w[1]), "{checkpoints:?}");
+    let agent = std::fs::read_to_string(&log).unwrap();
+    assert!(agent.contains("end "), "the turn finished: {agent}");
+    let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
+    let drain_end = events.iter().rev().find(|e| e.event == "drain_end").unwrap();
+    assert_eq!(
+        drain_end.field("finished").and_then(|v| v.as_u64()),
+        Some(1),
+        "{drain_end:?}"
+    );
+    assert_eq!(
+        drain_end.field("cut").and_then(|v| v.as_u64()),
+        Some(0),
+        "{drain_end:?}"
+    );
+    ok(&case.herald(&["uninstall"]));
+    assert!(case.service().is_none());
+}
+
+#[test]
+fn the_service_entry_point_refuses_to_run_from_a_console() {
+    let case = Case::new("console");
+    let out = case.herald(&["run", "--no-supervise", "--windows-service"]);
+    let text = support::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("cannot run from a console"), "{text}");
+    assert!(text.contains("1063"), "{text}");
+    assert!(
+        !case.home().lock_file().exists() || !case.running(),
+        "no gateway ran"
+    );
+}
+
+#[test]
+fn probe_9_names_a_startup_launcher_and_the_service_replaces_it() {
+    let case = Case::new("autostart");
+    let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
+    assert!(out.contains("herald installed with startup"), "{out}");
+    assert!(case.launcher().is_file());
+
+    // Registered, nothing running: only autostart at logon, which is not a contradiction.
+    let (probe_ok, detail, code) = case.probe9();
+    assert!(probe_ok, "{detail}");
+    assert!(
+        detail.contains("Startup launcher") && detail.contains("registered for this home"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("starts the gateway at logon") && detail.contains("not running"),
+        "{detail}"
+    );
+    assert_eq!(code, Some(3));
+
+    // The service replaces the launcher (one autostart entry per home) ...
+    let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
+    assert!(out.contains("one autostart entry per home"), "{out}");
+    assert!(!case.launcher().exists());
+    assert!(case.service().is_some());
+    // ... and the launcher replaces the service.
+    let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
+    assert!(
+        out.contains(&format!("scm: delete service {}", case.name())),
+        "{out}"
+    );
+    assert!(case.service().is_none());
+    assert!(case.launcher().is_file());
+    ok(&case.herald(&["uninstall"]));
+    assert!(!case.launcher().exists());
+}
