@@ -153,7 +153,6 @@ fn run_launcher(launcher: &Path) -> std::process::ExitStatus {
 }
 
 #[test]
-#[ignore = "hangs intermittently under Wine 8 (herald.exe left sleeping with no child); run by hand with --ignored"]
 fn the_startup_launcher_starts_heraldw_from_a_hostile_home() {
     launch_through_the_startup_folder(&Case::new("launch"));
 }
@@ -245,7 +244,6 @@ fn a_launcher_whose_target_is_gone_does_nothing() {
 }
 
 #[test]
-#[ignore = "hangs intermittently under Wine 8's schtasks; run by hand with --ignored"]
 fn the_task_is_registered_through_wines_schtasks_and_uninstall_removes_it() {
     let case = Case::new("task");
     // A stale Startup entry of the same home: a successful registration removes it.

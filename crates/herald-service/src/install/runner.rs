@@ -119,10 +119,13 @@ impl CommandRunner for SystemRunner {
                 Err(_) => break (None, false),
             }
         };
-        // After a timeout a grandchild may still hold the pipes: leave the readers behind, never block.
-        let collect = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
-            h.filter(|_| !timed_out)
-                .and_then(|h| h.join().ok())
+        // A grandchild may inherit the pipes and outlive the command (under Wine, the console host of a
+        // console program does): after the exit, output is collected until the pipes close or a short
+        // grace passes, never until EOF at any cost. After a timeout, nothing is waited for.
+        let grace = std::time::Instant::now() + if timed_out { Duration::ZERO } else { OUTPUT_GRACE };
+        let collect = |reader: Option<Reader>| {
+            reader
+                .map(|r| r.collect(grace))
                 .map(|b| super::os::decode_output(&b))
                 .unwrap_or_default()
         };
@@ -136,12 +139,48 @@ impl CommandRunner for SystemRunner {
     }
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
+/// How long output is still read after the command exited, while something else holds its pipes.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// A pipe read on its own thread into a shared buffer, so what arrived can be taken at any moment.
+struct Reader {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reader {
+    /// What was read once the pipe closed, or at `deadline` if it is still open then.
+    fn collect(self, deadline: std::time::Instant) -> Vec<u8> {
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::mem::take(
+            &mut *self
+                .bytes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> Reader {
+    let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&bytes);
+    let thread = std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    });
+    Reader { bytes, thread }
 }
 
 /// The first `name` (with each `PATHEXT` extension on Windows) in a directory of `PATH`.
@@ -200,5 +239,24 @@ mod tests {
         assert!(out.timed_out && out.code.is_none());
         let out = runner.run(&Cmd::new("herald-no-such-program", Vec::<String>::new()));
         assert!(out.not_started);
+    }
+
+    /// A command that exits while a process it started keeps its stdout and stderr open (Wine's console
+    /// host does this to `schtasks`): its output and code come back after the grace, not when the
+    /// grandchild finally exits.
+    #[cfg(unix)]
+    #[test]
+    fn a_grandchild_holding_the_pipes_does_not_hold_up_the_result() {
+        let mut runner = SystemRunner::default();
+        let started = std::time::Instant::now();
+        let out = runner.run(&Cmd::new("sh", ["-c", "echo registered; sleep 20 & exit 4"]));
+        let took = started.elapsed();
+        assert_eq!(out.code, Some(4));
+        assert_eq!(out.stdout.trim(), "registered");
+        assert!(!out.timed_out);
+        assert!(
+            took < OUTPUT_GRACE + Duration::from_secs(3),
+            "waited {took:?} for a grandchild's pipes"
+        );
     }
 }
