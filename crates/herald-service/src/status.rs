@@ -13,6 +13,9 @@ use herald_home::records::{AdapterRecord, ExitRecord, GatewayState, MonitorRecor
 use herald_home::time::now_ms;
 
 use crate::identity::{self, Identity};
+use crate::install::manage::winsvc;
+use crate::install::names;
+use crate::install::scm::{Scm, ScmService, ScmState};
 
 /// What `herald status` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +36,54 @@ pub struct StatusReport {
     pub last_restart_reason: Option<String>,
     /// Push adapters (Telegram, ...) and how they are doing, from the state record.
     pub adapters: Vec<AdapterRecord>,
+    /// The Windows Service registered for this home, once [`StatusReport::read_service`] asked the SCM.
+    pub service: Option<ServiceSummary>,
     pub warnings: Vec<String>,
+}
+
+/// A service registration as its manager reports it. Plain `status` asks only the Windows SCM (a local
+/// RPC, well within the 5 ms budget); `systemctl` and `launchctl` cost a process each and are left to
+/// `--deep`'s probe 9.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSummary {
+    /// `windows service`.
+    pub manager: &'static str,
+    /// `Herald_Gateway[_PROFILE]`.
+    pub name: String,
+    /// The manager's word: `running`, `start pending`, `stop pending`, `stopped`...
+    pub state: String,
+    /// The process the manager runs for it.
+    pub pid: Option<u32>,
+    /// When the manager starts it: `automatic`, `manual`, `disabled`.
+    pub start: String,
+    /// Why it last stopped, while it is stopped (`exit code 75`, `win32 error 1067`).
+    pub exit: Option<String>,
+}
+
+impl ServiceSummary {
+    fn from_scm(name: String, service: &ScmService) -> ServiceSummary {
+        let status = &service.status;
+        ServiceSummary {
+            manager: "windows service",
+            name,
+            state: status.state.as_str().to_owned(),
+            pid: status.pid,
+            start: service.start.as_str().to_owned(),
+            exit: (status.state == ScmState::Stopped).then(|| status.exit.to_string()),
+        }
+    }
+
+    /// `windows service Herald_Gateway: running (pid 42), automatic start`.
+    pub fn describe(&self) -> String {
+        let mut out = format!("{} {}: {}", self.manager, self.name, self.state);
+        match (self.pid, &self.exit) {
+            (Some(pid), _) => out.push_str(&format!(" (pid {pid})")),
+            (None, Some(exit)) => out.push_str(&format!(" ({exit})")),
+            (None, None) => {}
+        }
+        out.push_str(&format!(", {} start", self.start));
+        out
+    }
 }
 
 /// Another gateway sharing this home's root (the default home or a profile), found running.
@@ -112,6 +162,7 @@ impl StatusReport {
                 restarts: None,
                 last_restart_reason: None,
                 adapters: Vec::new(),
+                service: None,
                 warnings,
             };
         }
@@ -160,7 +211,157 @@ impl StatusReport {
             restarts: monitor.as_ref().map(|m| m.restarts),
             last_restart_reason: monitor.and_then(|m| m.last_restart_reason),
             adapters: state.map(|s| s.adapters.clone()).unwrap_or_default(),
+            service: None,
             warnings,
         }
+    }
+
+    /// Asks the SCM for this home's Windows Service and adds what it says, with a warning when it
+    /// contradicts the lock. Not Windows, or no service for this home: nothing changes.
+    pub fn read_service(&mut self, home: &Home, scm: &dyn Scm) {
+        match winsvc::registered_for_home(home, scm) {
+            Ok(Some(service)) => {
+                let name = names::windows_service_name(home.profile());
+                self.add_service(ServiceSummary::from_scm(name, &service), service.status.state);
+            }
+            Ok(None) => {}
+            Err(e) => self
+                .warnings
+                .push(format!("cannot ask the Service Control Manager: {e}")),
+        }
+    }
+
+    /// Records `service` and judges it against the lock (the lock stays the truth for `running`):
+    /// the SCM running the service while no gateway holds the lock, or running a process that is not the
+    /// gateway, is said; pending states are transitions and are not.
+    fn add_service(&mut self, service: ServiceSummary, state: ScmState) {
+        if state == ScmState::Running && !self.running {
+            self.warnings.push(format!(
+                "the SCM says {} is running{}, but no gateway holds the lock",
+                service.name,
+                service.pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+            ));
+        }
+        if let (true, Some(gateway), Some(scm_pid)) = (self.running, self.pid, service.pid)
+            && gateway != scm_pid
+        {
+            self.warnings.push(format!(
+                "the gateway (pid {gateway}) is not the service's process (pid {scm_pid}): it was started \
+                 outside {}",
+                service.name
+            ));
+        }
+        self.service = Some(service);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::install::scm::{ScmExit, ScmStart, ScmStatus};
+
+    fn report(running: bool, pid: Option<u32>) -> StatusReport {
+        StatusReport {
+            home: PathBuf::from("/h"),
+            running,
+            pid,
+            state: None,
+            uptime_secs: None,
+            in_flight: None,
+            control: None,
+            http_url: None,
+            last_exit: None,
+            worker_pid: None,
+            restarts: None,
+            last_restart_reason: None,
+            adapters: Vec::new(),
+            service: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn service(state: ScmState, pid: Option<u32>, exit: ScmExit) -> ScmService {
+        ScmService {
+            command_line: r#""C:\h\herald.exe" --home C:\h run --no-supervise --windows-service"#.into(),
+            start: ScmStart::Auto,
+            account: None,
+            failure: None,
+            failure_on_non_crash: None,
+            status: ScmStatus {
+                state,
+                pid,
+                exit,
+                checkpoint: 0,
+                wait_hint: Duration::ZERO,
+            },
+        }
+    }
+
+    fn judged(mut report: StatusReport, svc: &ScmService) -> StatusReport {
+        report.add_service(
+            ServiceSummary::from_scm("Herald_Gateway".into(), svc),
+            svc.status.state,
+        );
+        report
+    }
+
+    #[test]
+    fn a_running_service_that_is_the_gateway_agrees() {
+        let r = judged(
+            report(true, Some(42)),
+            &service(ScmState::Running, Some(42), ScmExit::Win32(0)),
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(
+            r.service.unwrap().describe(),
+            "windows service Herald_Gateway: running (pid 42), automatic start"
+        );
+    }
+
+    #[test]
+    fn a_stopped_service_says_why() {
+        let r = judged(
+            report(false, None),
+            &service(ScmState::Stopped, None, ScmExit::ServiceSpecific(75)),
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(
+            r.service.unwrap().describe(),
+            "windows service Herald_Gateway: stopped (exit code 75), automatic start"
+        );
+    }
+
+    #[test]
+    fn running_without_the_lock_is_a_warning_but_pending_is_not() {
+        let r = judged(
+            report(false, None),
+            &service(ScmState::Running, Some(7), ScmExit::Win32(0)),
+        );
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].contains("no gateway holds the lock"),
+            "{:?}",
+            r.warnings
+        );
+        for pending in [ScmState::StartPending, ScmState::StopPending] {
+            let r = judged(report(false, None), &service(pending, Some(7), ScmExit::Win32(0)));
+            assert!(r.warnings.is_empty(), "{pending:?}: {:?}", r.warnings);
+        }
+    }
+
+    #[test]
+    fn a_gateway_outside_the_service_is_named() {
+        let r = judged(
+            report(true, Some(42)),
+            &service(ScmState::Running, Some(9), ScmExit::Win32(0)),
+        );
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].contains("not the service's process (pid 9)"),
+            "{:?}",
+            r.warnings
+        );
     }
 }

@@ -9,29 +9,26 @@
 #![cfg(windows)]
 
 mod support;
+#[path = "support/wine_case.rs"]
+mod wine_case;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use herald_home::atomic::read_record;
-use herald_home::records::{GatewayState, StateRecord};
-use herald_home::{Home, ProfileName};
+use herald_home::records::StateRecord;
 use herald_service::install::ServiceSpec;
 use herald_service::install::startup::render_launcher;
+use wine_case::{WineCase, ok};
 
-/// One test at a time: Wine's `schtasks` (a client of its Task Scheduler service) can hang when several
-/// run at once in one prefix.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// A [`WineCase`] whose drop stops its gateway and uninstalls what a failed test left behind.
+struct Case(WineCase);
 
-struct Case {
-    _serial: std::sync::MutexGuard<'static, ()>,
-    _dir: tempfile::TempDir,
-    /// The home root (hostile name); the gateway's home is `<root>/profiles/<profile>`.
-    root: PathBuf,
-    profile: String,
-    startup: PathBuf,
-    herald: PathBuf,
-    bin: PathBuf,
+impl std::ops::Deref for Case {
+    type Target = WineCase;
+    fn deref(&self) -> &WineCase {
+        &self.0
+    }
 }
 
 impl Case {
@@ -40,43 +37,13 @@ impl Case {
     }
 
     fn with_root(profile: &str, name: &str) -> Case {
-        let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dir = tempfile::Builder::new().prefix("herald-win").tempdir().unwrap();
-        let root = dir.path().join(name);
         // The HTTP adapter on a free port: tests run in parallel.
-        let home = root.join("profiles").join(profile);
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::write(home.join("herald.toml"), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
-        let startup = dir.path().join("Startup");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&startup).unwrap();
-        std::fs::create_dir_all(&bin).unwrap();
-        Case {
-            _serial: serial,
-            root,
-            profile: profile.to_owned(),
-            startup,
-            herald: PathBuf::from(env!("CARGO_BIN_EXE_herald")),
-            bin,
-            _dir: dir,
-        }
-    }
-
-    fn home(&self) -> Home {
-        Home::resolve(herald_home::paths::HomeRequest {
-            flag: Some(self.root.clone()),
-            profile: Some(ProfileName::new(&self.profile).unwrap()),
-            ..Default::default()
-        })
-        .unwrap()
-    }
-
-    fn task_name(&self) -> String {
-        format!("Herald_Gateway_{}", self.profile)
-    }
-
-    fn launcher(&self) -> PathBuf {
-        self.startup.join(format!("{}.cmd", self.task_name()))
+        Case(WineCase::new(
+            "herald-win",
+            profile,
+            name,
+            "[http]\nlisten = \"127.0.0.1:0\"\n",
+        ))
     }
 
     /// Wine's task store entry.
@@ -85,35 +52,7 @@ impl Case {
         PathBuf::from(root)
             .join("System32")
             .join("Tasks")
-            .join(self.task_name())
-    }
-
-    fn cmd(&self, exe: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(exe);
-        cmd.arg("--home")
-            .arg(&self.root)
-            .arg("--profile")
-            .arg(&self.profile)
-            .args(args)
-            .env_remove("HERALD_HOME")
-            .env("HERALD_STARTUP_DIR", &self.startup)
-            .stdin(Stdio::null());
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut dirs = vec![self.bin.clone()];
-        dirs.extend(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(dirs).unwrap());
-        cmd
-    }
-
-    fn herald(&self, args: &[&str]) -> Output {
-        self.cmd(&self.herald, args).output().unwrap()
-    }
-
-    fn running(&self) -> bool {
-        matches!(
-            read_record::<StateRecord>(&self.home().state_record()).present(),
-            Some(s) if s.state == GatewayState::Running
-        )
+            .join(self.name())
     }
 }
 
@@ -127,16 +66,6 @@ impl Drop for Case {
             let _ = self.herald(&["uninstall"]);
         }
     }
-}
-
-fn ok(out: &Output) -> String {
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "exit {:?}:\n{all}", out.status.code());
-    all
 }
 
 /// Runs a launcher the way a logon does: `cmd.exe /c <launcher>`. No pipes: `start /b` hands the

@@ -14,94 +14,43 @@
 #![cfg(windows)]
 
 mod support;
+#[path = "support/wine_case.rs"]
+mod wine_case;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use herald_home::ProfileName;
 use herald_home::atomic::read_record;
-use herald_home::records::{GatewayState, PidRecord, StateRecord};
-use herald_home::{Home, ProfileName};
+use herald_home::records::{PidRecord, StateRecord};
 use herald_service::install::ServiceSpec;
 use herald_service::install::scm::{Scm, ScmConfig, ScmExit, ScmOp, ScmService, ScmState, SystemScm};
+use wine_case::{WineCase, ok};
 
-/// One test at a time: they share Wine's SCM.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// A [`WineCase`] that starts and ends with no service of its name in Wine's SCM.
+struct Case(WineCase);
 
-struct Case {
-    _serial: std::sync::MutexGuard<'static, ()>,
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    profile: String,
-    startup: PathBuf,
-    herald: PathBuf,
+impl std::ops::Deref for Case {
+    type Target = WineCase;
+    fn deref(&self) -> &WineCase {
+        &self.0
+    }
 }
 
 impl Case {
     fn new(profile: &str) -> Case {
-        let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dir = tempfile::Builder::new().prefix("herald-svc").tempdir().unwrap();
-        let root = dir.path().join("Her ald 50% & ^ (svc)");
-        let home = root.join("profiles").join(profile);
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::write(
-            home.join("herald.toml"),
+        let case = Case(WineCase::new(
+            "herald-svc",
+            profile,
+            "Her ald 50% & ^ (svc)",
             "[http]\nlisten = \"127.0.0.1:0\"\n[gateway]\ndrain_timeout_secs = 5\n",
-        )
-        .unwrap();
-        let startup = dir.path().join("Startup");
-        std::fs::create_dir_all(&startup).unwrap();
-        let case = Case {
-            _serial: serial,
-            root,
-            profile: profile.to_owned(),
-            startup,
-            herald: PathBuf::from(env!("CARGO_BIN_EXE_herald")),
-            _dir: dir,
-        };
+        ));
         case.remove_service();
         case
     }
 
-    fn home(&self) -> Home {
-        Home::resolve(herald_home::paths::HomeRequest {
-            flag: Some(self.root.clone()),
-            profile: Some(ProfileName::new(&self.profile).unwrap()),
-            ..Default::default()
-        })
-        .unwrap()
-    }
-
-    fn name(&self) -> String {
-        format!("Herald_Gateway_{}", self.profile)
-    }
-
-    fn herald(&self, args: &[&str]) -> Output {
-        Command::new(&self.herald)
-            .arg("--home")
-            .arg(&self.root)
-            .arg("--profile")
-            .arg(&self.profile)
-            .args(args)
-            .env_remove("HERALD_HOME")
-            .env("HERALD_STARTUP_DIR", &self.startup)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
     fn service(&self) -> Option<ScmService> {
         SystemScm.query(&self.name()).unwrap()
-    }
-
-    fn running(&self) -> bool {
-        matches!(
-            read_record::<StateRecord>(&self.home().state_record()).present(),
-            Some(s) if s.state == GatewayState::Running
-        )
-    }
-
-    fn launcher(&self) -> PathBuf {
-        self.startup.join(format!("{}.cmd", self.name()))
     }
 
     /// Probe 9 of `status --deep --json`: (ok, detail), and the exit code.
@@ -121,6 +70,15 @@ impl Case {
             probe["detail"].as_str().unwrap().to_owned(),
             out.status.code(),
         )
+    }
+
+    /// Plain `herald status` (no --deep), as text and as JSON.
+    fn status(&self) -> (String, serde_json::Value) {
+        let text = support::text(&self.herald(&["status"]));
+        let out = self.herald(&["status", "--json"]);
+        let json =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)));
+        (text, json)
     }
 
     fn remove_service(&self) {
@@ -143,12 +101,6 @@ impl Drop for Case {
             let _ = self.herald(&["stop", "--timeout", "20"]);
         }
     }
-}
-
-fn ok(out: &Output) -> String {
-    let all = support::text(out);
-    assert!(out.status.success(), "exit {:?}:\n{all}", out.status.code());
-    all
 }
 
 #[test]
@@ -198,6 +150,17 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         "{detail}"
     );
     assert_eq!(code, Some(3), "not running");
+    // Plain `status` reads the SCM too (no --deep): registered, stopped, automatic.
+    let (text, json) = case.status();
+    assert!(
+        text.contains(&format!(
+            "service: windows service {}: stopped (win32 error",
+            case.name()
+        )) && text.contains("automatic start"),
+        "{text}"
+    );
+    assert_eq!(json["service"]["state"], "stopped", "{json}");
+    assert_eq!(json["service"]["start"], "automatic", "{json}");
 
     // `herald start` goes through the SCM; the service runs the gateway and reports its pid.
     let out = ok(&case.herald(&["start"]));
@@ -232,6 +195,18 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         "{detail}"
     );
     assert_eq!(code, Some(0), "healthy");
+    let (text, json) = case.status();
+    assert!(
+        text.contains(&format!(
+            "service: windows service {}: running (pid {})",
+            case.name(),
+            pid.pid
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "the SCM and the lock agree: {text}");
+    assert_eq!(json["service"]["pid"], pid.pid, "{json}");
+    assert_eq!(json["service"]["name"], case.name(), "{json}");
 
     // A second install changes nothing.
     let out = ok(&case.herald(&["install", "--backend", "windows-service"]));
@@ -248,6 +223,9 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     let service = case.service().unwrap();
     assert_eq!(service.status.state, ScmState::Stopped);
     assert_eq!(service.status.exit, ScmExit::Win32(0));
+    let (text, json) = case.status();
+    assert!(text.contains("stopped (win32 error 0)"), "{text}");
+    assert_eq!(json["service"]["exit"], "win32 error 0", "{json}");
     let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
     let names = support::names_for(&events, pid.pid);
     let stop = support::find(&events, pid.pid, "stop_requested");

@@ -6,6 +6,7 @@ use herald_daemon::control::{self, Request};
 use herald_home::time::human_duration;
 use herald_home::{ExitCode, Home};
 use herald_service::deep::{self, DeepFacts, Ping, Readiness};
+use herald_service::install::scm::SystemScm;
 use herald_service::status::{OtherGateway, StatusReport, other_running};
 use serde_json::json;
 
@@ -15,7 +16,8 @@ pub fn status(home: &Home, args: &StatusArgs) -> ExitCode {
     if args.deep {
         return deep(home, args.json);
     }
-    let report = StatusReport::gather(home);
+    let mut report = StatusReport::gather(home);
+    report.read_service(home, &SystemScm);
     let others = other_running(home);
     if args.json {
         println!("{}", to_json(&report, &others));
@@ -54,6 +56,14 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
             "message": a.message,
             "since": herald_home::time::rfc3339_ms(a.since_ms),
         })).collect::<Vec<_>>(),
+        "service": report.service.as_ref().map(|s| json!({
+            "manager": s.manager,
+            "name": s.name,
+            "state": s.state,
+            "pid": s.pid,
+            "start": s.start,
+            "exit": s.exit,
+        })),
         "warnings": report.warnings,
         "others": others.iter().map(|o| json!({
             "profile": o.profile,
@@ -111,6 +121,9 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
                 herald_home::time::rfc3339_ms(exit.at_ms)
             ));
         }
+    }
+    if let Some(service) = &report.service {
+        out.push_str(&format!("  service: {}\n", service.describe()));
     }
     out.push_str(&format!("  home: {}\n", report.home.display()));
     for warning in &report.warnings {

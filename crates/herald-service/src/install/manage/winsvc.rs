@@ -15,11 +15,13 @@
 
 use std::time::Duration;
 
+use herald_home::Home;
+
 use super::{Action, InstallRequest, ManageError, Probe, windows};
 use crate::install::names;
 use crate::install::plan::{Plan, Step};
 use crate::install::scm::{self, Scm, ScmConfig, ScmError, ScmOp, ScmService, ScmState};
-use crate::install::spec::{Backend, ServiceSpec};
+use crate::install::spec::{self, Backend, ServiceSpec};
 
 const B: Backend = Backend::WindowsService;
 /// How long a start may take before the install reports it (the gateway resumes unfinished turns
@@ -38,9 +40,20 @@ fn ours(spec: &ServiceSpec) -> String {
 
 /// Whether the registered service names this home (paths compared case-insensitively, as Windows does).
 pub(super) fn names_this_home(service: &ScmService, spec: &ServiceSpec) -> bool {
-    service
-        .home()
-        .is_some_and(|home| home.eq_ignore_ascii_case(&ours(spec)))
+    names_root(service, &ours(spec))
+}
+
+fn names_root(service: &ScmService, root: &str) -> bool {
+    service.home().is_some_and(|home| home.eq_ignore_ascii_case(root))
+}
+
+/// This home's service for `herald status`: `Herald_Gateway[_PROFILE]` when it names this home's root.
+/// Needs no [`ServiceSpec`] (status knows no executable and reads no config); where there is no SCM
+/// (not Windows) the answer is `None` at no cost.
+pub fn registered_for_home(home: &Home, scm: &dyn Scm) -> Result<Option<ScmService>, ManageError> {
+    let name = names::windows_service_name(home.profile());
+    let root = spec::home_root(home).display().to_string();
+    Ok(query(scm, &name)?.filter(|s| names_root(s, &root)))
 }
 
 /// This home's service, as the SCM reports it; `None` when the SCM does not know it (or there is no SCM).
