@@ -126,10 +126,16 @@ proptest! {
             prop_assert_eq!(line.matches('%').count() % 2, 0);
             prop_assert_eq!(line.matches('"').count() % 2, 0);
         }
-        let facts = startup::parse_launcher(text.as_bytes()).unwrap();
+        let facts = startup::parse_launcher(text.as_bytes(), &startup::SystemOemCodePage).unwrap();
         prop_assert_eq!(facts.invocation(), spec.invocation(Backend::Startup).unwrap());
         prop_assert_eq!(&facts.guard, &facts.program);
-        prop_assert!(facts.delayed_expansion_off && facts.utf8_before_non_ascii);
+        prop_assert!(facts.delayed_expansion_off);
+        // cmd.exe reads every line as written: ASCII, or UTF-8 only after `chcp 65001`.
+        let readable = matches!(
+            facts.encoding,
+            startup::LauncherEncoding::Ascii | startup::LauncherEncoding::Utf8 { chcp_first: true }
+        );
+        prop_assert!(readable);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Windows per-user autostart, for real under Wine (see ci/wine/README.md): the Startup-folder launcher
 //! executed by Wine's `cmd.exe` starts the windowless `heraldw.exe` on a home whose path has spaces and
-//! `% & ^ ! é`; a launcher whose target is gone does nothing; the logon task is registered through Wine's
+//! `% & ^ !`, and on one with `ë é` (the launcher then in the OEM code page); a launcher whose target is gone does nothing; the logon task is registered through Wine's
 //! `schtasks /Create /XML` (Wine keeps it as `C:\windows\system32\tasks\<name>`; its `/Query` prints
 //! nothing, so the task store is what confirms it) and uninstall removes it; and when registration is
 //! refused (a substituted `schtasks` that exits like an access-denied refusal, with localized text), the
@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use herald_home::atomic::read_record;
 use herald_home::records::StateRecord;
 use herald_service::install::ServiceSpec;
-use herald_service::install::startup::render_launcher;
+use herald_service::install::startup::{OemCodePage, SystemOemCodePage, render_launcher};
 use wine_case::{WineCase, ok};
 
 /// A [`WineCase`] whose drop stops its gateway and uninstalls what a failed test left behind.
@@ -83,20 +83,48 @@ fn run_launcher(launcher: &Path) -> std::process::ExitStatus {
 
 #[test]
 fn the_startup_launcher_starts_heraldw_from_a_hostile_home() {
-    launch_through_the_startup_folder(&Case::new("launch"));
+    launch_through_the_startup_folder(&Case::new("launch"), &|bytes| {
+        assert!(bytes.is_ascii() && !bytes.windows(4).any(|w| w == b"chcp"));
+    });
 }
 
 #[test]
-fn the_startup_launcher_starts_heraldw_from_a_non_ascii_home() {
+fn the_startup_launcher_starts_heraldw_from_a_non_ascii_home_in_the_oem_code_page() {
+    let case = Case::with_root("launch-oem", "Zoë 50% & ^ ! é");
+    let carried = SystemOemCodePage.encode(case.root.to_str().unwrap()).is_some();
+    assert!(
+        carried,
+        "this prefix's OEM code page (437 under a default Wine) carries ë and é"
+    );
+    launch_through_the_startup_folder(&case, &|bytes| {
+        assert!(
+            std::str::from_utf8(bytes).is_err() && !bytes.windows(4).any(|w| w == b"chcp"),
+            "written in the OEM code page, no code page switch: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    });
+}
+
+#[test]
+fn the_startup_launcher_starts_heraldw_from_a_home_the_oem_code_page_cannot_carry() {
     if !cmd_honours_chcp_65001() {
         eprintln!(
             "\n!!!!! SKIPPED: this cmd.exe decodes batch files in the OEM code page and ignores \
              `chcp 65001` (Wine before 9 does; Windows and later Wine use the console code page), so a \
-             UTF-8 launcher cannot carry a non-ASCII path here !!!!!\n"
+             UTF-8 launcher cannot carry a path outside the OEM code page here !!!!!\n"
         );
         return;
     }
-    launch_through_the_startup_folder(&Case::with_root("launch-utf8", "Zoë 50% & ^ ! 中文"));
+    launch_through_the_startup_folder(
+        &Case::with_root("launch-utf8", "Zoë 50% & ^ ! 中文"),
+        &|bytes| {
+            assert!(
+                std::str::from_utf8(bytes)
+                    .unwrap()
+                    .contains("\r\nchcp 65001 >nul\r\n")
+            );
+        },
+    );
 }
 
 /// Whether `cmd.exe` reads the lines of a batch file after `chcp 65001` as UTF-8.
@@ -113,11 +141,12 @@ fn cmd_honours_chcp_65001() -> bool {
     target.is_dir()
 }
 
-/// install --backend startup, then a logon's `cmd.exe /c <launcher>` starts the supervised gateway.
-fn launch_through_the_startup_folder(case: &Case) {
+/// install --backend startup (`inspect` sees the launcher's bytes), then a logon's `cmd.exe /c
+/// <launcher>` starts the supervised gateway.
+fn launch_through_the_startup_folder(case: &Case, inspect: &dyn Fn(&[u8])) {
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(out.contains("herald installed with startup"), "{out}");
-    assert!(case.launcher().is_file());
+    inspect(&std::fs::read(case.launcher()).unwrap());
     assert!(!case.running());
 
     let status = run_launcher(&case.launcher());
@@ -156,7 +185,11 @@ fn a_launcher_whose_target_is_gone_does_nothing() {
         .join("heraldw.exe");
     let mut spec = ServiceSpec::for_home(&case.home(), &case.herald, 30);
     spec.gui_executable = Some(gone.clone());
-    std::fs::write(case.launcher(), render_launcher(&spec).unwrap()).unwrap();
+    std::fs::write(
+        case.launcher(),
+        render_launcher(&spec, &SystemOemCodePage).unwrap(),
+    )
+    .unwrap();
     assert!(
         std::fs::read_to_string(case.launcher())
             .unwrap()

@@ -22,7 +22,7 @@ use super::{FileView, InstallRequest, ManageError, Probe, read};
 use crate::install::names;
 use crate::install::plan::{Cmd, Expect, Plan, Step};
 use crate::install::spec::{Backend, Scope, ServiceSpec};
-use crate::install::startup::render_launcher;
+use crate::install::startup::{SystemOemCodePage, render_launcher};
 use crate::install::task::{TaskFacts, parse_task, render_task, render_task_text};
 
 /// The launcher and task files hold no secret; the mode only matters where Unix modes exist.
@@ -138,7 +138,7 @@ pub(super) fn plan_install(
     }
     let dir = startup_dir(probe)?;
     let launcher_path = dir.join(names::startup_launcher_file(spec.profile.as_ref()));
-    let launcher = render_launcher(&spec)?;
+    let launcher = render_launcher(&spec, &SystemOemCodePage)?;
     let launcher_current = read(probe.files, &launcher_path)?;
     let launcher_same = launcher_current.as_deref() == Some(launcher.as_slice());
     let write_launcher = Step::Write {
@@ -369,7 +369,7 @@ pub fn autostart_entries(
             out.push(AutostartEntry {
                 backend: Backend::Startup,
                 name: path.display().to_string(),
-                this_home: crate::install::startup::parse_launcher(&bytes)
+                this_home: crate::install::startup::parse_launcher(&bytes, &SystemOemCodePage)
                     .ok()
                     .map(|facts| names_home(&facts.invocation(), spec)),
             });

@@ -718,7 +718,8 @@ mod tests {
         w.files.0.insert(PathBuf::from("/tasks").join(NAME), task);
         w.files.0.insert(
             PathBuf::from("/startup").join(format!("{NAME}.cmd")),
-            crate::install::startup::render_launcher(&spec).unwrap(),
+            crate::install::startup::render_launcher(&spec, &crate::install::startup::SystemOemCodePage)
+                .unwrap(),
         );
         spec.home_root = r"C:\elsewhere".into();
         let mut found = Vec::new();

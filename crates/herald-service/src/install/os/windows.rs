@@ -1,10 +1,12 @@
-//! Windows leaf of the install code: windowless commands and console-code-page decoding. Same
-//! signatures as `unix.rs`.
+//! Windows leaf of the install code: windowless commands, console-code-page decoding and the OEM code
+//! page's exact conversions. Same signatures as `unix.rs`.
 
 use std::os::windows::process::CommandExt;
 use std::process::Command;
 
-use windows_sys::Win32::Globalization::{GetOEMCP, MultiByteToWideChar};
+use windows_sys::Win32::Globalization::{
+    CP_UTF8, GetOEMCP, MB_ERR_INVALID_CHARS, MultiByteToWideChar, WC_NO_BEST_FIT_CHARS, WideCharToMultiByte,
+};
 use windows_sys::Win32::System::Console::GetConsoleOutputCP;
 use windows_sys::Win32::System::Threading::CREATE_NO_WINDOW;
 
@@ -20,9 +22,6 @@ pub(crate) fn decode_output(bytes: &[u8]) -> String {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return text.to_owned();
     }
-    let Ok(len) = i32::try_from(bytes.len()) else {
-        return String::from_utf8_lossy(bytes).into_owned();
-    };
     // SAFETY: no preconditions; 0 means "no console".
     let console = unsafe { GetConsoleOutputCP() };
     let code_page = if console == 0 {
@@ -31,20 +30,85 @@ pub(crate) fn decode_output(bytes: &[u8]) -> String {
     } else {
         console
     };
-    // SAFETY: `bytes` is valid for `len` bytes; a null output buffer with size 0 asks for the length.
-    let needed = unsafe { MultiByteToWideChar(code_page, 0, bytes.as_ptr(), len, std::ptr::null_mut(), 0) };
-    let Ok(capacity) = usize::try_from(needed) else {
-        return String::from_utf8_lossy(bytes).into_owned();
-    };
-    if capacity == 0 {
-        return String::from_utf8_lossy(bytes).into_owned();
+    to_wide(code_page, 0, bytes).map_or_else(
+        || String::from_utf8_lossy(bytes).into_owned(),
+        |wide| String::from_utf16_lossy(&wide),
+    )
+}
+
+/// `MultiByteToWideChar`: `None` when the conversion fails (with `MB_ERR_INVALID_CHARS`: on a byte that
+/// is not valid in `code_page`) or the input is too long for the API.
+fn to_wide(code_page: u32, flags: u32, bytes: &[u8]) -> Option<Vec<u16>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
     }
+    let len = i32::try_from(bytes.len()).ok()?;
+    // SAFETY: `bytes` is valid for `len` bytes; a null output buffer with size 0 asks for the length.
+    let needed =
+        unsafe { MultiByteToWideChar(code_page, flags, bytes.as_ptr(), len, std::ptr::null_mut(), 0) };
+    let capacity = usize::try_from(needed).ok().filter(|&n| n > 0)?;
     let mut wide = vec![0u16; capacity];
     // SAFETY: `wide` has room for `needed` UTF-16 units, as the first call reported.
     let written =
-        unsafe { MultiByteToWideChar(code_page, 0, bytes.as_ptr(), len, wide.as_mut_ptr(), needed) };
-    wide.truncate(usize::try_from(written).unwrap_or(0));
-    String::from_utf16_lossy(&wide)
+        unsafe { MultiByteToWideChar(code_page, flags, bytes.as_ptr(), len, wide.as_mut_ptr(), needed) };
+    wide.truncate(usize::try_from(written).ok().filter(|&n| n > 0)?);
+    Some(wide)
+}
+
+/// `text` in the OEM code page, only when every character has an exact form there: no best-fit
+/// mapping (`é` must not become `e`), no default character, and it reads back to `text`.
+pub(crate) fn oem_encode(text: &str) -> Option<Vec<u8>> {
+    // SAFETY: no preconditions.
+    let code_page = unsafe { GetOEMCP() };
+    if code_page == CP_UTF8 {
+        return Some(text.as_bytes().to_vec());
+    }
+    let wide: Vec<u16> = text.encode_utf16().collect();
+    if wide.is_empty() {
+        return Some(Vec::new());
+    }
+    let len = i32::try_from(wide.len()).ok()?;
+    let mut defaulted = 0;
+    // SAFETY: `wide` is valid for `len` units; a null output buffer with size 0 asks for the length;
+    // `defaulted` outlives the call.
+    let needed = unsafe {
+        WideCharToMultiByte(
+            code_page,
+            WC_NO_BEST_FIT_CHARS,
+            wide.as_ptr(),
+            len,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+            &mut defaulted,
+        )
+    };
+    let capacity = usize::try_from(needed).ok().filter(|&n| n > 0)?;
+    let mut bytes = vec![0u8; capacity];
+    // SAFETY: `bytes` has room for `needed` bytes, as the first call reported; `defaulted` outlives it.
+    let written = unsafe {
+        WideCharToMultiByte(
+            code_page,
+            WC_NO_BEST_FIT_CHARS,
+            wide.as_ptr(),
+            len,
+            bytes.as_mut_ptr(),
+            needed,
+            std::ptr::null(),
+            &mut defaulted,
+        )
+    };
+    bytes.truncate(usize::try_from(written).ok().filter(|&n| n > 0)?);
+    let exact = defaulted == 0 && oem_decode(&bytes).as_deref() == Some(text);
+    exact.then_some(bytes)
+}
+
+/// `bytes` read in the OEM code page; `None` when a byte is not valid there.
+pub(crate) fn oem_decode(bytes: &[u8]) -> Option<String> {
+    // SAFETY: no preconditions.
+    let code_page = unsafe { GetOEMCP() };
+    let wide = to_wide(code_page, MB_ERR_INVALID_CHARS, bytes)?;
+    String::from_utf16(&wide).ok()
 }
 
 /// Windows has no Unix user ids.
