@@ -5,12 +5,14 @@
 #![cfg(target_os = "linux")]
 
 mod install_support;
+mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use install_support::Fakes;
+use support::ok;
 
 struct Case {
     _dir: tempfile::TempDir,
@@ -65,16 +67,6 @@ impl Case {
     fn enable(&self) -> String {
         format!("launchctl enable {}", self.target())
     }
-}
-
-fn ok(out: &Output) -> String {
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "exit {:?}:\n{all}", out.status.code());
-    all
 }
 
 #[test]

@@ -19,53 +19,40 @@ use herald_home::atomic::read_record;
 use herald_home::records::StateRecord;
 use herald_service::install::ServiceSpec;
 use herald_service::install::startup::{OemCodePage, SystemOemCodePage, render_launcher};
-use wine_case::{WineCase, ok};
+use support::ok;
+use wine_case::WineCase;
 
-/// A [`WineCase`] whose drop stops its gateway and uninstalls what a failed test left behind.
-struct Case(WineCase);
-
-impl std::ops::Deref for Case {
-    type Target = WineCase;
-    fn deref(&self) -> &WineCase {
-        &self.0
-    }
+/// A case with the default hostile root; dropping it stops its gateway and uninstalls what a failed
+/// test left behind.
+fn case(profile: &str) -> WineCase {
+    case_at(profile, "Her ald 50% & ^ ! (x)")
 }
 
-impl Case {
-    fn new(profile: &str) -> Case {
-        Case::with_root(profile, "Her ald 50% & ^ ! (x)")
-    }
-
-    fn with_root(profile: &str, name: &str) -> Case {
-        // The HTTP adapter on a free port: tests run in parallel.
-        Case(WineCase::new(
-            "herald-win",
-            profile,
-            name,
-            "[http]\nlisten = \"127.0.0.1:0\"\n",
-        ))
-    }
-
-    /// Wine's task store entry.
-    fn task_file(&self) -> PathBuf {
-        let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\windows".into());
-        PathBuf::from(root)
-            .join("System32")
-            .join("Tasks")
-            .join(self.name())
-    }
+fn case_at(profile: &str, root_name: &str) -> WineCase {
+    // The HTTP adapter on a free port: tests run in parallel.
+    WineCase::new(
+        "herald-win",
+        profile,
+        root_name,
+        "[http]\nlisten = \"127.0.0.1:0\"\n",
+        |case| {
+            if case.home().lock_file().exists() {
+                let _ = case.herald(&["stop", "--timeout", "20"]);
+            }
+            if case.launcher().exists() || task_file(case).exists() {
+                let _ = case.herald(&["uninstall"]);
+            }
+        },
+    )
 }
 
-impl Drop for Case {
-    /// A failed test leaves no gateway and no registration behind.
-    fn drop(&mut self) {
-        if self.home().lock_file().exists() {
-            let _ = self.herald(&["stop", "--timeout", "20"]);
-        }
-        if self.launcher().exists() || self.task_file().exists() {
-            let _ = self.herald(&["uninstall"]);
-        }
-    }
+/// Wine's task store entry.
+fn task_file(case: &WineCase) -> PathBuf {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| r"C:\windows".into());
+    PathBuf::from(root)
+        .join("System32")
+        .join("Tasks")
+        .join(case.name())
 }
 
 /// Runs a launcher the way a logon does: `cmd.exe /c <launcher>`. No pipes: `start /b` hands the
@@ -83,14 +70,14 @@ fn run_launcher(launcher: &Path) -> std::process::ExitStatus {
 
 #[test]
 fn the_startup_launcher_starts_heraldw_from_a_hostile_home() {
-    launch_through_the_startup_folder(&Case::new("launch"), &|bytes| {
+    launch_through_the_startup_folder(&case("launch"), &|bytes| {
         assert!(bytes.is_ascii() && !bytes.windows(4).any(|w| w == b"chcp"));
     });
 }
 
 #[test]
 fn the_startup_launcher_starts_heraldw_from_a_non_ascii_home_in_the_oem_code_page() {
-    let case = Case::with_root("launch-oem", "Zoë 50% & ^ ! é");
+    let case = case_at("launch-oem", "Zoë 50% & ^ ! é");
     let carried = SystemOemCodePage.encode(case.root.to_str().unwrap()).is_some();
     assert!(
         carried,
@@ -115,16 +102,13 @@ fn the_startup_launcher_starts_heraldw_from_a_home_the_oem_code_page_cannot_carr
         );
         return;
     }
-    launch_through_the_startup_folder(
-        &Case::with_root("launch-utf8", "Zoë 50% & ^ ! 中文"),
-        &|bytes| {
-            assert!(
-                std::str::from_utf8(bytes)
-                    .unwrap()
-                    .contains("\r\nchcp 65001 >nul\r\n")
-            );
-        },
-    );
+    launch_through_the_startup_folder(&case_at("launch-utf8", "Zoë 50% & ^ ! 中文"), &|bytes| {
+        assert!(
+            std::str::from_utf8(bytes)
+                .unwrap()
+                .contains("\r\nchcp 65001 >nul\r\n")
+        );
+    });
 }
 
 /// Whether `cmd.exe` reads the lines of a batch file after `chcp 65001` as UTF-8.
@@ -143,7 +127,7 @@ fn cmd_honours_chcp_65001() -> bool {
 
 /// install --backend startup (`inspect` sees the launcher's bytes), then a logon's `cmd.exe /c
 /// <launcher>` starts the supervised gateway.
-fn launch_through_the_startup_folder(case: &Case, inspect: &dyn Fn(&[u8])) {
+fn launch_through_the_startup_folder(case: &WineCase, inspect: &dyn Fn(&[u8])) {
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(out.contains("herald installed with startup"), "{out}");
     inspect(&std::fs::read(case.launcher()).unwrap());
@@ -175,7 +159,7 @@ fn launch_through_the_startup_folder(case: &Case, inspect: &dyn Fn(&[u8])) {
 
 #[test]
 fn a_launcher_whose_target_is_gone_does_nothing() {
-    let case = Case::new("gone");
+    let case = case("gone");
     // The launcher of a Herald copy that has since been deleted (an uninstalled copy, a test's temp dir).
     let gone = case
         .bin
@@ -207,22 +191,22 @@ fn a_launcher_whose_target_is_gone_does_nothing() {
 
 #[test]
 fn the_task_is_registered_through_wines_schtasks_and_uninstall_removes_it() {
-    let case = Case::new("task");
+    let case = case("task");
     // A stale Startup entry of the same home: a successful registration removes it.
     std::fs::write(case.launcher(), "@echo off\r\n").unwrap();
     let out = ok(&case.herald(&["install", "--backend", "task", "--no-start-now"]));
     assert!(out.contains("herald installed with task"), "{out}");
-    assert!(case.task_file().is_file(), "{out}");
+    assert!(task_file(&case).is_file(), "{out}");
     assert!(!case.launcher().exists(), "one autostart entry per home");
 
     let out = ok(&case.herald(&["uninstall"]));
     assert!(out.contains("herald uninstalled"), "{out}");
-    assert!(!case.task_file().exists());
+    assert!(!task_file(&case).exists());
 }
 
 #[test]
 fn a_refused_registration_falls_back_to_the_startup_folder() {
-    let case = Case::new("denied");
+    let case = case("denied");
     // A schtasks that refuses the way an access-denied registration does: exit code 1, localized text.
     std::fs::write(
         case.bin.join("schtasks.cmd"),
@@ -233,7 +217,7 @@ fn a_refused_registration_falls_back_to_the_startup_folder() {
     assert!(out.contains("could not be registered"), "{out}");
     assert!(out.contains("herald installed with startup"), "{out}");
     assert!(case.launcher().is_file());
-    assert!(!case.task_file().exists());
+    assert!(!task_file(&case).exists());
 
     // --dry-run shows both branches and changes nothing.
     std::fs::remove_file(case.launcher()).unwrap();

@@ -25,87 +25,72 @@ use herald_home::atomic::read_record;
 use herald_home::records::{PidRecord, StateRecord};
 use herald_service::install::ServiceSpec;
 use herald_service::install::scm::{Scm, ScmConfig, ScmExit, ScmOp, ScmService, ScmState, SystemScm};
-use wine_case::{WineCase, ok};
+use support::ok;
+use wine_case::WineCase;
 
-/// A [`WineCase`] that starts and ends with no service of its name in Wine's SCM.
-struct Case(WineCase);
-
-impl std::ops::Deref for Case {
-    type Target = WineCase;
-    fn deref(&self) -> &WineCase {
-        &self.0
-    }
+/// A case that starts and ends with no service of its name in Wine's SCM, and no gateway.
+fn case(profile: &str) -> WineCase {
+    let case = WineCase::new(
+        "herald-svc",
+        profile,
+        "Her ald 50% & ^ (svc)",
+        "[http]\nlisten = \"127.0.0.1:0\"\n[gateway]\ndrain_timeout_secs = 5\n",
+        |case| {
+            remove_service(case);
+            if case.home().lock_file().exists() {
+                let _ = case.herald(&["stop", "--timeout", "20"]);
+            }
+        },
+    );
+    remove_service(&case);
+    case
 }
 
-impl Case {
-    fn new(profile: &str) -> Case {
-        let case = Case(WineCase::new(
-            "herald-svc",
-            profile,
-            "Her ald 50% & ^ (svc)",
-            "[http]\nlisten = \"127.0.0.1:0\"\n[gateway]\ndrain_timeout_secs = 5\n",
-        ));
-        case.remove_service();
-        case
-    }
-
-    fn service(&self) -> Option<ScmService> {
-        SystemScm.query(&self.name()).unwrap()
-    }
-
-    /// Probe 9 of `status --deep --json`: (ok, detail), and the exit code.
-    fn probe9(&self) -> (bool, String, Option<i32>) {
-        let out = self.herald(&["status", "--deep", "--json"]);
-        let value: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)));
-        let probe = value["probes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"] == 9)
-            .unwrap()
-            .clone();
-        (
-            probe["ok"].as_bool().unwrap(),
-            probe["detail"].as_str().unwrap().to_owned(),
-            out.status.code(),
-        )
-    }
-
-    /// Plain `herald status` (no --deep), as text and as JSON.
-    fn status(&self) -> (String, serde_json::Value) {
-        let text = support::text(&self.herald(&["status"]));
-        let out = self.herald(&["status", "--json"]);
-        let json =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)));
-        (text, json)
-    }
-
-    fn remove_service(&self) {
-        let mut scm = SystemScm;
-        if scm.query(&self.name()).ok().flatten().is_some() {
-            let _ = scm.apply(&ScmOp::Stop {
-                name: self.name(),
-                timeout: std::time::Duration::from_secs(30),
-            });
-            let _ = scm.apply(&ScmOp::Delete { name: self.name() });
-        }
-    }
+fn registered(case: &WineCase) -> Option<ScmService> {
+    SystemScm.query(&case.name()).unwrap()
 }
 
-impl Drop for Case {
-    /// A failed test leaves no service and no gateway behind.
-    fn drop(&mut self) {
-        self.remove_service();
-        if self.home().lock_file().exists() {
-            let _ = self.herald(&["stop", "--timeout", "20"]);
-        }
+/// Probe 9 of `status --deep --json`: (ok, detail), and the exit code.
+fn probe9(case: &WineCase) -> (bool, String, Option<i32>) {
+    let out = case.herald(&["status", "--deep", "--json"]);
+    let value: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)));
+    let probe = value["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == 9)
+        .unwrap()
+        .clone();
+    (
+        probe["ok"].as_bool().unwrap(),
+        probe["detail"].as_str().unwrap().to_owned(),
+        out.status.code(),
+    )
+}
+
+/// Plain `herald status` (no --deep), as text and as JSON.
+fn status(case: &WineCase) -> (String, serde_json::Value) {
+    let text = support::text(&case.herald(&["status"]));
+    let out = case.herald(&["status", "--json"]);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", support::text(&out)));
+    (text, json)
+}
+
+fn remove_service(case: &WineCase) {
+    let mut scm = SystemScm;
+    if scm.query(&case.name()).ok().flatten().is_some() {
+        let _ = scm.apply(&ScmOp::Stop {
+            name: case.name(),
+            timeout: std::time::Duration::from_secs(30),
+        });
+        let _ = scm.apply(&ScmOp::Delete { name: case.name() });
     }
 }
 
 #[test]
 fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() {
-    let case = Case::new("svc");
+    let case = case("svc");
 
     // --dry-run prints every SCM operation with its parameters, and changes nothing.
     let out = ok(&case.herald(&["install", "--backend", "windows-service", "--dry-run"]));
@@ -123,12 +108,12 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         "{out}"
     );
     assert!(out.contains("dry run: nothing was changed"), "{out}");
-    assert!(case.service().is_none(), "a dry run registers nothing");
+    assert!(registered(&case).is_none(), "a dry run registers nothing");
 
     // Install without starting: registered, automatic, stopped; the command line names this home.
     let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
     assert!(out.contains("herald installed with windows-service"), "{out}");
-    let service = case.service().expect("the SCM knows the service");
+    let service = registered(&case).expect("the SCM knows the service");
     assert_eq!(service.status.state, ScmState::Stopped);
     assert_eq!(service.start, herald_service::install::scm::ScmStart::Auto);
     let invocation = service.invocation();
@@ -143,7 +128,7 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     assert_eq!(service.home().as_deref(), case.root.to_str());
     assert!(!case.running());
     // Probe 9: registered and stopped, nothing running: they agree.
-    let (probe_ok, detail, code) = case.probe9();
+    let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(
         detail.contains(&format!("windows service {}: stopped", case.name())),
@@ -151,7 +136,7 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     );
     assert_eq!(code, Some(3), "not running");
     // Plain `status` reads the SCM too (no --deep): registered, stopped, automatic.
-    let (text, json) = case.status();
+    let (text, json) = status(&case);
     assert!(
         text.contains(&format!(
             "service: windows service {}: stopped (win32 error",
@@ -166,7 +151,7 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     let out = ok(&case.herald(&["start"]));
     assert!(out.contains("via the Windows Service Control Manager"), "{out}");
     support::wait_for("the service's gateway to run", || case.running());
-    let service = case.service().unwrap();
+    let service = registered(&case).unwrap();
     assert_eq!(service.status.state, ScmState::Running);
     let pid = read_record::<PidRecord>(&case.home().pid_record())
         .present()
@@ -188,14 +173,14 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         state.worker_pid, None,
         "the SCM supervises: no monitor of our own"
     );
-    let (probe_ok, detail, code) = case.probe9();
+    let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(
         detail.contains("running") && detail.contains(&format!("main pid {}", pid.pid)),
         "{detail}"
     );
     assert_eq!(code, Some(0), "healthy");
-    let (text, json) = case.status();
+    let (text, json) = status(&case);
     assert!(
         text.contains(&format!(
             "service: windows service {}: running (pid {})",
@@ -220,10 +205,10 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         "{out}"
     );
     assert!(!case.running());
-    let service = case.service().unwrap();
+    let service = registered(&case).unwrap();
     assert_eq!(service.status.state, ScmState::Stopped);
     assert_eq!(service.status.exit, ScmExit::Win32(0));
-    let (text, json) = case.status();
+    let (text, json) = status(&case);
     assert!(text.contains("stopped (win32 error 0)"), "{text}");
     assert_eq!(json["service"]["exit"], "win32 error 0", "{json}");
     let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
@@ -256,7 +241,7 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         })
         .unwrap();
     assert!(
-        case.service()
+        registered(&case)
             .unwrap()
             .command_line
             .contains(r"C:\old\herald.exe")
@@ -264,7 +249,7 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
     assert!(out.contains("differs from what this herald registers"), "{out}");
     assert!(out.contains(r"C:\old\herald.exe"), "{out}");
-    let repaired = case.service().unwrap().invocation();
+    let repaired = registered(&case).unwrap().invocation();
     assert!(repaired.program.to_lowercase().ends_with("herald.exe") && !repaired.program.contains("old"));
     let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
     assert!(out.contains("nothing to do"), "{out}");
@@ -286,11 +271,11 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         out.contains(&format!("scm: delete service {}", case.name())),
         "{out}"
     );
-    assert!(case.service().is_some());
+    assert!(registered(&case).is_some());
     let out = ok(&case.herald(&["uninstall"]));
     assert!(out.contains("herald uninstalled"), "{out}");
-    assert!(case.service().is_none(), "deleted");
-    let (probe_ok, detail, _) = case.probe9();
+    assert!(registered(&case).is_none(), "deleted");
+    let (probe_ok, detail, _) = probe9(&case);
     assert!(probe_ok && detail.contains("none installed"), "{detail}");
 }
 
@@ -314,7 +299,7 @@ fn test_agent() -> PathBuf {
 
 #[test]
 fn a_stop_drains_the_turn_in_flight_while_the_scm_sees_stop_pending_with_rising_checkpoints() {
-    let case = Case::new("drain");
+    let case = case("drain");
     let log = case.home().root().join("agent.log");
     let quote = |p: &std::path::Path| serde_json::to_string(&p.display().to_string()).unwrap();
     std::fs::write(
@@ -357,7 +342,7 @@ fn a_stop_drains_the_turn_in_flight_while_the_scm_sees_stop_pending_with_rising_
     let mut checkpoints = Vec::new();
     let started = std::time::Instant::now();
     loop {
-        let status = case.service().unwrap().status;
+        let status = registered(&case).unwrap().status;
         match status.state {
             ScmState::StopPending => {
                 assert!(status.wait_hint > std::time::Duration::ZERO, "{status:?}");
@@ -391,12 +376,12 @@ fn a_stop_drains_the_turn_in_flight_while_the_scm_sees_stop_pending_with_rising_
         "{drain_end:?}"
     );
     ok(&case.herald(&["uninstall"]));
-    assert!(case.service().is_none());
+    assert!(registered(&case).is_none());
 }
 
 #[test]
 fn the_service_entry_point_refuses_to_run_from_a_console() {
-    let case = Case::new("console");
+    let case = case("console");
     let out = case.herald(&["run", "--no-supervise", "--windows-service"]);
     let text = support::text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
@@ -410,13 +395,13 @@ fn the_service_entry_point_refuses_to_run_from_a_console() {
 
 #[test]
 fn probe_9_names_a_startup_launcher_and_the_service_replaces_it() {
-    let case = Case::new("autostart");
+    let case = case("autostart");
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(out.contains("herald installed with startup"), "{out}");
     assert!(case.launcher().is_file());
 
     // Registered, nothing running: only autostart at logon, which is not a contradiction.
-    let (probe_ok, detail, code) = case.probe9();
+    let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(
         detail.contains("Startup launcher") && detail.contains("registered for this home"),
@@ -432,14 +417,14 @@ fn probe_9_names_a_startup_launcher_and_the_service_replaces_it() {
     let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
     assert!(out.contains("one autostart entry per home"), "{out}");
     assert!(!case.launcher().exists());
-    assert!(case.service().is_some());
+    assert!(registered(&case).is_some());
     // ... and the launcher replaces the service.
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(
         out.contains(&format!("scm: delete service {}", case.name())),
         "{out}"
     );
-    assert!(case.service().is_none());
+    assert!(registered(&case).is_none());
     assert!(case.launcher().is_file());
     ok(&case.herald(&["uninstall"]));
     assert!(!case.launcher().exists());

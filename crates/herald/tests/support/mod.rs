@@ -232,6 +232,13 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// Both output streams of a command that must have succeeded (else the test fails showing them).
+pub fn ok(out: &Output) -> String {
+    let all = text(out);
+    assert!(out.status.success(), "exit {:?}:\n{all}", out.status.code());
+    all
+}
+
 /// Polls `condition` every 10 ms until it holds (test-side only; the product never polls like this).
 pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();

@@ -29,11 +29,27 @@ pub struct WineCase {
     /// First on `PATH` for every command the case runs.
     pub bin: PathBuf,
     pub herald: PathBuf,
+    /// Run when the case is dropped, before its temp dir goes (also when a test fails): it removes what
+    /// the test may have left registered or running.
+    on_drop: fn(&WineCase),
+}
+
+impl Drop for WineCase {
+    fn drop(&mut self) {
+        (self.on_drop)(self);
+    }
 }
 
 impl WineCase {
-    /// A case whose home root is `<temp>/<root_name>` and whose profile's `herald.toml` is `config`.
-    pub fn new(prefix: &str, profile: &str, root_name: &str, config: &str) -> WineCase {
+    /// A case whose home root is `<temp>/<root_name>` and whose profile's `herald.toml` is `config`;
+    /// `on_drop` cleans up after it.
+    pub fn new(
+        prefix: &str,
+        profile: &str,
+        root_name: &str,
+        config: &str,
+        on_drop: fn(&WineCase),
+    ) -> WineCase {
         let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
         let root = dir.path().join(root_name);
@@ -51,6 +67,7 @@ impl WineCase {
             startup,
             bin,
             herald: PathBuf::from(env!("CARGO_BIN_EXE_herald")),
+            on_drop,
             dir,
         }
     }
@@ -104,15 +121,4 @@ impl WineCase {
             Some(s) if s.state == GatewayState::Running
         )
     }
-}
-
-/// Both output streams of a command that must have succeeded.
-pub fn ok(out: &Output) -> String {
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "exit {:?}:\n{all}", out.status.code());
-    all
 }
