@@ -257,8 +257,6 @@ impl StatusReport {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::install::scm::{ScmExit, ScmStart, ScmStatus};
 
@@ -289,13 +287,7 @@ mod tests {
             account: None,
             failure: None,
             failure_on_non_crash: None,
-            status: ScmStatus {
-                state,
-                pid,
-                exit,
-                checkpoint: 0,
-                wait_hint: Duration::ZERO,
-            },
+            status: ScmStatus::settled(state, pid, exit),
         }
     }
 

@@ -203,6 +203,19 @@ pub struct ScmStatus {
     pub wait_hint: Duration,
 }
 
+impl ScmStatus {
+    /// A status with no start or stop under way: `state`, the service's process, its last exit.
+    pub fn settled(state: ScmState, pid: Option<u32>, exit: ScmExit) -> ScmStatus {
+        ScmStatus {
+            state,
+            pid,
+            exit,
+            checkpoint: 0,
+            wait_hint: Duration::ZERO,
+        }
+    }
+}
+
 /// An installed service as the SCM reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScmService {
@@ -491,13 +504,7 @@ mod tests {
             account: Some(LOCAL_SYSTEM.to_owned()),
             failure: Some(config.failure.clone()),
             failure_on_non_crash: Some(true),
-            status: ScmStatus {
-                state: ScmState::Stopped,
-                pid: None,
-                exit: ScmExit::Win32(0),
-                checkpoint: 0,
-                wait_hint: Duration::ZERO,
-            },
+            status: ScmStatus::settled(ScmState::Stopped, None, ScmExit::Win32(0)),
         }
     }
 

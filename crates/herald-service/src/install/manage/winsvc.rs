@@ -303,13 +303,7 @@ mod tests {
             account: Some("LocalSystem".into()),
             failure: None,
             failure_on_non_crash: None,
-            status: ScmStatus {
-                state: ScmState::Stopped,
-                pid: None,
-                exit: ScmExit::Win32(0),
-                checkpoint: 0,
-                wait_hint: Duration::ZERO,
-            },
+            status: ScmStatus::settled(ScmState::Stopped, None, ScmExit::Win32(0)),
         }
     }
 
