@@ -136,8 +136,9 @@ pub struct RunArgs {
     /// Internal: run as the worker of a monitor named by HERALD_MONITOR.
     #[arg(long, hide = true)]
     pub worker: bool,
-    /// Internal: the Windows Service entry point (the SCM registration runs it; not from a console).
-    #[arg(long, hide = true, requires = "no_supervise", conflicts_with_all = ["worker", "replace"])]
+    /// Internal: the Windows Service entry point (the SCM registration runs it; not from a console). The
+    /// service hosts the monitor, or with --no-supervise the gateway alone.
+    #[arg(long, hide = true, conflicts_with_all = ["worker", "replace"])]
     pub windows_service: bool,
 }
 

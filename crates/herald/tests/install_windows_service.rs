@@ -1,13 +1,16 @@
 //! The Windows Service backend, for real under Wine (see ci/wine/README.md): `herald install --backend
 //! windows-service` registers the gateway with Wine's Service Control Manager (services.exe) through the
-//! SCM API, `herald start` starts it through the SCM, `status --deep` probe 9 reads the SCM's state and
-//! pid and checks them against the lock holder, `herald stop` sends the SCM's Stop control, which the
-//! service turns into the gateway's planned stop with drain (observed in the lifecycle log), a drifted
+//! SCM API, `herald start` starts it through the SCM (the service's process is Herald's monitor, which
+//! runs the gateway as its worker), `status` and `status --deep` probe 9 read the SCM's state and pid and
+//! check them against the lock holder, `herald stop` sends the SCM's Stop control, which the monitor
+//! forwards as the worker's planned stop with drain (observed in the lifecycle log), a worker killed
+//! outright is restarted inside the running service without the SCM noticing, a drifted
 //! registration is repaired, a second install changes nothing, and uninstall deletes the service. Also:
 //! the service entry point run from a console is refused clearly, and probe 9 for a Startup-folder
 //! launcher (an autostart entry, not a supervisor), which installing the service then replaces.
 //!
-//! What Wine's SCM does not implement (so it is not asserted here): reading failure actions back
+//! What Wine's SCM does not implement (so it is not asserted here): acting on failure actions (the net
+//! for a monitor that dies), reading them back
 //! (`QueryServiceConfig2(SERVICE_CONFIG_FAILURE_ACTIONS)` → `ERROR_INVALID_LEVEL`), the non-crash failure
 //! flag and delayed auto-start (`ChangeServiceConfig2` levels 3 and 4 → `ERROR_INVALID_LEVEL`); install
 //! reports the flag as not supported and drift detection names what it could not compare.
@@ -22,7 +25,7 @@ use std::process::{Command, Stdio};
 
 use herald_home::ProfileName;
 use herald_home::atomic::read_record;
-use herald_home::records::{PidRecord, StateRecord};
+use herald_home::records::{MonitorRecord, PidRecord, StateRecord};
 use herald_service::install::ServiceSpec;
 use herald_service::install::scm::{Scm, ScmConfig, ScmExit, ScmOp, ScmService, ScmState, SystemScm};
 use support::ok;
@@ -42,6 +45,11 @@ fn case(profile: &str) -> WineCase {
             }
         },
     );
+    // The first Wine process of a run boots the prefix's services.exe; until it listens, SCM calls fail
+    // with RPC_S_SERVER_UNAVAILABLE (1722).
+    support::wait_for("Wine's Service Control Manager", || {
+        SystemScm.query(&case.name()).is_ok()
+    });
     remove_service(&case);
     case
 }
@@ -98,7 +106,11 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         out.contains(&format!("scm: create service {}", case.name())),
         "{out}"
     );
-    assert!(out.contains("--no-supervise --windows-service"), "{out}");
+    assert!(out.contains(" run --windows-service"), "{out}");
+    assert!(
+        !out.contains("--no-supervise"),
+        "the service hosts the monitor: {out}"
+    );
     assert!(
         out.contains("restart after 1s, 5s, 30s (reset after 86400s)"),
         "{out}"
@@ -122,8 +134,8 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         "{invocation:?}"
     );
     assert_eq!(
-        invocation.args[invocation.args.len() - 3..],
-        ["run", "--no-supervise", "--windows-service"]
+        invocation.args[invocation.args.len() - 2..],
+        ["run", "--windows-service"]
     );
     assert_eq!(service.home().as_deref(), case.root.to_str());
     assert!(!case.running());
@@ -147,7 +159,8 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     assert_eq!(json["service"]["state"], "stopped", "{json}");
     assert_eq!(json["service"]["start"], "automatic", "{json}");
 
-    // `herald start` goes through the SCM; the service runs the gateway and reports its pid.
+    // `herald start` goes through the SCM; the service's process is Herald's monitor (it holds the lock
+    // and the PID record), which runs the gateway as its worker.
     let out = ok(&case.herald(&["start"]));
     assert!(out.contains("via the Windows Service Control Manager"), "{out}");
     support::wait_for("the service's gateway to run", || case.running());
@@ -159,7 +172,7 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     assert_eq!(
         service.status.pid,
         Some(pid.pid),
-        "the SCM's process is the gateway"
+        "the SCM's process is the monitor"
     );
     assert!(
         pid.argv.iter().any(|a| a == "--windows-service"),
@@ -169,10 +182,8 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     let state = read_record::<StateRecord>(&case.home().state_record())
         .present()
         .unwrap();
-    assert_eq!(
-        state.worker_pid, None,
-        "the SCM supervises: no monitor of our own"
-    );
+    let worker = state.worker_pid.expect("the monitor runs a worker");
+    assert_ne!(worker, pid.pid);
     let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(
@@ -211,24 +222,38 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     let (text, json) = status(&case);
     assert!(text.contains("stopped (win32 error 0)"), "{text}");
     assert_eq!(json["service"]["exit"], "win32 error 0", "{json}");
+    // The monitor took the SCM's Stop and forwarded it; the worker drained, then both exited.
     let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
-    let names = support::names_for(&events, pid.pid);
     let stop = support::find(&events, pid.pid, "stop_requested");
     assert_eq!(
         stop.field("source").and_then(|s| s.as_str()),
         Some("scm:stop"),
-        "{names:?}"
+        "{:?}",
+        support::names_for(&events, pid.pid)
     );
-    let at = |name: &str| {
-        names
-            .iter()
-            .position(|n| n == name)
-            .unwrap_or_else(|| panic!("{name} in {names:?}"))
+    let order = |who: u32, expected: &[&str]| {
+        let names = support::names_for(&events, who);
+        let at = |name: &str| {
+            names
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or_else(|| panic!("{name} in {names:?}"))
+        };
+        assert!(
+            expected.windows(2).all(|w| at(w[0]) < at(w[1])),
+            "{expected:?} in {names:?}"
+        );
     };
-    assert!(at("ready") < at("stop_requested"));
-    assert!(at("stop_requested") < at("drain_begin"));
-    assert!(at("drain_begin") < at("drain_end"));
-    assert!(at("drain_end") < at("exit"));
+    order(
+        pid.pid,
+        &["worker_spawned", "stop_requested", "worker_exit", "exit"],
+    );
+    order(
+        worker,
+        &["ready", "stop_requested", "drain_begin", "drain_end", "exit"],
+    );
+    let worker_exit = support::find(&events, pid.pid, "worker_exit");
+    assert_eq!(worker_exit.field("planned").and_then(|v| v.as_bool()), Some(true));
 
     // Drift: a registration that runs another program is repaired; --force rewrites a correct one.
     let mut spec = ServiceSpec::for_home(&case.home(), r"C:\old\herald.exe", 5);
@@ -379,14 +404,69 @@ fn a_stop_drains_the_turn_in_flight_while_the_scm_sees_stop_pending_with_rising_
     assert!(registered(&case).is_none());
 }
 
+/// The service hosts Herald's monitor: a worker killed outright (TerminateProcess, like a crash or an OOM
+/// kill) is replaced by the monitor within moments, while the SCM's service process and state never
+/// change. (The SCM's own failure actions, the net for the monitor itself, are not implemented by Wine.)
+#[test]
+fn a_killed_worker_is_restarted_inside_the_running_service() {
+    let case = case("crash");
+    ok(&case.herald(&["install", "--backend", "windows-service"]));
+    support::wait_for("the service's gateway to run", || case.running());
+    let before = registered(&case).unwrap().status;
+    assert_eq!(before.state, ScmState::Running);
+    let state = read_record::<StateRecord>(&case.home().state_record())
+        .present()
+        .unwrap();
+    let first = state.worker_pid.expect("a worker");
+
+    // TerminateProcess with exit code 1, as Task Manager's "End task" or a crash ends it (Wine's
+    // `taskkill /F` exits the process with 0, which reads as a worker that chose to stop).
+    let monitor = read_record::<MonitorRecord>(&case.home().monitor_record())
+        .present()
+        .unwrap();
+    let record = monitor.worker.expect("the monitor records its worker");
+    assert_eq!(record.pid, first);
+    herald_service::terminate::force_kill_verified(record.key(), &record.argv, record.exe.as_deref())
+        .unwrap();
+    support::wait_for("the monitor's next worker to serve", || {
+        read_record::<StateRecord>(&case.home().state_record())
+            .present()
+            .is_some_and(|s| {
+                s.state == herald_home::records::GatewayState::Running
+                    && s.worker_pid.is_some_and(|w| w != first)
+            })
+    });
+    let after = registered(&case).unwrap().status;
+    assert_eq!(after.state, ScmState::Running, "the SCM saw no failure");
+    assert_eq!(after.pid, before.pid, "the same service process");
+    let (text, json) = status(&case);
+    assert_eq!(json["restarts"], 1, "{text}");
+    assert!(text.contains("1 restarts"), "{text}");
+    let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
+    let exit = events
+        .iter()
+        .find(|e| e.event == "worker_exit")
+        .expect("the monitor saw its worker die");
+    assert_eq!(exit.field("planned").and_then(|v| v.as_bool()), Some(false));
+
+    ok(&case.herald(&["uninstall"]));
+    assert!(registered(&case).is_none());
+    assert!(!case.running());
+}
+
 #[test]
 fn the_service_entry_point_refuses_to_run_from_a_console() {
     let case = case("console");
-    let out = case.herald(&["run", "--no-supervise", "--windows-service"]);
-    let text = support::text(&out);
-    assert_eq!(out.status.code(), Some(2), "{text}");
-    assert!(text.contains("cannot run from a console"), "{text}");
-    assert!(text.contains("1063"), "{text}");
+    for args in [
+        &["run", "--windows-service"][..],
+        &["run", "--no-supervise", "--windows-service"],
+    ] {
+        let out = case.herald(args);
+        let text = support::text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains("cannot run from a console"), "{text}");
+        assert!(text.contains("1063"), "{text}");
+    }
     assert!(
         !case.home().lock_file().exists() || !case.running(),
         "no gateway ran"

@@ -5,6 +5,10 @@
 //! (signals; a stop marker while no worker runs) are forwarded to the worker once — SIGTERM on Unix, the
 //! control channel on Windows — and the monitor then exits with the worker's planned-stop code instead
 //! of restarting it.
+//!
+//! Hosted by a Windows Service (`run --windows-service`), the monitor is the service's process: the SCM's
+//! Stop and Preshutdown reach it as stop requests, it reports the service running once its first worker
+//! serves and stop pending when a planned stop begins, and its exit code is the service's.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -39,6 +43,24 @@ mod os;
 #[cfg(windows)]
 #[path = "windows.rs"]
 mod os;
+
+/// How often a monitor hosted by a Windows Service looks for its worker's readiness while the start is
+/// pending (never after).
+const READY_POLL: Duration = Duration::from_millis(50);
+
+/// Reports the service running (see [`crate::winsvc::ready`]) once the worker `worker_pid` serves, as its
+/// state record says: the same moment a standalone gateway reports it. Ends when reported, or when the
+/// start is no longer pending (a stop came first).
+async fn report_ready_when_serving(home: Home, worker_pid: u32) {
+    while crate::winsvc::awaiting_ready() {
+        let state = herald_home::atomic::read_record::<StateRecord>(&home.state_record()).present();
+        if state.is_some_and(|s| s.state == GatewayState::Running && s.worker_pid == Some(worker_pid)) {
+            crate::winsvc::ready();
+            return;
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
 
 /// Parses [`MONITOR_ENV`].
 pub fn parse_monitor_env(value: &str) -> Option<ProcessKey> {
@@ -89,6 +111,8 @@ impl Monitor {
     async fn supervise(&mut self, config: &Config) -> (ExitCode, String) {
         let home = self.keeper.home().clone();
         let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
+        // Hosted by a Windows Service: the SCM's Stop and Preshutdown arrive as stop requests here too.
+        crate::winsvc::attach(signal_tx.clone());
         if let Err(e) = signals::listen(signal_tx) {
             return (ExitCode::Failure, format!("cannot install signal handlers: {e}"));
         }
@@ -114,6 +138,9 @@ impl Monitor {
                 .stderr
                 .take()
                 .map(|stderr| tokio::spawn(relay_stderr(stderr, tail.clone())));
+            // Under the SCM, "running" is reported once the first worker serves.
+            let ready_watch = crate::winsvc::awaiting_ready()
+                .then(|| tokio::spawn(report_ready_when_serving(home.clone(), worker_pid)));
             let worker = worker_record(worker_pid);
             self.write_monitor_record(MonitorPhase::Supervising, worker);
             self.keeper.log(
@@ -138,6 +165,7 @@ impl Monitor {
                                     .with("restart", false));
                             }
                             planned = true;
+                            crate::winsvc::stopping();
                             os::forward_stop(&mut child, &home).await;
                         }
                         Disposition::Absorb => self.keeper.log(self.keeper.event(EventKind::SignalIgnored)
@@ -153,12 +181,18 @@ impl Monitor {
                             }
                             planned = true;
                             restart_requested |= marker.restart;
+                            if !restart_requested {
+                                crate::winsvc::stopping();
+                            }
                             os::forward_stop(&mut child, &home).await;
                         }
                     }
                 }
             };
             drop(stdin);
+            if let Some(watch) = ready_watch {
+                watch.abort();
+            }
             if let Some(relay) = relay {
                 let _ = relay.await;
             }

@@ -1,26 +1,30 @@
-//! The gateway as a Windows Service: `herald run --no-supervise --windows-service`, the command line the
-//! SCM registration (`herald install --backend windows-service`) starts.
+//! Herald as a Windows Service: `herald run --windows-service`, the command line the SCM registration
+//! (`herald install --backend windows-service`) starts.
 //!
 //! The Windows leaf connects to the SCM (`StartServiceCtrlDispatcher`), registers a control handler and
-//! runs the standalone gateway ([`crate::run`]) inside the service's main function. Everything else is
-//! here and pure, so it is tested on every OS:
+//! runs `herald run` inside the service's main function: Herald's monitor, which runs the gateway as its
+//! worker and restarts it when it dies (with `--no-supervise`, the gateway alone — registrations made
+//! before the service hosted the monitor; `install` repairs them). The SCM's failure actions restart the
+//! service when the monitor itself fails. Everything else is here and pure, so it is tested on every OS:
 //!
 //! - **Status.** `SERVICE_START_PENDING` until the gateway is ready (the same moment systemd gets
-//!   `READY=1`), then `SERVICE_RUNNING`; a planned stop — whoever asked — reports `SERVICE_STOP_PENDING`,
-//!   and a helper thread raises the checkpoint every second (with a wait hint) until the gateway has
-//!   exited; then `SERVICE_STOPPED` with the exit code below. The helper thread sleeps without a timeout
-//!   while the service runs: no wake-ups.
-//! - **Controls.** Stop and Preshutdown (accepted from the start) become a stop request on the gateway's
-//!   own stop channel ([`crate::signals::StopSource::Service`]): the same one planned stop and drain as the
-//!   control channel's `stop`, recorded as `stop_requested` with source `scm:stop` / `scm:preshutdown`. A
-//!   control that arrives before the gateway listens is kept and delivered when it does.
+//!   `READY=1`; the monitor learns it from its worker's state record), then `SERVICE_RUNNING`; a planned
+//!   stop — whoever asked — reports `SERVICE_STOP_PENDING`, and a helper thread raises the checkpoint
+//!   every second (with a wait hint) until the process has exited; then `SERVICE_STOPPED` with the exit
+//!   code below. The helper thread sleeps without a timeout while the service runs: no wake-ups. A
+//!   worker restarted by the monitor is not a change of the service's state.
+//! - **Controls.** Stop and Preshutdown (accepted from the start) become a stop request on the process's
+//!   own stop channel ([`crate::signals::StopSource::Service`]): the monitor forwards it to its worker as
+//!   the same planned stop and drain as the control channel's `stop`, recorded as `stop_requested` with
+//!   source `scm:stop` / `scm:preshutdown`. A control that arrives before the channel exists is kept
+//!   and delivered when it does.
 //! - **Exit codes** ([`scm_exit`]): 0 (planned stop) → `NO_ERROR`; 75 (restart requested) → service
 //!   specific 75, a failure for the SCM, whose failure actions (with failure actions on non-crash failures
 //!   enabled) start it again after 1 s; 78 (fatal configuration) → `NO_ERROR`, so the SCM does *not*
 //!   restart a gateway that cannot start — the reason is in `herald status` (last exit 78) and the
-//!   lifecycle log (`startup_failed`); any other code (1, …) → service specific, restarted with growing
-//!   delays (1 s, 5 s, 30 s; the count resets after a day). A crash that never reports `SERVICE_STOPPED` is
-//!   a failure too.
+//!   lifecycle log (`startup_failed`); any other code (1 from a monitor whose worker crash-loops, …) →
+//!   service specific, restarted with growing delays (1 s, 5 s, 30 s; the count resets after a day). A
+//!   crash that never reports `SERVICE_STOPPED` is a failure too.
 //! - **From a console** the dispatcher fails with `ERROR_FAILED_SERVICE_CONTROLLER_CONNECT` (1063):
 //!   [`ServiceError::NotUnderScm`], which the binary reports with exit 2 (usage).
 
@@ -216,6 +220,11 @@ impl Session {
         self.report(&mut inner);
     }
 
+    /// Whether the SCM still waits to hear that the service serves (start pending).
+    pub fn starting(&self) -> bool {
+        self.lock().phase == Phase::Starting
+    }
+
     /// The gateway's stop channel; a control that came first is delivered now.
     pub fn attach(&self, events: UnboundedSender<SignalEvent>) {
         let mut inner = self.lock();
@@ -288,6 +297,12 @@ pub fn ready() {
     }
 }
 
+/// Running as a Windows Service whose start is still pending: a monitor then reports [`ready`] when its
+/// worker serves.
+pub fn awaiting_ready() -> bool {
+    session().is_some_and(Session::starting)
+}
+
 /// A planned stop began: `SERVICE_STOP_PENDING` (no-op unless running as a service).
 pub fn stopping() {
     if let Some(session) = session() {
@@ -295,15 +310,16 @@ pub fn stopping() {
     }
 }
 
-/// The gateway's stop channel, for SCM controls (no-op unless running as a service).
+/// The stop channel of the gateway or of the monitor, for SCM controls (no-op unless running as a
+/// service).
 pub fn attach(events: UnboundedSender<SignalEvent>) {
     if let Some(session) = session() {
         session.attach(events);
     }
 }
 
-/// Runs the gateway (`options.mode` should be standalone) as the Windows Service `service` until a
-/// planned stop. `Err` when the process was not started by the SCM, or cannot talk to it.
+/// Runs `herald run` (the monitor, or with `--no-supervise` the gateway alone) as the Windows Service
+/// `service` until a planned stop. `Err` when the process was not started by the SCM, or cannot talk to it.
 pub fn run_as_service(
     options: RunOptions,
     service: String,

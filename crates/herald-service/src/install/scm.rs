@@ -8,8 +8,8 @@
 //! through its API, and its answers are numbers and the registered command line.
 //!
 //! What Herald registers (`Herald_Gateway[_PROFILE]`, see [`super::names::windows_service_name`]):
-//! `"<herald.exe>" --home <root> [--profile P] run --no-supervise --windows-service` as an own-process
-//! service, start type automatic (demand with `--no-start-on-login`), running as LocalSystem, with failure
+//! `"<herald.exe>" --home <root> [--profile P] run --windows-service` as an own-process service (the
+//! service process is Herald's monitor, which restarts a crashed worker itself), start type automatic (demand with `--no-start-on-login`), running as LocalSystem, with failure
 //! actions that restart after 1 s, 5 s and 30 s (the last repeats), a failure count reset after a day,
 //! failure actions also on a non-zero exit code reported with `SERVICE_STOPPED` (so exit 75, "restart
 //! requested", restarts), and a preshutdown timeout of the drain budget plus a margin. No secret and no
@@ -520,7 +520,6 @@ mod tests {
                 "--profile",
                 "work",
                 "run",
-                "--no-supervise",
                 SERVICE_FLAG
             ]
         );

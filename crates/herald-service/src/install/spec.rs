@@ -36,14 +36,14 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Whether the manager restarts the gateway itself. Those run `run --no-supervise`, since two
-    /// supervisors would fight over restarts and rate limits; the others (a logon task, a Startup launcher)
-    /// start it once and rely on Herald's own monitor.
+    /// Whether the manager restarts the gateway itself, promptly and observably. Those run `run
+    /// --no-supervise`, since two supervisors would fight over restarts and rate limits. The others run
+    /// Herald's own monitor: a logon task and a Startup launcher start the gateway once; the Windows SCM's
+    /// failure actions are coarse (fixed delays, one counter a day) and act only on the service's own
+    /// process, so the service hosts the monitor, which restarts a crashed worker within milliseconds
+    /// with its backoff and crash-loop limit, and the failure actions are the net for the monitor.
     pub fn supervises(self) -> bool {
-        matches!(
-            self,
-            Backend::Systemd | Backend::Launchd | Backend::WindowsService
-        )
+        matches!(self, Backend::Systemd | Backend::Launchd)
     }
 
     /// Whether paths in this registration are Windows paths.
@@ -302,7 +302,7 @@ mod tests {
         }
         assert_eq!(
             spec.run_args(Backend::WindowsService).unwrap()[2..],
-            ["run", "--no-supervise", "--windows-service"]
+            ["run", "--windows-service"]
         );
         assert_eq!(
             spec.invocation(Backend::WindowsService).unwrap().herald_home,

@@ -1,6 +1,6 @@
 //! Planning for the Windows Service backend (machine-wide, admin): the SCM registration
-//! `Herald_Gateway[_PROFILE]` that starts `herald run --no-supervise --windows-service` at boot and
-//! restarts it when it fails.
+//! `Herald_Gateway[_PROFILE]` that starts `herald run --windows-service` (the monitor, which restarts a
+//! crashed worker itself) at boot, and restarts the service when the monitor fails.
 //!
 //! **Invariant:** the registration is read through the [`Scm`] trait and compared fact by fact with
 //! [`ScmConfig::for_spec`] ([`scm::drift`]): equal → no step; different → `Reconfigure` (and, when it
