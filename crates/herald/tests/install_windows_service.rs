@@ -454,6 +454,49 @@ fn a_killed_worker_is_restarted_inside_the_running_service() {
     assert!(!case.running());
 }
 
+/// A worker that cannot start (its HTTP port is taken) is restarted by the monitor until the crash-loop
+/// breaker trips; the monitor then exits 1 and the service stops with service-specific error 1 — the
+/// failure the SCM's failure actions restart (with growing delays) on Windows. `herald start` reports the
+/// failed start, and `status` shows why.
+#[test]
+fn a_crash_looping_worker_stops_the_service_with_a_failure_for_the_scm() {
+    let case = case("loop");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        case.home().config_file(),
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[supervisor]\ncrash_loop_max_exits = 1\n\
+             crash_loop_window_secs = 60\n"
+        ),
+    )
+    .unwrap();
+    ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
+    let out = case.herald(&["start"]);
+    let text = support::text(&out);
+    assert!(!out.status.success(), "the start failed: {text}");
+    assert!(text.contains("stopped while starting (exit code 1)"), "{text}");
+    let service = registered(&case).unwrap();
+    assert_eq!(service.status.state, ScmState::Stopped, "{text}");
+    assert_eq!(service.status.exit, ScmExit::ServiceSpecific(1), "{text}");
+    assert!(!case.running());
+    let (text, json) = status(&case);
+    assert!(text.contains("stopped (exit code 1)"), "{text}");
+    assert_eq!(json["state"], "crash_looping", "{json}");
+    let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
+    assert!(
+        events.iter().any(|e| e.event == "crash_loop"),
+        "{:?}",
+        events.iter().map(|e| &e.event).collect::<Vec<_>>()
+    );
+    assert!(
+        events.iter().filter(|e| e.event == "worker_spawned").count() >= 2,
+        "restarted before giving up"
+    );
+    drop(taken);
+    ok(&case.herald(&["uninstall"]));
+}
+
 #[test]
 fn the_service_entry_point_refuses_to_run_from_a_console() {
     let case = case("console");
