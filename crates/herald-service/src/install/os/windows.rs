@@ -124,3 +124,30 @@ pub(crate) fn real_uid() -> Option<u32> {
 pub(crate) fn set_mode(_path: &std::path::Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oem_text_round_trips_or_is_refused_never_approximated() {
+        for text in ["C:\\plain ascii", "C:\\Zoë\\é", "C:\\中文", "C:\\😀"] {
+            match oem_encode(text) {
+                Some(bytes) => assert_eq!(oem_decode(&bytes).as_deref(), Some(text), "{text}"),
+                None => assert!(!text.is_ascii(), "ASCII always fits: {text}"),
+            }
+        }
+        // SAFETY: no preconditions.
+        let utf8 = unsafe { GetOEMCP() } == CP_UTF8;
+        assert!(
+            utf8 || oem_encode("C:\\😀").is_none(),
+            "no OEM code page but UTF-8 has emoji"
+        );
+    }
+
+    #[test]
+    fn console_output_is_decoded_lossily() {
+        assert_eq!(decode_output(b"plain"), "plain");
+        assert!(!decode_output(&[0x82, 0xff, b'x']).is_empty());
+    }
+}

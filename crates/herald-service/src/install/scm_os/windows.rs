@@ -147,16 +147,15 @@ fn info(name: &str, config: &ScmConfig) -> ServiceInfo {
     }
 }
 
-/// The settings beyond `CreateService`/`ChangeServiceConfig`.
-fn configure(service: &Service, name: &str, config: &ScmConfig) -> Result<Applied, ScmError> {
-    let mut applied = Applied::default();
-    let actions = ServiceFailureActions {
-        reset_period: ServiceFailureResetPeriod::After(config.failure.reset_after),
+/// Herald's failure policy as the SCM's failure actions: one restart per delay (the SCM repeats the last),
+/// no reboot message, no command. [`policy`] reads it back.
+fn failure_actions(policy: &FailurePolicy) -> ServiceFailureActions {
+    ServiceFailureActions {
+        reset_period: ServiceFailureResetPeriod::After(policy.reset_after),
         reboot_msg: None,
         command: None,
         actions: Some(
-            config
-                .failure
+            policy
                 .restart_delays
                 .iter()
                 .map(|&delay| ServiceAction {
@@ -165,9 +164,14 @@ fn configure(service: &Service, name: &str, config: &ScmConfig) -> Result<Applie
                 })
                 .collect(),
         ),
-    };
+    }
+}
+
+/// The settings beyond `CreateService`/`ChangeServiceConfig`.
+fn configure(service: &Service, name: &str, config: &ScmConfig) -> Result<Applied, ScmError> {
+    let mut applied = Applied::default();
     service
-        .update_failure_actions(actions)
+        .update_failure_actions(failure_actions(&config.failure))
         .map_err(|e| fail(&format!("set the failure actions of {name}"), &e))?;
     match service.set_failure_actions_on_non_crash_failures(config.failure_on_non_crash) {
         Ok(()) => {}
@@ -282,5 +286,28 @@ pub(crate) fn apply(op: &ScmOp) -> Result<Applied, ScmError> {
                 Err(e) => Err(fail(&format!("delete the service {name}"), &e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_policy_round_trips_through_the_scm_types() {
+        let herald = FailurePolicy::herald();
+        assert_eq!(policy(failure_actions(&herald)), herald);
+        let actions = failure_actions(&herald);
+        assert_eq!(actions.actions.as_ref().map(Vec::len), Some(3));
+        assert!(actions.reboot_msg.is_none() && actions.command.is_none());
+    }
+
+    #[test]
+    fn any_action_but_a_restart_reads_as_no_restarts() {
+        let mut actions = failure_actions(&FailurePolicy::herald());
+        if let Some(list) = actions.actions.as_mut() {
+            list[1].action_type = ServiceActionType::Reboot;
+        }
+        assert!(policy(actions).restart_delays.is_empty());
     }
 }
