@@ -76,21 +76,16 @@ pub fn install(home: &Home, args: &InstallArgs) -> ExitCode {
         Ok(plan) => plan,
         Err(code) => return code,
     };
-    if args.dry_run {
-        return dry_run(&plan);
-    }
-    for note in &plan.notes {
-        println!("{note}");
-    }
-    if plan.is_empty() {
-        println!(
-            "herald is already installed with {backend} for {}; nothing to do",
-            home.root().display()
-        );
-        return ExitCode::Ok;
-    }
-    match carry_out(home, &plan) {
-        Ok(outcome) => {
+    match apply(home, &plan, args.dry_run) {
+        Ok(Applied::DryRun) => ExitCode::Ok,
+        Ok(Applied::NothingToDo) => {
+            println!(
+                "herald is already installed with {backend} for {}; nothing to do",
+                home.root().display()
+            );
+            ExitCode::Ok
+        }
+        Ok(Applied::Done(outcome)) => {
             let used = match (&outcome.fell_back, backend) {
                 (Some(why), Backend::Task) => {
                     println!(
@@ -113,17 +108,8 @@ fn install_none(home: &Home, args: &InstallArgs, ctx: &Context) -> ExitCode {
         Ok(spec) => spec,
         Err(code) => return code,
     };
-    let mut runner = SystemRunner::default();
-    let files = RealFiles;
-    let mut probe = Probe {
-        ctx,
-        files: &files,
-        runner: &mut runner,
-        scm: &SystemScm,
-        gateway_running: gateway_running(home),
-    };
     let scope = if args.system { Scope::System } else { Scope::User };
-    match manage::plan_uninstall(&spec, scope, &mut probe) {
+    match planned(home, ctx, |probe| manage::plan_uninstall(&spec, scope, probe)) {
         Ok(plan) if !plan.is_empty() => {
             eprintln!(
                 "herald: this home is registered with {}; `herald uninstall` first (one autostart mechanism \
@@ -133,7 +119,7 @@ fn install_none(home: &Home, args: &InstallArgs, ctx: &Context) -> ExitCode {
             return ExitCode::Failure;
         }
         Ok(_) => {}
-        Err(e) => return fail(&e),
+        Err(code) => return code,
     }
     if args.dry_run {
         println!("no autostart; would start the gateway now, detached and supervised (as `herald start`)");
@@ -158,21 +144,16 @@ pub fn uninstall(home: &Home, args: &UninstallArgs) -> ExitCode {
         Ok(plan) => plan,
         Err(code) => return code,
     };
-    if args.dry_run {
-        return dry_run(&plan);
-    }
-    for note in &plan.notes {
-        println!("note: {note}");
-    }
-    if plan.is_empty() {
-        println!(
-            "herald is not installed for {}; nothing to do",
-            home.root().display()
-        );
-        return ExitCode::Ok;
-    }
-    match carry_out(home, &plan) {
-        Ok(_) => {
+    match apply(home, &plan, args.dry_run) {
+        Ok(Applied::DryRun) => ExitCode::Ok,
+        Ok(Applied::NothingToDo) => {
+            println!(
+                "herald is not installed for {}; nothing to do",
+                home.root().display()
+            );
+            ExitCode::Ok
+        }
+        Ok(Applied::Done(_)) => {
             println!("herald uninstalled for {}", home.root().display());
             ExitCode::Ok
         }
@@ -181,28 +162,50 @@ pub fn uninstall(home: &Home, args: &UninstallArgs) -> ExitCode {
 }
 
 /// Runs a planner against the real files and commands; a planning error is printed and mapped.
+/// What the planners read on this machine: its files, its commands (through `runner`), the SCM, and
+/// whether this home's gateway runs now.
+fn probe<'a>(home: &Home, ctx: &'a Context, runner: &'a mut SystemRunner) -> Probe<'a> {
+    Probe {
+        ctx,
+        files: &RealFiles,
+        runner,
+        scm: &SystemScm,
+        gateway_running: gateway_running(home),
+    }
+}
+
 fn planned(
     home: &Home,
     ctx: &Context,
     plan: impl FnOnce(&mut Probe<'_>) -> Result<Plan, ManageError>,
 ) -> Result<Plan, ExitCode> {
     let mut runner = SystemRunner::default();
-    let files = RealFiles;
-    let mut probe = Probe {
-        ctx,
-        files: &files,
-        runner: &mut runner,
-        scm: &SystemScm,
-        gateway_running: gateway_running(home),
-    };
-    plan(&mut probe).map_err(|e| fail(&e))
+    plan(&mut probe(home, ctx, &mut runner)).map_err(|e| fail(&e))
 }
 
-/// `--dry-run`: the plan, and nothing done.
-fn dry_run(plan: &Plan) -> ExitCode {
-    print!("{}", plan.describe());
-    println!("dry run: nothing was changed");
-    ExitCode::Ok
+/// What [`apply`] did with a plan.
+enum Applied {
+    /// `--dry-run`: the plan was printed, nothing done.
+    DryRun,
+    /// The plan was empty: everything is as it should be.
+    NothingToDo,
+    Done(Outcome),
+}
+
+/// `--dry-run` prints the plan; otherwise its notes are printed and it is carried out, unless empty.
+fn apply(home: &Home, plan: &Plan, dry_run: bool) -> Result<Applied, ExitCode> {
+    if dry_run {
+        print!("{}", plan.describe());
+        println!("dry run: nothing was changed");
+        return Ok(Applied::DryRun);
+    }
+    for note in &plan.notes {
+        println!("note: {note}");
+    }
+    if plan.is_empty() {
+        return Ok(Applied::NothingToDo);
+    }
+    carry_out(home, plan).map(Applied::Done)
 }
 
 /// `start`/`stop`/`restart` through the supervised registration of this home; `None` when there is none
@@ -211,14 +214,7 @@ pub(crate) fn route(home: &Home, action: Action) -> Option<ExitCode> {
     let spec = spec_for(home, false).ok()?;
     let ctx = Context::current();
     let mut runner = SystemRunner::default();
-    let files = RealFiles;
-    let mut probe = Probe {
-        ctx: &ctx,
-        files: &files,
-        runner: &mut runner,
-        scm: &SystemScm,
-        gateway_running: gateway_running(home),
-    };
+    let mut probe = probe(home, &ctx, &mut runner);
     let registered = match manage::detect(&spec, &probe) {
         Ok(Some(registered)) => registered,
         Ok(None) => return None,
@@ -361,17 +357,7 @@ pub(crate) fn service_facts(home: &Home) -> herald_service::deep::ServiceFacts {
     let mut runner = SystemRunner {
         timeout: Duration::from_millis(500),
     };
-    let files = RealFiles;
-    let registered = {
-        let probe = Probe {
-            ctx: &ctx,
-            files: &files,
-            runner: &mut runner,
-            scm: &SystemScm,
-            gateway_running: gateway_running(home),
-        };
-        manage::detect(&spec, &probe)
-    };
+    let registered = manage::detect(&spec, &probe(home, &ctx, &mut runner));
     match registered {
         Ok(None) if ctx.os == TargetOs::Windows => windows_autostart_facts(&spec, &ctx, &mut runner, home),
         Ok(None) => ServiceFacts::None,
@@ -480,15 +466,7 @@ fn windows_autostart_facts(
     home: &Home,
 ) -> herald_service::deep::ServiceFacts {
     use herald_service::deep::ServiceFacts;
-    let files = RealFiles;
-    let mut probe = Probe {
-        ctx,
-        files: &files,
-        runner,
-        scm: &SystemScm,
-        gateway_running: gateway_running(home),
-    };
-    match manage::windows::autostart_entries(spec, &mut probe) {
+    match manage::windows::autostart_entries(spec, &mut probe(home, ctx, runner)) {
         Ok(entries) if entries.is_empty() => ServiceFacts::None,
         Ok(entries) => ServiceFacts::Autostart {
             entries: entries
