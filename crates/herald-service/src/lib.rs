@@ -13,6 +13,7 @@ pub mod identity;
 pub mod install;
 pub mod spawn;
 pub mod status;
+pub mod stdio;
 pub mod terminate;
 pub mod wait;
 

@@ -184,6 +184,9 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
         .unwrap();
     let worker = state.worker_pid.expect("the monitor runs a worker");
     assert_ne!(worker, pid.pid);
+    // A service has no stdio: the monitor took the home's stdio log, and its worker logs there too.
+    let logs = support::text(&case.herald(&["logs", "-n", "50"]));
+    assert!(logs.contains("herald gateway running"), "{logs}");
     let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(

@@ -74,3 +74,12 @@ pub(crate) fn wait_for_exit(pid: u32, timeout: std::time::Duration) -> Option<bo
 pub(crate) fn wait_for_exit(_pid: u32, _timeout: std::time::Duration) -> Option<bool> {
     None
 }
+
+/// Every way Herald starts on Unix gives a usable stderr (see [`crate::stdio`]).
+pub(crate) fn stderr_goes_nowhere() -> bool {
+    false
+}
+
+pub(crate) fn send_stdio_to(_file: std::fs::File) -> io::Result<()> {
+    Ok(())
+}

@@ -1,8 +1,13 @@
-//! Windows leaf: `OpenProcess` + `TerminateProcess`, with the handle in an RAII guard.
+//! Windows leaf: `OpenProcess` + `TerminateProcess`, with the handle in an RAII guard; the standard
+//! handles of a process started without any.
 
 use std::io;
 
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE};
+use windows_sys::Win32::Storage::FileSystem::{FILE_TYPE_CHAR, FILE_TYPE_DISK, FILE_TYPE_PIPE, GetFileType};
+use windows_sys::Win32::System::Console::{
+    GetConsoleMode, GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE, SetStdHandle,
+};
 use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
 
 /// Exit code given to a force-killed gateway: "unexpected failure" in the exit-code contract.
@@ -107,4 +112,39 @@ fn stop_leaking_std_handles() {
             unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0) };
         }
     }
+}
+
+/// No stderr handle, or one that leads nowhere: the `NUL` device, or a console handle with no console
+/// behind it (a launcher's that has closed). A file, a pipe or a live console is somewhere.
+pub(crate) fn stderr_goes_nowhere() -> bool {
+    // SAFETY: no pointer arguments; the result is checked below.
+    let handle = unsafe { GetStdHandle(STD_ERROR_HANDLE) };
+    if handle.is_null() || handle == INVALID_HANDLE_VALUE {
+        return true;
+    }
+    // SAFETY: `handle` is this process's standard handle (not owned here, not closed).
+    match unsafe { GetFileType(handle) } {
+        FILE_TYPE_DISK | FILE_TYPE_PIPE => false,
+        FILE_TYPE_CHAR => {
+            let mut mode = 0;
+            // SAFETY: `mode` outlives the call; failure means the character device is not a console.
+            unsafe { GetConsoleMode(handle, &mut mode) == 0 }
+        }
+        _ => true,
+    }
+}
+
+/// Makes `file` this process's stdout and stderr for the rest of its life (the handle is deliberately
+/// never closed). Rust's standard streams look the handle up on every write, and children spawned with
+/// inherited stdio get it too.
+pub(crate) fn send_stdio_to(file: std::fs::File) -> io::Result<()> {
+    use std::os::windows::io::IntoRawHandle;
+    let handle = file.into_raw_handle() as HANDLE;
+    for which in [STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
+        // SAFETY: `handle` is an open file handle this process owns and never closes.
+        if unsafe { SetStdHandle(which, handle) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

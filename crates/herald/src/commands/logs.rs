@@ -30,7 +30,8 @@ pub fn logs(home: &Home, args: &LogsArgs) -> ExitCode {
             if args.lifecycle {
                 ""
             } else {
-                " (a gateway run in the foreground logs to its terminal; one started by `herald start` logs here)"
+                " (a gateway run in the foreground logs to its terminal; one started by `herald start`, a Windows \
+                 logon task, Startup launcher or Windows Service logs here)"
             }
         );
         return ExitCode::Ok;

@@ -10,6 +10,13 @@ use crate::cli::RunArgs;
 use crate::payload::StandardPayload;
 
 pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
+    // Started by a logon task, a Startup launcher or the SCM (Windows), stderr goes nowhere: log to the
+    // home's stdio log instead, as a detached `herald start` does. A worker inherits it from its monitor.
+    if !args.worker
+        && let Err(e) = herald_service::stdio::adopt_log_when_orphaned(&home.stdio_log())
+    {
+        tracing::warn!("cannot open {}: {e}", home.stdio_log().display());
+    }
     let mode = if args.worker {
         match std::env::var(MONITOR_ENV)
             .ok()
