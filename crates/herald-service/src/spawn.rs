@@ -7,7 +7,6 @@
 //! caller is told, so it can be recorded.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -22,15 +21,8 @@ pub struct Detached {
 
 /// Starts `program args…` detached, appending its stdout and stderr to `log`.
 pub fn spawn_detached(program: &Path, args: &[OsString], log: &Path) -> io::Result<Detached> {
-    let open_log = || {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options.open(log)
-    };
     let build = || -> io::Result<Command> {
-        let out = open_log()?;
+        let out = crate::stdio::open_log(log)?;
         let err = out.try_clone()?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
