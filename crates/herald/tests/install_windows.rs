@@ -149,8 +149,9 @@ fn launch_through_the_startup_folder(case: &WineCase, inspect: &dyn Fn(&[u8])) {
     );
     assert!(state.worker_pid.is_some(), "supervised by Herald's own monitor");
     // The windowless heraldw has no usable stdio: it logs to the home's stdio log.
-    let logs = support::text(&case.herald(&["logs", "-n", "50"]));
-    assert!(logs.contains("herald gateway running"), "{logs}");
+    support::wait_for("the gateway's output in the home's stdio log", || {
+        support::text(&case.herald(&["logs", "-n", "50"])).contains("herald gateway running")
+    });
 
     // A second install changes nothing; uninstall removes the launcher.
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));

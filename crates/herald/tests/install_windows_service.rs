@@ -185,8 +185,9 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     let worker = state.worker_pid.expect("the monitor runs a worker");
     assert_ne!(worker, pid.pid);
     // A service has no stdio: the monitor took the home's stdio log, and its worker logs there too.
-    let logs = support::text(&case.herald(&["logs", "-n", "50"]));
-    assert!(logs.contains("herald gateway running"), "{logs}");
+    support::wait_for("the gateway's output in the home's stdio log", || {
+        support::text(&case.herald(&["logs", "-n", "50"])).contains("herald gateway running")
+    });
     let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(

@@ -43,8 +43,11 @@ fn the_detached_gateways_output_is_in_the_gateway_log() {
     let empty = home.output(&["logs"]);
     assert!(text(&empty).contains("no log yet"), "{}", text(&empty));
     assert!(home.output(&["start"]).status.success());
-    let out = home.output(&["logs"]);
-    assert!(text(&out).contains("herald gateway running"), "{}", text(&out));
+    // `start` returns once the gateway serves; its log line then passes through the monitor's relay, so
+    // it lands in the file moments later.
+    wait_for("the gateway's output in the log", || {
+        text(&home.output(&["logs"])).contains("herald gateway running")
+    });
     assert!(home.output(&["stop"]).status.success());
 }
 
