@@ -98,7 +98,7 @@ step "macos: check and clippy for aarch64-apple-darwin (the pure-Rust crates)"
 # and is checked here.
 if ensure_target aarch64-apple-darwin; then
     cargo clippy --all-targets --locked --target aarch64-apple-darwin \
-        -p herald-home -p herald-service -p herald-gateway -p herald-daemon -p herald-openai -- -D warnings
+        -p herald-home -p herald-process -p herald-install -p herald-lifecycle -p herald-gateway -p herald-daemon -p herald-openai -- -D warnings
 else
     cannot_run "macos check" "rustup target add aarch64-apple-darwin failed"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real tools the service-install tests check generated files with (idempotent):
-#   systemd-analyze (Debian package systemd)        -> crates/herald-service/tests/install_systemd.rs
-#   plistutil       (Debian package libplist-utils) -> crates/herald-service/tests/install_launchd.rs
+#   systemd-analyze (Debian package systemd)        -> crates/herald-install/tests/install_systemd.rs
+#   plistutil       (Debian package libplist-utils) -> crates/herald-install/tests/install_launchd.rs
 # Does nothing when both are present. Installing needs root and apt-get; otherwise it says what is missing
 # and exits 1 (the tests then fail under CI=true, or skip loudly without it).
 set -euo pipefail

@@ -2,7 +2,7 @@
 //! `parse_launcher` decodes it) runs exactly that home; parsing any bytes never panics.
 #![no_main]
 
-use herald_service::install::{Scope, ServiceSpec, startup};
+use herald_install::{Scope, ServiceSpec, startup};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         gui_executable: Some(r"C:\Herald\heraldw.exe".into()),
         home_root: format!(r"C:\Users\u\{component}").into(),
         profile: None,
-        drain_timeout_secs: 30,
+        stop_budget: herald_home::StopBudget::new(30),
         stdio_log: r"C:\Herald\logs\stdio.log".into(),
         scope: Scope::User,
         run_as: Some("u".into()),

@@ -2,7 +2,7 @@
 //! unit text never panics.
 #![no_main]
 
-use herald_service::install::systemd;
+use herald_install::systemd;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

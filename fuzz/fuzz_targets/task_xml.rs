@@ -2,7 +2,7 @@
 //! never panics.
 #![no_main]
 
-use herald_service::install::task;
+use herald_install::task;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! CommandLineToArgvW rules, gives the arguments back; splitting any line never panics.
 #![no_main]
 
-use herald_service::install::winargs;
+use herald_install::winargs;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

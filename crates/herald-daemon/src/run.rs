@@ -11,6 +11,7 @@
 //! **Architecture Invariant:** there is exactly one place a stop is carried out (`shutdown` below), reached
 //! from every stop source, so the drain happens once whichever path asked.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_gateway::{ResumeLedger, TurnTracker};
@@ -19,28 +20,33 @@ use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::lock::{InstanceLock, LockError};
 use herald_home::paths::HomeError;
 use herald_home::records::{GatewayState, ProcessKey};
-use herald_home::{ExitCode, Home};
+use herald_home::{ExitCode, Home, StopBudget};
 use tokio::sync::mpsc;
 
-use crate::control::{self, ControlCall, ControlServer, DrainSummary, Request, Response};
+use crate::control::{ControlCall, ControlServer};
 use crate::host::{GatewayHost, StartFailure};
 use crate::marker::{self, MarkerCheck};
 use crate::payload::SharedFactory;
+use crate::readiness::Notifier;
 use crate::signals::{self, Disposition, SignalEvent, StopSource};
 use crate::state::{HEARTBEAT_SECS, RecordKeeper, Role};
-use crate::stop::{self, StopOptions, StopOutcome, StopVia};
+use herald_process::control::{self, DrainSummary, Request, Response};
+use herald_process::stop::{self, StopOptions, StopOutcome, StopVia};
 
 /// How long a starting gateway keeps retrying a busy lock before concluding another gateway owns the
 /// home: probes hold the lock for an instant, and a gateway that just won the lock needs a moment to
 /// write its PID record.
 const LOCK_RETRY_WINDOW: Duration = Duration::from_millis(1500);
 const LOCK_RETRY_STEP: Duration = Duration::from_millis(15);
-/// Extra time, beyond the drain budget, a replacing instance waits for the old one.
-pub const STOP_MARGIN: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RunOptions {
     pub home: Home,
+    /// The home's config as this invocation read it, once (a broken one is recorded as
+    /// `startup_failed`, exit 78, after the lock is taken).
+    pub config: Result<Config, Arc<ConfigError>>,
+    /// Who is told when the gateway is ready or stopping (systemd, the SCM, nobody).
+    pub notifier: Notifier,
     /// Stop a gateway already running on this home, then take over.
     pub replace: bool,
     pub mode: RunMode,
@@ -68,7 +74,7 @@ pub enum RunError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(Arc<ConfigError>),
     #[error("cannot replace the running gateway: {0}")]
     Replace(#[from] stop::StopError),
     #[error("startup failed: {0}")]
@@ -100,23 +106,38 @@ impl RunError {
 
 /// Runs the gateway in the foreground until a planned stop. Returns the exit code to exit with.
 pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
-    match options.mode {
-        RunMode::Supervised => crate::supervise::monitor::run_monitor(options.home, options.replace),
-        RunMode::Standalone => run_gateway(options.home, Role::Standalone, options.replace, &options.payload),
+    let RunOptions {
+        home,
+        config,
+        notifier,
+        replace,
+        mode,
+        payload,
+    } = options;
+    match mode {
+        RunMode::Supervised => crate::supervise::monitor::run_monitor(home, config, &notifier, replace),
+        RunMode::Standalone => run_gateway(home, config, &notifier, Role::Standalone, replace, &payload),
         RunMode::Worker { monitor } => {
-            run_gateway(options.home, Role::Worker { monitor }, false, &options.payload)
+            run_gateway(home, config, &notifier, Role::Worker { monitor }, false, &payload)
         }
     }
 }
 
 /// The serving process: standalone (holds the instance lock) or a monitor's worker (holds the worker
 /// lock; the monitor holds the instance lock and the PID record).
-fn run_gateway(home: Home, role: Role, replace: bool, payload: &SharedFactory) -> Result<ExitCode, RunError> {
+fn run_gateway(
+    home: Home,
+    config: Result<Config, Arc<ConfigError>>,
+    notifier: &Notifier,
+    role: Role,
+    replace: bool,
+    payload: &SharedFactory,
+) -> Result<ExitCode, RunError> {
     let Started {
         lock,
         mut keeper,
         config,
-    } = begin(&home, role, replace)?;
+    } = begin(&home, config, role, replace)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("herald-worker")
@@ -124,7 +145,7 @@ fn run_gateway(home: Home, role: Role, replace: bool, payload: &SharedFactory) -
         .build();
     let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let turns = TurnTracker::new();
-    let outcome = runtime.block_on(serve(&mut keeper, &config, &turns, payload));
+    let outcome = runtime.block_on(serve(&mut keeper, &config, notifier, &turns, payload));
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     let (code, reason) = match outcome {
@@ -159,13 +180,19 @@ pub(crate) struct Started {
 /// worker lock for a worker), write the PID record (not a worker: its monitor owns it), record
 /// `starting` and the `start` event, install the panic hook, and load the config — a bad config is
 /// recorded as `startup_failed` and returned as [`RunError::Config`] (exit 78).
-pub(crate) fn begin(home: &Home, role: Role, replace: bool) -> Result<Started, RunError> {
+pub(crate) fn begin(
+    home: &Home,
+    config: Result<Config, Arc<ConfigError>>,
+    role: Role,
+    replace: bool,
+) -> Result<Started, RunError> {
     home.ensure()?;
+    let budget = StopBudget::of(config.as_ref().map_err(|e| &**e));
     let (lock, replaced) = match role {
-        Role::Worker { .. } => (acquire_worker_lock(home)?, false),
-        _ => acquire(home, replace)?,
+        Role::Worker { .. } => (acquire_worker_lock(home, budget)?, false),
+        _ => acquire(home, replace, budget)?,
     };
-    let me = herald_service::identity::current();
+    let me = herald_process::identity::current();
     let mut keeper = RecordKeeper::new(home.clone(), role, me.clone(), control::endpoint(home));
     if !matches!(role, Role::Worker { .. }) {
         keeper.write_pid_record();
@@ -180,8 +207,8 @@ pub(crate) fn begin(home: &Home, role: Role, replace: bool) -> Result<Started, R
             .with("replaced", replaced),
     );
     install_panic_hook(home, keeper.pid());
-    match Config::load(&home.config_file()) {
-        Ok((config, _source)) => Ok(Started { lock, keeper, config }),
+    match config {
+        Ok(config) => Ok(Started { lock, keeper, config }),
         Err(e) => {
             fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
             Err(RunError::Config(e))
@@ -203,11 +230,8 @@ pub(crate) fn runtime_or_fail(
 
 /// A worker waits for a previous worker (orphaned when its monitor was killed, and still draining) to
 /// exit, so two workers never serve one home.
-fn acquire_worker_lock(home: &Home) -> Result<InstanceLock, RunError> {
-    let drain = Config::load(&home.config_file())
-        .map(|(c, _)| c.gateway.drain_timeout_secs)
-        .unwrap_or_default();
-    let budget = Duration::from_secs(drain) + STOP_MARGIN;
+fn acquire_worker_lock(home: &Home, budget: StopBudget) -> Result<InstanceLock, RunError> {
+    let budget = budget.stop_timeout();
     let deadline = Instant::now() + budget;
     loop {
         match InstanceLock::try_acquire(&home.worker_lock()) {
@@ -228,7 +252,7 @@ fn acquire_worker_lock(home: &Home) -> Result<InstanceLock, RunError> {
 }
 
 /// Takes the lock, retrying briefly for transient holders, or stopping the holder with `--replace`.
-fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError> {
+fn acquire(home: &Home, replace: bool, budget: StopBudget) -> Result<(InstanceLock, bool), RunError> {
     let path = home.lock_file();
     let window = Instant::now() + LOCK_RETRY_WINDOW;
     let mut replaced = false;
@@ -240,13 +264,10 @@ fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError>
         }
         let holder = verified_holder(home);
         if replace && !replaced {
-            let drain = Config::load(&home.config_file())
-                .map(|(c, _)| c.gateway.drain_timeout_secs)
-                .unwrap_or_default();
             let outcome = stop::stop_gateway(
                 home,
                 &StopOptions {
-                    timeout: Duration::from_secs(drain) + STOP_MARGIN,
+                    timeout: budget.stop_timeout(),
                     via: StopVia::Auto,
                     restart: false,
                     force: true,
@@ -281,11 +302,11 @@ fn acquire(home: &Home, replace: bool) -> Result<(InstanceLock, bool), RunError>
 fn verified_holder(home: &Home) -> Option<u32> {
     let record =
         herald_home::atomic::read_record::<herald_home::records::PidRecord>(&home.pid_record()).present()?;
-    let identity = herald_service::verify(
+    let identity = herald_process::verify(
         record.key(),
         &record.argv,
         record.exe.as_deref(),
-        &herald_service::probe(record.pid),
+        &herald_process::probe(record.pid),
     );
     identity.is_verified().then_some(record.pid)
 }
@@ -325,6 +346,13 @@ fn install_panic_hook(home: &Home, pid: u32) {
     }));
 }
 
+/// What the main loop hears from outside: control-channel calls, and signals (OS signals, SCM controls,
+/// the monitor going away).
+struct Inbox {
+    calls: mpsc::Receiver<ControlCall>,
+    signals: mpsc::UnboundedReceiver<SignalEvent>,
+}
+
 /// A stop order: where it came from and whether a restart was asked for.
 #[derive(Debug, Clone, Copy)]
 struct StopOrder {
@@ -336,6 +364,7 @@ struct StopOrder {
 async fn serve(
     keeper: &mut RecordKeeper,
     config: &Config,
+    notifier: &Notifier,
     turns: &TurnTracker,
     payload: &SharedFactory,
 ) -> Result<(ExitCode, String), StartFailure> {
@@ -349,13 +378,14 @@ async fn serve(
             control::endpoint(&home)
         ))
     })?;
-    let (calls_tx, mut calls) = mpsc::channel::<ControlCall>(64);
+    let (calls_tx, calls) = mpsc::channel::<ControlCall>(64);
     let server_task = tokio::spawn(server.serve(calls_tx, pid));
 
-    let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
+    let (signal_tx, signals) = mpsc::unbounded_channel::<SignalEvent>();
+    let mut inbox = Inbox { calls, signals };
     let signal_tx_for_monitor = signal_tx.clone();
     // Running as a Windows Service: the SCM's Stop and Preshutdown arrive as stop requests here too.
-    crate::winsvc::attach(signal_tx.clone());
+    notifier.attach(signal_tx.clone());
     signals::listen(signal_tx).map_err(|e| failure(format!("cannot install signal handlers: {e}")))?;
 
     // Stop markers are watched by whoever owns the PID record: a standalone gateway here, a supervised
@@ -391,8 +421,8 @@ async fn serve(
             ),
     );
     tracing::info!(pid, home = %home.root().display(), "herald gateway running");
-    crate::notify::ready();
-    let mut watchdog = crate::notify::ticker();
+    notifier.ready();
+    let mut watchdog = notifier.watchdog();
 
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
@@ -400,12 +430,12 @@ async fn serve(
     );
     let order = loop {
         tokio::select! {
-            Some(call) = calls.recv() => {
-                if let Some(order) = answer(keeper, turns, &ledger, config, call) {
+            Some(call) = inbox.calls.recv() => {
+                if let Some(order) = answer(keeper, turns, &ledger, config, notifier, call) {
                     break order;
                 }
             }
-            Some(event) = signals_rx.recv() => match event.disposition {
+            Some(event) = inbox.signals.recv() => match event.disposition {
                 Disposition::Stop => break StopOrder { source: event.source, restart: false },
                 Disposition::Absorb => keeper.log(
                     keeper.event(EventKind::SignalIgnored)
@@ -420,10 +450,10 @@ async fn serve(
             }
             _ = heartbeat.tick() => keeper.heartbeat(turns.in_flight()),
             Ok(()) = adapter_changes.changed() => keeper.heartbeat(turns.in_flight()),
-            () = crate::notify::tick(&mut watchdog) => crate::notify::watchdog(),
+            () = watchdog.tick() => {}
         }
     };
-    let result = shutdown(keeper, turns, &ledger, config, order, &mut calls, &mut signals_rx).await;
+    let result = shutdown(keeper, turns, &ledger, config, notifier, order, &mut inbox).await;
     host.stop().await;
     server_task.abort();
     Ok(result)
@@ -435,6 +465,7 @@ fn answer(
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
     config: &Config,
+    notifier: &Notifier,
     call: ControlCall,
 ) -> Option<StopOrder> {
     let base = status_response(keeper, turns);
@@ -451,7 +482,7 @@ fn answer(
             })
         }
         Request::Drain => {
-            let at_start = begin_drain(keeper, turns, ledger, "control_channel");
+            let at_start = begin_drain(keeper, turns, ledger, notifier, "control_channel");
             let turns = turns.clone();
             let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
             let pid = keeper.pid();
@@ -527,11 +558,12 @@ fn begin_drain(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
+    notifier: &Notifier,
     source: &str,
 ) -> Vec<herald_gateway::TurnInfo> {
     let first = !turns.is_draining();
     if first {
-        crate::notify::stopping();
+        notifier.stopping();
     }
     let at_start = turns.begin_drain(Some(ledger)).unwrap_or_else(|e| {
         tracing::warn!("cannot record in-flight turns for resume: {e}");
@@ -560,9 +592,9 @@ async fn shutdown(
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
     config: &Config,
+    notifier: &Notifier,
     order: StopOrder,
-    calls: &mut mpsc::Receiver<ControlCall>,
-    signals_rx: &mut mpsc::UnboundedReceiver<SignalEvent>,
+    inbox: &mut Inbox,
 ) -> (ExitCode, String) {
     let source = order.source.describe();
     keeper.log(
@@ -573,21 +605,21 @@ async fn shutdown(
     );
     tracing::info!("stop requested ({source}); draining");
     let started = Instant::now();
-    let at_start = begin_drain(keeper, turns, ledger, &source);
+    let at_start = begin_drain(keeper, turns, ledger, notifier, &source);
     let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
     let drain = turns.finish_drain(&at_start, budget);
     tokio::pin!(drain);
     // A drain may outlast WatchdogSec: keep pinging while it runs.
-    let mut watchdog = crate::notify::ticker();
+    let mut watchdog = notifier.watchdog();
     let (report, cut_short_by) = loop {
         tokio::select! {
             report = &mut drain => break (report, None),
-            () = crate::notify::tick(&mut watchdog) => crate::notify::watchdog(),
-            Some(call) = calls.recv() => {
+            () = watchdog.tick() => {}
+            Some(call) = inbox.calls.recv() => {
                 let response = status_response(keeper, turns);
                 let _ = call.reply.send(response);
             }
-            Some(event) = signals_rx.recv() => {
+            Some(event) = inbox.signals.recv() => {
                 if event.disposition == Disposition::Stop {
                     // A second interrupt means "now": cut the drain; cut turns resume after restart.
                     break (turns.report(&at_start), Some(event.source.describe()));

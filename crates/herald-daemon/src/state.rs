@@ -12,7 +12,7 @@ use herald_home::atomic::{remove_if_exists, write_record};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::records::{Endpoints, ExitRecord, GatewayState, PidRecord, ProcessKey, StateRecord};
 use herald_home::time::now_ms;
-use herald_service::ProcessInfo;
+use herald_process::ProcessInfo;
 
 /// Interval at which a live gateway rewrites its state record.
 pub const HEARTBEAT_SECS: u64 = 30;

@@ -1,15 +1,16 @@
 //! The contract between every Herald process.
 //!
-//! A gateway, the CLI that asks it to stop, a status probe and (later) a service launcher are separate
+//! A gateway, the CLI that asks it to stop, a status probe and a service manager's launcher are separate
 //! processes that never share memory. What they share is a *home* directory, and this crate is the
 //! single definition of what lives there: the paths, the config file, the runtime records and their
-//! formats, the instance lock and the exit-code contract.
+//! formats, the instance lock, the exit-code contract and the stop budget.
 //!
 //! **Invariant:** this crate never starts a process, never opens a socket and never blocks on anything but
 //! the file system (the one exception, [`lock::InstanceLock::wait_released`], blocks on a file lock). It is
 //! plain synchronous Rust so every other crate, and every OS, can depend on it.
 
 pub mod atomic;
+pub mod budget;
 pub mod config;
 pub mod exit;
 pub mod lifecycle;
@@ -18,5 +19,6 @@ pub mod paths;
 pub mod records;
 pub mod time;
 
+pub use budget::StopBudget;
 pub use exit::ExitCode;
 pub use paths::{Home, HomeSource, ProfileName};

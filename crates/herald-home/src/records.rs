@@ -20,6 +20,23 @@ pub struct ProcessKey {
     pub start_time: u64,
 }
 
+impl ProcessKey {
+    /// `PID:START_TIME`, the form a process key takes on a command line or in an environment variable
+    /// (a worker's `HERALD_MONITOR`, `restart --wait-for`).
+    pub fn to_arg(self) -> String {
+        format!("{}:{}", self.pid, self.start_time)
+    }
+
+    /// Parses [`Self::to_arg`]'s form, strictly.
+    pub fn parse(text: &str) -> Option<ProcessKey> {
+        let (pid, start_time) = text.split_once(':')?;
+        Some(ProcessKey {
+            pid: pid.trim().parse().ok()?,
+            start_time: start_time.trim().parse().ok()?,
+        })
+    }
+}
+
 impl std::fmt::Display for ProcessKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "pid {} (started {})", self.pid, self.start_time)
@@ -375,5 +392,17 @@ mod tests {
         assert!(record.is_stale(10_000 + 60_001));
         record.state = GatewayState::Stopped;
         assert!(!record.is_stale(u64::MAX));
+    }
+
+    #[test]
+    fn process_keys_parse_strictly() {
+        let key = ProcessKey {
+            pid: 12,
+            start_time: 345,
+        };
+        assert_eq!(ProcessKey::parse(&key.to_arg()), Some(key));
+        for bad in ["", "12", "a:1", "1:b", "1:2:3", ":"] {
+            assert_eq!(ProcessKey::parse(bad), None, "{bad}");
+        }
     }
 }

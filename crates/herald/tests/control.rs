@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use herald_daemon::control::{self, ClientError, Request};
 use herald_home::records::GatewayState;
+use herald_process::control::{self, ClientError, Request};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -76,7 +76,7 @@ fn stale_pid_record_after_a_kill() {
 fn pid_record_naming_a_live_unrelated_process() {
     let home = TestHome::new();
     home.home().ensure().unwrap();
-    let me = herald_service::identity::current();
+    let me = herald_process::identity::current();
     write_record(
         &home.home().pid_record(),
         &PidRecord {

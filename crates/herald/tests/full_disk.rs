@@ -9,9 +9,9 @@ mod support;
 use std::io::Write;
 use std::process::Command;
 
-use herald_daemon::control::{self, Request};
 use herald_home::atomic::{RecordRead, read_record};
 use herald_home::records::{GatewayState, StateRecord};
+use herald_process::control::{self, Request};
 use support::*;
 
 struct Tmpfs(std::path::PathBuf);

@@ -76,7 +76,7 @@ fn install_writes_the_agent_and_enables_before_bootstrap() {
     assert!(out.contains("herald installed with launchd"), "{out}");
     assert_eq!(case.fakes.calls(), [case.enable(), case.bootstrap()]);
     let bytes = std::fs::read(case.plist()).unwrap();
-    let facts = herald_service::install::launchd::parse_plist(&bytes).unwrap();
+    let facts = herald_install::launchd::parse_plist(&bytes).unwrap();
     assert_eq!(facts.label.as_deref(), Some("dev.herald.gateway"));
     assert_eq!(
         facts.program_arguments[1..],

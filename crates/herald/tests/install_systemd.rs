@@ -79,7 +79,7 @@ fn install_writes_the_unit_and_runs_the_exact_sequence() {
         ]
     );
     let unit = text(&case.unit_path());
-    let facts = herald_service::install::systemd::parse_unit(&unit).unwrap();
+    let facts = herald_install::systemd::parse_unit(&unit).unwrap();
     let invocation = facts.invocation().unwrap();
     assert_eq!(invocation.program, exe());
     assert_eq!(

@@ -17,8 +17,8 @@ use std::process::{Command, Stdio};
 
 use herald_home::atomic::read_record;
 use herald_home::records::StateRecord;
-use herald_service::install::ServiceSpec;
-use herald_service::install::startup::{OemCodePage, SystemOemCodePage, render_launcher};
+use herald_install::ServiceSpec;
+use herald_install::startup::{OemCodePage, SystemOemCodePage, render_launcher};
 use support::ok;
 use wine_case::WineCase;
 
@@ -171,7 +171,7 @@ fn a_launcher_whose_target_is_gone_does_nothing() {
         .unwrap()
         .join("deleted copy")
         .join("heraldw.exe");
-    let mut spec = ServiceSpec::for_home(&case.home(), &case.herald, 30);
+    let mut spec = ServiceSpec::for_home(&case.home(), &case.herald, herald_home::StopBudget::new(30));
     spec.gui_executable = Some(gone.clone());
     std::fs::write(
         case.launcher(),

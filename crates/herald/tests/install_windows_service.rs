@@ -26,8 +26,8 @@ use std::process::{Command, Stdio};
 use herald_home::ProfileName;
 use herald_home::atomic::read_record;
 use herald_home::records::{MonitorRecord, PidRecord, StateRecord};
-use herald_service::install::ServiceSpec;
-use herald_service::install::scm::{Scm, ScmConfig, ScmExit, ScmOp, ScmService, ScmState, SystemScm};
+use herald_install::ServiceSpec;
+use herald_install::scm::{Scm, ScmConfig, ScmExit, ScmOp, ScmService, ScmState, SystemScm};
 use support::ok;
 use wine_case::WineCase;
 
@@ -127,7 +127,7 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     assert!(out.contains("herald installed with windows-service"), "{out}");
     let service = registered(&case).expect("the SCM knows the service");
     assert_eq!(service.status.state, ScmState::Stopped);
-    assert_eq!(service.start, herald_service::install::scm::ScmStart::Auto);
+    assert_eq!(service.start, herald_install::scm::ScmStart::Auto);
     let invocation = service.invocation();
     assert!(
         invocation.program.to_lowercase().ends_with("herald.exe"),
@@ -260,7 +260,11 @@ fn the_service_is_installed_started_stopped_with_a_drain_repaired_and_deleted() 
     assert_eq!(worker_exit.field("planned").and_then(|v| v.as_bool()), Some(true));
 
     // Drift: a registration that runs another program is repaired; --force rewrites a correct one.
-    let mut spec = ServiceSpec::for_home(&case.home(), r"C:\old\herald.exe", 5);
+    let mut spec = ServiceSpec::for_home(
+        &case.home(),
+        r"C:\old\herald.exe",
+        herald_home::StopBudget::new(5),
+    );
     spec.profile = Some(ProfileName::new(&case.profile).unwrap());
     let stale = ScmConfig::for_spec(&spec, true).unwrap();
     SystemScm
@@ -430,7 +434,7 @@ fn a_killed_worker_is_restarted_inside_the_running_service() {
         .unwrap();
     let record = monitor.worker.expect("the monitor records its worker");
     assert_eq!(record.pid, first);
-    herald_service::terminate::force_kill_verified(record.key(), &record.argv, record.exe.as_deref())
+    herald_process::terminate::force_kill_verified(record.key(), &record.argv, record.exe.as_deref())
         .unwrap();
     support::wait_for("the monitor's next worker to serve", || {
         read_record::<StateRecord>(&case.home().state_record())

@@ -65,7 +65,7 @@ fn pid_record_naming_an_unrelated_live_process_is_not_trusted() {
     use herald_home::records::PidRecord;
 
     // The test process itself: alive, not a herald gateway, not on this home.
-    let me = herald_service::identity::current();
+    let me = herald_process::identity::current();
     for (label, start_time, argv) in [
         (
             "recycled pid",

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use herald_daemon::control::{self, Request};
 use herald_home::atomic::read_record;
 use herald_home::records::{MonitorRecord, ProcessKey};
+use herald_process::control::{self, Request};
 use support::*;
 
 fn kill_worker(home: &TestHome) -> u32 {
@@ -19,7 +19,7 @@ fn kill_worker(home: &TestHome) -> u32 {
         pid: worker.pid,
         start_time: worker.start_time,
     };
-    herald_service::force_kill_verified(key, &worker.argv, worker.exe.as_deref()).unwrap();
+    herald_process::force_kill_verified(key, &worker.argv, worker.exe.as_deref()).unwrap();
     worker.pid
 }
 

@@ -1,18 +1,12 @@
-//! Unix leaf of the control channel: a socket file, mode 0600, in the home's private run dir; the server
-//! also rejects any peer whose uid is not its own, and the client refuses a server that is not its own
-//! user (the socket may live in a shared runtime dir when the home path is too long).
+//! Unix leaf of the control channel's server: a socket file, mode 0600, in the home's private run dir; the
+//! server also rejects any peer whose uid is not its own (the client, in `herald-process`, refuses a server
+//! that is not its own user: the socket may live in a shared runtime dir when the home path is too long).
 
 use std::io;
 use std::path::Path;
 
 use herald_home::Home;
 use tokio::net::{UnixListener, UnixStream};
-
-use super::ClientError;
-
-pub(super) fn endpoint(home: &Home) -> String {
-    home.control_socket().display().to_string()
-}
 
 #[derive(Debug)]
 pub(super) struct Listener {
@@ -43,21 +37,6 @@ impl Listener {
 
 pub(super) fn cleanup(home: &Home) {
     let _ = herald_home::atomic::remove_if_exists(&home.control_socket());
-}
-
-pub(super) async fn connect(home: &Home) -> Result<UnixStream, ClientError> {
-    let path = home.control_socket();
-    let stream = UnixStream::connect(&path).await.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotListening {
-            endpoint: path.display().to_string(),
-        },
-        _ => ClientError::Io(e),
-    })?;
-    let cred = stream.peer_cred()?;
-    if cred.uid() != my_uid() {
-        return Err(ClientError::WrongPeer(format!("uid {}", cred.uid())));
-    }
-    Ok(stream)
 }
 
 fn set_private(path: &Path) -> io::Result<()> {

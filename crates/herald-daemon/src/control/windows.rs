@@ -1,4 +1,4 @@
-//! Windows leaf of the control channel: a named pipe whose DACL grants access to the current user's SID
+//! Windows leaf of the control channel's server: a named pipe whose DACL grants access to the current user's SID
 //! only — and to the home directory's owner when that is another account (a Windows Service running as
 //! LocalSystem on a user's home: the owner can already write every file of the home, stop markers
 //! included, so this grants nothing new, and `status --deep` can ping) — created as the first instance
@@ -8,11 +8,10 @@
 use std::ffi::c_void;
 use std::io;
 use std::ptr;
-use std::time::Duration;
 
 use herald_home::Home;
-use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeClient, NamedPipeServer, ServerOptions};
-use windows_sys::Win32::Foundation::{CloseHandle, ERROR_PIPE_BUSY, HANDLE, LocalFree};
+use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW,
     SDDL_REVISION_1, SE_FILE_OBJECT,
@@ -22,12 +21,6 @@ use windows_sys::Win32::Security::{
     TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
-
-use super::ClientError;
-
-pub(super) fn endpoint(home: &Home) -> String {
-    home.control_pipe_name()
-}
 
 #[derive(Debug)]
 pub(super) struct Listener {
@@ -70,23 +63,6 @@ fn create(name: &str, descriptor: &OwnedSecurityDescriptor, first: bool) -> io::
 
 pub(super) fn cleanup(_home: &Home) {
     // A named pipe disappears with its last handle.
-}
-
-pub(super) async fn connect(home: &Home) -> Result<NamedPipeClient, ClientError> {
-    let name = home.control_pipe_name();
-    loop {
-        match ClientOptions::new().open(&name) {
-            Ok(client) => return Ok(client),
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
-                // Every instance is busy for an instant; the server creates the next one right away.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ClientError::NotListening { endpoint: name });
-            }
-            Err(e) => return Err(ClientError::Io(e)),
-        }
-    }
 }
 
 /// A security descriptor allocated by `ConvertStringSecurityDescriptorToSecurityDescriptorW`, freed with

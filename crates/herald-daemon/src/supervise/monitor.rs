@@ -15,10 +15,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_home::config::Config;
+use herald_home::config::{Config, ConfigError};
 use herald_home::lifecycle::EventKind;
 use herald_home::records::{
-    GatewayState, MonitorPhase, MonitorRecord, ProcessKey, StateRecord, StopMarker, WorkerRecord,
+    GatewayState, MonitorPhase, MonitorRecord, StateRecord, StopMarker, WorkerRecord,
 };
 use herald_home::time::now_ms;
 use herald_home::{ExitCode, Home};
@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
 use crate::marker::{self, MarkerCheck};
+use crate::readiness::Notifier;
 use crate::run::{RunError, Started, begin, runtime_or_fail};
 use crate::signals::{self, Disposition, SignalEvent};
 use crate::state::{RecordKeeper, Role};
@@ -48,35 +49,31 @@ mod os;
 /// pending (never after).
 const READY_POLL: Duration = Duration::from_millis(50);
 
-/// Reports the service running (see [`crate::winsvc::ready`]) once the worker `worker_pid` serves, as its
+/// Reports the service running ([`Notifier::ready`]) once the worker `worker_pid` serves, as its
 /// state record says: the same moment a standalone gateway reports it. Ends when reported, or when the
 /// start is no longer pending (a stop came first).
-async fn report_ready_when_serving(home: Home, worker_pid: u32) {
-    while crate::winsvc::awaiting_ready() {
+async fn report_ready_when_serving(home: Home, worker_pid: u32, notifier: Notifier) {
+    while notifier.awaiting_ready() {
         let state = herald_home::atomic::read_record::<StateRecord>(&home.state_record()).present();
         if state.is_some_and(|s| s.state == GatewayState::Running && s.worker_pid == Some(worker_pid)) {
-            crate::winsvc::ready();
+            notifier.ready();
             return;
         }
         tokio::time::sleep(READY_POLL).await;
     }
 }
 
-/// Parses [`MONITOR_ENV`].
-pub fn parse_monitor_env(value: &str) -> Option<ProcessKey> {
-    let (pid, start_time) = value.split_once(':')?;
-    Some(ProcessKey {
-        pid: pid.trim().parse().ok()?,
-        start_time: start_time.trim().parse().ok()?,
-    })
-}
-
-pub fn run_monitor(home: Home, replace: bool) -> Result<ExitCode, RunError> {
+pub fn run_monitor(
+    home: Home,
+    config: Result<Config, Arc<ConfigError>>,
+    notifier: &Notifier,
+    replace: bool,
+) -> Result<ExitCode, RunError> {
     let Started {
         lock,
         mut keeper,
         config,
-    } = begin(&home, Role::Monitor, replace)?;
+    } = begin(&home, config, Role::Monitor, replace)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let mut monitor = Monitor {
@@ -84,7 +81,7 @@ pub fn run_monitor(home: Home, replace: bool) -> Result<ExitCode, RunError> {
         restarts: 0,
         last_restart_reason: None,
     };
-    let (code, reason) = runtime.block_on(monitor.supervise(&config));
+    let (code, reason) = runtime.block_on(monitor.supervise(&config, notifier));
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     let keeper = &mut monitor.keeper;
@@ -108,11 +105,11 @@ struct Monitor {
 }
 
 impl Monitor {
-    async fn supervise(&mut self, config: &Config) -> (ExitCode, String) {
+    async fn supervise(&mut self, config: &Config, notifier: &Notifier) -> (ExitCode, String) {
         let home = self.keeper.home().clone();
         let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
         // Hosted by a Windows Service: the SCM's Stop and Preshutdown arrive as stop requests here too.
-        crate::winsvc::attach(signal_tx.clone());
+        notifier.attach(signal_tx.clone());
         if let Err(e) = signals::listen(signal_tx) {
             return (ExitCode::Failure, format!("cannot install signal handlers: {e}"));
         }
@@ -139,8 +136,13 @@ impl Monitor {
                 .take()
                 .map(|stderr| tokio::spawn(relay_stderr(stderr, tail.clone())));
             // Under the SCM, "running" is reported once the first worker serves.
-            let ready_watch = crate::winsvc::awaiting_ready()
-                .then(|| tokio::spawn(report_ready_when_serving(home.clone(), worker_pid)));
+            let ready_watch = notifier.awaiting_ready().then(|| {
+                tokio::spawn(report_ready_when_serving(
+                    home.clone(),
+                    worker_pid,
+                    notifier.clone(),
+                ))
+            });
             let worker = worker_record(worker_pid);
             self.write_monitor_record(MonitorPhase::Supervising, worker);
             self.keeper.log(
@@ -165,7 +167,7 @@ impl Monitor {
                                     .with("restart", false));
                             }
                             planned = true;
-                            crate::winsvc::stopping();
+                            notifier.stopping();
                             os::forward_stop(&mut child, &home).await;
                         }
                         Disposition::Absorb => self.keeper.log(self.keeper.event(EventKind::SignalIgnored)
@@ -182,7 +184,7 @@ impl Monitor {
                             planned = true;
                             restart_requested |= marker.restart;
                             if !restart_requested {
-                                crate::winsvc::stopping();
+                                notifier.stopping();
                             }
                             os::forward_stop(&mut child, &home).await;
                         }
@@ -320,7 +322,7 @@ impl Monitor {
         cmd.arg("--home")
             .arg(home.root())
             .args(["run", "--worker"])
-            .env(MONITOR_ENV, format!("{}:{}", key.pid, key.start_time))
+            .env(MONITOR_ENV, key.to_arg())
             .stdin(Stdio::piped())
             .stdout(Stdio::inherit())
             .stderr(Stdio::piped())
@@ -347,8 +349,8 @@ impl Monitor {
 }
 
 fn worker_record(pid: u32) -> Option<WorkerRecord> {
-    match herald_service::probe(pid) {
-        herald_service::ProcessProbe::Alive(info) => Some(WorkerRecord {
+    match herald_process::probe(pid) {
+        herald_process::ProcessProbe::Alive(info) => Some(WorkerRecord {
             pid,
             start_time: info.key.start_time,
             argv: info.cmd,
@@ -386,25 +388,6 @@ async fn relay_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDe
                 tail.pop_front();
             }
             tail.push_back(text);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn monitor_env_parses_strictly() {
-        assert_eq!(
-            parse_monitor_env("12:345"),
-            Some(ProcessKey {
-                pid: 12,
-                start_time: 345
-            })
-        );
-        for bad in ["", "12", "a:1", "1:b", "1:2:3", ":"] {
-            assert_eq!(parse_monitor_env(bad), None, "{bad}");
         }
     }
 }

@@ -9,7 +9,7 @@ use herald_home::Home;
 use tokio::process::{Child, Command};
 use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW};
 
-use crate::control::{self, Request};
+use herald_process::control::{self, Request};
 
 pub(super) fn spawn_worker(mut cmd: Command) -> std::io::Result<Child> {
     cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);

@@ -11,7 +11,9 @@ use windows_service::service::{
 use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
 use windows_service::{define_windows_service, service_dispatcher};
 
-use super::{Phase, ScmExitReport, ServiceError, StatusUpdate};
+use super::ServiceError;
+use crate::readiness::Notifier;
+use crate::readiness::scm::{Phase, ScmExitReport, ScmSession, StatusUpdate};
 use crate::run::{RunError, RunOptions};
 use crate::signals::ServiceControl as Control;
 
@@ -77,17 +79,19 @@ fn status(update: &StatusUpdate) -> ServiceStatus {
 }
 
 fn service_main(_arguments: Vec<OsString>) {
-    let Some((options, service)) = OPTIONS.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+    let Some((mut options, service)) = OPTIONS.lock().unwrap_or_else(PoisonError::into_inner).take() else {
         return;
     };
-    let session = super::install_session();
+    let session = std::sync::Arc::new(ScmSession::new());
+    options.notifier = Notifier::Scm(session.clone());
+    let for_handler = session.clone();
     let handler = move |control| match control {
         ServiceControl::Stop => {
-            session.control(Control::Stop);
+            for_handler.control(Control::Stop);
             ServiceControlHandlerResult::NoError
         }
         ServiceControl::Preshutdown => {
-            session.control(Control::Preshutdown);
+            for_handler.control(Control::Preshutdown);
             ServiceControlHandlerResult::NoError
         }
         ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
@@ -108,9 +112,10 @@ fn service_main(_arguments: Vec<OsString>) {
         }
     });
     session.begin();
+    let ticking = session.clone();
     let ticker = std::thread::Builder::new()
         .name("herald-scm-status".into())
-        .spawn(move || while session.tick() {});
+        .spawn(move || while ticking.tick() {});
     if let Err(e) = &ticker {
         tracing::warn!("cannot start the service status thread: {e}");
     }

@@ -7,9 +7,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use herald_home::config::Config;
 use herald_home::{ExitCode, Home};
-use herald_service::status::StatusReport;
+use herald_lifecycle::Target;
+use herald_lifecycle::status::StatusReport;
 use serde_json::{Value, json};
 
 use crate::cli::ChatArgs;
@@ -18,8 +18,9 @@ use crate::cli::ChatArgs;
 const RETRY_WINDOW: Duration = Duration::from_secs(60);
 const RETRY_STEP: Duration = Duration::from_millis(500);
 
-pub fn chat(home: &Home, args: &ChatArgs) -> ExitCode {
-    let token = match token(home) {
+pub fn chat(target: &Target, args: &ChatArgs) -> ExitCode {
+    let home = target.home();
+    let token = match token(target) {
         Ok(token) => token,
         Err(code) => return code,
     };
@@ -84,9 +85,9 @@ pub fn chat(home: &Home, args: &ChatArgs) -> ExitCode {
 }
 
 /// The bearer token the gateway expects, from the same config it reads.
-fn token(home: &Home) -> Result<Option<String>, ExitCode> {
-    let config = match Config::load(&home.config_file()) {
-        Ok((config, _)) => config,
+fn token(target: &Target) -> Result<Option<String>, ExitCode> {
+    let config = match target.config() {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("herald: invalid configuration: {e}");
             return Err(ExitCode::Config);
@@ -98,9 +99,9 @@ fn token(home: &Home) -> Result<Option<String>, ExitCode> {
         );
         return Err(ExitCode::Config);
     }
-    Ok(match (config.http.token, config.http.token_env) {
-        (Some(token), _) => Some(token),
-        (None, Some(var)) => std::env::var(&var).ok().map(|t| t.trim().to_owned()),
+    Ok(match (&config.http.token, &config.http.token_env) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(var)) => std::env::var(var).ok().map(|t| t.trim().to_owned()),
         (None, None) => None,
     })
 }

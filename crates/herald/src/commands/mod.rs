@@ -1,4 +1,5 @@
-//! One module per command.
+//! One module per command: call the lifecycle layer (or the daemon, for `run`), print the outcome, return
+//! the exit code. No command calls another command, and none knows how a service manager is asked.
 
 pub mod chat;
 pub mod config;
@@ -10,18 +11,35 @@ pub mod start;
 pub mod status;
 pub mod stop;
 
-/// Before a detached spawn (`start`, `restart --after-exit`): the home must exist (the child logs into it)
-/// and we must know our own executable. Prints the problem and returns `None` when either fails.
-fn prepare_detached_spawn(home: &herald_home::Home) -> Option<std::path::PathBuf> {
-    if let Err(e) = home.ensure() {
-        eprintln!("herald: {e}");
-        return None;
+use herald_home::ExitCode;
+use herald_lifecycle::{LifecycleError, Routed};
+
+/// Prints a failed operation (with the gateway's last log lines when it died starting) and maps it.
+pub(crate) fn fail(error: &LifecycleError) -> ExitCode {
+    eprintln!("herald: {error}");
+    if let Some(tail) = error.log_tail() {
+        eprint!("{tail}");
     }
-    match std::env::current_exe() {
-        Ok(exe) => Some(exe),
-        Err(e) => {
-            eprintln!("herald: cannot find the herald executable: {e}");
-            None
-        }
+    error.exit_code()
+}
+
+/// `  <step>` lines, `note:` advice, then `herald stopped via systemd (user) in 12 ms`.
+pub(crate) fn print_routed(routed: &Routed) {
+    for line in &routed.done {
+        println!("  {line}");
     }
+    for advice in &routed.advice {
+        eprintln!("note: {advice}");
+    }
+    let verb = match routed.action {
+        herald_lifecycle::Action::Start => "started",
+        herald_lifecycle::Action::Stop => "stopped",
+        herald_lifecycle::Action::Restart => "restarted",
+    };
+    let pid = routed.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    println!(
+        "herald {verb} via {}{pid} in {:.0} ms",
+        routed.manager,
+        routed.elapsed.as_secs_f64() * 1000.0
+    );
 }

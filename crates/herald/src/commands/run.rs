@@ -1,19 +1,22 @@
 //! `herald run`.
 
-use herald_daemon::supervise::monitor::{MONITOR_ENV, parse_monitor_env};
 use std::sync::Arc;
 
+use herald_daemon::supervise::monitor::MONITOR_ENV;
 use herald_daemon::{RunError, RunMode, RunOptions, SharedFactory};
-use herald_home::{ExitCode, Home};
+use herald_home::ExitCode;
+use herald_home::records::ProcessKey;
+use herald_lifecycle::Target;
 
 use crate::cli::RunArgs;
 use crate::payload::StandardPayload;
 
-pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
+pub fn run(target: Target, args: &RunArgs) -> ExitCode {
+    let home = target.home();
     // Started by a logon task, a Startup launcher or the SCM (Windows), stderr goes nowhere: log to the
     // home's stdio log instead, as a detached `herald start` does. A worker inherits it from its monitor.
     if !args.worker
-        && let Err(e) = herald_service::stdio::adopt_log_when_orphaned(&home.stdio_log())
+        && let Err(e) = herald_process::stdio::adopt_log_when_orphaned(&home.stdio_log())
     {
         tracing::warn!("cannot open {}: {e}", home.stdio_log().display());
     }
@@ -21,7 +24,7 @@ pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
         match std::env::var(MONITOR_ENV)
             .ok()
             .as_deref()
-            .and_then(parse_monitor_env)
+            .and_then(ProcessKey::parse)
         {
             Some(monitor) => RunMode::Worker { monitor },
             None => {
@@ -36,14 +39,17 @@ pub fn run(home: &Home, args: &RunArgs) -> ExitCode {
     } else {
         RunMode::Supervised
     };
+    let service = herald_install::names::windows_service_name(home.profile());
+    let (home, config) = target.into_parts();
     let options = RunOptions {
-        home: home.clone(),
+        home,
+        config,
+        notifier: herald_daemon::readiness::Notifier::from_env(),
         replace: args.replace,
         mode,
         payload: SharedFactory(Arc::new(StandardPayload)),
     };
     let result = if args.windows_service {
-        let service = herald_service::install::names::windows_service_name(home.profile());
         match herald_daemon::winsvc::run_as_service(options, service) {
             Ok(result) => result,
             Err(e) => {

@@ -1,21 +1,22 @@
 //! `herald status`: exit 0 when running, 3 when not (LSB).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use herald_daemon::control::{self, Request};
+use herald_home::ExitCode;
 use herald_home::time::human_duration;
-use herald_home::{ExitCode, Home};
-use herald_service::deep::{self, DeepFacts, Ping, Readiness};
-use herald_service::install::scm::SystemScm;
-use herald_service::status::{OtherGateway, StatusReport, other_running};
+use herald_install::scm::SystemScm;
+use herald_lifecycle::Target;
+use herald_lifecycle::deep::{self, DeepFacts};
+use herald_lifecycle::status::{OtherGateway, StatusReport, other_running};
 use serde_json::json;
 
 use crate::cli::StatusArgs;
 
-pub fn status(home: &Home, args: &StatusArgs) -> ExitCode {
+pub fn status(target: &Target, args: &StatusArgs) -> ExitCode {
     if args.deep {
-        return deep(home, args.json);
+        return deep(target, args.json);
     }
+    let home = target.home();
     let mut report = StatusReport::gather(home);
     report.read_service(home, &SystemScm);
     let others = other_running(home);
@@ -145,80 +146,10 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
     out
 }
 
-/// `GET /readyz` on the gateway's own URL, over a plain socket (loopback, one request: no client
-/// library needed), within [`PING_TIMEOUT`].
-fn readyz(url: &str) -> Readiness {
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
-    let sent = Instant::now();
-    let Some(authority) = url.strip_prefix("http://") else {
-        return Readiness::Failed(format!("not an http:// URL: {url}"));
-    };
-    let attempt = || -> std::io::Result<(u16, String)> {
-        let addr = authority
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::other("no address"))?;
-        let mut stream = std::net::TcpStream::connect_timeout(&addr, PING_TIMEOUT)?;
-        stream.set_read_timeout(Some(PING_TIMEOUT))?;
-        stream.set_write_timeout(Some(PING_TIMEOUT))?;
-        write!(
-            stream,
-            "GET /readyz HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut response = Vec::new();
-        stream.take(64 * 1024).read_to_end(&mut response)?;
-        let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("the answer is not HTTP"))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .trim()
-            .to_owned();
-        Ok((status, body))
-    };
-    match attempt() {
-        Ok((200, _)) => Readiness::Ready {
-            elapsed: sent.elapsed(),
-        },
-        Ok((status, body)) => Readiness::NotReady { status, detail: body },
-        Err(e) => Readiness::Failed(format!("GET {url}/readyz: {e}")),
-    }
-}
-
-/// The ping must come back within this, or the event loop counts as wedged.
-const PING_TIMEOUT: Duration = Duration::from_millis(500);
-
-fn deep(home: &Home, json: bool) -> ExitCode {
+fn deep(target: &Target, json: bool) -> ExitCode {
+    let home = target.home();
     let started = Instant::now();
-    // The service manager is asked while the gateway is pinged: two bounded waits, overlapped.
-    let service = {
-        let home = home.clone();
-        std::thread::spawn(move || super::install::service_facts(&home))
-    };
-    let mut facts = DeepFacts::gather(
-        home,
-        || {
-            let sent = Instant::now();
-            match control::call(home, Request::Ping, PING_TIMEOUT) {
-                Ok(reply) if reply.ok => Ping::Answered {
-                    pid: reply.pid,
-                    elapsed: sent.elapsed(),
-                },
-                Ok(reply) => Ping::Failed(reply.error.unwrap_or_else(|| "refused".into())),
-                Err(e) => Ping::Failed(e.to_string()),
-            }
-        },
-        readyz,
-    );
-    facts.service = service.join().unwrap_or_else(|_| deep::ServiceFacts::Unknown {
-        manager: "service".into(),
-        why: "the service probe panicked".into(),
-    });
+    let facts = DeepFacts::gather(target);
     let probes = deep::probes(&facts);
     let verdict = deep::verdict(&facts, &probes);
     let report = StatusReport::gather(home);
