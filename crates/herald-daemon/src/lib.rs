@@ -15,6 +15,7 @@ pub mod marker;
 pub mod payload;
 pub mod readiness;
 pub mod run;
+mod serve_policy;
 pub mod signals;
 pub mod state;
 pub mod supervise;

@@ -28,9 +28,10 @@ use crate::host::{GatewayHost, StartFailure};
 use crate::marker::{self, MarkerCheck};
 use crate::payload::SharedFactory;
 use crate::readiness::Notifier;
+use crate::serve_policy::{self, DrainStep, Heard, Step, StopOrder};
 use crate::signals::{self, Disposition, SignalEvent, StopSource};
 use crate::state::{HEARTBEAT_SECS, RecordKeeper, Role};
-use herald_process::control::{self, DrainSummary, Request, Response};
+use herald_process::control::{self, DrainSummary, Response};
 use herald_process::stop::{self, StopOptions, StopOutcome, StopVia};
 
 /// How long a starting gateway keeps retrying a busy lock before concluding another gateway owns the
@@ -353,13 +354,6 @@ struct Inbox {
     signals: mpsc::UnboundedReceiver<SignalEvent>,
 }
 
-/// A stop order: where it came from and whether a restart was asked for.
-#[derive(Debug, Clone, Copy)]
-struct StopOrder {
-    source: StopSource,
-    restart: bool,
-}
-
 /// The async life of the gateway. `Err` is a startup failure; `Ok` the exit code and reason.
 async fn serve(
     keeper: &mut RecordKeeper,
@@ -398,7 +392,7 @@ async fn serve(
         None
     } else {
         // A marker left from before this process started is never for us: clear it before watching.
-        handle_marker(keeper);
+        clear_old_marker(keeper);
         Some(marker::watch(&home, marker_tx))
     };
 
@@ -429,28 +423,50 @@ async fn serve(
         Duration::from_secs(HEARTBEAT_SECS),
     );
     let order = loop {
+        let mut call = None;
+        let mut signal = None;
+        let mut marker_check = None;
         tokio::select! {
-            Some(call) = inbox.calls.recv() => {
-                if let Some(order) = answer(keeper, turns, &ledger, config, notifier, call) {
-                    break order;
-                }
-            }
-            Some(event) = inbox.signals.recv() => match event.disposition {
-                Disposition::Stop => break StopOrder { source: event.source, restart: false },
-                Disposition::Absorb => keeper.log(
-                    keeper.event(EventKind::SignalIgnored)
-                        .with("source", event.source.describe())
-                        .with("why", "no console: a spurious interrupt, absorbed"),
-                ),
-            },
+            Some(c) = inbox.calls.recv() => call = Some(c),
+            Some(event) = inbox.signals.recv() => signal = Some(event),
             Some(()) = marker_wake.recv() => {
-                if let Some(order) = handle_marker(keeper) {
-                    break order;
+                marker_check = Some(marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms()));
+            }
+            _ = heartbeat.tick() => {}
+            Ok(()) = adapter_changes.changed() => {}
+            () = watchdog.tick() => continue,
+        }
+        let heard = match (&call, &signal, &marker_check) {
+            (Some(call), _, _) => Heard::Call(&call.request),
+            (_, Some(event), _) => Heard::Signal(event),
+            (_, _, Some(check)) => Heard::Marker(check),
+            _ => Heard::Heartbeat,
+        };
+        match serve_policy::while_serving(&heard) {
+            Step::Reply => reply(call, status_response(keeper, turns)),
+            Step::Stop(order) => {
+                if let MarkerCheck::Stop(marker) = marker_check.as_ref().unwrap_or(&MarkerCheck::None) {
+                    tracing::info!("stop marker from {}", marker.requested_by);
+                }
+                reply(call, status_response(keeper, turns));
+                break order;
+            }
+            Step::Drain => {
+                if let Some(call) = call {
+                    drain_on_request(keeper, turns, &ledger, config, notifier, call);
                 }
             }
-            _ = heartbeat.tick() => keeper.heartbeat(turns.in_flight()),
-            Ok(()) = adapter_changes.changed() => keeper.heartbeat(turns.in_flight()),
-            () = watchdog.tick() => {}
+            Step::LogAbsorbed(source) => keeper.log(
+                keeper
+                    .event(EventKind::SignalIgnored)
+                    .with("source", source)
+                    .with("why", "no console: a spurious interrupt, absorbed"),
+            ),
+            Step::LogIgnoredMarker(why) => {
+                keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why))
+            }
+            Step::Heartbeat => keeper.heartbeat(turns.in_flight()),
+            Step::Nothing => {}
         }
     };
     let result = shutdown(keeper, turns, &ledger, config, notifier, order, &mut inbox).await;
@@ -459,50 +475,41 @@ async fn serve(
     Ok(result)
 }
 
-/// Answers a control call during normal running. Returns a stop order for `stop`.
-fn answer(
+/// Answers a call, if there was one (a client that hung up is not an error).
+fn reply(call: Option<ControlCall>, response: Response) {
+    if let Some(call) = call {
+        let _ = call.reply.send(response);
+    }
+}
+
+/// The control channel's `drain`: refuse new turns, record the in-flight set, and answer once the drain
+/// is over (the gateway keeps running; a stop still has to be asked for).
+fn drain_on_request(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
     config: &Config,
     notifier: &Notifier,
     call: ControlCall,
-) -> Option<StopOrder> {
-    let base = status_response(keeper, turns);
-    match call.request {
-        Request::Ping | Request::Status => {
-            let _ = call.reply.send(base);
-            None
-        }
-        Request::Stop { restart } => {
-            let _ = call.reply.send(base);
-            Some(StopOrder {
-                source: StopSource::ControlChannel,
-                restart,
-            })
-        }
-        Request::Drain => {
-            let at_start = begin_drain(keeper, turns, ledger, notifier, "control_channel");
-            let turns = turns.clone();
-            let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
-            let pid = keeper.pid();
-            tokio::spawn(async move {
-                let report = turns.finish_drain(&at_start, budget).await;
-                let _ = call.reply.send(Response {
-                    ok: true,
-                    pid,
-                    state: Some(GatewayState::Draining),
-                    in_flight: Some(turns.in_flight()),
-                    drain: Some(DrainSummary {
-                        finished: report.finished,
-                        cut: report.cut,
-                    }),
-                    ..Response::default()
-                });
-            });
-            None
-        }
-    }
+) {
+    let at_start = begin_drain(keeper, turns, ledger, notifier, "control_channel");
+    let turns = turns.clone();
+    let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
+    let pid = keeper.pid();
+    tokio::spawn(async move {
+        let report = turns.finish_drain(&at_start, budget).await;
+        let _ = call.reply.send(Response {
+            ok: true,
+            pid,
+            state: Some(GatewayState::Draining),
+            in_flight: Some(turns.in_flight()),
+            drain: Some(DrainSummary {
+                finished: report.finished,
+                cut: report.cut,
+            }),
+            ..Response::default()
+        });
+    });
 }
 
 fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
@@ -516,20 +523,12 @@ fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
     }
 }
 
-fn handle_marker(keeper: &RecordKeeper) -> Option<StopOrder> {
-    match marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms()) {
-        MarkerCheck::None => None,
-        MarkerCheck::Stop(marker) => {
-            tracing::info!("stop marker from {}", marker.requested_by);
-            Some(StopOrder {
-                source: StopSource::Marker,
-                restart: marker.restart,
-            })
-        }
-        MarkerCheck::Ignored { why } => {
-            keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why));
-            None
-        }
+/// A marker left from before this process started is never for it: cleared (and an ignored one logged).
+fn clear_old_marker(keeper: &RecordKeeper) {
+    if let MarkerCheck::Ignored { why } =
+        marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms())
+    {
+        keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why));
     }
 }
 
@@ -616,13 +615,13 @@ async fn shutdown(
             report = &mut drain => break (report, None),
             () = watchdog.tick() => {}
             Some(call) = inbox.calls.recv() => {
-                let response = status_response(keeper, turns);
-                let _ = call.reply.send(response);
+                if serve_policy::while_draining(&Heard::Call(&call.request)) == DrainStep::Reply {
+                    reply(Some(call), status_response(keeper, turns));
+                }
             }
             Some(event) = inbox.signals.recv() => {
-                if event.disposition == Disposition::Stop {
-                    // A second interrupt means "now": cut the drain; cut turns resume after restart.
-                    break (turns.report(&at_start), Some(event.source.describe()));
+                if let DrainStep::CutShort(by) = serve_policy::while_draining(&Heard::Signal(&event)) {
+                    break (turns.report(&at_start), Some(by));
                 }
             }
         }
