@@ -1,13 +1,14 @@
 //! The contract between every Herald process.
 //!
-//! A gateway, the CLI that asks it to stop, a status probe and (later) a service launcher are separate
+//! A gateway, the CLI that asks it to stop, a status probe and a service launcher are separate
 //! processes that never share memory. What they share is a *home* directory, and this crate is the
 //! single definition of what lives there: the paths, the config file, the runtime records and their
 //! formats, the instance lock and the exit-code contract.
 //!
 //! **Invariant:** this crate never starts a process, never opens a socket and never blocks on anything but
 //! the file system (the one exception, [`lock::InstanceLock::wait_released`], blocks on a file lock). It is
-//! plain synchronous Rust so every other crate, and every OS, can depend on it.
+//! plain synchronous Rust so every other crate, and every OS, can depend on it — which is also why the
+//! one poison-tolerant lock helper every crate shares ([`sync::MutexExt`]) lives here.
 
 pub mod atomic;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod paths;
 pub mod records;
+pub mod sync;
 pub mod time;
 
 pub use exit::ExitCode;
