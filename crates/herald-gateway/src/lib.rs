@@ -10,6 +10,7 @@
 
 pub mod adapter;
 pub mod agent;
+pub mod backoff;
 pub mod engine;
 pub mod http;
 pub mod journal;
