@@ -401,7 +401,7 @@ async fn serve(
     let order = loop {
         tokio::select! {
             Some(call) = calls.recv() => {
-                if let Some(order) = answer(keeper, turns, &ledger, config, call) {
+                if let Some(order) = answer(keeper, turns, &ledger, config, call).await {
                     break order;
                 }
             }
@@ -430,7 +430,7 @@ async fn serve(
 }
 
 /// Answers a control call during normal running. Returns a stop order for `stop`.
-fn answer(
+async fn answer(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
@@ -451,7 +451,7 @@ fn answer(
             })
         }
         Request::Drain => {
-            let at_start = begin_drain(keeper, turns, ledger, "control_channel");
+            let at_start = begin_drain(keeper, turns, ledger, "control_channel").await;
             let turns = turns.clone();
             let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
             let pid = keeper.pid();
@@ -523,7 +523,7 @@ fn watch_monitor(events: mpsc::UnboundedSender<SignalEvent>) {
 }
 
 /// Records the in-flight set and refuses new turns. Idempotent.
-fn begin_drain(
+async fn begin_drain(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
@@ -533,7 +533,7 @@ fn begin_drain(
     if first {
         crate::notify::stopping();
     }
-    let at_start = turns.begin_drain(Some(ledger)).unwrap_or_else(|e| {
+    let at_start = turns.begin_drain(Some(ledger)).await.unwrap_or_else(|e| {
         tracing::warn!("cannot record in-flight turns for resume: {e}");
         Vec::new()
     });
@@ -573,7 +573,7 @@ async fn shutdown(
     );
     tracing::info!("stop requested ({source}); draining");
     let started = Instant::now();
-    let at_start = begin_drain(keeper, turns, ledger, &source);
+    let at_start = begin_drain(keeper, turns, ledger, &source).await;
     let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
     let drain = turns.finish_drain(&at_start, budget);
     tokio::pin!(drain);
