@@ -141,8 +141,9 @@ impl GatewayHost {
         for adapter in self.adapters {
             adapter.close(PUSH_GRACE).await;
         }
-        let engine = self.engine;
-        let _ = tokio::task::spawn_blocking(move || engine.close_journal()).await;
+        if let Err(e) = self.engine.close_journal().await {
+            tracing::warn!("cannot close the journal: {e}");
+        }
     }
 }
 

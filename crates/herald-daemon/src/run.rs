@@ -453,7 +453,7 @@ async fn serve(
             }
             Step::Drain => {
                 if let Some(call) = call {
-                    drain_on_request(keeper, turns, &ledger, config, notifier, call);
+                    drain_on_request(keeper, turns, &ledger, config, notifier, call).await;
                 }
             }
             Step::LogAbsorbed(source) => keeper.log(
@@ -484,7 +484,7 @@ fn reply(call: Option<ControlCall>, response: Response) {
 
 /// The control channel's `drain`: refuse new turns, record the in-flight set, and answer once the drain
 /// is over (the gateway keeps running; a stop still has to be asked for).
-fn drain_on_request(
+async fn drain_on_request(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
@@ -492,7 +492,7 @@ fn drain_on_request(
     notifier: &Notifier,
     call: ControlCall,
 ) {
-    let at_start = begin_drain(keeper, turns, ledger, notifier, "control_channel");
+    let at_start = begin_drain(keeper, turns, ledger, notifier, "control_channel").await;
     let turns = turns.clone();
     let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
     let pid = keeper.pid();
@@ -553,7 +553,7 @@ fn watch_monitor(events: mpsc::UnboundedSender<SignalEvent>) {
 }
 
 /// Records the in-flight set and refuses new turns. Idempotent.
-fn begin_drain(
+async fn begin_drain(
     keeper: &mut RecordKeeper,
     turns: &TurnTracker,
     ledger: &dyn ResumeLedger,
@@ -564,7 +564,7 @@ fn begin_drain(
     if first {
         notifier.stopping();
     }
-    let at_start = turns.begin_drain(Some(ledger)).unwrap_or_else(|e| {
+    let at_start = turns.begin_drain(Some(ledger)).await.unwrap_or_else(|e| {
         tracing::warn!("cannot record in-flight turns for resume: {e}");
         Vec::new()
     });
@@ -604,7 +604,7 @@ async fn shutdown(
     );
     tracing::info!("stop requested ({source}); draining");
     let started = Instant::now();
-    let at_start = begin_drain(keeper, turns, ledger, notifier, &source);
+    let at_start = begin_drain(keeper, turns, ledger, notifier, &source).await;
     let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
     let drain = turns.finish_drain(&at_start, budget);
     tokio::pin!(drain);

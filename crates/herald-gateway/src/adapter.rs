@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use herald_home::records::{AdapterRecord, AdapterState};
+use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 use tokio::sync::watch;
 
@@ -62,10 +63,7 @@ impl AdapterBoard {
 
     fn records(&self) -> MutexGuard<'_, BTreeMap<String, AdapterRecord>> {
         // Every critical section is one map operation.
-        self.inner
-            .records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.records.lock_unpoisoned()
     }
 
     /// A handle for one adapter, which starts as `starting`.

@@ -1,12 +1,12 @@
 //! The turn engine: from an adapter's message to a stored reply, exactly once.
 //!
 //! **Invariant:** a turn is run by at most one task in this process at a time, and its reply is
-//! published to waiters only after the journal has committed it. The engine keeps an in-memory entry for
-//! every turn it is running, keyed by (session, message id); a duplicate message that arrives while the
-//! turn runs joins that entry instead of reaching the journal as a second turn, and one that arrives
-//! later finds the stored reply in the journal. After a restart, [`Engine::resume`] runs every unfinished
-//! turn once more (counting each resume); a turn resumed [`MAX_RESUMES`] times is closed with an
-//! explanation instead of looping forever.
+//! published to waiters only after the journal has committed it. Every turn the engine runs is an entry
+//! of the one registry of running turns ([`TurnTracker`], keyed by session and message id); a duplicate
+//! message that arrives while the turn runs joins that entry instead of reaching the journal as a second
+//! turn, and one that arrives later finds the stored reply in the journal. After a restart,
+//! [`Engine::resume`] runs every unfinished turn once more (counting each resume); a turn resumed
+//! [`MAX_RESUMES`] times is closed with an explanation instead of looping forever.
 //!
 //! Turns run in tasks of their own, never in an adapter's request: a client that hangs up does not
 //! cancel the turn it started.
@@ -16,26 +16,38 @@
 //! for — resumed after a restart, or given up. Such an adapter registers an [`Outbox`] under its name;
 //! the engine hands it every reply of that adapter's sessions right after the journal committed it.
 //! Replies committed while no outbox was registered (or whose delivery a crash cut) stay unmarked in the
-//! journal ([`Journal::undelivered`]), and the adapter sends those when it starts.
+//! journal ([`AdapterStore::undelivered`](crate::journal::AdapterStore::undelivered)), and the adapter
+//! sends those when it starts.
+//!
+//! The engine only awaits the journal (every journal call returns a future); it never blocks an async
+//! thread on storage, whatever store is behind the [`Journal`] trait.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
-use tokio::sync::watch;
 
 use crate::agent::{Agent, HistoryMessage, TurnRequest};
+use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
-    Delivery, Inbound, Journal, JournalError, JournalErrorKind, Reply, SessionKey, SessionSummary,
+    Delivery, Inbound, Journal, JournalError, JournalErrorKind, Pending, Reply, SessionKey, SessionSummary,
     StoredMessage,
 };
-use crate::turns::{Draining, ResumeLedger, TurnGuard, TurnInfo, TurnTracker};
+pub use crate::turns::TurnOutcome;
+use crate::turns::{
+    Admission, Draining, OutcomeReceiver, ResumeLedger, TurnGuard, TurnInfo, TurnKey, TurnTracker,
+};
 
-/// How soon, and at most how rarely, a reply that could not be committed is tried again.
-const FINISH_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
-const FINISH_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// How soon, and at most how rarely, a reply that could not be committed is tried again. No jitter:
+/// each turn retries on its own, and a full disk is not a crowd to spread out.
+const FINISH_RETRY: Backoff = Backoff {
+    base: std::time::Duration::from_millis(250),
+    max: std::time::Duration::from_secs(5),
+    jitter: Jitter::None,
+};
 
 /// A turn interrupted this many times is answered with an apology instead of being run again.
 pub const MAX_RESUMES: u32 = 3;
@@ -43,19 +55,6 @@ pub const MAX_RESUMES: u32 = 3;
 /// The reply stored for a turn that could not be completed after [`MAX_RESUMES`] resumes.
 pub const GAVE_UP_REPLY: &str = "Sorry, I could not answer this message: the gateway was stopped while \
                                  answering it several times in a row. Please send it again.";
-
-/// How a turn ended, as its waiters see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TurnOutcome {
-    /// The reply is stored (an answer, or an explanation of a failure).
-    Replied(Reply),
-    /// The message is stored but its turn is not running in this process yet (it will be resumed).
-    Stored,
-    /// The gateway stopped before the turn finished; it is resumed after the next start.
-    Interrupted,
-    /// The journal failed; the turn is left to be resumed.
-    Failed(JournalError),
-}
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,7 +79,7 @@ pub struct Ticket {
     pub message_id: String,
     /// `false` when the message id was already known (a retry).
     pub new: bool,
-    outcome: watch::Receiver<Option<TurnOutcome>>,
+    outcome: OutcomeReceiver,
 }
 
 impl Ticket {
@@ -107,21 +106,12 @@ pub struct ResumeSummary {
     pub gave_up: usize,
 }
 
-type Key = (SessionKey, String);
-
-#[derive(Debug)]
-struct Running {
-    text: String,
-    outcome: Arc<watch::Sender<Option<TurnOutcome>>>,
-}
-
 /// Shared by every adapter (`Arc<Engine>`).
 #[derive(Debug)]
 pub struct Engine {
     journal: Arc<dyn Journal>,
     agent: Arc<dyn Agent>,
     turns: TurnTracker,
-    running: Mutex<HashMap<Key, Running>>,
     serving: AtomicBool,
     ids: IdSource,
     outboxes: Mutex<HashMap<String, Arc<dyn Outbox>>>,
@@ -133,7 +123,6 @@ impl Engine {
             journal,
             agent,
             turns,
-            running: Mutex::new(HashMap::new()),
             serving: AtomicBool::new(false),
             ids: IdSource::new(),
             outboxes: Mutex::new(HashMap::new()),
@@ -166,35 +155,20 @@ impl Engine {
     /// Registers the outbox of the push adapter `adapter` (replacing any earlier one). Register before
     /// [`Engine::resume`] so no resumed reply goes past it.
     pub fn register_outbox(&self, adapter: &str, outbox: Arc<dyn Outbox>) {
-        self.outboxes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(adapter.to_owned(), outbox);
+        self.outboxes.lock_unpoisoned().insert(adapter.to_owned(), outbox);
     }
 
     /// Hands a committed reply to its adapter's outbox, if it has one.
-    fn push(&self, turn_id: i64, key: &Key, reply: &Reply) {
-        let outbox = self
-            .outboxes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&key.0.adapter)
-            .cloned();
+    fn push(&self, turn_id: i64, key: &TurnKey, reply: &Reply) {
+        let outbox = self.outboxes.lock_unpoisoned().get(&key.session.adapter).cloned();
         if let Some(outbox) = outbox {
             outbox.deliver(Delivery {
                 turn_id,
-                session: key.0.clone(),
-                message_id: key.1.clone(),
+                session: key.session.clone(),
+                message_id: key.message_id.clone(),
                 reply: reply.clone(),
             });
         }
-    }
-
-    fn running(&self) -> MutexGuard<'_, HashMap<Key, Running>> {
-        // Every critical section is a single map operation: a panic cannot leave it half-updated.
-        self.running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Stores a message (durably, before returning) and starts its turn. `message_id` is the client's
@@ -205,33 +179,21 @@ impl Engine {
         message_id: Option<String>,
         text: String,
     ) -> Result<Ticket, SubmitError> {
-        let guard = self.turns.begin(session.to_string())?;
         let message_id = message_id.unwrap_or_else(|| self.ids.next());
-        let key = (session.clone(), message_id.clone());
-        let outcome = {
-            let mut running = self.running();
-            if let Some(existing) = running.get(&key) {
-                if existing.text != text {
-                    return Err(SubmitError::Conflict(message_id));
-                }
+        let key = TurnKey::new(session.clone(), message_id.clone());
+        let guard = match self.turns.begin(key, &text)? {
+            Admission::New(guard) => guard,
+            Admission::Joined(outcome) => {
                 return Ok(Ticket {
                     message_id,
                     new: false,
-                    outcome: existing.outcome.subscribe(),
+                    outcome,
                 });
             }
-            let outcome = Arc::new(watch::Sender::new(None));
-            running.insert(
-                key.clone(),
-                Running {
-                    text: text.clone(),
-                    outcome: outcome.clone(),
-                },
-            );
-            outcome
+            Admission::Conflict => return Err(SubmitError::Conflict(message_id)),
         };
         let inbound = Inbound {
-            session: session.clone(),
+            session,
             message_id: message_id.clone(),
             text: text.clone(),
             at_ms: now_ms(),
@@ -239,22 +201,22 @@ impl Engine {
         let accepted = match self.journal.accept(inbound).await {
             Ok(accepted) => accepted,
             Err(e) => {
-                self.settle(&key, TurnOutcome::Failed(e.clone()));
+                guard.finish(TurnOutcome::Failed(e.clone()));
                 return Err(e.into());
             }
         };
-        let receiver = outcome.subscribe();
+        let receiver = guard.subscribe();
         if !accepted.new {
             // Known from before this entry existed: a finished turn, or one left for resume.
             let settled = if accepted.text != text {
-                self.settle(&key, TurnOutcome::Failed(conflict_error(&message_id)));
+                guard.finish(TurnOutcome::Failed(conflict_error(&message_id)));
                 return Err(SubmitError::Conflict(message_id));
             } else if let Some(reply) = accepted.reply {
                 TurnOutcome::Replied(reply)
             } else {
                 TurnOutcome::Stored
             };
-            self.settle(&key, settled);
+            guard.finish(settled);
             return Ok(Ticket {
                 message_id,
                 new: false,
@@ -262,7 +224,7 @@ impl Engine {
             });
         }
         guard.bind(accepted.turn_id);
-        self.spawn_turn(accepted.turn_id, key, text, guard, outcome);
+        self.spawn_turn(accepted.turn_id, text, guard);
         Ok(Ticket {
             message_id,
             new: true,
@@ -270,41 +232,20 @@ impl Engine {
         })
     }
 
-    /// Publishes an outcome and forgets the entry.
-    fn settle(&self, key: &Key, outcome: TurnOutcome) {
-        if let Some(entry) = self.running().remove(key) {
-            entry.outcome.send_replace(Some(outcome));
-        }
-    }
-
-    fn spawn_turn(
-        self: &Arc<Self>,
-        turn_id: i64,
-        key: Key,
-        text: String,
-        guard: TurnGuard,
-        outcome: Arc<watch::Sender<Option<TurnOutcome>>>,
-    ) {
+    /// Runs the turn in a task of its own; the guard publishes its outcome and ends it.
+    fn spawn_turn(self: &Arc<Self>, turn_id: i64, text: String, guard: TurnGuard) {
         let engine = self.clone();
         tokio::spawn(async move {
-            let result = engine.run_turn(turn_id, &key, text, &outcome).await;
-            // Publish before forgetting the entry: a duplicate then either joins the entry (and sees
-            // this outcome) or, once it is gone, finds the committed reply in the journal.
-            outcome.send_replace(Some(result));
-            engine.running().remove(&key);
-            drop(guard);
+            let result = engine.run_turn(turn_id, text, &guard).await;
+            guard.finish(result);
         });
     }
 
-    async fn run_turn(
-        &self,
-        turn_id: i64,
-        key: &Key,
-        text: String,
-        outcome: &watch::Sender<Option<TurnOutcome>>,
-    ) -> TurnOutcome {
-        let (session, message_id) = key;
-        self.journal.start(turn_id, now_ms());
+    async fn run_turn(&self, turn_id: i64, text: String, guard: &TurnGuard) -> TurnOutcome {
+        let key = guard.key();
+        let (session, message_id) = (&key.session, &key.message_id);
+        // Not awaited: a lost `running` mark changes nothing (see `TurnStore::start`).
+        drop(self.journal.start(turn_id, now_ms()));
         let history = match self.agent.history_limit() {
             0 => Vec::new(),
             limit => self.history_before(session, turn_id, limit).await,
@@ -330,7 +271,7 @@ impl Engine {
         // told at once (the client may retry with the same id), and the commit is retried in the
         // background, the turn staying registered, so the answer is not thrown away and the turn is not
         // left orphaned until the next restart. A stop drops this task; the turn is then resumed.
-        let mut delay = FINISH_RETRY_FIRST;
+        let mut retries = FINISH_RETRY.retries();
         loop {
             match self.journal.finish(turn_id, reply.clone(), now_ms()).await {
                 Ok(()) => {
@@ -339,14 +280,14 @@ impl Engine {
                 }
                 Err(e) if e.kind == JournalErrorKind::Closed => return TurnOutcome::Failed(e),
                 Err(e) => {
+                    let delay = retries.next_delay();
                     tracing::error!(
                         turn = turn_id,
                         message = %message_id,
                         "cannot store the reply, retrying in {delay:?}: {e}"
                     );
-                    outcome.send_replace(Some(TurnOutcome::Failed(e)));
+                    guard.publish(TurnOutcome::Failed(e));
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(FINISH_RETRY_MAX);
                 }
             }
         }
@@ -379,8 +320,7 @@ impl Engine {
     /// has been resumed [`MAX_RESUMES`] times. Every resumed turn is registered before this returns,
     /// so a retry of its message joins it rather than finding it "stored".
     pub async fn resume(self: &Arc<Self>) -> Result<ResumeSummary, JournalError> {
-        let journal = self.journal.clone();
-        let unfinished = blocking(move || journal.unfinished()).await?;
+        let unfinished = self.journal.unfinished().await?;
         let (gave_up, to_run): (Vec<_>, Vec<_>) = unfinished
             .into_iter()
             .partition(|t| t.resume_count >= MAX_RESUMES);
@@ -393,30 +333,25 @@ impl Engine {
             self.journal.finish(turn.turn_id, reply.clone(), now_ms()).await?;
             self.push(
                 turn.turn_id,
-                &(turn.session.clone(), turn.message_id.clone()),
+                &TurnKey::new(turn.session.clone(), turn.message_id.clone()),
                 &reply,
             );
             tracing::warn!(turn = turn.turn_id, session = %turn.session, "gave up after {MAX_RESUMES} resumes");
             summary.gave_up += 1;
         }
         let ids: Vec<i64> = to_run.iter().map(|t| t.turn_id).collect();
-        let journal = self.journal.clone();
-        blocking(move || journal.note_resumed(&ids, now_ms())).await?;
+        self.journal.note_resumed(&ids, now_ms()).await?;
         for turn in to_run {
-            let Ok(guard) = self.turns.begin(turn.session.to_string()) else {
-                break; // Draining already: the rest stay unfinished for the next start.
+            let key = TurnKey::new(turn.session, turn.message_id);
+            let guard = match self.turns.begin(key, &turn.text) {
+                Ok(Admission::New(guard)) => guard,
+                // Registered already (the journal listed a message twice): it runs once.
+                Ok(Admission::Joined(_) | Admission::Conflict) => continue,
+                // Draining already: the rest stay unfinished for the next start.
+                Err(Draining) => break,
             };
             guard.bind(turn.turn_id);
-            let key = (turn.session.clone(), turn.message_id.clone());
-            let outcome = Arc::new(watch::Sender::new(None));
-            self.running().insert(
-                key.clone(),
-                Running {
-                    text: turn.text.clone(),
-                    outcome: outcome.clone(),
-                },
-            );
-            self.spawn_turn(turn.turn_id, key, turn.text, guard, outcome);
+            self.spawn_turn(turn.turn_id, turn.text, guard);
             summary.resumed += 1;
         }
         Ok(summary)
@@ -424,22 +359,13 @@ impl Engine {
 
     /// Tells everyone still waiting that the gateway is stopping (after a drain cut turns short).
     pub fn interrupt_waiters(&self) {
-        for entry in self.running().values() {
-            entry.outcome.send_if_modified(|outcome| {
-                if outcome.is_none() {
-                    *outcome = Some(TurnOutcome::Interrupted);
-                    true
-                } else {
-                    false
-                }
-            });
-        }
+        self.turns.interrupt_waiters();
     }
 
     /// Closes the journal (after the drain; turns still running can no longer store replies and are
-    /// resumed after the next start).
-    pub fn close_journal(&self) {
-        self.journal.close();
+    /// resumed after the next start). Completes once the journal is released.
+    pub fn close_journal(&self) -> Pending<()> {
+        self.journal.close()
     }
 
     /// The last `limit` messages of a session.
@@ -448,16 +374,12 @@ impl Engine {
         session: &SessionKey,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, JournalError> {
-        let journal = self.journal.clone();
-        let session = session.clone();
-        blocking(move || journal.history(&session, limit)).await
+        self.journal.history(session, limit).await
     }
 
     /// Replies of `adapter`'s sessions not yet handed to their chats, oldest first.
     pub async fn undelivered(&self, adapter: &str, limit: usize) -> Result<Vec<Delivery>, JournalError> {
-        let journal = self.journal.clone();
-        let adapter = adapter.to_owned();
-        blocking(move || journal.undelivered(&adapter, limit)).await
+        self.journal.undelivered(adapter, limit).await
     }
 
     /// Records (durably) that a turn's reply reached its chat.
@@ -467,9 +389,7 @@ impl Engine {
 
     /// The first update id `adapter` has not durably handled, if it ever recorded one.
     pub async fn adapter_offset(&self, adapter: &str) -> Result<Option<i64>, JournalError> {
-        let journal = self.journal.clone();
-        let adapter = adapter.to_owned();
-        blocking(move || journal.adapter_offset(&adapter)).await
+        self.journal.adapter_offset(adapter).await
     }
 
     /// Records (durably) that every update of `adapter` below `offset` is handled.
@@ -479,8 +399,7 @@ impl Engine {
 
     /// Sessions, most recently active first.
     pub async fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError> {
-        let journal = self.journal.clone();
-        blocking(move || journal.sessions(limit)).await
+        self.journal.sessions(limit).await
     }
 }
 
@@ -491,24 +410,13 @@ fn conflict_error(message_id: &str) -> JournalError {
     )
 }
 
-/// Runs a blocking journal call off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
-) -> Result<T, JournalError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|_| Err(JournalError::closed()))
-}
-
 /// Marks the turns a drain may cut as `interrupted` in the journal.
 struct JournalLedger(Arc<dyn Journal>);
 
 impl ResumeLedger for JournalLedger {
-    fn mark_for_resume(&self, turns: &[TurnInfo]) -> std::io::Result<()> {
+    fn mark_for_resume(&self, turns: &[TurnInfo]) -> Pending<()> {
         let ids: Vec<i64> = turns.iter().filter_map(|t| t.journal_id).collect();
-        self.0
-            .mark_interrupted(&ids, now_ms())
-            .map_err(|e| std::io::Error::other(e.message))
+        self.0.mark_interrupted(&ids, now_ms())
     }
 }
 

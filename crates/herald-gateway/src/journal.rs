@@ -1,15 +1,21 @@
 //! The session journal as the gateway sees it: a durable store of sessions, turns and messages.
 //!
-//! **Invariant:** a message is acknowledged only after [`Journal::accept`] has completed, and
+//! **Invariant:** a message is acknowledged only after [`TurnStore::accept`] has completed, and
 //! `accept` completes only once the message is durably committed. A reply is handed to the user only
-//! after [`Journal::finish`] has committed it, and `finish` stores at most one reply per turn. Together
+//! after [`TurnStore::finish`] has committed it, and `finish` stores at most one reply per turn. Together
 //! these make "no acknowledged message is lost, none is answered twice" a property of the store rather
 //! than of every adapter.
 //!
-//! The trait lives here, the SQLite implementation in `herald-journal`: this crate stays pure Rust (it
-//! is type-checked for macOS), and the engine can be tested against any store. Writes return a
-//! [`Pending`] future so an implementation can commit many turns in one transaction (group commit)
-//! without a thread blocked per turn; reads are plain blocking calls, made off the async threads.
+//! The contract is split by concern: [`TurnStore`] (the life of a turn, which the engine drives),
+//! [`HistoryStore`] (reads for people and agents) and [`AdapterStore`] (what a push adapter needs:
+//! its cursor into the service it polls, and which replies reached their chats). A [`Journal`] is a store
+//! that does all three and can be closed.
+//!
+//! **Every method is asynchronous** and returns a [`Pending`] the implementation resolves, whether it
+//! writes to a local file from a thread of its own or talks to a database server. Callers never block
+//! and never move a call to another thread themselves; an implementation is free to batch many turns'
+//! writes into one commit. The traits live here and the implementations elsewhere (`herald-journal`),
+//! so this crate stays pure Rust and the engine can be tested against any store.
 
 use std::fmt;
 use std::future::Future;
@@ -106,7 +112,7 @@ pub struct Reply {
     pub failed: bool,
 }
 
-/// What [`Journal::accept`] found or made.
+/// What [`TurnStore::accept`] found or made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub turn_id: i64,
@@ -132,7 +138,7 @@ pub struct UnfinishedTurn {
     pub resume_count: u32,
 }
 
-/// A committed reply that a push adapter has to hand to its chat (see [`Journal::undelivered`]).
+/// A committed reply that a push adapter has to hand to its chat (see [`AdapterStore::undelivered`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub turn_id: i64,
@@ -235,52 +241,75 @@ impl<T> Future for Pending<T> {
     }
 }
 
-/// The durable store of conversations. Writes are ordered: a write queued after another is applied
-/// after it.
-pub trait Journal: Send + Sync + fmt::Debug {
+impl<T> Pending<T> {
+    /// Waits for the result on a thread that is not running async tasks (a test, a tool). Never call it
+    /// from async code: await the `Pending` instead.
+    pub fn wait(self) -> Result<T, JournalError> {
+        self.0
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(JournalError::closed()))
+    }
+}
+
+/// The life of a turn: stored, started, finished — or cut by a drain and resumed after a restart.
+///
+/// Writes are ordered: a write issued after another one is applied after it. Each completes once it
+/// is durable; a dropped [`Pending`] does not cancel its write.
+pub trait TurnStore: Send + Sync + fmt::Debug {
     /// Stores an inbound message as a new `pending` turn — or, when its message id is already known in
-    /// the session, finds that turn instead. Completes once durable.
+    /// the session, finds that turn instead.
     fn accept(&self, inbound: Inbound) -> Pending<Accepted>;
 
-    /// Marks a turn `running`. Not awaited: losing it to a crash changes nothing (an unfinished turn is
-    /// resumed whether pending or running).
-    fn start(&self, turn_id: i64, at_ms: u64);
+    /// Marks a turn `running`. Callers need not await it: losing it to a crash changes nothing (an
+    /// unfinished turn is resumed whether pending or running).
+    fn start(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
 
     /// Stores the turn's reply and its final state, once. A turn already final is left as it is.
     fn finish(&self, turn_id: i64, reply: Reply, at_ms: u64) -> Pending<()>;
 
-    /// Marks turns cut by a drain as `interrupted` (blocking, durable on return).
-    fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> Result<(), JournalError>;
+    /// Marks turns cut by a drain as `interrupted`, so they are resumed after the next start.
+    fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()>;
 
-    /// Turns that are pending, running or interrupted, oldest first (blocking).
-    fn unfinished(&self) -> Result<Vec<UnfinishedTurn>, JournalError>;
+    /// Turns that are pending, running or interrupted, oldest first.
+    fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>>;
 
-    /// Counts one more resume for each turn and sets it back to `pending` (blocking, durable).
-    fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Result<(), JournalError>;
+    /// Counts one more resume for each turn and sets it back to `pending`.
+    fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()>;
+}
 
-    /// The last `limit` messages of a session, oldest first (blocking). Unknown session: empty.
-    fn history(&self, session: &SessionKey, limit: usize) -> Result<Vec<StoredMessage>, JournalError>;
+/// Reads of stored conversations (the HTTP history and session listings, an agent's context).
+pub trait HistoryStore: Send + Sync + fmt::Debug {
+    /// The last `limit` messages of a session, oldest first. Unknown session: empty.
+    fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>>;
 
-    /// Sessions, most recently active first (blocking).
-    fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError>;
+    /// Sessions, most recently active first.
+    fn sessions(&self, limit: usize) -> Pending<Vec<SessionSummary>>;
+}
 
-    /// Replies of `adapter`'s sessions not yet marked delivered, oldest first, at most `limit` (blocking).
-    /// A push adapter re-sends these at startup: replies of turns that finished while its service was
+/// What push adapters keep in the journal: their cursor into the service they poll, and which replies
+/// reached their chats (the outbox).
+pub trait AdapterStore: Send + Sync + fmt::Debug {
+    /// Replies of `adapter`'s sessions not yet marked delivered, oldest first, at most `limit`. A push
+    /// adapter re-sends these at startup: replies of turns that finished while its service was
     /// unreachable, or just before a crash.
-    fn undelivered(&self, adapter: &str, limit: usize) -> Result<Vec<Delivery>, JournalError>;
+    fn undelivered(&self, adapter: &str, limit: usize) -> Pending<Vec<Delivery>>;
 
-    /// Marks a turn's reply as handed to its chat. Completes once durable.
+    /// Marks a turn's reply as handed to its chat.
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
 
     /// The first update id `adapter` has not yet durably stored (its confirmed offset), if it ever
-    /// stored one (blocking).
-    fn adapter_offset(&self, adapter: &str) -> Result<Option<i64>, JournalError>;
+    /// stored one.
+    fn adapter_offset(&self, adapter: &str) -> Pending<Option<i64>>;
 
     /// Records that every update of `adapter` below `offset` is durably handled; never moves the
-    /// offset backwards. Completes once durable.
+    /// offset backwards.
     fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()>;
+}
 
-    /// Commits what is queued and releases the store (blocking). Later calls fail with
-    /// [`JournalErrorKind::Closed`]. Called once the gateway has drained, so the store is left tidy.
-    fn close(&self);
+/// The whole durable store of conversations, as one gateway uses it.
+pub trait Journal: TurnStore + HistoryStore + AdapterStore {
+    /// Makes everything issued so far durable and releases the store; completes once it is released.
+    /// Later calls fail with [`JournalErrorKind::Closed`]. Called once the gateway has drained, so the
+    /// store is left tidy.
+    fn close(&self) -> Pending<()>;
 }

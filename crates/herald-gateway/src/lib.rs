@@ -1,18 +1,25 @@
 //! Herald's payload: the conversations a gateway carries.
 //!
-//! This crate grows with the sessions issue (journal, adapters, agent backends, router). What it holds
-//! now is the part the process lifecycle depends on: [`turns::TurnTracker`], which knows every turn in
-//! flight, refuses new ones once a drain begins, and lets the daemon wait for the rest within a budget.
+//! The turn [`engine`] takes messages from the adapters ([`http`], and push adapters through
+//! [`adapter`]), stores them in the [`journal`], has an [`agent`] answer them, and hands the stored
+//! replies back. [`turns::TurnTracker`] is the one registry of running turns: it joins duplicates,
+//! counts turns in flight, refuses new ones once a drain begins, and lets the daemon wait for the rest
+//! within a budget. [`backoff`] is the one retry schedule every retry loop uses.
 //!
 //! **Architecture Invariant:** the gateway knows nothing about how it was asked to stop. Signals, control
 //! channels and markers are the daemon's business; the gateway only offers `begin_drain` and
-//! `finish_drain`, so every stop path drains the same way, exactly once.
+//! `finish_drain`, so every stop path drains the same way, exactly once. Nor does it know which store
+//! keeps the journal: it holds only the [`journal`] traits, whose every call is awaited, never blocking.
 
 pub mod adapter;
 pub mod agent;
+pub mod backoff;
 pub mod engine;
 pub mod http;
 pub mod journal;
 pub mod turns;
 
-pub use turns::{DrainReport, Draining, ResumeLedger, TurnGuard, TurnId, TurnInfo, TurnTracker};
+pub use turns::{
+    Admission, DrainReport, Draining, ResumeLedger, TurnGuard, TurnId, TurnInfo, TurnKey, TurnOutcome,
+    TurnTracker,
+};

@@ -7,7 +7,8 @@
 //!
 //! **Invariant:** this crate never starts a process, never opens a socket and never blocks on anything but
 //! the file system (the one exception, [`lock::InstanceLock::wait_released`], blocks on a file lock). It is
-//! plain synchronous Rust so every other crate, and every OS, can depend on it.
+//! plain synchronous Rust so every other crate, and every OS, can depend on it — which is also why the
+//! one poison-tolerant lock helper every crate shares ([`sync::MutexExt`]) lives here.
 
 pub mod atomic;
 pub mod budget;
@@ -17,6 +18,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod paths;
 pub mod records;
+pub mod sync;
 pub mod time;
 
 pub use budget::StopBudget;

@@ -1,6 +1,6 @@
 //! Where a gateway's files live.
 //!
-//! A *home* is one gateway's world: its config, its runtime records, its logs and (later) its journal. Every
+//! A *home* is one gateway's world: its config, its runtime records, its logs and its journal. Every
 //! Herald process that talks about the same gateway must compute the same paths, so they are derived here
 //! and nowhere else. Resolution order: `--home DIR` > `HERALD_HOME` > the platform default (`~/.herald`,
 //! `%LOCALAPPDATA%\herald` on Windows); `--profile NAME` then selects `<that root>/profiles/NAME`.

@@ -1,12 +1,14 @@
 //! Herald's session journal in SQLite (`state.db` in the home).
 //!
-//! **Invariant:** this crate is the only code that touches `state.db`. One thread writes (see
-//! [`writer`]); one read-only connection serves history and listings. Both run off the async threads,
-//! so a slow disk slows turns down but never stalls the gateway's event loop.
+//! **Invariant:** this crate is the only code that touches `state.db`, and it never blocks its caller.
+//! One thread writes (see [`writer`]); one thread reads, over a read-only connection, serving history,
+//! listings and cursors in the order they were asked. Every call of the journal traits queues its work
+//! for one of the two and returns a [`Pending`] that thread resolves, so a slow disk slows turns down but
+//! never stalls the gateway's event loop, and no thread is made or borrowed per call.
 //!
 //! **Architecture Invariant:** this crate builds C (SQLite, bundled) and is therefore a leaf that only
 //! the `herald` binary depends on; `herald-gateway` knows the journal only as the
-//! [`herald_gateway::journal::Journal`] trait, which keeps it pure Rust and checkable for every OS.
+//! [`herald_gateway::journal::Journal`] traits, which keeps it pure Rust and checkable for every OS.
 
 mod schema;
 mod writer;
@@ -17,13 +19,18 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::Role;
 use herald_gateway::journal::{
-    Accepted, Delivery, Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary,
-    StoredMessage, TurnState, UnfinishedTurn,
+    Accepted, AdapterStore, Delivery, HistoryStore, Inbound, Journal, JournalError, Pending, Reply,
+    SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore, UnfinishedTurn,
 };
+use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use schema::{APPLICATION_ID, OpenError, OpenReport, SCHEMA_VERSION};
 use writer::{Write, storage_error};
+
+/// A read, queued for the reader thread. Dropped unrun (the journal closed), its [`Pending`] resolves
+/// to [`JournalError::closed`].
+type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 /// The SQLite journal. Dropping it waits for queued writes to commit.
 #[derive(Debug)]
@@ -31,7 +38,8 @@ pub struct SqliteJournal {
     path: PathBuf,
     queue: Mutex<Option<mpsc::Sender<Write>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    reader: Mutex<Option<Connection>>,
+    reads: Mutex<Option<mpsc::Sender<Read>>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl SqliteJournal {
@@ -39,20 +47,31 @@ impl SqliteJournal {
     /// to corrupt, old, newer and foreign files.
     pub fn open(path: &Path) -> Result<(SqliteJournal, OpenReport), OpenError> {
         let (conn, report) = schema::open_writer(path, herald_home::time::now_ms())?;
-        let reader = schema::open_reader(path)?;
+        let reader_conn = schema::open_reader(path)?;
+        let spawn_error = |e| OpenError::Create {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let (read_tx, read_rx) = mpsc::channel::<Read>();
+        let reader = std::thread::Builder::new()
+            .name("herald-journal-read".into())
+            .spawn(move || {
+                for read in read_rx {
+                    read(&reader_conn);
+                }
+            })
+            .map_err(spawn_error)?;
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("herald-journal".into())
             .spawn(move || writer::run(conn, rx))
-            .map_err(|e| OpenError::Create {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
+            .map_err(spawn_error)?;
         Ok((
             SqliteJournal {
                 path: path.to_path_buf(),
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
+                reads: Mutex::new(Some(read_tx)),
                 reader: Mutex::new(Some(reader)),
             },
             report,
@@ -63,91 +82,104 @@ impl SqliteJournal {
         &self.path
     }
 
-    /// Stops the writer after it has committed everything queued so far, and closes both connections
-    /// (the last one to close checkpoints the WAL into the main file).
-    fn shut(&self) {
-        drop(lock(&self.reader).take());
-        drop(lock(&self.queue).take());
-        if let Some(writer) = lock(&self.writer).take() {
-            let _ = writer.join();
+    /// Refuses further work and hands back what must be waited for: the reader (which finishes the reads
+    /// queued so far and closes its connection), then the writer (which commits the writes queued so far
+    /// and closes its connection — the last one to close, so it checkpoints the WAL into the main file).
+    fn shut(&self) -> Shutdown {
+        drop(self.reads.lock_unpoisoned().take());
+        Shutdown {
+            reader: self.reader.lock_unpoisoned().take(),
+            queue: self.queue.lock_unpoisoned().take(),
+            writer: self.writer.lock_unpoisoned().take(),
         }
     }
 
     fn send(&self, write: Write) -> Result<(), Write> {
-        match lock(&self.queue).as_ref() {
+        match self.queue.lock_unpoisoned().as_ref() {
             Some(queue) => queue.send(write).map_err(|e| e.0),
             None => Err(write),
         }
     }
 
-    fn send_blocking(
-        &self,
-        make: impl FnOnce(mpsc::Sender<Result<(), JournalError>>) -> Write,
-    ) -> Result<(), JournalError> {
-        let (tx, rx) = mpsc::channel();
-        self.send(make(tx)).map_err(|_| JournalError::closed())?;
-        rx.recv().unwrap_or_else(|_| Err(JournalError::closed()))
+    /// Queues a write that reports back through a completion; resolved as closed if nothing takes it.
+    fn write<T>(&self, make: impl FnOnce(herald_gateway::journal::Completion<T>) -> Write) -> Pending<T> {
+        let (done, pending) = Pending::channel();
+        // A write the writer never takes is dropped with its completion: the pending resolves as closed.
+        let _ = self.send(make(done));
+        pending
     }
 
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, JournalError> {
-        match lock(&self.reader).as_ref() {
-            Some(conn) => f(conn).map_err(|e| storage_error(&e)),
-            None => Err(JournalError::closed()),
+    /// Queues a read for the reader thread.
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        let (done, pending) = Pending::channel();
+        let read: Read = Box::new(move |conn| done.complete(f(conn).map_err(|e| storage_error(&e))));
+        if let Some(reads) = self.reads.lock_unpoisoned().as_ref() {
+            // Refused only once the reader is gone; the dropped read resolves its pending as closed.
+            let _ = reads.send(read);
+        }
+        pending
+    }
+}
+
+/// What closing waits for, in order (see [`SqliteJournal::shut`]).
+struct Shutdown {
+    reader: Option<JoinHandle<()>>,
+    queue: Option<mpsc::Sender<Write>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Shutdown {
+    fn wait(self) {
+        if let Some(reader) = self.reader {
+            let _ = reader.join();
+        }
+        drop(self.queue);
+        if let Some(writer) = self.writer {
+            let _ = writer.join();
         }
     }
 }
 
 impl Drop for SqliteJournal {
     fn drop(&mut self) {
-        self.shut();
+        self.shut().wait();
     }
 }
 
-/// Poison-tolerant: every critical section here is a single call that leaves no half-updated state.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Journal for SqliteJournal {
+impl TurnStore for SqliteJournal {
     fn accept(&self, inbound: Inbound) -> Pending<Accepted> {
-        let (done, pending) = Pending::channel();
-        if let Err(Write::Accept(_, done)) = self.send(Write::Accept(inbound, done)) {
-            done.complete(Err(JournalError::closed()));
-        }
-        pending
+        self.write(|done| Write::Accept(inbound, done))
     }
 
-    fn start(&self, turn_id: i64, at_ms: u64) {
-        let _ = self.send(Write::Start { turn_id, at_ms });
+    fn start(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
+        self.write(|done| Write::Start { turn_id, at_ms, done })
     }
 
     fn finish(&self, turn_id: i64, reply: Reply, at_ms: u64) -> Pending<()> {
-        let (done, pending) = Pending::channel();
-        let write = Write::Finish {
+        self.write(|done| Write::Finish {
             turn_id,
             reply,
             at_ms,
             done,
-        };
-        if let Err(Write::Finish { done, .. }) = self.send(write) {
-            done.complete(Err(JournalError::closed()));
-        }
-        pending
+        })
     }
 
-    fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> Result<(), JournalError> {
+    fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()> {
         if turn_ids.is_empty() {
-            return Ok(());
+            return Pending::ready(Ok(()));
         }
         let turn_ids = turn_ids.to_vec();
-        self.send_blocking(|done| Write::MarkInterrupted {
+        self.write(|done| Write::MarkInterrupted {
             turn_ids,
             at_ms,
             done,
         })
     }
 
-    fn unfinished(&self) -> Result<Vec<UnfinishedTurn>, JournalError> {
+    fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count
@@ -172,21 +204,24 @@ impl Journal for SqliteJournal {
         })
     }
 
-    fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Result<(), JournalError> {
+    fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()> {
         if turn_ids.is_empty() {
-            return Ok(());
+            return Pending::ready(Ok(()));
         }
         let turn_ids = turn_ids.to_vec();
-        self.send_blocking(|done| Write::NoteResumed {
+        self.write(|done| Write::NoteResumed {
             turn_ids,
             at_ms,
             done,
         })
     }
+}
 
-    fn history(&self, session: &SessionKey, limit: usize) -> Result<Vec<StoredMessage>, JournalError> {
+impl HistoryStore for SqliteJournal {
+    fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(|conn| {
+        let session = session.clone();
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT * FROM (
                     SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed, t.state
@@ -223,71 +258,9 @@ impl Journal for SqliteJournal {
         })
     }
 
-    fn close(&self) {
-        self.shut();
-    }
-
-    fn undelivered(&self, adapter: &str, limit: usize) -> Result<Vec<Delivery>, JournalError> {
+    fn sessions(&self, limit: usize) -> Pending<Vec<SessionSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed
-                 FROM sessions s
-                 JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
-                 JOIN turns t ON t.id = m.turn_id
-                 WHERE s.adapter = ?1
-                 ORDER BY m.id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![adapter, limit], |r| {
-                Ok(Delivery {
-                    turn_id: r.get(0)?,
-                    session: SessionKey::new(adapter, r.get::<_, String>(1)?),
-                    message_id: r.get(2)?,
-                    reply: Reply {
-                        text: r.get(3)?,
-                        failed: r.get(4)?,
-                    },
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
-    fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
-        let (done, pending) = Pending::channel();
-        if let Err(Write::MarkDelivered { done, .. }) =
-            self.send(Write::MarkDelivered { turn_id, at_ms, done })
-        {
-            done.complete(Err(JournalError::closed()));
-        }
-        pending
-    }
-
-    fn adapter_offset(&self, adapter: &str) -> Result<Option<i64>, JournalError> {
-        self.read(|conn| {
-            conn.prepare_cached("SELECT next_update FROM adapter_offsets WHERE adapter = ?1")?
-                .query_row(params![adapter], |r| r.get(0))
-                .optional()
-        })
-    }
-
-    fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()> {
-        let (done, pending) = Pending::channel();
-        let write = Write::SetOffset {
-            adapter: adapter.to_owned(),
-            offset,
-            at_ms,
-            done,
-        };
-        if let Err(Write::SetOffset { done, .. }) = self.send(write) {
-            done.complete(Err(JournalError::closed()));
-        }
-        pending
-    }
-
-    fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(|conn| {
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT s.adapter, s.chat_id, s.created_ms, s.updated_ms,
                         (SELECT count(*) FROM messages m WHERE m.session_id = s.id)
@@ -303,6 +276,80 @@ impl Journal for SqliteJournal {
             })?;
             rows.collect()
         })
+    }
+}
+
+impl AdapterStore for SqliteJournal {
+    fn undelivered(&self, adapter: &str, limit: usize) -> Pending<Vec<Delivery>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let adapter = adapter.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed
+                 FROM sessions s
+                 JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
+                 JOIN turns t ON t.id = m.turn_id
+                 WHERE s.adapter = ?1
+                 ORDER BY m.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![adapter.as_str(), limit], |r| {
+                Ok(Delivery {
+                    turn_id: r.get(0)?,
+                    session: SessionKey::new(adapter.as_str(), r.get::<_, String>(1)?),
+                    message_id: r.get(2)?,
+                    reply: Reply {
+                        text: r.get(3)?,
+                        failed: r.get(4)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
+        self.write(|done| Write::MarkDelivered { turn_id, at_ms, done })
+    }
+
+    fn adapter_offset(&self, adapter: &str) -> Pending<Option<i64>> {
+        let adapter = adapter.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT next_update FROM adapter_offsets WHERE adapter = ?1")?
+                .query_row(params![adapter], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()> {
+        let adapter = adapter.to_owned();
+        self.write(|done| Write::SetOffset {
+            adapter,
+            offset,
+            at_ms,
+            done,
+        })
+    }
+}
+
+impl Journal for SqliteJournal {
+    /// Completes once both connections are closed; the waiting happens on a thread of its own, so the
+    /// caller's thread is never blocked on the final commit and checkpoint.
+    fn close(&self) -> Pending<()> {
+        let shutdown = self.shut();
+        let (done, pending) = Pending::channel();
+        let spawned = std::thread::Builder::new()
+            .name("herald-journal-close".into())
+            .spawn(move || {
+                shutdown.wait();
+                done.complete(Ok(()));
+            });
+        match spawned {
+            Ok(_) => pending,
+            Err(e) => Pending::ready(Err(JournalError::new(
+                herald_gateway::journal::JournalErrorKind::Storage,
+                format!("cannot close the journal: {e}"),
+            ))),
+        }
     }
 }
 
@@ -335,9 +382,9 @@ mod tests {
         let (journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, Some(1));
         assert_eq!(SCHEMA_VERSION, 2);
-        assert!(journal.undelivered("telegram", 10).unwrap().is_empty());
-        assert_eq!(journal.adapter_offset("telegram").unwrap(), None);
-        let unfinished = journal.unfinished().unwrap();
+        assert!(journal.undelivered("telegram", 10).await.unwrap().is_empty());
+        assert_eq!(journal.adapter_offset("telegram").await.unwrap(), None);
+        let unfinished = journal.unfinished().await.unwrap();
         assert_eq!(unfinished.len(), 1);
         journal
             .finish(
@@ -350,7 +397,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let pending = journal.undelivered("telegram", 10).unwrap();
+        let pending = journal.undelivered("telegram", 10).await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!((pending[0].turn_id, pending[0].message_id.as_str()), (2, "u8"));
         assert_eq!(pending[0].session, SessionKey::new("telegram", "42"));

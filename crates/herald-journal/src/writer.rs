@@ -25,6 +25,7 @@ pub(crate) enum Write {
     Start {
         turn_id: i64,
         at_ms: u64,
+        done: Completion<()>,
     },
     Finish {
         turn_id: i64,
@@ -35,12 +36,12 @@ pub(crate) enum Write {
     MarkInterrupted {
         turn_ids: Vec<i64>,
         at_ms: u64,
-        done: mpsc::Sender<Result<(), JournalError>>,
+        done: Completion<()>,
     },
     NoteResumed {
         turn_ids: Vec<i64>,
         at_ms: u64,
-        done: mpsc::Sender<Result<(), JournalError>>,
+        done: Completion<()>,
     },
     MarkDelivered {
         turn_id: i64,
@@ -59,7 +60,6 @@ pub(crate) enum Write {
 enum Outcome {
     Accepted(Completion<Accepted>, Result<Accepted, JournalError>),
     Unit(Completion<()>, Result<(), JournalError>),
-    Blocking(mpsc::Sender<Result<(), JournalError>>, Result<(), JournalError>),
     Nothing,
 }
 
@@ -97,13 +97,12 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
     for write in batch {
         match write {
             Write::Accept(_, done) => done.complete(Err(error.clone())),
-            Write::Finish { done, .. }
+            Write::Start { done, .. }
+            | Write::Finish { done, .. }
+            | Write::MarkInterrupted { done, .. }
+            | Write::NoteResumed { done, .. }
             | Write::MarkDelivered { done, .. }
             | Write::SetOffset { done, .. } => done.complete(Err(error.clone())),
-            Write::MarkInterrupted { done, .. } | Write::NoteResumed { done, .. } => {
-                let _ = done.send(Err(error.clone()));
-            }
-            Write::Start { .. } => {}
         }
     }
 }
@@ -122,9 +121,6 @@ fn deliver(outcome: Outcome, committed: &Result<(), JournalError>) {
     match outcome {
         Outcome::Accepted(done, result) => done.complete(after(result, committed)),
         Outcome::Unit(done, result) => done.complete(after(result, committed)),
-        Outcome::Blocking(done, result) => {
-            let _ = done.send(after(result, committed));
-        }
         Outcome::Nothing => {}
     }
 }
@@ -142,11 +138,13 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
         Write::Accept(inbound, done) => {
             Outcome::Accepted(done, accept(&savepoint, &inbound).map_err(|e| storage_error(&e)))
         }
-        Write::Start { turn_id, at_ms } => {
-            if let Err(e) = start(&savepoint, turn_id, at_ms) {
+        Write::Start { turn_id, at_ms, done } => {
+            let result = start(&savepoint, turn_id, at_ms);
+            if let Err(e) = &result {
+                // Usually nobody awaits this write: say so here, or nobody would know.
                 tracing::warn!("cannot mark turn {turn_id} running: {e}");
             }
-            Outcome::Nothing
+            Outcome::Unit(done, result.map_err(|e| storage_error(&e)))
         }
         Write::Finish {
             turn_id,
@@ -161,7 +159,7 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
             turn_ids,
             at_ms,
             done,
-        } => Outcome::Blocking(
+        } => Outcome::Unit(
             done,
             mark_interrupted(&savepoint, &turn_ids, at_ms).map_err(|e| storage_error(&e)),
         ),
@@ -169,7 +167,7 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
             turn_ids,
             at_ms,
             done,
-        } => Outcome::Blocking(
+        } => Outcome::Unit(
             done,
             note_resumed(&savepoint, &turn_ids, at_ms).map_err(|e| storage_error(&e)),
         ),
@@ -189,7 +187,7 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
     };
     let failed = match &outcome {
         Outcome::Accepted(_, r) => r.is_err(),
-        Outcome::Unit(_, r) | Outcome::Blocking(_, r) => r.is_err(),
+        Outcome::Unit(_, r) => r.is_err(),
         Outcome::Nothing => false,
     };
     if failed {

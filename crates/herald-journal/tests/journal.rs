@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use herald_gateway::agent::Role;
-use herald_gateway::journal::{Inbound, Journal, JournalErrorKind, Reply, SessionKey, TurnState};
+use herald_gateway::journal::{
+    AdapterStore, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey, TurnState, TurnStore,
+};
 use herald_journal::{OpenError, SCHEMA_VERSION, SqliteJournal};
 
 fn inbound(chat: &str, id: &str, text: &str) -> Inbound {
@@ -61,7 +63,10 @@ async fn a_message_id_makes_one_turn_and_a_turn_gets_one_reply() {
     assert_eq!(done.state, TurnState::Done);
     assert_eq!(done.reply, Some(reply("echo: hello")));
 
-    let history = journal.history(&SessionKey::new("http", "alice"), 100).unwrap();
+    let history = journal
+        .history(&SessionKey::new("http", "alice"), 100)
+        .await
+        .unwrap();
     let texts: Vec<_> = history
         .iter()
         .map(|m| (m.role, m.text.as_str(), m.status))
@@ -87,11 +92,11 @@ async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
         let c = journal.accept(inbound("s", "c", "three")).await.unwrap().turn_id;
         journal.start(b, 2);
         journal.finish(c, reply("done"), 3).await.unwrap();
-        journal.mark_interrupted(&[a], 4).unwrap();
+        journal.mark_interrupted(&[a], 4).await.unwrap();
         (a, b, c)
     };
     let journal = open(&path);
-    let unfinished = journal.unfinished().unwrap();
+    let unfinished = journal.unfinished().await.unwrap();
     let ids: Vec<_> = unfinished
         .iter()
         .map(|t| (t.turn_id, t.state, t.resume_count))
@@ -104,10 +109,11 @@ async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
     assert_eq!(unfinished[0].message_id, "a");
     assert!(!ids.iter().any(|(id, ..)| *id == c));
 
-    journal.note_resumed(&[a, b], 5).unwrap();
-    journal.note_resumed(&[a], 6).unwrap();
+    journal.note_resumed(&[a, b], 5).await.unwrap();
+    journal.note_resumed(&[a], 6).await.unwrap();
     let counts: Vec<_> = journal
         .unfinished()
+        .await
         .unwrap()
         .iter()
         .map(|t| (t.turn_id, t.state, t.resume_count))
@@ -144,6 +150,7 @@ async fn history_is_bounded_and_sessions_are_listed_by_activity() {
         .unwrap();
     let last3: Vec<_> = journal
         .history(&SessionKey::new("http", "busy"), 3)
+        .await
         .unwrap()
         .into_iter()
         .map(|m| m.text)
@@ -152,11 +159,12 @@ async fn history_is_bounded_and_sessions_are_listed_by_activity() {
     assert!(
         journal
             .history(&SessionKey::new("http", "nobody"), 3)
+            .await
             .unwrap()
             .is_empty()
     );
 
-    let sessions = journal.sessions(10).unwrap();
+    let sessions = journal.sessions(10).await.unwrap();
     let names: Vec<_> = sessions
         .iter()
         .map(|s| (s.session.chat_id.as_str(), s.messages))
@@ -190,8 +198,14 @@ async fn concurrent_writes_share_commits_and_none_is_lost() {
     assert_eq!(ids.len(), 200);
     drop(journal);
     let journal = open(&path);
-    assert!(journal.unfinished().unwrap().is_empty());
-    let total: u64 = journal.sessions(100).unwrap().iter().map(|s| s.messages).sum();
+    assert!(journal.unfinished().await.unwrap().is_empty());
+    let total: u64 = journal
+        .sessions(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.messages)
+        .sum();
     assert_eq!(total, 400);
 }
 
@@ -220,7 +234,7 @@ fn a_corrupt_file_is_moved_aside_not_deleted() {
             .unwrap()
             .starts_with(b"this is not an sqlite")
     );
-    assert!(journal.unfinished().unwrap().is_empty());
+    assert!(journal.unfinished().wait().unwrap().is_empty());
 }
 
 #[test]
@@ -295,10 +309,10 @@ fn the_file_is_private() {
 async fn writes_after_close_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let journal = open(&dir.path().join("state.db"));
-    journal.close();
+    journal.close().await.unwrap();
     let err = journal.accept(inbound("s", "m", "t")).await.unwrap_err();
     assert_eq!(err.kind, JournalErrorKind::Closed);
-    assert!(journal.mark_interrupted(&[1], 1).is_err());
+    assert!(journal.mark_interrupted(&[1], 1).await.is_err());
 }
 
 #[tokio::test]
@@ -316,26 +330,86 @@ async fn replies_stay_undelivered_until_marked_and_offsets_only_move_forward() {
     for (turn, text) in [(a.turn_id, "r1"), (b.turn_id, "r2"), (h.turn_id, "rh")] {
         journal.finish(turn, reply(text), 2_000).await.unwrap();
     }
-    let pending = journal.undelivered("telegram", 10).unwrap();
+    let pending = journal.undelivered("telegram", 10).await.unwrap();
     let got: Vec<_> = pending
         .iter()
         .map(|d| (d.turn_id, d.session.chat_id.as_str(), d.reply.text.as_str()))
         .collect();
     assert_eq!(got, vec![(a.turn_id, "42", "r1"), (b.turn_id, "43", "r2")]);
-    assert_eq!(journal.undelivered("telegram", 1).unwrap().len(), 1);
+    assert_eq!(journal.undelivered("telegram", 1).await.unwrap().len(), 1);
     journal.mark_delivered(a.turn_id, 3_000).await.unwrap();
-    assert_eq!(journal.undelivered("telegram", 10).unwrap().len(), 1);
+    assert_eq!(journal.undelivered("telegram", 10).await.unwrap().len(), 1);
 
-    assert_eq!(journal.adapter_offset("telegram").unwrap(), None);
+    assert_eq!(journal.adapter_offset("telegram").await.unwrap(), None);
     journal.set_adapter_offset("telegram", 10, 1).await.unwrap();
     journal.set_adapter_offset("telegram", 7, 2).await.unwrap();
-    assert_eq!(journal.adapter_offset("telegram").unwrap(), Some(10));
+    assert_eq!(journal.adapter_offset("telegram").await.unwrap(), Some(10));
     drop(journal);
 
     // Both survive reopening.
     let journal = open(&path);
-    assert_eq!(journal.adapter_offset("telegram").unwrap(), Some(10));
-    let pending = journal.undelivered("telegram", 10).unwrap();
+    assert_eq!(journal.adapter_offset("telegram").await.unwrap(), Some(10));
+    let pending = journal.undelivered("telegram", 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].turn_id, b.turn_id);
+}
+
+#[tokio::test]
+async fn close_waits_for_queued_work_and_later_calls_fail_as_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let journal = open(&path);
+    let turn = journal.accept(inbound("s", "m", "q")).await.unwrap();
+    // Queued before the close, awaited after it: both are carried out.
+    let finishing = journal.finish(turn.turn_id, reply("a"), 2);
+    let listing = journal.sessions(10);
+    journal.close().await.unwrap();
+    finishing.await.unwrap();
+    assert_eq!(listing.await.unwrap().len(), 1);
+
+    let session = SessionKey::new("http", "s");
+    let closed = |e: herald_gateway::journal::JournalError| e.kind == JournalErrorKind::Closed;
+    assert!(closed(journal.history(&session, 10).await.unwrap_err()));
+    assert!(closed(journal.unfinished().await.unwrap_err()));
+    assert!(closed(journal.adapter_offset("telegram").await.unwrap_err()));
+    assert!(closed(journal.start(turn.turn_id, 3).await.unwrap_err()));
+    // Closing twice is harmless.
+    journal.close().await.unwrap();
+    drop(journal);
+
+    let journal = open(&path);
+    assert_eq!(journal.history(&session, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn reads_run_off_the_async_threads_and_see_every_completed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = std::sync::Arc::new(open(&dir.path().join("state.db")));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let journal = journal.clone();
+        tasks.push(tokio::spawn(async move {
+            let chat = format!("c{i}");
+            let t = journal.accept(inbound(&chat, "m", "q")).await.unwrap();
+            journal.finish(t.turn_id, reply("a"), 2).await.unwrap();
+            journal
+                .history(&SessionKey::new("http", chat), 10)
+                .await
+                .unwrap()
+                .len()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 2);
+    }
+}
+
+/// Callers without a runtime (tools, tests) wait for a result in place.
+#[test]
+fn a_pending_result_can_be_waited_for_outside_async_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    let turn = journal.accept(inbound("s", "m", "q")).wait().unwrap();
+    journal.finish(turn.turn_id, reply("a"), 2).wait().unwrap();
+    assert_eq!(journal.sessions(10).wait().unwrap()[0].messages, 2);
 }

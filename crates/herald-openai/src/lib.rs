@@ -15,10 +15,11 @@
 //! so an agent that can hang can hold up a stop; and a key in a log or chat is a leaked key.
 //!
 //! The parts that decide without I/O have their own modules and tests: [`sse`] (the event-stream
-//! parser), [`retry_after`] (what a server asks us to wait), [`backoff`] (what we wait otherwise) and
-//! [`wire`] (request and answer JSON, error messages). This crate prints nothing; it logs with `tracing`.
+//! parser), [`retry_after`] (what a server asks us to wait) and [`wire`] (request and answer JSON,
+//! error messages). What we wait otherwise is the gateway's one [`backoff`] schedule
+//! ([`backoff::Backoff::DEFAULT`]), re-exported here. This crate prints nothing; it logs with `tracing`.
 
-pub mod backoff;
+pub use herald_gateway::backoff;
 pub mod retry_after;
 pub mod sse;
 pub mod wire;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use super::*;
+use crate::backoff::Jitter;
 
 const KEY: &str = "sk-test-4f1c9a7e";
 
@@ -47,6 +48,7 @@ fn fast() -> Backoff {
     Backoff {
         base: Duration::from_millis(20),
         max: Duration::from_millis(100),
+        jitter: Jitter::Equal,
     }
 }
 

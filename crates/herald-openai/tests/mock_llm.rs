@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use herald_gateway::agent::{Agent, AgentError, HistoryMessage, Role, TurnRequest};
 use herald_home::config::OpenAiConfig;
+use herald_home::sync::MutexExt;
 use herald_openai::OpenAiAgent;
-use herald_openai::backoff::Backoff;
+use herald_openai::backoff::{Backoff, Jitter};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -48,7 +49,7 @@ impl Peer {
                 base_url: url.trim().trim_end_matches('/').to_owned(),
                 child: None,
                 _log_dir: None,
-                _shared: Some(SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+                _shared: Some(SHARED.lock_unpoisoned()),
             },
             _ => Peer::spawn().await,
         };
@@ -225,6 +226,7 @@ fn fast_backoff() -> Backoff {
     Backoff {
         base: Duration::from_millis(40),
         max: Duration::from_millis(200),
+        jitter: Jitter::Equal,
     }
 }
 

@@ -30,11 +30,11 @@ mod api;
 pub mod split;
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_gateway::adapter::{AdapterStatus, BoxFuture, PushAdapter};
+use herald_gateway::backoff::{Backoff, Jitter};
 use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
 use herald_home::config::TelegramConfig;
@@ -225,30 +225,12 @@ async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-/// Exponential backoff with jitter: 1 s, 2 s, 4 s ... 30 s.
-#[derive(Debug)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff { attempt: 0 }
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    fn next(&mut self) -> Duration {
-        let base_ms = 1000u64.saturating_mul(1 << self.attempt.min(5)).min(30_000);
-        self.attempt = self.attempt.saturating_add(1);
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(self.attempt);
-        let jitter = hasher.finish() % (base_ms / 5 + 1);
-        Duration::from_millis(base_ms - base_ms / 10 + jitter)
-    }
-}
+/// How long to wait after the Bot API failed: 1 s, 2 s, 4 s ... 30 s, each within a tenth either side.
+const RETRY: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(30),
+    jitter: Jitter::Tenth,
+};
 
 /// What became of a batch of updates.
 enum Batch {
@@ -283,7 +265,7 @@ async fn poll_loop(
         }
         halt_tx.send_replace(true);
     });
-    let mut backoff = Backoff::new();
+    let mut backoff = RETRY.retries();
     let mut offset = loop {
         match engine.adapter_offset(ADAPTER).await {
             Ok(offset) => break offset,
@@ -292,7 +274,7 @@ async fn poll_loop(
                     AdapterState::Error,
                     Some(format!("cannot read the stored offset: {e}")),
                 );
-                if !pause(backoff.next(), &mut halt).await {
+                if !pause(backoff.next_delay(), &mut halt).await {
                     return;
                 }
             }
@@ -343,7 +325,7 @@ async fn poll_loop(
                             AdapterState::Retrying,
                             Some(format!("cannot store messages: {e}")),
                         );
-                        backoff.next()
+                        backoff.next_delay()
                     }
                 }
             }
@@ -369,7 +351,7 @@ async fn poll_loop(
                 Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER)
             }
             Err(e) => {
-                let wait = backoff.next();
+                let wait = backoff.next_delay();
                 tracing::warn!("telegram: {e}; retrying in {:.1} s", wait.as_secs_f64());
                 let state = if e.is_transient() {
                     AdapterState::Retrying
@@ -579,7 +561,7 @@ async fn deliver(
         .and_then(|(_, id)| id.parse::<i64>().ok())
         .filter(|id| *id > 0);
     let parts = split::split_message(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
-    let mut backoff = Backoff::new();
+    let mut backoff = RETRY.retries();
     for (index, part) in parts.iter().enumerate() {
         let reply_to = if index == 0 { reply_to } else { None };
         // Agents write Markdown; failure explanations are plain.
@@ -605,7 +587,7 @@ async fn deliver(
                 Err(e) if e.is_transient() => {
                     let wait = match e {
                         ApiError::RetryAfter(secs) => Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER),
-                        _ => backoff.next(),
+                        _ => backoff.next_delay(),
                     };
                     tracing::warn!(
                         "telegram: cannot send a reply ({e}); retrying in {:.1} s",
@@ -647,19 +629,19 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_a_cap_and_resets() {
-        let mut backoff = Backoff::new();
-        let first = backoff.next();
+        let mut backoff = RETRY.retries();
+        let first = backoff.next_delay();
         assert!(
             first >= Duration::from_millis(900) && first <= Duration::from_millis(1200),
             "{first:?}"
         );
         for _ in 0..10 {
-            backoff.next();
+            backoff.next_delay();
         }
-        let capped = backoff.next();
+        let capped = backoff.next_delay();
         assert!(capped <= Duration::from_secs(33), "{capped:?}");
         backoff.reset();
-        assert!(backoff.next() <= Duration::from_millis(1200));
+        assert!(backoff.next_delay() <= Duration::from_millis(1200));
     }
 
     #[test]

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use bot_api::BotApi;
 use herald_gateway::agent::Role;
-use herald_gateway::journal::{Journal, SessionKey};
+use herald_gateway::journal::{AdapterStore, HistoryStore, SessionKey};
 use support::{TestHome, try_http, wait_for};
 
 /// Messages per session: a session's whole history fits in one page of the history API.
@@ -463,6 +463,7 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
     for chat in &chats {
         let history = journal
             .history(&SessionKey::new("telegram", chat.to_string()), 1_000_000)
+            .wait()
             .unwrap();
         let mut turns: BTreeMap<i64, (Vec<&str>, Vec<&str>, String)> = BTreeMap::new();
         for m in &history {
@@ -588,7 +589,7 @@ fn chaos_soak_loses_nothing_and_doubles_nothing() {
             }
         }
     }
-    let undelivered = journal.undelivered("telegram", 10).unwrap();
+    let undelivered = journal.undelivered("telegram", 10).wait().unwrap();
     let unconfirmed = api.unconfirmed();
     let total_kills = counts.get("kill -9 worker").copied().unwrap_or(0)
         + counts.get("kill -9 monitor").copied().unwrap_or(0);

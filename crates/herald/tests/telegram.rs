@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bot_api::{BotApi, Fault};
-use herald_gateway::journal::Journal;
+use herald_gateway::journal::{AdapterStore, HistoryStore};
 use support::{Gateway, TestHome, post_message, wait_for};
 
 const TOKEN: &str = "4242:TEST-SECRET-TOKEN";
@@ -403,6 +403,7 @@ fn chaos_kill_9_and_restart_every_message_gets_exactly_one_reply() {
                 &herald_gateway::journal::SessionKey::new("telegram", chat.to_string()),
                 10_000,
             )
+            .wait()
             .unwrap();
         let questions: Vec<_> = history
             .iter()
@@ -421,5 +422,5 @@ fn chaos_kill_9_and_restart_every_message_gets_exactly_one_reply() {
         turns += questions.len();
     }
     assert_eq!(turns, MESSAGES);
-    assert!(journal.undelivered("telegram", 10).unwrap().is_empty());
+    assert!(journal.undelivered("telegram", 10).wait().unwrap().is_empty());
 }

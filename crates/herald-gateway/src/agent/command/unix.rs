@@ -10,8 +10,9 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
+use herald_home::sync::MutexExt;
 use tokio::sync::oneshot;
 
 /// A started program: its pipes, the tree guard and the exit of the program itself.
@@ -42,7 +43,7 @@ struct Group {
 impl Group {
     /// Sends SIGKILL to the group unless the leader has been reaped.
     fn kill(&self) {
-        let reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+        let reaped = self.reaped.lock_unpoisoned();
         if !*reaped {
             kill_group(self.pgid);
         }
@@ -119,12 +120,12 @@ fn wait_kill_reap(mut child: Child, group: &Group, sender: oneshot::Sender<io::R
         let error = io::Error::last_os_error();
         if error.kind() != io::ErrorKind::Interrupted {
             // Someone else reaped it: the group id can no longer be vouched for, so never signal it.
-            *group.reaped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            *group.reaped.lock_unpoisoned() = true;
             let _ = sender.send(Err(error));
             return;
         }
     }
-    let mut reaped = group.reaped.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut reaped = group.reaped.lock_unpoisoned();
     kill_group(group.pgid);
     let status = child.wait();
     *reaped = true;
