@@ -11,6 +11,7 @@
 //! because Windows searches `System32` before `PATH`: tests put recording fakes first on `PATH` and must be
 //! the ones that run.
 
+use herald_home::sync::MutexExt;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -154,12 +155,7 @@ impl Reader {
         while !self.thread.is_finished() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::mem::take(
-            &mut *self
-                .bytes
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        std::mem::take(&mut *self.bytes.lock_unpoisoned())
     }
 }
 
@@ -171,10 +167,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> Reader {
         loop {
             match pipe.read(&mut chunk) {
                 Ok(0) => break,
-                Ok(n) => sink
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .extend_from_slice(&chunk[..n]),
+                Ok(n) => sink.lock_unpoisoned().extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }

@@ -19,6 +19,7 @@
 //! **Invariant:** the session is created by the service entry point and handed down as
 //! [`super::Notifier::Scm`]; nothing reaches it through a global.
 
+use herald_home::sync::MutexExt;
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -123,7 +124,7 @@ impl ScmSession {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.lock_unpoisoned()
     }
 
     /// Reports the current phase (raising the checkpoint of a pending one).

@@ -1,8 +1,9 @@
 //! The Windows Service entry point through the `windows-service` crate: the dispatcher, the control
 //! handler and `SetServiceStatus`. Same signature as `other.rs`; the decisions are in `mod.rs`.
 
+use herald_home::sync::MutexExt;
 use std::ffi::OsString;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 use herald_home::ExitCode;
 use windows_service::service::{
@@ -30,11 +31,10 @@ pub(super) fn run_as_service(
     options: RunOptions,
     service: String,
 ) -> Result<Result<ExitCode, RunError>, ServiceError> {
-    *OPTIONS.lock().unwrap_or_else(PoisonError::into_inner) = Some((options, service.clone()));
+    *OPTIONS.lock_unpoisoned() = Some((options, service.clone()));
     match service_dispatcher::start(&service, ffi_service_main) {
         Ok(()) => Ok(RESULT
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .lock_unpoisoned()
             .take()
             .unwrap_or_else(|| Err(RunError::Startup("the service did not run".into())))),
         Err(windows_service::Error::Winapi(e))
@@ -79,7 +79,7 @@ fn status(update: &StatusUpdate) -> ServiceStatus {
 }
 
 fn service_main(_arguments: Vec<OsString>) {
-    let Some((mut options, service)) = OPTIONS.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+    let Some((mut options, service)) = OPTIONS.lock_unpoisoned().take() else {
         return;
     };
     let session = std::sync::Arc::new(ScmSession::new());
@@ -100,7 +100,7 @@ fn service_main(_arguments: Vec<OsString>) {
     let handle = match service_control_handler::register(&service, handler) {
         Ok(handle) => handle,
         Err(e) => {
-            *RESULT.lock().unwrap_or_else(PoisonError::into_inner) = Some(Err(RunError::Startup(format!(
+            *RESULT.lock_unpoisoned() = Some(Err(RunError::Startup(format!(
                 "cannot register the service control handler: {e}"
             ))));
             return;
@@ -124,7 +124,7 @@ fn service_main(_arguments: Vec<OsString>) {
         Ok(code) => *code,
         Err(e) => e.exit_code(),
     };
-    *RESULT.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+    *RESULT.lock_unpoisoned() = Some(result);
     session.finish(code);
     if let Ok(ticker) = ticker {
         let _ = ticker.join();

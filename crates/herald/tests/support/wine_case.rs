@@ -8,9 +8,10 @@
 
 #![allow(dead_code)]
 
+use herald_home::sync::MutexExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use herald_home::atomic::read_record;
 use herald_home::records::{GatewayState, StateRecord};
@@ -50,7 +51,7 @@ impl WineCase {
         config: &str,
         on_drop: fn(&WineCase),
     ) -> WineCase {
-        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let serial = SERIAL.lock_unpoisoned();
         let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
         let root = dir.path().join(root_name);
         let home = root.join("profiles").join(profile);
