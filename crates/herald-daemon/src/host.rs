@@ -17,11 +17,11 @@ use herald_gateway::adapter::{AdapterBoard, PushAdapter};
 use herald_gateway::engine::Engine;
 use herald_gateway::http::{HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
-use herald_home::ExitCode;
 use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
 
 use crate::payload::SharedFactory;
+use crate::startup::StartError;
 use crate::state::RecordKeeper;
 
 /// How long open HTTP responses may take to finish once the drain is over.
@@ -38,31 +38,20 @@ pub(crate) struct GatewayHost {
     board: AdapterBoard,
 }
 
-/// A startup failure: the exit code (78 for the config's fault) and the reason.
-pub(crate) type StartFailure = (ExitCode, String);
-
 impl GatewayHost {
     pub(crate) async fn start(
         keeper: &mut RecordKeeper,
         config: &Config,
         turns: &TurnTracker,
         payload: &SharedFactory,
-    ) -> Result<GatewayHost, StartFailure> {
+    ) -> Result<GatewayHost, StartError> {
         let home = keeper.home().clone();
         let parts = {
             let factory = payload.0.clone();
             let config = config.clone();
             tokio::task::spawn_blocking(move || factory.build(&home, &config))
                 .await
-                .map_err(|e| (ExitCode::Failure, format!("building the gateway panicked: {e}")))?
-                .map_err(|e| {
-                    let code = if e.config {
-                        ExitCode::Config
-                    } else {
-                        ExitCode::Failure
-                    };
-                    (code, e.message)
-                })?
+                .map_err(|e| StartError::BuildPanicked(e.to_string()))??
         };
         for event in parts.events {
             keeper.log(event.with("role", keeper.role().as_str()));
@@ -77,10 +66,7 @@ impl GatewayHost {
             adapter.attach(&engine, board.status(adapter.name()));
         }
         keeper.set_adapter_board(board.clone());
-        let resumed = engine
-            .resume()
-            .await
-            .map_err(|e| (ExitCode::Failure, format!("cannot resume unfinished turns: {e}")))?;
+        let resumed = engine.resume().await.map_err(StartError::Resume)?;
         if resumed.resumed + resumed.gave_up > 0 {
             keeper.log(
                 keeper
@@ -91,12 +77,9 @@ impl GatewayHost {
         }
         let http = if config.http.enabled {
             let options = http_options(config)?;
-            let server = HttpServer::start(engine.clone(), options).await.map_err(|e| {
-                (
-                    ExitCode::Failure,
-                    format!("{e} (set [http] listen in herald.toml)"),
-                )
-            })?;
+            let server = HttpServer::start(engine.clone(), options)
+                .await
+                .map_err(|e| StartError::HttpBind(e.to_string()))?;
             keeper.set_http_url(Some(server.url.clone()));
             Some(server)
         } else {
@@ -148,30 +131,26 @@ impl GatewayHost {
 }
 
 /// The adapter's options, with the token resolved from the environment when `token_env` names it.
-fn http_options(config: &Config) -> Result<HttpOptions, StartFailure> {
-    let listen = config.http.listen_addr().ok_or_else(|| {
-        (
-            ExitCode::Config,
-            format!("[http] listen `{}` is not an IP:PORT address", config.http.listen),
-        )
-    })?;
+fn http_options(config: &Config) -> Result<HttpOptions, StartError> {
+    let listen = config
+        .http
+        .listen_addr()
+        .ok_or_else(|| StartError::HttpListen(config.http.listen.clone()))?;
     let token = match (&config.http.token, &config.http.token_env) {
         (Some(token), _) => Some(token.clone()),
         (None, Some(var)) => match std::env::var(var) {
             Ok(token) if token.trim().len() >= 16 => Some(token.trim().to_owned()),
             Ok(_) => {
-                return Err((
-                    ExitCode::Config,
-                    format!(
-                        "the environment variable {var} (named by [http] token_env) must hold at least 16 characters"
-                    ),
-                ));
+                return Err(StartError::HttpTokenEnv {
+                    var: var.clone(),
+                    problem: "must hold at least 16 characters",
+                });
             }
             Err(_) => {
-                return Err((
-                    ExitCode::Config,
-                    format!("the environment variable {var} (named by [http] token_env) is not set"),
-                ));
+                return Err(StartError::HttpTokenEnv {
+                    var: var.clone(),
+                    problem: "is not set",
+                });
             }
         },
         (None, None) => None,

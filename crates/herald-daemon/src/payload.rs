@@ -28,11 +28,13 @@ pub struct Payload {
 
 /// Why the payload could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct PayloadError {
-    pub message: String,
+pub enum PayloadError {
     /// The config (or the environment it names) is at fault: exit 78, a restart will not help.
-    pub config: bool,
+    #[error("{0}")]
+    Config(String),
+    /// Anything else (the journal cannot be opened, ...): exit 1, a restart may help.
+    #[error("{0}")]
+    Failure(String),
 }
 
 /// Builds the payload for one gateway process.

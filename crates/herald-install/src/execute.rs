@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use herald_home::lock::InstanceLock;
 
+pub use super::manage::HookError;
 use super::manage::ManageError;
 use super::plan::{Cmd, Expect, Plan, Step};
 use super::runner::{CmdOutput, CommandRunner};
@@ -18,9 +19,6 @@ use super::scm::Scm;
 
 /// Pause between `launchctl bootstrap` attempts that returned 5 (EIO).
 const BOOTSTRAP_RETRY_PAUSE: Duration = Duration::from_millis(500);
-
-/// Why a hook failed: the lifecycle layer's own typed error, carried through unchanged.
-pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The steps that need the rest of Herald (a planned stop of a gateway running outside the manager, a
 /// detached start); the lifecycle layer implements them.

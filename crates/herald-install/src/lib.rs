@@ -48,12 +48,6 @@ mod os;
 #[cfg(windows)]
 #[path = "os/windows.rs"]
 mod os;
-#[cfg(not(windows))]
-#[path = "scm_os/other.rs"]
-mod scm_os;
-#[cfg(windows)]
-#[path = "scm_os/windows.rs"]
-mod scm_os;
 
 pub use error::InstallError;
 pub use spec::{Backend, Invocation, Scope, ServiceSpec};

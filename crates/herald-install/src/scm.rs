@@ -18,6 +18,13 @@
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(not(windows))]
+#[path = "scm_os/other.rs"]
+mod os;
+#[cfg(windows)]
+#[path = "scm_os/windows.rs"]
+mod os;
+
 use super::InstallError;
 use super::spec::{Backend, Invocation, ServiceSpec};
 use super::winargs::{join_windows_args, parse_windows_args};
@@ -475,11 +482,11 @@ pub struct SystemScm;
 
 impl Scm for SystemScm {
     fn query(&self, name: &str) -> Result<Option<ScmService>, ScmError> {
-        super::scm_os::query(name)
+        os::query(name)
     }
 
     fn apply(&mut self, op: &ScmOp) -> Result<Applied, ScmError> {
-        super::scm_os::apply(op)
+        os::apply(op)
     }
 }
 

@@ -16,6 +16,7 @@
 //! service managers through `herald-install`.
 
 pub mod deep;
+pub mod direct;
 mod error;
 pub mod install;
 pub mod restart;

@@ -13,10 +13,10 @@ use herald_home::records::ProcessKey;
 use herald_install::manage::Action;
 use herald_process::{ProcessProbe, StopOutcome};
 
+use crate::direct::{self, StopRequest};
 use crate::error::LifecycleError;
 use crate::route::{Routed, route};
-use crate::start::{self, StartOutcome};
-use crate::stop::{StopRequest, stop_unrouted};
+use crate::start::StartOutcome;
 use crate::target::Target;
 
 /// The longest a watcher waits for the awaited process.
@@ -48,11 +48,11 @@ pub fn restart(target: &Target, timeout: Duration) -> Result<RestartOutcome, Lif
     if let Some(routed) = route(target, Action::Restart)? {
         return Ok(RestartOutcome::Routed(routed));
     }
-    let stopped = stop_unrouted(target, &StopRequest::planned("herald restart"))?;
+    let stopped = direct::stop_direct(target, &StopRequest::planned("herald restart"))?;
     // Another starter may have won the home in between: its gateway is the caller's wish too.
-    let started = match start::running(target) {
+    let started = match direct::running(target) {
         Some(pid) => StartOutcome::AlreadyRunning { pid },
-        None => StartOutcome::Started(start::start_detached(target, timeout)?),
+        None => StartOutcome::Started(direct::start_detached(target, timeout)?),
     };
     Ok(RestartOutcome::Direct { stopped, started })
 }
@@ -64,7 +64,7 @@ pub fn restart_after_exit(target: &Target, pid: u32, timeout: Duration) -> Resul
         ProcessProbe::Alive(info) => info.key,
         _ => return restart(target, timeout).map(AfterExit::RestartedNow),
     };
-    let exe = start::prepare_detached_spawn(target)?;
+    let exe = direct::prepare_detached_spawn(target)?;
     let home = target.home();
     let watcher_args: Vec<OsString> = vec![
         "--home".into(),
@@ -78,7 +78,7 @@ pub fn restart_after_exit(target: &Target, pid: u32, timeout: Duration) -> Resul
     let watcher = herald_process::spawn::spawn_detached(&exe, &watcher_args, &home.stdio_log())
         .map_err(LifecycleError::SpawnWatcher)?;
     let watcher_pid = watcher.child.id();
-    start::log_detached_spawn(
+    direct::log_detached_spawn(
         target,
         "watcher_pid",
         watcher_pid,

@@ -6,7 +6,7 @@
 //!
 //! **Invariant:** the planners read, the executor acts, and the two steps that need the rest of Herald —
 //! a planned stop of a gateway running outside the manager, a detached start — are this layer's own
-//! [`crate::stop`] and [`crate::start`], handed to the executor as [`Hooks`]; nothing here prints.
+//! [`crate::direct`], handed to the executor as [`Hooks`]; nothing here prints.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -110,12 +110,15 @@ struct LifecycleHooks<'a> {
 
 impl Hooks for LifecycleHooks<'_> {
     fn stop_unmanaged(&mut self) -> Result<(), HookError> {
-        crate::stop::stop_unrouted(self.target, &crate::stop::StopRequest::planned("herald install"))?;
+        crate::direct::stop_direct(
+            self.target,
+            &crate::direct::StopRequest::planned("herald install"),
+        )?;
         Ok(())
     }
 
     fn start_detached(&mut self) -> Result<(), HookError> {
-        crate::start::start_detached(self.target, crate::start::DEFAULT_TIMEOUT)?;
+        crate::direct::start_detached(self.target, crate::direct::DEFAULT_TIMEOUT)?;
         Ok(())
     }
 }

@@ -1,31 +1,17 @@
-//! `start`: a detached, supervised gateway, reported only once it is ready.
-//!
-//! **Invariant:** success means the state record says `running` for the process we started *and* its
-//! control channel answers `ping`. If the gateway exits first, the error says so with the last lines of
-//! its log — never success before success.
+//! `start`: through the service manager that owns the home, else a detached, supervised gateway
+//! ([`crate::direct`]), reported only once it is ready; a gateway already running is the caller's wish
+//! met.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use herald_home::atomic::read_record;
-use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
-use herald_home::lock::InstanceLock;
-use herald_home::records::{GatewayState, StateRecord};
 use herald_install::manage::Action;
-use herald_process::control::{self, Request};
 
+use crate::direct;
 use crate::error::LifecycleError;
 use crate::route::{Routed, route};
-use crate::status::StatusReport;
 use crate::target::Target;
 
-/// How long `start` waits for readiness unless told otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Lines of the gateway's log kept when it dies during start-up.
-const LOG_TAIL_LINES: usize = 15;
-/// How often readiness is checked while starting.
-const READY_POLL: Duration = Duration::from_millis(5);
+pub use crate::direct::{DEFAULT_TIMEOUT, Started};
 
 /// What `start` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,116 +24,13 @@ pub enum StartOutcome {
     Started(Started),
 }
 
-/// A detached gateway that became ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Started {
-    pub pid: u32,
-    pub elapsed: Duration,
-    /// Where its output goes.
-    pub log: PathBuf,
-}
-
 /// Starts the gateway of `target` — through its service manager when it has one — unless one runs.
 pub fn start(target: &Target, timeout: Duration) -> Result<StartOutcome, LifecycleError> {
-    if let Some(pid) = running(target) {
+    if let Some(pid) = direct::running(target) {
         return Ok(StartOutcome::AlreadyRunning { pid });
     }
     if let Some(routed) = route(target, Action::Start)? {
         return Ok(StartOutcome::Routed(routed));
     }
-    start_detached(target, timeout).map(StartOutcome::Started)
-}
-
-/// `Some(pid)` when a gateway holds the home's lock (its pid when verified).
-pub(crate) fn running(target: &Target) -> Option<Option<u32>> {
-    InstanceLock::is_held(&target.home().lock_file())
-        .unwrap_or(false)
-        .then(|| StatusReport::gather(target.home()).pid)
-}
-
-/// A detached, supervised `herald run`, waited for until ready.
-pub(crate) fn start_detached(target: &Target, timeout: Duration) -> Result<Started, LifecycleError> {
-    let home = target.home();
-    let exe = prepare_detached_spawn(target)?;
-    let log = home.stdio_log();
-    let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    let spawn_args: Vec<OsString> = vec!["--home".into(), home.root().into(), "run".into()];
-    let started = Instant::now();
-    let mut detached =
-        herald_process::spawn::spawn_detached(&exe, &spawn_args, &log).map_err(LifecycleError::Spawn)?;
-    let pid = detached.child.id();
-    log_detached_spawn(target, "gateway_pid", pid, detached.broke_away, &[]);
-
-    let deadline = started + timeout;
-    loop {
-        if let Ok(Some(status)) = detached.child.try_wait() {
-            let how = status
-                .code()
-                .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
-            return Err(LifecycleError::ExitedDuringStartup {
-                pid,
-                how,
-                code: status.code(),
-                log_tail: log_tail(&log, log_start),
-            });
-        }
-        let ready = read_record::<StateRecord>(&home.state_record())
-            .present()
-            .is_some_and(|s| s.pid == pid && s.state == GatewayState::Running);
-        if ready && control::call(home, Request::Ping, Duration::from_secs(2)).is_ok_and(|r| r.ok) {
-            return Ok(Started {
-                pid,
-                elapsed: started.elapsed(),
-                log,
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(LifecycleError::NotReady {
-                pid,
-                secs: timeout.as_secs(),
-                log_tail: log_tail(&log, log_start),
-            });
-        }
-        std::thread::sleep(READY_POLL);
-    }
-}
-
-/// Before a detached spawn (`start`, `restart --after-exit`): the home must exist (the child logs into
-/// it) and we must know our own executable.
-pub(crate) fn prepare_detached_spawn(target: &Target) -> Result<PathBuf, LifecycleError> {
-    target.home().ensure()?;
-    std::env::current_exe().map_err(LifecycleError::NoExecutable)
-}
-
-/// Records a detached spawn (`role_key` names the spawned process's role) in the lifecycle log.
-pub(crate) fn log_detached_spawn(
-    target: &Target,
-    role_key: &str,
-    pid: u32,
-    broke_away: bool,
-    extra: &[(&str, u32)],
-) {
-    let mut event = LifecycleEvent::new(EventKind::DetachedSpawn, std::process::id())
-        .with(role_key, pid)
-        .with("broke_away_from_job", broke_away);
-    for (key, value) in extra {
-        event = event.with(key, *value);
-    }
-    if !broke_away {
-        event = event.with(
-            "note",
-            "the caller's job object forbids breakaway; the process started inside it",
-        );
-    }
-    let _ = LifecycleLog::new(target.home().lifecycle_log()).append(&event);
-}
-
-/// The last lines the gateway wrote to its log since `from` (lossy for non-UTF-8 output), indented.
-fn log_tail(log: &Path, from: u64) -> String {
-    let bytes = std::fs::read(log).unwrap_or_default();
-    let fresh = bytes.get(usize::try_from(from).unwrap_or(0)..).unwrap_or(&[]);
-    let text = String::from_utf8_lossy(fresh);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-    tail.iter().map(|l| format!("  | {l}\n")).collect()
+    direct::start_detached(target, timeout).map(StartOutcome::Started)
 }

@@ -28,5 +28,6 @@ pub fn spawn_detached(program: &Path, args: &[OsString], log: &Path) -> io::Resu
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
         Ok(cmd)
     };
-    crate::os::spawn_detached(build)
+    let (child, broke_away) = crate::os::spawn_detached(build)?;
+    Ok(Detached { child, broke_away })
 }

@@ -27,10 +27,8 @@ impl PayloadFactory for StandardPayload {
         let agent = agent(config)?;
         let adapters = adapters(config)?;
         let path = home.journal_file();
-        let (journal, report) = SqliteJournal::open(&path).map_err(|e| PayloadError {
-            message: e.to_string(),
-            config: false,
-        })?;
+        let (journal, report) =
+            SqliteJournal::open(&path).map_err(|e| PayloadError::Failure(e.to_string()))?;
         let pid = std::process::id();
         let mut events = Vec::new();
         if let Some((aside, reason)) = &report.moved_aside {
@@ -62,29 +60,20 @@ impl PayloadFactory for StandardPayload {
 fn adapters(config: &Config) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> {
     let mut adapters: Vec<Box<dyn PushAdapter>> = Vec::new();
     if config.telegram.enabled {
-        let options = TelegramOptions::from_config(&config.telegram).map_err(|e| PayloadError {
-            message: e.to_string(),
-            config: true,
-        })?;
-        let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError {
-            message: e.to_string(),
-            config: false,
-        })?;
+        let options = TelegramOptions::from_config(&config.telegram)
+            .map_err(|e| PayloadError::Config(e.to_string()))?;
+        let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError::Failure(e.to_string()))?;
         adapters.push(Box::new(adapter));
     }
     Ok(adapters)
 }
 
 fn agent(config: &Config) -> Result<Arc<dyn Agent>, PayloadError> {
-    let config_error = |message: String| PayloadError {
-        message,
-        config: true,
-    };
     Ok(match config.agent.backend {
         AgentBackend::Echo => Arc::new(EchoAgent),
         AgentBackend::Command => Arc::new(CommandAgent::from_config(&config.agent.command)),
         AgentBackend::Openai => {
-            Arc::new(OpenAiAgent::new(&config.agent.openai).map_err(|e| config_error(e.to_string()))?)
+            Arc::new(OpenAiAgent::new(&config.agent.openai).map_err(|e| PayloadError::Config(e.to_string()))?)
         }
     })
 }

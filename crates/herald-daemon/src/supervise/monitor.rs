@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
 use crate::marker::{self, MarkerCheck};
 use crate::readiness::Notifier;
-use crate::run::{RunError, Started, begin, runtime_or_fail};
 use crate::signals::{self, Disposition, SignalEvent};
+use crate::startup::{RunError, Started, begin, runtime_or_fail};
 use crate::state::{RecordKeeper, Role};
 
 /// Environment variable through which a worker learns its monitor's identity (`pid:start_time`).

@@ -36,7 +36,7 @@ pub(super) fn run_as_service(
         Ok(()) => Ok(RESULT
             .lock_unpoisoned()
             .take()
-            .unwrap_or_else(|| Err(RunError::Startup("the service did not run".into())))),
+            .unwrap_or_else(|| Err(RunError::Service("the service main function did not run".into())))),
         Err(windows_service::Error::Winapi(e))
             if e.raw_os_error() == Some(ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) =>
         {
@@ -100,7 +100,7 @@ fn service_main(_arguments: Vec<OsString>) {
     let handle = match service_control_handler::register(&service, handler) {
         Ok(handle) => handle,
         Err(e) => {
-            *RESULT.lock_unpoisoned() = Some(Err(RunError::Startup(format!(
+            *RESULT.lock_unpoisoned() = Some(Err(RunError::Service(format!(
                 "cannot register the service control handler: {e}"
             ))));
             return;

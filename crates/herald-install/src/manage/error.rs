@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 
 use crate::InstallError;
+
+/// Why a hook of the executor failed: the lifecycle layer's own typed error, carried through unchanged.
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
 use crate::spec::Backend;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +101,7 @@ pub enum ManageError {
     )]
     NoGuiSession { cmd: String },
     #[error(transparent)]
-    Hook(crate::execute::HookError),
+    Hook(HookError),
     #[error("{op}: {source}")]
     Scm {
         op: String,

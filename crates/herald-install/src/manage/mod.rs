@@ -21,7 +21,7 @@ pub mod winsvc;
 use std::io;
 use std::path::Path;
 
-pub use error::ManageError;
+pub use error::{HookError, ManageError};
 pub use service_entry::registered_for_home;
 
 use super::context::{Context, TargetOs};

@@ -1,6 +1,6 @@
 //! The SCM leaf where there is no SCM (every OS but Windows). Same signatures as `windows.rs`.
 
-use crate::scm::{Applied, ScmError, ScmOp, ScmService};
+use super::{Applied, ScmError, ScmOp, ScmService};
 
 pub(crate) fn query(_name: &str) -> Result<Option<ScmService>, ScmError> {
     Err(ScmError::Unsupported)

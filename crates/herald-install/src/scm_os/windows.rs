@@ -1,6 +1,6 @@
 //! The SCM leaf on Windows, through the `windows-service` crate: open, query, create, change, start, stop
 //! and delete a service. Same signatures as `other.rs`. Errors are Win32 codes mapped by
-//! [`crate::scm::os_error`]; nothing here reads localized text.
+//! [`super::os_error`]; nothing here reads localized text.
 //!
 //! Waiting for a state (after Start and Stop) asks the SCM every 50 ms: this is the installing command's
 //! path, bounded by the operation's timeout, never the gateway's.
@@ -15,7 +15,7 @@ use windows_service::service::{
 };
 use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 
-use crate::scm::{
+use super::{
     Applied, FailurePolicy, LOCAL_SYSTEM, ScmConfig, ScmError, ScmExit, ScmOp, ScmService, ScmStart,
     ScmState, ScmStatus, codes, os_error, unsupported_setting,
 };

@@ -27,7 +27,7 @@ fn send(pid: u32, signal: libc::c_int) -> io::Result<()> {
 
 pub(crate) fn spawn_detached(
     build: impl Fn() -> io::Result<std::process::Command>,
-) -> io::Result<crate::spawn::Detached> {
+) -> io::Result<(std::process::Child, bool)> {
     use std::os::unix::process::CommandExt;
     let mut cmd = build()?;
     // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which is
@@ -40,10 +40,7 @@ pub(crate) fn spawn_detached(
             Ok(())
         });
     }
-    Ok(crate::spawn::Detached {
-        child: cmd.spawn()?,
-        broke_away: true,
-    })
+    Ok((cmd.spawn()?, true))
 }
 
 /// Linux: blocks on a pidfd until the process exits or the timeout passes. `None` when pidfds are not

@@ -55,7 +55,7 @@ impl Drop for OwnedProcess {
 
 pub(crate) fn spawn_detached(
     build: impl Fn() -> io::Result<std::process::Command>,
-) -> io::Result<crate::spawn::Detached> {
+) -> io::Result<(std::process::Child, bool)> {
     use std::os::windows::process::CommandExt;
     use windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED;
     use windows_sys::Win32::System::Threading::{
@@ -66,18 +66,12 @@ pub(crate) fn spawn_detached(
     let mut cmd = build()?;
     cmd.creation_flags(base | CREATE_BREAKAWAY_FROM_JOB);
     match cmd.spawn() {
-        Ok(child) => Ok(crate::spawn::Detached {
-            child,
-            broke_away: true,
-        }),
+        Ok(child) => Ok((child, true)),
         // The parent's job does not allow breakaway: start inside it rather than not at all.
         Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
             let mut cmd = build()?;
             cmd.creation_flags(base);
-            Ok(crate::spawn::Detached {
-                child: cmd.spawn()?,
-                broke_away: false,
-            })
+            Ok((cmd.spawn()?, false))
         }
         Err(e) => Err(e),
     }

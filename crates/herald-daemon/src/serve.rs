@@ -1,0 +1,371 @@
+//! The serving gateway from its lock to its exit.
+//!
+//! 1. [`crate::startup::begin`]: lock, records, config;
+//! 2. bind the control channel, listen for signals and markers, host the gateway, then `running` and the
+//!    `ready` event (and the notifier's ready);
+//! 3. the main loop waits, and [`crate::serve_policy`] decides what each thing it hears means;
+//! 4. on the first stop order from any source: record the in-flight set, drain within the budget, write
+//!    `stopped` with the exit code, remove the PID record and socket, and only then release the lock.
+//!
+//! **Architecture Invariant:** there is exactly one place a stop is carried out (`shutdown` below), reached
+//! from every stop source, so the drain happens once whichever path asked.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_gateway::{ResumeLedger, TurnTracker};
+use herald_home::config::{Config, ConfigError};
+use herald_home::lifecycle::EventKind;
+use herald_home::records::GatewayState;
+use herald_home::{ExitCode, Home};
+use tokio::sync::mpsc;
+
+use crate::control::{ControlCall, ControlServer};
+use crate::host::GatewayHost;
+use crate::marker::{self, MarkerCheck};
+use crate::payload::SharedFactory;
+use crate::readiness::Notifier;
+use crate::serve_policy::{self, DrainStep, Heard, Step, StopOrder};
+use crate::signals::{self, Disposition, SignalEvent, StopSource};
+use crate::startup::{RunError, StartError, Started, begin, fail_startup, runtime_or_fail};
+use crate::state::{HEARTBEAT_SECS, RecordKeeper, Role};
+use herald_process::control::{self, DrainSummary, Response};
+
+/// The serving process: standalone (holds the instance lock) or a monitor's worker (holds the worker
+/// lock; the monitor holds the instance lock and the PID record).
+pub(crate) fn run_gateway(
+    home: Home,
+    config: Result<Config, Arc<ConfigError>>,
+    notifier: &Notifier,
+    role: Role,
+    replace: bool,
+    payload: &SharedFactory,
+) -> Result<ExitCode, RunError> {
+    let Started {
+        lock,
+        mut keeper,
+        config,
+    } = begin(&home, config, role, replace)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("herald-worker")
+        .enable_all()
+        .build();
+    let runtime = runtime_or_fail(&mut keeper, runtime)?;
+    let turns = TurnTracker::new();
+    let outcome = runtime.block_on(serve(&mut keeper, &config, notifier, &turns, payload));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    let (code, reason) = match outcome {
+        Ok(done) => done,
+        Err(error) => {
+            fail_startup(&mut keeper, error.exit_code(), &error.to_string());
+            return Err(RunError::Start(error));
+        }
+    };
+    ControlServer::cleanup(&home);
+    keeper.finish(code, &reason, GatewayState::Stopped);
+    if role == Role::Standalone {
+        keeper.remove_pid_record();
+    }
+    keeper.log_exit(code, &reason);
+    drop(lock);
+    Ok(code)
+}
+
+/// What the main loop hears from outside: control-channel calls, and signals (OS signals, SCM controls,
+/// the monitor going away).
+struct Inbox {
+    calls: mpsc::Receiver<ControlCall>,
+    signals: mpsc::UnboundedReceiver<SignalEvent>,
+}
+
+/// The async life of the gateway. `Err` is a startup failure; `Ok` the exit code and reason.
+async fn serve(
+    keeper: &mut RecordKeeper,
+    config: &Config,
+    notifier: &Notifier,
+    turns: &TurnTracker,
+    payload: &SharedFactory,
+) -> Result<(ExitCode, String), StartError> {
+    let home = keeper.home().clone();
+    let pid = keeper.pid();
+
+    let server = ControlServer::bind(&home).map_err(|source| StartError::ControlChannel {
+        endpoint: control::endpoint(&home),
+        source,
+    })?;
+    let (calls_tx, calls) = mpsc::channel::<ControlCall>(64);
+    let server_task = tokio::spawn(server.serve(calls_tx, pid));
+
+    let (signal_tx, signals) = mpsc::unbounded_channel::<SignalEvent>();
+    let mut inbox = Inbox { calls, signals };
+    let signal_tx_for_monitor = signal_tx.clone();
+    // Running as a Windows Service: the SCM's Stop and Preshutdown arrive as stop requests here too.
+    notifier.attach(signal_tx.clone());
+    signals::listen(signal_tx).map_err(StartError::Signals)?;
+
+    // Stop markers are watched by whoever owns the PID record: a standalone gateway here, a supervised
+    // one's monitor (which forwards the stop). A worker needs no watcher — and exits faster without one:
+    // closing an inotify descriptor can hold up process exit for a long time.
+    let (marker_tx, mut marker_wake) = mpsc::unbounded_channel::<()>();
+    let _watch = if matches!(keeper.role(), Role::Worker { .. }) {
+        watch_monitor(signal_tx_for_monitor.clone());
+        drop(marker_tx);
+        None
+    } else {
+        // A marker left from before this process started is never for us: clear it before watching.
+        clear_old_marker(keeper);
+        Some(marker::watch(&home, marker_tx))
+    };
+
+    let host = GatewayHost::start(keeper, config, turns, payload).await?;
+    let ledger = host.ledger();
+    // Push adapters' states go into the state record as they change.
+    let mut adapter_changes = host.adapter_board().subscribe();
+
+    keeper.transition(GatewayState::Running, None);
+    host.serving();
+    keeper.log(
+        keeper
+            .event(EventKind::Ready)
+            .with("control", control::endpoint(&home))
+            .with("http", keeper.http_url().unwrap_or_default())
+            .with("agent", host.agent_name())
+            .with(
+                "startup_ms",
+                herald_home::time::now_ms().saturating_sub(keeper.started_at_ms()),
+            ),
+    );
+    tracing::info!(pid, home = %home.root().display(), "herald gateway running");
+    notifier.ready();
+    let mut watchdog = notifier.watchdog();
+
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
+        Duration::from_secs(HEARTBEAT_SECS),
+    );
+    let order = loop {
+        let mut call = None;
+        let mut signal = None;
+        let mut marker_check = None;
+        tokio::select! {
+            Some(c) = inbox.calls.recv() => call = Some(c),
+            Some(event) = inbox.signals.recv() => signal = Some(event),
+            Some(()) = marker_wake.recv() => {
+                marker_check = Some(marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms()));
+            }
+            _ = heartbeat.tick() => {}
+            Ok(()) = adapter_changes.changed() => {}
+            () = watchdog.tick() => continue,
+        }
+        let heard = match (&call, &signal, &marker_check) {
+            (Some(call), _, _) => Heard::Call(&call.request),
+            (_, Some(event), _) => Heard::Signal(event),
+            (_, _, Some(check)) => Heard::Marker(check),
+            _ => Heard::Heartbeat,
+        };
+        match serve_policy::while_serving(&heard) {
+            Step::Reply => reply(call, status_response(keeper, turns)),
+            Step::Stop(order) => {
+                if let MarkerCheck::Stop(marker) = marker_check.as_ref().unwrap_or(&MarkerCheck::None) {
+                    tracing::info!("stop marker from {}", marker.requested_by);
+                }
+                reply(call, status_response(keeper, turns));
+                break order;
+            }
+            Step::Drain => {
+                if let Some(call) = call {
+                    drain_on_request(keeper, turns, &ledger, config, notifier, call).await;
+                }
+            }
+            Step::LogAbsorbed(source) => keeper.log(
+                keeper
+                    .event(EventKind::SignalIgnored)
+                    .with("source", source)
+                    .with("why", "no console: a spurious interrupt, absorbed"),
+            ),
+            Step::LogIgnoredMarker(why) => {
+                keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why))
+            }
+            Step::Heartbeat => keeper.heartbeat(turns.in_flight()),
+            Step::Nothing => {}
+        }
+    };
+    let result = shutdown(keeper, turns, &ledger, config, notifier, order, &mut inbox).await;
+    host.stop().await;
+    server_task.abort();
+    Ok(result)
+}
+
+/// Answers a call, if there was one (a client that hung up is not an error).
+fn reply(call: Option<ControlCall>, response: Response) {
+    if let Some(call) = call {
+        let _ = call.reply.send(response);
+    }
+}
+
+/// The control channel's `drain`: refuse new turns, record the in-flight set, and answer once the drain
+/// is over (the gateway keeps running; a stop still has to be asked for).
+async fn drain_on_request(
+    keeper: &mut RecordKeeper,
+    turns: &TurnTracker,
+    ledger: &dyn ResumeLedger,
+    config: &Config,
+    notifier: &Notifier,
+    call: ControlCall,
+) {
+    let at_start = begin_drain(keeper, turns, ledger, notifier, "control_channel").await;
+    let turns = turns.clone();
+    let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
+    let pid = keeper.pid();
+    tokio::spawn(async move {
+        let report = turns.finish_drain(&at_start, budget).await;
+        let _ = call.reply.send(Response {
+            ok: true,
+            pid,
+            state: Some(GatewayState::Draining),
+            in_flight: Some(turns.in_flight()),
+            drain: Some(DrainSummary {
+                finished: report.finished,
+                cut: report.cut,
+            }),
+            ..Response::default()
+        });
+    });
+}
+
+fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
+    Response {
+        ok: true,
+        pid: keeper.pid(),
+        state: Some(keeper.state()),
+        in_flight: Some(turns.in_flight()),
+        uptime_ms: Some(herald_home::time::now_ms().saturating_sub(keeper.started_at_ms())),
+        ..Response::default()
+    }
+}
+
+/// A marker left from before this process started is never for it: cleared (and an ignored one logged).
+fn clear_old_marker(keeper: &RecordKeeper) {
+    if let MarkerCheck::Ignored { why } =
+        marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms())
+    {
+        keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why));
+    }
+}
+
+/// A worker's stdin is a pipe from its monitor that is never written to: end-of-file means the monitor is
+/// gone (killed, say), and the worker then stops in a planned way instead of serving unsupervised.
+fn watch_monitor(events: mpsc::UnboundedSender<SignalEvent>) {
+    let spawned = std::thread::Builder::new()
+        .name("herald-monitor-watch".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut sink = [0u8; 64];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+            let _ = events.send(SignalEvent {
+                source: StopSource::MonitorGone,
+                disposition: Disposition::Stop,
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch the monitor: {e}");
+    }
+}
+
+/// Records the in-flight set and refuses new turns. Idempotent.
+async fn begin_drain(
+    keeper: &mut RecordKeeper,
+    turns: &TurnTracker,
+    ledger: &dyn ResumeLedger,
+    notifier: &Notifier,
+    source: &str,
+) -> Vec<herald_gateway::TurnInfo> {
+    let first = !turns.is_draining();
+    if first {
+        notifier.stopping();
+    }
+    let at_start = turns.begin_drain(Some(ledger)).await.unwrap_or_else(|e| {
+        tracing::warn!("cannot record in-flight turns for resume: {e}");
+        Vec::new()
+    });
+    if first {
+        keeper.transition(GatewayState::Draining, None);
+        keeper.heartbeat(at_start.len());
+        keeper.log(
+            keeper
+                .event(EventKind::DrainBegin)
+                .with("in_flight", at_start.len())
+                .with(
+                    "turns",
+                    at_start.iter().map(|t| t.label.clone()).collect::<Vec<_>>(),
+                )
+                .with("source", source),
+        );
+    }
+    at_start
+}
+
+/// The one place a planned stop is carried out.
+async fn shutdown(
+    keeper: &mut RecordKeeper,
+    turns: &TurnTracker,
+    ledger: &dyn ResumeLedger,
+    config: &Config,
+    notifier: &Notifier,
+    order: StopOrder,
+    inbox: &mut Inbox,
+) -> (ExitCode, String) {
+    let source = order.source.describe();
+    keeper.log(
+        keeper
+            .event(EventKind::StopRequested)
+            .with("source", source.as_str())
+            .with("restart", order.restart),
+    );
+    tracing::info!("stop requested ({source}); draining");
+    let started = Instant::now();
+    let at_start = begin_drain(keeper, turns, ledger, notifier, &source).await;
+    let budget = Duration::from_secs(config.gateway.drain_timeout_secs);
+    let drain = turns.finish_drain(&at_start, budget);
+    tokio::pin!(drain);
+    // A drain may outlast WatchdogSec: keep pinging while it runs.
+    let mut watchdog = notifier.watchdog();
+    let (report, cut_short_by) = loop {
+        tokio::select! {
+            report = &mut drain => break (report, None),
+            () = watchdog.tick() => {}
+            Some(call) = inbox.calls.recv() => {
+                if serve_policy::while_draining(&Heard::Call(&call.request)) == DrainStep::Reply {
+                    reply(Some(call), status_response(keeper, turns));
+                }
+            }
+            Some(event) = inbox.signals.recv() => {
+                if let DrainStep::CutShort(by) = serve_policy::while_draining(&Heard::Signal(&event)) {
+                    break (turns.report(&at_start), Some(by));
+                }
+            }
+        }
+    };
+    let mut end = keeper
+        .event(EventKind::DrainEnd)
+        .with("finished", report.finished)
+        .with("cut", report.cut)
+        .with(
+            "elapsed_ms",
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        );
+    if let Some(by) = cut_short_by {
+        end = end.with("cut_short_by", by);
+    }
+    keeper.log(end);
+    let code = if order.restart {
+        ExitCode::Restart
+    } else {
+        ExitCode::Ok
+    };
+    let reason = format!("planned stop ({source})");
+    (code, reason)
+}
