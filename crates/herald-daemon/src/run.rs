@@ -29,6 +29,13 @@ pub struct RunOptions {
     pub payload: SharedFactory,
 }
 
+impl RunOptions {
+    /// The stop budget this process waits with ([`crate::startup::stop_budget`] of its config).
+    pub fn stop_budget(&self) -> herald_home::StopBudget {
+        crate::startup::stop_budget(&self.config)
+    }
+}
+
 /// How `herald run` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunMode {

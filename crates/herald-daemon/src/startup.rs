@@ -116,6 +116,12 @@ impl StartError {
     }
 }
 
+/// The stop budget a gateway process uses (how long `--replace` and a new worker wait for the old one):
+/// [`StopBudget::of`] the config it was handed, like every other party.
+pub fn stop_budget(config: &Result<Config, Arc<ConfigError>>) -> StopBudget {
+    StopBudget::of(config.as_ref().map_err(|e| &**e))
+}
+
 /// A gateway process that has taken its lock, announced itself and read its config.
 pub(crate) struct Started {
     pub lock: InstanceLock,
@@ -134,7 +140,7 @@ pub(crate) fn begin(
     replace: bool,
 ) -> Result<Started, RunError> {
     home.ensure()?;
-    let budget = StopBudget::of(config.as_ref().map_err(|e| &**e));
+    let budget = stop_budget(&config);
     let (lock, replaced) = match role {
         Role::Worker { .. } => (acquire_worker_lock(home, budget)?, false),
         _ => acquire(home, replace, budget)?,

@@ -173,7 +173,8 @@ pub enum Via {
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// Seconds to wait for the planned stop before force-killing (default: drain_timeout_secs + 10).
+    /// Seconds to wait for the planned stop before force-killing (default: drain_timeout_secs + 15, the
+    /// stop budget the service units are written with).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
     /// Which stop path to use.
