@@ -730,6 +730,28 @@ mod tests {
     }
 
     #[test]
+    fn every_running_verdict_names_its_probe_in_one_clean_line() {
+        for (id, explain) in RUNNING_FAILURES {
+            let text = explain(7, "some detail");
+            assert!(text.contains(&format!("(P{id}")), "{id}: {text}");
+            assert!(text.contains("pid 7"), "{id}: {text}");
+            assert!(!text.contains("  ") && !text.contains('\n'), "{id}: {text:?}");
+        }
+        // An HTTP adapter that does not serve while the loop answers: P8, named with its detail.
+        let f = DeepFacts {
+            http_url: Some("http://127.0.0.1:1".into()),
+            readiness: Readiness::NotReady {
+                status: 503,
+                detail: "draining".into(),
+            },
+            ..healthy()
+        };
+        let (failed, verdict) = run(&f);
+        assert_eq!(failed, [8]);
+        assert!(verdict.contains("(P8: ") && !verdict.contains("  "), "{verdict}");
+    }
+
+    #[test]
     fn healthy_gateway() {
         let (failed, verdict) = run(&healthy());
         assert!(failed.is_empty(), "{failed:?}");
