@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use herald_gateway::adapter::{AdapterBoard, PushAdapter};
 use herald_gateway::engine::Engine;
+use herald_gateway::http::browser::BrowserPolicy;
 use herald_gateway::http::{HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
 use herald_home::config::Config;
@@ -159,5 +160,9 @@ fn http_options(config: &Config) -> Result<HttpOptions, StartError> {
         listen,
         token,
         max_body_bytes: config.http.max_body_bytes,
+        browser: BrowserPolicy {
+            allowed_hosts: config.http.allowed_hosts.clone(),
+            allowed_origins: config.http.allowed_origins.clone(),
+        },
     })
 }

@@ -87,6 +87,14 @@ pub struct HttpConfig {
     /// Largest accepted request body.
     #[serde(deserialize_with = "max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Host names (no port) a request's `Host` may name besides IP literals and `localhost` (a reverse
+    /// proxy's name, a LAN name); anything else is refused as a possible DNS-rebinding page.
+    #[serde(deserialize_with = "host_names", skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`) of web pages allowed to call the API from a browser; every
+    /// other cross-site page is refused.
+    #[serde(deserialize_with = "origins", skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -97,6 +105,8 @@ impl Default for HttpConfig {
             token: None,
             token_env: None,
             max_body_bytes: 64 * 1024,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -106,6 +116,44 @@ impl HttpConfig {
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         self.listen.parse().ok()
     }
+}
+
+fn host_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    for name in &names {
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "`{name}` is not a host name (letters, digits, '-' and '.'; no scheme, port or path)"
+            )));
+        }
+    }
+    Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+}
+
+fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let origins = Vec::<String>::deserialize(d)?;
+    for origin in &origins {
+        let ok = origin.split_once("://").is_some_and(|(scheme, authority)| {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+                && !authority.is_empty()
+                && !authority.contains(['/', '?', '#', ' ', '@'])
+        });
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "`{origin}` is not an origin: write scheme://host[:port], as a browser sends it (e.g. \
+                 \"https://app.example\"; no path, no trailing slash; `null` cannot be allowed)"
+            )));
+        }
+    }
+    Ok(origins)
 }
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -307,6 +355,11 @@ listen = "127.0.0.1:7878"
 # token = "..."
 # token_env = "HERALD_HTTP_TOKEN"
 max_body_bytes = 65536        # 1024..=16777216
+# Browsers: a web page may not use this API (a cross-site page could drive your agent; a DNS-rebinding
+# page could read your conversations). Requests must name an IP address, localhost, or one of these
+# host names, and pages from other origins are refused unless listed here.
+# allowed_hosts = ["herald.lan"]
+# allowed_origins = ["https://app.example"]
 
 [agent]
 # Who answers: "echo" (replies `echo: <text>`), "openai" (any OpenAI-compatible endpoint) or
@@ -614,6 +667,39 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, InvalidConfig> {
         Config::parse(Path::new("herald.toml"), text.as_bytes())
+    }
+
+    #[test]
+    fn browser_allowances_are_checked_where_they_are_written() {
+        let config = parse(
+            "[http]\nallowed_hosts = [\"Herald.LAN\"]\nallowed_origins = [\"https://app.example:8443\", \"tauri://localhost\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.http.allowed_hosts, ["herald.lan"]);
+        assert_eq!(config.http.allowed_origins.len(), 2);
+        for (text, key) in [
+            (
+                "[http]\nallowed_hosts = [\"herald.lan:7878\"]\n",
+                "http.allowed_hosts",
+            ),
+            (
+                "[http]\nallowed_hosts = [\"http://herald.lan\"]\n",
+                "http.allowed_hosts",
+            ),
+            (
+                "[http]\nallowed_origins = [\"https://app.example/\"]\n",
+                "http.allowed_origins",
+            ),
+            ("[http]\nallowed_origins = [\"null\"]\n", "http.allowed_origins"),
+            (
+                "[http]\nallowed_origins = [\"app.example\"]\n",
+                "http.allowed_origins",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+            assert_eq!(err.line, Some(2), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -437,3 +437,117 @@ fn a_journal_from_a_newer_herald_is_refused_and_kept() {
     assert!(text(&out).contains("newer than this herald"), "{}", text(&out));
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
+
+/// Sends `request` as it is (a browser's headers, not the test client's) and returns the status and body.
+fn raw_exchange(url: &str, request: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let authority = url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The reviewer's two requests: a cross-site page posting `text/plain` to the tokenless loopback API (no
+/// preflight needed), and a DNS-rebinding page reading the conversations. Both are refused with JSON, no
+/// turn runs, and the gateway's own clients still work.
+#[test]
+fn no_web_page_can_drive_the_agent_or_read_the_conversations() {
+    let home = TestHome::new();
+    home.write("herald.toml", b"[http]\nlisten = \"127.0.0.1:0\"\n");
+    let gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let body = r#"{"text":"run something"}"#;
+    let cross_site = format!(
+        "POST /v1/sessions/web/messages HTTP/1.1\r\nHost: evil.example:{port}\r\nOrigin: https://evil.example\r\n\
+         Content-Type: text/plain;charset=UTF-8\r\nSec-Fetch-Site: cross-site\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, json) = raw_exchange(&url, &cross_site);
+    assert_eq!(status, 403, "{json}");
+    assert_eq!(json["error"], "forbidden_host", "{json}");
+    // The same page posting to 127.0.0.1 directly: the Host is fine, the Origin is not.
+    let direct = cross_site.replace(
+        &format!("Host: evil.example:{port}"),
+        &format!("Host: 127.0.0.1:{port}"),
+    );
+    let (status, json) = raw_exchange(&url, &direct);
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (403, Some("cross_origin")),
+        "{json}"
+    );
+    // A simple form post from no page at all is still not JSON.
+    let plain = format!(
+        "POST /v1/sessions/web/messages HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, json) = raw_exchange(&url, &plain);
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{json}"
+    );
+    // Rebinding: the attacker's name resolving to 127.0.0.1, reading same-origin.
+    let rebind =
+        format!("GET /v1/sessions HTTP/1.1\r\nHost: rebind.evil.example:{port}\r\nConnection: close\r\n\r\n");
+    let (status, json) = raw_exchange(&url, &rebind);
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (403, Some("forbidden_host")),
+        "{json}"
+    );
+    // Nothing of it reached the journal; the gateway's own clients go on.
+    let sessions = http(&url, "GET", "/v1/sessions", &[], b"").json();
+    assert_eq!(
+        sessions["sessions"].as_array().map(Vec::len),
+        Some(0),
+        "{sessions}"
+    );
+    let reply = post_message(&url, "cli", None, "hello", "").json();
+    assert_eq!(reply["reply"]["text"], "echo: hello");
+    let chat = home.output(&["chat", "hi"]);
+    assert!(chat.status.success(), "{}", String::from_utf8_lossy(&chat.stderr));
+    drop(gateway);
+}
+
+/// A name the user lists (a LAN name, a reverse proxy's) and a page origin the user allows pass.
+#[test]
+fn listed_hosts_and_origins_are_allowed() {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        b"[http]\nlisten = \"127.0.0.1:0\"\nallowed_hosts = [\"herald.lan\"]\nallowed_origins = [\"https://app.example\"]\n",
+    );
+    let gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let body = r#"{"text":"from the app"}"#;
+    let request = format!(
+        "POST /v1/sessions/app/messages HTTP/1.1\r\nHost: herald.lan:{port}\r\nOrigin: https://app.example\r\n\
+         Sec-Fetch-Site: cross-site\r\nContent-Type: application/json\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, json) = raw_exchange(&url, &request);
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["reply"]["text"], "echo: from the app");
+    drop(gateway);
+}

@@ -12,9 +12,13 @@
 //! always a 4xx — never a 500, never a crash. A 200 or 202 to a POST means the message is durably
 //! stored; anything else means it may not be (and a retry with the same `id` is always safe).
 //!
-//! When a token is configured, every `/v1` request must carry `Authorization: Bearer <token>`; the
-//! comparison takes the same time wherever the strings differ. `/healthz` and `/readyz` stay open: they
-//! reveal nothing and service managers probe them.
+//! Every `/v1` request first passes [`browser::judge`] (no cross-site page and no DNS-rebinding page may
+//! use the API: `Host`, `Origin`, `Sec-Fetch-Site`, and JSON on writes). When a token is configured, it
+//! must then carry `Authorization: Bearer <token>`; the comparison takes the same time wherever the
+//! strings differ. `/healthz` and `/readyz` stay open: they reveal nothing and service managers probe
+//! them.
+
+pub mod browser;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +39,7 @@ use tokio::sync::watch;
 
 use crate::engine::{Engine, SubmitError, TurnOutcome};
 use crate::journal::{JournalError, JournalErrorKind, SessionKey};
+use browser::BrowserPolicy;
 
 /// The adapter name sessions of this API are stored under.
 pub const ADAPTER: &str = "http";
@@ -52,6 +57,8 @@ pub struct HttpOptions {
     /// Required on every `/v1` request when set.
     pub token: Option<String>,
     pub max_body_bytes: usize,
+    /// Which hosts and origins browsers may use (see [`browser`]).
+    pub browser: BrowserPolicy,
 }
 
 /// Why the adapter could not start.
@@ -86,7 +93,7 @@ impl HttpServer {
         })?;
         let url = format!("http://{}", reachable(bound));
         let (shutdown, mut stop) = watch::channel(false);
-        let app = router(engine, options.token, options.max_body_bytes);
+        let app = router(engine, &options);
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|stop| *stop).await;
@@ -125,22 +132,29 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 struct AppState {
     engine: Arc<Engine>,
     token: Option<String>,
+    browser: BrowserPolicy,
 }
 
 /// The API as an axum router (public for in-process tests and benchmarks).
-pub fn router(engine: Arc<Engine>, token: Option<String>, max_body_bytes: usize) -> Router {
-    let state = Arc::new(AppState { engine, token });
+pub fn router(engine: Arc<Engine>, options: &HttpOptions) -> Router {
+    let state = Arc::new(AppState {
+        engine,
+        token: options.token.clone(),
+        browser: options.browser.clone(),
+    });
+    // Layers run outside in: the browser guard, then the token.
     let v1 = Router::new()
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{session}/messages", get(history).post(post_message))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(state.clone(), refuse_browsers));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(state)
 }
 
@@ -197,6 +211,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             )
                 .into_response(),
         )
+    }
+}
+
+async fn refuse_browsers(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    match browser::judge(&state.browser, request.method(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => error(refusal.status, refusal.code, refusal.message),
     }
 }
 
