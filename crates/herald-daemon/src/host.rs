@@ -16,10 +16,11 @@ use std::time::Duration;
 use herald_gateway::adapter::{AdapterBoard, PushAdapter};
 use herald_gateway::engine::Engine;
 use herald_gateway::http::browser::BrowserPolicy;
-use herald_gateway::http::{HttpOptions, HttpServer};
+use herald_gateway::http::{HttpLimits, HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
 use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
+use herald_process::descriptors;
 
 use crate::payload::SharedFactory;
 use crate::startup::StartError;
@@ -164,5 +165,26 @@ fn http_options(config: &Config) -> Result<HttpOptions, StartError> {
             allowed_hosts: config.http.allowed_hosts.clone(),
             allowed_origins: config.http.allowed_origins.clone(),
         },
+        limits: HttpLimits {
+            max_connections: connection_cap(config.http.max_connections),
+            idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
+            body_timeout: Duration::from_secs(config.http.body_timeout_secs),
+        },
     })
+}
+
+/// `[http] max_connections`, lowered when the descriptor limit would not leave the gateway its reserve
+/// (raised to the hard limit first).
+fn connection_cap(wanted: usize) -> usize {
+    let limit = descriptors::raise_limit();
+    let cap = descriptors::connection_cap(wanted, limit);
+    if cap < wanted {
+        tracing::warn!(
+            "[http] max_connections = {wanted} lowered to {cap}: this process may open only {} files and \
+             sockets, and keeps {} for itself",
+            limit.unwrap_or(0),
+            descriptors::RESERVED
+        );
+    }
+    cap
 }

@@ -325,7 +325,7 @@ mod tests {
             .unwrap_or_else(|| panic!("{events:#?}"));
         assert_eq!(panic.pid, 4242);
         let location = panic.field("location").and_then(|l| l.as_str()).unwrap();
-        assert!(location.contains("run.rs"), "{location}");
+        assert!(location.contains("startup.rs"), "{location}");
         assert_eq!(panic.field("thread").and_then(|t| t.as_str()), Some("turn"));
     }
 

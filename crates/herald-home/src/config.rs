@@ -87,6 +87,16 @@ pub struct HttpConfig {
     /// Largest accepted request body.
     #[serde(deserialize_with = "max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Most connections open at once; more wait in the kernel's backlog until one closes.
+    #[serde(deserialize_with = "max_connections")]
+    pub max_connections: usize,
+    /// A connection that sends no complete request header within this long (a new one, or an idle
+    /// keep-alive one) is closed.
+    #[serde(deserialize_with = "timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// A request body must arrive within this long.
+    #[serde(deserialize_with = "timeout_secs")]
+    pub body_timeout_secs: u64,
     /// Host names (no port) a request's `Host` may name besides IP literals and `localhost` (a reverse
     /// proxy's name, a LAN name); anything else is refused as a possible DNS-rebinding page.
     #[serde(deserialize_with = "host_names", skip_serializing_if = "Vec::is_empty")]
@@ -105,6 +115,9 @@ impl Default for HttpConfig {
             token: None,
             token_env: None,
             max_body_bytes: 64 * 1024,
+            max_connections: 256,
+            idle_timeout_secs: 10,
+            body_timeout_secs: 30,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
         }
@@ -168,6 +181,14 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn max_body_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     in_range(usize::deserialize(d)?, 1024, 16 * 1024 * 1024)
+}
+
+fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    in_range(usize::deserialize(d)?, 1, 65_536)
+}
+
+fn timeout_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 1, 3600)
 }
 
 /// Which agent answers turns.
@@ -355,6 +376,12 @@ listen = "127.0.0.1:7878"
 # token = "..."
 # token_env = "HERALD_HTTP_TOKEN"
 max_body_bytes = 65536        # 1024..=16777216
+# Bounds, applied before any token is checked: open connections (1..=65536; more wait until one closes,
+# and the process's file-descriptor limit may lower it), and how long a connection may take to send a
+# request header or sit idle between requests, and to send a body (seconds, 1..=3600).
+max_connections = 256
+idle_timeout_secs = 10
+body_timeout_secs = 30
 # Browsers: a web page may not use this API (a cross-site page could drive your agent; a DNS-rebinding
 # page could read your conversations). Requests must name an IP address, localhost, or one of these
 # host names, and pages from other origins are refused unless listed here.

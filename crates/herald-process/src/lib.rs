@@ -14,6 +14,7 @@
 //! identity (pid, start time, command line) is verified right before every kill ([`terminate`]).
 
 pub mod control;
+pub mod descriptors;
 pub mod identity;
 pub mod spawn;
 pub mod stdio;

@@ -1,7 +1,8 @@
 //! The server side of the local control channel: a Unix domain socket (Unix) or a named pipe (Windows),
 //! for the current user only. The protocol and the client are `herald_process::control`.
 //!
-//! **Invariant:** the server never answers on behalf of the gateway. Each request is forwarded to the
+//! **Invariant:** the server is bounded — at most `MAX_CONNECTIONS` at once, each with a deadline for its
+//! request line — and it never answers on behalf of the gateway. Each request is forwarded to the
 //! gateway's main loop and answered from there, so a reply to `ping` proves the loop that would carry out
 //! a stop is alive; a wedged gateway times out instead of looking healthy.
 
@@ -13,16 +14,20 @@ mod os;
 mod os;
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_home::Home;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use herald_process::control::{Request, Response, protocol};
 
 /// How long a connected client may take to send its request line.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most control connections served at once; more wait to be accepted. Its clients are this user's
+/// commands (`status`, `stop`), each one short request.
+const MAX_CONNECTIONS: usize = 16;
 
 /// A request from a client, waiting for the main loop's answer.
 #[derive(Debug)]
@@ -48,10 +53,18 @@ impl ControlServer {
 
     /// Accepts connections until the task is dropped, forwarding each request to `calls`.
     pub async fn serve(mut self, calls: mpsc::Sender<ControlCall>, my_pid: u32) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             match self.listener.accept().await {
                 Ok(stream) => {
-                    tokio::spawn(handle_connection(stream, calls.clone(), my_pid));
+                    let calls = calls.clone();
+                    tokio::spawn(async move {
+                        handle_connection(stream, calls, my_pid).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("control channel accept failed: {e}");

@@ -19,6 +19,9 @@
 //! them.
 
 pub mod browser;
+mod listener;
+
+pub use listener::HttpLimits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +62,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Which hosts and origins browsers may use (see [`browser`]).
     pub browser: BrowserPolicy,
+    /// Connections, header/idle and body time (see [`HttpLimits`]).
+    pub limits: HttpLimits,
 }
 
 /// Why the adapter could not start.
@@ -92,16 +97,9 @@ impl HttpServer {
             source,
         })?;
         let url = format!("http://{}", reachable(bound));
-        let (shutdown, mut stop) = watch::channel(false);
+        let (shutdown, stop) = watch::channel(false);
         let app = router(engine, &options);
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("the HTTP adapter stopped: {e}");
-            }
-        });
+        let task = tokio::spawn(listener::serve(listener, app, options.limits, stop));
         Ok(HttpServer { url, shutdown, task })
     }
 

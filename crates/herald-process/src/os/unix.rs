@@ -80,3 +80,27 @@ pub(crate) fn stderr_goes_nowhere() -> bool {
 pub(crate) fn send_stdio_to(_file: std::fs::File) -> io::Result<()> {
     Ok(())
 }
+
+/// Raises `RLIMIT_NOFILE`'s soft limit to its hard limit (capped where the OS caps it); the soft limit.
+pub(crate) fn raise_descriptor_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let mut raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        // macOS refuses RLIM_INFINITY (and more than OPEN_MAX) for the soft limit: keep the old one then.
+        // SAFETY: `raised` is a valid rlimit; setrlimit only reads it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    // `rlim_t` is u64 on Linux and macOS, narrower on some other Unix targets.
+    #[allow(clippy::useless_conversion)]
+    u64::try_from(limit.rlim_cur).ok()
+}

@@ -142,3 +142,8 @@ pub(crate) fn send_stdio_to(file: std::fs::File) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Windows has no per-process descriptor limit for sockets and files (handles are bounded by memory).
+pub(crate) fn raise_descriptor_limit() -> Option<u64> {
+    None
+}
