@@ -18,6 +18,7 @@
 
 #[cfg(target_os = "linux")]
 mod control;
+mod flood;
 mod machine;
 mod proc;
 mod procfs;
@@ -51,6 +52,7 @@ const DEFAULT_WAKE_SECS: u64 = 5;
 const USAGE: &str = "\
 usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--no-supervise] [--no-turns]
        herald-bench turns [--help]   (HTTP turns in detail, with latency as the journal grows)
+       herald-bench flood [--help]   (a normal client while idle and slow-loris connections fill the listener)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
 again, idle RSS and idle wake-ups.
@@ -79,18 +81,26 @@ struct Options {
 /// Seconds each HTTP concurrency level is measured for (after a 1 s warm-up).
 const TURN_SECONDS: u64 = 5;
 
+/// A subcommand's entry: its arguments and the herald binary next to this one.
+type Subcommand = fn(&[String], &std::path::Path) -> anyhow::Result<()>;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("turns") {
+    let subcommand: Option<(&str, Subcommand)> = match args.first().map(String::as_str) {
+        Some("turns") => Some(("turns", turns::main)),
+        Some("flood") => Some(("flood", flood::main)),
+        _ => None,
+    };
+    if let Some((name, run)) = subcommand {
         let herald = std::env::current_exe()
             .map(|exe| exe.with_file_name(format!("herald{}", std::env::consts::EXE_SUFFIX)));
         let result = herald
             .context("cannot locate this executable to find herald next to it")
-            .and_then(|herald| turns::main(&args[1..], &herald));
+            .and_then(|herald| run(&args[1..], &herald));
         return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("herald-bench turns: {e:#}");
+                eprintln!("herald-bench {name}: {e:#}");
                 ExitCode::FAILURE
             }
         };
