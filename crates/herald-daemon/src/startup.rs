@@ -63,6 +63,7 @@ impl RunError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             RunError::Config(_) => ExitCode::Config,
+            RunError::Home(e) if e.is_unsafe() => ExitCode::Config,
             RunError::Start(e) => e.exit_code(),
             _ => ExitCode::Failure,
         }

@@ -432,6 +432,9 @@ pub enum ConfigError {
     Read { path: PathBuf, source: io::Error },
     #[error("{0}")]
     Invalid(InvalidConfig),
+    /// Another user owns or can write the file: it names what the gateway runs.
+    #[error("{0}")]
+    Unsafe(#[from] crate::ownership::UnsafePath),
 }
 
 /// A parse or validation error located in the file.
@@ -468,8 +471,10 @@ pub enum ConfigSource {
 }
 
 impl Config {
-    /// Loads `path`, or the defaults when it does not exist.
+    /// Loads `path`, or the defaults when it does not exist. A file another user owns or can write is
+    /// refused ([`ConfigError::Unsafe`]): it names the command the gateway runs.
     pub fn load(path: &Path) -> Result<(Config, ConfigSource), ConfigError> {
+        crate::ownership::check_file(path)?;
         match std::fs::read(path) {
             Ok(bytes) => {
                 let config = Config::parse(path, &bytes).map_err(ConfigError::Invalid)?;

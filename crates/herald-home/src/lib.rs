@@ -16,6 +16,7 @@ pub mod config;
 pub mod exit;
 pub mod lifecycle;
 pub mod lock;
+pub mod ownership;
 pub mod paths;
 pub mod records;
 pub mod sync;

@@ -163,6 +163,7 @@ impl LifecycleLog {
         options.append(true).create(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        crate::ownership::no_follow(&mut options);
         let mut file = options.open(&self.path)?;
         file.write_all(&line)
     }

@@ -40,6 +40,7 @@ impl InstanceLock {
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        crate::ownership::no_follow(&mut options);
         let file = options.open(path).map_err(io_err)?;
         match file.try_lock() {
             Ok(()) => Ok(InstanceLock {

@@ -140,6 +140,16 @@ pub enum HomeError {
     Create { path: PathBuf, source: io::Error },
     #[error("the home {path} exists but is not a directory")]
     NotADirectory { path: PathBuf },
+    /// Another user owns or can write it, or a link stands where a directory must (exit 78).
+    #[error("refusing an unsafe home: {0}")]
+    Unsafe(#[from] crate::ownership::UnsafePath),
+}
+
+impl HomeError {
+    /// Whether the fault is how the home is set up (owner, permissions, links): exit 78, not 1.
+    pub fn is_unsafe(&self) -> bool {
+        matches!(self, HomeError::Unsafe(_))
+    }
 }
 
 /// `~/.herald` on Unix, `%LOCALAPPDATA%\herald` on Windows.
@@ -324,33 +334,35 @@ impl Home {
         })
     }
 
-    /// Creates the home and its `run/`, `run/stop/` and `logs/` directories. On Unix each is made private (0700) even if
-    /// it already existed with looser permissions: the home holds the control socket and, later, secrets.
+    /// Creates the home and its `run/`, `run/stop/` and `logs/` directories, after checking that those
+    /// that exist belong to this user, are writable by no one else, and (but for the home itself) are no
+    /// links (see [`crate::ownership`]). On Unix each is then made private (0700): the home holds the
+    /// control socket and the conversations.
     pub fn ensure(&self) -> Result<(), HomeError> {
-        for dir in [
-            self.root.clone(),
-            self.run_dir(),
-            self.marker_dir(),
-            self.logs_dir(),
+        for (dir, is_root) in [
+            (self.root.clone(), true),
+            (self.run_dir(), false),
+            (self.marker_dir(), false),
+            (self.logs_dir(), false),
         ] {
-            create_private_dir(&dir)?;
+            create_private_dir(&dir, is_root)?;
         }
         Ok(())
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<(), HomeError> {
+fn create_private_dir(dir: &Path, is_root: bool) -> Result<(), HomeError> {
     let create_err = |source| HomeError::Create {
         path: dir.to_path_buf(),
         source,
     };
-    match std::fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if !meta.is_dir() && !meta.file_type().is_symlink() => {
             return Err(HomeError::NotADirectory {
                 path: dir.to_path_buf(),
             });
         }
-        Ok(_) => {}
+        Ok(_) => crate::ownership::check_dir(dir, is_root)?,
         Err(_) => {
             let mut builder = std::fs::DirBuilder::new();
             builder.recursive(true);

@@ -51,6 +51,7 @@ impl LifecycleError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             LifecycleError::Config(_) => ExitCode::Config,
+            LifecycleError::Home(e) if e.is_unsafe() => ExitCode::Config,
             LifecycleError::ExitedDuringStartup { code: Some(78), .. } => ExitCode::Config,
             LifecycleError::NothingToRegister { .. } => ExitCode::Usage,
             LifecycleError::Manage(

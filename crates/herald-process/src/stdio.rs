@@ -34,6 +34,7 @@ pub fn open_log(log: &Path) -> io::Result<File> {
     options.create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    herald_home::ownership::no_follow(&mut options);
     options.open(log)
 }
 
