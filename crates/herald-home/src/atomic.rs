@@ -138,13 +138,26 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Reads a record file: a regular file only (a FIFO or device planted at a record's path would block the
+/// reader or feed it forever), opened without blocking and without following a link.
 fn read_bounded(path: &Path) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read;
-    let file = match File::open(path) {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    crate::ownership::no_follow(&mut options);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = match options.open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "is not a regular file",
+        ));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_RECORD_BYTES {
@@ -164,14 +177,13 @@ fn write_atomic_inner(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record path has no file name"))?;
     let mut tmp_name = name.to_os_string();
     tmp_name.push(format!(
-        ".tmp.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
+        ".tmp.{:016x}",
+        unpredictable(COUNTER.fetch_add(1, Ordering::Relaxed))
     ));
     let tmp = dir.join(tmp_name);
 
     let result = (|| {
-        let mut file = private_create(&tmp)?;
+        let mut file = private_create_new(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -185,13 +197,41 @@ fn write_atomic_inner(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-/// Creates (truncating) a file readable and writable by its owner only.
+/// Creates (truncating) a file readable and writable by its owner only, never through a link.
 pub fn private_create(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    crate::ownership::no_follow(&mut options);
     options.open(path)
+}
+
+/// Creates a new file (`O_EXCL`: never an existing one, never through a link), owner-only.
+fn private_create_new(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    crate::ownership::no_follow(&mut options);
+    options.open(path)
+}
+
+/// A temp-file suffix nobody can guess ahead: SipHash with this process's random keys over the time and a
+/// counter. (Guessing it would let another user plant a link where a record is about to be written; with
+/// `O_EXCL` the write would then fail rather than follow it, but it would fail.)
+fn unpredictable(counter: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let mut hasher = KEYS.get_or_init(std::hash::RandomState::new).build_hasher();
+    hasher.write_u64(counter);
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// `rename` that replaces the target. On Windows a reader holding the target open without
@@ -249,6 +289,56 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("r.json")]);
+    }
+
+    /// The old temp names were `<record>.tmp.<pid>.<counter>`: another user could plant links at them and
+    /// have a record write land outside the home. Now the names cannot be guessed, and a temp file is only
+    /// ever created new, never through a link.
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_at_a_temp_name_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        let home = dir.path().join("home");
+        fs::create_dir(&home).unwrap();
+        for n in 0..64 {
+            let planted = home.join(format!("r.json.tmp.{}.{n}", std::process::id()));
+            std::os::unix::fs::symlink(&outside, planted).unwrap();
+        }
+        let path = home.join("r.json");
+        for n in 0..64 {
+            write_record(&path, &Demo { version: 1, n }).unwrap();
+        }
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        assert_eq!(
+            read_record::<Demo>(&path),
+            RecordRead::Present(Demo { version: 1, n: 63 })
+        );
+        let a = unpredictable(1);
+        let b = unpredictable(2);
+        assert_ne!(a, b);
+        assert_ne!(a.wrapping_add(1), b, "not a counter");
+    }
+
+    /// A FIFO planted at a record's path (the stop marker, say) must not block its reader: it reads as
+    /// invalid at once.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_at_a_record_path_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stop.marker");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(read_record::<Demo>(&path));
+        });
+        let read = finished
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO blocked");
+        assert!(matches!(read, RecordRead::Invalid { .. }), "{read:?}");
     }
 
     #[cfg(unix)]

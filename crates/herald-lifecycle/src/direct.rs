@@ -36,6 +36,8 @@ pub struct Started {
     pub elapsed: Duration,
     /// Where its output goes.
     pub log: PathBuf,
+    /// Another caller's start won the race for the home; this is its gateway (ours exited).
+    pub already_running: bool,
 }
 
 /// What the caller asks of a stop.
@@ -85,6 +87,10 @@ pub(crate) fn start_detached(target: &Target, timeout: Duration) -> Result<Start
     let deadline = started + timeout;
     loop {
         if let Ok(Some(status)) = detached.child.try_wait() {
+            // Another start won the race for the home: its gateway is the caller's wish too.
+            if let Some(other) = started_elsewhere(target, pid, deadline) {
+                return Ok(other);
+            }
             let how = status
                 .code()
                 .map_or_else(|| "a signal".to_owned(), |c| format!("code {c}"));
@@ -103,6 +109,7 @@ pub(crate) fn start_detached(target: &Target, timeout: Duration) -> Result<Start
                 pid,
                 elapsed: started.elapsed(),
                 log,
+                already_running: false,
             });
         }
         if Instant::now() >= deadline {
@@ -111,6 +118,33 @@ pub(crate) fn start_detached(target: &Target, timeout: Duration) -> Result<Start
                 secs: timeout.as_secs(),
                 log_tail: log_tail(&log, log_start),
             });
+        }
+        std::thread::sleep(READY_POLL);
+    }
+}
+
+/// When our gateway has exited during start-up: a gateway another caller started that holds the home now,
+/// once it is ready (within `deadline`). `None` when no other gateway holds the home.
+fn started_elsewhere(target: &Target, ours: u32, deadline: Instant) -> Option<Started> {
+    let home = target.home();
+    let began = Instant::now();
+    loop {
+        if !InstanceLock::is_held(&home.lock_file()).unwrap_or(false) {
+            return None;
+        }
+        let state = read_record::<StateRecord>(&home.state_record()).present();
+        if let Some(state) = state.filter(|s| s.pid != ours && s.state == GatewayState::Running)
+            && control::call(home, Request::Ping, Duration::from_secs(2)).is_ok_and(|r| r.ok)
+        {
+            return Some(Started {
+                pid: state.pid,
+                elapsed: began.elapsed(),
+                log: home.stdio_log(),
+                already_running: true,
+            });
+        }
+        if Instant::now() >= deadline {
+            return None;
         }
         std::thread::sleep(READY_POLL);
     }

@@ -26,6 +26,9 @@ const CHANNEL_TIMEOUT: Duration = Duration::from_secs(2);
 const STEP_GRACE: Duration = Duration::from_secs(3);
 /// How long to wait for the lock after a force kill.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long a stop waits for a gateway that holds the lock but has not written its PID record yet.
+const STARTING_GRACE: Duration = Duration::from_secs(3);
+const STARTING_POLL: Duration = Duration::from_millis(10);
 /// How long the process may take to disappear once it has released the lock.
 const EXIT_AFTER_RELEASE: Duration = Duration::from_secs(2);
 
@@ -131,6 +134,23 @@ impl Target {
     }
 }
 
+/// The gateway holding the lock, once its PID record names it — a gateway that has just taken the lock
+/// writes its record a moment later, and a stop racing its start must wait for that, not give up — or
+/// whatever can be read when `grace` runs out. `None` when the lock is released meanwhile.
+fn addressable(home: &Home, grace: Duration) -> Option<Target> {
+    let until = Instant::now() + grace;
+    loop {
+        let target = Target::read(home);
+        if target.verified().is_some() || Instant::now() >= until {
+            return Some(target);
+        }
+        if !InstanceLock::is_held(&home.lock_file()).unwrap_or(true) {
+            return None;
+        }
+        std::thread::sleep(STARTING_POLL);
+    }
+}
+
 /// Stops the gateway on `home` (blocking).
 pub fn stop_gateway(home: &Home, options: &StopOptions) -> Result<StopOutcome, StopError> {
     let start = Instant::now();
@@ -143,7 +163,15 @@ pub fn stop_gateway(home: &Home, options: &StopOptions) -> Result<StopOutcome, S
             stale: stale_records(home),
         });
     }
-    let target = Target::read(home);
+    let target = match addressable(home, STARTING_GRACE.min(options.timeout)) {
+        Some(target) => target,
+        // The lock went away while we waited: a gateway that was starting has stopped by itself.
+        None => {
+            return Ok(StopOutcome::NotRunning {
+                stale: stale_records(home),
+            });
+        }
+    };
     let pid = target.verified().map(|r| r.pid);
     let key = target.verified().map(PidRecord::key);
     // The lock is released just before the process ends; a pid-watching service manager should not see

@@ -71,3 +71,61 @@ fn a_gateway_that_dies_during_start_up_is_reported_with_its_log() {
     );
     assert!(!message.contains("herald started"), "{message}");
 }
+
+/// Ten `start`s at once leave one gateway, and every caller — whose wish, a running gateway, is met —
+/// exits 0 and names it.
+#[test]
+fn parallel_starts_all_succeed_with_one_gateway() {
+    let home = TestHome::new();
+    let starts: Vec<_> = (0..10)
+        .map(|_| {
+            home.cmd(&["start", "--timeout", "30"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut pids = std::collections::BTreeSet::new();
+    for start in starts {
+        let out = start.wait_with_output().unwrap();
+        assert!(out.status.success(), "a parallel start failed: {}", text(&out));
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let pid = said
+            .split("pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no pid in {said:?}"));
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 1, "the callers name different gateways: {pids:?}");
+    let (code, status) = home.status_json();
+    assert_eq!(code, 0);
+    assert_eq!(status["pid"].as_u64().map(|p| p as u32), pids.first().copied());
+    assert!(home.output(&["stop"]).status.success());
+}
+
+/// `stop` racing `start`: whichever wins, `stop` exits 0 and never leaves a gateway it saw running.
+#[test]
+fn a_stop_racing_a_start_never_fails() {
+    for round in 0..10 {
+        let home = TestHome::new();
+        let start = home
+            .cmd(&["start", "--timeout", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(round * 3));
+        let stop = home.output(&["stop"]);
+        assert!(stop.status.success(), "round {round}: {}", text(&stop));
+        let _ = start.wait_with_output().unwrap();
+        // A gateway that was running when `stop` looked is gone; one that started after it may run.
+        if String::from_utf8_lossy(&stop.stdout).starts_with("stopped") {
+            let (code, _) = home.status_json();
+            assert_eq!(code, 3, "round {round}: the stopped gateway is running");
+        }
+        let _ = home.output(&["stop"]);
+    }
+}

@@ -197,3 +197,32 @@ fn a_crash_loop_trips_the_breaker_with_backoff_and_no_spin() {
     assert_eq!(status_code, 3);
     assert_eq!(status["state"], "crash_looping");
 }
+
+/// A FIFO planted at the stop marker's path used to block the monitor in `open()`: a worker killed then
+/// was not restarted for 15 s and more while `status` said running. The monitor now reads markers without
+/// blocking, ignores (and removes) anything that is not a regular file, and restarts at once.
+#[cfg(unix)]
+#[test]
+fn a_fifo_at_the_stop_marker_does_not_stall_the_monitor() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let marker = home.home().stop_marker();
+    let c_path = std::ffi::CString::new(marker.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    wait_for("the monitor to set the planted FIFO aside", || {
+        home.event_names().iter().any(|e| e == "marker_ignored")
+    });
+    let old = home.worker_pid();
+    let killed_at = Instant::now();
+    kill_worker(&home);
+    home.wait_new_worker(old);
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(5),
+        "serving again only after {:?}",
+        killed_at.elapsed()
+    );
+    assert!(!marker.exists(), "the FIFO is removed");
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+}

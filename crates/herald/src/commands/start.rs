@@ -25,6 +25,10 @@ pub(crate) fn print_started(outcome: &StartOutcome) {
             println!("herald is already running ({pid})");
         }
         StartOutcome::Routed(routed) => super::print_routed(routed),
+        StartOutcome::Started(started) if started.already_running => println!(
+            "herald is already running (pid {}): another start got there first",
+            started.pid
+        ),
         StartOutcome::Started(started) => println!(
             "herald started (pid {}) in {:.0} ms; logs: {}",
             started.pid,
