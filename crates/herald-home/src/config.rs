@@ -545,6 +545,13 @@ impl Config {
             if self.http.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
                 return Some((&["http", "token"], "must be at least 16 characters".into()));
             }
+            if self.http.token.as_deref().is_some_and(|t| t != t.trim()) {
+                return Some((
+                    &["http", "token"],
+                    "must not begin or end with whitespace: no client could send it (HTTP trims header values)"
+                        .into(),
+                ));
+            }
             if self.http.token_env.as_deref().is_some_and(str::is_empty) {
                 return Some((&["http", "token_env"], "must name an environment variable".into()));
             }
@@ -699,6 +706,14 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, InvalidConfig> {
         Config::parse(Path::new("herald.toml"), text.as_bytes())
+    }
+
+    #[test]
+    fn a_token_with_surrounding_spaces_is_refused_where_it_is_written() {
+        let err = parse("[http]\ntoken = \" abcdefghijklmnopqrstuvwxyz \"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.token"), "{err}");
+        assert!(err.message.contains("whitespace"), "{err}");
+        assert!(parse("[http]\ntoken = \"abcdefghijklmnopqrstuvwxyz\"\n").is_ok());
     }
 
     #[test]

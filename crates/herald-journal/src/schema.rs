@@ -136,6 +136,7 @@ pub(crate) fn open_writer(path: &Path, now_ms: u64) -> Result<(Connection, OpenR
             source,
         })?;
     }
+    make_private(path);
     let sqlite = |source| OpenError::Sqlite {
         path: path.to_path_buf(),
         source,
@@ -260,4 +261,27 @@ fn move_aside(path: &Path, reason: &str, now_ms: u64) -> Result<PathBuf, OpenErr
         }
     }
     Ok(aside)
+}
+
+/// Makes the journal and its `-wal`/`-shm` files owner-only (Unix), however they were created — an older
+/// herald, a restored backup, a copy made under another umask. SQLite creates `-wal` and `-shm` with the
+/// database file's permissions, so a private database keeps them private too. Best effort: a file that
+/// cannot be changed is reported by the open that follows, if it matters.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            let file = Path::new(&name);
+            if std::fs::symlink_metadata(file)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o077 != 0)
+            {
+                let _ = std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }

@@ -305,6 +305,33 @@ fn the_file_is_private() {
     assert_eq!(mode, 0o600);
 }
 
+/// A journal left readable by others (an older herald, a restored copy) is made private when opened, and
+/// so are its `-wal` and `-shm` files.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_journal_is_made_private_with_its_wal() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let journal = open(&path);
+    journal.close().await.unwrap();
+    drop(journal);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let wal = dir.path().join("state.db-wal");
+    std::fs::write(&wal, b"").unwrap();
+    for p in [&path, &wal] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let journal = open(&path);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&wal), 0o600);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    journal.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn writes_after_close_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();

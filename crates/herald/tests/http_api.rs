@@ -137,6 +137,15 @@ fn client_mistakes_get_clear_json_errors() {
     );
     let cases: Vec<Case> = vec![
         (
+            "a path that is not UTF-8",
+            "GET",
+            "/v1/sessions/%FF/messages",
+            &[],
+            Vec::new(),
+            400,
+            "invalid_session",
+        ),
+        (
             "bad json",
             "POST",
             path,

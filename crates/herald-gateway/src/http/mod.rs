@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -255,6 +255,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// The session path segment, or a JSON `400` when it does not decode (`%FF` is not UTF-8).
+fn session_id(session: Result<Path<String>, PathRejection>) -> Result<String, Box<Response>> {
+    session.map(|Path(session)| session).map_err(|rejection| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_session",
+            format!(
+                "the session id in the path is not valid: {}",
+                rejection.body_text()
+            ),
+        ))
+    })
+}
+
 /// Session ids are path segments and journal keys: short, printable, unambiguous.
 fn invalid_session(session: &str) -> Option<Response> {
     let ok = !session.is_empty()
@@ -341,10 +355,14 @@ fn journal_failure(e: &JournalError) -> Response {
 
 async fn post_message(
     State(state): State<Arc<AppState>>,
-    Path(session): Path<String>,
+    session: Result<Path<String>, PathRejection>,
     query: Result<Query<PostQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let session = match session_id(session) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
     if let Some(response) = invalid_session(&session) {
         return response;
     }
@@ -443,9 +461,13 @@ async fn post_message(
 
 async fn history(
     State(state): State<Arc<AppState>>,
-    Path(session): Path<String>,
+    session: Result<Path<String>, PathRejection>,
     query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Response {
+    let session = match session_id(session) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
     if let Some(response) = invalid_session(&session) {
         return response;
     }
