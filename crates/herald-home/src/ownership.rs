@@ -147,6 +147,20 @@ fn check(_path: &Path, _want_dir: bool, _link_allowed: bool) -> Result<(), Unsaf
     Ok(())
 }
 
+/// The effective user, as a name for per-user paths: the uid on Unix, `user` elsewhere (where per-user
+/// paths come from the profile).
+pub fn current_user() -> String {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() }.to_string()
+    }
+    #[cfg(not(unix))]
+    {
+        "user".to_owned()
+    }
+}
+
 /// Opens without following a final symbolic link (`O_NOFOLLOW` on Unix): a link planted at a file's
 /// place in the home fails to open instead of redirecting the write.
 pub fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {

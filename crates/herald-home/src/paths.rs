@@ -305,19 +305,27 @@ impl Home {
     }
 
     /// The Unix domain socket of the control channel: `run/control.sock` when that path fits in
-    /// `sun_path`, otherwise a per-home name in `$XDG_RUNTIME_DIR` (or the temp dir). Both ends compute it
-    /// the same way; the server additionally checks the peer's uid, so a socket in a shared directory is
-    /// still usable by the owner only.
+    /// `sun_path`, otherwise a per-home name in this user's private runtime directory
+    /// ([`Home::runtime_dir`]). Both ends compute it the same way; the server also checks the peer's uid
+    /// and the client the server's.
     pub fn control_socket(&self) -> PathBuf {
         let inside = self.run_dir().join(layout::CONTROL_SOCKET);
         if inside.as_os_str().len() <= MAX_SOCKET_PATH {
             return inside;
         }
-        let dir = std::env::var_os("XDG_RUNTIME_DIR")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        dir.join(format!("herald-{:016x}.sock", self.fingerprint()))
+        runtime_dir().join(format!("{:016x}.sock", self.fingerprint()))
+    }
+
+    /// Creates the directory of the control socket when it lies outside the home (a long home path),
+    /// private to this user (0700), after checking that an existing one is this user's own, writable by
+    /// no one else and no link: in a shared temp dir, another user could otherwise take the socket's
+    /// name first, or plant a link.
+    pub fn ensure_socket_dir(&self) -> Result<(), HomeError> {
+        let socket = self.control_socket();
+        match socket.parent() {
+            Some(dir) if dir != self.run_dir() => create_private_dir(dir, false),
+            _ => Ok(()),
+        }
     }
 
     /// The Windows named pipe of the control channel, unique per home.
@@ -377,6 +385,15 @@ fn create_private_dir(dir: &Path, is_root: bool) -> Result<(), HomeError> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(create_err)?;
     }
     Ok(())
+}
+
+/// This user's private directory for sockets that do not fit in the home: `$XDG_RUNTIME_DIR/herald`
+/// (the runtime dir is the user's own, 0700) or, without one, `<temp dir>/herald-<uid>`.
+fn runtime_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("herald"),
+        None => std::env::temp_dir().join(format!("herald-{}", crate::ownership::current_user())),
+    }
 }
 
 /// Makes a path absolute against the current directory without touching the file system (the home may not

@@ -111,3 +111,67 @@ fn raw_connect(home: &TestHome) -> impl std::io::Read + std::io::Write {
         .open(home.home().control_pipe_name())
         .unwrap()
 }
+
+/// A home whose path is too long for a Unix socket puts its control socket in this user's private runtime
+/// directory — `<temp>/herald-<uid>/`, 0700, checked to be this user's — never straight into a shared
+/// temp dir where another user could take the name first. One owned by someone else is refused by name.
+#[cfg(unix)]
+#[test]
+fn a_long_home_keeps_its_socket_in_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let tmp = base.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let long = base.path().join("h".repeat(60)).join("e".repeat(60));
+    let herald = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--home")
+            .arg(&long)
+            .args(args)
+            .env("TMPDIR", &tmp)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("HERALD_HOME")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    std::fs::create_dir_all(&long).unwrap();
+    std::fs::write(long.join("herald.toml"), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let started = herald(&["start", "--timeout", "30"]);
+    assert!(started.status.success(), "{}", text(&started));
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let private = tmp.join(format!("herald-{uid}"));
+    let meta = std::fs::symlink_metadata(&private).expect("the private runtime directory");
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let sockets: Vec<_> = std::fs::read_dir(&private).unwrap().flatten().collect();
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    let status = herald(&["status", "--deep"]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(herald(&["stop"]).status.success());
+    // Nothing of ours lies loose in the shared temp dir.
+    let loose: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(loose, [std::ffi::OsString::from(format!("herald-{uid}"))]);
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Another user took the directory's name first: refused by name, not served through.
+        std::os::unix::fs::chown(&private, Some(65534), Some(65534)).unwrap();
+        let refused = herald(&["start", "--timeout", "10"]);
+        assert!(!refused.status.success());
+        assert!(
+            text(&refused).contains("belongs to uid 65534"),
+            "{}",
+            text(&refused)
+        );
+        // The monitor keeps retrying its worker until its breaker trips: stop it now.
+        let stop = herald(&["stop"]);
+        assert!(stop.status.success(), "{}", text(&stop));
+    }
+}

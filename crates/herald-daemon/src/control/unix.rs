@@ -1,6 +1,7 @@
-//! Unix leaf of the control channel's server: a socket file, mode 0600, in the home's private run dir; the
-//! server also rejects any peer whose uid is not its own (the client, in `herald-process`, refuses a server
-//! that is not its own user: the socket may live in a shared runtime dir when the home path is too long).
+//! Unix leaf of the control channel's server: a socket file, mode 0600, in the home's private run dir — or,
+//! when the home's path is too long for a socket, in this user's private runtime directory (0700, checked
+//! to be this user's own: see `Home::ensure_socket_dir`). The server also rejects any peer whose uid is not
+//! its own, and the client (in `herald-process`) refuses a server that is not its own user.
 
 use std::io;
 use std::path::Path;
@@ -16,6 +17,7 @@ pub(super) struct Listener {
 impl Listener {
     pub(super) fn bind(home: &Home) -> io::Result<Listener> {
         let path = home.control_socket();
+        home.ensure_socket_dir().map_err(io::Error::other)?;
         // We hold the instance lock, so a socket file here was left by a gateway that died.
         herald_home::atomic::remove_if_exists(&path)?;
         let inner = UnixListener::bind(&path)?;
