@@ -87,7 +87,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
     for write in batch {
         outcomes.push(apply_in_savepoint(&mut tx, write));
     }
-    let committed = tx.commit().map_err(|e| storage_error(&e));
+    let committed = tx.commit().map_err(|e| uncertain_commit(&e));
     for outcome in outcomes {
         deliver(outcome, &committed);
     }
@@ -335,6 +335,18 @@ fn set_offset(conn: &Connection, adapter: &str, offset: i64, at_ms: u64) -> rusq
     )?
     .execute(params![adapter, offset, at_ms as i64])?;
     Ok(())
+}
+
+/// A failed `COMMIT` is never "certainly not stored": on a full disk SQLite may fail it after the
+/// transaction's frames reached the write-ahead log, and the next reader then sees them. So its writes are
+/// answered as a storage failure (retry with the same id — idempotent), never as "disk full, nothing was
+/// stored", which a client may take as leave to send the text again under a new id. Only a write that
+/// failed inside its own savepoint, before any commit, is certainly absent.
+fn uncertain_commit(e: &rusqlite::Error) -> JournalError {
+    JournalError::new(
+        JournalErrorKind::Storage,
+        format!("the journal could not confirm the commit ({e}); it may or may not be stored"),
+    )
 }
 
 /// Classifies an SQLite error for the gateway (a full disk is worth telling apart).

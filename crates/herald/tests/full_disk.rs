@@ -223,3 +223,82 @@ fn a_full_disk_refuses_messages_and_loses_none_that_were_acknowledged() {
         .output();
     let _ = gateway.wait();
 }
+
+/// `507 storage_full` promises "nothing was stored": a client that believes it may send the text again
+/// under a new id. So no id answered 507 may ever show up in the history. (A commit that fails on a full
+/// disk may still have reached the log; such a message is answered `503 storage_unavailable`, "retry with
+/// the same id".) Three rounds: the reviewer saw a lying 507 in 3 of 6.
+#[test]
+fn a_507_is_only_given_for_a_message_that_was_not_stored() {
+    for round in 0..3 {
+        let Some(fs) = Tmpfs::mount_or_skip("1m") else {
+            return;
+        };
+        let (root, home) = fs.home();
+        let mut gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--home")
+            .arg(&root)
+            .args(["run", "--no-supervise"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut url = None;
+        wait_for("running", || {
+            url = read_record::<StateRecord>(&home.state_record())
+                .present()
+                .filter(|s| s.state == GatewayState::Running)
+                .and_then(|s| s.endpoints.http_url);
+            url.is_some()
+        });
+        let url = url.unwrap();
+        // Leave a little room, and fill it with messages: the moment the disk runs out is the one that
+        // matters.
+        fill(&fs.0);
+        let filler = std::fs::OpenOptions::new()
+            .write(true)
+            .open(fs.0.join("filler"))
+            .unwrap();
+        let len = filler.metadata().unwrap().len();
+        filler.set_len(len.saturating_sub(192 * 1024)).unwrap();
+        drop(filler);
+        let mut full = Vec::new();
+        let mut refused = 0;
+        let mut i = 0;
+        while refused < 10 && i < 2000 {
+            i += 1;
+            let id = format!("r{round}-{i}");
+            let response = post_message(&url, "disk", Some(&id), &"x".repeat(2000), "?wait=false");
+            match response.status {
+                202 => {}
+                503 => refused += 1,
+                507 => {
+                    refused += 1;
+                    full.push(id);
+                }
+                other => panic!("round {round}: {id}: unexpected {other}: {}", response.body),
+            }
+        }
+        assert!(refused > 0, "round {round}: the disk never filled up");
+        std::fs::remove_file(fs.0.join("filler")).unwrap();
+        let history = http(&url, "GET", "/v1/sessions/disk/messages?limit=1000", &[], b"").json();
+        let stored: Vec<&str> = history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str())
+            .collect();
+        for id in &full {
+            assert!(
+                !stored.contains(&id.as_str()),
+                "round {round}: {id} was answered 507 but stored"
+            );
+        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--home")
+            .arg(&root)
+            .arg("stop")
+            .output();
+        let _ = gateway.wait();
+    }
+}
