@@ -6,7 +6,7 @@ use herald_install::{Scope, ServiceSpec, startup};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = startup::parse_launcher(data);
+    let _ = startup::parse_launcher(data, &startup::SystemOemCodePage);
     let text = String::from_utf8_lossy(data);
     let component: String = text
         .chars()
@@ -23,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
         scope: Scope::User,
         run_as: Some("u".into()),
     };
-    if let Ok(bytes) = startup::render_launcher(&spec) {
-        let facts = startup::parse_launcher(&bytes).expect("a rendered launcher parses");
+    if let Ok(bytes) = startup::render_launcher(&spec, &startup::SystemOemCodePage) {
+        let facts = startup::parse_launcher(&bytes, &startup::SystemOemCodePage).expect("a rendered launcher parses");
         let invocation = facts.invocation();
         let home = invocation.args.iter().skip_while(|a| *a != "--home").nth(1).cloned();
         assert_eq!(home.as_deref(), Some(format!(r"C:\Users\u\{component}").as_str()));

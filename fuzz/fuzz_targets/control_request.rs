@@ -2,7 +2,7 @@
 //! back to a line that parses to the same request.
 #![no_main]
 
-use herald_daemon::control::protocol::{parse_request, to_line};
+use herald_process::control::protocol::{parse_request, to_line};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
