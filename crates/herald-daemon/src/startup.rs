@@ -45,6 +45,11 @@ pub enum RunError {
     /// The Windows Service entry point could not run the gateway at all.
     #[error("the Windows Service could not run the gateway: {0}")]
     Service(String),
+    #[error(
+        "a gateway (pid {pid}) still runs on this home, but its lock file was deleted or replaced; stop it \
+         with `herald stop` (or take over with `herald run --replace`)"
+    )]
+    Unlocked { pid: u32 },
     #[error("a previous worker still serves this home and did not exit within {0:?}")]
     WorkerBusy(Duration),
 }
@@ -212,7 +217,16 @@ fn acquire(home: &Home, replace: bool, budget: StopBudget) -> Result<(InstanceLo
     let mut replaced = false;
     loop {
         match InstanceLock::try_acquire(&path) {
-            Ok(lock) => return Ok((lock, replaced)),
+            // The lock file may have been deleted under a gateway that still runs (the lock taken here is
+            // then a new file's): never serve beside it.
+            Ok(lock) => match verified_holder(home) {
+                None => return Ok((lock, replaced)),
+                Some(pid) if !replace || replaced => {
+                    drop(lock);
+                    return Err(RunError::Unlocked { pid });
+                }
+                Some(_) => drop(lock),
+            },
             Err(LockError::Held(_)) => {}
             Err(e) => return Err(e.into()),
         }

@@ -134,7 +134,18 @@ impl StatusReport {
         let state = state_record.as_present();
         let now = now_ms();
 
-        if !lock_held {
+        // A gateway whose lock file was deleted (or replaced) still runs, unlocked: say so, never "not
+        // running" — a start would otherwise put a second gateway beside it.
+        let unlocked_but_alive = !lock_held && matches!(identity, Some(Identity::Verified));
+        if unlocked_but_alive && let Some(r) = pid_record.as_present() {
+            warnings.push(format!(
+                "{} is missing or was replaced while the gateway (pid {}) runs: stop it with `herald stop`, \
+                 then start it again to restore the lock",
+                home.lock_file().display(),
+                r.pid
+            ));
+        }
+        if !lock_held && !unlocked_but_alive {
             if let Some(r) = pid_record.as_present() {
                 warnings.push(format!(
                     "stale PID record for pid {} ({}): that gateway exited without cleaning up",

@@ -134,6 +134,43 @@ impl Target {
     }
 }
 
+/// Stops a verified gateway whose lock file is gone: the control channel, then the verified SIGTERM/force
+/// ladder, each step waiting for the process itself to exit (there is no lock to wait on).
+fn stop_unlocked(
+    home: &Home,
+    options: &StopOptions,
+    target: &Target,
+    key: herald_home::records::ProcessKey,
+    start: Instant,
+) -> Result<StopOutcome, StopError> {
+    let deadline = start + options.timeout;
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let stopped = |path| {
+        Ok(StopOutcome::Stopped {
+            pid: Some(key.pid),
+            path,
+            elapsed: start.elapsed(),
+        })
+    };
+    let request = Request::Stop {
+        restart: options.restart,
+    };
+    if matches!(options.via, StopVia::Auto | StopVia::Channel)
+        && control::call(home, request, CHANNEL_TIMEOUT.min(options.timeout)).is_ok_and(|r| r.ok)
+        && crate::wait::wait_for_exit(key, remaining())
+    {
+        return stopped(StopPath::Channel);
+    }
+    if let Some(record) = target.verified()
+        && matches!(options.via, StopVia::Auto | StopVia::Signal)
+        && crate::request_terminate_verified(record.key(), &record.argv, record.exe.as_deref()).is_ok()
+        && crate::wait::wait_for_exit(key, remaining())
+    {
+        return stopped(StopPath::Signal);
+    }
+    force_or_timeout(home, target, options, start, &["control channel", "SIGTERM"])
+}
+
 /// The gateway holding the lock, once its PID record names it — a gateway that has just taken the lock
 /// writes its record a moment later, and a stop racing its start must wait for that, not give up — or
 /// whatever can be read when `grace` runs out. `None` when the lock is released meanwhile.
@@ -159,9 +196,15 @@ pub fn stop_gateway(home: &Home, options: &StopOptions) -> Result<StopOutcome, S
     let lock = home.lock_file();
 
     if !InstanceLock::is_held(&lock)? {
-        return Ok(StopOutcome::NotRunning {
-            stale: stale_records(home),
-        });
+        // The lock file may have been deleted under a gateway that still runs: a verified PID record is
+        // then the only trace of it, and it is stopped by the same ladder, waiting for the process.
+        let unlocked = Target::read(home);
+        return match unlocked.verified().map(PidRecord::key) {
+            Some(key) => stop_unlocked(home, options, &unlocked, key, start),
+            None => Ok(StopOutcome::NotRunning {
+                stale: stale_records(home),
+            }),
+        };
     }
     let target = match addressable(home, STARTING_GRACE.min(options.timeout)) {
         Some(target) => target,

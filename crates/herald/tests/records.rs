@@ -346,3 +346,42 @@ fn status_lists_the_other_running_profiles() {
     assert!(home.output(&["--profile", "work", "stop"]).status.success());
     assert_eq!(work.wait().unwrap().code(), Some(0));
 }
+
+/// Deleting `run/instance.lock` under a running gateway used to let a second monitor and worker start
+/// beside it (the records then described the idle pair, and `stop` needed a force kill). Now `status`
+/// still sees the gateway and says what happened, a second `run` refuses to serve beside it, and `stop`
+/// stops it by its verified PID record.
+#[test]
+fn a_deleted_lock_file_never_lets_a_second_gateway_serve() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let pid = gateway.pid();
+    std::fs::remove_file(home.home().lock_file()).unwrap();
+
+    let (code, status) = home.status_json();
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status["running"], true);
+    assert!(
+        status["warnings"]
+            .to_string()
+            .contains("instance.lock is missing or was replaced"),
+        "{status}"
+    );
+
+    let second = home.output(&["run", "--no-supervise"]);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(
+        text(&second).contains(&format!("a gateway (pid {pid}) still runs")),
+        "{}",
+        text(&second)
+    );
+
+    let stop = home.output(&["stop"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    assert!(
+        text(&stop).contains(&format!("stopped pid {pid}")),
+        "{}",
+        text(&stop)
+    );
+    assert_eq!(gateway.wait().0, Some(0), "a planned stop, not a kill");
+}
