@@ -33,8 +33,8 @@ use herald_home::time::now_ms;
 use crate::agent::{Agent, HistoryMessage, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
-    Delivery, Inbound, Journal, JournalError, JournalErrorKind, Pending, Reply, SessionKey, SessionSummary,
-    StoredMessage,
+    Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind, Pending, Reply,
+    SessionKey, SessionSummary, StoredMessage,
 };
 pub use crate::turns::TurnOutcome;
 use crate::turns::{
@@ -375,6 +375,15 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, JournalError> {
         self.journal.history(session, limit).await
+    }
+
+    /// A page of a session's history within a byte budget (see [`HistoryQuery`]).
+    pub async fn history_page(
+        &self,
+        session: &SessionKey,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, JournalError> {
+        self.journal.history_page(session, query).await
     }
 
     /// Replies of `adapter`'s sessions not yet handed to their chats, oldest first.

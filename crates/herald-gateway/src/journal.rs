@@ -161,6 +161,27 @@ pub struct StoredMessage {
     pub status: TurnState,
 }
 
+/// A page of a session's history, newest messages last, read within a byte budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// At most this many messages.
+    pub limit: usize,
+    /// Only messages older than this cursor (a [`HistoryPage::older`] from an earlier page).
+    pub before: Option<i64>,
+    /// Stop adding older messages once their texts would pass this many bytes (one message is always
+    /// returned, however large, so paging always moves on).
+    pub max_bytes: usize,
+}
+
+/// What [`HistoryStore::history_page`] returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryPage {
+    /// Oldest first.
+    pub messages: Vec<StoredMessage>,
+    /// The cursor for the page before this one, when older messages exist.
+    pub older: Option<i64>,
+}
+
 /// One session, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSummary {
@@ -281,6 +302,10 @@ pub trait TurnStore: Send + Sync + fmt::Debug {
 pub trait HistoryStore: Send + Sync + fmt::Debug {
     /// The last `limit` messages of a session, oldest first. Unknown session: empty.
     fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>>;
+
+    /// A page of a session's history (see [`HistoryQuery`]): what a reader outside the process gets, so
+    /// the memory one request can take is bounded by its byte budget, not by the session's size.
+    fn history_page(&self, session: &SessionKey, query: HistoryQuery) -> Pending<HistoryPage>;
 
     /// Sessions, most recently active first.
     fn sessions(&self, limit: usize) -> Pending<Vec<SessionSummary>>;

@@ -19,8 +19,9 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::Role;
 use herald_gateway::journal::{
-    Accepted, AdapterStore, Delivery, HistoryStore, Inbound, Journal, JournalError, Pending, Reply,
-    SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore, UnfinishedTurn,
+    Accepted, AdapterStore, Delivery, HistoryPage, HistoryQuery, HistoryStore, Inbound, Journal,
+    JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore,
+    UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -219,43 +220,18 @@ impl TurnStore for SqliteJournal {
 
 impl HistoryStore for SqliteJournal {
     fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let query = HistoryQuery {
+            limit,
+            before: None,
+            max_bytes: usize::MAX,
+        };
         let session = session.clone();
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT * FROM (
-                    SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed, t.state
-                    FROM messages m
-                    JOIN turns t ON t.id = m.turn_id
-                    WHERE m.session_id = (SELECT id FROM sessions WHERE adapter = ?1 AND chat_id = ?2)
-                    ORDER BY m.id DESC LIMIT ?3
-                 ) ORDER BY id",
-            )?;
-            let rows = stmt.query_map(params![session.adapter, session.chat_id, limit], |r| {
-                let role: String = r.get(3)?;
-                let role = if role == "assistant" {
-                    Role::Assistant
-                } else {
-                    Role::User
-                };
-                let failed: bool = r.get(6)?;
-                let turn_state: String = r.get(7)?;
-                let status = match role {
-                    Role::Assistant if failed => TurnState::Failed,
-                    Role::Assistant => TurnState::Done,
-                    Role::User => TurnState::parse(&turn_state).unwrap_or(TurnState::Pending),
-                };
-                Ok(StoredMessage {
-                    turn_id: r.get(1)?,
-                    message_id: r.get(2)?,
-                    role,
-                    text: r.get(4)?,
-                    at_ms: r.get::<_, i64>(5)?.max(0) as u64,
-                    status,
-                })
-            })?;
-            rows.collect()
-        })
+        self.read(move |conn| read_page(conn, &session, &query).map(|page| page.messages))
+    }
+
+    fn history_page(&self, session: &SessionKey, query: HistoryQuery) -> Pending<HistoryPage> {
+        let session = session.clone();
+        self.read(move |conn| read_page(conn, &session, &query))
     }
 
     fn sessions(&self, limit: usize) -> Pending<Vec<SessionSummary>> {
@@ -351,6 +327,64 @@ impl Journal for SqliteJournal {
             ))),
         }
     }
+}
+
+/// Reads a session's messages newest first, one row at a time, until `limit`, the byte budget or the
+/// start of the session; returns them oldest first. Rows past the budget are never materialised.
+fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> rusqlite::Result<HistoryPage> {
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed, t.state
+         FROM messages m
+         JOIN turns t ON t.id = m.turn_id
+         WHERE m.session_id = (SELECT id FROM sessions WHERE adapter = ?1 AND chat_id = ?2)
+           AND (?3 IS NULL OR m.id < ?3)
+         ORDER BY m.id DESC LIMIT ?4",
+    )?;
+    // One row more than asked: whether older messages exist.
+    let mut rows = stmt.query(params![
+        session.adapter,
+        session.chat_id,
+        query.before,
+        limit.saturating_add(1)
+    ])?;
+    let mut page = HistoryPage::default();
+    let mut bytes = 0usize;
+    let mut last_id = 0i64;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let text: String = r.get(4)?;
+        let over_budget = !page.messages.is_empty() && bytes.saturating_add(text.len()) > query.max_bytes;
+        if page.messages.len() == query.limit || over_budget {
+            page.older = page.messages.last().map(|_| last_id);
+            break;
+        }
+        bytes = bytes.saturating_add(text.len());
+        let role: String = r.get(3)?;
+        let role = if role == "assistant" {
+            Role::Assistant
+        } else {
+            Role::User
+        };
+        let failed: bool = r.get(6)?;
+        let turn_state: String = r.get(7)?;
+        let status = match role {
+            Role::Assistant if failed => TurnState::Failed,
+            Role::Assistant => TurnState::Done,
+            Role::User => TurnState::parse(&turn_state).unwrap_or(TurnState::Pending),
+        };
+        page.messages.push(StoredMessage {
+            turn_id: r.get(1)?,
+            message_id: r.get(2)?,
+            role,
+            text,
+            at_ms: r.get::<_, i64>(5)?.max(0) as u64,
+            status,
+        });
+        last_id = id;
+    }
+    page.messages.reverse();
+    Ok(page)
 }
 
 #[cfg(test)]

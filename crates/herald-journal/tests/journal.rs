@@ -5,7 +5,8 @@ use std::path::Path;
 
 use herald_gateway::agent::Role;
 use herald_gateway::journal::{
-    AdapterStore, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey, TurnState, TurnStore,
+    AdapterStore, HistoryQuery, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey,
+    TurnState, TurnStore,
 };
 use herald_journal::{OpenError, SCHEMA_VERSION, SqliteJournal};
 
@@ -122,6 +123,81 @@ async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
         counts,
         vec![(a, TurnState::Pending, 2), (b, TurnState::Pending, 1)]
     );
+}
+
+/// Paging walks a session back to its start, each page within its byte budget (but never empty), every
+/// message exactly once and in order.
+#[tokio::test]
+async fn history_pages_respect_the_byte_budget_and_cover_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    let session = SessionKey::new("http", "big");
+    for i in 0..20 {
+        let text = format!("{i:02}{}", "x".repeat(998));
+        let t = journal
+            .accept(inbound("big", &format!("m{i}"), &text))
+            .await
+            .unwrap();
+        journal
+            .finish(t.turn_id, reply(&format!("a{i:02}")), 10)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let page = journal
+            .history_page(
+                &session,
+                HistoryQuery {
+                    limit: 1000,
+                    before,
+                    max_bytes: 3000,
+                },
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(!page.messages.is_empty());
+        let bytes: usize = page.messages.iter().map(|m| m.text.len()).sum();
+        assert!(
+            bytes <= 3000 || page.messages.len() == 1,
+            "page {pages}: {bytes} bytes"
+        );
+        let mut texts: Vec<String> = page.messages.into_iter().map(|m| m.text).collect();
+        texts.extend(seen);
+        seen = texts;
+        match page.older {
+            Some(cursor) => before = Some(cursor),
+            None => break,
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    let all: Vec<String> = journal
+        .history(&session, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(seen, all, "every message once, in order");
+    assert_eq!(all.len(), 40);
+    assert!(pages >= 7, "{pages} pages for 20 kB of messages in 3 kB pages");
+    // A message larger than the budget still comes, alone.
+    let huge = journal
+        .history_page(
+            &session,
+            HistoryQuery {
+                limit: 10,
+                before: None,
+                max_bytes: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(huge.messages.len(), 1);
+    assert!(huge.older.is_some());
 }
 
 #[tokio::test]

@@ -560,3 +560,62 @@ fn listed_hosts_and_origins_are_allowed() {
     assert_eq!(json["reply"]["text"], "echo: from the app");
     drop(gateway);
 }
+
+/// A session of large messages is read in pages of at most about 1 MiB of text, following `next_before`
+/// back to its start; one request no longer materialises the whole session (a 65 MB session once made
+/// the worker 276 MB for one reader, 1.1 GB for eight).
+#[test]
+fn large_histories_are_read_in_bounded_pages() {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        b"[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 131072\n",
+    );
+    let gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    let big = "y".repeat(100_000);
+    for i in 0..30 {
+        let response = post_message(&url, "large", Some(&format!("m{i}")), &big, "?wait=false");
+        assert_eq!(response.status, 202, "{}", response.body);
+    }
+    wait_for("every reply", || {
+        let page = http(&url, "GET", "/v1/sessions/large/messages?limit=1", &[], b"").json();
+        page["messages"][0]["role"] == "assistant" && page["messages"][0]["id"] == "m29"
+    });
+    let mut ids = Vec::new();
+    let mut before: Option<i64> = None;
+    let mut pages = 0;
+    loop {
+        let path = match before {
+            Some(cursor) => format!("/v1/sessions/large/messages?limit=1000&before={cursor}"),
+            None => "/v1/sessions/large/messages?limit=1000".to_owned(),
+        };
+        let response = http(&url, "GET", &path, &[], b"");
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert!(
+            response.body.len() < 1_300_000,
+            "a page of {} bytes",
+            response.body.len()
+        );
+        let page = response.json();
+        pages += 1;
+        let mut these: Vec<String> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{}/{}", m["id"].as_str().unwrap(), m["role"].as_str().unwrap()))
+            .collect();
+        these.extend(ids);
+        ids = these;
+        match page["next_before"].as_i64() {
+            Some(cursor) => before = Some(cursor),
+            None => break,
+        }
+        assert!(pages < 100);
+    }
+    assert_eq!(ids.len(), 60, "every message once: {ids:?}");
+    assert_eq!(ids.first().map(String::as_str), Some("m0/user"));
+    assert_eq!(ids.last().map(String::as_str), Some("m29/assistant"));
+    assert!(pages >= 3, "{pages} pages for 3 MB of messages");
+    drop(gateway);
+}

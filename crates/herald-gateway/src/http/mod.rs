@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::engine::{Engine, SubmitError, TurnOutcome};
-use crate::journal::{JournalError, JournalErrorKind, SessionKey};
+use crate::journal::{HistoryQuery, JournalError, JournalErrorKind, SessionKey};
 use browser::BrowserPolicy;
 
 /// The adapter name sessions of this API are stored under.
@@ -52,6 +52,10 @@ const RETRY_AFTER_SECS: u64 = 5;
 const MAX_ID_LEN: usize = 200;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+/// The most message text one history response carries; older messages are a `next_before` page away.
+/// (With 1,000 messages of 64 KiB a session is 64 MB: reading it whole per request is how a few slow
+/// readers take a gigabyte.)
+const HISTORY_PAGE_BYTES: usize = 1024 * 1024;
 
 /// What the adapter needs to run.
 #[derive(Debug, Clone)]
@@ -311,6 +315,16 @@ struct LimitQuery {
     limit: Option<usize>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryParams {
+    #[serde(default)]
+    limit: Option<usize>,
+    /// A `next_before` cursor from an earlier page.
+    #[serde(default)]
+    before: Option<i64>,
+}
+
 /// The body could not be read: too large (413), or the connection failed mid-body (400).
 fn body_rejection(rejection: BytesRejection) -> Response {
     let status = rejection.status();
@@ -327,7 +341,11 @@ fn query_rejection(rejection: QueryRejection) -> Response {
 
 fn limit(query: Result<Query<LimitQuery>, QueryRejection>) -> Result<usize, Box<Response>> {
     let Query(query) = query.map_err(|r| Box::new(query_rejection(r)))?;
-    match query.limit {
+    checked_limit(query.limit)
+}
+
+fn checked_limit(limit: Option<usize>) -> Result<usize, Box<Response>> {
+    match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
         Some(n) => Err(Box::new(error(
@@ -462,7 +480,7 @@ async fn post_message(
 async fn history(
     State(state): State<Arc<AppState>>,
     session: Result<Path<String>, PathRejection>,
-    query: Result<Query<LimitQuery>, QueryRejection>,
+    query: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Response {
     let session = match session_id(session) {
         Ok(session) => session,
@@ -471,14 +489,24 @@ async fn history(
     if let Some(response) = invalid_session(&session) {
         return response;
     }
-    let limit = match limit(query) {
+    let Query(params) = match query {
+        Ok(q) => q,
+        Err(rejection) => return query_rejection(rejection),
+    };
+    let limit = match checked_limit(params.limit) {
         Ok(n) => n,
         Err(response) => return *response,
     };
     let key = SessionKey::new(ADAPTER, session.clone());
-    match state.engine.history(&key, limit).await {
-        Ok(messages) => {
-            let messages: Vec<Value> = messages
+    let query = HistoryQuery {
+        limit,
+        before: params.before,
+        max_bytes: HISTORY_PAGE_BYTES,
+    };
+    match state.engine.history_page(&key, query).await {
+        Ok(page) => {
+            let messages: Vec<Value> = page
+                .messages
                 .into_iter()
                 .map(|m| {
                     json!({
@@ -491,7 +519,8 @@ async fn history(
                     })
                 })
                 .collect();
-            axum::Json(json!({"session": session, "messages": messages})).into_response()
+            axum::Json(json!({"session": session, "messages": messages, "next_before": page.older}))
+                .into_response()
         }
         Err(e) => journal_failure(&e),
     }
