@@ -52,6 +52,8 @@ pub enum EventKind {
     TurnsResumed,
     /// The session journal needed attention at start: a corrupt file moved aside, a schema migrated.
     Journal,
+    /// The monitor ended processes a dead worker left behind (agent process trees), before restarting.
+    OrphansEnded,
 }
 
 impl EventKind {
@@ -77,6 +79,7 @@ impl EventKind {
             EventKind::RestartAfterExit => "restart_after_exit",
             EventKind::TurnsResumed => "turns_resumed",
             EventKind::Journal => "journal",
+            EventKind::OrphansEnded => "orphans_ended",
         }
     }
 }

@@ -226,3 +226,67 @@ fn a_fifo_at_the_stop_marker_does_not_stall_the_monitor() {
     assert!(home.output(&["stop"]).status.success());
     assert_eq!(gateway.wait().0, Some(0));
 }
+
+/// The pids of running processes whose command line is exactly `sleep <arg>`.
+#[cfg(target_os = "linux")]
+fn sleepers(arg: &str) -> Vec<u32> {
+    let wanted = format!("sleep\0{arg}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            (cmdline == wanted.as_bytes() && !zombie).then_some(pid)
+        })
+        .collect()
+}
+
+/// A worker killed while its agent runs used to leave the agent's process tree behind, reparented to
+/// init, while the resumed turn ran the agent again beside it (four agents per message under repeated
+/// kills). The monitor now adopts what a dead worker leaves and ends it before the next worker resumes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_workers_agents_are_ended_before_its_turns_resume() {
+    let home = TestHome::new();
+    let arg = format!("{}.{}", 41, std::process::id());
+    home.write(
+        "herald.toml",
+        format!(
+            "[gateway]\ndrain_timeout_secs = 1\n[http]\nlisten = \"127.0.0.1:0\"\n[agent]\nbackend = \"command\"\n[agent.command]\n\
+             command = [\"sh\", \"-c\", \"cat >/dev/null; sleep {arg}; echo done\"]\ntimeout_secs = 300\n"
+        )
+        .as_bytes(),
+    );
+    let gateway = home.start(&[]);
+    let url = home.http_url();
+    let posted = post_message(&url, "slow", Some("m1"), "hello", "?wait=false");
+    assert_eq!(posted.status, 202, "{}", posted.body);
+    let mut first = Vec::new();
+    wait_for("the agent to run", || {
+        first = sleepers(&arg);
+        !first.is_empty()
+    });
+    let old = home.worker_pid();
+    kill_worker(&home);
+    home.wait_new_worker(old);
+    wait_for("the killed worker's agent to be gone", || {
+        sleepers(&arg).iter().all(|pid| !first.contains(pid))
+    });
+    // The turn resumes: its agent runs again — alone.
+    wait_for("the resumed agent", || !sleepers(&arg).is_empty());
+    assert_eq!(
+        sleepers(&arg).len(),
+        1,
+        "agents side by side: {:?}",
+        sleepers(&arg)
+    );
+    assert!(home.event_names().iter().any(|e| e == "orphans_ended"));
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+    wait_for("no agent left after the stop", || sleepers(&arg).is_empty());
+}

@@ -110,6 +110,8 @@ impl Monitor {
         let (signal_tx, mut signals_rx) = mpsc::unbounded_channel::<SignalEvent>();
         // Hosted by a Windows Service: the SCM's Stop and Preshutdown arrive as stop requests here too.
         notifier.attach(signal_tx.clone());
+        os::adopt_orphans();
+        let mut orphans = os::Orphans::watch();
         if let Err(e) = signals::listen(signal_tx) {
             return (ExitCode::Failure, format!("cannot install signal handlers: {e}"));
         }
@@ -159,6 +161,7 @@ impl Monitor {
             let exit = loop {
                 tokio::select! {
                     status = child.wait() => break to_worker_exit(status),
+                    () = orphans.reap(worker_pid) => {}
                     Some(event) = signals_rx.recv() => match event.disposition {
                         Disposition::Stop => {
                             if !planned {
@@ -197,6 +200,16 @@ impl Monitor {
             }
             if let Some(relay) = relay {
                 let _ = relay.await;
+            }
+            // What the worker left behind (a killed worker's agents) ends before anything runs again.
+            let orphans = os::end_orphans();
+            if orphans > 0 {
+                self.keeper.log(
+                    self.keeper
+                        .event(EventKind::OrphansEnded)
+                        .with("processes", orphans)
+                        .with("worker_pid", worker_pid),
+                );
             }
             let ran_for = started.elapsed();
             let decision = match supervisor.on_exit(exit, ran_for, Instant::now(), planned) {

@@ -29,3 +29,24 @@ pub(super) async fn forward_stop(child: &mut Child, home: &Home) {
 pub(super) fn exit_signal(_status: &ExitStatus) -> Option<i32> {
     None
 }
+
+/// Windows: an agent runs in a job object of its own (see the command agent); nothing to adopt here.
+pub(super) fn adopt_orphans() {}
+
+/// Windows: nothing is handed to the monitor when a worker dies.
+pub(super) fn end_orphans() -> usize {
+    0
+}
+
+/// Windows: nothing is handed to the monitor; waits forever (a `select!` branch that never fires).
+pub(super) struct Orphans;
+
+impl Orphans {
+    pub(super) fn watch() -> Orphans {
+        Orphans
+    }
+
+    pub(super) async fn reap(&mut self, _worker: u32) {
+        std::future::pending::<()>().await;
+    }
+}
