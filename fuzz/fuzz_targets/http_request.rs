@@ -70,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
             panic!("an incomplete response: {:?}", String::from_utf8_lossy(&response));
         };
         let head = String::from_utf8_lossy(&response[..head_end]).to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 "), "not an HTTP response: {head:?}");
+        assert!(
+            head.starts_with("http/1.1 ") || head.starts_with("http/1.0 "),
+            "not an HTTP response: {head:?}"
+        );
         let length: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("content-length:"))

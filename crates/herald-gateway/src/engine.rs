@@ -113,6 +113,9 @@ pub struct Engine {
     agent: Arc<dyn Agent>,
     turns: TurnTracker,
     serving: AtomicBool,
+    /// Whether the journal's last write went through: a gateway whose journal refuses writes (a full
+    /// disk, a read-only file) is alive but not ready — every message would fail.
+    storing: AtomicBool,
     ids: IdSource,
     outboxes: Mutex<HashMap<String, Arc<dyn Outbox>>>,
 }
@@ -124,6 +127,7 @@ impl Engine {
             agent,
             turns,
             serving: AtomicBool::new(false),
+            storing: AtomicBool::new(true),
             ids: IdSource::new(),
             outboxes: Mutex::new(HashMap::new()),
         })
@@ -137,9 +141,23 @@ impl Engine {
         self.agent.name()
     }
 
-    /// Ready for traffic: started, and not draining.
+    /// Ready for traffic: started, not draining, and the journal's last write went through.
     pub fn is_ready(&self) -> bool {
-        self.serving.load(Ordering::Acquire) && !self.turns.is_draining()
+        self.serving.load(Ordering::Acquire) && !self.turns.is_draining() && self.is_storing()
+    }
+
+    /// Whether the journal's last write went through (see [`Engine::is_ready`]).
+    pub fn is_storing(&self) -> bool {
+        self.storing.load(Ordering::Acquire)
+    }
+
+    /// Records how a journal write went, for readiness.
+    fn stored<T>(&self, result: &Result<T, JournalError>) {
+        match result {
+            Ok(_) => self.storing.store(true, Ordering::Release),
+            Err(e) if e.kind != JournalErrorKind::Closed => self.storing.store(false, Ordering::Release),
+            Err(_) => {}
+        }
     }
 
     /// Called by the daemon once the gateway runs (`true`) and when it stops (`false`).
@@ -198,7 +216,9 @@ impl Engine {
             text: text.clone(),
             at_ms: now_ms(),
         };
-        let accepted = match self.journal.accept(inbound).await {
+        let accepted = self.journal.accept(inbound).await;
+        self.stored(&accepted);
+        let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 guard.finish(TurnOutcome::Failed(e.clone()));
@@ -273,7 +293,9 @@ impl Engine {
         // left orphaned until the next restart. A stop drops this task; the turn is then resumed.
         let mut retries = FINISH_RETRY.retries();
         loop {
-            match self.journal.finish(turn_id, reply.clone(), now_ms()).await {
+            let finished = self.journal.finish(turn_id, reply.clone(), now_ms()).await;
+            self.stored(&finished);
+            match finished {
                 Ok(()) => {
                     self.push(turn_id, key, &reply);
                     return TurnOutcome::Replied(reply);

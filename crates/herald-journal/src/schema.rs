@@ -86,6 +86,12 @@ pub enum OpenError {
          in this file)"
     )]
     Foreign { path: PathBuf },
+    /// The file opens, but only for reading (immutable, a read-only mount): every message would fail.
+    #[error(
+        "{path} cannot be written (it opened read-only: an immutable file, a read-only file system?); the \
+         gateway would refuse every message"
+    )]
+    ReadOnly { path: PathBuf },
     #[error("{path} is corrupt ({reason}) and could not be moved aside: {source}")]
     MoveAside {
         path: PathBuf,
@@ -142,6 +148,11 @@ pub(crate) fn open_writer(path: &Path, now_ms: u64) -> Result<(Connection, OpenR
         source,
     };
     let mut conn = Connection::open(path).map_err(sqlite)?;
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(sqlite)? {
+        return Err(OpenError::ReadOnly {
+            path: path.to_path_buf(),
+        });
+    }
     configure(&conn).map_err(sqlite)?;
     let app_id: i32 = conn
         .pragma_query_value(None, "application_id", |r| r.get(0))

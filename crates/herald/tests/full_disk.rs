@@ -200,6 +200,10 @@ fn a_full_disk_refuses_messages_and_loses_none_that_were_acknowledged() {
         response.body
     );
     assert_eq!(gateway.try_wait().unwrap(), None, "the gateway is still running");
+    // Alive but unable to store: not ready (and `status --deep` says so through P8).
+    let ready = http(&url, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["status"], "storage_unavailable");
 
     std::fs::remove_file(fs.0.join("filler")).unwrap();
     // With space again, the refused message can be sent again, and is answered once.
@@ -207,6 +211,11 @@ fn a_full_disk_refuses_messages_and_loses_none_that_were_acknowledged() {
         post_message(&url, "disk", Some(&refused_id), &"x".repeat(2000), "").status == 200
     });
     acknowledged.push(refused_id);
+    assert_eq!(
+        http(&url, "GET", "/readyz", &[], b"").status,
+        200,
+        "ready again once it stores"
+    );
     let history = http(&url, "GET", "/v1/sessions/disk/messages?limit=1000", &[], b"").json();
     let messages = history["messages"].as_array().unwrap();
     for id in &acknowledged {

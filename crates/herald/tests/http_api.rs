@@ -619,3 +619,26 @@ fn large_histories_are_read_in_bounded_pages() {
     assert!(pages >= 3, "{pages} pages for 3 MB of messages");
     drop(gateway);
 }
+
+/// A journal that opens read-only (here an immutable file) used to let the gateway start and say ready
+/// while every message failed. It is now a start-up failure that names the file.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_journal_that_cannot_be_written_fails_the_start() {
+    let home = TestHome::new();
+    home.write("herald.toml", b"[http]\nlisten = \"127.0.0.1:0\"\n");
+    let first = home.output(&["start", "--timeout", "30"]);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(home.output(&["stop"]).status.success());
+    let db = home.home().journal_file();
+    let immutable = std::process::Command::new("chattr").arg("+i").arg(&db).status();
+    if !immutable.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: chattr +i is not available here (needs root on ext4; CI has both)");
+        return;
+    }
+    let start = home.output(&["start", "--timeout", "30"]);
+    let _ = std::process::Command::new("chattr").arg("-i").arg(&db).status();
+    assert!(!start.status.success(), "{}", text(&start));
+    assert!(text(&start).contains("cannot be written"), "{}", text(&start));
+    let _ = home.output(&["stop"]);
+}

@@ -203,6 +203,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     } else {
         let why = if engine.turns().is_draining() {
             "draining"
+        } else if !engine.is_storing() {
+            "storage_unavailable"
         } else {
             "starting"
         };
