@@ -61,6 +61,27 @@ impl Drop for Tmpfs {
     }
 }
 
+/// `herald run --no-supervise` on `root`, once it serves; the child and its HTTP URL.
+fn serving(root: &std::path::Path, home: &herald_home::Home) -> (std::process::Child, String) {
+    let gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--home")
+        .arg(root)
+        .args(["run", "--no-supervise"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = None;
+    wait_for("running", || {
+        url = read_record::<StateRecord>(&home.state_record())
+            .present()
+            .filter(|s| s.state == GatewayState::Running)
+            .and_then(|s| s.endpoints.http_url);
+        url.is_some()
+    });
+    (gateway, url.unwrap())
+}
+
 fn fill(dir: &std::path::Path) {
     let mut file = std::fs::File::create(dir.join("filler")).unwrap();
     let block = vec![0u8; 4096];
@@ -151,23 +172,7 @@ fn a_full_disk_refuses_messages_and_loses_none_that_were_acknowledged() {
         return;
     };
     let (root, home) = fs.home();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("--home")
-        .arg(&root)
-        .args(["run", "--no-supervise"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut url = None;
-    wait_for("running", || {
-        url = read_record::<StateRecord>(&home.state_record())
-            .present()
-            .filter(|s| s.state == GatewayState::Running)
-            .and_then(|s| s.endpoints.http_url);
-        url.is_some()
-    });
-    let url = url.unwrap();
+    let (mut gateway, url) = serving(&root, &home);
     let mut acknowledged = Vec::new();
     for i in 0..5 {
         let id = format!("before-{i}");
@@ -244,23 +249,7 @@ fn a_507_is_only_given_for_a_message_that_was_not_stored() {
             return;
         };
         let (root, home) = fs.home();
-        let mut gateway = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--home")
-            .arg(&root)
-            .args(["run", "--no-supervise"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut url = None;
-        wait_for("running", || {
-            url = read_record::<StateRecord>(&home.state_record())
-                .present()
-                .filter(|s| s.state == GatewayState::Running)
-                .and_then(|s| s.endpoints.http_url);
-            url.is_some()
-        });
-        let url = url.unwrap();
+        let (mut gateway, url) = serving(&root, &home);
         // Leave a little room, and fill it with messages: the moment the disk runs out is the one that
         // matters.
         fill(&fs.0);

@@ -261,9 +261,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The session path segment, or a JSON `400` when it does not decode (`%FF` is not UTF-8).
+/// The session path segment, or a JSON `400` when it does not decode (`%FF` is not UTF-8) or is not a
+/// session id.
 fn session_id(session: Result<Path<String>, PathRejection>) -> Result<String, Box<Response>> {
-    session.map(|Path(session)| session).map_err(|rejection| {
+    let Path(session) = session.map_err(|rejection| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_session",
@@ -272,7 +273,11 @@ fn session_id(session: Result<Path<String>, PathRejection>) -> Result<String, Bo
                 rejection.body_text()
             ),
         ))
-    })
+    })?;
+    match invalid_session(&session) {
+        Some(response) => Err(Box::new(response)),
+        None => Ok(session),
+    }
 }
 
 /// Session ids are path segments and journal keys: short, printable, unambiguous.
@@ -383,9 +388,6 @@ async fn post_message(
         Ok(session) => session,
         Err(response) => return *response,
     };
-    if let Some(response) = invalid_session(&session) {
-        return response;
-    }
     let Query(query) = match query {
         Ok(q) => q,
         Err(rejection) => return query_rejection(rejection),
@@ -488,9 +490,6 @@ async fn history(
         Ok(session) => session,
         Err(response) => return *response,
     };
-    if let Some(response) = invalid_session(&session) {
-        return response;
-    }
     let Query(params) = match query {
         Ok(q) => q,
         Err(rejection) => return query_rejection(rejection),
