@@ -123,6 +123,11 @@ pub(crate) fn start_detached(target: &Target, timeout: Duration) -> Result<Start
     }
 }
 
+/// The gateway another caller is starting on this home, once it serves (within `deadline`).
+pub(crate) fn ready_elsewhere(target: &Target, deadline: Instant) -> Option<Started> {
+    started_elsewhere(target, 0, deadline)
+}
+
 /// When our gateway has exited during start-up: a gateway another caller started that holds the home now,
 /// once it is ready (within `deadline`). `None` when no other gateway holds the home.
 fn started_elsewhere(target: &Target, ours: u32, deadline: Instant) -> Option<Started> {

@@ -2,7 +2,7 @@
 //! ([`crate::direct`]), reported only once it is ready; a gateway already running is the caller's wish
 //! met.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_install::manage::Action;
 
@@ -27,6 +27,8 @@ pub enum StartOutcome {
 /// Starts the gateway of `target` — through its service manager when it has one — unless one runs.
 pub fn start(target: &Target, timeout: Duration) -> Result<StartOutcome, LifecycleError> {
     if let Some(pid) = direct::running(target) {
+        // A gateway still starting (its PID record not written yet): name it once it serves.
+        let pid = pid.or_else(|| direct::ready_elsewhere(target, Instant::now() + timeout).map(|s| s.pid));
         return Ok(StartOutcome::AlreadyRunning { pid });
     }
     if let Some(routed) = route(target, Action::Start)? {
