@@ -13,12 +13,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_gateway::{ResumeLedger, TurnTracker};
+use herald_gateway::{ResumeLedger, TurnCounts, TurnTracker};
 use herald_home::config::{Config, ConfigError};
 use herald_home::lifecycle::EventKind;
 use herald_home::records::GatewayState;
 use herald_home::{ExitCode, Home};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::control::{ControlCall, ControlServer};
 use crate::host::GatewayHost;
@@ -52,7 +52,8 @@ pub(crate) fn run_gateway(
         .enable_all()
         .build();
     let runtime = runtime_or_fail(&mut keeper, runtime)?;
-    let turns = TurnTracker::new();
+    let turns = TurnTracker::with_limit(config.agent.concurrent_turns());
+    keeper.set_turn_slots(turns.limit());
     let outcome = runtime.block_on(serve(&mut keeper, &config, notifier, &turns, payload));
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -121,8 +122,10 @@ async fn serve(
 
     let host = GatewayHost::start(keeper, config, turns, payload).await?;
     let ledger = host.ledger();
-    // Push adapters' states go into the state record as they change.
+    // Push adapters' states go into the state record as they change, and so do the turn counts (at most
+    // once a second: `status` shows the line without a write per turn).
     let mut adapter_changes = host.adapter_board().subscribe();
+    let mut count_changes = throttled(turns.subscribe(), COUNTS_REFRESH);
 
     keeper.transition(GatewayState::Running, None);
     host.serving();
@@ -157,6 +160,7 @@ async fn serve(
             }
             _ = heartbeat.tick() => {}
             Ok(()) = adapter_changes.changed() => {}
+            Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,
         }
         let heard = match (&call, &signal, &marker_check) {
@@ -188,7 +192,7 @@ async fn serve(
             Step::LogIgnoredMarker(why) => {
                 keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why))
             }
-            Step::Heartbeat => keeper.heartbeat(turns.in_flight()),
+            Step::Heartbeat => keeper.heartbeat(turns.counts()),
             Step::Nothing => {}
         }
     };
@@ -196,6 +200,25 @@ async fn serve(
     host.stop().await;
     server_task.abort();
     Ok(result)
+}
+
+/// The least time between two state-record writes caused by turn counts changing.
+const COUNTS_REFRESH: Duration = Duration::from_secs(1);
+
+/// Wakes (through the returned receiver) after the counts change, at most once per `every`: a change
+/// is reported `every` after it, with whatever happened meanwhile. An idle gateway is not woken.
+fn throttled(mut counts: watch::Receiver<TurnCounts>, every: Duration) -> mpsc::Receiver<()> {
+    let (wake, woken) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while counts.changed().await.is_ok() {
+            tokio::time::sleep(every).await;
+            counts.mark_unchanged();
+            if wake.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    woken
 }
 
 /// Answers a call, if there was one (a client that hung up is not an error).
@@ -241,6 +264,7 @@ fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
         pid: keeper.pid(),
         state: Some(keeper.state()),
         in_flight: Some(turns.in_flight()),
+        queued: Some(turns.counts().queued),
         uptime_ms: Some(herald_home::time::now_ms().saturating_sub(keeper.started_at_ms())),
         ..Response::default()
     }
@@ -293,7 +317,7 @@ async fn begin_drain(
     });
     if first {
         keeper.transition(GatewayState::Draining, None);
-        keeper.heartbeat(at_start.len());
+        keeper.heartbeat(turns.counts());
         keeper.log(
             keeper
                 .event(EventKind::DrainBegin)

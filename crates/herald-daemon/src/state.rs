@@ -5,6 +5,7 @@
 //! that force-killed a gateway and then took the lock itself to record the outcome). A failed write (a
 //! full disk) is logged and survived: the gateway keeps serving, and the lock still tells the truth.
 
+use herald_gateway::TurnCounts;
 use herald_gateway::adapter::AdapterBoard;
 use herald_home::ExitCode;
 use herald_home::Home;
@@ -45,7 +46,8 @@ pub struct RecordKeeper {
     me: ProcessInfo,
     started_at_ms: u64,
     state: GatewayState,
-    in_flight: u32,
+    turns: TurnCounts,
+    turn_slots: usize,
     endpoints: Endpoints,
     log: LifecycleLog,
     /// Where push adapters report their state (recorded with every write).
@@ -61,7 +63,8 @@ impl RecordKeeper {
             me,
             started_at_ms: now_ms(),
             state: GatewayState::Starting,
-            in_flight: 0,
+            turns: TurnCounts::default(),
+            turn_slots: 0,
             endpoints: Endpoints {
                 control: control_endpoint,
                 http_url: None,
@@ -139,16 +142,21 @@ impl RecordKeeper {
         self.write_state(detail, None);
     }
 
-    /// Rewrites the state record with a fresh timestamp (heartbeat) and the current in-flight count.
-    pub fn heartbeat(&mut self, in_flight: usize) {
-        self.in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX);
+    /// Records how many turns may run at once (written with the next write).
+    pub fn set_turn_slots(&mut self, slots: usize) {
+        self.turn_slots = slots;
+    }
+
+    /// Rewrites the state record with a fresh timestamp (heartbeat) and the current turn counts.
+    pub fn heartbeat(&mut self, turns: TurnCounts) {
+        self.turns = turns;
         self.write_state(None, None);
     }
 
     /// Records the final state and exit.
     pub fn finish(&mut self, code: ExitCode, reason: &str, state: GatewayState) {
         self.state = state;
-        self.in_flight = 0;
+        self.turns = TurnCounts::default();
         let exit = ExitRecord {
             code: code.code(),
             reason: reason.to_owned(),
@@ -172,7 +180,9 @@ impl RecordKeeper {
             started_at_ms: self.started_at_ms,
             updated_at_ms: now_ms(),
             heartbeat_secs: HEARTBEAT_SECS,
-            in_flight: self.in_flight,
+            in_flight: saturating_u32(self.turns.in_flight),
+            queued: saturating_u32(self.turns.queued),
+            turn_slots: saturating_u32(self.turn_slots),
             endpoints: self.endpoints.clone(),
             detail,
             last_exit,
@@ -207,4 +217,8 @@ impl RecordKeeper {
             tracing::warn!("cannot append to {}: {e}", self.log.path().display());
         }
     }
+}
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -9,7 +9,9 @@
 //! [`MAX_RESUMES`] times is closed with an explanation instead of looping forever.
 //!
 //! Turns run in tasks of their own, never in an adapter's request: a client that hangs up does not
-//! cancel the turn it started.
+//! cancel the turn it started. A stored turn waits in the registry's line until it gets one of the
+//! `[agent] max_concurrent_turns` slots (see [`crate::turns`]); waiting costs a parked task, not a
+//! thread or a process.
 //!
 //! **Push adapters.** The HTTP adapter answers a waiting client, and a client that left reads the reply
 //! later; a chat adapter (Telegram) has to *send* every reply, including those of turns nobody waits
@@ -252,11 +254,18 @@ impl Engine {
         })
     }
 
-    /// Runs the turn in a task of its own; the guard publishes its outcome and ends it.
+    /// Puts the turn in line (now, so call order is line order) and runs it in a task of its own once it
+    /// has a slot; the guard publishes its outcome and ends it. A turn a drain sends away before it got a
+    /// slot was never started: it stays unfinished in the journal and runs after the next start.
     fn spawn_turn(self: &Arc<Self>, turn_id: i64, text: String, guard: TurnGuard) {
         let engine = self.clone();
+        let queued = guard.enqueue();
         tokio::spawn(async move {
-            let result = engine.run_turn(turn_id, text, &guard).await;
+            let (guard, slot) = queued.slot().await;
+            let result = match slot {
+                Ok(()) => engine.run_turn(turn_id, text, &guard).await,
+                Err(Draining) => TurnOutcome::Interrupted,
+            };
             guard.finish(result);
         });
     }

@@ -281,8 +281,9 @@ pub trait TurnStore: Send + Sync + fmt::Debug {
     /// the session, finds that turn instead.
     fn accept(&self, inbound: Inbound) -> Pending<Accepted>;
 
-    /// Marks a turn `running`. Callers need not await it: losing it to a crash changes nothing (an
-    /// unfinished turn is resumed whether pending or running).
+    /// Marks a turn `running` (its agent was started). Callers need not await it: an unfinished turn is
+    /// resumed whether pending or running; only its resume is not counted if the mark was lost (a turn
+    /// that crashes the gateway takes longer than the mark's commit).
     fn start(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
 
     /// Stores the turn's reply and its final state, once. A turn already final is left as it is.
@@ -294,7 +295,8 @@ pub trait TurnStore: Send + Sync + fmt::Debug {
     /// Turns that are pending, running or interrupted, oldest first.
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>>;
 
-    /// Counts one more resume for each turn and sets it back to `pending`.
+    /// Sets each turn back to `pending`, counting one more resume for those that had been started
+    /// (`running` or `interrupted`): a turn that only waited in line for a slot was never tried.
     fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()>;
 }
 

@@ -2,8 +2,8 @@
 //!
 //! The turn [`engine`] takes messages from the adapters ([`http`], and push adapters through
 //! [`adapter`]), stores them in the [`journal`], has an [`agent`] answer them, and hands the stored
-//! replies back. [`turns::TurnTracker`] is the one registry of running turns: it joins duplicates,
-//! counts turns in flight, refuses new ones once a drain begins, and lets the daemon wait for the rest
+//! replies back. [`turns::TurnTracker`] is the one registry of turns: it joins duplicates, bounds
+//! how many run at once and keeps the rest in a fair line, counts them, refuses new ones once a drain begins, and lets the daemon wait for the rest
 //! within a budget. [`backoff`] is the one retry schedule every retry loop uses.
 //!
 //! **Architecture Invariant:** the gateway knows nothing about how it was asked to stop. Signals, control
@@ -20,6 +20,6 @@ pub mod journal;
 pub mod turns;
 
 pub use turns::{
-    Admission, DrainReport, Draining, ResumeLedger, TurnGuard, TurnId, TurnInfo, TurnKey, TurnOutcome,
-    TurnTracker,
+    Admission, DrainReport, Draining, QueuedTurn, ResumeLedger, TurnCounts, TurnGuard, TurnId, TurnInfo,
+    TurnKey, TurnOutcome, TurnTracker,
 };

@@ -1,28 +1,38 @@
-//! The one registry of running turns: it joins duplicates, counts turns in flight, and drains.
+//! The one registry of turns: it joins duplicates, bounds how many turns run at once, keeps the rest
+//! in line, counts them, and drains.
 //!
-//! **Invariant:** one mutex guards one map from a message (session and message id) to its running
-//! turn, so "is this message already running?", "how many turns are in flight?" and "may a new turn
-//! start?" are answered from the same state at the same instant. Consequently:
+//! **Invariant:** one mutex guards one map from a message (session and message id) to its turn, the
+//! line of turns waiting for a slot, and the drain flag, so "is this message already running?", "how
+//! many turns are in flight, and how many wait?" and "may a turn start?" are answered from the same
+//! state at the same instant. Consequently:
 //!
 //! * a message runs as at most one turn in this process at a time: a duplicate that arrives while its
-//!   turn runs is handed that turn's outcome ([`Admission::Joined`]);
-//! * once [`TurnTracker::begin_drain`] has been called, no new turn can start, and the set it returns is
-//!   exactly the turns that were running at that instant. That set is handed to the [`ResumeLedger`]
-//!   at the same moment, and the future `begin_drain` returns completes only once the ledger has
-//!   durably recorded it — *before* the caller waits for the drain — so a kill during the drain still
-//!   leaves a durable list to resume. Recording it is an awaited journal write, never a blocking call
-//!   on an async thread.
+//!   turn runs (or waits) is handed that turn's outcome ([`Admission::Joined`]);
+//! * at most [`TurnTracker::limit`] turns hold a slot (run their agent) at once. The others wait in line
+//!   ([`TurnGuard::enqueue`]): first in, first out within a session, and round-robin across sessions, so
+//!   a session that posts three hundred messages delays another session's one by at most one turn per
+//!   busy session. A waiting turn is a parked task, not a thread; it is durable already (the journal
+//!   stored the message before the turn was registered), so a crash loses no place in line — the next
+//!   start resumes every unfinished turn in the order it was stored;
+//! * once [`TurnTracker::begin_drain`] has been called, no turn can start or take a slot, the turns still
+//!   waiting are sent away (they were never started: they stay unfinished in the journal and run after
+//!   the next start, without counting as resumed), and the set it returns is exactly the turns that held
+//!   a slot at that instant. That set is handed to the [`ResumeLedger`] at the same moment, and the
+//!   future `begin_drain` returns completes only once the ledger has durably recorded it — *before* the
+//!   caller waits for the drain — so a kill during the drain still leaves a durable list to resume.
+//!   Recording it is an awaited journal write, never a blocking call on an async thread.
 //!
 //! A turn's entry lives as long as its [`TurnGuard`]; dropping the guard (normally or by unwinding)
-//! ends the turn, so a panicking turn cannot hold a drain up.
+//! ends the turn and hands its slot to the next in line, so a panicking turn can neither hold a drain
+//! up nor leak a slot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use herald_home::sync::MutexExt;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::journal::{JournalError, Pending, Reply, SessionKey};
 
@@ -73,6 +83,15 @@ pub struct TurnInfo {
     pub journal_id: Option<i64>,
 }
 
+/// How many turns this process holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TurnCounts {
+    /// Every turn registered: running its agent, or waiting to.
+    pub in_flight: usize,
+    /// Of those, the turns that do not hold a slot yet (waiting in line, or being stored).
+    pub queued: usize,
+}
+
 /// Returned by [`TurnTracker::begin`] once draining: the caller should tell its client to retry later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the gateway is draining and accepts no new turns")]
@@ -105,27 +124,109 @@ pub struct DrainReport {
     pub cut: usize,
 }
 
+/// Where a turn is in its life within this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Registered (its message is being stored), not in line yet.
+    Registered,
+    /// Waiting in line for a slot.
+    Queued,
+    /// Holding a slot: its agent runs.
+    Started,
+}
+
 #[derive(Debug)]
 struct Entry {
     id: TurnId,
     text: String,
     journal_id: Option<i64>,
+    stage: Stage,
     outcome: Arc<watch::Sender<Option<TurnOutcome>>>,
 }
 
-#[derive(Debug, Default)]
+/// A turn waiting in its session's lane.
+#[derive(Debug)]
+struct Waiter {
+    id: TurnId,
+    message_id: String,
+    /// Fired when the turn is given a slot; dropped (closing the channel) when a drain sends it away.
+    wake: oneshot::Sender<()>,
+}
+
+#[derive(Debug)]
 struct Inner {
     next_id: TurnId,
-    running: HashMap<TurnKey, Entry>,
+    turns: HashMap<TurnKey, Entry>,
     draining: bool,
+    /// At most this many turns hold a slot at once.
+    limit: usize,
+    /// How many hold one now.
+    started: usize,
+    /// Per session, its waiting turns in arrival order.
+    lanes: HashMap<SessionKey, VecDeque<Waiter>>,
+    /// The sessions with a non-empty lane, each once, in the order they are next served.
+    ring: VecDeque<SessionKey>,
+}
+
+impl Inner {
+    fn counts(&self) -> TurnCounts {
+        TurnCounts {
+            in_flight: self.turns.len(),
+            queued: self.turns.len() - self.started,
+        }
+    }
+
+    /// Gives free slots to the turns next in line: the first waiter of the session at the front of the
+    /// ring, which then goes to the back if it has more.
+    fn dispatch(&mut self) {
+        while !self.draining && self.started < self.limit {
+            let Some(session) = self.ring.pop_front() else {
+                return;
+            };
+            let Some(lane) = self.lanes.get_mut(&session) else {
+                continue;
+            };
+            let Some(waiter) = lane.pop_front() else {
+                self.lanes.remove(&session);
+                continue;
+            };
+            if lane.is_empty() {
+                self.lanes.remove(&session);
+            } else {
+                self.ring.push_back(session.clone());
+            }
+            let key = TurnKey::new(session, waiter.message_id);
+            if let Some(entry) = self.turns.get_mut(&key)
+                && entry.id == waiter.id
+            {
+                entry.stage = Stage::Started;
+                self.started += 1;
+                // A waiter whose task is gone cannot take it; its guard is being dropped, and ending the
+                // turn gives the slot back.
+                let _ = waiter.wake.send(());
+            }
+        }
+    }
+
+    /// Takes a waiting turn out of its lane (it ended without being given a slot).
+    fn leave_lane(&mut self, session: &SessionKey, id: TurnId) {
+        let Some(lane) = self.lanes.get_mut(session) else {
+            return;
+        };
+        lane.retain(|w| w.id != id);
+        if lane.is_empty() {
+            self.lanes.remove(session);
+            self.ring.retain(|s| s != session);
+        }
+    }
 }
 
 /// The registry. Shared, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TurnTracker {
     inner: Arc<Mutex<Inner>>,
-    /// Carries the in-flight count; waiters wake on every change instead of polling.
-    count: Arc<watch::Sender<usize>>,
+    /// Carries the counts; waiters wake on every change instead of polling.
+    counts: Arc<watch::Sender<TurnCounts>>,
     /// Turns `true` when a drain begins (adapters that pull messages stop pulling).
     drain: Arc<watch::Sender<bool>>,
 }
@@ -137,27 +238,54 @@ impl Default for TurnTracker {
 }
 
 impl TurnTracker {
+    /// A registry that lets every turn run at once (tests, tools).
     pub fn new() -> TurnTracker {
+        TurnTracker::with_limit(usize::MAX)
+    }
+
+    /// A registry that lets at most `limit` turns (at least one) run at once; see
+    /// [`herald_home::config::AgentConfig::concurrent_turns`].
+    pub fn with_limit(limit: usize) -> TurnTracker {
         TurnTracker {
-            inner: Arc::default(),
-            count: Arc::new(watch::Sender::new(0)),
+            inner: Arc::new(Mutex::new(Inner {
+                next_id: 0,
+                turns: HashMap::new(),
+                draining: false,
+                limit: limit.max(1),
+                started: 0,
+                lanes: HashMap::new(),
+                ring: VecDeque::new(),
+            })),
+            counts: Arc::new(watch::Sender::new(TurnCounts::default())),
             drain: Arc::new(watch::Sender::new(false)),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every critical section is one map operation or one flag: a panic cannot leave it half-updated.
+        // Every critical section keeps the map, the lanes and the counters consistent before it can
+        // panic (nothing in them does): a poisoned lock holds a whole state.
         self.inner.lock_unpoisoned()
     }
 
+    /// Publishes the counts of `inner` (called with the lock held, so they are published in order).
+    fn publish_counts(&self, inner: &Inner) {
+        self.counts.send_if_modified(|counts| {
+            let now = inner.counts();
+            let changed = *counts != now;
+            *counts = now;
+            changed
+        });
+    }
+
     /// Starts the turn of `key` — or, when it runs already, joins it. Refused once a drain has begun
-    /// (a duplicate too: its client retries and then finds the stored reply).
+    /// (a duplicate too: its client retries and then finds the stored reply). The turn holds no slot
+    /// yet: see [`TurnGuard::enqueue`].
     pub fn begin(&self, key: TurnKey, text: &str) -> Result<Admission, Draining> {
         let mut inner = self.lock();
         if inner.draining {
             return Err(Draining);
         }
-        if let Some(existing) = inner.running.get(&key) {
+        if let Some(existing) = inner.turns.get(&key) {
             return Ok(if existing.text == text {
                 Admission::Joined(existing.outcome.subscribe())
             } else {
@@ -167,16 +295,17 @@ impl TurnTracker {
         inner.next_id += 1;
         let id = inner.next_id;
         let outcome = Arc::new(watch::Sender::new(None));
-        inner.running.insert(
+        inner.turns.insert(
             key.clone(),
             Entry {
                 id,
                 text: text.to_owned(),
                 journal_id: None,
+                stage: Stage::Registered,
                 outcome: outcome.clone(),
             },
         );
-        self.count.send_replace(inner.running.len());
+        self.publish_counts(&inner);
         Ok(Admission::New(TurnGuard {
             registry: self.clone(),
             key,
@@ -185,17 +314,28 @@ impl TurnTracker {
         }))
     }
 
+    /// Every turn registered: running, or waiting to.
     pub fn in_flight(&self) -> usize {
-        self.lock().running.len()
+        self.lock().turns.len()
+    }
+
+    /// Turns registered, and how many of them wait for a slot.
+    pub fn counts(&self) -> TurnCounts {
+        self.lock().counts()
+    }
+
+    /// How many turns may run at once.
+    pub fn limit(&self) -> usize {
+        self.lock().limit
     }
 
     pub fn is_draining(&self) -> bool {
         self.lock().draining
     }
 
-    /// A receiver that changes whenever the in-flight count does (for the state record).
-    pub fn subscribe(&self) -> watch::Receiver<usize> {
-        self.count.subscribe()
+    /// A receiver that changes whenever the counts do (for the state record).
+    pub fn subscribe(&self) -> watch::Receiver<TurnCounts> {
+        self.counts.subscribe()
     }
 
     /// A receiver that turns `true` when a drain begins.
@@ -203,10 +343,10 @@ impl TurnTracker {
         self.drain.subscribe()
     }
 
-    /// Refuses new turns from the moment it is called, takes the set of turns in flight at that
-    /// instant, and hands it to the ledger, when given. The returned future completes with that set
-    /// (oldest first) once the ledger has durably recorded it: await it before waiting for the drain.
-    /// Idempotent: a second call returns the current set.
+    /// Refuses new turns from the moment it is called, sends the waiting ones away, takes the set of
+    /// turns holding a slot at that instant, and hands it to the ledger, when given. The returned future
+    /// completes with that set (oldest first) once the ledger has durably recorded it: await it before
+    /// waiting for the drain. Idempotent: a second call returns the current set.
     pub fn begin_drain(
         &self,
         ledger: Option<&dyn ResumeLedger>,
@@ -215,9 +355,13 @@ impl TurnTracker {
             let mut inner = self.lock();
             inner.draining = true;
             self.drain.send_replace(true);
+            // Dropping the waiters' senders tells each waiting turn it will not get a slot here.
+            inner.lanes.clear();
+            inner.ring.clear();
             inner
-                .running
+                .turns
                 .iter()
+                .filter(|(_, entry)| entry.stage == Stage::Started)
                 .map(|(key, entry)| TurnInfo {
                     id: entry.id,
                     label: key.session.to_string(),
@@ -237,7 +381,7 @@ impl TurnTracker {
 
     /// Waits until the turns of `at_start` have finished, or `budget` runs out.
     pub async fn finish_drain(&self, at_start: &[TurnInfo], budget: Duration) -> DrainReport {
-        let mut rx = self.count.subscribe();
+        let mut rx = self.counts.subscribe();
         let wait = async {
             while self.report(at_start).cut > 0 {
                 if rx.changed().await.is_err() {
@@ -251,7 +395,7 @@ impl TurnTracker {
 
     /// How many of `at_start` have finished and how many still run, right now (a drain cut short).
     pub fn report(&self, at_start: &[TurnInfo]) -> DrainReport {
-        let live: HashSet<TurnId> = self.lock().running.values().map(|e| e.id).collect();
+        let live: HashSet<TurnId> = self.lock().turns.values().map(|e| e.id).collect();
         let cut = at_start.iter().filter(|t| live.contains(&t.id)).count();
         DrainReport {
             finished: at_start.len() - cut,
@@ -262,7 +406,7 @@ impl TurnTracker {
     /// Tells everyone still waiting on a turn without an outcome that the gateway is stopping (after a
     /// drain cut turns short).
     pub fn interrupt_waiters(&self) {
-        for entry in self.lock().running.values() {
+        for entry in self.lock().turns.values() {
             entry.outcome.send_if_modified(|outcome| {
                 if outcome.is_none() {
                     *outcome = Some(TurnOutcome::Interrupted);
@@ -274,17 +418,63 @@ impl TurnTracker {
         }
     }
 
+    /// Puts the turn `key`/`id` in line, or gives it a slot at once. `None` when it got one; the
+    /// receiver fires when it does, and closes if a drain sends it away.
+    fn enqueue(&self, key: &TurnKey, id: TurnId) -> Result<Option<oneshot::Receiver<()>>, Draining> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.draining {
+            return Err(Draining);
+        }
+        let Some(entry) = inner.turns.get_mut(key).filter(|e| e.id == id) else {
+            // Not registered (cannot happen while its guard lives): never run it unaccounted.
+            return Err(Draining);
+        };
+        if entry.stage == Stage::Started {
+            return Ok(None);
+        }
+        if entry.stage == Stage::Registered && inner.lanes.is_empty() && inner.started < inner.limit {
+            entry.stage = Stage::Started;
+            inner.started += 1;
+            self.publish_counts(inner);
+            return Ok(None);
+        }
+        entry.stage = Stage::Queued;
+        let (wake, woken) = oneshot::channel();
+        let lane = inner.lanes.entry(key.session.clone()).or_default();
+        if lane.is_empty() {
+            inner.ring.push_back(key.session.clone());
+        }
+        lane.retain(|w| w.id != id);
+        lane.push_back(Waiter {
+            id,
+            message_id: key.message_id.clone(),
+            wake,
+        });
+        Ok(Some(woken))
+    }
+
     fn end(&self, key: &TurnKey, id: TurnId) {
         let mut inner = self.lock();
-        if inner.running.get(key).is_some_and(|entry| entry.id == id) {
-            inner.running.remove(key);
+        let inner = &mut *inner;
+        if inner.turns.get(key).is_some_and(|entry| entry.id == id)
+            && let Some(entry) = inner.turns.remove(key)
+        {
+            match entry.stage {
+                Stage::Started => {
+                    inner.started -= 1;
+                    inner.dispatch();
+                }
+                Stage::Queued => inner.leave_lane(&key.session, id),
+                Stage::Registered => {}
+            }
         }
-        self.count.send_replace(inner.running.len());
+        self.publish_counts(inner);
     }
 }
 
-/// A running turn. Dropping it (normally or by unwinding) ends the turn; waiters that have no outcome
-/// by then see the turn as interrupted.
+/// A registered turn. Dropping it (normally or by unwinding) ends the turn and frees its slot; waiters
+/// that have no outcome by then see the turn as interrupted.
 #[derive(Debug)]
 pub struct TurnGuard {
     registry: TurnTracker,
@@ -304,11 +494,18 @@ impl TurnGuard {
 
     /// Records the journal's id for this turn, so a drain can mark it for resume.
     pub fn bind(&self, journal_id: i64) {
-        if let Some(entry) = self.registry.lock().running.get_mut(&self.key)
+        if let Some(entry) = self.registry.lock().turns.get_mut(&self.key)
             && entry.id == self.id
         {
             entry.journal_id = Some(journal_id);
         }
+    }
+
+    /// Puts the turn in line for a slot to run its agent in, now: the order of `enqueue` calls is the
+    /// order in line (per session). Await [`QueuedTurn::slot`] for the slot.
+    pub fn enqueue(self) -> QueuedTurn {
+        let place = self.registry.enqueue(&self.key, self.id);
+        QueuedTurn { guard: self, place }
     }
 
     /// A receiver of this turn's outcome.
@@ -335,6 +532,27 @@ impl Drop for TurnGuard {
     }
 }
 
+/// A turn in line for a slot (see [`TurnGuard::enqueue`]).
+#[derive(Debug)]
+pub struct QueuedTurn {
+    guard: TurnGuard,
+    place: Result<Option<oneshot::Receiver<()>>, Draining>,
+}
+
+impl QueuedTurn {
+    /// Waits for the slot. The guard comes back either way; `Err(Draining)` means a drain sent the turn
+    /// away before it got one (it stays unfinished in the journal, for the next start).
+    pub async fn slot(self) -> (TurnGuard, Result<(), Draining>) {
+        let QueuedTurn { guard, place } = self;
+        let granted = match place {
+            Ok(None) => Ok(()),
+            Ok(Some(woken)) => woken.await.map_err(|_| Draining),
+            Err(Draining) => Err(Draining),
+        };
+        (guard, granted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,8 +562,15 @@ mod tests {
         TurnKey::new(SessionKey::new("test", name), "m1")
     }
 
+    /// Registers a turn and gives it a slot (the tracker must have one free).
     fn begin(tracker: &TurnTracker, name: &str) -> TurnGuard {
-        match tracker.begin(key(name), "hello") {
+        let queued = register(tracker, TurnKey::new(SessionKey::new("test", name), "m1")).enqueue();
+        assert!(matches!(queued.place, Ok(None)), "expected a free slot");
+        queued.guard
+    }
+
+    fn register(tracker: &TurnTracker, key: TurnKey) -> TurnGuard {
+        match tracker.begin(key, "hello") {
             Ok(Admission::New(guard)) => guard,
             other => panic!("expected a new turn, got {other:?}"),
         }
@@ -514,9 +739,15 @@ mod tests {
         let tracker = TurnTracker::new();
         let count = tracker.subscribe();
         let a = begin(&tracker, "a");
-        assert_eq!(*count.borrow(), 1);
+        assert_eq!(
+            *count.borrow(),
+            TurnCounts {
+                in_flight: 1,
+                queued: 0
+            }
+        );
         drop(a);
-        assert_eq!(*count.borrow(), 0);
+        assert_eq!(*count.borrow(), TurnCounts::default());
     }
 
     #[tokio::test(start_paused = true)]
@@ -545,5 +776,156 @@ mod tests {
         })
         .join();
         assert_eq!(tracker.in_flight(), 0);
+    }
+
+    /// Registers `message` of `session` and puts it in line.
+    fn queue(tracker: &TurnTracker, session: &str, message: &str) -> QueuedTurn {
+        register(tracker, TurnKey::new(SessionKey::new("test", session), message)).enqueue()
+    }
+
+    /// Whether the queued turn has been given its slot (without waiting).
+    fn granted(turn: &mut QueuedTurn) -> bool {
+        match &mut turn.place {
+            Ok(None) => true,
+            Ok(Some(woken)) => match woken.try_recv() {
+                Ok(()) => {
+                    turn.place = Ok(None);
+                    true
+                }
+                Err(_) => false,
+            },
+            Err(Draining) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn no_more_than_the_limit_run_and_the_rest_wait_in_line() {
+        let tracker = TurnTracker::with_limit(2);
+        let mut turns: Vec<QueuedTurn> = (0..5).map(|i| queue(&tracker, "s", &format!("m{i}"))).collect();
+        let granted_now: Vec<bool> = turns.iter_mut().map(granted).collect();
+        assert_eq!(granted_now, [true, true, false, false, false]);
+        assert_eq!(
+            tracker.counts(),
+            TurnCounts {
+                in_flight: 5,
+                queued: 3
+            }
+        );
+        assert_eq!(
+            *tracker.subscribe().borrow(),
+            TurnCounts {
+                in_flight: 5,
+                queued: 3
+            }
+        );
+
+        // Ending a running turn hands its slot to the first in line, and only to it.
+        let mut turns = turns.into_iter();
+        drop(turns.next());
+        let mut rest: Vec<QueuedTurn> = turns.collect();
+        let granted_now: Vec<bool> = rest.iter_mut().map(granted).collect();
+        assert_eq!(granted_now, [true, true, false, false]);
+        assert_eq!(
+            tracker.counts(),
+            TurnCounts {
+                in_flight: 4,
+                queued: 2
+            }
+        );
+        rest.clear();
+        assert_eq!(tracker.counts(), TurnCounts::default());
+    }
+
+    #[tokio::test]
+    async fn the_line_is_first_in_first_out_per_session_and_round_robin_across_sessions() {
+        let tracker = TurnTracker::with_limit(1);
+        let first = queue(&tracker, "busy", "b0");
+        // A session floods the line, then two others each post one message.
+        let mut waiting: Vec<(String, QueuedTurn)> = Vec::new();
+        for i in 1..=4 {
+            waiting.push((format!("busy/b{i}"), queue(&tracker, "busy", &format!("b{i}"))));
+        }
+        waiting.push(("quiet/q0".into(), queue(&tracker, "quiet", "q0")));
+        waiting.push(("other/o0".into(), queue(&tracker, "other", "o0")));
+        let mut order = Vec::new();
+        let mut running = first;
+        loop {
+            drop(running);
+            let Some(next) = waiting.iter_mut().position(|(_, turn)| granted(turn)) else {
+                break;
+            };
+            let (name, turn) = waiting.remove(next);
+            assert!(
+                !waiting.iter_mut().any(|(_, turn)| granted(turn)),
+                "one slot, one turn"
+            );
+            order.push(name);
+            running = turn;
+        }
+        assert_eq!(
+            order,
+            ["busy/b1", "quiet/q0", "other/o0", "busy/b2", "busy/b3", "busy/b4"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_drain_sends_the_waiting_turns_away_and_waits_only_for_the_running_ones() {
+        let tracker = TurnTracker::with_limit(1);
+        let running = queue(&tracker, "a", "m0");
+        let waiting = queue(&tracker, "b", "m1");
+        let ledger = Recorder::default();
+        let set = tracker.begin_drain(Some(&ledger)).await.unwrap();
+        let (running, slot) = running.slot().await;
+        assert_eq!(slot, Ok(()));
+        assert_eq!(set.iter().map(|t| t.id).collect::<Vec<_>>(), vec![running.id()]);
+        assert_eq!(*ledger.marked.lock().unwrap(), vec![running.id()]);
+        let (waiting, slot) = waiting.slot().await;
+        assert_eq!(slot, Err(Draining));
+        drop(waiting);
+        // The slot freed by the running turn goes to no one.
+        drop(running);
+        assert_eq!(tracker.counts(), TurnCounts::default());
+        assert!(matches!(tracker.begin(key("c"), "hello"), Err(Draining)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_turn_that_goes_away_leaves_the_line_and_loses_no_slot() {
+        let tracker = TurnTracker::with_limit(1);
+        let running = queue(&tracker, "a", "m0");
+        let gone = queue(&tracker, "b", "m1");
+        let mut next = queue(&tracker, "c", "m2");
+        drop(gone);
+        assert_eq!(
+            tracker.counts(),
+            TurnCounts {
+                in_flight: 2,
+                queued: 1
+            }
+        );
+        drop(running);
+        assert!(granted(&mut next));
+        drop(next);
+        // A waiter whose task vanished after it was given the slot frees it when its guard goes.
+        let running = queue(&tracker, "a", "m3");
+        let QueuedTurn { guard, place } = queue(&tracker, "b", "m4");
+        drop(place);
+        let mut last = queue(&tracker, "c", "m5");
+        drop(running);
+        assert!(!granted(&mut last), "the slot went to m4");
+        drop(guard);
+        assert!(granted(&mut last));
+    }
+
+    #[test]
+    fn a_panicking_turn_gives_its_slot_back() {
+        let tracker = TurnTracker::with_limit(1);
+        let t2 = tracker.clone();
+        let _ = std::thread::spawn(move || {
+            let _running = queue(&t2, "boom", "m0");
+            panic!("turn failed");
+        })
+        .join();
+        let mut next = queue(&tracker, "after", "m1");
+        assert!(granted(&mut next));
     }
 }

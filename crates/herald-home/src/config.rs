@@ -209,8 +209,36 @@ pub enum AgentBackend {
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     pub backend: AgentBackend,
+    /// At most this many turns run their agent at once; the rest wait in line (first in, first out per
+    /// session, round-robin across sessions). Unset: sized to the machine ([`AgentConfig::concurrent_turns`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "max_concurrent_turns"
+    )]
+    pub max_concurrent_turns: Option<usize>,
     pub openai: OpenAiConfig,
     pub command: CommandConfig,
+}
+
+/// The most `max_concurrent_turns` may be set to.
+pub const MAX_CONCURRENT_TURNS: usize = 4096;
+
+impl AgentConfig {
+    /// How many turns may run at once: `max_concurrent_turns`, or when unset four per CPU the process
+    /// may use, between 8 and 64. Turns mostly wait on their agent (a remote model, a program), so a few
+    /// per CPU keep the machine busy; the ceiling keeps a flood from starting hundreds of agent
+    /// processes (each with its pipes and a waiter thread).
+    pub fn concurrent_turns(&self) -> usize {
+        self.max_concurrent_turns.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            cpus.saturating_mul(4).clamp(8, 64)
+        })
+    }
+}
+
+fn max_concurrent_turns<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    in_range(usize::deserialize(d)?, 1, MAX_CONCURRENT_TURNS).map(Some)
 }
 
 /// `[agent.openai]`.
@@ -392,6 +420,9 @@ body_timeout_secs = 30
 # Who answers: "echo" (replies `echo: <text>`), "openai" (any OpenAI-compatible endpoint) or
 # "command" (a local program per turn: JSON on stdin, the reply on stdout).
 backend = "echo"
+# At most this many turns run their agent at once; more wait in line, in order per session and taking
+# turns across sessions (`herald status` shows the line). Default: 4 per CPU, between 8 and 64.
+# max_concurrent_turns = 16   # 1..=4096
 
 [agent.openai]
 base_url = "https://api.openai.com/v1"
@@ -746,6 +777,23 @@ mod tests {
             let err = parse(text).unwrap_err();
             assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
             assert_eq!(err.line, Some(2), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn concurrent_turns_are_configured_or_sized_to_the_machine() {
+        let default = parse("").unwrap().agent.concurrent_turns();
+        assert!((8..=64).contains(&default), "{default}");
+        let set = parse("[agent]\nmax_concurrent_turns = 3\n").unwrap();
+        assert_eq!(set.agent.concurrent_turns(), 3);
+        for bad in ["0", "4097", "-1", "\"8\""] {
+            let err = parse(&format!("[agent]\nmax_concurrent_turns = {bad}\n")).unwrap_err();
+            assert_eq!(
+                err.key.as_deref(),
+                Some("agent.max_concurrent_turns"),
+                "{bad}: {err}"
+            );
+            assert_eq!(err.line, Some(2), "{bad}: {err}");
         }
     }
 

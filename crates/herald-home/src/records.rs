@@ -197,7 +197,14 @@ pub struct StateRecord {
     pub updated_at_ms: u64,
     /// The record is rewritten at least this often while the state claims the gateway is alive.
     pub heartbeat_secs: u64,
+    /// Turns this gateway holds: running their agent, or waiting in line for a slot.
     pub in_flight: u32,
+    /// Of `in_flight`, the turns waiting for a slot (absent from records written before the line).
+    #[serde(default)]
+    pub queued: u32,
+    /// How many turns may run at once (`[agent] max_concurrent_turns`); 0 when not known.
+    #[serde(default)]
+    pub turn_slots: u32,
     pub endpoints: Endpoints,
     /// The worker process serving under a supervising monitor (`pid` is then the monitor's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,6 +389,8 @@ mod tests {
             updated_at_ms: 10_000,
             heartbeat_secs: 30,
             in_flight: 0,
+            queued: 0,
+            turn_slots: 0,
             endpoints: Endpoints::default(),
             worker_pid: None,
             detail: None,

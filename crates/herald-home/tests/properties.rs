@@ -87,6 +87,8 @@ proptest! {
             updated_at_ms: 2,
             heartbeat_secs: 30,
             in_flight,
+            queued: in_flight / 2,
+            turn_slots: 8,
             endpoints: Endpoints { control: "c".into(), http_url: http },
             worker_pid: Some(key.pid ^ 1),
             detail: detail.clone(),

@@ -309,7 +309,8 @@ fn mark_interrupted(conn: &Connection, turn_ids: &[i64], at_ms: u64) -> rusqlite
 
 fn note_resumed(conn: &Connection, turn_ids: &[i64], at_ms: u64) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE turns SET state = 'pending', resume_count = resume_count + 1, updated_ms = ?2
+        "UPDATE turns SET state = 'pending', updated_ms = ?2,
+             resume_count = resume_count + (state IN ('running', 'interrupted'))
          WHERE id = ?1 AND state IN ('pending', 'running', 'interrupted')",
     )?;
     for id in turn_ids {

@@ -110,8 +110,11 @@ async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
     assert_eq!(unfinished[0].message_id, "a");
     assert!(!ids.iter().any(|(id, ..)| *id == c));
 
-    journal.note_resumed(&[a, b], 5).await.unwrap();
-    journal.note_resumed(&[a], 6).await.unwrap();
+    // A turn that only waited in line (never started) is resumed without counting a resume.
+    let d = journal.accept(inbound("s", "d", "four")).await.unwrap().turn_id;
+    journal.note_resumed(&[a, b, d], 5).await.unwrap();
+    journal.start(a, 6).await.unwrap();
+    journal.note_resumed(&[a, d], 7).await.unwrap();
     let counts: Vec<_> = journal
         .unfinished()
         .await
@@ -121,7 +124,11 @@ async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
         .collect();
     assert_eq!(
         counts,
-        vec![(a, TurnState::Pending, 2), (b, TurnState::Pending, 1)]
+        vec![
+            (a, TurnState::Pending, 2),
+            (b, TurnState::Pending, 1),
+            (d, TurnState::Pending, 0)
+        ]
     );
 }
 

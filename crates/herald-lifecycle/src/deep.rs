@@ -694,6 +694,8 @@ mod tests {
             updated_at_ms,
             heartbeat_secs: 30,
             in_flight: 0,
+            queued: 0,
+            turn_slots: 0,
             endpoints: Endpoints::default(),
             worker_pid: None,
             detail: None,

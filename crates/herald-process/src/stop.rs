@@ -371,6 +371,7 @@ fn record_forced_exit(home: &Home, record: &PidRecord, requested_by: &str) {
         state.state = GatewayState::Stopped;
         state.updated_at_ms = now_ms();
         state.in_flight = 0;
+        state.queued = 0;
         state.last_exit = Some(ExitRecord {
             code: herald_home::ExitCode::Failure.code(),
             reason: format!("force-killed by {requested_by} after the planned stop timed out"),

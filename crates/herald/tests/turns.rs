@@ -25,6 +25,11 @@ fn test_agent() -> PathBuf {
 
 /// A home whose agent is `test_agent`, logging to `agent.log` in the home.
 fn home_with_agent(drain_secs: u64) -> (TestHome, PathBuf) {
+    home_with_agent_and(drain_secs, "")
+}
+
+/// Like [`home_with_agent`], with `agent_keys` added to `[agent]`.
+fn home_with_agent_and(drain_secs: u64, agent_keys: &str) -> (TestHome, PathBuf) {
     let home = TestHome::new();
     let log = home.root.join("agent.log");
     let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
@@ -32,7 +37,7 @@ fn home_with_agent(drain_secs: u64) -> (TestHome, PathBuf) {
         "herald.toml",
         format!(
             "[gateway]\ndrain_timeout_secs = {drain_secs}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
-             [agent]\nbackend = \"command\"\n\n[agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+             [agent]\nbackend = \"command\"\n{agent_keys}\n[agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
             quote(&test_agent()),
             quote(&log)
         )
@@ -331,4 +336,153 @@ fn status_deep_sees_the_http_adapter_drain_and_a_lying_url() {
         lying["verdict"].as_str().unwrap().contains("HTTP adapter"),
         "{lying}"
     );
+}
+
+/// The messages of the `start` lines of the agent log, in the order the agent started them.
+fn started_messages(log: &Path) -> Vec<String> {
+    agent_log(log)
+        .iter()
+        .filter_map(|l| l.strip_prefix("start "))
+        .map(|l| l.split_once(' ').map_or("", |(_, message)| message).to_owned())
+        .collect()
+}
+
+/// The most agents the log shows running at once (each writes `end` before it exits).
+fn most_at_once(log: &Path) -> usize {
+    let (mut now, mut most) = (0usize, 0usize);
+    for line in agent_log(log) {
+        if line.starts_with("start ") {
+            now += 1;
+            most = most.max(now);
+        } else if line.starts_with("end ") {
+            now = now.saturating_sub(1);
+        }
+    }
+    most
+}
+
+#[test]
+fn a_flood_of_turns_waits_in_a_fair_line_within_the_concurrency_limit() {
+    let (home, log) = home_with_agent_and(5, "max_concurrent_turns = 2\n");
+    let gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    let threads_before = os_threads(gateway.pid());
+    // One session floods the gateway; two others then post one message each.
+    let mut posted = Vec::new();
+    for i in 0..12 {
+        posted.push(("flood", format!("a{i}")));
+    }
+    posted.push(("quiet", "b0".to_owned()));
+    posted.push(("other", "c0".to_owned()));
+    for (session, name) in &posted {
+        let text = format!("sleep:1000:{name}");
+        let accepted = post_message(&url, session, Some(name), &text, "?wait=false");
+        assert_eq!(accepted.status, 202, "{}", accepted.body);
+    }
+    wait_for("two agents to start", || started_messages(&log).len() == 2);
+    // The rest wait in line, and `status` shows the line.
+    let mut seen = serde_json::Value::Null;
+    wait_for("status to show the line", || {
+        seen = home.status_json().1;
+        seen["queued"] == 12
+    });
+    assert_eq!(seen["in_flight"], 14, "{seen}");
+    assert_eq!(seen["turn_slots"], 2, "{seen}");
+    let out = home.output(&["status"]);
+    assert!(
+        text(&out).contains("turns in flight: 14 (12 waiting in line for one of 2 slots)"),
+        "{}",
+        text(&out)
+    );
+    // Waiting costs neither a process nor a thread.
+    if let (Some(before), Some(now)) = (threads_before, os_threads(gateway.pid())) {
+        assert!(
+            now <= before + 4,
+            "{before} threads before the flood, {now} with 12 turns waiting"
+        );
+    }
+    if let Some(agents) = os_children(gateway.pid()) {
+        assert!(agents <= 2, "{agents} agent processes for 2 slots");
+    }
+
+    wait_for("every turn to be answered", || {
+        ["flood", "quiet", "other"]
+            .iter()
+            .map(|s| replies(&url, s).values().filter(|r| !r.is_empty()).count())
+            .sum::<usize>()
+            == posted.len()
+    });
+    assert_eq!(most_at_once(&log), 2, "{:?}", agent_log(&log));
+    let order: Vec<String> = started_messages(&log)
+        .iter()
+        .map(|m| m.trim_start_matches("sleep:1000:").to_owned())
+        .collect();
+    // First in, first out within the session...
+    let flood: Vec<&String> = order.iter().filter(|m| m.starts_with('a')).collect();
+    let expected: Vec<String> = (0..12).map(|i| format!("a{i}")).collect();
+    assert_eq!(flood, expected.iter().collect::<Vec<_>>(), "{order:?}");
+    // ...and round-robin across sessions: the flood's next turn, then each other session's one.
+    assert_eq!(&order[..5], ["a0", "a1", "a2", "b0", "c0"], "{order:?}");
+}
+
+#[test]
+fn a_turn_that_only_waited_in_line_is_not_counted_as_resumed() {
+    let (home, log) = home_with_agent_and(5, "max_concurrent_turns = 1\n");
+    let stuck = "sleep:60000:never finishes";
+    {
+        let gateway = home.start(&["--no-supervise"]);
+        let url = home.http_url();
+        assert_eq!(
+            post_message(&url, "line", Some("x"), stuck, "?wait=false").status,
+            202
+        );
+        assert_eq!(
+            post_message(&url, "line", Some("y"), "behind it", "?wait=false").status,
+            202
+        );
+        wait_for("the first attempt", || agent_log(&log).len() == 1);
+        gateway.kill();
+    }
+    // `x` is resumed (and cut) three more times; `y` waits behind it every time without being tried.
+    for attempt in 2..=4 {
+        let gateway = home.start(&["--no-supervise"]);
+        wait_for(&format!("attempt {attempt}"), || agent_log(&log).len() == attempt);
+        gateway.kill();
+    }
+    let _gateway = home.start(&["--no-supervise"]);
+    let url = home.http_url();
+    wait_for("both turns to be closed", || all_answered(&url, "line", 2));
+    let replies = replies(&url, "line");
+    assert!(replies["x"][0].contains("Please send it again"), "{replies:?}");
+    assert_eq!(replies["y"], ["agent: behind it"], "{replies:?}");
+}
+
+/// How many threads `pid` has (Linux; `None` elsewhere).
+fn os_threads(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// How many live processes have `pid` as their parent (Linux; `None` elsewhere).
+fn os_children(pid: u32) -> Option<usize> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let mut children = 0;
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its closing parenthesis.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next());
+        if ppid == Some(&pid.to_string()) && state != Some("Z") {
+            children += 1;
+        }
+    }
+    Some(children)
 }

@@ -40,6 +40,9 @@ pub struct Response {
     pub state: Option<GatewayState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<usize>,
+    /// Of `in_flight`, the turns waiting in line for a slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

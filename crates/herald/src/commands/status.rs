@@ -40,6 +40,8 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
         "state": report.state.map(|s| s.as_str()),
         "uptime_secs": report.uptime_secs,
         "in_flight": report.in_flight,
+        "queued": report.queued,
+        "turn_slots": report.turn_slots,
         "home": report.home.display().to_string(),
         "control": report.control,
         "http_url": report.http_url,
@@ -101,7 +103,15 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
             out.push_str(")\n");
         }
         if let Some(n) = report.in_flight {
-            out.push_str(&format!("  turns in flight: {n}\n"));
+            out.push_str(&format!("  turns in flight: {n}"));
+            match (report.queued.unwrap_or(0), report.turn_slots) {
+                (0, _) => {}
+                (queued, Some(slots)) => {
+                    out.push_str(&format!(" ({queued} waiting in line for one of {slots} slots)"))
+                }
+                (queued, None) => out.push_str(&format!(" ({queued} waiting in line)")),
+            }
+            out.push('\n');
         }
         if let Some(c) = &report.control {
             out.push_str(&format!("  control: {c}\n"));
