@@ -40,6 +40,8 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tower_service::Service;
 
+use super::parse_errors::JsonParseErrors;
+
 /// The bounds of the HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -160,7 +162,8 @@ pub(super) async fn serve(
             app: app.clone(),
             served,
         };
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection =
+            graceful.watch(http.serve_connection(TokioIo::new(JsonParseErrors::new(stream)), service));
         let table = slots.clone();
         let task = tokio::spawn(async move {
             // Errors here are the client's (reset, timed out, malformed): nothing to report.

@@ -20,6 +20,7 @@
 
 pub mod browser;
 mod listener;
+mod parse_errors;
 
 pub use listener::HttpLimits;
 

@@ -106,9 +106,9 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
             out.push_str(&format!("  turns in flight: {n}"));
             match (report.queued.unwrap_or(0), report.turn_slots) {
                 (0, _) => {}
-                (queued, Some(slots)) => {
-                    out.push_str(&format!(" ({queued} waiting in line for one of {slots} slots)"))
-                }
+                (queued, Some(slots)) => out.push_str(&format!(
+                    " ({queued} waiting in line, at most {slots} run at once)"
+                )),
                 (queued, None) => out.push_str(&format!(" ({queued} waiting in line)")),
             }
             out.push('\n');
