@@ -15,7 +15,8 @@
 //!   [`HttpLimits::idle_timeout`] — a slow-loris client, or a keep-alive connection with nothing more to
 //!   ask — is closed (hyper's header read timeout, which also runs between keep-alive requests).
 //! - **Body time.** A body must arrive within [`HttpLimits::body_timeout`].
-//! - **Header size.** At most 64 KiB of request head.
+//! - **Header size.** hyper refuses a request head (`431`) once its read buffer holds 64 KiB without a
+//!   complete head; since it reads in growing chunks, a head of up to about twice that may arrive first.
 //!
 //! **Invariant:** every limit applies before the request reaches the router — before the browser guard and
 //! the token — so nobody needs to be authorised to be bounded. In-flight requests are bounded by the
