@@ -263,6 +263,7 @@ fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {
         ok: true,
         pid: keeper.pid(),
         state: Some(keeper.state()),
+        gateway_pid: Some(keeper.gateway_pid()),
         in_flight: Some(turns.in_flight()),
         queued: Some(turns.counts().queued),
         uptime_ms: Some(herald_home::time::now_ms().saturating_sub(keeper.started_at_ms())),

@@ -86,6 +86,14 @@ impl RecordKeeper {
         self.me.key.pid
     }
 
+    /// The pid the records name as the gateway's: the monitor's for a worker, else this process's.
+    pub fn gateway_pid(&self) -> u32 {
+        match self.role {
+            Role::Worker { monitor } => monitor.pid,
+            _ => self.me.key.pid,
+        }
+    }
+
     pub fn started_at_ms(&self) -> u64 {
         self.started_at_ms
     }

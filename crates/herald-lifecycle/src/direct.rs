@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use herald_home::Home;
 use herald_home::atomic::read_record;
 use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::lock::InstanceLock;
@@ -101,10 +102,7 @@ pub(crate) fn start_detached(target: &Target, timeout: Duration) -> Result<Start
                 log_tail: log_tail(&log, log_start),
             });
         }
-        let ready = read_record::<StateRecord>(&home.state_record())
-            .present()
-            .is_some_and(|s| s.pid == pid && s.state == GatewayState::Running);
-        if ready && control::call(home, Request::Ping, Duration::from_secs(2)).is_ok_and(|r| r.ok) {
+        if serves(home, pid) {
             return Ok(Started {
                 pid,
                 elapsed: started.elapsed(),
@@ -121,6 +119,22 @@ pub(crate) fn start_detached(target: &Target, timeout: Duration) -> Result<Start
         }
         std::thread::sleep(READY_POLL);
     }
+}
+
+/// Whether the gateway `pid` (the pid its records name) serves: its state record says so and it answers
+/// on the control channel — or, when the record does not say so (it may not be writable: a full disk),
+/// the gateway says so itself over the control channel. A gateway still starting answers only once it
+/// runs, so asking costs no more than the wait.
+fn serves(home: &Home, pid: u32) -> bool {
+    let timeout = Duration::from_secs(2);
+    let recorded = read_record::<StateRecord>(&home.state_record())
+        .present()
+        .is_some_and(|s| s.pid == pid && s.state == GatewayState::Running);
+    if recorded {
+        return control::call(home, Request::Ping, timeout).is_ok_and(|r| r.ok);
+    }
+    control::call(home, Request::Status, timeout)
+        .is_ok_and(|r| r.ok && r.gateway_pid == Some(pid) && r.state == Some(GatewayState::Running))
 }
 
 /// The gateway another caller is starting on this home, once it serves (within `deadline`).

@@ -57,6 +57,41 @@ fn start_returns_once_ready_and_the_gateway_outlives_it() {
     assert_eq!(code, 3);
 }
 
+/// A gateway whose state record cannot be written (a full disk; here a directory where the record goes,
+/// which fails the same write on every OS and needs no root) serves all the same, and `start` says so
+/// and exits 0 instead of waiting out its timeout for a record that never comes.
+#[test]
+fn start_succeeds_when_the_gateway_serves_but_cannot_write_its_state_record() {
+    let home = TestHome::new();
+    let out = home.output(&["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stop = home.output(&["stop"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+    let record = home.run_dir().join("state.json");
+    std::fs::remove_file(&record).unwrap();
+    std::fs::create_dir(&record).unwrap();
+
+    let began = std::time::Instant::now();
+    let out = home.output(&["start", "--timeout", "20"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        began.elapsed()
+    );
+    let pid = started_pid(&text(&out));
+    let ping = herald_process::control::call(
+        &home.home(),
+        herald_process::control::Request::Status,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(ping.gateway_pid, Some(pid));
+    assert_eq!(ping.state, Some(GatewayState::Running));
+    let stop = home.output(&["stop"]);
+    assert!(stop.status.success(), "{}", text(&stop));
+}
+
 #[test]
 fn a_gateway_that_dies_during_start_up_is_reported_with_its_log() {
     let home = TestHome::new();

@@ -38,6 +38,11 @@ pub struct Response {
     pub pid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<GatewayState>,
+    /// The pid the records name as the gateway's: the monitor's, when `pid` is a supervised worker. A
+    /// caller that started a gateway knows it by this pid, and can tell it serves even when its records
+    /// cannot be written (a full disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<usize>,
     /// Of `in_flight`, the turns waiting in line for a slot.
