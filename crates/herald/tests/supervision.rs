@@ -290,3 +290,61 @@ fn a_killed_workers_agents_are_ended_before_its_turns_resume() {
     assert_eq!(gateway.wait().0, Some(0));
     wait_for("no agent left after the stop", || sleepers(&arg).is_empty());
 }
+
+/// The same on every OS with a real reaper of agent trees (Linux: the monitor as subreaper; Windows: the
+/// agent's job object, killed when the dead worker's handle to it closes): an agent whose worker is
+/// killed never runs to its end beside the resumed turn. The stand-in agent logs `start` and, after its
+/// sleep, `end`: a surviving orphan would log a second `end`.
+#[cfg(any(target_os = "linux", windows))]
+#[test]
+fn a_killed_workers_agent_never_finishes_beside_the_resumed_turn() {
+    let home = TestHome::new();
+    let log = home.root.join("agent.log");
+    let quote = |p: &std::path::Path| serde_json::to_string(&p.display().to_string()).unwrap();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[agent]\nbackend = \"command\"\n[agent.command]\n\
+             command = [{}, {}]\ntimeout_secs = 120\n",
+            quote(&test_agent()),
+            quote(&log)
+        )
+        .as_bytes(),
+    );
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let gateway = home.start(&[]);
+    let url = home.http_url();
+    let posted = post_message(&url, "orphan", Some("m1"), "sleep:3000:slow", "?wait=false");
+    assert_eq!(posted.status, 202, "{}", posted.body);
+    wait_for("the agent to start", || !lines().is_empty());
+    let old = kill_worker(&home);
+    home.wait_new_worker(old);
+    let url = home.http_url();
+    wait_for("the resumed turn's reply", || {
+        let history = http(&url, "GET", "/v1/sessions/orphan/messages", &[], b"").json();
+        history["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["role"] == "assistant"))
+    });
+    // Long enough for a surviving first agent (started 3 s before its end) to have ended too.
+    std::thread::sleep(Duration::from_secs(4));
+    let log = lines();
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("start ")).count(),
+        2,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("end ")).count(),
+        1,
+        "the killed worker's agent ran on: {log:?}"
+    );
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+}

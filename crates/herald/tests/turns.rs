@@ -8,20 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use support::{TestHome, http, post_message, text, wait_for};
-
-/// The `test_agent` example, built by `cargo test` next to the test binaries.
-fn test_agent() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let agent = dir.join(format!("test_agent{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        agent.exists(),
-        "{} is missing: run the tests with `cargo test`",
-        agent.display()
-    );
-    agent
-}
+use support::{TestHome, http, post_message, test_agent, text, wait_for};
 
 /// A home whose agent is `test_agent`, logging to `agent.log` in the home.
 fn home_with_agent(drain_secs: u64) -> (TestHome, PathBuf) {

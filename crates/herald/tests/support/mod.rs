@@ -358,3 +358,17 @@ impl TestHome {
         url.unwrap()
     }
 }
+
+/// The `test_agent` example (a stand-in `command` agent that logs each run), built by `cargo test` next
+/// to the test binaries.
+pub fn test_agent() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let agent = dir.join(format!("test_agent{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        agent.exists(),
+        "{} is missing: run the tests with `cargo test`",
+        agent.display()
+    );
+    agent
+}

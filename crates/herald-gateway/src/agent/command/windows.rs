@@ -6,8 +6,10 @@
 //! every process it starts afterwards is in the job too. `CreateProcessW` is called directly because it
 //! is the only documented way to get the main thread's handle (std's `ChildExt::main_thread_handle` is
 //! unstable; enumerating threads is racy). The job is terminated explicitly with `TerminateJobObject`,
-//! at the moments the parent module names; `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE` is not set (it crashed
-//! wineserver in an earlier experiment, and an explicit call needs no handle-lifetime reasoning).
+//! at the moments the parent module names — and it is created with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`,
+//! so when the worker dies by any means (a crash, `TerminateProcess`, a killed service), the system
+//! closes its only handle to the job and ends every process in it: no agent outlives its worker to run
+//! beside the resumed turn. The handle is not inheritable, so no agent holds the job open.
 //! `CREATE_NO_WINDOW` keeps a console program from flashing a window.
 //!
 //! The program is found the way `CreateProcessW` finds the first token of a command line (no application
@@ -31,7 +33,9 @@ use windows_sys::Win32::Foundation::{
     ERROR_BAD_EXE_FORMAT, HANDLE, HANDLE_FLAG_INHERIT, SetHandleInformation, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, TerminateJobObject,
+    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation, SetInformationJobObject,
+    TerminateJobObject,
 };
 use windows_sys::Win32::System::Pipes::CreatePipe;
 use windows_sys::Win32::System::Threading::{
@@ -75,21 +79,40 @@ impl Drop for Tree {
     }
 }
 
-/// A Job Object handle, closed on drop. Closing does not kill (no `KILL_ON_JOB_CLOSE`); [`Job::terminate`]
-/// does.
+/// A Job Object handle, closed on drop. [`Job::terminate`] kills its processes; so does closing the
+/// last handle (`KILL_ON_JOB_CLOSE`), which is what happens when the worker dies.
 #[derive(Debug)]
 struct Job(OwnedHandle);
 
 impl Job {
     fn new() -> io::Result<Job> {
         // SAFETY: null security attributes and a null name are documented as valid (an unnamed job with
-        // default security); a null return is handled below.
+        // default security, whose handle is not inheritable); a null return is handled below.
         let handle = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
         if handle.is_null() {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `handle` is a fresh, valid job handle that nothing else owns.
-        Ok(Job(unsafe { OwnedHandle::from_raw_handle(handle) }))
+        let job = Job(unsafe { OwnedHandle::from_raw_handle(handle) });
+        // SAFETY: an all-zero JOBOBJECT_EXTENDED_LIMIT_INFORMATION is a valid value (no limits).
+        let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        let size = u32::try_from(std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>())
+            .map_err(io::Error::other)?;
+        // SAFETY: the handle is valid; `limits` is a live JOBOBJECT_EXTENDED_LIMIT_INFORMATION of `size`
+        // bytes, the structure this information class takes, read only during the call.
+        let ok = unsafe {
+            SetInformationJobObject(
+                job.raw(),
+                JobObjectExtendedLimitInformation,
+                std::ptr::from_ref(&limits).cast(),
+                size,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(job)
     }
 
     fn assign(&self, process: &OwnedHandle) -> io::Result<()> {
