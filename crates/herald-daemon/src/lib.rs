@@ -11,7 +11,9 @@
 
 pub mod control;
 mod host;
+mod lock_watch;
 pub mod marker;
+mod memory;
 pub mod payload;
 pub mod readiness;
 pub mod run;

@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::control::{ControlCall, ControlServer};
 use crate::host::GatewayHost;
+use crate::lock_watch;
 use crate::marker::{self, MarkerCheck};
+use crate::memory;
 use crate::payload::SharedFactory;
 use crate::readiness::Notifier;
 use crate::serve_policy::{self, DrainStep, Heard, Step, StopOrder};
@@ -46,6 +48,8 @@ pub(crate) fn run_gateway(
         mut keeper,
         config,
     } = begin(&home, config, role, replace)?;
+    // Kept in place while held: the instance lock (standalone), or a worker's own lock.
+    let lock = lock_watch::watch(&home, lock, role.as_str(), lock_watch::CHECK_EVERY);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("herald-worker")
@@ -158,7 +162,7 @@ async fn serve(
             Some(()) = marker_wake.recv() => {
                 marker_check = Some(marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms()));
             }
-            _ = heartbeat.tick() => {}
+            _ = heartbeat.tick() => memory::release_free_memory(),
             Ok(()) = adapter_changes.changed() => {}
             Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,

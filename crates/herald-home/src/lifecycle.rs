@@ -54,6 +54,8 @@ pub enum EventKind {
     Journal,
     /// The monitor ended processes a dead worker left behind (agent process trees), before restarting.
     OrphansEnded,
+    /// The instance lock file was deleted or replaced under the running gateway (and locked again).
+    LockReplaced,
 }
 
 impl EventKind {
@@ -80,6 +82,7 @@ impl EventKind {
             EventKind::TurnsResumed => "turns_resumed",
             EventKind::Journal => "journal",
             EventKind::OrphansEnded => "orphans_ended",
+            EventKind::LockReplaced => "lock_replaced",
         }
     }
 }

@@ -17,8 +17,24 @@ use std::time::Duration;
 /// A held instance lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct InstanceLock {
-    _file: File,
+    /// The locked file now at `path` (see [`InstanceLock::keep_in_place`]).
+    file: File,
+    /// Files locked earlier whose name was deleted or replaced: held on, so the lock stays ours.
+    _unlinked: Vec<File>,
     path: PathBuf,
+}
+
+/// What [`InstanceLock::keep_in_place`] found at the lock's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockPlace {
+    /// The path names the file this lock holds.
+    Intact,
+    /// The file had been deleted or replaced; the file now at the path (made anew when missing) is
+    /// locked too, so the home reads as locked again.
+    Restored,
+    /// The file had been deleted or replaced, and the file now at the path is locked by another process
+    /// (one that started in between: it finds this gateway and refuses to serve).
+    HeldElsewhere,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +60,8 @@ impl InstanceLock {
         let file = options.open(path).map_err(io_err)?;
         match file.try_lock() {
             Ok(()) => Ok(InstanceLock {
-                _file: file,
+                file,
+                _unlinked: Vec::new(),
                 path: path.to_path_buf(),
             }),
             Err(TryLockError::WouldBlock) => Err(LockError::Held(path.to_path_buf())),
@@ -54,6 +71,29 @@ impl InstanceLock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Checks that the lock's path still names the file this lock holds. A lock file deleted or replaced
+    /// under a running gateway would let anyone who probes the path conclude the home is free; so the
+    /// file now at the path is locked as well (made anew, without following links, when missing), and
+    /// the old one is held on. On Windows a file this process holds open cannot be deleted or replaced
+    /// (its deletion stays pending until the handle closes), so there it is always intact.
+    pub fn keep_in_place(&mut self) -> Result<LockPlace, LockError> {
+        if same_file(&self.file, &self.path).map_err(|source| LockError::Io {
+            path: self.path.clone(),
+            source,
+        })? {
+            return Ok(LockPlace::Intact);
+        }
+        match InstanceLock::try_acquire(&self.path) {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut self.file, fresh.file);
+                self._unlinked.push(old);
+                Ok(LockPlace::Restored)
+            }
+            Err(LockError::Held(_)) => Ok(LockPlace::HeldElsewhere),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether some process holds the lock right now. A missing lock file means nobody does. The probe
@@ -101,6 +141,24 @@ impl InstanceLock {
     }
 }
 
+/// Whether `path` names the file `file` is open on (a missing path does not).
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let held = file.metadata()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(named) => Ok(named.dev() == held.dev() && named.ino() == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// See [`InstanceLock::keep_in_place`]: a file open here cannot lose its name on Windows.
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> io::Result<bool> {
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +200,34 @@ mod tests {
         releaser.join().unwrap();
         // The waiter must not keep the lock.
         assert!(InstanceLock::try_acquire(&path).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_deleted_or_replaced_lock_file_is_locked_again_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("instance.lock");
+        let mut lock = InstanceLock::try_acquire(&path).unwrap();
+        assert_eq!(lock.keep_in_place().unwrap(), LockPlace::Intact);
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(!InstanceLock::is_held(&path).unwrap(), "the hole this closes");
+        assert_eq!(lock.keep_in_place().unwrap(), LockPlace::Restored);
+        assert!(InstanceLock::is_held(&path).unwrap());
+        assert_eq!(lock.keep_in_place().unwrap(), LockPlace::Intact);
+
+        // Replaced by another file (a rename over it): that one is locked too.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert_eq!(lock.keep_in_place().unwrap(), LockPlace::Restored);
+        assert!(InstanceLock::is_held(&path).unwrap());
+
+        // Replaced by a file someone else locked first.
+        std::fs::remove_file(&path).unwrap();
+        let intruder = InstanceLock::try_acquire(&path).unwrap();
+        assert_eq!(lock.keep_in_place().unwrap(), LockPlace::HeldElsewhere);
+        drop(intruder);
+        assert_eq!(lock.keep_in_place().unwrap(), LockPlace::Restored);
     }
 }

@@ -349,8 +349,8 @@ fn status_lists_the_other_running_profiles() {
 
 /// Deleting `run/instance.lock` under a running gateway used to let a second monitor and worker start
 /// beside it (the records then described the idle pair, and `stop` needed a force kill). Now `status`
-/// still sees the gateway and says what happened, a second `run` refuses to serve beside it, and `stop`
-/// stops it by its verified PID record. Unix only: on Windows an open file's deletion stays pending until
+/// still sees the gateway and says what happened, a second `run` refuses to serve beside it, the gateway
+/// locks the file now at the path within seconds (`lock_replaced`), and `stop` stops it. Unix only: on Windows an open file's deletion stays pending until
 /// its last handle closes, so the held lock file cannot vanish.
 #[cfg(unix)]
 #[test]
@@ -370,12 +370,34 @@ fn a_deleted_lock_file_never_lets_a_second_gateway_serve() {
         "{status}"
     );
 
+    // Refused either way: found still running beside a missing lock, or found holding the lock again.
     let second = home.output(&["run", "--no-supervise"]);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     assert!(
-        text(&second).contains(&format!("a gateway (pid {pid}) still runs")),
+        text(&second).contains(&format!("a gateway (pid {pid}) still runs"))
+            || text(&second).contains(&format!("already running (pid {pid})")),
         "{}",
         text(&second)
+    );
+
+    // The gateway notices and locks its home again, and says so.
+    wait_for("the gateway to lock its home again", || {
+        herald_home::lock::InstanceLock::is_held(&home.home().lock_file()).unwrap_or(false)
+    });
+    let restored = home
+        .events()
+        .into_iter()
+        .find(|e| e.event == "lock_replaced")
+        .expect("a lock_replaced event");
+    assert_eq!(
+        restored.field("outcome").and_then(|v| v.as_str()),
+        Some("restored")
+    );
+    let (code, status) = home.status_json();
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        !status["warnings"].to_string().contains("instance.lock"),
+        "{status}"
     );
 
     let stop = home.output(&["stop"]);
