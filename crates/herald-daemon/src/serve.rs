@@ -48,8 +48,13 @@ pub(crate) fn run_gateway(
         mut keeper,
         config,
     } = begin(&home, config, role, replace)?;
-    // Kept in place while held: the instance lock (standalone), or a worker's own lock.
-    let lock = lock_watch::watch(&home, lock, role.as_str(), lock_watch::CHECK_EVERY);
+    // The instance lock is kept in place where it is held (standalone); a worker's own lock is not
+    // watched (a worker holds no file-notification descriptor).
+    let lock = if matches!(role, Role::Standalone) {
+        lock_watch::watch(&home, lock, role.as_str())
+    } else {
+        lock_watch::unwatched(lock)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("herald-worker")

@@ -74,12 +74,7 @@ pub fn run_monitor(
         mut keeper,
         config,
     } = begin(&home, config, Role::Monitor, replace)?;
-    let lock = crate::lock_watch::watch(
-        &home,
-        lock,
-        Role::Monitor.as_str(),
-        crate::lock_watch::CHECK_EVERY,
-    );
+    let lock = crate::lock_watch::watch(&home, lock, Role::Monitor.as_str());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let mut monitor = Monitor {
