@@ -30,6 +30,10 @@ pub const POLL_FALLBACK: Duration = Duration::from_secs(5);
 /// Shares `lock` with a watcher thread that keeps it in place; drop the returned handle to release the
 /// lock (the watcher then ends at its next wake-up).
 pub fn watch(home: &Home, lock: InstanceLock, role: &'static str) -> Arc<Mutex<InstanceLock>> {
+    if !cfg!(unix) {
+        // A file held open cannot lose its name on Windows (see `InstanceLock::keep_in_place`).
+        return unwatched(lock);
+    }
     let lock = Arc::new(Mutex::new(lock));
     let weak = Arc::downgrade(&lock);
     let log = LifecycleLog::new(home.lifecycle_log());
