@@ -296,6 +296,9 @@ impl Engine {
                 }
             }
         };
+        // The agent is done: the next turn in line may start its own while this reply is stored (commits
+        // of many turns share a sync).
+        guard.release_slot();
         // The reply exists only in memory until committed. If the commit fails (a full disk), waiters are
         // told at once (the client may retry with the same id), and the commit is retried in the
         // background, the turn staying registered, so the answer is not thrown away and the turn is not

@@ -8,7 +8,8 @@
 //!
 //! * a message runs as at most one turn in this process at a time: a duplicate that arrives while its
 //!   turn runs (or waits) is handed that turn's outcome ([`Admission::Joined`]);
-//! * at most [`TurnTracker::limit`] turns hold a slot (run their agent) at once. The others wait in line
+//! * at most [`TurnTracker::limit`] turns hold a slot (run their agent) at once; a turn gives its slot
+//!   back as soon as its agent has answered ([`TurnGuard::release_slot`]), before its reply is stored. The others wait in line
 //!   ([`TurnGuard::enqueue`]): first in, first out within a session, and round-robin across sessions, so
 //!   a session that posts three hundred messages delays another session's one by at most one turn per
 //!   busy session. A waiting turn is a parked task, not a thread; it is durable already (the journal
@@ -88,7 +89,7 @@ pub struct TurnInfo {
 pub struct TurnCounts {
     /// Every turn registered: running its agent, or waiting to.
     pub in_flight: usize,
-    /// Of those, the turns that do not hold a slot yet (waiting in line, or being stored).
+    /// Of those, the turns that have not had a slot yet (waiting in line, or their message being stored).
     pub queued: usize,
 }
 
@@ -133,6 +134,8 @@ enum Stage {
     Queued,
     /// Holding a slot: its agent runs.
     Started,
+    /// Its agent has answered and the slot is given back; the reply is being stored.
+    Finishing,
 }
 
 #[derive(Debug)]
@@ -162,6 +165,8 @@ struct Inner {
     limit: usize,
     /// How many hold one now.
     started: usize,
+    /// How many have not had one yet (registered or in line).
+    waiting: usize,
     /// Per session, its waiting turns in arrival order.
     lanes: HashMap<SessionKey, VecDeque<Waiter>>,
     /// The sessions with a non-empty lane, each once, in the order they are next served.
@@ -172,7 +177,7 @@ impl Inner {
     fn counts(&self) -> TurnCounts {
         TurnCounts {
             in_flight: self.turns.len(),
-            queued: self.turns.len() - self.started,
+            queued: self.waiting,
         }
     }
 
@@ -201,6 +206,7 @@ impl Inner {
             {
                 entry.stage = Stage::Started;
                 self.started += 1;
+                self.waiting -= 1;
                 // A waiter whose task is gone cannot take it; its guard is being dropped, and ending the
                 // turn gives the slot back.
                 let _ = waiter.wake.send(());
@@ -253,6 +259,7 @@ impl TurnTracker {
                 draining: false,
                 limit: limit.max(1),
                 started: 0,
+                waiting: 0,
                 lanes: HashMap::new(),
                 ring: VecDeque::new(),
             })),
@@ -305,6 +312,7 @@ impl TurnTracker {
                 outcome: outcome.clone(),
             },
         );
+        inner.waiting += 1;
         self.publish_counts(&inner);
         Ok(Admission::New(TurnGuard {
             registry: self.clone(),
@@ -361,7 +369,7 @@ impl TurnTracker {
             inner
                 .turns
                 .iter()
-                .filter(|(_, entry)| entry.stage == Stage::Started)
+                .filter(|(_, entry)| matches!(entry.stage, Stage::Started | Stage::Finishing))
                 .map(|(key, entry)| TurnInfo {
                     id: entry.id,
                     label: key.session.to_string(),
@@ -430,12 +438,13 @@ impl TurnTracker {
             // Not registered (cannot happen while its guard lives): never run it unaccounted.
             return Err(Draining);
         };
-        if entry.stage == Stage::Started {
+        if matches!(entry.stage, Stage::Started | Stage::Finishing) {
             return Ok(None);
         }
         if entry.stage == Stage::Registered && inner.lanes.is_empty() && inner.started < inner.limit {
             entry.stage = Stage::Started;
             inner.started += 1;
+            inner.waiting -= 1;
             self.publish_counts(inner);
             return Ok(None);
         }
@@ -465,8 +474,12 @@ impl TurnTracker {
                     inner.started -= 1;
                     inner.dispatch();
                 }
-                Stage::Queued => inner.leave_lane(&key.session, id),
-                Stage::Registered => {}
+                Stage::Finishing => {}
+                Stage::Queued => {
+                    inner.waiting -= 1;
+                    inner.leave_lane(&key.session, id);
+                }
+                Stage::Registered => inner.waiting -= 1,
             }
         }
         self.publish_counts(inner);
@@ -498,6 +511,22 @@ impl TurnGuard {
             && entry.id == self.id
         {
             entry.journal_id = Some(journal_id);
+        }
+    }
+
+    /// Gives the slot back once the agent has answered (storing the reply needs none): the next turn in
+    /// line may start its agent while this one's reply is committed. The turn stays registered.
+    pub fn release_slot(&self) {
+        let mut inner = self.registry.lock();
+        let inner = &mut *inner;
+        if let Some(entry) = inner.turns.get_mut(&self.key)
+            && entry.id == self.id
+            && entry.stage == Stage::Started
+        {
+            entry.stage = Stage::Finishing;
+            inner.started -= 1;
+            inner.dispatch();
+            self.registry.publish_counts(inner);
         }
     }
 
@@ -927,5 +956,30 @@ mod tests {
         .join();
         let mut next = queue(&tracker, "after", "m1");
         assert!(granted(&mut next));
+    }
+
+    #[tokio::test]
+    async fn a_turn_whose_agent_answered_gives_its_slot_to_the_next_while_it_stores() {
+        let tracker = TurnTracker::with_limit(1);
+        let first = queue(&tracker, "a", "m0");
+        let mut next = queue(&tracker, "b", "m1");
+        assert!(!granted(&mut next));
+        let (first, slot) = first.slot().await;
+        assert_eq!(slot, Ok(()));
+        first.release_slot();
+        assert!(granted(&mut next));
+        assert_eq!(
+            tracker.counts(),
+            TurnCounts {
+                in_flight: 2,
+                queued: 0
+            }
+        );
+        // Still a turn in flight: a drain waits for it.
+        let set = tracker.begin_drain(None).await.unwrap();
+        assert_eq!(set.len(), 2);
+        drop(first);
+        drop(next);
+        assert_eq!(tracker.counts(), TurnCounts::default());
     }
 }
