@@ -6,15 +6,15 @@
 //! start already refuses to serve beside a verified gateway (see `startup`), but the home should not read
 //! as free in the first place. So the process holding the instance lock (a standalone gateway, or the
 //! monitor) watches `run/` for changes to the lock file's name (file notifications: no wake-up while
-//! nothing happens), and when the path no longer names its file, locks the file now there as well and
-//! records a `lock_replaced` event. Where notifications are unavailable it checks every
-//! [`POLL_FALLBACK`] instead.
+//! nothing happens, and the check runs on the notification thread itself), and when the path no longer
+//! names its file, locks the file now there as well and records a `lock_replaced` event. Where
+//! notifications are unavailable a thread checks every [`POLL_FALLBACK`] instead.
 //!
 //! **Invariant:** the watcher never keeps the lock alive: it holds only a weak reference, so the lock is
-//! released exactly when its owner drops it, as before. A worker runs no watcher (it holds no
-//! file-notification descriptor; see ARCHITECTURE.md).
+//! released exactly when its owner drops the [`HeldLock`], as before. A worker runs no watcher (it holds
+//! no file-notification descriptor; see ARCHITECTURE.md), and neither does Windows, where a file held
+//! open cannot lose its name.
 
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -22,30 +22,46 @@ use herald_home::Home;
 use herald_home::lifecycle::{EventKind, LifecycleEvent, LifecycleLog};
 use herald_home::lock::{InstanceLock, LockPlace};
 use herald_home::sync::MutexExt;
-use notify::{RecursiveMode, Watcher};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 /// How often the lock's path is checked when file notifications are unavailable.
 pub const POLL_FALLBACK: Duration = Duration::from_secs(5);
 
-/// Shares `lock` with a watcher thread that keeps it in place; drop the returned handle to release the
-/// lock (the watcher then ends at its next wake-up).
-pub fn watch(home: &Home, lock: InstanceLock, role: &'static str) -> Arc<Mutex<InstanceLock>> {
+/// A held lock, and what keeps it in place. Dropping it releases the lock.
+#[derive(Debug)]
+pub struct HeldLock {
+    _lock: Arc<Mutex<InstanceLock>>,
+    _notifications: Option<RecommendedWatcher>,
+}
+
+/// Holds `lock` without watching it (a worker's own lock).
+pub fn unwatched(lock: InstanceLock) -> HeldLock {
+    HeldLock {
+        _lock: Arc::new(Mutex::new(lock)),
+        _notifications: None,
+    }
+}
+
+/// Holds `lock` and keeps it in place (see the module documentation).
+pub fn watch(home: &Home, lock: InstanceLock, role: &'static str) -> HeldLock {
     if !cfg!(unix) {
-        // A file held open cannot lose its name on Windows (see `InstanceLock::keep_in_place`).
         return unwatched(lock);
     }
     let lock = Arc::new(Mutex::new(lock));
-    let weak = Arc::downgrade(&lock);
-    let log = LifecycleLog::new(home.lifecycle_log());
-    let (wake, woken) = mpsc::channel::<()>();
+    let keeper = Keeper {
+        lock: Arc::downgrade(&lock),
+        log: LifecycleLog::new(home.lifecycle_log()),
+        role,
+    };
     let name = home.lock_file().file_name().map(ToOwned::to_owned);
+    let on_event = keeper.clone();
     let notifications = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             Ok(event) => event.paths.iter().any(|p| p.file_name() == name.as_deref()),
             Err(_) => true,
         };
         if relevant {
-            let _ = wake.send(());
+            on_event.check();
         }
     })
     .and_then(|mut watcher| {
@@ -59,53 +75,38 @@ pub fn watch(home: &Home, lock: InstanceLock, role: &'static str) -> Arc<Mutex<I
                 "file notifications unavailable ({e}); checking the instance lock every {}s",
                 POLL_FALLBACK.as_secs()
             );
+            let spawned = std::thread::Builder::new()
+                .name("herald-lock-watch".into())
+                .spawn(move || {
+                    while keeper.lock.strong_count() > 0 {
+                        std::thread::sleep(POLL_FALLBACK);
+                        keeper.check();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("cannot watch the instance lock: {e}");
+            }
             None
         }
     };
-    let spawned = std::thread::Builder::new()
-        .name("herald-lock-watch".into())
-        .spawn(move || {
-            // Kept alive as long as the thread: dropping it ends the notifications.
-            let _notifications = notifications.as_ref();
-            let wait = if notifications.is_some() {
-                None
-            } else {
-                Some(POLL_FALLBACK)
-            };
-            check_until_released(&weak, &woken, wait, &log, role);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot watch the instance lock: {e}");
+    HeldLock {
+        _lock: lock,
+        _notifications: notifications,
     }
-    lock
 }
 
-/// The same shape as [`watch`], for a lock nobody watches (a worker's own lock).
-pub fn unwatched(lock: InstanceLock) -> Arc<Mutex<InstanceLock>> {
-    Arc::new(Mutex::new(lock))
+/// What a check needs: the lock (weakly), where to record, and who records.
+#[derive(Debug, Clone)]
+struct Keeper {
+    lock: Weak<Mutex<InstanceLock>>,
+    log: LifecycleLog,
+    role: &'static str,
 }
 
-/// Checks the lock each time `woken` fires (or every `poll`, when given), until it is released.
-fn check_until_released(
-    lock: &Weak<Mutex<InstanceLock>>,
-    woken: &mpsc::Receiver<()>,
-    poll: Option<Duration>,
-    log: &LifecycleLog,
-    role: &str,
-) {
-    loop {
-        match poll {
-            Some(every) => match woken.recv_timeout(every) {
-                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(every),
-            },
-            None => {
-                if woken.recv().is_err() {
-                    return;
-                }
-            }
-        }
-        let Some(lock) = lock.upgrade() else {
+impl Keeper {
+    /// Keeps the lock in place, and records (and logs) when it had to.
+    fn check(&self) {
+        let Some(lock) = self.lock.upgrade() else {
             return;
         };
         let (checked, path) = {
@@ -114,7 +115,7 @@ fn check_until_released(
         };
         drop(lock);
         let outcome = match checked {
-            Ok(LockPlace::Intact) => continue,
+            Ok(LockPlace::Intact) => return,
             Ok(LockPlace::Restored) => {
                 tracing::warn!("the instance lock {path} was deleted or replaced; locked it again");
                 "restored"
@@ -128,14 +129,14 @@ fn check_until_released(
             }
             Err(e) => {
                 tracing::warn!("cannot check the instance lock: {e}");
-                continue;
+                return;
             }
         };
         let event = LifecycleEvent::new(EventKind::LockReplaced, std::process::id())
-            .with("role", role)
+            .with("role", self.role)
             .with("path", path.as_str())
             .with("outcome", outcome);
-        if let Err(e) = log.append(&event) {
+        if let Err(e) = self.log.append(&event) {
             tracing::warn!("{e}");
         }
     }

@@ -49,14 +49,20 @@ impl<S> JsonParseErrors<S> {
     }
 }
 
+/// The JSON body for a write that starts with the status line of one of hyper's parse-error statuses.
+/// Cheap: every response goes through it, and only these few are looked at further.
+fn candidate(start: &[u8]) -> Option<&'static str> {
+    let status = start.strip_prefix(b"HTTP/1.")?.get(2..)?;
+    REWRITES
+        .iter()
+        .find(|(code, _)| status.starts_with(code))
+        .map(|(_, body)| *body)
+}
+
 /// The response `head` (a whole write starting with a status line) with a JSON body, when it is one of
 /// hyper's parse-error responses.
 fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
-    let status = head.strip_prefix(b"HTTP/1.")?.get(2..)?;
-    let body = REWRITES
-        .iter()
-        .find(|(code, _)| status.starts_with(code))
-        .map(|(_, body)| body)?;
+    let body = candidate(head)?;
     let end = find(head, b"\r\n\r\n")? + 2;
     let (fields, rest) = head.split_at(end);
     let lower = fields.to_ascii_lowercase();
@@ -128,7 +134,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonParseErrors<S> {
         if this.poll_pending(cx)?.is_pending() {
             return Poll::Pending;
         }
-        if let Some(done) = this.take_rewritten(cx, buf, buf.len()) {
+        if candidate(buf).is_some()
+            && let Some(done) = this.take_rewritten(cx, buf, buf.len())
+        {
             return done;
         }
         Pin::new(&mut this.inner).poll_write(cx, buf)
@@ -145,7 +153,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonParseErrors<S> {
         }
         // A parse-error response has no body: its head is the first (and only) non-empty slice.
         if let Some(first) = bufs.iter().find(|b| !b.is_empty())
-            && first.starts_with(b"HTTP/1.")
+            && candidate(first).is_some()
         {
             let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
             if let Some(done) = this.take_rewritten(cx, &all, all.len()) {
