@@ -17,6 +17,8 @@ use herald_home::records::{MarkerVerdict, ProcessKey, StopMarker};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::lock_watch::LockChecker;
+
 /// Keeps the watch alive; dropping it stops watching.
 #[derive(Debug)]
 pub enum MarkerWatch {
@@ -33,33 +35,53 @@ impl Drop for MarkerWatch {
 }
 
 /// Starts watching `home`'s marker dir; `wake` receives a message whenever the marker may have changed.
-pub fn watch(home: &Home, wake: mpsc::UnboundedSender<()>) -> MarkerWatch {
+/// With a `lock` checker, the same notifications also watch `run/` and run the checker whenever the
+/// instance lock's name changes (see [`crate::lock_watch`]); the fallback poll runs it on every tick.
+pub fn watch(home: &Home, wake: mpsc::UnboundedSender<()>, lock: Option<LockChecker>) -> MarkerWatch {
     let name = Home::stop_marker_name();
+    let lock_name = LockChecker::file_name(home);
     let notify_wake = wake.clone();
+    let notify_lock = lock.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(event) => event
-                .paths
-                .iter()
-                .any(|p| p.file_name().is_some_and(|n| n == name)),
-            Err(_) => true,
+        let (marker, locked) = match &event {
+            Ok(event) => (
+                event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| n == name)),
+                event.paths.iter().any(|p| p.file_name() == lock_name.as_deref()),
+            ),
+            Err(_) => (true, true),
         };
-        if relevant {
+        if marker {
             let _ = notify_wake.send(());
+        }
+        if locked && let Some(lock) = &notify_lock {
+            lock.check();
         }
     })
     .and_then(|mut watcher| {
         watcher.watch(&home.marker_dir(), RecursiveMode::NonRecursive)?;
+        // Windows: a file held open cannot lose its name, so there is nothing to watch for.
+        if lock.is_some() && cfg!(unix) {
+            watcher.watch(&home.run_dir(), RecursiveMode::NonRecursive)?;
+        }
         Ok(watcher)
     });
     match watcher {
         Ok(watcher) => MarkerWatch::Notify(watcher),
         Err(e) => {
-            tracing::warn!("file notifications unavailable ({e}); checking for a stop marker once a second");
+            tracing::warn!(
+                "file notifications unavailable ({e}); checking for a stop marker (and the instance lock) \
+                 once a second"
+            );
             MarkerWatch::Polling(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
+                    if let Some(lock) = &lock {
+                        lock.check();
+                    }
                     if wake.send(()).is_err() {
                         return;
                     }

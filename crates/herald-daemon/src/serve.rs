@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::control::{ControlCall, ControlServer};
 use crate::host::GatewayHost;
-use crate::lock_watch;
+use crate::lock_watch::{HeldLock, LockChecker};
 use crate::marker::{self, MarkerCheck};
 use crate::memory;
 use crate::payload::SharedFactory;
@@ -48,13 +48,9 @@ pub(crate) fn run_gateway(
         mut keeper,
         config,
     } = begin(&home, config, role, replace)?;
-    // The instance lock is kept in place where it is held (standalone); a worker's own lock is not
-    // watched (a worker holds no file-notification descriptor).
-    let lock = if matches!(role, Role::Standalone) {
-        lock_watch::watch(&home, lock, role.as_str())
-    } else {
-        lock_watch::unwatched(lock)
-    };
+    // The instance lock is kept in place where it is held (standalone: by the marker watch); a worker's
+    // own lock is not watched (a worker holds no file-notification descriptor).
+    let lock = HeldLock::new(&home, lock, role.as_str());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("herald-worker")
@@ -63,7 +59,14 @@ pub(crate) fn run_gateway(
     let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let turns = TurnTracker::with_limit(config.agent.concurrent_turns());
     keeper.set_turn_slots(turns.limit());
-    let outcome = runtime.block_on(serve(&mut keeper, &config, notifier, &turns, payload));
+    let outcome = runtime.block_on(serve(
+        &mut keeper,
+        &config,
+        notifier,
+        &turns,
+        payload,
+        lock.checker(),
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     let (code, reason) = match outcome {
@@ -97,6 +100,7 @@ async fn serve(
     notifier: &Notifier,
     turns: &TurnTracker,
     payload: &SharedFactory,
+    lock: LockChecker,
 ) -> Result<(ExitCode, String), StartError> {
     let home = keeper.home().clone();
     let pid = keeper.pid();
@@ -126,7 +130,7 @@ async fn serve(
     } else {
         // A marker left from before this process started is never for us: clear it before watching.
         clear_old_marker(keeper);
-        Some(marker::watch(&home, marker_tx))
+        Some(marker::watch(&home, marker_tx, Some(lock)))
     };
 
     let host = GatewayHost::start(keeper, config, turns, payload).await?;

@@ -27,6 +27,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
+use crate::lock_watch::{HeldLock, LockChecker};
 use crate::marker::{self, MarkerCheck};
 use crate::readiness::Notifier;
 use crate::signals::{self, Disposition, SignalEvent};
@@ -74,10 +75,11 @@ pub fn run_monitor(
         mut keeper,
         config,
     } = begin(&home, config, Role::Monitor, replace)?;
-    let lock = crate::lock_watch::watch(&home, lock, Role::Monitor.as_str());
+    let lock = HeldLock::new(&home, lock, Role::Monitor.as_str());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let runtime = runtime_or_fail(&mut keeper, runtime)?;
     let mut monitor = Monitor {
+        lock: lock.checker(),
         keeper,
         restarts: 0,
         last_restart_reason: None,
@@ -100,6 +102,8 @@ pub fn run_monitor(
 }
 
 struct Monitor {
+    /// Keeps the instance lock in place (run by the marker watch).
+    lock: LockChecker,
     keeper: RecordKeeper,
     restarts: u32,
     last_restart_reason: Option<String>,
@@ -119,7 +123,7 @@ impl Monitor {
         let (marker_tx, mut marker_wake) = mpsc::unbounded_channel::<()>();
         // A marker left from before this monitor started is never for it: clear it before watching.
         self.check_marker();
-        let _watch = marker::watch(&home, marker_tx);
+        let _watch = marker::watch(&home, marker_tx, Some(self.lock.clone()));
         let mut supervisor = Supervisor::new(RestartPolicy {
             max_exits: config.supervisor.crash_loop_max_exits,
             window: Duration::from_secs(config.supervisor.crash_loop_window_secs),
