@@ -183,6 +183,37 @@ pub(crate) fn refuse_chars(
     }
 }
 
+/// Why registering `exe` would not last, if it would not: a program inside a cargo build directory
+/// (`cargo clean` or the next `cargo build` of another profile deletes or replaces it) or inside the
+/// temporary directory `temp` (cleaned at boot or by the system). Pure: the caller passes both paths.
+pub fn fragile_executable(exe: &Path, temp: &Path) -> Option<String> {
+    if exe.starts_with(temp) {
+        return Some(format!(
+            "{} is in the temporary directory {}: it may be gone after a reboot, and the registration \
+             with it; install herald somewhere lasting first (`cargo install --path crates/herald --locked` \
+             puts it in ~/.cargo/bin) and run `herald install` from there",
+            exe.display(),
+            temp.display()
+        ));
+    }
+    let parent = exe.parent()?;
+    let profile = parent.file_name()?.to_str()?;
+    let in_target = parent
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .any(|dir| dir.file_name().is_some_and(|name| name == "target"));
+    if in_target && matches!(profile, "debug" | "release") {
+        return Some(format!(
+            "{} is a cargo build output: `cargo clean` (or the next build) deletes or replaces it, and the \
+             service with it; install herald first (`cargo install --path crates/herald --locked` puts it \
+             in ~/.cargo/bin) and run `herald install` from there",
+            exe.display()
+        ));
+    }
+    None
+}
+
 /// Specs with Unix-flavoured paths that stay Unix paths when the tests run on Windows (where `Home`
 /// would make `/h` absolute as `C:\h`).
 #[cfg(test)]
@@ -275,5 +306,29 @@ mod tests {
         assert!(require_absolute(Backend::Task, "x", "/a").is_err());
         assert!(require_absolute(Backend::Systemd, "x", "/a").is_ok());
         assert!(require_absolute(Backend::Systemd, "x", "a/b").is_err());
+    }
+
+    #[test]
+    fn a_build_output_or_a_temp_file_is_a_fragile_executable() {
+        let temp = Path::new("/tmp");
+        for fragile in [
+            "/home/u/src/herald/target/release/herald",
+            "/home/u/src/herald/target/debug/herald",
+            "/home/u/src/herald/target/x86_64-pc-windows-gnu/release/herald.exe",
+            "/tmp/herald-test/herald",
+        ] {
+            assert!(
+                fragile_executable(Path::new(fragile), temp).is_some(),
+                "{fragile}"
+            );
+        }
+        for lasting in [
+            "/home/u/.cargo/bin/herald",
+            "/usr/local/bin/herald",
+            "/opt/target/bin/herald",
+            "/home/u/release/herald",
+        ] {
+            assert_eq!(fragile_executable(Path::new(lasting), temp), None, "{lasting}");
+        }
     }
 }

@@ -198,6 +198,10 @@ fn dry_run_prints_everything_and_changes_nothing() {
         "run systemctl --user start herald.service",
         "sudo loginctl enable-linger tester",
         "dry run: nothing was changed",
+        // The test binary is a cargo build output: a unit naming it would not survive `cargo clean`.
+        "warning: ",
+        "is a cargo build output",
+        "cargo install --path crates/herald --locked",
     ] {
         assert!(out.contains(expected), "{expected} missing:\n{out}");
     }

@@ -25,6 +25,13 @@ pub fn install(target: &Target, args: &InstallArgs) -> ExitCode {
         force: args.force,
         dry_run: args.dry_run,
     };
+    // A registration names this executable: one `cargo clean` or a reboot must not take it away.
+    if !matches!(args.backend, BackendArg::None)
+        && let Ok(exe) = std::env::current_exe()
+        && let Some(why) = herald_install::spec::fragile_executable(&exe, &std::env::temp_dir())
+    {
+        eprintln!("warning: {why}");
+    }
     let root = target.home().root().display();
     match herald_lifecycle::install::install(target, &options) {
         Ok(Installed::Registered { backend, applied }) => {
