@@ -79,9 +79,17 @@ impl GatewayHost {
         }
         let http = if config.http.enabled {
             let options = http_options(config)?;
-            let server = HttpServer::start(engine.clone(), options)
-                .await
-                .map_err(|e| StartError::HttpBind(e.to_string()))?;
+            let server = HttpServer::start(engine.clone(), options).await.map_err(|e| {
+                if e.source.kind() == std::io::ErrorKind::AddrInUse {
+                    StartError::HttpAddrInUse {
+                        addr: e.addr.to_string(),
+                        holder: herald_process::port_holder::port_holder(e.addr.port())
+                            .map(|h| h.to_string()),
+                    }
+                } else {
+                    StartError::HttpBind(e.to_string())
+                }
+            })?;
             keeper.set_http_url(Some(server.url.clone()));
             Some(server)
         } else {

@@ -77,6 +77,7 @@ impl RunError {
 
 fn start_failure_message(e: &StartError) -> String {
     match e.exit_code() {
+        _ if matches!(e, StartError::HttpAddrInUse { .. }) => format!("cannot start: {e}"),
         ExitCode::Config => format!("invalid configuration: {e}"),
         _ => format!("startup failed: {e}"),
     }
@@ -108,6 +109,13 @@ pub enum StartError {
     HttpTokenEnv { var: String, problem: &'static str },
     #[error("{0} (set [http] listen in herald.toml)")]
     HttpBind(String),
+    #[error(
+        "[http] listen {addr} is already in use{}: another program, or the gateway of another Herald \
+         home or profile, listens there. Stop it, or give this home its own port in herald.toml \
+         ([http] listen; `127.0.0.1:0` takes any free port and `herald status` shows it)",
+        holder.as_deref().map(|h| format!(" by {h}")).unwrap_or_default()
+    )]
+    HttpAddrInUse { addr: String, holder: Option<String> },
 }
 
 impl StartError {
@@ -116,7 +124,9 @@ impl StartError {
         match self {
             StartError::Payload(PayloadError::Config(_))
             | StartError::HttpListen(_)
-            | StartError::HttpTokenEnv { .. } => ExitCode::Config,
+            | StartError::HttpTokenEnv { .. }
+            // Retrying cannot free the port; restarting in a loop only hides the clash.
+            | StartError::HttpAddrInUse { .. } => ExitCode::Config,
             _ => ExitCode::Failure,
         }
     }

@@ -16,6 +16,7 @@
 pub mod control;
 pub mod descriptors;
 pub mod identity;
+pub mod port_holder;
 pub mod spawn;
 pub mod stdio;
 pub mod stop;

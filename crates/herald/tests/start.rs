@@ -92,6 +92,50 @@ fn start_succeeds_when_the_gateway_serves_but_cannot_write_its_state_record() {
     assert!(stop.status.success(), "{}", text(&stop));
 }
 
+/// Two homes set to one port: the second `start` fails at once, naming the address (and, on Linux, the
+/// first gateway's worker holding it) — not a crash loop after 15 s of silence.
+#[test]
+fn a_port_held_by_another_gateway_fails_the_start_at_once_without_a_crash_loop() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    let first = TestHome::new();
+    first.write("herald.toml", config.as_bytes());
+    let out = first.output(&["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let second = TestHome::new();
+    second.write("herald.toml", config.as_bytes());
+    let began = std::time::Instant::now();
+    let out = second.output(&["start"]);
+    let took = began.elapsed();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    let message = text(&out);
+    assert!(
+        message.contains(&format!("127.0.0.1:{port} is already in use")),
+        "{message}"
+    );
+    if cfg!(target_os = "linux") {
+        let holder = first.worker_pid();
+        assert!(message.contains(&format!("(pid {holder})")), "{message}");
+    }
+    // Not restarted: no crash loop to report.
+    assert!(
+        !second.event_names().iter().any(|e| e == "restart_scheduled"),
+        "{:?}",
+        second.event_names()
+    );
+    let (code, status) = second.status_json();
+    assert_eq!(code, 3, "{status}");
+    assert!(!status.to_string().contains("crash"), "{status}");
+
+    assert!(first.output(&["stop"]).status.success());
+}
+
 #[test]
 fn a_gateway_that_dies_during_start_up_is_reported_with_its_log() {
     let home = TestHome::new();
