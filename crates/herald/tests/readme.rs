@@ -80,6 +80,39 @@ fn the_quick_starts_first_command_starts_a_gateway_as_written() {
     );
 }
 
+/// The README's install step (`cargo install --path crates/herald --locked`) installs a working `herald`.
+/// Into a temporary root, sharing the workspace's build directory so the release build is not made twice.
+#[test]
+fn the_documented_install_command_installs_a_working_herald() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(workspace.join("README.md")).unwrap();
+    let documented = "cargo install --path crates/herald --locked";
+    assert!(
+        readme.contains(documented),
+        "README.md no longer says `{documented}`"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new("cargo")
+        .args(documented.split_whitespace().skip(1))
+        .arg("--root")
+        .arg(root.path())
+        .current_dir(&workspace)
+        .env("CARGO_TARGET_DIR", workspace.join("target"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let version = Command::new(root.path().join("bin/herald"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success(), "{}", text(&version));
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("herald "),
+        "{}",
+        text(&version)
+    );
+}
+
 #[test]
 fn the_quick_start_command_is_found() {
     let readme = "# X\n\n## Quick start\n\nText.\n\n```sh\ncargo run --release -- run   # the gateway\nci/test.sh\n```\n";
