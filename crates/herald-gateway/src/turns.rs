@@ -9,16 +9,17 @@
 //! * a message runs as at most one turn in this process at a time: a duplicate that arrives while its
 //!   turn runs (or waits) is handed that turn's outcome ([`Admission::Joined`]);
 //! * at most [`TurnTracker::limit`] turns hold a slot (run their agent) at once; a turn gives its slot
-//!   back as soon as its agent has answered ([`TurnGuard::release_slot`]), before its reply is stored. The others wait in line
-//!   ([`TurnGuard::enqueue`]): first in, first out within a session, and round-robin across sessions, so
+//!   back as soon as its agent has answered ([`TurnGuard::release_slot`]), before its reply is stored.
+//!   The others wait in line ([`TurnGuard::enqueue`]): first in, first out within a session, and
+//!   round-robin across sessions, so
 //!   a session that posts three hundred messages delays another session's one by at most one turn per
 //!   busy session. A waiting turn is a parked task, not a thread; it is durable already (the journal
 //!   stored the message before the turn was registered), so a crash loses no place in line — the next
 //!   start resumes every unfinished turn in the order it was stored;
 //! * once [`TurnTracker::begin_drain`] has been called, no turn can start or take a slot, the turns still
 //!   waiting are sent away (they were never started: they stay unfinished in the journal and run after
-//!   the next start, without counting as resumed), and the set it returns is exactly the turns that held
-//!   a slot at that instant. That set is handed to the [`ResumeLedger`] at the same moment, and the
+//!   the next start, without counting as resumed), and the set it returns is exactly the turns that had
+//!   started at that instant (holding a slot, or storing their reply). That set is handed to the [`ResumeLedger`] at the same moment, and the
 //!   future `begin_drain` returns completes only once the ledger has durably recorded it — *before* the
 //!   caller waits for the drain — so a kill during the drain still leaves a durable list to resume.
 //!   Recording it is an awaited journal write, never a blocking call on an async thread.
