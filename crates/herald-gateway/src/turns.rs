@@ -11,9 +11,8 @@
 //! * at most [`TurnTracker::limit`] turns hold a slot (run their agent) at once; a turn gives its slot
 //!   back as soon as its agent has answered ([`TurnGuard::release_slot`]), before its reply is stored.
 //!   The others wait in line ([`TurnGuard::enqueue`]): first in, first out within a session, and
-//!   round-robin across sessions, so
-//!   a session that posts three hundred messages delays another session's one by at most one turn per
-//!   busy session. A waiting turn is a parked task, not a thread; it is durable already (the journal
+//!   round-robin across sessions, so a session that posts three hundred messages delays another
+//!   session's one by at most one turn per busy session. A waiting turn is a parked task, not a thread; it is durable already (the journal
 //!   stored the message before the turn was registered), so a crash loses no place in line — the next
 //!   start resumes every unfinished turn in the order it was stored;
 //! * once [`TurnTracker::begin_drain`] has been called, no turn can start or take a slot, the turns still
