@@ -462,23 +462,22 @@ fn a_killed_worker_is_restarted_inside_the_running_service() {
     assert!(!case.running());
 }
 
-/// A worker that cannot start (its HTTP port is taken) is restarted by the monitor until the crash-loop
-/// breaker trips; the monitor then exits 1 and the service stops with service-specific error 1 — the
+/// A worker that cannot start (its journal cannot be opened: a directory stands where `state.db` goes —
+/// a failure a restart might cure, unlike a taken port, which exits 78) is restarted by the monitor until
+/// the crash-loop breaker trips; the monitor then exits 1 and the service stops with service-specific error 1 — the
 /// failure the SCM's failure actions restart (with growing delays) on Windows. `herald start` reports the
 /// failed start, and `status` shows why.
 #[test]
 fn a_crash_looping_worker_stops_the_service_with_a_failure_for_the_scm() {
     let case = case("loop");
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
     std::fs::write(
         case.home().config_file(),
-        format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n[supervisor]\ncrash_loop_max_exits = 1\n\
-             crash_loop_window_secs = 60\n"
-        ),
+        "[http]\nlisten = \"127.0.0.1:0\"\n[supervisor]\ncrash_loop_max_exits = 1\n\
+         crash_loop_window_secs = 60\n",
     )
     .unwrap();
+    let journal = case.home().root().join("state.db");
+    std::fs::create_dir_all(&journal).unwrap();
     ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
     let out = case.herald(&["start"]);
     let text = support::text(&out);
@@ -501,7 +500,7 @@ fn a_crash_looping_worker_stops_the_service_with_a_failure_for_the_scm() {
         events.iter().filter(|e| e.event == "worker_spawned").count() >= 2,
         "restarted before giving up"
     );
-    drop(taken);
+    std::fs::remove_dir(&journal).unwrap();
     ok(&case.herald(&["uninstall"]));
 }
 
