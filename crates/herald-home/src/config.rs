@@ -171,9 +171,15 @@ fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 
 fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let text = String::deserialize(d)?;
+    // `localhost:PORT` is what people write; it means the IPv4 loopback (no name lookup at start-up).
+    let text = match text.split_once(':') {
+        Some((host, port)) if host.eq_ignore_ascii_case("localhost") => format!("127.0.0.1:{port}"),
+        _ => text,
+    };
     text.parse::<std::net::SocketAddr>().map_err(|_| {
         serde::de::Error::custom(format!(
-            "`{text}` is not an IP:PORT address (for example \"127.0.0.1:7878\" or \"[::1]:0\")"
+            "`{text}` is not an IP:PORT address (for example \"127.0.0.1:7878\", \"localhost:7878\" \
+             or \"[::1]:0\")"
         ))
     })?;
     Ok(text)
@@ -397,7 +403,7 @@ crash_loop_window_secs = 300  # 1..=86400
 [http]
 # The local HTTP API: POST /v1/sessions/{session}/messages, GET /v1/sessions, /healthz, /readyz.
 enabled = true
-# IP:PORT. Port 0 picks a free port; `herald status` shows the bound URL.
+# IP:PORT (or localhost:PORT). Port 0 picks a free port; `herald status` shows the bound URL.
 listen = "127.0.0.1:7878"
 # A listen address other than loopback requires a bearer token, given inline (at least 16 characters)
 # or, better, through an environment variable:
@@ -778,6 +784,15 @@ mod tests {
             assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
             assert_eq!(err.line, Some(2), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn localhost_is_accepted_as_the_loopback() {
+        let config = parse("[http]\nlisten = \"localhost:7979\"\n").unwrap();
+        assert_eq!(config.http.listen, "127.0.0.1:7979");
+        let err = parse("[http]\nlisten = \"localhost:port\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.listen"), "{err}");
+        assert!(parse("[http]\nlisten = \"example.com:80\"\n").is_err());
     }
 
     #[test]

@@ -276,6 +276,14 @@ fn client_mistakes_get_clear_json_errors() {
         let response = http(&url, method, path, headers, &body);
         assert_eq!(response.status, status, "{name}: {}", response.body);
         assert_eq!(response.json()["error"], code, "{name}: {}", response.body);
+        if status == 413 {
+            // The limit is named, with the key that sets it.
+            assert!(
+                response.body.contains("bytes ([http] max_body_bytes)"),
+                "{name}: {}",
+                response.body
+            );
+        }
         assert!(
             response.json()["message"].as_str().is_some_and(|m| !m.is_empty()),
             "{name}"

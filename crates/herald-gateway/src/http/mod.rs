@@ -136,6 +136,8 @@ struct AppState {
     engine: Arc<Engine>,
     token: Option<String>,
     browser: BrowserPolicy,
+    /// `[http] max_body_bytes`, named in a 413.
+    max_body_bytes: usize,
 }
 
 /// The API as an axum router (public for in-process tests and benchmarks).
@@ -144,6 +146,7 @@ pub fn router(engine: Arc<Engine>, options: &HttpOptions) -> Router {
         engine,
         token: options.token.clone(),
         browser: options.browser.clone(),
+        max_body_bytes: options.max_body_bytes,
     });
     // Layers run outside in: the browser guard, then the token.
     let v1 = Router::new()
@@ -334,10 +337,14 @@ struct HistoryParams {
 }
 
 /// The body could not be read: too large (413), or the connection failed mid-body (400).
-fn body_rejection(rejection: BytesRejection) -> Response {
+fn body_rejection(rejection: BytesRejection, limit: usize) -> Response {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        error(status, "body_too_large", rejection.body_text())
+        error(
+            status,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes ([http] max_body_bytes)"),
+        )
     } else {
         error(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text())
     }
@@ -404,7 +411,7 @@ async fn post_message(
                 );
             }
         },
-        Err(rejection) => return body_rejection(rejection),
+        Err(rejection) => return body_rejection(rejection, state.max_body_bytes),
     };
     if body.text.trim().is_empty() {
         return error(
