@@ -20,6 +20,7 @@ use herald_gateway::http::{HttpLimits, HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
 use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
+use herald_home::secrets::Variables;
 use herald_process::descriptors;
 
 use crate::payload::SharedFactory;
@@ -48,10 +49,13 @@ impl GatewayHost {
         payload: &SharedFactory,
     ) -> Result<GatewayHost, StartError> {
         let home = keeper.home().clone();
+        // The secrets the config names: the environment, then the home's store (read once per start).
+        let variables = Variables::load(&home).map_err(StartError::Secrets)?;
         let parts = {
             let factory = payload.0.clone();
             let config = config.clone();
-            tokio::task::spawn_blocking(move || factory.build(&home, &config))
+            let variables = variables.clone();
+            tokio::task::spawn_blocking(move || factory.build(&home, &config, &variables))
                 .await
                 .map_err(|e| StartError::BuildPanicked(e.to_string()))??
         };
@@ -78,7 +82,7 @@ impl GatewayHost {
             );
         }
         let http = if config.http.enabled {
-            let options = http_options(config)?;
+            let options = http_options(config, &variables)?;
             let server = HttpServer::start(engine.clone(), options).await.map_err(|e| {
                 if e.source.kind() == std::io::ErrorKind::AddrInUse {
                     StartError::HttpAddrInUse {
@@ -140,26 +144,27 @@ impl GatewayHost {
     }
 }
 
-/// The adapter's options, with the token resolved from the environment when `token_env` names it.
-fn http_options(config: &Config) -> Result<HttpOptions, StartError> {
+/// The adapter's options, with the token looked up in `variables` when `token_env` names it.
+fn http_options(config: &Config, variables: &Variables) -> Result<HttpOptions, StartError> {
     let listen = config
         .http
         .listen_addr()
         .ok_or_else(|| StartError::HttpListen(config.http.listen.clone()))?;
     let token = match (&config.http.token, &config.http.token_env) {
         (Some(token), _) => Some(token.clone()),
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(token) if token.trim().len() >= 16 => Some(token.trim().to_owned()),
-            Ok(_) => {
+        (None, Some(var)) => match variables.value(var) {
+            Some(token) if token.len() >= 16 => Some(token),
+            Some(_) => {
                 return Err(StartError::HttpTokenEnv {
                     var: var.clone(),
                     problem: "must hold at least 16 characters",
                 });
             }
-            Err(_) => {
+            None => {
                 return Err(StartError::HttpTokenEnv {
                     var: var.clone(),
-                    problem: "is not set",
+                    problem: "is neither set in the gateway's environment nor in the secrets store (run \
+                              `herald secret set` with its name)",
                 });
             }
         },

@@ -13,6 +13,7 @@ use herald_gateway::journal::Journal;
 use herald_home::Home;
 use herald_home::config::Config;
 use herald_home::lifecycle::LifecycleEvent;
+use herald_home::secrets::Variables;
 
 /// The parts of a running gateway that the binary chooses.
 #[derive(Debug)]
@@ -37,9 +38,10 @@ pub enum PayloadError {
     Failure(String),
 }
 
-/// Builds the payload for one gateway process.
+/// Builds the payload for one gateway process. `variables` answers for the secrets the config names
+/// (the environment, then the home's secrets store): the only place a payload may read them.
 pub trait PayloadFactory: Send + Sync {
-    fn build(&self, home: &Home, config: &Config) -> Result<Payload, PayloadError>;
+    fn build(&self, home: &Home, config: &Config, variables: &Variables) -> Result<Payload, PayloadError>;
 }
 
 /// A shared factory, as [`crate::RunOptions`] carries it.

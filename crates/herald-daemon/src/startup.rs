@@ -103,9 +103,11 @@ pub enum StartError {
     Payload(#[from] PayloadError),
     #[error("cannot resume unfinished turns: {0}")]
     Resume(#[source] herald_gateway::journal::JournalError),
+    #[error("{0}")]
+    Secrets(#[source] herald_home::secrets::SecretsError),
     #[error("[http] listen `{0}` is not an IP:PORT address")]
     HttpListen(String),
-    #[error("the environment variable {var} (named by [http] token_env) {problem}")]
+    #[error("the variable {var} (named by [http] token_env) {problem}")]
     HttpTokenEnv { var: String, problem: &'static str },
     #[error("{0} (set [http] listen in herald.toml)")]
     HttpBind(String),
@@ -125,6 +127,7 @@ impl StartError {
             StartError::Payload(PayloadError::Config(_))
             | StartError::HttpListen(_)
             | StartError::HttpTokenEnv { .. }
+            | StartError::Secrets(_)
             // Retrying cannot free the port; restarting in a loop only hides the clash.
             | StartError::HttpAddrInUse { .. } => ExitCode::Config,
             _ => ExitCode::Failure,

@@ -68,7 +68,17 @@ pub struct WriteError {
 
 /// Writes `bytes` to `path` atomically (temp file + fsync + rename) with owner-only permissions.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    write_atomic_inner(path, bytes).map_err(|source| WriteError {
+    write_atomic_inner(path, bytes, false).map_err(|source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// As [`write_atomic`], for a file that holds secrets: on Windows the new file gets a DACL for this user
+/// (and the machine's principals) only, from its creation, instead of what the directory passes on (see
+/// [`crate::ownership::create_private_new`]); on Unix 0600 already says as much.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomic_inner(path, bytes, true).map_err(|source| WriteError {
         path: path.to_path_buf(),
         source,
     })
@@ -169,7 +179,7 @@ fn read_bounded(path: &Path) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
-fn write_atomic_inner(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_atomic_inner(path: &Path, bytes: &[u8], restrict: bool) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -183,7 +193,11 @@ fn write_atomic_inner(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(tmp_name);
 
     let result = (|| {
-        let mut file = private_create_new(&tmp)?;
+        let mut file = if restrict {
+            crate::ownership::create_private_new(&tmp)?
+        } else {
+            private_create_new(&tmp)?
+        };
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -254,7 +254,8 @@ pub struct OpenAiConfig {
     /// The API base, up to and including `/v1`.
     pub base_url: String,
     pub model: String,
-    /// Name of the environment variable holding the API key (the key itself never goes in a file).
+    /// Name of the variable holding the API key (the key itself never goes in this file): from the
+    /// environment, else the secrets store. Empty: send no key (a local server that needs none).
     pub api_key_env: String,
     /// Optional system prompt sent before the history.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -406,7 +407,7 @@ enabled = true
 # IP:PORT (or localhost:PORT). Port 0 picks a free port; `herald status` shows the bound URL.
 listen = "127.0.0.1:7878"
 # A listen address other than loopback requires a bearer token, given inline (at least 16 characters)
-# or, better, through an environment variable:
+# or, better, through a variable (the environment, else `herald secret set HERALD_HTTP_TOKEN`):
 # token = "..."
 # token_env = "HERALD_HTTP_TOKEN"
 max_body_bytes = 65536        # 1024..=16777216
@@ -433,7 +434,9 @@ backend = "echo"
 [agent.openai]
 base_url = "https://api.openai.com/v1"
 model = "gpt-4o-mini"
-# The API key is read from this environment variable; it is never written to a file or a log.
+# The API key is read from this variable: the environment, else the secrets store
+# (`herald secret set OPENAI_API_KEY` — what a service-managed gateway needs). A missing key stops the
+# start; "" sends no key (a local server that needs none).
 api_key_env = "OPENAI_API_KEY"
 # system_prompt = "You are a helpful assistant."
 stream = true
@@ -449,8 +452,9 @@ history_messages = 50
 [telegram]
 # A Telegram bot (long polling; no public address needed). Create one with @BotFather.
 enabled = false
-# The bot token, read from this environment variable (better), or given inline (then keep this file
-# private: herald warns when others can read it):
+# The bot token, read from this variable (better: the environment, else `herald secret set
+# HERALD_TELEGRAM_TOKEN`), or given inline (then keep this file private: herald warns when others can
+# read it):
 # token_env = "HERALD_TELEGRAM_TOKEN"
 # token = "123456:ABC..."
 api_base = "https://api.telegram.org"
@@ -672,10 +676,60 @@ impl Config {
         out
     }
 
-    /// The effective config as TOML.
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    /// The variables this config names for a secret, with the key that names each: `[http] token_env`
+    /// (when no literal token is set), `[agent.openai] api_key_env` (backend openai, unless empty: a
+    /// server that needs no key) and `[telegram] token_env` (when enabled). Each must resolve for the
+    /// gateway to start.
+    pub fn named_variables(&self) -> Vec<NamedVariable> {
+        let mut out = Vec::new();
+        if self.http.enabled
+            && self.http.token.is_none()
+            && let Some(var) = &self.http.token_env
+        {
+            out.push(NamedVariable {
+                key: "http.token_env",
+                variable: var.clone(),
+            });
+        }
+        if self.agent.backend == AgentBackend::Openai && !self.agent.openai.api_key_env.trim().is_empty() {
+            out.push(NamedVariable {
+                key: "agent.openai.api_key_env",
+                variable: self.agent.openai.api_key_env.trim().to_owned(),
+            });
+        }
+        if self.telegram.enabled
+            && let Some(var) = &self.telegram.token_env
+        {
+            out.push(NamedVariable {
+                key: "telegram.token_env",
+                variable: var.trim().to_owned(),
+            });
+        }
+        out
     }
+
+    /// The effective config as TOML, literal secrets (`[http] token`, `[telegram] token`) redacted.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        for secret in [&mut shown.http.token, &mut shown.telegram.token]
+            .into_iter()
+            .flatten()
+        {
+            *secret = REDACTED.to_owned();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// What [`Config::to_toml`] shows in place of a literal secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// A secret the config names by variable: which key names it, and the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedVariable {
+    /// The dotted key (`agent.openai.api_key_env`).
+    pub key: &'static str,
+    pub variable: String,
 }
 
 /// Whether users other than the owner may read the file (Unix permission bits; elsewhere the file
@@ -810,6 +864,43 @@ mod tests {
             );
             assert_eq!(err.line, Some(2), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn named_variables_are_those_a_start_needs() {
+        let names = |text: &str| {
+            parse(text)
+                .unwrap()
+                .named_variables()
+                .into_iter()
+                .map(|n| format!("{}={}", n.key, n.variable))
+                .collect::<Vec<_>>()
+        };
+        assert!(names("").is_empty());
+        assert_eq!(
+            names("[agent]\nbackend = \"openai\"\n"),
+            ["agent.openai.api_key_env=OPENAI_API_KEY"]
+        );
+        assert!(names("[agent]\nbackend = \"openai\"\n[agent.openai]\napi_key_env = \"\"\n").is_empty());
+        assert_eq!(
+            names("[http]\ntoken_env = \"H\"\n[telegram]\nenabled = true\ntoken_env = \"T\"\n"),
+            ["http.token_env=H", "telegram.token_env=T"]
+        );
+        // A literal token wins over [http] token_env; a disabled adapter needs nothing.
+        assert!(
+            names("[http]\ntoken = \"0123456789abcdef\"\ntoken_env = \"H\"\n[telegram]\ntoken_env = \"T\"\n")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn shown_config_redacts_literal_secrets() {
+        let config =
+            parse("[http]\ntoken = \"0123456789abcdef-secret\"\n[telegram]\ntoken = \"123:tg-secret\"\n")
+                .unwrap();
+        let shown = config.to_toml();
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(shown.matches(REDACTED).count(), 2, "{shown}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod lock;
 pub mod ownership;
 pub mod paths;
 pub mod records;
+pub mod secrets;
 pub mod sync;
 pub mod time;
 

@@ -50,6 +50,10 @@ pub enum Problem {
     /// Windows: the DACL lets another account or group write (`trustee` as `S-1-…` text), or there is no
     /// DACL at all (`trustee` is `Everyone`).
     WritableBy { trustee: String },
+    /// A private file (the secrets store) that the group or everyone may read (`mode`: permission bits).
+    Readable { mode: u32 },
+    /// Windows: a private file whose DACL lets another account or group read it.
+    ReadableBy { trustee: String },
     /// A symbolic link where Herald needs the real thing.
     Link,
     /// Not a directory where one is needed.
@@ -85,6 +89,16 @@ fn describe(path: &Path, problem: &Problem) -> String {
         Problem::Writable { mode } => format!(
             "{p} is writable by other users (mode {mode:03o}): they could plant files the gateway trusts; \
              run `chmod go-w '{p}'` and try again"
+        ),
+        Problem::Readable { mode } => format!(
+            "{p} can be read by other users (mode {mode:03o}) and holds secrets: run `chmod 600 '{p}'`, \
+             and change the secrets it holds if others may have read them"
+        ),
+        Problem::ReadableBy { trustee } => format!(
+            "{p} can be read by {} and holds secrets: remove their access \
+             (`icacls \"{p}\" /inheritance:r /grant:r \"%USERNAME%:F\"`), and change the secrets it holds \
+             if others may have read them",
+            well_known(trustee)
         ),
         Problem::Link => format!(
             "{p} is a symbolic link: Herald never follows links inside its home; replace it with a directory"
@@ -122,6 +136,8 @@ pub struct AclFacts {
     pub owner: String,
     /// Trustees of access-allowed entries with a write right (inherit-only ones included).
     pub writers: Vec<String>,
+    /// Trustees of access-allowed entries with a right to read data.
+    pub readers: Vec<String>,
     /// No DACL at all: everyone may do anything.
     pub null_dacl: bool,
 }
@@ -170,6 +186,92 @@ pub fn judge_acl(
         .iter()
         .find(|w| **w != me && **w != facts.owner && !is_machine_principal(w))
         .map(|w| Problem::WritableBy { trustee: w.clone() })
+}
+
+/// What is wrong with a private file of the home (the secrets store), if anything: it must be no link,
+/// owned by this user, and neither readable nor writable by the group or others.
+pub fn judge_private(facts: Facts, me: u32) -> Option<Problem> {
+    if let Some(problem) = judge(facts, me, false, false) {
+        return Some(problem);
+    }
+    if facts.mode & 0o077 != 0 {
+        return Some(Problem::Readable {
+            mode: facts.mode & 0o7777,
+        });
+    }
+    None
+}
+
+/// Windows: what is wrong with a private file of the home given its [`AclFacts`], if anything: what
+/// [`judge_acl`] says of a file, and then any reader but this user, the owner and the machine's
+/// principals.
+pub fn judge_private_acl(facts: &AclFacts, me: &str, is_link: bool) -> Option<Problem> {
+    if let Some(problem) = judge_acl(facts, me, is_link, false, false, false) {
+        return Some(problem);
+    }
+    facts
+        .readers
+        .iter()
+        .find(|r| **r != me && **r != facts.owner && !is_machine_principal(r))
+        .map(|r| Problem::ReadableBy { trustee: r.clone() })
+}
+
+/// Checks a private file of the home that exists (the secrets store): see [`judge_private`] and
+/// [`judge_private_acl`]. On Unix the facts come from `file`, the descriptor the caller opened (without
+/// following a link), so what is judged is what is read.
+pub fn check_private_file(path: &Path, file: &std::fs::File) -> Result<(), UnsafePath> {
+    check_private(path, file).map_err(|problem| UnsafePath {
+        path: path.to_path_buf(),
+        problem,
+    })
+}
+
+#[cfg(unix)]
+fn check_private(_path: &Path, file: &std::fs::File) -> Result<(), Problem> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().map_err(|_| Problem::Readable { mode: 0o777 })?;
+    let facts = Facts {
+        owner: meta.uid(),
+        mode: meta.mode(),
+        is_link: false,
+        is_dir: meta.is_dir(),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    judge_private(facts, me).map_or(Ok(()), Err)
+}
+
+#[cfg(windows)]
+fn check_private(path: &Path, _file: &std::fs::File) -> Result<(), Problem> {
+    let unreadable = |e: std::io::Error| Problem::ReadableBy {
+        trustee: format!("anyone, as far as Herald can tell (cannot read its permissions: {e})"),
+    };
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let facts = os::acl_facts(path).map_err(unreadable)?;
+    let me = my_sid().map_err(unreadable)?;
+    judge_private_acl(&facts, &me, is_link).map_or(Ok(()), Err)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn check_private(_path: &Path, _file: &std::fs::File) -> Result<(), Problem> {
+    Ok(())
+}
+
+/// Creates a new file (`O_EXCL`, never through a link) readable by its user only: 0600 on Unix; on
+/// Windows with a protected DACL granting this user, `SYSTEM` (a Windows Service serving the home runs
+/// as it) and `Administrators`, set at creation instead of what the directory would pass on.
+pub fn create_private_new(path: &Path) -> std::io::Result<std::fs::File> {
+    #[cfg(windows)]
+    return os::create_private_new(path);
+    #[cfg(not(windows))]
+    {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        no_follow(&mut options);
+        options.open(path)
+    }
 }
 
 /// What is wrong with a directory of the home (`link_allowed`: the home root itself) or a file
@@ -292,6 +394,12 @@ pub fn current_user_sid() -> std::io::Result<String> {
     my_sid()
 }
 
+/// Windows: the owner of `path` and who may write or read it.
+#[cfg(windows)]
+pub fn acl_facts_of(path: &Path) -> std::io::Result<AclFacts> {
+    os::acl_facts(path)
+}
+
 /// Windows: the owner of `path` as `S-1-…` text.
 #[cfg(windows)]
 pub fn owner_sid(path: &Path) -> std::io::Result<String> {
@@ -402,8 +510,68 @@ mod tests {
         AclFacts {
             owner: owner.to_owned(),
             writers: writers.iter().map(|w| (*w).to_owned()).collect(),
+            readers: Vec::new(),
             null_dacl: false,
         }
+    }
+
+    #[test]
+    fn a_private_file_is_readable_by_its_user_only() {
+        let file = |owner, mode| Facts {
+            owner,
+            mode,
+            is_link: false,
+            is_dir: false,
+        };
+        assert_eq!(judge_private(file(1000, 0o100600), 1000), None);
+        assert_eq!(judge_private(file(1000, 0o100400), 1000), None);
+        assert_eq!(
+            judge_private(file(1000, 0o100640), 1000),
+            Some(Problem::Readable { mode: 0o640 })
+        );
+        assert_eq!(
+            judge_private(file(1000, 0o100604), 1000),
+            Some(Problem::Readable { mode: 0o604 })
+        );
+        assert_eq!(
+            judge_private(file(0, 0o100600), 1000),
+            Some(Problem::Foreign { owner: 0, me: 1000 })
+        );
+        let link = Facts {
+            is_link: true,
+            ..file(1000, 0o120777)
+        };
+        assert_eq!(judge_private(link, 1000), Some(Problem::Link));
+        let message = UnsafePath {
+            path: "/h/secrets.json".into(),
+            problem: Problem::Readable { mode: 0o644 },
+        }
+        .to_string();
+        assert!(message.contains("chmod 600"), "{message}");
+    }
+
+    #[test]
+    fn a_private_file_on_windows_is_readable_by_its_user_and_the_machine_only() {
+        let me = "S-1-5-21-1-2-3-1001";
+        let mut facts = acl(me, &[me, "S-1-5-18", "S-1-5-32-544"]);
+        facts.readers = vec![me.into(), "S-1-5-18".into(), "S-1-5-32-544".into()];
+        assert_eq!(judge_private_acl(&facts, me, false), None);
+        facts.readers.push("S-1-5-32-545".into());
+        assert_eq!(
+            judge_private_acl(&facts, me, false),
+            Some(Problem::ReadableBy {
+                trustee: "S-1-5-32-545".into()
+            })
+        );
+        assert_eq!(judge_private_acl(&facts, me, true), Some(Problem::Link));
+        let message = UnsafePath {
+            path: r"C:\h\secrets.json".into(),
+            problem: Problem::ReadableBy {
+                trustee: "S-1-5-32-545".into(),
+            },
+        }
+        .to_string();
+        assert!(message.contains("Users (S-1-5-32-545)"), "{message}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub const HOME_ENV: &str = "HERALD_HOME";
 mod layout {
     pub const CONFIG: &str = "herald.toml";
     pub const JOURNAL: &str = "state.db";
+    pub const SECRETS: &str = "secrets.json";
     pub const RUN_DIR: &str = "run";
     pub const LOGS_DIR: &str = "logs";
     pub const PROFILES_DIR: &str = "profiles";
@@ -221,6 +222,10 @@ impl Home {
     /// The session journal (SQLite, with `-wal` and `-shm` companions).
     pub fn journal_file(&self) -> PathBuf {
         self.root.join(layout::JOURNAL)
+    }
+    /// The secrets store (`herald secret`): values for the variables the config names.
+    pub fn secrets_file(&self) -> PathBuf {
+        self.root.join(layout::SECRETS)
     }
     pub fn run_dir(&self) -> PathBuf {
         self.root.join(layout::RUN_DIR)

@@ -25,6 +25,7 @@ pub mod start;
 pub mod status;
 pub mod stop;
 mod target;
+pub mod variables;
 
 pub use error::LifecycleError;
 pub use herald_install::manage::Action;

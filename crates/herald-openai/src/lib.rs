@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use herald_gateway::agent::{Agent, AgentError, BoxFuture, TurnRequest};
 use herald_home::config::OpenAiConfig;
+use herald_home::secrets::{Lookup, Variables};
 use reqwest::header::{self, HeaderValue};
 use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
@@ -56,8 +57,15 @@ pub enum OpenAiError {
     EmptyModel,
     /// The variable is set but its value cannot be sent (not Unicode, or characters a header cannot
     /// carry). The value is never part of the message.
-    #[error("the API key in environment variable {env} is not usable: {reason}")]
+    #[error("the API key in variable {env} is not usable: {reason}")]
     InvalidApiKey { env: String, reason: &'static str },
+    /// The variable `api_key_env` names has no value in the environment or the secrets store.
+    #[error(
+        "no API key: the variable {env} (named by [agent.openai] api_key_env) is neither set in the \
+         gateway's environment nor in the secrets store; run `herald secret set {env}` (a service-managed \
+         gateway sees no shell variables), or set api_key_env = \"\" for a server that needs no key"
+    )]
+    MissingApiKey { env: String },
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
 }
@@ -91,17 +99,23 @@ pub struct OpenAiAgent {
 }
 
 impl OpenAiAgent {
-    /// Builds the backend, reading the API key from the environment variable `config.api_key_env`.
-    /// When that variable is unset or empty no `Authorization` header is sent (local servers need none).
-    pub fn new(config: &OpenAiConfig) -> Result<OpenAiAgent, OpenAiError> {
-        let key = match std::env::var(&config.api_key_env) {
-            Ok(key) => Some(key),
-            Err(std::env::VarError::NotPresent) => None,
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(OpenAiError::InvalidApiKey {
-                    env: config.api_key_env.clone(),
-                    reason: "it is not valid Unicode",
-                });
+    /// Builds the backend with the key `config.api_key_env` names, looked up in `variables` (the
+    /// environment, then the secrets store). An empty `api_key_env` sends no key (a local server that
+    /// needs none); a named variable that has no value is an error, never an anonymous request.
+    pub fn new(config: &OpenAiConfig, variables: &Variables) -> Result<OpenAiAgent, OpenAiError> {
+        let var = config.api_key_env.trim();
+        let key = if var.is_empty() {
+            None
+        } else {
+            match variables.lookup(var) {
+                Lookup::Found { value, .. } => Some(value.expose().to_owned()),
+                Lookup::Missing => return Err(OpenAiError::MissingApiKey { env: var.to_owned() }),
+                Lookup::NotUnicode => {
+                    return Err(OpenAiError::InvalidApiKey {
+                        env: var.to_owned(),
+                        reason: "it is not valid Unicode",
+                    });
+                }
             }
         };
         OpenAiAgent::with_api_key(config, key)

@@ -113,10 +113,22 @@ fn the_key_is_not_in_debug_output_or_errors() {
 }
 
 #[test]
-fn an_empty_or_unset_key_sends_no_authorization() {
+fn a_named_key_that_is_nowhere_is_an_error_naming_the_variable() {
+    let error =
+        OpenAiAgent::new(&config("http://localhost/v1"), &Variables::environment_only()).expect_err("no key");
+    assert!(matches!(error, OpenAiError::MissingApiKey { .. }));
+    let text = error.to_string();
+    assert!(text.contains("HERALD_TEST_UNSET_KEY_VARIABLE_7d1e"), "{text}");
+    assert!(text.contains("herald secret set"), "{text}");
+}
+
+#[test]
+fn an_empty_key_variable_sends_no_authorization() {
     let agent = OpenAiAgent::with_api_key(&config("http://localhost/v1"), Some("  ".into())).expect("agent");
     assert!(agent.authorization.is_none());
-    let agent = OpenAiAgent::new(&config("http://localhost/v1")).expect("agent");
+    let mut anonymous = config("http://localhost/v1");
+    anonymous.api_key_env = String::new();
+    let agent = OpenAiAgent::new(&anonymous, &Variables::environment_only()).expect("agent");
     assert!(agent.authorization.is_none());
     assert!(agent.wants_history());
     assert_eq!(agent.name(), "openai");

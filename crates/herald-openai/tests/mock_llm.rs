@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use herald_gateway::agent::{Agent, AgentError, HistoryMessage, Role, TurnRequest};
 use herald_home::config::OpenAiConfig;
+use herald_home::secrets::Variables;
 use herald_home::sync::MutexExt;
 use herald_openai::OpenAiAgent;
 use herald_openai::backoff::{Backoff, Jitter};
@@ -285,7 +286,7 @@ async fn sends_system_prompt_recent_history_and_message() {
 }
 
 #[tokio::test]
-async fn sends_the_key_from_the_environment_and_none_when_unset() {
+async fn sends_the_key_from_the_environment_and_none_when_not_named() {
     let peer = Peer::start(vec![rule(REFLECT)], 50, 5).await;
     // CARGO_PKG_NAME is set by cargo for the test process (and passed through Wine): a variable that
     // is surely set, read without `set_var`.
@@ -295,11 +296,13 @@ async fn sends_the_key_from_the_environment_and_none_when_unset() {
         Ok(key) if !key.is_empty() => format!("Bearer {key}"),
         _ => "null".into(),
     };
-    let with_key = OpenAiAgent::new(&cfg).expect("agent");
+    let with_key = OpenAiAgent::new(&cfg, &Variables::environment_only()).expect("agent");
     let answer = with_key.reply(&turn("hi")).await.expect("answer");
     assert!(answer.contains(&format!("/ auth={expected} /")), "{answer}");
 
-    let without = OpenAiAgent::new(&config(&peer.v1(), true)).expect("agent");
+    let mut anonymous = config(&peer.v1(), true);
+    anonymous.api_key_env = String::new();
+    let without = OpenAiAgent::new(&anonymous, &Variables::environment_only()).expect("agent");
     let answer = without.reply(&turn("hi")).await.expect("answer");
     assert!(
         answer.ends_with("/ auth=null / model=mock-model / stream=true"),

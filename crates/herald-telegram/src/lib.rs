@@ -39,6 +39,7 @@ use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
 use herald_home::config::TelegramConfig;
 use herald_home::records::AdapterState;
+use herald_home::secrets::Variables;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -65,7 +66,11 @@ const UNDELIVERED_BATCH: usize = 10_000;
 /// Why the adapter cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TelegramSetupError {
-    #[error("the environment variable {0} (named by [telegram] token_env) is not set or empty")]
+    #[error(
+        "the variable {0} (named by [telegram] token_env) is neither set in the gateway's environment nor \
+         in the secrets store: run `herald secret set {0}` (a service-managed gateway sees no shell \
+         variables)"
+    )]
     TokenEnvMissing(String),
     #[error("[telegram] is enabled but has neither token_env nor token")]
     NoToken,
@@ -98,13 +103,16 @@ impl std::fmt::Debug for TelegramOptions {
 }
 
 impl TelegramOptions {
-    /// The options from `[telegram]`, with the token read from the environment when `token_env` names
-    /// it (the environment wins over a literal `token`).
-    pub fn from_config(config: &TelegramConfig) -> Result<TelegramOptions, TelegramSetupError> {
+    /// The options from `[telegram]`, with the token looked up in `variables` (the environment, then
+    /// the secrets store) when `token_env` names one; that wins over a literal `token`.
+    pub fn from_config(
+        config: &TelegramConfig,
+        variables: &Variables,
+    ) -> Result<TelegramOptions, TelegramSetupError> {
         let token = match (&config.token_env, &config.token) {
-            (Some(var), _) => match std::env::var(var) {
-                Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
-                _ => return Err(TelegramSetupError::TokenEnvMissing(var.clone())),
+            (Some(var), _) => match variables.value(var.trim()) {
+                Some(token) => token,
+                None => return Err(TelegramSetupError::TokenEnvMissing(var.clone())),
             },
             (None, Some(token)) => token.trim().to_owned(),
             (None, None) => return Err(TelegramSetupError::NoToken),
@@ -652,7 +660,7 @@ mod tests {
             ..TelegramConfig::default()
         };
         assert_eq!(
-            TelegramOptions::from_config(&config).unwrap_err(),
+            TelegramOptions::from_config(&config, &Variables::environment_only()).unwrap_err(),
             TelegramSetupError::TokenEnvMissing("HERALD_TELEGRAM_TEST_SURELY_UNSET".into())
         );
         let config = TelegramConfig {
@@ -661,7 +669,7 @@ mod tests {
             allowed_users: vec![7],
             ..TelegramConfig::default()
         };
-        let options = TelegramOptions::from_config(&config).unwrap();
+        let options = TelegramOptions::from_config(&config, &Variables::environment_only()).unwrap();
         assert!(options.allows(7) && !options.allows(8));
         assert!(!format!("{options:?}").contains("SECRET"));
     }

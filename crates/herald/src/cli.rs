@@ -48,6 +48,10 @@ pub enum Command {
     /// Check, create or show herald.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Keep the secrets herald.toml names (API keys, bot tokens) in the home, where every start of the
+    /// gateway finds them — whatever service manager starts it; the environment still wins.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Send a message to the running gateway and print the reply; with no MESSAGE, read one message per
     /// line from standard input (an interactive prompt on a terminal).
     Chat(ChatArgs),
@@ -207,6 +211,26 @@ pub struct StatusArgs {
     /// and name the one that disagrees. Exit 0 healthy, 1 running but unhealthy, 3 not running.
     #[arg(long)]
     pub deep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store the value of variable NAME. The value is read from standard input (typed without echo on
+    /// a terminal), never from the command line, so it stays out of shell history and process lists.
+    Set {
+        /// The variable's name, as herald.toml names it (`api_key_env`, `token_env`).
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// List the stored names (never the values), and what herald.toml names.
+    #[command(alias = "ls")]
+    List,
+    /// Remove the stored value of NAME.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

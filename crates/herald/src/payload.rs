@@ -14,6 +14,7 @@ use herald_gateway::agent::echo::EchoAgent;
 use herald_home::Home;
 use herald_home::config::{AgentBackend, Config};
 use herald_home::lifecycle::{EventKind, LifecycleEvent};
+use herald_home::secrets::Variables;
 use herald_journal::SqliteJournal;
 use herald_openai::OpenAiAgent;
 use herald_telegram::{TelegramAdapter, TelegramOptions};
@@ -23,9 +24,9 @@ use herald_telegram::{TelegramAdapter, TelegramOptions};
 pub struct StandardPayload;
 
 impl PayloadFactory for StandardPayload {
-    fn build(&self, home: &Home, config: &Config) -> Result<Payload, PayloadError> {
-        let agent = agent(config)?;
-        let adapters = adapters(config)?;
+    fn build(&self, home: &Home, config: &Config, variables: &Variables) -> Result<Payload, PayloadError> {
+        let agent = agent(config, variables)?;
+        let adapters = adapters(config, variables)?;
         let path = home.journal_file();
         let (journal, report) =
             SqliteJournal::open(&path).map_err(|e| PayloadError::Failure(e.to_string()))?;
@@ -57,10 +58,10 @@ impl PayloadFactory for StandardPayload {
     }
 }
 
-fn adapters(config: &Config) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> {
+fn adapters(config: &Config, variables: &Variables) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> {
     let mut adapters: Vec<Box<dyn PushAdapter>> = Vec::new();
     if config.telegram.enabled {
-        let options = TelegramOptions::from_config(&config.telegram)
+        let options = TelegramOptions::from_config(&config.telegram, variables)
             .map_err(|e| PayloadError::Config(e.to_string()))?;
         let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError::Failure(e.to_string()))?;
         adapters.push(Box::new(adapter));
@@ -68,12 +69,13 @@ fn adapters(config: &Config) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> 
     Ok(adapters)
 }
 
-fn agent(config: &Config) -> Result<Arc<dyn Agent>, PayloadError> {
+fn agent(config: &Config, variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
     Ok(match config.agent.backend {
         AgentBackend::Echo => Arc::new(EchoAgent),
         AgentBackend::Command => Arc::new(CommandAgent::from_config(&config.agent.command)),
-        AgentBackend::Openai => {
-            Arc::new(OpenAiAgent::new(&config.agent.openai).map_err(|e| PayloadError::Config(e.to_string()))?)
-        }
+        AgentBackend::Openai => Arc::new(
+            OpenAiAgent::new(&config.agent.openai, variables)
+                .map_err(|e| PayloadError::Config(e.to_string()))?,
+        ),
     })
 }

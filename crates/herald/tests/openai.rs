@@ -81,7 +81,7 @@ fn home_with_openai(base_url: &str) -> TestHome {
         "herald.toml",
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
-             base_url = \"{base_url}/v1\"\nmodel = \"test-model\"\napi_key_env = \"HERALD_TEST_NO_SUCH_KEY\"\n\
+             base_url = \"{base_url}/v1\"\nmodel = \"test-model\"\napi_key_env = \"\"\n\
              timeout_secs = 5\nmax_retries = 1\n"
         )
         .as_bytes(),
@@ -130,4 +130,127 @@ fn an_unreachable_endpoint_is_a_clear_reply_within_the_budget() {
         json["reply"]["text"].as_str().unwrap().contains("unavailable"),
         "{json}"
     );
+}
+
+/// The key a service-managed gateway needs comes from the home's secrets store: a gateway started with
+/// an empty environment sends it (the mock answers "authorized" only to that exact header), and the
+/// value appears in no file of the home and no output.
+#[test]
+fn a_gateway_with_no_environment_gets_its_key_from_the_secrets_store() {
+    const KEY: &str = "sk-herald-store-5f2a9c71d3";
+    const VAR: &str = "HERALD_TEST_STORE_KEY_VARIABLE";
+    let peer = peer();
+    let answer = |text: &str| {
+        serde_json::json!({"choices":[{"message":{"role":"assistant","content":text},"finish_reason":"stop"}]})
+            .to_string()
+    };
+    let rules = serde_json::json!({"rules": [
+        {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+         "response": {"status": 200, "content": answer("anonymous")}},
+        {"path": "/v1/chat/completions", "method": "POST",
+         "match": format!("headers.authorization == 'Bearer {KEY}'"),
+         "response": {"status": 200, "content": answer("authorized")}},
+    ]});
+    let set = http(
+        &peer.url,
+        "POST",
+        "/config",
+        &[("Content-Type", "application/json")],
+        rules.to_string().as_bytes(),
+    );
+    assert!(set.status < 300, "POST /config: {}", set.status);
+
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
+             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"{VAR}\"\nstream = false\nmax_retries = 0\n",
+            peer.url
+        )
+        .as_bytes(),
+    );
+    let mut outputs = String::new();
+    // Without the key anywhere, the start fails at once (exit 78), naming the variable and the fix.
+    let refused = home.output(&["run", "--no-supervise"]);
+    let text = support::text(&refused);
+    assert_eq!(refused.status.code(), Some(78), "{text}");
+    assert!(text.contains(VAR) && text.contains("herald secret set"), "{text}");
+    outputs.push_str(&text);
+
+    let mut set = home.cmd(&["secret", "set", VAR]);
+    set.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = set.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{KEY}\n").as_bytes()).unwrap();
+    }
+    let stored = child.wait_with_output().unwrap();
+    outputs.push_str(&support::ok(&stored));
+
+    let mut run = home.cmd(&["run", "--no-supervise"]);
+    // Nothing of this environment: what a service manager gives (on Windows the few variables a
+    // process needs to start stay).
+    #[cfg(unix)]
+    run.env_clear();
+    let child = run
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gateway = support::Gateway::from_child(child);
+    home.wait_running(&gateway);
+    let url = home.http_url();
+    let reply = post_message(&url, "keyed", None, "who am I?", "").json();
+    assert_eq!(reply["status"], "done", "{reply}");
+    assert_eq!(reply["reply"]["text"], "authorized", "{reply}");
+
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["status", "--deep"],
+        &["config", "show"],
+        &["config", "check"],
+        &["secret", "list"],
+        &["logs", "-n", "1000"],
+        &["logs", "--lifecycle", "-n", "1000"],
+    ] {
+        let out = home.output(args);
+        outputs.push_str(&support::text(&out));
+    }
+    outputs.push_str(&support::ok(&home.output(&["stop"])));
+    let (_, log) = gateway.wait();
+    outputs.push_str(&log);
+    assert!(!outputs.contains(KEY), "the key was printed:\n{outputs}");
+    assert!(outputs.contains(VAR), "{outputs}");
+    for file in files_under(&home.root) {
+        if file.file_name().is_some_and(|n| n == "secrets.json") {
+            continue;
+        }
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(KEY),
+            "the key is in {}",
+            file.display()
+        );
+    }
+}
+
+/// Every file under `dir`, recursively (links not followed).
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => pending.push(entry.path()),
+                Ok(t) if t.is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    files
 }

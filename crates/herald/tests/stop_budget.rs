@@ -17,7 +17,12 @@ use herald_lifecycle::Target;
 struct NoPayload;
 
 impl herald_daemon::PayloadFactory for NoPayload {
-    fn build(&self, _: &Home, _: &Config) -> Result<herald_daemon::Payload, herald_daemon::PayloadError> {
+    fn build(
+        &self,
+        _: &Home,
+        _: &Config,
+        _: &herald_home::secrets::Variables,
+    ) -> Result<herald_daemon::Payload, herald_daemon::PayloadError> {
         Err(herald_daemon::PayloadError::Failure(
             "not built in this test".into(),
         ))

@@ -1,5 +1,6 @@
-//! Windows leaf of [`crate::ownership`]: who owns a file and who may write it, read from its security
-//! descriptor, and who this process runs as — each SID as `S-1-…` text, the form the pure judge takes.
+//! Windows leaf of [`crate::ownership`]: who owns a file and who may write or read it, read from its
+//! security descriptor; a DACL for a file only its user may read; and who this process runs as — each
+//! SID as `S-1-…` text, the form the pure judge takes.
 //!
 //! Every buffer the system allocates for us (a security descriptor, a SID string) lives in an RAII
 //! newtype freed with `LocalFree`, once.
@@ -10,13 +11,20 @@ use std::os::windows::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE, LocalFree,
+};
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, GetNamedSecurityInfoW, SE_FILE_OBJECT,
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, GetNamedSecurityInfoW,
+    SDDL_REVISION_1, SE_FILE_OBJECT,
 };
 use windows_sys::Win32::Security::{
     ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, DACL_SECURITY_INFORMATION, GetAce, GetTokenInformation,
-    OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, TOKEN_QUERY, TOKEN_USER, TokenUser,
+    OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+    TokenUser,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    CREATE_NEW, CreateFileW, FILE_ATTRIBUTE_NORMAL, FILE_FLAG_OPEN_REPARSE_POINT,
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
@@ -36,6 +44,12 @@ const WRITE_RIGHTS: u32 = 0x0002 // FILE_WRITE_DATA / FILE_ADD_FILE
     | 0x0008_0000 // WRITE_OWNER
     | 0x1000_0000 // GENERIC_ALL
     | 0x4000_0000; // GENERIC_WRITE
+
+/// The access rights that let a trustee read a file's data: read data, and the generic rights that
+/// include it.
+const READ_RIGHTS: u32 = 0x0001 // FILE_READ_DATA
+    | 0x1000_0000 // GENERIC_ALL
+    | 0x8000_0000; // GENERIC_READ
 
 /// A block allocated by the system for us, freed with `LocalFree` on drop.
 struct LocalBlock(*mut c_void);
@@ -92,10 +106,12 @@ pub(super) fn acl_facts(path: &Path) -> io::Result<AclFacts> {
         return Ok(AclFacts {
             owner,
             writers: Vec::new(),
+            readers: Vec::new(),
             null_dacl: true,
         });
     }
     let mut writers = Vec::new();
+    let mut readers = Vec::new();
     // SAFETY: `dacl` is a valid ACL inside the live descriptor.
     let count = u32::from(unsafe { (*dacl).AceCount });
     for index in 0..count {
@@ -111,17 +127,75 @@ pub(super) fn acl_facts(path: &Path) -> io::Result<AclFacts> {
         }
         // SAFETY: an ACCESS_ALLOWED_ACE: its mask follows the header and its SID starts at `SidStart`.
         let allowed = unsafe { &*ace.cast::<ACCESS_ALLOWED_ACE>() };
-        if allowed.Mask & WRITE_RIGHTS == 0 {
+        if allowed.Mask & (WRITE_RIGHTS | READ_RIGHTS) == 0 {
             continue;
         }
         let sid: PSID = (&raw const allowed.SidStart).cast_mut().cast();
-        writers.push(sid_string(sid)?);
+        let sid = sid_string(sid)?;
+        if allowed.Mask & READ_RIGHTS != 0 {
+            readers.push(sid.clone());
+        }
+        if allowed.Mask & WRITE_RIGHTS != 0 {
+            writers.push(sid);
+        }
     }
     Ok(AclFacts {
         owner,
         writers,
+        readers,
         null_dacl: false,
     })
+}
+
+/// Creates a new file (never an existing one) whose protected DACL (nothing inherited) grants full
+/// access to this user, `SYSTEM` and `Administrators` only — the machine's principals can read every
+/// file anyway, and `SYSTEM` is the account of a Windows Service serving this home. The descriptor is
+/// given at creation, so there is no moment in which the file has the directory's permissions.
+pub(super) fn create_private_new(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::windows::io::FromRawHandle;
+    let me = current_user_sid()?;
+    let sddl: Vec<u16> = format!("D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;{me})")
+        .encode_utf16()
+        .chain(std::iter::once(0))
+        .collect();
+    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: `sddl` is a NUL-terminated UTF-16 string; `descriptor` is a valid out pointer; the size
+    // out pointer is optional.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            sddl.as_ptr(),
+            SDDL_REVISION_1,
+            &mut descriptor,
+            ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let _descriptor = LocalBlock(descriptor);
+    let attributes = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: descriptor,
+        bInheritHandle: 0,
+    };
+    let wide: Vec<u16> = path.as_os_str().encode_wide().chain(std::iter::once(0)).collect();
+    // SAFETY: `wide` is a NUL-terminated path; `attributes` points at the live descriptor; no template.
+    let handle = unsafe {
+        CreateFileW(
+            wide.as_ptr(),
+            GENERIC_READ | GENERIC_WRITE,
+            0,
+            &attributes,
+            CREATE_NEW,
+            FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT,
+            ptr::null_mut(),
+        )
+    };
+    if handle == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `handle` is a file handle just opened and owned by nobody else; File closes it once.
+    Ok(unsafe { std::fs::File::from_raw_handle(handle) })
 }
 
 /// The owner of the file or directory at `path`, as `S-1-…` text.

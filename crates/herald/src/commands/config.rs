@@ -3,22 +3,22 @@
 use herald_home::atomic::write_atomic;
 use herald_home::config::{Config, ConfigError, ConfigSource, TEMPLATE};
 use herald_home::{ExitCode, Home};
+use herald_lifecycle::variables::{self, Found};
 
 use crate::cli::ConfigCommand;
 
 pub fn config(home: &Home, command: &ConfigCommand) -> ExitCode {
     match command {
         ConfigCommand::Check => match Config::load(&home.config_file()) {
-            Ok((_, ConfigSource::File(path))) => {
-                println!("{}: ok", path.display());
-                ExitCode::Ok
-            }
-            Ok((_, ConfigSource::Defaults)) => {
-                println!(
-                    "{} does not exist: the embedded defaults apply (ok)",
-                    home.config_file().display()
-                );
-                ExitCode::Ok
+            Ok((config, source)) => {
+                match source {
+                    ConfigSource::File(path) => println!("{}: ok", path.display()),
+                    ConfigSource::Defaults => println!(
+                        "{} does not exist: the embedded defaults apply (ok)",
+                        home.config_file().display()
+                    ),
+                }
+                check_variables(home, &config)
             }
             Err(e) => report(&e),
         },
@@ -61,6 +61,37 @@ pub fn config(home: &Home, command: &ConfigCommand) -> ExitCode {
             Err(e) => report(&e),
         },
     }
+}
+
+/// Every variable the config names must have a value for a start from here to work; one only this
+/// shell has is worth a note (a service-managed gateway will not see it).
+fn check_variables(home: &Home, config: &Config) -> ExitCode {
+    let checks = match variables::check(home, config, None) {
+        Ok(checks) => checks,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::Config;
+        }
+    };
+    let mut code = ExitCode::Ok;
+    for check in &checks {
+        match check.found {
+            Found::Missing => {
+                eprintln!("herald: {}", check.describe());
+                code = ExitCode::Config;
+            }
+            Found::Environment => {
+                println!("{}", check.describe());
+                eprintln!(
+                    "note: a gateway a service manager starts does not see this shell's variables: `herald \
+                     secret set {}` keeps {} for every start",
+                    check.variable, check.variable
+                );
+            }
+            _ => println!("{}", check.describe()),
+        }
+    }
+    code
 }
 
 fn report(error: &ConfigError) -> ExitCode {

@@ -7,6 +7,7 @@ pub mod install;
 pub mod logs;
 pub mod restart;
 pub mod run;
+pub mod secret;
 pub mod start;
 pub mod status;
 pub mod stop;
