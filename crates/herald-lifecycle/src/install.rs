@@ -14,6 +14,8 @@ use crate::error::LifecycleError;
 use crate::route::{carry_out, install_spec, planned, service_spec};
 use crate::start::{self, StartOutcome};
 use crate::target::Target;
+use crate::variables::{self, VariableCheck};
+use herald_home::secrets::SecretsError;
 
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,29 @@ pub enum NoAutostart {
     DryRun,
     NotStarted,
     Started(StartOutcome),
+}
+
+/// The variables `herald.toml` names, judged for the gateway `options` would have started: by the
+/// service manager (its environment plus the store: see [`crate::variables`]), or from this shell for
+/// `--backend none`. Empty when the config names none (the service manager is then not asked) or is
+/// invalid (install reports that itself).
+pub fn variable_checks(
+    target: &Target,
+    options: &InstallOptions,
+) -> Result<Vec<VariableCheck>, SecretsError> {
+    let Ok(config) = target.config() else {
+        return Ok(Vec::new());
+    };
+    if config.named_variables().is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = match options.backend {
+        BackendChoice::None => None,
+        BackendChoice::Auto => manage::auto_backend(Context::current().os).ok(),
+        BackendChoice::Backend(backend) => Some(backend),
+    };
+    let service = backend.and_then(|b| variables::service_environment(b, options.scope));
+    variables::check(target.home(), config, service.as_ref())
 }
 
 /// Registers the gateway of `target` with a service manager.

@@ -495,3 +495,69 @@ fn status_deep_flags_a_gateway_running_outside_its_service_manager() {
     let _ = gateway.kill();
     let _ = gateway.wait();
 }
+
+/// A variable the config names must reach the gateway systemd starts: one set only in this shell is
+/// named (with the fix), one systemd's manager environment or the secrets store has is not.
+#[test]
+fn install_names_a_variable_the_service_will_not_see() {
+    let case = Case::new();
+    std::fs::write(
+        case.home.join("herald.toml"),
+        "[agent]\nbackend = \"openai\"\n[agent.openai]\napi_key_env = \"HERALD_TEST_INSTALL_KEY\"\n",
+    )
+    .unwrap();
+    let install = |case: &Case| {
+        let out = case
+            .cmd(&case.home, &["install", "--dry-run"])
+            .env("HERALD_TEST_INSTALL_KEY", "sk-in-this-shell-only")
+            .output()
+            .unwrap();
+        let shown = ok(&out);
+        assert!(!shown.contains("sk-in-this-shell-only"), "{shown}");
+        shown
+    };
+    let shown = install(&case);
+    assert!(
+        shown.contains("HERALD_TEST_INSTALL_KEY (agent.openai.api_key_env) is set in this shell only")
+            && shown.contains("herald secret set HERALD_TEST_INSTALL_KEY"),
+        "{shown}"
+    );
+    // systemd's own environment has it (`systemctl --user set-environment`, say): nothing to name.
+    case.fakes.rule(
+        "systemctl",
+        "--user show-environment",
+        "0",
+        "HERALD_TEST_INSTALL_KEY=sk-systemd",
+    );
+    let shown = install(&case);
+    assert!(!shown.contains("HERALD_TEST_INSTALL_KEY ("), "{shown}");
+}
+
+#[test]
+fn install_is_content_with_a_variable_in_the_secrets_store() {
+    let case = Case::new();
+    std::fs::write(
+        case.home.join("herald.toml"),
+        "[agent]\nbackend = \"openai\"\n[agent.openai]\napi_key_env = \"HERALD_TEST_INSTALL_KEY\"\n",
+    )
+    .unwrap();
+    let shown = ok(&case.herald(&["install", "--dry-run"]));
+    assert!(
+        shown.contains(
+            "HERALD_TEST_INSTALL_KEY (agent.openai.api_key_env) is neither set nor in the secrets store"
+        ),
+        "{shown}"
+    );
+    let mut set = case.cmd(&case.home, &["secret", "set", "HERALD_TEST_INSTALL_KEY"]);
+    set.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = set.spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"sk-stored").unwrap();
+    }
+    ok(&child.wait_with_output().unwrap());
+    let shown = ok(&case.herald(&["install", "--dry-run"]));
+    assert!(!shown.contains("HERALD_TEST_INSTALL_KEY ("), "{shown}");
+}

@@ -32,6 +32,15 @@ pub fn install(target: &Target, args: &InstallArgs) -> ExitCode {
     {
         eprintln!("warning: {why}");
     }
+    // The gateway the manager starts sees none of this shell's variables: name what it will lack.
+    match herald_lifecycle::install::variable_checks(target, &options) {
+        Ok(checks) => {
+            for check in checks.iter().filter(|c| !c.found.resolves()) {
+                eprintln!("warning: {}", check.describe());
+            }
+        }
+        Err(e) => eprintln!("warning: {e}"),
+    }
     let root = target.home().root().display();
     match herald_lifecycle::install::install(target, &options) {
         Ok(Installed::Registered { backend, applied }) => {
