@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_gateway::adapter::{AdapterBoard, PushAdapter};
+use herald_gateway::agent::Agent;
+use herald_gateway::agent::health::{AgentHealth, Watched};
 use herald_gateway::engine::Engine;
 use herald_gateway::http::browser::BrowserPolicy;
 use herald_gateway::http::{HttpLimits, HttpOptions, HttpServer};
@@ -21,6 +23,7 @@ use herald_gateway::{ResumeLedger, TurnTracker};
 use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
 use herald_home::secrets::Variables;
+use herald_process::control::AgentStatus;
 use herald_process::descriptors;
 
 use crate::payload::SharedFactory;
@@ -36,6 +39,9 @@ const PUSH_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct GatewayHost {
     engine: Arc<Engine>,
+    agent_health: AgentHealth,
+    /// The agent itself (not the watched wrapper), for probes.
+    probed: Arc<dyn Agent>,
     http: Option<HttpServer>,
     adapters: Vec<Box<dyn PushAdapter>>,
     board: AdapterBoard,
@@ -65,7 +71,12 @@ impl GatewayHost {
         for (key, warning) in config.warnings(Some(&keeper.home().config_file())) {
             tracing::warn!("herald.toml: {key}: {warning}");
         }
-        let engine = Engine::new(parts.journal, parts.agent, turns.clone());
+        // Every turn's outcome is noted, and a probe runs now, so `status --deep` knows the agent's
+        // health without waiting for it.
+        let agent_health = AgentHealth::new();
+        let probed = parts.agent.clone();
+        let agent: Arc<dyn Agent> = Arc::new(Watched::new(parts.agent, agent_health.clone()));
+        let engine = Engine::new(parts.journal, agent, turns.clone());
         let board = AdapterBoard::new();
         let mut adapters = parts.adapters;
         for adapter in &mut adapters {
@@ -104,6 +115,8 @@ impl GatewayHost {
         }
         Ok(GatewayHost {
             engine,
+            agent_health,
+            probed,
             http,
             adapters,
             board,
@@ -115,8 +128,9 @@ impl GatewayHost {
         &self.board
     }
 
-    /// Marks the gateway ready for traffic (`/readyz` turns 200).
+    /// Marks the gateway ready for traffic (`/readyz` turns 200), and probes the agent in the background.
     pub(crate) fn serving(&self) {
+        let _ = self.agent_status();
         self.engine.set_serving(true);
     }
 
@@ -126,6 +140,23 @@ impl GatewayHost {
 
     pub(crate) fn agent_name(&self) -> &'static str {
         self.engine.agent_name()
+    }
+
+    /// The agent's health as known now; a stale word starts a probe in the background (see
+    /// `herald_gateway::agent::health`).
+    pub(crate) fn agent_status(&self) -> AgentStatus {
+        let (report, stale) = self.agent_health.report();
+        if stale {
+            let health = self.agent_health.clone();
+            let agent = self.probed.clone();
+            tokio::spawn(async move { health.probe(agent.as_ref()).await });
+        }
+        AgentStatus {
+            backend: self.engine.agent_name().to_owned(),
+            verdict: report.verdict.as_str().to_owned(),
+            detail: report.detail,
+            age_ms: (report.at_ms > 0).then(|| herald_home::time::now_ms().saturating_sub(report.at_ms)),
+        }
     }
 
     /// After the drain: tell waiters of cut turns, close the adapters, and let the journal flush.

@@ -183,7 +183,11 @@ async fn serve(
             _ => Heard::Heartbeat,
         };
         match serve_policy::while_serving(&heard) {
-            Step::Reply => reply(call, status_response(keeper, turns)),
+            Step::Reply => {
+                let mut response = status_response(keeper, turns);
+                response.agent = Some(host.agent_status());
+                reply(call, response);
+            }
             Step::Stop(order) => {
                 if let MarkerCheck::Stop(marker) = marker_check.as_ref().unwrap_or(&MarkerCheck::None) {
                     tracing::info!("stop marker from {}", marker.requested_by);

@@ -116,20 +116,35 @@ async fn empty_stdout_is_an_empty_reply_failure() {
 }
 
 #[tokio::test]
-async fn missing_program_is_unavailable() {
+async fn missing_program_is_misconfigured_and_the_probe_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir
         .path()
         .join(format!("no-such-agent{}", std::env::consts::EXE_SUFFIX));
-    let agent = CommandAgent::new(vec![missing.to_string_lossy().into_owned()], TURN, 0);
-    let err = agent.reply(&request()).await.unwrap_err();
-    let AgentError::Unavailable(why) = &err else {
+    let missing_agent = CommandAgent::new(vec![missing.to_string_lossy().into_owned()], TURN, 0);
+    let err = missing_agent.reply(&request()).await.unwrap_err();
+    let AgentError::Misconfigured(why) = &err else {
         panic!("{err:?}")
     };
     assert!(
         why.contains("was not found") && why.contains("no-such-agent"),
         "{why}"
     );
+    // The reply tells the user it will not go away by retrying.
+    assert!(
+        err.user_message().contains("herald doctor"),
+        "{}",
+        err.user_message()
+    );
+    let probe = missing_agent.probe().await.unwrap_err();
+    assert!(matches!(probe, AgentError::Misconfigured(_)), "{probe:?}");
+    let bare = CommandAgent::new(vec!["herald-surely-no-such-program-3f1".into()], TURN, 0);
+    let AgentError::Misconfigured(why) = bare.probe().await.unwrap_err() else {
+        panic!("misconfigured")
+    };
+    assert!(why.contains("not found on PATH"), "{why}");
+    let found = agent(&[], TURN).probe().await.expect("the fixture is executable");
+    assert!(found.contains("is executable"), "{found}");
 }
 
 #[tokio::test]
@@ -337,16 +352,21 @@ mod scripts {
     }
 
     #[tokio::test]
-    async fn a_file_that_is_not_executable_is_unavailable() {
+    async fn a_file_that_is_not_executable_is_misconfigured() {
         let dir = tempfile::tempdir().unwrap();
         let program = script(dir.path(), "plain.sh", "echo hi", 0o644);
         let err = CommandAgent::new(vec![program], TURN, 0)
             .reply(&request())
             .await
             .unwrap_err();
-        let AgentError::Unavailable(why) = &err else {
+        let AgentError::Misconfigured(why) = &err else {
             panic!("{err:?}")
         };
         assert!(why.contains("not executable"), "{why}");
+        let probe = CommandAgent::new(vec![script(dir.path(), "plain2.sh", "echo hi", 0o644)], TURN, 0)
+            .probe()
+            .await
+            .unwrap_err();
+        assert!(probe.to_string().contains("chmod +x"), "{probe}");
     }
 }

@@ -24,7 +24,7 @@ use herald_home::time::now_ms;
 use herald_install::context::Context;
 pub use herald_install::facts::ServiceFacts;
 use herald_install::runner::SystemRunner;
-use herald_process::control::{self, Request};
+use herald_process::control::{self, AgentStatus, Request};
 use herald_process::identity::{self, Identity};
 
 use crate::route::{machine, service_spec};
@@ -78,6 +78,8 @@ pub struct DeepFacts {
     pub now_ms: u64,
     pub last_event: Option<LifecycleEvent>,
     pub ping: Ping,
+    /// The gateway's word on its agent, from the ping's reply (probe 11).
+    pub agent: Option<AgentStatus>,
     /// The service manager's view (probe 9).
     pub service: ServiceFacts,
     /// The HTTP adapter's URL as the state record gives it, and what `/readyz` said.
@@ -101,7 +103,7 @@ impl DeepFacts {
     /// HTTP URL) ask the gateway itself.
     fn gather_local(
         home: &Home,
-        ping: impl FnOnce() -> Ping,
+        ping: impl FnOnce() -> (Ping, Option<AgentStatus>),
         ready: impl FnOnce(&str) -> Readiness,
     ) -> DeepFacts {
         let lock_held = InstanceLock::is_held(&home.lock_file()).map_err(|e| e.to_string());
@@ -116,10 +118,10 @@ impl DeepFacts {
             .as_ref()
             .and_then(|m| m.worker.as_ref())
             .map(|w| herald_process::wait::is_alive(w.key()));
-        let ping = if lock_held == Ok(true) {
+        let (ping, agent) = if lock_held == Ok(true) {
             ping()
         } else {
-            Ping::Skipped
+            (Ping::Skipped, None)
         };
         let state = read_record::<StateRecord>(&home.state_record());
         let http_url = state.as_present().and_then(|s| s.endpoints.http_url.clone());
@@ -138,6 +140,7 @@ impl DeepFacts {
             now_ms: now_ms(),
             last_event: last_event(home),
             ping,
+            agent,
             service: ServiceFacts::None,
             http_url,
             readiness,
@@ -179,15 +182,21 @@ fn service_facts_in_background(target: &Target) -> std::thread::JoinHandle<Servi
 }
 
 /// A control-channel ping within [`PING_TIMEOUT`].
-fn ping(home: &Home) -> Ping {
+fn ping(home: &Home) -> (Ping, Option<AgentStatus>) {
     let sent = Instant::now();
     match control::call(home, Request::Ping, PING_TIMEOUT) {
-        Ok(reply) if reply.ok => Ping::Answered {
-            pid: reply.pid,
-            elapsed: sent.elapsed(),
-        },
-        Ok(reply) => Ping::Failed(reply.error.unwrap_or_else(|| "refused".into())),
-        Err(e) => Ping::Failed(e.to_string()),
+        Ok(reply) if reply.ok => (
+            Ping::Answered {
+                pid: reply.pid,
+                elapsed: sent.elapsed(),
+            },
+            reply.agent,
+        ),
+        Ok(reply) => (
+            Ping::Failed(reply.error.unwrap_or_else(|| "refused".into())),
+            None,
+        ),
+        Err(e) => (Ping::Failed(e.to_string()), None),
     }
 }
 
@@ -479,7 +488,50 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
         }
     }
     out.push(check(10, "Adapters", adapters_ok, adapters));
+    out.push(agent_probe(f, running));
     out
+}
+
+/// Probe 11: the gateway's own word on its agent (the outcome of its last turns, or a probe it ran at
+/// start or when this word went stale: it never makes `--deep` wait for the agent).
+fn agent_probe(f: &DeepFacts, running: bool) -> Check {
+    let Some(agent) = &f.agent else {
+        // No answer is P7's failure, not this probe's; and a gateway from before agent probes says nothing.
+        return check(
+            11,
+            "Agent",
+            true,
+            if running {
+                "not reported (the gateway did not answer, or predates agent probes)"
+            } else {
+                "not tried (nothing holds the lock)"
+            },
+        );
+    };
+    let age = agent
+        .age_ms
+        .map(|ms| format!(" ({} s ago)", ms / 1000))
+        .unwrap_or_default();
+    match agent.verdict.as_str() {
+        "failing" => check(
+            11,
+            "Agent",
+            false,
+            format!("{}: {}{age}", agent.backend, agent.detail),
+        ),
+        "ready" => check(
+            11,
+            "Agent",
+            true,
+            format!("{}: {}{age}", agent.backend, agent.detail),
+        ),
+        _ => check(
+            11,
+            "Agent",
+            true,
+            format!("{}: not checked yet (a probe is running)", agent.backend),
+        ),
+    }
 }
 
 /// `telegram: unauthorized since 2025-...: message`, for status lines.
@@ -564,7 +616,7 @@ fn service_probe(f: &DeepFacts, running: bool) -> Check {
 /// What a failing probe means while the gateway runs (and is verified), in the order the verdict looks:
 /// the first failing one is the signal named. Each gets the gateway's pid and the probe's detail.
 type Explain = fn(u32, &str) -> String;
-const RUNNING_FAILURES: [(u8, Explain); 7] = [
+const RUNNING_FAILURES: [(u8, Explain); 8] = [
     (4, |pid, _| {
         format!(
             "monitor pid {pid} is alive but its worker is not (P4): it is being restarted; if this persists, \
@@ -593,6 +645,12 @@ const RUNNING_FAILURES: [(u8, Explain); 7] = [
     (10, |pid, detail| {
         format!(
             "gateway pid {pid} is serving, but an adapter is not working (P10: {detail}); see `herald logs`"
+        )
+    }),
+    (11, |pid, detail| {
+        format!(
+            "gateway pid {pid} is serving, but its agent is failing (P11: {detail}); every turn gets an \
+             apology until it is fixed: `herald doctor` checks the agent's setup"
         )
     }),
     (5, |pid, detail| {
@@ -718,6 +776,12 @@ mod tests {
                 pid: 7,
                 elapsed: Duration::from_millis(1),
             },
+            agent: Some(AgentStatus {
+                backend: "echo".into(),
+                verdict: "ready".into(),
+                detail: "nothing to check".into(),
+                age_ms: Some(5),
+            }),
             service: ServiceFacts::None,
             http_url: None,
             readiness: Readiness::Skipped,
@@ -726,7 +790,7 @@ mod tests {
 
     fn run(f: &DeepFacts) -> (Vec<u8>, String) {
         let p = probes(f);
-        assert_eq!(p.len(), 10);
+        assert_eq!(p.len(), 11);
         let failed = p.iter().filter(|p| !p.ok).map(|p| p.id).collect();
         (failed, verdict(f, &p))
     }
@@ -751,6 +815,36 @@ mod tests {
         let (failed, verdict) = run(&f);
         assert_eq!(failed, [8]);
         assert!(verdict.contains("(P8: ") && !verdict.contains("  "), "{verdict}");
+    }
+
+    #[test]
+    fn a_failing_agent_is_named_by_the_verdict() {
+        let f = DeepFacts {
+            agent: Some(AgentStatus {
+                backend: "command".into(),
+                verdict: "failing".into(),
+                detail: "the command `nope` is not found on PATH".into(),
+                age_ms: Some(2_000),
+            }),
+            ..healthy()
+        };
+        let (failed, verdict) = run(&f);
+        assert_eq!(failed, [11]);
+        assert!(
+            verdict.contains("agent is failing (P11: command: the command `nope` is not found on PATH"),
+            "{verdict}"
+        );
+        // Not yet checked: not a failure.
+        let f = DeepFacts {
+            agent: Some(AgentStatus {
+                backend: "openai".into(),
+                verdict: "unknown".into(),
+                detail: String::new(),
+                age_ms: None,
+            }),
+            ..healthy()
+        };
+        assert!(run(&f).0.is_empty());
     }
 
     #[test]

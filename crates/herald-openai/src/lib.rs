@@ -20,6 +20,7 @@
 //! ([`backoff::Backoff::DEFAULT`]), re-exported here. This crate prints nothing; it logs with `tracing`.
 
 pub use herald_gateway::backoff;
+mod probe;
 pub mod retry_after;
 pub mod sse;
 pub mod wire;
@@ -90,6 +91,8 @@ pub struct OpenAiAgent {
     api_key: Option<ApiKey>,
     /// `Bearer <key>`, marked sensitive.
     authorization: Option<HeaderValue>,
+    /// The variable the key came from (named in errors; never the key).
+    api_key_env: String,
     system_prompt: Option<String>,
     stream: bool,
     budget: Duration,
@@ -156,6 +159,7 @@ impl OpenAiAgent {
             model: config.model.clone(),
             api_key,
             authorization,
+            api_key_env: config.api_key_env.trim().to_owned(),
             system_prompt: config.system_prompt.clone().filter(|p| !p.is_empty()),
             stream: config.stream,
             budget: Duration::from_secs(config.timeout_secs),
@@ -410,6 +414,15 @@ impl Agent for OpenAiAgent {
 
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
         Box::pin(self.answer(request))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
+        Box::pin(probe::list_models(
+            &self.client,
+            &self.endpoint,
+            self.authorization.as_ref(),
+            &self.api_key_env,
+        ))
     }
 }
 

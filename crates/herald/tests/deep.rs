@@ -35,7 +35,7 @@ fn healthy_and_cleanly_stopped() {
     let gateway = home.start(&[]);
     let (code, json) = deep(&home);
     assert_eq!(code, 0, "{json}");
-    assert_eq!(json["probes"].as_array().unwrap().len(), 10);
+    assert_eq!(json["probes"].as_array().unwrap().len(), 11);
     assert!(failed(&json).is_empty(), "{json}");
     assert!(verdict(&json).starts_with("healthy"), "{json}");
     assert_eq!(json["healthy"], true);
@@ -54,6 +54,37 @@ fn healthy_and_cleanly_stopped() {
     assert!(
         verdict(&json).starts_with("not running (last exit: code 0"),
         "{json}"
+    );
+}
+
+/// An agent that cannot work — a `command` whose program does not exist — is named by `--deep` (P11)
+/// from the probe the gateway runs at start, before any turn; a turn then says it will not go away.
+#[test]
+fn a_missing_agent_program_fails_the_agent_probe() {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        b"[http]\nlisten = \"127.0.0.1:0\"\n[agent]\nbackend = \"command\"\n[agent.command]\ncommand = [\"herald-test-no-such-agent-program\"]\n",
+    );
+    let _gateway = home.start(&["--no-supervise"]);
+    let mut last = Value::Null;
+    wait_for("the agent probe to fail", || {
+        let (code, json) = deep(&home);
+        last = json.clone();
+        code == 1 && failed(&json) == [11]
+    });
+    assert!(
+        verdict(&last).contains(
+            "its agent is failing (P11: command: the agent is misconfigured: the command \
+             `herald-test-no-such-agent-program` is not found on PATH"
+        ),
+        "{last}"
+    );
+    let reply = post_message(&home.http_url(), "s", None, "hello", "").json();
+    assert_eq!(reply["status"], "failed", "{reply}");
+    assert!(
+        reply["reply"]["text"].as_str().unwrap().contains("herald doctor"),
+        "{reply}"
     );
 }
 

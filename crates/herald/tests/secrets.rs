@@ -145,3 +145,21 @@ fn a_store_others_can_read_is_refused_by_every_reader() {
         assert!(!shown.contains(VALUE), "{shown}");
     }
 }
+
+#[test]
+fn config_check_names_a_command_agent_program_that_does_not_exist() {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        b"[agent]\nbackend = \"command\"\n[agent.command]\ncommand = [\"herald-test-no-such-program\"]\n",
+    );
+    let out = home.output(&["config", "check"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{shown}");
+    assert!(
+        shown.contains(
+            "agent.command.command: the command `herald-test-no-such-program` is not found on PATH"
+        ),
+        "{shown}"
+    );
+}

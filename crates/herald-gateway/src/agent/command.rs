@@ -98,7 +98,7 @@ impl CommandAgent {
 
     async fn run(&self, request: &TurnRequest) -> Result<String, AgentError> {
         if self.program.is_empty() {
-            return Err(AgentError::Unavailable("no command is configured".to_owned()));
+            return Err(AgentError::Misconfigured("no command is configured".to_owned()));
         }
         let input = stdin_json(request, self.history_messages);
         // The process tree is killed when `tree` is dropped: on return, on timeout, and when this future
@@ -164,6 +164,15 @@ impl Agent for CommandAgent {
 
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
         Box::pin(self.run(request))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
+        let resolved = resolve_program(&self.program);
+        Box::pin(async move {
+            resolved
+                .map(|path| format!("the command {} is executable", path.display()))
+                .map_err(AgentError::Misconfigured)
+        })
     }
 }
 
@@ -296,14 +305,52 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> Result<Vec<
 /// The error for a program that could not be started.
 fn start_error(program: &OsString, error: &io::Error) -> AgentError {
     let name = program.to_string_lossy();
-    AgentError::Unavailable(match error.kind() {
-        io::ErrorKind::NotFound => format!("the command `{name}` was not found"),
-        io::ErrorKind::PermissionDenied => {
-            format!("the command `{name}` is not executable (permission denied)")
+    match error.kind() {
+        // Neither goes away by retrying: the configuration names a program that cannot run.
+        io::ErrorKind::NotFound => AgentError::Misconfigured(format!(
+            "the command `{name}` was not found ([agent.command] command)"
+        )),
+        io::ErrorKind::PermissionDenied => AgentError::Misconfigured(format!(
+            "the command `{name}` is not executable (permission denied)"
+        )),
+        _ if os::is_bad_executable(error) => {
+            AgentError::Misconfigured(format!("the command `{name}` is not a valid executable"))
         }
-        _ if os::is_bad_executable(error) => format!("the command `{name}` is not a valid executable"),
-        _ => format!("cannot start the command `{name}`: {error}"),
-    })
+        _ => AgentError::Unavailable(format!("cannot start the command `{name}`: {error}")),
+    }
+}
+
+/// Where `program` is: a name without a directory is looked up on `PATH` (with `PATHEXT` on Windows),
+/// as the spawn will; a path must name an executable file. The error says what is wrong and what to do.
+pub fn resolve_program(program: &std::ffi::OsStr) -> Result<std::path::PathBuf, String> {
+    let name = program.to_string_lossy();
+    if program.is_empty() {
+        return Err("no command is configured: set [agent.command] command = [\"program\", ...]".to_owned());
+    }
+    let path = std::path::Path::new(program);
+    let has_dir = path.components().count() > 1;
+    if !has_dir {
+        return which::which(program).map_err(|_| {
+            format!(
+                "the command `{name}` is not found on PATH (give its full path in [agent.command] command, \
+                 or install it)"
+            )
+        });
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("the command `{name}` cannot be used: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("the command `{name}` is not a file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!(
+                "the command `{name}` is not executable: run `chmod +x '{name}'`"
+            ));
+        }
+    }
+    Ok(path.to_path_buf())
 }
 
 #[cfg(test)]

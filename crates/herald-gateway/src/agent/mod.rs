@@ -16,6 +16,7 @@ use std::time::Duration;
 
 pub mod command;
 pub mod echo;
+pub mod health;
 
 /// A boxed, sendable future: what a dyn-compatible async trait method returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -72,6 +73,10 @@ pub enum AgentError {
     /// The backend answered, but not with something usable (bad JSON, an error status, a failed exit).
     #[error("the agent failed: {0}")]
     Failed(String),
+    /// The backend is set up so that it cannot work (a program that does not exist, a key the server
+    /// refuses): retrying will not help; the operator must fix the configuration.
+    #[error("the agent is misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 impl AgentError {
@@ -86,6 +91,10 @@ impl AgentError {
                 format!("Sorry, the agent is unavailable right now ({why}). Please try again later.")
             }
             AgentError::Failed(why) => format!("Sorry, the agent failed to answer ({why})."),
+            AgentError::Misconfigured(why) => format!(
+                "Sorry, the agent is not set up correctly ({why}). This will not go away by itself: the \
+                 gateway's operator can find the fix with `herald doctor`."
+            ),
         }
     }
 }
@@ -108,4 +117,11 @@ pub trait Agent: Send + Sync + fmt::Debug {
 
     /// Answers one turn. Dropping the returned future cancels the turn and releases what it started.
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>>;
+
+    /// Checks, cheaply and without a turn, that the backend can answer: the program exists and is
+    /// executable, the endpoint answers and accepts the key. `Ok` says what was checked. Bounded by the
+    /// backend (a few seconds at most); the default has nothing to check.
+    fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
+        Box::pin(async { Ok("nothing to check".to_owned()) })
+    }
 }

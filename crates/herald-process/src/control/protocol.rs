@@ -32,6 +32,20 @@ pub struct DrainSummary {
     pub cut: usize,
 }
 
+/// The gateway's last word on its agent: from the outcome of real turns and from probes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The backend (`echo`, `command`, `openai`).
+    pub backend: String,
+    /// `ready`, `failing` or `unknown` (not checked yet).
+    pub verdict: String,
+    /// What was checked, or what is wrong.
+    pub detail: String,
+    /// How long ago the verdict was reached (none: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,
@@ -52,6 +66,9 @@ pub struct Response {
     pub uptime_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainSummary>,
+    /// What the gateway knows of its agent's health (status and ping replies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

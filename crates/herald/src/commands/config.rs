@@ -1,7 +1,8 @@
 //! `herald config check | init | show`.
 
+use herald_gateway::agent::command::resolve_program;
 use herald_home::atomic::write_atomic;
-use herald_home::config::{Config, ConfigError, ConfigSource, TEMPLATE};
+use herald_home::config::{AgentBackend, Config, ConfigError, ConfigSource, TEMPLATE};
 use herald_home::{ExitCode, Home};
 use herald_lifecycle::variables::{self, Found};
 
@@ -18,7 +19,13 @@ pub fn config(home: &Home, command: &ConfigCommand) -> ExitCode {
                         home.config_file().display()
                     ),
                 }
-                check_variables(home, &config)
+                let variables = check_variables(home, &config);
+                let program = check_program(&config);
+                if program != ExitCode::Ok {
+                    program
+                } else {
+                    variables
+                }
             }
             Err(e) => report(&e),
         },
@@ -92,6 +99,25 @@ fn check_variables(home: &Home, config: &Config) -> ExitCode {
         }
     }
     code
+}
+
+/// `[agent.command] command` must name a program that exists and may be run: the gateway would start,
+/// and answer every turn with an apology.
+fn check_program(config: &Config) -> ExitCode {
+    if config.agent.backend != AgentBackend::Command {
+        return ExitCode::Ok;
+    }
+    let program = config.agent.command.command.first().cloned().unwrap_or_default();
+    match resolve_program(std::ffi::OsStr::new(&program)) {
+        Ok(path) => {
+            println!("agent.command.command: runs {}", path.display());
+            ExitCode::Ok
+        }
+        Err(why) => {
+            eprintln!("herald: agent.command.command: {why}");
+            ExitCode::Config
+        }
+    }
 }
 
 fn report(error: &ConfigError) -> ExitCode {
