@@ -17,6 +17,7 @@
 
 pub mod deep;
 pub mod direct;
+pub mod doctor;
 mod error;
 pub mod install;
 pub mod restart;

@@ -15,6 +15,7 @@
 
 pub mod control;
 pub mod descriptors;
+pub mod disk;
 pub mod identity;
 pub mod port_holder;
 pub mod spawn;

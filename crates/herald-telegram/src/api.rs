@@ -200,6 +200,15 @@ impl BotApi {
         self.call("sendMessage", body, REQUEST_TIMEOUT).await.map(drop)
     }
 
+    /// The bot's own description (`getMe`): proves the token is valid. `@username` when it has one.
+    pub async fn get_me(&self, timeout: Duration) -> Result<String, ApiError> {
+        let me = self.call("getMe", json!({}), timeout).await?;
+        Ok(match me.get("username").and_then(Value::as_str) {
+            Some(name) => format!("@{name}"),
+            None => format!("bot {}", me.get("id").and_then(Value::as_i64).unwrap_or_default()),
+        })
+    }
+
     /// Shows "typing..." in the chat for a few seconds.
     pub async fn send_typing(&self, chat_id: i64) -> Result<(), ApiError> {
         let body = json!({ "chat_id": chat_id, "action": "typing" });

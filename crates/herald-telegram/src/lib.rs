@@ -127,6 +127,12 @@ impl TelegramOptions {
         })
     }
 
+    /// Asks the Bot API who this bot is (`getMe`, within `timeout`): proves the API is reachable and the
+    /// token valid, without taking any update.
+    pub async fn who_am_i(&self, timeout: Duration) -> Result<String, ApiError> {
+        BotApi::new(&self.api_base, &self.token)?.get_me(timeout).await
+    }
+
     fn allows(&self, user: i64) -> bool {
         self.allow_all || self.allowed_users.contains(&user)
     }

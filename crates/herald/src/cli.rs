@@ -55,6 +55,10 @@ pub enum Command {
     /// Send a message to the running gateway and print the reply; with no MESSAGE, read one message per
     /// line from standard input (an interactive prompt on a terminal).
     Chat(ChatArgs),
+    /// Check what breaks real installs — program location, home, config, port, secrets, agent, Telegram,
+    /// service registration, disk — each PASS/WARN/FAIL with its fix. Exit 0 when nothing fails, 1
+    /// otherwise.
+    Doctor(DoctorArgs),
     /// Register the gateway with the OS service manager (start at login, restart after a crash);
     /// idempotent: repairs drift, changes nothing when up to date.
     Install(InstallArgs),
@@ -200,6 +204,13 @@ pub struct LogsArgs {
     /// The lifecycle log (one line per event) instead of the gateway's output.
     #[arg(long)]
     pub lifecycle: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Machine-readable output: {"ok": bool, "checks": [{"check", "verdict", "detail", "fix"}]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,7 @@ pub fn main_entry() -> std::process::ExitCode {
         Command::Config(cmd) => commands::config::config(target.home(), &cmd),
         Command::Secret(cmd) => commands::secret::secret(&target, &cmd),
         Command::Chat(args) => commands::chat::chat(&target, &args),
+        Command::Doctor(args) => commands::doctor::doctor(&target, &args),
         Command::Install(args) => commands::install::install(&target, &args),
         Command::Uninstall(args) => commands::install::uninstall(&target, &args),
     };

@@ -69,7 +69,8 @@ fn adapters(config: &Config, variables: &Variables) -> Result<Vec<Box<dyn PushAd
     Ok(adapters)
 }
 
-fn agent(config: &Config, variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
+/// The configured agent backend (also what `herald doctor` probes).
+pub(crate) fn agent(config: &Config, variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
     Ok(match config.agent.backend {
         AgentBackend::Echo => Arc::new(EchoAgent),
         AgentBackend::Command => Arc::new(CommandAgent::from_config(&config.agent.command)),

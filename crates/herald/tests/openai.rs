@@ -16,7 +16,12 @@ use support::{TestHome, http, post_message, wait_for};
 struct Peer {
     url: String,
     child: Option<Child>,
+    /// Held while a test uses a shared server (`HERALD_MOCK_LLM_URL`): tests script its rules in turn.
+    _shared: Option<std::sync::MutexGuard<'static, ()>>,
 }
+
+/// Tests that share one running server take turns (each rewrites its rules).
+static SHARED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Drop for Peer {
     fn drop(&mut self) {
@@ -29,13 +34,18 @@ impl Drop for Peer {
 
 fn peer() -> Peer {
     if let Ok(url) = std::env::var("HERALD_MOCK_LLM_URL") {
+        let guard = SHARED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let reset = http(&url, "DELETE", "/config", &[], b"");
         assert!(
             reset.status < 300,
             "cannot reset mock-llm at {url}: {}",
             reset.status
         );
-        return Peer { url, child: None };
+        return Peer {
+            url,
+            child: None,
+            _shared: Some(guard),
+        };
     }
     let entry = std::env::var_os("HERALD_MOCK_LLM")
         .map(PathBuf::from)
@@ -68,6 +78,7 @@ fn peer() -> Peer {
     let peer = Peer {
         url: url.clone(),
         child: Some(child),
+        _shared: None,
     };
     wait_for("mock-llm to listen", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -253,4 +264,68 @@ fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// `herald doctor` lists the models with the key: a key the server refuses fails the agent line (naming
+/// the URL and the variable, never the key), the right one passes.
+#[test]
+fn doctor_fails_the_agent_when_the_server_refuses_the_key() {
+    const GOOD: &str = "sk-herald-doctor-good-1b2c";
+    const BAD: &str = "sk-herald-doctor-bad-9f8e";
+    const VAR: &str = "HERALD_TEST_DOCTOR_OPENAI_KEY";
+    let peer = peer();
+    let models = serde_json::json!({"object": "list", "data": [{"id": "m", "object": "model"}]}).to_string();
+    let refused =
+        serde_json::json!({"error": {"message": "Incorrect API key", "type": "invalid_request_error"}})
+            .to_string();
+    let rules = serde_json::json!({"rules": [
+        {"path": "/v1/models", "method": "GET", "response": {"status": 401, "content": refused}},
+        {"path": "/v1/models", "method": "GET", "match": format!("headers.authorization == 'Bearer {GOOD}'"),
+         "response": {"status": 200, "content": models}},
+    ]});
+    let set = http(
+        &peer.url,
+        "POST",
+        "/config",
+        &[("Content-Type", "application/json")],
+        rules.to_string().as_bytes(),
+    );
+    assert!(set.status < 300, "POST /config: {}", set.status);
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[agent]\nbackend = \"openai\"\n[agent.openai]\n\
+             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"{VAR}\"\n",
+            peer.url
+        )
+        .as_bytes(),
+    );
+    let doctor = |key: &str| {
+        let out = home.cmd(&["doctor", "--json"]).env(VAR, key).output().unwrap();
+        let all = support::text(&out);
+        assert!(!all.contains(key), "the key was printed: {all}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let agent = json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "agent")
+            .unwrap()
+            .clone();
+        (out.status.code(), agent)
+    };
+    let (code, agent) = doctor(BAD);
+    assert_eq!(code, Some(1), "{agent}");
+    assert_eq!(agent["verdict"], "FAIL", "{agent}");
+    let detail = agent["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!(
+            "GET {}/v1/models refused the API key (HTTP 401)",
+            peer.url
+        )) && detail.contains(VAR),
+        "{detail}"
+    );
+    let (_, agent) = doctor(GOOD);
+    assert_eq!(agent["verdict"], "PASS", "{agent}");
 }

@@ -104,3 +104,18 @@ pub(crate) fn raise_descriptor_limit() -> Option<u64> {
     #[allow(clippy::useless_conversion)]
     u64::try_from(limit.rlim_cur).ok()
 }
+
+/// Bytes an unprivileged process may still write on the file system holding `path` (`statvfs`).
+pub(crate) fn free_space(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: an all-zero statvfs is a valid value for statvfs(3) to overwrite.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `stats` is a valid, writable statvfs.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between Linux and macOS
+    Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}

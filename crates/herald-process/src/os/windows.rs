@@ -147,3 +147,26 @@ pub(crate) fn send_stdio_to(file: std::fs::File) -> io::Result<()> {
 pub(crate) fn raise_descriptor_limit() -> Option<u64> {
     None
 }
+
+/// Bytes this user may still write on the volume holding `path` (`GetDiskFreeSpaceExW`, quotas
+/// included).
+pub(crate) fn free_space(path: &std::path::Path) -> io::Result<u64> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Storage::FileSystem::GetDiskFreeSpaceExW;
+    let wide: Vec<u16> = path.as_os_str().encode_wide().chain(std::iter::once(0)).collect();
+    let mut available = 0u64;
+    // SAFETY: `wide` is a NUL-terminated path; `available` is a valid out pointer; the total and free
+    // counts are optional (null).
+    let ok = unsafe {
+        GetDiskFreeSpaceExW(
+            wide.as_ptr(),
+            &mut available,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(available)
+}

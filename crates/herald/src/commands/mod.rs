@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod doctor;
 pub mod install;
 pub mod logs;
 pub mod restart;

@@ -1,0 +1,134 @@
+//! `herald doctor`: the lifecycle layer's checks, plus the two that need the payload crates (the agent
+//! probe and Telegram's `getMe`), printed one line each with the fix.
+
+use std::time::Duration;
+
+use herald_home::ExitCode;
+use herald_home::config::{AgentBackend, Config};
+use herald_home::secrets::Variables;
+use herald_lifecycle::Target;
+use herald_lifecycle::doctor::{Diagnosis, Finding, PayloadProbes, Verdict, diagnose};
+use herald_telegram::TelegramOptions;
+
+use crate::cli::DoctorArgs;
+
+/// The agent probe's own budget, on top of the backend's (a probe that hangs must not hang doctor).
+const AGENT_PROBE_BUDGET: Duration = Duration::from_secs(10);
+/// How long Telegram's `getMe` may take.
+const TELEGRAM_PROBE_BUDGET: Duration = Duration::from_secs(10);
+
+pub fn doctor(target: &Target, args: &DoctorArgs) -> ExitCode {
+    let diagnosis = diagnose(target, &Probes);
+    if args.json {
+        print_json(&diagnosis);
+    } else {
+        print_text(&diagnosis);
+    }
+    if diagnosis.failed() {
+        ExitCode::Failure
+    } else {
+        ExitCode::Ok
+    }
+}
+
+fn print_text(diagnosis: &Diagnosis) {
+    for finding in &diagnosis.findings {
+        println!(
+            "{:<4}  {:<10}  {}",
+            finding.verdict.as_str(),
+            finding.check,
+            finding.detail
+        );
+        if let Some(fix) = finding.fix.as_deref().filter(|f| !f.is_empty()) {
+            println!("{:<4}  {:<10}  fix: {fix}", "", "");
+        }
+    }
+    let count = |v| diagnosis.findings.iter().filter(|f| f.verdict == v).count();
+    println!(
+        "{}: {} passed, {} warnings, {} failed",
+        if diagnosis.failed() {
+            "problems found"
+        } else {
+            "ok"
+        },
+        count(Verdict::Pass),
+        count(Verdict::Warn),
+        count(Verdict::Fail)
+    );
+}
+
+fn print_json(diagnosis: &Diagnosis) {
+    let checks: Vec<_> = diagnosis
+        .findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "check": f.check,
+                "verdict": f.verdict.as_str(),
+                "detail": f.detail,
+                "fix": f.fix,
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({ "ok": !diagnosis.failed(), "checks": checks })
+    );
+}
+
+/// The payload probes, each on a small runtime of its own.
+struct Probes;
+
+impl PayloadProbes for Probes {
+    fn agent(&self, config: &Config, variables: &Variables) -> Finding {
+        let backend = config.agent.backend;
+        let fix = match backend {
+            AgentBackend::Echo => "",
+            AgentBackend::Command => "fix [agent.command] command in herald.toml",
+            AgentBackend::Openai => {
+                "check [agent.openai] base_url (it usually ends in /v1) and the key (`herald secret set` the \
+                 variable api_key_env names)"
+            }
+        };
+        let agent = match crate::payload::agent(config, variables) {
+            Ok(agent) => agent,
+            Err(e) => return Finding::fail("agent", e.to_string(), fix),
+        };
+        let outcome = block_on(async { tokio::time::timeout(AGENT_PROBE_BUDGET, agent.probe()).await });
+        match outcome {
+            Ok(Ok(Ok(checked))) => Finding::pass("agent", format!("{}: {checked}", agent.name())),
+            Ok(Ok(Err(e))) => Finding::fail("agent", format!("{}: {e}", agent.name()), fix),
+            Ok(Err(_elapsed)) => Finding::fail(
+                "agent",
+                format!(
+                    "{}: no answer within {} s",
+                    agent.name(),
+                    AGENT_PROBE_BUDGET.as_secs()
+                ),
+                fix,
+            ),
+            Err(e) => Finding::warn("agent", format!("cannot run the probe: {e}"), ""),
+        }
+    }
+
+    fn telegram(&self, config: &Config, variables: &Variables) -> Finding {
+        let fix = "check [telegram] token_env (`herald secret set` it) and api_base";
+        let options = match TelegramOptions::from_config(&config.telegram, variables) {
+            Ok(options) => options,
+            Err(e) => return Finding::fail("telegram", e.to_string(), fix),
+        };
+        match block_on(options.who_am_i(TELEGRAM_PROBE_BUDGET)) {
+            Ok(Ok(bot)) => Finding::pass("telegram", format!("getMe: the token is valid ({bot})")),
+            Ok(Err(e)) => Finding::fail("telegram", e.to_string(), fix),
+            Err(e) => Finding::warn("telegram", format!("cannot run the probe: {e}"), ""),
+        }
+    }
+}
+
+/// Runs a future on a fresh current-thread runtime.
+fn block_on<F: std::future::Future>(future: F) -> std::io::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
+}
