@@ -14,19 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_gateway::adapter::{AdapterBoard, PushAdapter};
-use herald_gateway::agent::Agent;
 use herald_gateway::agent::health::{AgentHealth, Watched};
 use herald_gateway::engine::Engine;
 use herald_gateway::http::browser::BrowserPolicy;
 use herald_gateway::http::{HttpLimits, HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
+use herald_home::Home;
 use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
 use herald_home::secrets::Variables;
-use herald_process::control::AgentStatus;
+use herald_home::sync::MutexExt;
+use herald_process::control::{AgentStatus, ReloadSummary};
 use herald_process::descriptors;
 
 use crate::payload::SharedFactory;
+use crate::reload;
 use crate::startup::StartError;
 use crate::state::RecordKeeper;
 
@@ -40,8 +42,12 @@ const PUSH_GRACE: Duration = Duration::from_secs(2);
 pub(crate) struct GatewayHost {
     engine: Arc<Engine>,
     agent_health: AgentHealth,
-    /// The agent itself (not the watched wrapper), for probes.
-    probed: Arc<dyn Agent>,
+    /// The hosted agent: its turns are noted in `agent_health`, and a reload replaces what it wraps.
+    agent: Arc<Watched>,
+    factory: SharedFactory,
+    /// The config the gateway started with, and the one the last reload (or the start) applied.
+    started: Config,
+    loaded: std::sync::Mutex<(Config, Variables)>,
     http: Option<HttpServer>,
     adapters: Vec<Box<dyn PushAdapter>>,
     board: AdapterBoard,
@@ -74,9 +80,8 @@ impl GatewayHost {
         // Every turn's outcome is noted, and a probe runs now, so `status --deep` knows the agent's
         // health without waiting for it.
         let agent_health = AgentHealth::new();
-        let probed = parts.agent.clone();
-        let agent: Arc<dyn Agent> = Arc::new(Watched::new(parts.agent, agent_health.clone()));
-        let engine = Engine::new(parts.journal, agent, turns.clone());
+        let agent = Arc::new(Watched::new(parts.agent, agent_health.clone()));
+        let engine = Engine::new(parts.journal, agent.clone(), turns.clone());
         let board = AdapterBoard::new();
         let mut adapters = parts.adapters;
         for adapter in &mut adapters {
@@ -116,7 +121,10 @@ impl GatewayHost {
         Ok(GatewayHost {
             engine,
             agent_health,
-            probed,
+            agent,
+            factory: payload.clone(),
+            started: config.clone(),
+            loaded: std::sync::Mutex::new((config.clone(), variables)),
             http,
             adapters,
             board,
@@ -126,6 +134,53 @@ impl GatewayHost {
     /// Push adapters' states (the state record follows its changes).
     pub(crate) fn adapter_board(&self) -> &AdapterBoard {
         &self.board
+    }
+
+    /// Probes the agent new turns get, in the background.
+    fn probe_agent(&self) {
+        let health = self.agent_health.clone();
+        let agent = self.agent.current();
+        tokio::spawn(async move { health.probe(agent.as_ref()).await });
+    }
+
+    /// Reads `herald.toml` and the secrets again and applies what can change live (see
+    /// [`crate::reload`]); on any error nothing changes.
+    pub(crate) async fn reload(&self, home: &Home) -> Result<ReloadSummary, String> {
+        let path = home.config_file();
+        let read_home = home.clone();
+        let (config, variables) = tokio::task::spawn_blocking(move || {
+            let config = Config::load(&path)
+                .map(|(config, _)| config)
+                .map_err(|e| e.to_string())?;
+            let variables = Variables::load(&read_home).map_err(|e| e.to_string())?;
+            Ok::<_, String>((config, variables))
+        })
+        .await
+        .map_err(|e| format!("the reload panicked: {e}"))??;
+        let (since_last, secrets) = {
+            let loaded = self.loaded.lock_unpoisoned();
+            (
+                reload::diff(&loaded.0, &config),
+                reload::changed_secrets(&config, &loaded.1, &variables),
+            )
+        };
+        if reload::agent_changed(&since_last, &secrets) {
+            let agent = self
+                .factory
+                .0
+                .agent(&config, &variables)
+                .map_err(|e| format!("cannot build the new agent ({e}); keeping the running one"))?;
+            self.agent.replace(agent);
+            self.probe_agent();
+        }
+        let mut adapter_live = std::collections::BTreeSet::new();
+        for adapter in &self.adapters {
+            adapter_live.extend(adapter.reconfigure(&config, &variables));
+        }
+        let since_start = reload::diff(&self.started, &config);
+        let summary = reload::classify(&since_last, &since_start, &secrets, &adapter_live);
+        *self.loaded.lock_unpoisoned() = (config, variables);
+        Ok(summary)
     }
 
     /// Marks the gateway ready for traffic (`/readyz` turns 200), and probes the agent in the background.
@@ -147,9 +202,7 @@ impl GatewayHost {
     pub(crate) fn agent_status(&self) -> AgentStatus {
         let (report, stale) = self.agent_health.report();
         if stale {
-            let health = self.agent_health.clone();
-            let agent = self.probed.clone();
-            tokio::spawn(async move { health.probe(agent.as_ref()).await });
+            self.probe_agent();
         }
         AgentStatus {
             backend: self.engine.agent_name().to_owned(),

@@ -16,6 +16,7 @@ pub mod marker;
 mod memory;
 pub mod payload;
 pub mod readiness;
+mod reload;
 pub mod run;
 mod serve;
 mod serve_policy;

@@ -42,6 +42,13 @@ pub enum PayloadError {
 /// (the environment, then the home's secrets store): the only place a payload may read them.
 pub trait PayloadFactory: Send + Sync {
     fn build(&self, home: &Home, config: &Config, variables: &Variables) -> Result<Payload, PayloadError>;
+
+    /// Builds the configured agent alone (a reload replaces the running one with it).
+    fn agent(&self, _config: &Config, _variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
+        Err(PayloadError::Failure(
+            "this payload cannot rebuild its agent: restart to apply".into(),
+        ))
+    }
 }
 
 /// A shared factory, as [`crate::RunOptions`] carries it.

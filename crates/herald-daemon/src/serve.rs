@@ -200,6 +200,10 @@ async fn serve(
                     drain_on_request(keeper, turns, &ledger, config, notifier, call).await;
                 }
             }
+            Step::Reload(source) => {
+                let response = reload_on_request(keeper, turns, &host, &source).await;
+                reply(call, response);
+            }
             Step::LogAbsorbed(source) => keeper.log(
                 keeper
                     .event(EventKind::SignalIgnored)
@@ -273,6 +277,40 @@ async fn drain_on_request(
             ..Response::default()
         });
     });
+}
+
+/// Carries out a reload (see `crate::reload`), records it, and builds the answer: what was applied and
+/// what needs a restart, or why nothing changed.
+async fn reload_on_request(
+    keeper: &RecordKeeper,
+    turns: &TurnTracker,
+    host: &GatewayHost,
+    source: &str,
+) -> Response {
+    let event = keeper.event(EventKind::Reload).with("source", source);
+    match host.reload(keeper.home()).await {
+        Ok(summary) => {
+            tracing::info!(
+                "reloaded ({source}): applied [{}]; needs a restart: [{}]",
+                summary.applied.join(", "),
+                summary.restart_needed.join(", ")
+            );
+            keeper.log(
+                event
+                    .with("applied", summary.applied.clone())
+                    .with("restart_needed", summary.restart_needed.clone()),
+            );
+            Response {
+                reload: Some(summary),
+                ..status_response(keeper, turns)
+            }
+        }
+        Err(why) => {
+            tracing::warn!("reload ({source}) refused, nothing changed: {why}");
+            keeper.log(event.with("error", why.as_str()));
+            Response::error(keeper.pid(), format!("reload refused, nothing changed: {why}"))
+        }
+    }
 }
 
 fn status_response(keeper: &RecordKeeper, turns: &TurnTracker) -> Response {

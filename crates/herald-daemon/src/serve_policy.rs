@@ -40,6 +40,9 @@ pub(crate) enum Step {
     Stop(StopOrder),
     /// Answer with the drain's outcome once it is over (the control channel's `drain`).
     Drain,
+    /// Re-read the configuration and the secrets, apply what can change live, and answer with what was
+    /// done (a control-channel `reload`, or SIGHUP: `source` names it).
+    Reload(String),
     /// Log a signal that was absorbed (a spurious Ctrl+C with no console).
     LogAbsorbed(String),
     /// Log a marker that was not obeyed.
@@ -57,12 +60,14 @@ pub(crate) fn while_serving(heard: &Heard<'_>) -> Step {
             restart: *restart,
         }),
         Heard::Call(Request::Drain) => Step::Drain,
+        Heard::Call(Request::Reload) => Step::Reload("control_channel".into()),
         Heard::Signal(event) => match event.disposition {
             Disposition::Stop => Step::Stop(StopOrder {
                 source: event.source,
                 restart: false,
             }),
             Disposition::Absorb => Step::LogAbsorbed(event.source.describe()),
+            Disposition::Reload => Step::Reload(event.source.describe()),
         },
         Heard::Marker(MarkerCheck::Stop(StopMarker { restart, .. })) => Step::Stop(StopOrder {
             source: StopSource::Marker,
@@ -158,6 +163,22 @@ mod tests {
         ] {
             assert!(!matches!(while_serving(&heard), Step::Stop(_)), "{heard:?}");
         }
+    }
+
+    #[test]
+    fn sighup_and_the_reload_call_reload_and_never_stop() {
+        let hup = signal(StopSource::Signal("SIGHUP"), Disposition::Reload);
+        assert_eq!(
+            while_serving(&Heard::Signal(&hup)),
+            Step::Reload("signal:SIGHUP".into())
+        );
+        assert_eq!(
+            while_serving(&Heard::Call(&Request::Reload)),
+            Step::Reload("control_channel".into())
+        );
+        // While draining there is nothing to reload into: ignored, a reload call answered.
+        assert_eq!(while_draining(&Heard::Signal(&hup)), DrainStep::Ignore);
+        assert_eq!(while_draining(&Heard::Call(&Request::Reload)), DrainStep::Reply);
     }
 
     #[test]

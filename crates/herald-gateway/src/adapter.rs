@@ -15,7 +15,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use herald_home::config::Config;
 use herald_home::records::{AdapterRecord, AdapterState};
+use herald_home::secrets::Variables;
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 use tokio::sync::watch;
@@ -40,6 +42,12 @@ pub trait PushAdapter: Send + fmt::Debug {
     /// After the drain: stops taking and delivering within `grace`. Replies not delivered by then stay
     /// marked undelivered in the journal and are sent after the next start.
     fn close(self: Box<Self>, grace: Duration) -> BoxFuture<()>;
+
+    /// A reload: applies what of `config` (and the secrets in `variables`) it can while running, and
+    /// returns the dotted keys it applies live; any other change to its section needs a restart.
+    fn reconfigure(&self, _config: &Config, _variables: &Variables) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 /// The state of every push adapter, shared by the adapters (writers) and the record keeper (reader).

@@ -721,6 +721,45 @@ impl Config {
     }
 }
 
+/// The dotted keys whose values differ between two configs (`agent.openai.model`,
+/// `telegram.allowed_users`), sorted: what a reload has to apply or report.
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    fn flatten(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, toml::Value>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (key, value) in table {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    flatten(&path, value, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.clone());
+            }
+        }
+    }
+    let tree = |config: &Config| {
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(value) = toml::Value::try_from(config) {
+            flatten("", &value, &mut out);
+        }
+        out
+    };
+    let (old, new) = (tree(old), tree(new));
+    let mut keys: Vec<String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|key| old.get(*key) != new.get(*key))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// What [`Config::to_toml`] shows in place of a literal secret.
 pub const REDACTED: &str = "<redacted>";
 
@@ -891,6 +930,20 @@ mod tests {
             names("[http]\ntoken = \"0123456789abcdef\"\ntoken_env = \"H\"\n[telegram]\ntoken_env = \"T\"\n")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn changed_keys_name_each_leaf_that_differs() {
+        let old = parse("[telegram]\nallowed_users = [1]\n").unwrap();
+        let new = parse(
+            "[telegram]\nallowed_users = [1, 2]\n[agent.openai]\nmodel = \"x\"\n[http]\ntoken = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            changed_keys(&old, &new),
+            ["agent.openai.model", "http.token", "telegram.allowed_users"]
+        );
+        assert!(changed_keys(&new, &new).is_empty());
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub enum EventKind {
     OrphansEnded,
     /// The instance lock file was deleted or replaced under the running gateway (and locked again).
     LockReplaced,
+    /// `herald.toml` and the secrets were read again (SIGHUP, `herald reload`): what was applied, what
+    /// needs a restart, or why nothing was.
+    Reload,
 }
 
 impl EventKind {
@@ -83,6 +86,7 @@ impl EventKind {
             EventKind::Journal => "journal",
             EventKind::OrphansEnded => "orphans_ended",
             EventKind::LockReplaced => "lock_replaced",
+            EventKind::Reload => "reload",
         }
     }
 }

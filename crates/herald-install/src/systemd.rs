@@ -84,6 +84,19 @@ pub fn render_unit(spec: &ServiceSpec) -> Result<String, InstallError> {
         "ExecStart={}",
         exec_line(&invocation.program, &invocation.args)
     ));
+    // `systemctl reload`: the gateway re-reads herald.toml and the secrets (`herald reload`, which
+    // fails — and so fails the reload — when the gateway refuses the new config).
+    let reload_args: Vec<String> = invocation
+        .args
+        .iter()
+        .take_while(|arg| *arg != "run")
+        .cloned()
+        .chain(std::iter::once("reload".to_owned()))
+        .collect();
+    line(&format!(
+        "ExecReload={}",
+        exec_line(&invocation.program, &reload_args)
+    ));
     line(&format!(
         "Environment={}",
         quote_env_word(&format!("{HOME_ENV}={home}"))
@@ -458,6 +471,7 @@ mod tests {
             "TimeoutStopSec=45",
             "WantedBy=default.target",
             "ExecStart=\"/usr/bin/herald\" \"--home\" \"/home/a/.herald\" \"run\" \"--no-supervise\"",
+            "ExecReload=\"/usr/bin/herald\" \"--home\" \"/home/a/.herald\" \"reload\"",
             "Environment=\"HERALD_HOME=/home/a/.herald\"",
         ] {
             assert!(unit.lines().any(|l| l == line), "{line} missing from\n{unit}");

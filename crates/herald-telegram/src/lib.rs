@@ -37,7 +37,7 @@ use herald_gateway::adapter::{AdapterStatus, BoxFuture, PushAdapter};
 use herald_gateway::backoff::{Backoff, Jitter};
 use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
-use herald_home::config::TelegramConfig;
+use herald_home::config::{Config, TelegramConfig};
 use herald_home::records::AdapterState;
 use herald_home::secrets::Variables;
 use serde_json::Value;
@@ -83,10 +83,17 @@ pub enum TelegramSetupError {
 pub struct TelegramOptions {
     pub token: String,
     pub api_base: String,
-    pub allowed_users: Vec<i64>,
-    pub allow_all: bool,
+    /// Who may talk to the agent: shared with the running adapter, so a reload changes it live.
+    access: Arc<std::sync::RwLock<Access>>,
     pub poll_timeout: Duration,
     pub min_poll_interval: Duration,
+}
+
+/// `[telegram] allowed_users` and `allow_all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Access {
+    allowed_users: Vec<i64>,
+    allow_all: bool,
 }
 
 impl std::fmt::Debug for TelegramOptions {
@@ -94,8 +101,7 @@ impl std::fmt::Debug for TelegramOptions {
         f.debug_struct("TelegramOptions")
             .field("token", &"<redacted>")
             .field("api_base", &self.api_base)
-            .field("allowed_users", &self.allowed_users)
-            .field("allow_all", &self.allow_all)
+            .field("access", &*self.access.read().unwrap_or_else(|e| e.into_inner()))
             .field("poll_timeout", &self.poll_timeout)
             .field("min_poll_interval", &self.min_poll_interval)
             .finish()
@@ -120,8 +126,10 @@ impl TelegramOptions {
         Ok(TelegramOptions {
             token,
             api_base: config.api_base.clone(),
-            allowed_users: config.allowed_users.clone(),
-            allow_all: config.allow_all,
+            access: Arc::new(std::sync::RwLock::new(Access {
+                allowed_users: config.allowed_users.clone(),
+                allow_all: config.allow_all,
+            })),
             poll_timeout: Duration::from_secs(config.poll_timeout_secs),
             min_poll_interval: Duration::from_millis(config.min_poll_interval_ms),
         })
@@ -134,7 +142,20 @@ impl TelegramOptions {
     }
 
     fn allows(&self, user: i64) -> bool {
-        self.allow_all || self.allowed_users.contains(&user)
+        let access = self.access.read().unwrap_or_else(|e| e.into_inner());
+        access.allow_all || access.allowed_users.contains(&user)
+    }
+
+    /// Replaces who may talk to the agent (a reload); true when it changed.
+    fn set_access(&self, config: &TelegramConfig) -> bool {
+        let new = Access {
+            allowed_users: config.allowed_users.clone(),
+            allow_all: config.allow_all,
+        };
+        let mut access = self.access.write().unwrap_or_else(|e| e.into_inner());
+        let changed = *access != new;
+        *access = new;
+        changed
     }
 }
 
@@ -212,6 +233,13 @@ impl PushAdapter for TelegramAdapter {
                 run.stop.subscribe(),
             )));
         }
+    }
+
+    fn reconfigure(&self, config: &Config, _variables: &Variables) -> Vec<&'static str> {
+        // Who may talk is read per message: applied at once. The token and the API base are held by
+        // the running poll and delivery tasks: a restart applies those.
+        self.options.set_access(&config.telegram);
+        vec!["telegram.allowed_users", "telegram.allow_all"]
     }
 
     fn close(self: Box<Self>, grace: Duration) -> BoxFuture<()> {

@@ -39,6 +39,10 @@ pub enum Command {
     /// Restart the gateway (planned stop, then a fresh detached start); with --after-exit, once a given
     /// process (an updater, a GUI app) has exited.
     Restart(RestartArgs),
+    /// Make the running gateway read herald.toml and the secrets again (as SIGHUP does on Unix): agent
+    /// settings and allowlists apply at once, without dropping a turn; the keys that need a restart are
+    /// named.
+    Reload,
     /// Stop the running gateway: drain in-flight turns, wait for the process to exit.
     Stop(StopArgs),
     /// Show whether a gateway is running on this home (exit 0 running, 3 not running).

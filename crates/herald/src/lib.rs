@@ -47,6 +47,7 @@ pub fn main_entry() -> std::process::ExitCode {
         Command::Run(args) => commands::run::run(target, &args),
         Command::Start(args) => commands::start::start(&target, &args),
         Command::Restart(args) => commands::restart::restart(&target, &args),
+        Command::Reload => commands::reload::reload(&target),
         Command::Stop(args) => commands::stop::stop(&target, &args),
         Command::Status(args) => commands::status::status(&target, &args),
         Command::Logs(args) => commands::logs::logs(target.home(), &args),

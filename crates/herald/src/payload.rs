@@ -56,6 +56,10 @@ impl PayloadFactory for StandardPayload {
             events,
         })
     }
+
+    fn agent(&self, config: &Config, variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
+        agent(config, variables)
+    }
 }
 
 fn adapters(config: &Config, variables: &Variables) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> {

@@ -167,3 +167,77 @@ fn the_emulator_delivers_messages_and_replies_and_strangers_are_denied() {
         "the token leaked into the log:\n{log}"
     );
 }
+
+/// `herald reload` applies a changed allowlist while a turn runs: the turn in flight is answered (not
+/// dropped), the newly allowed user is let in, and a key that needs a restart is named as such.
+#[test]
+fn a_reload_lets_a_new_user_in_without_dropping_the_turn_in_flight() {
+    let emulator = emulator();
+    let token = format!("{}:RELOAD-TOKEN", std::process::id());
+    let home = TestHome::new();
+    let log = home.root.parent().unwrap().join("agent.log");
+    let config = |allowed: &str, max_connections: u32| {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = {max_connections}\n\n[agent]\nbackend = \"command\"\n\n\
+             [agent.command]\ncommand = [{agent:?}, {log:?}]\n\n[telegram]\nenabled = true\ntoken = \"{token}\"\n\
+             api_base = \"{}\"\nallowed_users = [{allowed}]\nmin_poll_interval_ms = 200\n",
+            emulator.url,
+            agent = support::test_agent().to_string_lossy(),
+            log = log.to_string_lossy(),
+        )
+    };
+    home.write("herald.toml", config("21", 256).as_bytes());
+    let child = home
+        .cmd(&["run", "--no-supervise"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gateway = Gateway::from_child(child);
+    home.wait_running(&gateway);
+
+    user_says(&emulator.url, &token, 21, 21, "sleep:2500:long turn");
+    wait_for("the long turn to start", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("long turn"))
+    });
+    user_says(&emulator.url, &token, 22, 22, "let me in");
+    let mut denial = Vec::new();
+    wait_for("the denial", || {
+        denial.extend(bot_said(&emulator.url, &token, 22));
+        !denial.is_empty()
+    });
+    assert!(denial[0].contains("allowed_users"), "{denial:?}");
+
+    home.write("herald.toml", config("21, 22", 100).as_bytes());
+    let out = home.output(&["reload"]);
+    let shown = support::ok(&out);
+    assert!(shown.contains("applied now: telegram.allowed_users"), "{shown}");
+    assert!(
+        shown.contains("applied only by a restart (`herald restart`): http.max_connections"),
+        "{shown}"
+    );
+
+    let mut long = Vec::new();
+    wait_for("the turn that was in flight to be answered", || {
+        long.extend(bot_said(&emulator.url, &token, 21));
+        !long.is_empty()
+    });
+    assert_eq!(long, ["agent: sleep:2500:long turn"]);
+    user_says(&emulator.url, &token, 22, 22, "hello now");
+    let mut welcome = Vec::new();
+    wait_for("the new user's answer", || {
+        welcome.extend(bot_said(&emulator.url, &token, 22));
+        !welcome.is_empty()
+    });
+    assert_eq!(welcome, ["agent: hello now"]);
+    let reload = home
+        .events()
+        .into_iter()
+        .find(|e| e.event == "reload")
+        .expect("a reload event");
+    assert_eq!(reload.fields["source"], "control_channel", "{reload:?}");
+
+    let out = home.output(&["stop", "--timeout", "30"]);
+    assert!(out.status.success(), "{}", support::text(&out));
+    gateway.wait();
+}

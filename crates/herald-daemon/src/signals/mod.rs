@@ -1,6 +1,7 @@
 //! OS stop signals, turned into stop requests.
 //!
-//! Unix: SIGTERM, SIGINT and SIGHUP each request a planned stop. Windows: console control events. A
+//! Unix: SIGTERM and SIGINT request a planned stop; SIGHUP a reload of `herald.toml` and the secrets
+//! (what nginx and sshd users expect), never a stop. Windows: console control events. A
 //! process started detached (no console, no TTY) can still receive spurious Ctrl+C / Ctrl+Break events
 //! from console plumbing — a known storm that silently killed detached gateways — so those are absorbed
 //! (and logged) when there is no console; an interactive Ctrl+C still stops the gateway. Close, logoff and
@@ -77,6 +78,8 @@ impl ConsoleEvent {
 pub enum Disposition {
     Stop,
     Absorb,
+    /// Re-read the configuration and the secrets (SIGHUP, as nginx and sshd do).
+    Reload,
 }
 
 /// What to do with a console event. `interactive`: the process has a console window a person can type in.

@@ -1,4 +1,4 @@
-//! Unix leaf: SIGTERM, SIGINT, SIGHUP through tokio's signal driver.
+//! Unix leaf: SIGTERM, SIGINT (stop) and SIGHUP (reload) through tokio's signal driver.
 
 use std::io::{self, IsTerminal};
 
@@ -8,10 +8,10 @@ use tokio::sync::mpsc;
 use super::{Disposition, SignalEvent, StopSource};
 
 pub(super) fn listen(events: mpsc::UnboundedSender<SignalEvent>) -> io::Result<()> {
-    for (kind, name) in [
-        (SignalKind::terminate(), "SIGTERM"),
-        (SignalKind::interrupt(), "SIGINT"),
-        (SignalKind::hangup(), "SIGHUP"),
+    for (kind, name, disposition) in [
+        (SignalKind::terminate(), "SIGTERM", Disposition::Stop),
+        (SignalKind::interrupt(), "SIGINT", Disposition::Stop),
+        (SignalKind::hangup(), "SIGHUP", Disposition::Reload),
     ] {
         let mut stream = signal(kind)?;
         let events = events.clone();
@@ -19,7 +19,7 @@ pub(super) fn listen(events: mpsc::UnboundedSender<SignalEvent>) -> io::Result<(
             while stream.recv().await.is_some() {
                 let event = SignalEvent {
                     source: StopSource::Signal(name),
-                    disposition: Disposition::Stop,
+                    disposition,
                 };
                 if events.send(event).is_err() {
                     return;

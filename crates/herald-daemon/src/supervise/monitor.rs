@@ -34,6 +34,20 @@ use crate::signals::{self, Disposition, SignalEvent};
 use crate::startup::{RunError, Started, begin, runtime_or_fail};
 use crate::state::{RecordKeeper, Role};
 
+/// Asks the serving worker to reload, through the control channel it answers (in the background: the
+/// monitor keeps watching its worker meanwhile).
+fn forward_reload(home: &Home) {
+    let home = home.clone();
+    tokio::spawn(async move {
+        let request = herald_process::control::Request::Reload;
+        match herald_process::control::call_async(&home, request, Duration::from_secs(30)).await {
+            Ok(reply) if reply.ok => {}
+            Ok(reply) => tracing::warn!("reload: {}", reply.error.unwrap_or_default()),
+            Err(e) => tracing::warn!("cannot pass the reload to the worker: {e}"),
+        }
+    });
+}
+
 /// Environment variable through which a worker learns its monitor's identity (`pid:start_time`).
 pub const MONITOR_ENV: &str = "HERALD_MONITOR";
 /// Lines of worker stderr kept for the crash-loop event.
@@ -180,6 +194,8 @@ impl Monitor {
                         }
                         Disposition::Absorb => self.keeper.log(self.keeper.event(EventKind::SignalIgnored)
                             .with("source", event.source.describe())),
+                        // SIGHUP to the monitor (the pid the records name): the worker reloads.
+                        Disposition::Reload => forward_reload(&home),
                     },
                     Some(()) = marker_wake.recv() => {
                         if let Some(marker) = self.check_marker() {

@@ -148,38 +148,55 @@ impl AgentHealth {
     }
 }
 
-/// An agent whose every turn is noted in an [`AgentHealth`]; otherwise the agent it wraps.
+/// The agent a gateway hosts: every turn's outcome is noted in an [`AgentHealth`], and a reload may
+/// [`replace`](Watched::replace) the agent itself. A turn keeps the agent it started with to its end (it
+/// holds its own reference), so a replacement never cuts a turn; the next turn gets the new one.
 #[derive(Debug)]
 pub struct Watched {
-    inner: Arc<dyn Agent>,
+    inner: std::sync::RwLock<Arc<dyn Agent>>,
     health: AgentHealth,
 }
 
 impl Watched {
     pub fn new(inner: Arc<dyn Agent>, health: AgentHealth) -> Watched {
-        Watched { inner, health }
+        Watched {
+            inner: std::sync::RwLock::new(inner),
+            health,
+        }
+    }
+
+    /// The agent new turns get.
+    pub fn current(&self) -> Arc<dyn Agent> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `agent` in place for the turns that start from now on.
+    pub fn replace(&self, agent: Arc<dyn Agent>) {
+        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = agent;
     }
 }
 
 impl Agent for Watched {
     fn name(&self) -> &'static str {
-        self.inner.name()
+        self.current().name()
     }
     fn wants_history(&self) -> bool {
-        self.inner.wants_history()
+        self.current().wants_history()
     }
     fn history_limit(&self) -> usize {
-        self.inner.history_limit()
+        self.current().history_limit()
     }
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
+        let agent = self.current();
         Box::pin(async move {
-            let outcome = self.inner.reply(request).await;
+            let outcome = agent.reply(request).await;
             self.health.note_turn(&outcome);
             outcome
         })
     }
     fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
-        self.inner.probe()
+        let agent = self.current();
+        Box::pin(async move { agent.probe().await })
     }
 }
 
@@ -230,6 +247,10 @@ mod tests {
         let watched = Watched::new(working, health.clone());
         assert_eq!(watched.reply(&request()).await.unwrap(), "fine");
         assert_eq!(health.report().0.verdict, Verdict::Ready);
+
+        // A replacement serves the next turn.
+        watched.replace(Arc::new(Scripted(Ok("new".into()))));
+        assert_eq!(watched.reply(&request()).await.unwrap(), "new");
 
         // A timeout says nothing about the agent's health.
         health.note_turn(&Err(AgentError::Timeout(Duration::from_secs(1))));

@@ -21,7 +21,7 @@ use std::time::Duration;
 use herald_home::Home;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-pub use protocol::{AgentStatus, DrainSummary, ProtocolError, Request, Response};
+pub use protocol::{AgentStatus, DrainSummary, ProtocolError, ReloadSummary, Request, Response};
 
 /// The endpoint a home's control channel uses on this OS, as text for records and messages.
 pub fn endpoint(home: &Home) -> String {

@@ -1,6 +1,7 @@
 //! The control-channel protocol: one JSON object per line each way.
 //!
-//! Requests: `{"op":"ping"}`, `{"op":"status"}`, `{"op":"stop","restart":false}`, `{"op":"drain"}`.
+//! Requests: `{"op":"ping"}`, `{"op":"status"}`, `{"op":"stop","restart":false}`, `{"op":"drain"}`,
+//! `{"op":"reload"}`.
 //! Every response carries `ok` and the answering `pid`; the rest depends on the request. Parsing is a pure
 //! function with a size bound, so a hostile or broken client gets an error reply, never a crash.
 
@@ -23,6 +24,16 @@ pub enum Request {
     },
     /// Refuse new turns and wait for the in-flight ones; the gateway stays up (not ready) until stopped.
     Drain,
+    /// Read `herald.toml` and the secrets again and apply what can change without a restart.
+    Reload,
+}
+
+/// What a reload did: the dotted keys applied live, and those that changed but take effect only after a
+/// restart (the running gateway keeps their old values).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReloadSummary {
+    pub applied: Vec<String>,
+    pub restart_needed: Vec<String>,
 }
 
 /// A drain's outcome as reported over the channel.
@@ -66,6 +77,8 @@ pub struct Response {
     pub uptime_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadSummary>,
     /// What the gateway knows of its agent's health (status and ping replies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentStatus>,
@@ -133,6 +146,7 @@ mod tests {
             Ok(Request::Stop { restart: true })
         );
         assert_eq!(parse_request(b"{\"op\":\"drain\"}"), Ok(Request::Drain));
+        assert_eq!(parse_request(b"{\"op\":\"reload\"}"), Ok(Request::Reload));
     }
 
     #[test]

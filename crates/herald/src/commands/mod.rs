@@ -6,6 +6,7 @@ pub mod config;
 pub mod doctor;
 pub mod install;
 pub mod logs;
+pub mod reload;
 pub mod restart;
 pub mod run;
 pub mod secret;
