@@ -478,14 +478,14 @@ mod tests {
     }
 
     #[test]
-    fn empty_command_is_unavailable() {
+    fn empty_command_is_misconfigured() {
         let agent = CommandAgent::new(Vec::new(), Duration::from_secs(1), 5);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let err = rt.block_on(agent.reply(&request(0))).unwrap_err();
-        assert!(matches!(err, AgentError::Unavailable(_)), "{err:?}");
+        assert!(matches!(err, AgentError::Misconfigured(_)), "{err:?}");
         assert!(agent.wants_history());
         assert_eq!(agent.name(), "command");
     }
