@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_gateway::adapter::{AdapterBoard, PushAdapter};
-use herald_gateway::engine::Engine;
+use herald_gateway::engine::{Engine, EngineOptions};
 use herald_gateway::http::browser::BrowserPolicy;
 use herald_gateway::http::{HttpLimits, HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
@@ -61,7 +61,10 @@ impl GatewayHost {
         for (key, warning) in config.warnings(Some(&keeper.home().config_file())) {
             tracing::warn!("herald.toml: {key}: {warning}");
         }
-        let engine = Engine::new(parts.journal, parts.agent, turns.clone());
+        let options = EngineOptions {
+            log_message_text: config.gateway.log_message_text,
+        };
+        let engine = Engine::with_options(parts.journal, parts.agent, turns.clone(), options);
         let board = AdapterBoard::new();
         let mut adapters = parts.adapters;
         for adapter in &mut adapters {
