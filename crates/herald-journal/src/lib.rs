@@ -523,9 +523,11 @@ mod tests {
         .unwrap();
     }
 
-    /// Every message of the file, as (id, session, turn, role, text, failed, delivered): what must
-    /// survive a migration unchanged.
-    fn all_messages(path: &Path) -> Vec<(i64, i64, i64, String, String, bool, Option<i64>)> {
+    /// A message row: (id, session, turn, role, text, failed, delivered).
+    type Row = (i64, i64, i64, String, String, bool, Option<i64>);
+
+    /// Every message of the file: what must survive a migration unchanged.
+    fn all_messages(path: &Path) -> Vec<Row> {
         let conn = Connection::open(path).unwrap();
         let mut stmt = conn
             .prepare(
