@@ -67,7 +67,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 2 → 3: conversations. Each session numbers its turns 1, 2, 3… (`turns.number`; the turns already
     // stored are numbered here, in the order they were stored), and a reset starts the session's next
     // conversation (`sessions.conversation`, copied to each turn it takes): an agent is shown only its
-    // turn's conversation. Everything stored so far is conversation 1. Failure notices need nothing:
+    // turn's conversation, read turn by turn (newest first, so a long conversation costs only the
+    // messages shown). Everything stored so far is conversation 1. Failure notices need nothing:
     // they have been stored as such (`messages.failed`) since version 1.
     r"
     ALTER TABLE sessions ADD COLUMN conversation INTEGER NOT NULL DEFAULT 1;
@@ -79,6 +80,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         WHERE turns.id = numbered.id;
     CREATE UNIQUE INDEX turns_by_number ON turns (session_id, number);
     CREATE INDEX turns_by_conversation ON turns (session_id, conversation, number);
+    -- An agent's context reads the messages of each earlier turn.
+    CREATE INDEX messages_by_turn ON messages (turn_id);
     ",
 ];
 
