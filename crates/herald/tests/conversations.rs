@@ -345,7 +345,9 @@ fn chat_new_and_session_start_afresh_one_shot_and_interactive() {
 #[test]
 fn status_and_the_state_record_show_the_turns_in_flight_live() {
     let (home, log) = home_with_agent("", "");
-    let _gateway = home.start(&["--no-supervise"]);
+    // Supervised, as `herald start` and the service registrations run it: the worker counts the turns
+    // and writes the state record the monitor's `status` reads.
+    let _gateway = home.start(&[]);
     let url = home.http_url();
     let (_, idle) = home.status_json();
     assert_eq!(idle["in_flight"], 0, "{idle}");
