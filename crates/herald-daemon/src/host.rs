@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use herald_gateway::adapter::{AdapterBoard, PushAdapter};
 use herald_gateway::agent::health::{AgentHealth, Watched};
-use herald_gateway::engine::Engine;
+use herald_gateway::engine::{Engine, EngineOptions};
 use herald_gateway::http::browser::BrowserPolicy;
 use herald_gateway::http::{HttpLimits, HttpOptions, HttpServer};
 use herald_gateway::{ResumeLedger, TurnTracker};
@@ -81,7 +81,10 @@ impl GatewayHost {
         // health without waiting for it.
         let agent_health = AgentHealth::new();
         let agent = Arc::new(Watched::new(parts.agent, agent_health.clone()));
-        let engine = Engine::new(parts.journal, agent.clone(), turns.clone());
+        let options = EngineOptions {
+            log_message_text: config.gateway.log_message_text,
+        };
+        let engine = Engine::with_options(parts.journal, agent.clone(), turns.clone(), options);
         let board = AdapterBoard::new();
         let mut adapters = parts.adapters;
         for adapter in &mut adapters {

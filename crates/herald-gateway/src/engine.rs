@@ -23,20 +23,31 @@
 //!
 //! The engine only awaits the journal (every journal call returns a future); it never blocks an async
 //! thread on storage, whatever store is behind the [`Journal`] trait.
+//!
+//! **Conversations.** An agent is shown, as history, only the earlier turns of its turn's conversation
+//! ([`HistoryStore::context`](crate::journal::HistoryStore::context)): never the gateway's own failure
+//! notices, and nothing from before the session's last [`Engine::reset`].
+//!
+//! **Logs.** Every turn this process runs ends with one info line — adapter, session, the turn's number
+//! in its session, agent backend, outcome (`done`, `failed`, `interrupted`, `gave_up`) and milliseconds —
+//! whichever way it ends, since the line is written when the turn's task lets go of it (a stop that
+//! drops the task included). Message and reply texts are in it only with
+//! [`EngineOptions::log_message_text`]: conversations are the user's, logs are often shared.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
-use crate::agent::{Agent, HistoryMessage, TurnRequest};
+use crate::agent::{Agent, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
-    Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind, Pending, Reply,
-    SessionKey, SessionSummary, StoredMessage,
+    Conversation, Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind,
+    Pending, Reply, SessionKey, SessionSummary, StoredMessage,
 };
 pub use crate::turns::TurnOutcome;
 use crate::turns::{
@@ -108,12 +119,30 @@ pub struct ResumeSummary {
     pub gave_up: usize,
 }
 
+/// How the engine behaves beyond its parts (`[gateway]` in `herald.toml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Put each turn's message and reply texts in its log line (`[gateway] log_message_text`; off by
+    /// default).
+    pub log_message_text: bool,
+}
+
+/// A stored turn, as the engine runs it.
+#[derive(Debug)]
+struct Plan {
+    turn_id: i64,
+    /// Its number within the session.
+    number: u64,
+    text: String,
+}
+
 /// Shared by every adapter (`Arc<Engine>`).
 #[derive(Debug)]
 pub struct Engine {
     journal: Arc<dyn Journal>,
     agent: Arc<dyn Agent>,
     turns: TurnTracker,
+    options: EngineOptions,
     serving: AtomicBool,
     /// Whether the journal's last write went through: a gateway whose journal refuses writes (a full
     /// disk, a read-only file) is alive but not ready — every message would fail.
@@ -124,10 +153,20 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(journal: Arc<dyn Journal>, agent: Arc<dyn Agent>, turns: TurnTracker) -> Arc<Engine> {
+        Engine::with_options(journal, agent, turns, EngineOptions::default())
+    }
+
+    pub fn with_options(
+        journal: Arc<dyn Journal>,
+        agent: Arc<dyn Agent>,
+        turns: TurnTracker,
+        options: EngineOptions,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             journal,
             agent,
             turns,
+            options,
             serving: AtomicBool::new(false),
             storing: AtomicBool::new(true),
             ids: IdSource::new(),
@@ -246,7 +285,12 @@ impl Engine {
             });
         }
         guard.bind(accepted.turn_id);
-        self.spawn_turn(accepted.turn_id, text, guard);
+        let plan = Plan {
+            turn_id: accepted.turn_id,
+            number: accepted.number,
+            text,
+        };
+        self.spawn_turn(plan, guard);
         Ok(Ticket {
             message_id,
             new: true,
@@ -257,39 +301,53 @@ impl Engine {
     /// Puts the turn in line (now, so call order is line order) and runs it in a task of its own once it
     /// has a slot; the guard publishes its outcome and ends it. A turn a drain sends away before it got a
     /// slot was never started: it stays unfinished in the journal and runs after the next start.
-    fn spawn_turn(self: &Arc<Self>, turn_id: i64, text: String, guard: TurnGuard) {
+    fn spawn_turn(self: &Arc<Self>, plan: Plan, guard: TurnGuard) {
         let engine = self.clone();
+        let mut log = TurnLog::new(self, &guard.key().session, plan.number, &plan.text);
         let queued = guard.enqueue();
         tokio::spawn(async move {
             let (guard, slot) = queued.slot().await;
             let result = match slot {
-                Ok(()) => engine.run_turn(turn_id, text, &guard).await,
+                Ok(()) => engine.run_turn(plan, &guard).await,
                 Err(Draining) => TurnOutcome::Interrupted,
             };
+            log.ended(&result);
             guard.finish(result);
         });
     }
 
-    async fn run_turn(&self, turn_id: i64, text: String, guard: &TurnGuard) -> TurnOutcome {
+    async fn run_turn(&self, plan: Plan, guard: &TurnGuard) -> TurnOutcome {
+        let Plan {
+            turn_id,
+            number,
+            text,
+        } = plan;
         let key = guard.key();
         let (session, message_id) = (&key.session, &key.message_id);
         // Not awaited: a lost `running` mark changes nothing (see `TurnStore::start`).
         drop(self.journal.start(turn_id, now_ms()));
         let history = match self.agent.history_limit() {
             0 => Vec::new(),
-            limit => self.history_before(session, turn_id, limit).await,
+            limit => match self.journal.context(turn_id, limit).await {
+                Ok(history) => history,
+                Err(e) => {
+                    tracing::warn!(session = %session, turn = number, "cannot read history for a turn: {e}");
+                    Vec::new()
+                }
+            },
         };
         let request = TurnRequest {
             adapter: session.adapter.clone(),
             chat_id: session.chat_id.clone(),
             turn_id,
+            turn: number,
             message: text,
             history,
         };
         let reply = match self.agent.reply(&request).await {
             Ok(text) => Reply { text, failed: false },
             Err(e) => {
-                tracing::warn!(turn = turn_id, session = %session, "agent {}: {e}", self.agent.name());
+                tracing::warn!(session = %session, turn = number, "agent {}: {e}", self.agent.name());
                 Reply {
                     text: e.user_message(),
                     failed: true,
@@ -316,36 +374,14 @@ impl Engine {
                 Err(e) => {
                     let delay = retries.next_delay();
                     tracing::error!(
-                        turn = turn_id,
+                        session = %session,
+                        turn = number,
                         message = %message_id,
                         "cannot store the reply, retrying in {delay:?}: {e}"
                     );
                     guard.publish(TurnOutcome::Failed(e));
                     tokio::time::sleep(delay).await;
                 }
-            }
-        }
-    }
-
-    /// Earlier messages of the session, without this turn's own.
-    async fn history_before(&self, session: &SessionKey, turn_id: i64, limit: usize) -> Vec<HistoryMessage> {
-        match self.history(session, limit.saturating_add(1)).await {
-            Ok(messages) => {
-                let mut earlier: Vec<HistoryMessage> = messages
-                    .into_iter()
-                    .filter(|m| m.turn_id != turn_id)
-                    .map(|m| HistoryMessage {
-                        role: m.role,
-                        text: m.text,
-                    })
-                    .collect();
-                let excess = earlier.len().saturating_sub(limit);
-                earlier.drain(..excess);
-                earlier
-            }
-            Err(e) => {
-                tracing::warn!(session = %session, "cannot read history for a turn: {e}");
-                Vec::new()
             }
         }
     }
@@ -370,7 +406,9 @@ impl Engine {
                 &TurnKey::new(turn.session.clone(), turn.message_id.clone()),
                 &reply,
             );
-            tracing::warn!(turn = turn.turn_id, session = %turn.session, "gave up after {MAX_RESUMES} resumes");
+            tracing::warn!(session = %turn.session, turn = turn.number, "gave up after {MAX_RESUMES} resumes");
+            let mut log = TurnLog::new(self, &turn.session, turn.number, &turn.text);
+            log.outcome("gave_up", Some(&reply.text));
             summary.gave_up += 1;
         }
         let ids: Vec<i64> = to_run.iter().map(|t| t.turn_id).collect();
@@ -385,7 +423,12 @@ impl Engine {
                 Err(Draining) => break,
             };
             guard.bind(turn.turn_id);
-            self.spawn_turn(turn.turn_id, turn.text, guard);
+            let plan = Plan {
+                turn_id: turn.turn_id,
+                number: turn.number,
+                text: turn.text,
+            };
+            self.spawn_turn(plan, guard);
             summary.resumed += 1;
         }
         Ok(summary)
@@ -440,9 +483,102 @@ impl Engine {
         self.journal.set_adapter_offset(adapter, offset, now_ms()).await
     }
 
+    /// Starts a new conversation of `session` (durably, before returning): the turns stored from now on
+    /// are shown to the agent without anything from before. Nothing is deleted; a session whose current
+    /// conversation has no turn yet is left as it is.
+    pub async fn reset(&self, session: &SessionKey) -> Result<Conversation, JournalError> {
+        let reset = self.journal.reset(session, now_ms()).await;
+        self.stored(&reset);
+        let conversation = reset?;
+        if conversation.started {
+            tracing::info!(
+                adapter = %session.adapter,
+                session = %session.chat_id,
+                conversation = conversation.number,
+                "conversation reset"
+            );
+        }
+        Ok(conversation)
+    }
+
     /// Sessions, most recently active first.
     pub async fn sessions(&self, limit: usize) -> Result<Vec<SessionSummary>, JournalError> {
         self.journal.sessions(limit).await
+    }
+}
+
+/// The one log line of a turn, written once: when the turn ends ([`TurnLog::ended`]), or — if its task
+/// is dropped first (a stop, a panic) — when this is dropped, as `interrupted`.
+#[derive(Debug)]
+struct TurnLog {
+    session: SessionKey,
+    number: u64,
+    agent: &'static str,
+    /// The message text, only when the options allow logging it.
+    text: Option<String>,
+    began: Instant,
+    written: bool,
+}
+
+impl TurnLog {
+    fn new(engine: &Engine, session: &SessionKey, number: u64, text: &str) -> TurnLog {
+        TurnLog {
+            session: session.clone(),
+            number,
+            agent: engine.agent.name(),
+            text: engine.options.log_message_text.then(|| text.to_owned()),
+            began: Instant::now(),
+            written: false,
+        }
+    }
+
+    fn ended(&mut self, outcome: &TurnOutcome) {
+        match outcome {
+            TurnOutcome::Replied(reply) => {
+                let word = if reply.failed { "failed" } else { "done" };
+                self.outcome(word, Some(&reply.text));
+            }
+            // A reply the journal could not take (it closed): the turn runs again after the next start.
+            TurnOutcome::Interrupted | TurnOutcome::Failed(_) | TurnOutcome::Stored => {
+                self.outcome("interrupted", None)
+            }
+        }
+    }
+
+    fn outcome(&mut self, outcome: &str, reply: Option<&str>) {
+        if std::mem::replace(&mut self.written, true) {
+            return;
+        }
+        let ms = u64::try_from(self.began.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (adapter, session) = (&self.session.adapter, &self.session.chat_id);
+        match &self.text {
+            None => tracing::info!(
+                adapter = %adapter,
+                session = %session,
+                turn = self.number,
+                agent = %self.agent,
+                outcome = %outcome,
+                ms,
+                "turn ended"
+            ),
+            Some(text) => tracing::info!(
+                adapter = %adapter,
+                session = %session,
+                turn = self.number,
+                agent = %self.agent,
+                outcome = %outcome,
+                ms,
+                text = ?text,
+                reply = ?reply.unwrap_or_default(),
+                "turn ended"
+            ),
+        }
+    }
+}
+
+impl Drop for TurnLog {
+    fn drop(&mut self) {
+        self.outcome("interrupted", None);
     }
 }
 

@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::agent::Role;
+use crate::agent::{HistoryMessage, Role};
 
 /// A conversation: one chat of one adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,7 +108,9 @@ pub struct Inbound {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub text: String,
-    /// The reply explains a failure instead of answering.
+    /// The reply is the gateway's notice of a failure (an apology: the agent failed, or the turn could
+    /// not be resumed), not the agent's words. It is stored as such, shown to people, and never given to
+    /// an agent as history (see [`HistoryStore::context`]).
     pub failed: bool,
 }
 
@@ -116,6 +118,8 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub turn_id: i64,
+    /// The turn's number within its session: 1, 2, 3… in the order the session's messages were stored.
+    pub number: u64,
     /// `false` when the message id was already known: no new turn was made.
     pub new: bool,
     /// The turn's state (for a duplicate, its current state).
@@ -130,6 +134,8 @@ pub struct Accepted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnfinishedTurn {
     pub turn_id: i64,
+    /// The turn's number within its session (see [`Accepted::number`]).
+    pub number: u64,
     pub session: SessionKey,
     pub message_id: String,
     pub text: String,
@@ -152,6 +158,11 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub turn_id: i64,
+    /// Its turn's number within the session (see [`Accepted::number`]).
+    pub turn: u64,
+    /// The conversation of the session the turn belongs to: 1 until the first reset, then 2, …
+    /// (see [`HistoryStore::reset`]).
+    pub conversation: u64,
     /// The turn's message id (idempotency key); a reply carries its question's id.
     pub message_id: String,
     pub role: Role,
@@ -180,6 +191,9 @@ pub struct HistoryPage {
     pub messages: Vec<StoredMessage>,
     /// The cursor for the page before this one, when older messages exist.
     pub older: Option<i64>,
+    /// The session's current conversation: only its messages are an agent's context (1 for a session
+    /// never reset, or unknown).
+    pub conversation: u64,
 }
 
 /// One session, for listings.
@@ -189,6 +203,18 @@ pub struct SessionSummary {
     pub created_ms: u64,
     pub updated_ms: u64,
     pub messages: u64,
+    /// The session's current conversation (see [`HistoryStore::reset`]).
+    pub conversation: u64,
+}
+
+/// What [`HistoryStore::reset`] left: the session's current conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conversation {
+    /// 1 for a session never reset; one more for every reset that followed a turn.
+    pub number: u64,
+    /// Whether this call started it (`false`: the current conversation had no turn yet, so it is
+    /// already fresh — a reset repeated or retried changes nothing).
+    pub started: bool,
 }
 
 /// Why the journal could not do something. The message is for people; `kind` is for deciding.
@@ -300,10 +326,23 @@ pub trait TurnStore: Send + Sync + fmt::Debug {
     fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()>;
 }
 
-/// Reads of stored conversations (the HTTP history and session listings, an agent's context).
+/// Stored conversations: reads for people (the HTTP history, session listings) and for agents (a turn's
+/// context), and the reset that starts a session's next conversation.
+///
+/// A session keeps every message it ever had. A reset does not delete anything: it starts a new
+/// *conversation* of the session, and an agent's context is made only of its turn's own conversation.
 pub trait HistoryStore: Send + Sync + fmt::Debug {
-    /// The last `limit` messages of a session, oldest first. Unknown session: empty.
+    /// The last `limit` messages of a session, oldest first, every conversation. Unknown session: empty.
     fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>>;
+
+    /// What an agent is shown as the history of turn `turn_id`: the last `limit` messages of the turns
+    /// before it in its session's conversation, in turn order (a question, then its answer), oldest
+    /// first. Failure notices ([`Reply::failed`]) are never part of it.
+    fn context(&self, turn_id: i64, limit: usize) -> Pending<Vec<HistoryMessage>>;
+
+    /// Starts a new conversation of `session`, unless its current one has no turn yet. Messages stored
+    /// after it are the next turns' context; those before stay stored and listed.
+    fn reset(&self, session: &SessionKey, at_ms: u64) -> Pending<Conversation>;
 
     /// A page of a session's history (see [`HistoryQuery`]): what a reader outside the process gets, so
     /// the memory one request can take is bounded by its byte budget, not by the session's size.

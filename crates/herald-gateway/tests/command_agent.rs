@@ -36,6 +36,7 @@ fn request() -> TurnRequest {
         adapter: "http".to_owned(),
         chat_id: "chat-7".to_owned(),
         turn_id: 99,
+        turn: 1,
         message: "what is \"herald\"? ünïcode".to_owned(),
         history: vec![
             HistoryMessage {
@@ -79,6 +80,7 @@ async fn stdin_receives_the_turn_as_json() {
         serde_json::json!({
             "session": {"adapter": "http", "chat_id": "chat-7"},
             "turn_id": 99,
+            "turn": 1,
             "message": "what is \"herald\"? ünïcode",
             "history": [{"role": "assistant", "text": "kept 1"}, {"role": "user", "text": "kept 2"}],
         })

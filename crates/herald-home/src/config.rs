@@ -366,6 +366,9 @@ pub struct GatewayConfig {
     /// How long a planned stop waits for in-flight turns before cutting them (they resume after restart).
     #[serde(deserialize_with = "drain_timeout")]
     pub drain_timeout_secs: u64,
+    /// Put message and reply texts in each turn's log line (a debugging aid; conversations stay out of
+    /// logs by default).
+    pub log_message_text: bool,
 }
 
 /// Upper bound for `drain_timeout_secs`: service managers must be told a finite stop timeout.
@@ -375,6 +378,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             drain_timeout_secs: 30,
+            log_message_text: false,
         }
     }
 }
@@ -392,6 +396,9 @@ pub const TEMPLATE: &str = r#"# herald.toml — configuration for one Herald hom
 # Seconds a planned stop (herald stop, a service manager, Ctrl+C) waits for in-flight turns to finish
 # before cutting them. Cut turns are resumed after the next start. 0..=3600.
 drain_timeout_secs = 30
+# Every turn logs one line (session, turn number, agent, outcome, milliseconds). true adds the message
+# and reply texts to it: for debugging only — logs are often shared, conversations are private.
+log_message_text = false
 
 [supervisor]
 # `herald run` supervises the gateway: a monitor process restarts a worker that exits unexpectedly, at
@@ -971,6 +978,11 @@ mod tests {
     fn values_are_read() {
         let config = parse("[gateway]\ndrain_timeout_secs = 5\n").unwrap();
         assert_eq!(config.gateway.drain_timeout_secs, 5);
+        assert!(!config.gateway.log_message_text);
+        let config = parse("[gateway]\nlog_message_text = true\n").unwrap();
+        assert!(config.gateway.log_message_text);
+        let err = parse("[gateway]\nlog_message_text = \"yes\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("gateway.log_message_text"), "{err}");
     }
 
     #[test]

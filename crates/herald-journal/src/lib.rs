@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 use std::thread::JoinHandle;
 
-use herald_gateway::agent::Role;
+use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, Delivery, HistoryPage, HistoryQuery, HistoryStore, Inbound, Journal,
-    JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore,
+    Accepted, AdapterStore, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore, Inbound,
+    Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore,
     UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
@@ -183,7 +183,7 @@ impl TurnStore for SqliteJournal {
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count
+                "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number
                  FROM turns t
                  JOIN sessions s ON s.id = t.session_id
                  JOIN messages m ON m.turn_id = t.id AND m.role = 'user'
@@ -194,6 +194,7 @@ impl TurnStore for SqliteJournal {
                 let state: String = r.get(5)?;
                 Ok(UnfinishedTurn {
                     turn_id: r.get(0)?,
+                    number: r.get::<_, i64>(7)?.max(0) as u64,
                     session: SessionKey::new(r.get::<_, String>(1)?, r.get::<_, String>(2)?),
                     message_id: r.get(3)?,
                     text: r.get(4)?,
@@ -234,12 +235,49 @@ impl HistoryStore for SqliteJournal {
         self.read(move |conn| read_page(conn, &session, &query))
     }
 
+    fn context(&self, turn_id: i64, limit: usize) -> Pending<Vec<HistoryMessage>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            // The turns before this one in its session's conversation, newest first (by the index
+            // `turns_by_conversation`), their messages question first; failure notices left out.
+            let mut stmt = conn.prepare_cached(
+                "SELECT m.role, m.text
+                 FROM turns me
+                 JOIN turns t ON t.session_id = me.session_id AND t.conversation = me.conversation
+                                 AND t.number < me.number
+                 JOIN messages m ON m.turn_id = t.id
+                 WHERE me.id = ?1 AND NOT (m.role = 'assistant' AND m.failed)
+                 ORDER BY t.number DESC, m.role = 'user' ASC, m.id DESC
+                 LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![turn_id, limit], |r| {
+                let role: String = r.get(0)?;
+                Ok(HistoryMessage {
+                    role: if role == "assistant" {
+                        Role::Assistant
+                    } else {
+                        Role::User
+                    },
+                    text: r.get(1)?,
+                })
+            })?;
+            let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+    }
+
+    fn reset(&self, session: &SessionKey, at_ms: u64) -> Pending<Conversation> {
+        let session = session.clone();
+        self.write(|done| Write::Reset { session, at_ms, done })
+    }
+
     fn sessions(&self, limit: usize) -> Pending<Vec<SessionSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT s.adapter, s.chat_id, s.created_ms, s.updated_ms,
-                        (SELECT count(*) FROM messages m WHERE m.session_id = s.id)
+                        (SELECT count(*) FROM messages m WHERE m.session_id = s.id), s.conversation
                  FROM sessions s ORDER BY s.updated_ms DESC, s.id DESC LIMIT ?1",
             )?;
             let rows = stmt.query_map(params![limit], |r| {
@@ -248,6 +286,7 @@ impl HistoryStore for SqliteJournal {
                     created_ms: r.get::<_, i64>(2)?.max(0) as u64,
                     updated_ms: r.get::<_, i64>(3)?.max(0) as u64,
                     messages: r.get::<_, i64>(4)?.max(0) as u64,
+                    conversation: r.get::<_, i64>(5)?.max(1) as u64,
                 })
             })?;
             rows.collect()
@@ -333,8 +372,17 @@ impl Journal for SqliteJournal {
 /// start of the session; returns them oldest first. Rows past the budget are never materialised.
 fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> rusqlite::Result<HistoryPage> {
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let mut page = HistoryPage {
+        conversation: conn
+            .prepare_cached("SELECT conversation FROM sessions WHERE adapter = ?1 AND chat_id = ?2")?
+            .query_row(params![session.adapter, session.chat_id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map_or(1, |n| n.max(1) as u64),
+        ..HistoryPage::default()
+    };
     let mut stmt = conn.prepare_cached(
-        "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed, t.state
+        "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed, t.state,
+                t.number, t.conversation
          FROM messages m
          JOIN turns t ON t.id = m.turn_id
          WHERE m.session_id = (SELECT id FROM sessions WHERE adapter = ?1 AND chat_id = ?2)
@@ -348,7 +396,6 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
         query.before,
         limit.saturating_add(1)
     ])?;
-    let mut page = HistoryPage::default();
     let mut bytes = 0usize;
     let mut last_id = 0i64;
     while let Some(r) = rows.next()? {
@@ -375,6 +422,8 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
         };
         page.messages.push(StoredMessage {
             turn_id: r.get(1)?,
+            turn: r.get::<_, i64>(8)?.max(0) as u64,
+            conversation: r.get::<_, i64>(9)?.max(1) as u64,
             message_id: r.get(2)?,
             role,
             text,
@@ -415,7 +464,6 @@ mod tests {
         }
         let (journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, Some(1));
-        assert_eq!(SCHEMA_VERSION, 2);
         assert!(journal.undelivered("telegram", 10).await.unwrap().is_empty());
         assert_eq!(journal.adapter_offset("telegram").await.unwrap(), None);
         let unfinished = journal.unfinished().await.unwrap();
@@ -439,5 +487,179 @@ mod tests {
         // Reopening a current file migrates nothing.
         let (_journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, None);
+    }
+
+    /// A journal as the schema version 2 build left it — made with that version's exact DDL (the first
+    /// two migrations, never edited) and filled as its writer did: turns numbered globally, sessions
+    /// interleaved, a failed turn whose apology is stored with `failed = 1`, a turn still pending.
+    fn version_2_file(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[1]).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sessions VALUES (1, 'http', 'alice', 1, 9);
+             INSERT INTO sessions VALUES (2, 'telegram', '42', 2, 8);
+             INSERT INTO turns VALUES (1, 1, 'a1', 'done', 0, 1, 1);
+             INSERT INTO turns VALUES (2, 2, 'u7', 'done', 0, 2, 2);
+             INSERT INTO turns VALUES (3, 1, 'a2', 'failed', 3, 3, 3);
+             INSERT INTO turns VALUES (4, 1, 'a3', 'done', 0, 4, 4);
+             INSERT INTO turns VALUES (5, 2, 'u8', 'done', 0, 5, 5);
+             INSERT INTO turns VALUES (6, 1, 'a4', 'pending', 0, 6, 6);
+             INSERT INTO messages VALUES (1, 1, 1, 'user', 'hi', 0, 1, NULL);
+             INSERT INTO messages VALUES (2, 1, 1, 'assistant', 'hello', 0, 1, 1);
+             INSERT INTO messages VALUES (3, 2, 2, 'user', 'tg one', 0, 2, NULL);
+             INSERT INTO messages VALUES (4, 2, 2, 'assistant', 'tg reply one', 0, 2, 2);
+             INSERT INTO messages VALUES (5, 1, 3, 'user', 'crashy', 0, 3, NULL);
+             INSERT INTO messages VALUES (6, 1, 3, 'assistant', 'Sorry, the agent failed', 1, 3, 3);
+             INSERT INTO messages VALUES (7, 1, 4, 'user', 'again', 0, 4, NULL);
+             INSERT INTO messages VALUES (8, 1, 4, 'assistant', 'sure', 0, 4, 4);
+             INSERT INTO messages VALUES (9, 2, 5, 'user', 'tg two', 0, 5, NULL);
+             INSERT INTO messages VALUES (10, 2, 5, 'assistant', 'tg reply two', 0, 5, NULL);
+             INSERT INTO messages VALUES (11, 1, 6, 'user', 'still waiting', 0, 6, NULL);",
+        )
+        .unwrap();
+    }
+
+    /// A message row: (id, session, turn, role, text, failed, delivered).
+    type Row = (i64, i64, i64, String, String, bool, Option<i64>);
+
+    /// Every message of the file: what must survive a migration unchanged.
+    fn all_messages(path: &Path) -> Vec<Row> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, session_id, turn_id, role, text, failed, delivered_ms FROM messages ORDER BY id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_version_2_file_gets_per_session_turn_numbers_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        version_2_file(&path);
+        let before = all_messages(&path);
+        let (journal, report) = SqliteJournal::open(&path).unwrap();
+        assert_eq!(report.migrated_from, Some(2));
+        assert_eq!(SCHEMA_VERSION, 3);
+        drop(journal);
+        // Nothing lost or changed: every message, its turn, its failure mark and its delivery mark.
+        assert_eq!(all_messages(&path), before);
+        let (journal, report) = SqliteJournal::open(&path).unwrap();
+        assert_eq!(report.migrated_from, None);
+
+        // Each session's turns are numbered 1, 2, 3… in the order they were stored.
+        let numbers = |session: SessionKey| {
+            let page = journal.history_page(
+                &session,
+                HistoryQuery {
+                    limit: 100,
+                    before: None,
+                    max_bytes: usize::MAX,
+                },
+            );
+            async move {
+                let page = page.await.unwrap();
+                assert_eq!(page.conversation, 1);
+                page.messages
+                    .into_iter()
+                    .map(|m| (m.turn, m.conversation, m.text, m.status))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            numbers(SessionKey::new("http", "alice")).await,
+            [
+                (1, 1, "hi".to_owned(), TurnState::Done),
+                (1, 1, "hello".to_owned(), TurnState::Done),
+                (2, 1, "crashy".to_owned(), TurnState::Failed),
+                (2, 1, "Sorry, the agent failed".to_owned(), TurnState::Failed),
+                (3, 1, "again".to_owned(), TurnState::Done),
+                (3, 1, "sure".to_owned(), TurnState::Done),
+                (4, 1, "still waiting".to_owned(), TurnState::Pending),
+            ]
+        );
+        assert_eq!(
+            numbers(SessionKey::new("telegram", "42"))
+                .await
+                .iter()
+                .map(|m| m.0)
+                .collect::<Vec<_>>(),
+            [1, 1, 2, 2]
+        );
+        // The pending turn is still resumable, with its number; the undelivered reply is still owed.
+        let unfinished = journal.unfinished().await.unwrap();
+        assert_eq!(
+            unfinished
+                .iter()
+                .map(|t| (t.turn_id, t.number, t.text.as_str()))
+                .collect::<Vec<_>>(),
+            [(6, 4, "still waiting")]
+        );
+        let owed = journal.undelivered("telegram", 10).await.unwrap();
+        assert_eq!(owed.len(), 1);
+        assert_eq!(owed[0].reply.text, "tg reply two");
+        // The apology stored by version 2 is recognised as such: the agent of the pending turn sees the
+        // conversation without it.
+        let context: Vec<(Role, String)> = journal
+            .context(6, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.role, m.text))
+            .collect();
+        assert_eq!(
+            context,
+            [
+                (Role::User, "hi".to_owned()),
+                (Role::Assistant, "hello".to_owned()),
+                (Role::User, "crashy".to_owned()),
+                (Role::User, "again".to_owned()),
+                (Role::Assistant, "sure".to_owned()),
+            ]
+        );
+        // New turns continue each session's numbering.
+        let next = journal
+            .accept(Inbound {
+                session: SessionKey::new("http", "alice"),
+                message_id: "a5".into(),
+                text: "fifth".into(),
+                at_ms: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!((next.new, next.number), (true, 5));
+        let first = journal
+            .accept(Inbound {
+                session: SessionKey::new("http", "bob"),
+                message_id: "b1".into(),
+                text: "first".into(),
+                at_ms: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(first.number, 1);
+        let sessions = journal.sessions(10).await.unwrap();
+        assert_eq!(sessions.len(), 3);
+        assert!(sessions.iter().all(|s| s.conversation == 1));
+        let alice = sessions.iter().find(|s| s.session.chat_id == "alice").unwrap();
+        assert_eq!(alice.messages, 8);
     }
 }

@@ -64,6 +64,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_ms  INTEGER NOT NULL
     );
     ",
+    // 2 → 3: conversations. Each session numbers its turns 1, 2, 3… (`turns.number`; the turns already
+    // stored are numbered here, in the order they were stored), and a reset starts the session's next
+    // conversation (`sessions.conversation`, copied to each turn it takes): an agent is shown only its
+    // turn's conversation, read turn by turn (newest first, so a long conversation costs only the
+    // messages shown). Everything stored so far is conversation 1. Failure notices need nothing:
+    // they have been stored as such (`messages.failed`) since version 1.
+    r"
+    ALTER TABLE sessions ADD COLUMN conversation INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE turns ADD COLUMN number INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE turns ADD COLUMN conversation INTEGER NOT NULL DEFAULT 1;
+    UPDATE turns SET number = numbered.number
+        FROM (SELECT id, row_number() OVER (PARTITION BY session_id ORDER BY id) AS number FROM turns)
+             AS numbered
+        WHERE turns.id = numbered.id;
+    CREATE UNIQUE INDEX turns_by_number ON turns (session_id, number);
+    CREATE INDEX turns_by_conversation ON turns (session_id, conversation, number);
+    -- An agent's context reads the messages of each earlier turn.
+    CREATE INDEX messages_by_turn ON messages (turn_id);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -11,7 +11,7 @@
 use std::sync::mpsc;
 
 use herald_gateway::journal::{
-    Accepted, Completion, Inbound, JournalError, JournalErrorKind, Reply, TurnState,
+    Accepted, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply, SessionKey, TurnState,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
@@ -54,11 +54,17 @@ pub(crate) enum Write {
         at_ms: u64,
         done: Completion<()>,
     },
+    Reset {
+        session: SessionKey,
+        at_ms: u64,
+        done: Completion<Conversation>,
+    },
 }
 
 /// What a write produced inside the transaction, delivered after the commit.
 enum Outcome {
     Accepted(Completion<Accepted>, Result<Accepted, JournalError>),
+    Reset(Completion<Conversation>, Result<Conversation, JournalError>),
     Unit(Completion<()>, Result<(), JournalError>),
     Nothing,
 }
@@ -97,6 +103,7 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
     for write in batch {
         match write {
             Write::Accept(_, done) => done.complete(Err(error.clone())),
+            Write::Reset { done, .. } => done.complete(Err(error.clone())),
             Write::Start { done, .. }
             | Write::Finish { done, .. }
             | Write::MarkInterrupted { done, .. }
@@ -120,6 +127,7 @@ fn deliver(outcome: Outcome, committed: &Result<(), JournalError>) {
     }
     match outcome {
         Outcome::Accepted(done, result) => done.complete(after(result, committed)),
+        Outcome::Reset(done, result) => done.complete(after(result, committed)),
         Outcome::Unit(done, result) => done.complete(after(result, committed)),
         Outcome::Nothing => {}
     }
@@ -184,9 +192,14 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
             done,
             set_offset(&savepoint, &adapter, offset, at_ms).map_err(|e| storage_error(&e)),
         ),
+        Write::Reset { session, at_ms, done } => Outcome::Reset(
+            done,
+            reset(&savepoint, &session, at_ms).map_err(|e| storage_error(&e)),
+        ),
     };
     let failed = match &outcome {
         Outcome::Accepted(_, r) => r.is_err(),
+        Outcome::Reset(_, r) => r.is_err(),
         Outcome::Unit(_, r) => r.is_err(),
         Outcome::Nothing => false,
     };
@@ -200,11 +213,11 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
 }
 
 fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
-    let session_id: i64 = conn
+    let (session_id, conversation): (i64, i64) = conn
         .prepare_cached(
             "INSERT INTO sessions (adapter, chat_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
              ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = excluded.updated_ms
-             RETURNING id",
+             RETURNING id, conversation",
         )?
         .query_row(
             params![
@@ -212,14 +225,15 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
                 inbound.session.chat_id,
                 inbound.at_ms as i64
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
     let existing = conn
         .prepare_cached(
             "SELECT t.id, t.state,
                     (SELECT text FROM messages WHERE turn_id = t.id AND role = 'user'),
                     (SELECT text FROM messages WHERE turn_id = t.id AND role = 'assistant'),
-                    (SELECT failed FROM messages WHERE turn_id = t.id AND role = 'assistant')
+                    (SELECT failed FROM messages WHERE turn_id = t.id AND role = 'assistant'),
+                    t.number
              FROM turns t WHERE t.session_id = ?1 AND t.message_id = ?2",
         )?
         .query_row(params![session_id, inbound.message_id], |r| {
@@ -228,6 +242,7 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
             let failed: Option<bool> = r.get(4)?;
             Ok(Accepted {
                 turn_id: r.get(0)?,
+                number: r.get::<_, i64>(5)?.max(0) as u64,
                 new: false,
                 state: TurnState::parse(&state).unwrap_or(TurnState::Failed),
                 text: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
@@ -241,14 +256,18 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
     if let Some(existing) = existing {
         return Ok(existing);
     }
-    let turn_id: i64 = conn
+    // The session's next number: one writer, inside its transaction, so no two turns get the same one
+    // (and the unique index `turns_by_number` would refuse it if they did).
+    let (turn_id, number): (i64, i64) = conn
         .prepare_cached(
-            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms)
-             VALUES (?1, ?2, 'pending', ?3, ?3) RETURNING id",
+            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation)
+             VALUES (?1, ?2, 'pending', ?3, ?3,
+                     (SELECT coalesce(max(number), 0) + 1 FROM turns WHERE session_id = ?1), ?4)
+             RETURNING id, number",
         )?
         .query_row(
-            params![session_id, inbound.message_id, inbound.at_ms as i64],
-            |r| r.get(0),
+            params![session_id, inbound.message_id, inbound.at_ms as i64, conversation],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
     conn.prepare_cached(
         "INSERT INTO messages (session_id, turn_id, role, text, created_ms) VALUES (?1, ?2, 'user', ?3, ?4)",
@@ -256,10 +275,47 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
     .execute(params![session_id, turn_id, inbound.text, inbound.at_ms as i64])?;
     Ok(Accepted {
         turn_id,
+        number: number.max(0) as u64,
         new: true,
         state: TurnState::Pending,
         text: inbound.text.clone(),
         reply: None,
+    })
+}
+
+/// Starts the session's next conversation, unless its current one has no turn yet (a repeated or retried
+/// reset changes nothing). An unknown session is left unknown: it is at conversation 1 and fresh.
+fn reset(conn: &Connection, session: &SessionKey, at_ms: u64) -> rusqlite::Result<Conversation> {
+    let current: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT id, conversation FROM sessions WHERE adapter = ?1 AND chat_id = ?2")?
+        .query_row(params![session.adapter, session.chat_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((session_id, conversation)) = current else {
+        return Ok(Conversation {
+            number: 1,
+            started: false,
+        });
+    };
+    let used: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM turns WHERE session_id = ?1 AND conversation = ?2)")?
+        .query_row(params![session_id, conversation], |r| r.get(0))?;
+    if !used {
+        return Ok(Conversation {
+            number: conversation.max(1) as u64,
+            started: false,
+        });
+    }
+    let next: i64 = conn
+        .prepare_cached(
+            "UPDATE sessions SET conversation = conversation + 1, updated_ms = ?2 WHERE id = ?1
+             RETURNING conversation",
+        )?
+        .query_row(params![session_id, at_ms as i64], |r| r.get(0))?;
+    Ok(Conversation {
+        number: next.max(1) as u64,
+        started: true,
     })
 }
 

@@ -523,3 +523,152 @@ fn a_pending_result_can_be_waited_for_outside_async_code() {
     journal.finish(turn.turn_id, reply("a"), 2).wait().unwrap();
     assert_eq!(journal.sessions(10).wait().unwrap()[0].messages, 2);
 }
+
+fn failed(text: &str) -> Reply {
+    Reply {
+        text: text.into(),
+        failed: true,
+    }
+}
+
+/// The (role, text) pairs an agent is given as the history of `turn_id`.
+async fn context(journal: &SqliteJournal, turn_id: i64) -> Vec<(Role, String)> {
+    journal
+        .context(turn_id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.role, m.text))
+        .collect()
+}
+
+#[tokio::test]
+async fn turns_are_numbered_per_session_and_a_retry_keeps_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    let a1 = journal.accept(inbound("a", "1", "x")).await.unwrap();
+    let b1 = journal.accept(inbound("b", "1", "x")).await.unwrap();
+    let a2 = journal.accept(inbound("a", "2", "y")).await.unwrap();
+    let again = journal.accept(inbound("a", "1", "x")).await.unwrap();
+    assert_eq!((a1.number, b1.number, a2.number), (1, 1, 2));
+    assert_eq!((again.new, again.number), (false, 1));
+    let unfinished: Vec<_> = journal
+        .unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.session.chat_id, t.number))
+        .collect();
+    assert_eq!(unfinished, [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]);
+}
+
+#[tokio::test]
+async fn an_agent_never_sees_failure_notices_nor_later_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    let t1 = journal.accept(inbound("s", "1", "q1")).await.unwrap().turn_id;
+    let t2 = journal.accept(inbound("s", "2", "q2")).await.unwrap().turn_id;
+    let t3 = journal.accept(inbound("s", "3", "q3")).await.unwrap().turn_id;
+    let t4 = journal.accept(inbound("s", "4", "q4")).await.unwrap().turn_id;
+    // Stored out of order (turns run side by side): the context is still in turn order.
+    journal
+        .finish(t2, failed("Sorry, the agent failed"), 2)
+        .await
+        .unwrap();
+    journal.finish(t1, reply("a1"), 3).await.unwrap();
+    journal.finish(t4, reply("a4"), 4).await.unwrap();
+    assert_eq!(context(&journal, t1).await, []);
+    assert_eq!(
+        context(&journal, t3).await,
+        [
+            (Role::User, "q1".to_owned()),
+            (Role::Assistant, "a1".to_owned()),
+            (Role::User, "q2".to_owned()),
+        ]
+    );
+    // People still see the apology, marked failed.
+    let history = journal.history(&SessionKey::new("http", "s"), 100).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|m| m.text == "Sorry, the agent failed" && m.status == TurnState::Failed)
+    );
+    // The limit keeps the most recent messages.
+    let last_two: Vec<_> = journal
+        .context(t4, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(last_two, ["q2", "q3"]);
+}
+
+#[tokio::test]
+async fn a_reset_starts_a_new_conversation_and_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let session = SessionKey::new("http", "s");
+    // An unknown session is fresh already; nothing is stored for it.
+    let unknown = journal_reset(&open(&path), "s").await;
+    assert_eq!((unknown.number, unknown.started), (1, false));
+    let journal = open(&path);
+    assert!(journal.sessions(10).await.unwrap().is_empty());
+
+    let t1 = journal.accept(inbound("s", "1", "before")).await.unwrap().turn_id;
+    journal.finish(t1, reply("old answer"), 2).await.unwrap();
+    let reset = journal.reset(&session, 3).await.unwrap();
+    assert_eq!((reset.number, reset.started), (2, true));
+    // A second reset with nothing said since changes nothing (a retried `--new`).
+    let again = journal.reset(&session, 4).await.unwrap();
+    assert_eq!((again.number, again.started), (2, false));
+
+    let t2 = journal.accept(inbound("s", "2", "after")).await.unwrap();
+    assert_eq!(t2.number, 2, "turn numbers run on across conversations");
+    assert_eq!(context(&journal, t2.turn_id).await, []);
+    journal.finish(t2.turn_id, reply("new answer"), 5).await.unwrap();
+    let t3 = journal.accept(inbound("s", "3", "third")).await.unwrap();
+    assert_eq!(
+        context(&journal, t3.turn_id).await,
+        [
+            (Role::User, "after".to_owned()),
+            (Role::Assistant, "new answer".to_owned())
+        ]
+    );
+    drop(journal);
+
+    // Durable, and the whole history stays listed, each message with its conversation.
+    let journal = open(&path);
+    let page = journal
+        .history_page(
+            &session,
+            HistoryQuery {
+                limit: 100,
+                before: None,
+                max_bytes: usize::MAX,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.conversation, 2);
+    let listed: Vec<_> = page
+        .messages
+        .iter()
+        .map(|m| (m.turn, m.conversation, m.text.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (1, 1, "before"),
+            (1, 1, "old answer"),
+            (2, 2, "after"),
+            (2, 2, "new answer"),
+            (3, 2, "third"),
+        ]
+    );
+    assert_eq!(journal.sessions(10).await.unwrap()[0].conversation, 2);
+}
+
+async fn journal_reset(journal: &SqliteJournal, chat: &str) -> herald_gateway::journal::Conversation {
+    journal.reset(&SessionKey::new("http", chat), 1).await.unwrap()
+}

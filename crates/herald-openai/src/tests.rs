@@ -33,6 +33,7 @@ fn turn(message: &str, history: &[(Role, &str)]) -> TurnRequest {
         adapter: "http".into(),
         chat_id: "c".into(),
         turn_id: 1,
+        turn: 1,
         message: message.into(),
         history: history
             .iter()

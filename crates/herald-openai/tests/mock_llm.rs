@@ -217,6 +217,7 @@ fn turn(message: &str) -> TurnRequest {
         adapter: "http".into(),
         chat_id: "c1".into(),
         turn_id: 7,
+        turn: 1,
         message: message.into(),
         history: vec![],
     }

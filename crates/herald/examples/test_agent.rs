@@ -1,9 +1,11 @@
 //! A stand-in agent for the `command` backend in herald's own tests (built by `cargo test` as an
 //! example, so it runs the same on Linux and under Wine).
 //!
-//! Usage: `test_agent LOG` — reads the turn JSON from stdin, appends `start <turn_id> <message>` to LOG,
-//! sleeps when the message starts with `sleep:<ms>:`, appends `end <turn_id>`, and replies
-//! `agent: <message>`. A message `fail` exits 3 with a message on stderr.
+//! Usage: `test_agent LOG` — reads the turn JSON from stdin, appends it as one line to `LOG.turns` (what
+//! the agent was given, history included), appends `start <turn_id> <message>` to LOG, sleeps when the
+//! message starts with `sleep:<ms>:`, waits until the file `LOG.gate-<name>` exists when it starts with
+//! `gate:<name>:`, appends `end <turn_id>`, and replies `agent: <message>`. A message `fail` exits 3 with
+//! a message on stderr.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -15,6 +17,7 @@ fn main() {
     let turn: serde_json::Value = serde_json::from_str(&input).expect("turn JSON on stdin");
     let message = turn["message"].as_str().unwrap_or_default().to_owned();
     let turn_id = turn["turn_id"].as_i64().unwrap_or(-1);
+    append(&format!("{log}.turns"), &turn.to_string());
     append(&log, &format!("start {turn_id} {message}"));
     if message == "fail" {
         eprintln!("test_agent: asked to fail");
@@ -25,6 +28,17 @@ fn main() {
         && let Ok(ms) = ms.parse::<u64>()
     {
         std::thread::sleep(Duration::from_millis(ms));
+    }
+    if let Some(rest) = message.strip_prefix("gate:")
+        && let Some((name, _)) = rest.split_once(':')
+    {
+        // The test opens the gate by creating the file; a test that never does is killed with the
+        // gateway (or gives up here after two minutes).
+        let gate = format!("{log}.gate-{name}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !std::path::Path::new(&gate).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     append(&log, &format!("end {turn_id}"));
     print!("agent: {message}");

@@ -130,6 +130,10 @@ pub struct ChatArgs {
     /// The conversation to talk in (1 to 200 characters of A-Z a-z 0-9 - _ . : @).
     #[arg(long, short, default_value = "cli", value_name = "ID")]
     pub session: String,
+    /// Start a new conversation of the session first: the agent no longer sees what came before (the
+    /// history stays stored and listed).
+    #[arg(long)]
+    pub new: bool,
     /// The message (words are joined with spaces). Omit it for an interactive prompt.
     #[arg(trailing_var_arg = true, value_name = "MESSAGE")]
     pub message: Vec<String>,

@@ -6,12 +6,14 @@
 //! the rest its arguments), writes one JSON document to its stdin and closes it:
 //!
 //! ```json
-//! {"session": {"adapter": "http", "chat_id": "abc"}, "turn_id": 7, "message": "hi",
+//! {"session": {"adapter": "http", "chat_id": "abc"}, "turn_id": 7, "turn": 2, "message": "hi",
 //!  "history": [{"role": "user", "text": "earlier"}, {"role": "assistant", "text": "reply"}]}
 //! ```
 //!
-//! `history` holds the last `history_messages` messages of the session, oldest first, without `message`
-//! itself. The reply is the program's stdout, read as UTF-8 (invalid bytes become U+FFFD) with trailing
+//! `turn_id` is the journal's id of the turn (unique across sessions), `turn` its number within the
+//! session. `history` holds the last `history_messages` messages of the session's current conversation
+//! (since its last reset), oldest first, without `message` itself and without the gateway's failure
+//! notices. The reply is the program's stdout, read as UTF-8 (invalid bytes become U+FFFD) with trailing
 //! line breaks removed; if that text is a JSON object with a string field `reply`, the field is the reply
 //! instead, so a program may answer `{"reply": "..."}`. The program succeeds by exiting 0 with a non-blank
 //! reply. Anything else is an [`AgentError`]: a non-zero exit is `Failed` with the exit status and the last
@@ -199,6 +201,7 @@ fn stdin_json(request: &TurnRequest, history_messages: usize) -> Vec<u8> {
     let document = serde_json::json!({
         "session": {"adapter": request.adapter, "chat_id": request.chat_id},
         "turn_id": request.turn_id,
+        "turn": request.turn,
         "message": request.message,
         "history": history,
     });
@@ -363,6 +366,7 @@ mod tests {
             adapter: "http".to_owned(),
             chat_id: "chat-1".to_owned(),
             turn_id: 42,
+            turn: 3,
             message: "héllo \"there\"\n".to_owned(),
             history: (0..history)
                 .map(|i| HistoryMessage {
@@ -383,6 +387,7 @@ mod tests {
             serde_json::json!({
                 "session": {"adapter": "http", "chat_id": "chat-1"},
                 "turn_id": 42,
+                "turn": 3,
                 "message": "héllo \"there\"\n",
                 "history": [{"role": "assistant", "text": "m3"}, {"role": "user", "text": "m4"}],
             })

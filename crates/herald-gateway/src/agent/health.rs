@@ -224,6 +224,7 @@ mod tests {
             adapter: "http".into(),
             chat_id: "c".into(),
             turn_id: 1,
+            turn: 1,
             message: "hi".into(),
             history: Vec::new(),
         }

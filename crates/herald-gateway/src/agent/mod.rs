@@ -52,12 +52,15 @@ pub struct TurnRequest {
     pub adapter: String,
     /// The conversation within that adapter (an HTTP session id, a Telegram chat id).
     pub chat_id: String,
-    /// The journal's id for this turn: stable across restarts, so a resumed turn has the same id.
+    /// The journal's id for this turn, unique across sessions and stable across restarts, so a resumed
+    /// turn has the same id.
     pub turn_id: i64,
+    /// The turn's number within its session (1, 2, 3…), also stable across restarts.
+    pub turn: u64,
     /// The user's message this turn answers.
     pub message: String,
-    /// Earlier messages of the session (not including `message`), oldest first. Empty unless
-    /// [`Agent::wants_history`] is true.
+    /// Earlier messages of the session's current conversation (not including `message`), oldest first,
+    /// without the gateway's failure notices. Empty unless [`Agent::wants_history`] is true.
     pub history: Vec<HistoryMessage>,
 }
 

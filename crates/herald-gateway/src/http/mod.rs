@@ -3,6 +3,7 @@
 //! ```text
 //! POST /v1/sessions/{session}/messages   {"text": "...", "id": "optional idempotency key"}  [?wait=false]
 //! GET  /v1/sessions/{session}/messages   [?limit=N]      history with statuses
+//! POST /v1/sessions/{session}/reset      [{}]            start a new conversation (history is kept)
 //! GET  /v1/sessions                      [?limit=N]      sessions, most recent first
 //! GET  /healthz                          200 while the process serves
 //! GET  /readyz                           200 when taking turns; 503 while starting or draining
@@ -35,7 +36,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -152,6 +153,7 @@ pub fn router(engine: Arc<Engine>, options: &HttpOptions) -> Router {
     let v1 = Router::new()
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{session}/messages", get(history).post(post_message))
+        .route("/v1/sessions/{session}/reset", post(reset_session))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route_layer(middleware::from_fn_with_state(state.clone(), refuse_browsers));
     Router::new()
@@ -307,6 +309,11 @@ struct PostBody {
     #[serde(default)]
     id: Option<String>,
 }
+
+/// The body of a reset: nothing, or an empty object (room for options later).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -520,7 +527,8 @@ async fn history(
                 .map(|m| {
                     json!({
                         "id": m.message_id,
-                        "turn": m.turn_id,
+                        "turn": m.turn,
+                        "conversation": m.conversation,
                         "role": m.role.as_str(),
                         "text": m.text,
                         "status": m.status.as_str(),
@@ -528,10 +536,70 @@ async fn history(
                     })
                 })
                 .collect();
-            axum::Json(json!({"session": session, "messages": messages, "next_before": page.older}))
-                .into_response()
+            axum::Json(json!({
+                "session": session,
+                "conversation": page.conversation,
+                "messages": messages,
+                "next_before": page.older,
+            }))
+            .into_response()
         }
         Err(e) => journal_failure(&e),
+    }
+}
+
+/// `POST /v1/sessions/{session}/reset`: the session's next turns are shown to the agent without what
+/// came before; nothing is deleted. Answered once the reset is durable.
+async fn reset_session(
+    State(state): State<Arc<AppState>>,
+    session: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let session = match session_id(session) {
+        Ok(session) => session,
+        Err(response) => return *response,
+    };
+    match body {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {}
+        Ok(bytes) => {
+            if let Err(e) = serde_json::from_slice::<ResetBody>(&bytes) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("the body of a reset must be empty or {{}}: {e}"),
+                );
+            }
+        }
+        Err(rejection) => return body_rejection(rejection, state.max_body_bytes),
+    }
+    if state.engine.turns().is_draining() {
+        return with_retry_after(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the gateway is stopping; retry the reset shortly",
+        ));
+    }
+    match state
+        .engine
+        .reset(&SessionKey::new(ADAPTER, session.clone()))
+        .await
+    {
+        Ok(conversation) => axum::Json(json!({
+            "session": session,
+            "conversation": conversation.number,
+            "reset": conversation.started,
+        }))
+        .into_response(),
+        Err(e) if e.kind == JournalErrorKind::Full => with_retry_after(error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_full",
+            format!("{e}; the session was not reset"),
+        )),
+        Err(e) => with_retry_after(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("{e}; retry the reset (a repeated reset changes nothing)"),
+        )),
     }
 }
 
@@ -552,6 +620,7 @@ async fn list_sessions(
                         "adapter": s.session.adapter,
                         "session": s.session.chat_id,
                         "messages": s.messages,
+                        "conversation": s.conversation,
                         "created_ms": s.created_ms,
                         "updated_ms": s.updated_ms,
                     })

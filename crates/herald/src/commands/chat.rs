@@ -1,4 +1,8 @@
-//! `herald chat [--session ID] [MESSAGE]`: talk to the running gateway through its HTTP API.
+//! `herald chat [--session ID] [--new] [MESSAGE]`: talk to the running gateway through its HTTP API.
+//!
+//! `--new` resets the session (`POST /v1/sessions/{session}/reset`) before the first message, in both the
+//! one-shot and the interactive form: the agent then sees nothing said before. A reset of a conversation
+//! that has no turn yet changes nothing, so retrying one is harmless.
 //!
 //! Each message gets an id before it is sent and keeps it across retries, so a gateway that restarts
 //! mid-turn (`503 interrupted`, a refused connection while it comes back, a new port) still answers the
@@ -45,6 +49,12 @@ pub fn chat(target: &Target, args: &ChatArgs) -> ExitCode {
         }
     };
     let session = args.session.as_str();
+    if args.new {
+        let code = runtime.block_on(reset(home, &client, token.as_deref(), session));
+        if code != ExitCode::Ok {
+            return code;
+        }
+    }
     let ids = MessageIds::new();
     if !args.message.is_empty() {
         let text = args.message.join(" ");
@@ -52,7 +62,8 @@ pub fn chat(target: &Target, args: &ChatArgs) -> ExitCode {
     }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("herald chat: session {session:?}; one message per line, Ctrl+D to end");
+        let fresh = if args.new { " (a new conversation)" } else { "" };
+        eprintln!("herald chat: session {session:?}{fresh}; one message per line, Ctrl+D to end");
     }
     let mut worst = ExitCode::Ok;
     let stdin = std::io::stdin();
@@ -132,65 +143,125 @@ async fn send(
     id: &str,
     text: &str,
 ) -> ExitCode {
-    let deadline = Instant::now() + RETRY_WINDOW;
     let body = json!({"text": text, "id": id}).to_string();
-    loop {
-        let url = match gateway_url(home) {
-            Ok(url) => url,
-            Err(code) if Instant::now() < deadline && code != ExitCode::NotRunning => {
-                tokio::time::sleep(RETRY_STEP).await;
-                continue;
+    let call = Call {
+        home,
+        client,
+        token,
+        path: format!("/v1/sessions/{}/messages", encode_segment(session)),
+        body,
+        what: "the message",
+    };
+    match call.post().await {
+        Ok((200, payload)) => {
+            let reply = payload["reply"]["text"].as_str().unwrap_or_default();
+            println!("{reply}");
+            if payload["status"] == "failed" {
+                ExitCode::Failure
+            } else {
+                ExitCode::Ok
             }
-            Err(code) => return code,
-        };
-        let endpoint = format!("{url}/v1/sessions/{}/messages", encode_segment(session));
-        let mut request = client
-            .post(&endpoint)
-            .header("content-type", "application/json")
-            .body(body.clone());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
         }
-        let retry = match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                let payload: Value = response.json_lossy().await;
-                match status.as_u16() {
-                    200 => {
-                        let reply = payload["reply"]["text"].as_str().unwrap_or_default();
-                        println!("{reply}");
-                        return if payload["status"] == "failed" {
-                            ExitCode::Failure
-                        } else {
-                            ExitCode::Ok
-                        };
-                    }
-                    202 => {
-                        println!("(stored as {id}; the reply will appear in the session history)");
-                        return ExitCode::Ok;
-                    }
-                    503 => payload["message"]
-                        .as_str()
-                        .unwrap_or("the gateway is busy")
-                        .to_owned(),
-                    _ => {
-                        eprintln!(
-                            "herald: the gateway refused the message ({status}): {}",
-                            payload["message"].as_str().unwrap_or("no details")
-                        );
-                        return ExitCode::Failure;
+        Ok(_) => {
+            println!("(stored as {id}; the reply will appear in the session history)");
+            ExitCode::Ok
+        }
+        Err(code) => code,
+    }
+}
+
+/// Starts a new conversation of `session`, retrying while the gateway restarts (a reset repeated
+/// changes nothing).
+async fn reset(home: &Home, client: &reqwest::Client, token: Option<&str>, session: &str) -> ExitCode {
+    let call = Call {
+        home,
+        client,
+        token,
+        path: format!("/v1/sessions/{}/reset", encode_segment(session)),
+        body: "{}".to_owned(),
+        what: "the reset",
+    };
+    match call.post().await {
+        Ok((_, payload)) => {
+            tracing::debug!(
+                "session {session:?} is at conversation {}",
+                payload["conversation"]
+            );
+            ExitCode::Ok
+        }
+        Err(code) => code,
+    }
+}
+
+/// One POST to the gateway, retried with the same body while the gateway restarts (a `503`, a refused
+/// connection, a new port).
+struct Call<'a> {
+    home: &'a Home,
+    client: &'a reqwest::Client,
+    token: Option<&'a str>,
+    path: String,
+    body: String,
+    what: &'static str,
+}
+
+impl Call<'_> {
+    /// The status (`2xx`) and JSON body of the answer, or the exit code after saying why there is none.
+    async fn post(&self) -> Result<(u16, Value), ExitCode> {
+        let deadline = Instant::now() + RETRY_WINDOW;
+        loop {
+            let url = match gateway_url(self.home) {
+                Ok(url) => url,
+                Err(code) if Instant::now() < deadline && code != ExitCode::NotRunning => {
+                    tokio::time::sleep(RETRY_STEP).await;
+                    continue;
+                }
+                Err(code) => return Err(code),
+            };
+            let endpoint = format!("{url}{}", self.path);
+            let mut request = self
+                .client
+                .post(&endpoint)
+                .header("content-type", "application/json")
+                .body(self.body.clone());
+            if let Some(token) = self.token {
+                request = request.bearer_auth(token);
+            }
+            let retry = match request.send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let payload: Value = response.json_lossy().await;
+                    match status {
+                        200..=299 => return Ok((status, payload)),
+                        503 => payload["message"]
+                            .as_str()
+                            .unwrap_or("the gateway is busy")
+                            .to_owned(),
+                        _ => {
+                            eprintln!(
+                                "herald: the gateway refused {} ({}): {}",
+                                self.what,
+                                response_status(status),
+                                payload["message"].as_str().unwrap_or("no details")
+                            );
+                            return Err(ExitCode::Failure);
+                        }
                     }
                 }
+                Err(e) => format!("cannot reach {endpoint}: {e}"),
+            };
+            if Instant::now() >= deadline {
+                eprintln!("herald: {retry}; gave up after {}s", RETRY_WINDOW.as_secs());
+                return Err(ExitCode::Failure);
             }
-            Err(e) => format!("cannot reach {endpoint}: {e}"),
-        };
-        if Instant::now() >= deadline {
-            eprintln!("herald: {retry}; gave up after {}s", RETRY_WINDOW.as_secs());
-            return ExitCode::Failure;
+            tracing::debug!("{retry}; retrying");
+            tokio::time::sleep(RETRY_STEP).await;
         }
-        tracing::debug!("{retry}; retrying");
-        tokio::time::sleep(RETRY_STEP).await;
     }
+}
+
+/// A status code as reqwest prints it (`404 Not Found`).
+fn response_status(code: u16) -> String {
+    reqwest::StatusCode::from_u16(code).map_or_else(|_| code.to_string(), |s| s.to_string())
 }
 
 /// Reads a JSON body, or `null` when it is not JSON.
