@@ -21,6 +21,7 @@ pub mod paths;
 pub mod records;
 pub mod sync;
 pub mod time;
+pub mod words;
 
 pub use budget::StopBudget;
 pub use exit::ExitCode;

@@ -20,6 +20,7 @@ use herald_home::lifecycle::{LifecycleEvent, parse_events};
 use herald_home::lock::InstanceLock;
 use herald_home::records::{GatewayState, MonitorPhase, MonitorRecord, PidRecord, StateRecord};
 use herald_home::time::now_ms;
+use herald_home::words::count;
 
 use herald_install::context::Context;
 pub use herald_install::facts::ServiceFacts;
@@ -403,8 +404,10 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
                 "Lifecycle",
                 !bad,
                 format!(
-                    "last event {} at {}; restarts {restarts}{last_exit}",
-                    e.event, e.ts
+                    "last event {} at {}; {}{last_exit}",
+                    e.event,
+                    e.ts,
+                    count(u64::from(restarts), "restart", "restarts")
                 ),
             )
         }

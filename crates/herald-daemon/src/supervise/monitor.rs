@@ -247,7 +247,12 @@ impl Monitor {
                 }
                 Decision::CrashLoop { exits, reason } => {
                     let why = format!(
-                        "crash loop: {exits} unexpected worker exits within {}s; last: {reason}",
+                        "crash loop: {} within {}s; last: {reason}",
+                        herald_home::words::count(
+                            u64::try_from(exits).unwrap_or(u64::MAX),
+                            "unexpected worker exit",
+                            "unexpected worker exits"
+                        ),
                         config.supervisor.crash_loop_window_secs
                     );
                     self.keeper.log(

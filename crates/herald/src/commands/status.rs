@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use herald_home::ExitCode;
 use herald_home::time::human_duration;
+use herald_home::words::count;
 use herald_install::scm::SystemScm;
 use herald_lifecycle::Target;
 use herald_lifecycle::deep::{self, DeepFacts};
@@ -95,7 +96,10 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         if let Some(worker) = report.worker_pid {
             out.push_str(&format!("  worker: pid {worker} (supervised"));
             if let Some(restarts) = report.restarts {
-                out.push_str(&format!(", {restarts} restarts"));
+                out.push_str(&format!(
+                    ", {}",
+                    count(u64::from(restarts), "restart", "restarts")
+                ));
             }
             if let Some(reason) = &report.last_restart_reason {
                 out.push_str(&format!(", last: {reason}"));
