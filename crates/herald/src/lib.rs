@@ -19,6 +19,7 @@ use crate::cli::{Cli, Command};
 
 mod cli;
 mod commands;
+pub mod paint;
 mod payload;
 
 /// Runs the program with this process's arguments and environment.

@@ -12,6 +12,7 @@ use herald_lifecycle::status::{OtherGateway, StatusReport, other_running};
 use serde_json::json;
 
 use crate::cli::StatusArgs;
+use crate::paint::Paint;
 
 pub fn status(target: &Target, args: &StatusArgs) -> ExitCode {
     if args.deep {
@@ -173,7 +174,13 @@ fn deep(target: &Target, json: bool) -> ExitCode {
         value["probes"] = json!(
             probes
                 .iter()
-                .map(|p| json!({"id": p.id, "name": p.name, "ok": p.ok, "detail": p.detail}))
+                .map(|p| json!({
+                    "id": p.id,
+                    "name": p.name,
+                    "ok": p.ok,
+                    "result": p.word().to_ascii_lowercase(),
+                    "detail": p.detail,
+                }))
                 .collect::<Vec<_>>()
         );
         value["verdict"] = json!(verdict);
@@ -181,15 +188,9 @@ fn deep(target: &Target, json: bool) -> ExitCode {
         value["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
-        let colour =
-            std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+        let paint = Paint::stdout();
         for p in &probes {
-            let mark = match (p.ok, colour) {
-                (true, true) => "\x1b[32mPASS\x1b[0m",
-                (false, true) => "\x1b[31mFAIL\x1b[0m",
-                (true, false) => "PASS",
-                (false, false) => "FAIL",
-            };
+            let mark = paint.verdict(p.word());
             println!("{mark}  {:>2}. {:<18} {}", p.id, p.name, p.detail);
         }
         println!("verdict: {verdict}");
