@@ -190,9 +190,17 @@ pub struct LogsArgs {
     /// Keep printing new lines as they are written (follows the log across rotation).
     #[arg(short, long)]
     pub follow: bool,
-    /// How many of the last lines (events) to print first.
-    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
-    pub lines: usize,
+    /// How many of the last lines (events) to print first [default: 50; with --since, all of them].
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Only lines written since then: a duration ago (30s, 10m, 2h, 1d) or a UTC time
+    /// (2026-11-26T18:00:00Z).
+    #[arg(long, value_name = "WHEN", value_parser = crate::commands::logs::parse_since)]
+    pub since: Option<std::time::SystemTime>,
+    /// One JSON object per line: {time, level, message} for the gateway's output, the event itself for
+    /// --lifecycle.
+    #[arg(long)]
+    pub json: bool,
     /// The lifecycle log (one line per event) instead of the gateway's output.
     #[arg(long)]
     pub lifecycle: bool,

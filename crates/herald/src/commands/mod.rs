@@ -11,8 +11,27 @@ pub mod start;
 pub mod status;
 pub mod stop;
 
-use herald_home::ExitCode;
+use herald_home::paths::HomeSource;
+use herald_home::{ExitCode, Home};
 use herald_lifecycle::{LifecycleError, Routed};
+
+/// `no Herald home at PATH (...)` when the home directory does not exist. Nothing was ever started there,
+/// so "not running" alone would hide a mistyped `--home`, `HERALD_HOME` or `--profile`.
+pub(crate) fn missing_home(home: &Home) -> Option<String> {
+    if std::fs::symlink_metadata(home.root()).is_ok() {
+        return None;
+    }
+    let why = match (home.profile(), home.source()) {
+        (Some(profile), _) => format!(
+            "no profile {profile:?} there: a typo in --profile?",
+            profile = profile.as_str()
+        ),
+        (None, HomeSource::Flag) => "a typo in --home?".to_owned(),
+        (None, HomeSource::Env) => "a typo in HERALD_HOME?".to_owned(),
+        (None, HomeSource::Default) => "nothing has run here yet: `herald start` creates it".to_owned(),
+    };
+    Some(format!("no Herald home at {} ({why})", home.root().display()))
+}
 
 /// Prints a failed operation (with the gateway's last log lines when it died starting) and maps it.
 pub(crate) fn fail(error: &LifecycleError) -> ExitCode {

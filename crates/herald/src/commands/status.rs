@@ -22,7 +22,13 @@ pub fn status(target: &Target, args: &StatusArgs) -> ExitCode {
     let mut report = StatusReport::gather(home);
     report.read_service(home, &SystemScm);
     let others = other_running(home);
-    if args.json {
+    let missing = super::missing_home(home);
+    if let Some(missing) = &missing {
+        report.warnings.push(missing.clone());
+    }
+    if let (Some(missing), false) = (&missing, args.json) {
+        println!("herald: not running: {missing}");
+    } else if args.json {
         println!("{}", to_json(&report, &others));
     } else {
         print!("{}", to_text(&report, &others));
@@ -163,6 +169,9 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
 
 fn deep(target: &Target, json: bool) -> ExitCode {
     let home = target.home();
+    if let Some(missing) = super::missing_home(home) {
+        eprintln!("herald: {missing}");
+    }
     let started = Instant::now();
     let facts = DeepFacts::gather(target);
     let probes = deep::probes(&facts);
