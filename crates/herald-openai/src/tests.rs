@@ -68,8 +68,14 @@ fn endpoint_is_base_plus_chat_completions() {
             "http://localhost:11434/v1/chat/completions",
         ),
         // A bare server: the usual API base, /v1.
-        ("https://api.openai.com", "https://api.openai.com/v1/chat/completions"),
-        ("https://api.openai.com/", "https://api.openai.com/v1/chat/completions"),
+        (
+            "https://api.openai.com",
+            "https://api.openai.com/v1/chat/completions",
+        ),
+        (
+            "https://api.openai.com/",
+            "https://api.openai.com/v1/chat/completions",
+        ),
         // The full endpoint: used as it is.
         (
             "https://api.openai.com/v1/chat/completions",
@@ -79,9 +85,15 @@ fn endpoint_is_base_plus_chat_completions() {
             "https://api.openai.com/v1/chat/completions/",
             "https://api.openai.com/v1/chat/completions",
         ),
-        ("http://proxy:8000/chat/completions", "http://proxy:8000/chat/completions"),
+        (
+            "http://proxy:8000/chat/completions",
+            "http://proxy:8000/chat/completions",
+        ),
         // Another API base: as given.
-        ("https://openrouter.ai/api/v1", "https://openrouter.ai/api/v1/chat/completions"),
+        (
+            "https://openrouter.ai/api/v1",
+            "https://openrouter.ai/api/v1/chat/completions",
+        ),
     ] {
         let agent = OpenAiAgent::with_api_key(&config(base), None).expect(base);
         assert_eq!(agent.endpoint().as_str(), expected);
@@ -396,7 +408,9 @@ async fn a_404_names_the_url_and_hints_at_the_base_url() {
         panic!("expected a failure");
     };
     assert!(
-        message.starts_with(&format!("HTTP 404 Not Found from {base}/chat/completions: not found (")),
+        message.starts_with(&format!(
+            "HTTP 404 Not Found from {base}/chat/completions: not found ("
+        )),
         "{message}"
     );
     assert!(message.contains("end in /v1"), "{message}");
@@ -416,7 +430,9 @@ async fn a_refused_connection_names_the_url_without_credentials() {
         panic!("expected unavailable");
     };
     assert!(
-        why.starts_with(&format!("cannot connect to http://127.0.0.1:{port}/v1/chat/completions: ")),
+        why.starts_with(&format!(
+            "cannot connect to http://127.0.0.1:{port}/v1/chat/completions: "
+        )),
         "{why}"
     );
     assert!(!why.contains("hunter2") && !why.contains(KEY), "{why}");
