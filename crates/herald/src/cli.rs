@@ -5,10 +5,20 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herald_home::ProfileName;
 
+/// `0.1.0 (abc1234 2026-11-26)`: the package version, the commit and its date (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HERALD_BUILD_COMMIT"),
+    " ",
+    env!("HERALD_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "herald",
-    version,
+    version = VERSION,
     about = "A messaging gateway for AI agents that behaves like a first-class system service",
     after_help = "Exit codes: 0 planned stop / success, 1 failure, 2 usage, 3 not running (status), \
                   75 restart requested, 78 fatal configuration."
@@ -56,6 +66,25 @@ pub enum Command {
     Install(InstallArgs),
     /// Stop the gateway and remove every service registration of this home.
     Uninstall(UninstallArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to standard output.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff, section 1) to standard output: herald(1), or with COMMAND the page
+    /// of that command, herald-COMMAND(1).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (run, start, stop, status, logs, ...).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `--backend` of `herald install`.

@@ -2,9 +2,11 @@
 //! the exit code. No command calls another command, and none knows how a service manager is asked.
 
 pub mod chat;
+pub mod completions;
 pub mod config;
 pub mod install;
 pub mod logs;
+pub mod man;
 pub mod restart;
 pub mod run;
 pub mod start;
