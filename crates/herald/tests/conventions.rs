@@ -186,6 +186,25 @@ fn a_home_that_does_not_exist_is_named_not_just_not_running() {
 }
 
 #[test]
+fn a_mistyped_profile_is_named_beside_the_gateways_that_do_run() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let out = home.output(&["--profile", "wrok", "status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("no Herald home at") && all.contains("a typo in --profile?"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("also running: default home (pid {})", gateway.pid())),
+        "{all}"
+    );
+    assert!(home.output(&["stop"]).status.success());
+    assert_eq!(gateway.wait().0, Some(0));
+}
+
+#[test]
 fn piped_output_has_no_colour_and_no_color_is_honoured() {
     let home = TestHome::new();
     for no_color in [None, Some(""), Some("1")] {

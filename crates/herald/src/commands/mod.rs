@@ -24,13 +24,10 @@ pub(crate) fn missing_home(home: &Home) -> Option<String> {
         return None;
     }
     let why = match (home.profile(), home.source()) {
-        (Some(profile), _) => format!(
-            "no profile {profile:?} there: a typo in --profile?",
-            profile = profile.as_str()
-        ),
-        (None, HomeSource::Flag) => "a typo in --home?".to_owned(),
-        (None, HomeSource::Env) => "a typo in HERALD_HOME?".to_owned(),
-        (None, HomeSource::Default) => "nothing has run here yet: `herald start` creates it".to_owned(),
+        (Some(_), _) => "a typo in --profile?",
+        (None, HomeSource::Flag) => "a typo in --home?",
+        (None, HomeSource::Env) => "a typo in HERALD_HOME?",
+        (None, HomeSource::Default) => "nothing has run here yet: `herald start` creates it",
     };
     Some(format!("no Herald home at {} ({why})", home.root().display()))
 }

@@ -27,7 +27,8 @@ pub fn status(target: &Target, args: &StatusArgs) -> ExitCode {
         report.warnings.push(missing.clone());
     }
     if let (Some(missing), false) = (&missing, args.json) {
-        println!("herald: not running: {missing}");
+        // Nothing else is known about a home that does not exist; the other gateways may show the right one.
+        print!("herald: not running: {missing}\n{}", others_text(&others));
     } else if args.json {
         println!("{}", to_json(&report, &others));
     } else {
@@ -151,6 +152,13 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
     for warning in &report.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
     }
+    out.push_str(&others_text(others));
+    out
+}
+
+/// `also running: profile work (pid 42) at /home/me/.herald/profiles/work`, one line each.
+fn others_text(others: &[OtherGateway]) -> String {
+    let mut out = String::new();
     for other in others {
         let name = other
             .profile
