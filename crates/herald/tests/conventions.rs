@@ -170,7 +170,10 @@ fn a_home_that_does_not_exist_is_named_not_just_not_running() {
     let json = home.output(&["status", "--json"]);
     assert_eq!(json.status.code(), Some(3));
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(value["warnings"].to_string().contains(&expected), "{value}");
+    assert!(
+        value["warnings"][0].as_str().is_some_and(|w| w.contains(&expected)),
+        "{value}"
+    );
 
     let stop = home.output(&["stop"]);
     assert_eq!(stop.status.code(), Some(0), "nothing to stop: {}", text(&stop));
