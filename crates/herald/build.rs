@@ -16,15 +16,16 @@ fn main() {
         println!("cargo:rerun-if-env-changed={name}");
     }
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    // Only Herald's own checkout: a package unpacked inside someone else's repository is not stamped
+    // with their commit (its files are not tracked there).
+    let ours = git(&manifest_dir, &["ls-files", "--error-unmatch", "build.rs"]).is_some();
+    let from_git = |args: &[&str]| if ours { git(&manifest_dir, args) } else { None };
     let commit = std::env::var("HERALD_BUILD_COMMIT")
         .ok()
-        .or_else(|| git(&manifest_dir, &["rev-parse", "--short", "HEAD"]));
-    let date = std::env::var("HERALD_BUILD_DATE").ok().or_else(|| {
-        git(
-            &manifest_dir,
-            &["log", "-1", "--date=short", "--format=%cd", "HEAD"],
-        )
-    });
+        .or_else(|| from_git(&["rev-parse", "--short", "HEAD"]));
+    let date = std::env::var("HERALD_BUILD_DATE")
+        .ok()
+        .or_else(|| from_git(&["log", "-1", "--date=short", "--format=%cd", "HEAD"]));
     println!(
         "cargo:rustc-env=HERALD_BUILD_COMMIT={}",
         commit.unwrap_or_else(|| "unknown".into())
@@ -33,7 +34,9 @@ fn main() {
         "cargo:rustc-env=HERALD_BUILD_DATE={}",
         date.unwrap_or_else(|| "unknown".into())
     );
-    watch_head(&manifest_dir);
+    if ours {
+        watch_head(&manifest_dir);
+    }
 }
 
 /// The trimmed output of a successful `git ARGS` run in `dir`; `None` if git is missing or fails.

@@ -171,7 +171,9 @@ fn a_home_that_does_not_exist_is_named_not_just_not_running() {
     assert_eq!(json.status.code(), Some(3));
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert!(
-        value["warnings"][0].as_str().is_some_and(|w| w.contains(&expected)),
+        value["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains(&expected)),
         "{value}"
     );
 
@@ -184,6 +186,10 @@ fn a_home_that_does_not_exist_is_named_not_just_not_running() {
     assert!(text(&logs).contains(&expected), "{}", text(&logs));
     let follow = home.output(&["logs", "-f"]);
     assert_eq!(follow.status.code(), Some(1), "-f does not wait on a typo");
+
+    let chat = home.output(&["chat", "hello"]);
+    assert_eq!(chat.status.code(), Some(3), "{}", text(&chat));
+    assert!(text(&chat).contains(&expected), "{}", text(&chat));
 
     assert!(!home.root.exists(), "asking about a home does not create it");
 }
