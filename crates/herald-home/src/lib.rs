@@ -22,6 +22,7 @@ pub mod records;
 pub mod secrets;
 pub mod sync;
 pub mod time;
+pub mod words;
 
 pub use budget::StopBudget;
 pub use exit::ExitCode;

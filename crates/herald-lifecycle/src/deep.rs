@@ -20,6 +20,7 @@ use herald_home::lifecycle::{LifecycleEvent, parse_events};
 use herald_home::lock::InstanceLock;
 use herald_home::records::{GatewayState, MonitorPhase, MonitorRecord, PidRecord, StateRecord};
 use herald_home::time::now_ms;
+use herald_home::words::count;
 
 use herald_install::context::Context;
 pub use herald_install::facts::ServiceFacts;
@@ -269,8 +270,23 @@ fn last_event(home: &Home) -> Option<LifecycleEvent> {
 pub struct Check {
     pub id: u8,
     pub name: &'static str,
+    /// Not a failure: passed, or not run.
     pub ok: bool,
+    /// Not run (nothing to look at, or an earlier probe made it pointless); `ok` is then true and
+    /// `detail` says why. Shown as SKIP, never as PASS.
+    pub skipped: bool,
     pub detail: String,
+}
+
+impl Check {
+    /// `PASS`, `FAIL` or `SKIP`.
+    pub fn word(&self) -> &'static str {
+        match (self.skipped, self.ok) {
+            (true, _) => "SKIP",
+            (false, true) => "PASS",
+            (false, false) => "FAIL",
+        }
+    }
 }
 
 fn check(id: u8, name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
@@ -278,7 +294,19 @@ fn check(id: u8, name: &'static str, ok: bool, detail: impl Into<String>) -> Che
         id,
         name,
         ok,
+        skipped: false,
         detail: detail.into(),
+    }
+}
+
+/// A probe that was not run, and why.
+fn skip(id: u8, name: &'static str, why: impl Into<String>) -> Check {
+    Check {
+        id,
+        name,
+        ok: true,
+        skipped: true,
+        detail: why.into(),
     }
 }
 
@@ -333,11 +361,13 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
             false,
             format!("pid {}: {}", r.pid, other.describe()),
         ),
-        _ => check(3, "Gateway identity", !running, "no PID record to verify"),
+        _ if !running => skip(3, "Gateway identity", "no PID record to verify (not running)"),
+        _ => check(3, "Gateway identity", false, "no PID record to verify"),
     });
 
     out.push(match (f.verified(), f.worker_alive, &f.monitor) {
-        (None, _, _) => check(4, "Process liveness", !running, "no verified gateway process"),
+        (None, _, _) if !running => skip(4, "Process liveness", "no verified gateway process (not running)"),
+        (None, _, _) => check(4, "Process liveness", false, "no verified gateway process"),
         (Some(r), Some(false), Some(m)) if m.phase == MonitorPhase::Supervising => check(
             4,
             "Process liveness",
@@ -412,8 +442,10 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
                 "Lifecycle",
                 !bad,
                 format!(
-                    "last event {} at {}; restarts {restarts}{last_exit}",
-                    e.event, e.ts
+                    "last event {} at {}; {}{last_exit}",
+                    e.event,
+                    e.ts,
+                    count(u64::from(restarts), "restart", "restarts")
                 ),
             )
         }
@@ -431,12 +463,8 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
             ),
         ),
         Ping::Failed(why) => check(7, "Control channel", false, why.clone()),
-        Ping::Skipped => check(
-            7,
-            "Control channel",
-            !running,
-            "not tried (nothing holds the lock)",
-        ),
+        Ping::Skipped if !running => skip(7, "Control channel", "not tried (nothing holds the lock)"),
+        Ping::Skipped => check(7, "Control channel", false, "not tried"),
     });
 
     out.push(match &f.readiness {
@@ -457,19 +485,17 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
             format!("/readyz answered {status}: {detail}"),
         ),
         Readiness::Failed(why) => check(8, "HTTP readiness", false, why.clone()),
-        Readiness::NotTried => check(
+        Readiness::NotTried => skip(
             8,
             "HTTP readiness",
-            false,
             "not asked: the process did not answer its ping (P7), so it cannot serve HTTP either",
         ),
-        Readiness::Skipped if running && f.http_url.is_none() => check(
+        Readiness::Skipped if running && f.http_url.is_none() => skip(
             8,
             "HTTP readiness",
-            true,
             "no HTTP adapter recorded (disabled in herald.toml, or still starting)",
         ),
-        Readiness::Skipped => check(8, "HTTP readiness", true, "not tried (nothing holds the lock)"),
+        Readiness::Skipped => skip(8, "HTTP readiness", "not tried (nothing holds the lock)"),
     });
     out.push(service_probe(f, running));
     let (mut adapters_ok, mut adapters) = match (&f.http_url, &f.readiness) {
@@ -870,6 +896,26 @@ mod tests {
         let (failed, verdict) = run(&f);
         assert!(failed.is_empty(), "{failed:?}");
         assert!(verdict.starts_with("not running"), "{verdict}");
+        // What cannot be asked of a stopped gateway is SKIP, never PASS.
+        let skipped: Vec<(u8, &str)> = probes(&f)
+            .iter()
+            .filter(|p| p.skipped)
+            .map(|p| (p.id, p.word()))
+            .collect();
+        assert_eq!(skipped, [(3, "SKIP"), (4, "SKIP"), (7, "SKIP"), (8, "SKIP")]);
+    }
+
+    #[test]
+    fn http_is_skipped_not_failed_when_the_ping_failed() {
+        let f = DeepFacts {
+            ping: Ping::Failed("no answer within 500 ms".into()),
+            http_url: Some("http://127.0.0.1:1".into()),
+            readiness: Readiness::NotTried,
+            ..healthy()
+        };
+        let p = probes(&f);
+        assert_eq!((p[6].word(), p[7].word()), ("FAIL", "SKIP"));
+        assert!(p[7].detail.contains("not asked"), "{}", p[7].detail);
     }
 
     #[test]

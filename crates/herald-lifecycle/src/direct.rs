@@ -184,17 +184,19 @@ pub(crate) fn log_detached_spawn(
     broke_away: bool,
     extra: &[(&str, u32)],
 ) {
-    let mut event = LifecycleEvent::new(EventKind::DetachedSpawn, std::process::id())
-        .with(role_key, pid)
-        .with("broke_away_from_job", broke_away);
+    let mut event = LifecycleEvent::new(EventKind::DetachedSpawn, std::process::id()).with(role_key, pid);
     for (key, value) in extra {
         event = event.with(key, *value);
     }
-    if !broke_away {
-        event = event.with(
-            "note",
-            "the caller's job object forbids breakaway; the process started inside it",
-        );
+    // Job objects exist only on Windows: elsewhere the field would only say something about nothing.
+    if cfg!(windows) {
+        event = event.with("broke_away_from_job", broke_away);
+        if !broke_away {
+            event = event.with(
+                "note",
+                "the caller's job object forbids breakaway; the process started inside it",
+            );
+        }
     }
     let _ = LifecycleLog::new(target.home().lifecycle_log()).append(&event);
 }

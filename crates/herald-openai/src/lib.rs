@@ -1,6 +1,8 @@
 //! The OpenAI-compatible agent backend: answers a turn with `POST {base_url}/chat/completions`, streamed
 //! (server-sent events) or not, against OpenAI or any server that speaks its API (llama.cpp, Ollama,
-//! vLLM, LM Studio, a proxy).
+//! vLLM, LM Studio, a proxy). `base_url` may be given as the API base (`https://host/v1`), the bare
+//! server (`https://host`, to which `/v1` is added) or the full endpoint (`…/chat/completions`, used as
+//! it is); see [`endpoint`].
 //!
 //! **Invariant:** a turn ends within its budget, and the API key never leaves the `Authorization`
 //! header. Every attempt, every wait between attempts and every byte read runs under one deadline,
@@ -9,7 +11,8 @@
 //! behaves: refusing connections, answering 429 with a long `Retry-After`, or streaming forever. The
 //! key is only ever held in a redacting wrapper and a header value marked sensitive, and any server
 //! text that is passed on (error messages) has it masked, because those texts end up in logs and in
-//! replies to users.
+//! replies to users. Every error about the HTTP exchange names the URL it called (without any user
+//! name or password it carried), so a wrong `base_url` shows itself in the log.
 //!
 //! Why: the router keeps a turn open until its agent returns, and a planned stop drains open turns,
 //! so an agent that can hang can hold up a stop; and a key in a log or chat is a leaked key.
@@ -87,6 +90,8 @@ impl fmt::Debug for ApiKey {
 pub struct OpenAiAgent {
     client: reqwest::Client,
     endpoint: Url,
+    /// The endpoint as errors show it: without user name or password.
+    shown_endpoint: String,
     model: String,
     api_key: Option<ApiKey>,
     /// `Bearer <key>`, marked sensitive.
@@ -155,6 +160,7 @@ impl OpenAiAgent {
             .map_err(OpenAiError::Client)?;
         Ok(OpenAiAgent {
             client,
+            shown_endpoint: without_credentials(&endpoint),
             endpoint,
             model: config.model.clone(),
             api_key,
@@ -223,7 +229,12 @@ impl OpenAiAgent {
                 chars = text.chars().count(),
                 "openai answered"
             ),
-            Err(error) => tracing::warn!(turn = request.turn_id, %error, "openai turn failed"),
+            Err(error) => tracing::warn!(
+                turn = request.turn_id,
+                url = %self.shown_endpoint,
+                %error,
+                "openai turn failed"
+            ),
         }
         result
     }
@@ -288,24 +299,23 @@ impl OpenAiAgent {
         result.map_err(Attempt::Final)
     }
 
-    /// A failure before any answer: connection refused, reset, DNS, TLS. All are worth a retry.
+    /// A failure before any answer: connection refused, reset, DNS, TLS, a connect timeout. All are
+    /// worth a retry.
     fn send_error(&self, error: &reqwest::Error) -> Attempt {
-        let host = match (self.endpoint.host_str(), self.endpoint.port_or_known_default()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            _ => self.endpoint.to_string(),
-        };
+        let url = &self.shown_endpoint;
         let why = self.redact(&root_cause(error));
         if error.is_builder() {
             return Attempt::Final(AgentError::Failed(format!("cannot build the request: {why}")));
         }
         let what = if error.is_connect() {
             "cannot connect to"
+        } else if error.is_timeout() {
+            "no answer in time from"
         } else {
             "lost the connection to"
         };
         Attempt::Retryable {
-            error: AgentError::Unavailable(format!("{what} {host}: {why}")),
+            error: AgentError::Unavailable(format!("{what} {url}: {why}")),
             wait: None,
         }
     }
@@ -329,8 +339,12 @@ impl OpenAiAgent {
         if let Some(reason) = status.canonical_reason() {
             message = format!("{message} {reason}");
         }
+        message = format!("{message} from {}", self.shown_endpoint);
         if let Some(detail) = wire::error_message(&body) {
             message = format!("{message}: {}", self.redact(&detail));
+        }
+        if status == StatusCode::NOT_FOUND {
+            message = format!("{message} ({})", not_found_hint(&self.endpoint));
         }
         let error = AgentError::Failed(message);
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -381,7 +395,8 @@ impl OpenAiAgent {
 
     fn cut_off(&self, error: &reqwest::Error) -> AgentError {
         AgentError::Failed(format!(
-            "the answer was cut off: {}",
+            "the answer from {} was cut off: {}",
+            self.shown_endpoint,
             self.redact(&root_cause(error))
         ))
     }
@@ -502,14 +517,29 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-/// `{base_url}/chat/completions`, checked to be http(s).
+/// The URL every turn is posted to, from `base_url` (checked to be http(s), without query or fragment):
+///
+/// - a full endpoint, ending in `/chat/completions`, is used as it is;
+/// - a bare server (`https://host`, no path) gets the usual API base: `https://host/v1/chat/completions`;
+/// - any other path is the API base as given (`https://openrouter.ai/api/v1`, `https://host/v1`,
+///   `https://api.groq.com/openai/v1`): `/chat/completions` is added to it.
+///
+/// A trailing `/` never matters. A wrong path shows as a 404, whose error carries [`not_found_hint`].
 fn endpoint(base_url: &str) -> Result<Url, OpenAiError> {
     let invalid = |reason: String| OpenAiError::InvalidBaseUrl {
         url: base_url.to_owned(),
         reason,
     };
-    let base = base_url.trim().trim_end_matches('/');
-    let url = Url::parse(&format!("{base}/chat/completions")).map_err(|e| invalid(e.to_string()))?;
+    let mut url = Url::parse(base_url.trim()).map_err(|e| invalid(e.to_string()))?;
+    let path = url.path().trim_end_matches('/').to_owned();
+    let path = if path.ends_with("/chat/completions") {
+        path
+    } else if path.is_empty() {
+        "/v1/chat/completions".to_owned()
+    } else {
+        format!("{path}/chat/completions")
+    };
+    url.set_path(&path);
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(format!(
             "the scheme is {:?}, not http or https",
@@ -523,6 +553,29 @@ fn endpoint(base_url: &str) -> Result<Url, OpenAiError> {
         return Err(invalid("it has a query or fragment".into()));
     }
     Ok(url)
+}
+
+/// What a 404 from the endpoint most likely means, for its error message.
+fn not_found_hint(endpoint: &Url) -> String {
+    let base = endpoint.path().trim_end_matches("/chat/completions");
+    if base.ends_with("/v1") {
+        "the server has no chat completions at this URL: check agent.openai.base_url and that the server \
+         speaks the OpenAI API"
+            .into()
+    } else {
+        format!(
+            "does agent.openai.base_url need to end in /v1? The API base {base:?} does not; most servers \
+             want https://HOST/v1"
+        )
+    }
+}
+
+/// `url` as it may be shown: a user name or password in it (`https://user:secret@host`) is left out.
+fn without_credentials(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 #[cfg(test)]

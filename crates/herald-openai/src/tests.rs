@@ -68,6 +68,33 @@ fn endpoint_is_base_plus_chat_completions() {
             " http://localhost:11434/v1 ",
             "http://localhost:11434/v1/chat/completions",
         ),
+        // A bare server: the usual API base, /v1.
+        (
+            "https://api.openai.com",
+            "https://api.openai.com/v1/chat/completions",
+        ),
+        (
+            "https://api.openai.com/",
+            "https://api.openai.com/v1/chat/completions",
+        ),
+        // The full endpoint: used as it is.
+        (
+            "https://api.openai.com/v1/chat/completions",
+            "https://api.openai.com/v1/chat/completions",
+        ),
+        (
+            "https://api.openai.com/v1/chat/completions/",
+            "https://api.openai.com/v1/chat/completions",
+        ),
+        (
+            "http://proxy:8000/chat/completions",
+            "http://proxy:8000/chat/completions",
+        ),
+        // Another API base: as given.
+        (
+            "https://openrouter.ai/api/v1",
+            "https://openrouter.ai/api/v1/chat/completions",
+        ),
     ] {
         let agent = OpenAiAgent::with_api_key(&config(base), None).expect(base);
         assert_eq!(agent.endpoint().as_str(), expected);
@@ -303,9 +330,9 @@ async fn retry_after_beyond_the_budget_fails_at_once_with_the_servers_message() 
     );
     assert_eq!(
         answer,
-        Err(AgentError::Failed(
-            "HTTP 429 Too Many Requests: Rate limit reached".into()
-        ))
+        Err(AgentError::Failed(format!(
+            "HTTP 429 Too Many Requests from {base}/chat/completions: Rate limit reached"
+        )))
     );
 }
 
@@ -377,8 +404,49 @@ async fn a_server_error_message_never_carries_the_key() {
     let agent = OpenAiAgent::with_api_key(&config(&base), Some(KEY.into())).expect("agent");
     assert_eq!(
         agent.reply(&turn("hi", &[])).await,
-        Err(AgentError::Failed(
-            "HTTP 401 Unauthorized: key <redacted> is revoked".into()
-        ))
+        Err(AgentError::Failed(format!(
+            "HTTP 401 Unauthorized from {base}/chat/completions: key <redacted> is revoked"
+        )))
     );
+}
+
+#[tokio::test]
+async fn a_404_names_the_url_and_hints_at_the_base_url() {
+    let body = r#"{"error":{"message":"not found"}}"#;
+    let (v1, _server) = scripted(vec![json_reply("404 Not Found", "", body)]).await;
+    // A base under another path than /v1: the hint asks about /v1.
+    let base = v1.replace("/v1", "/api");
+    let agent = OpenAiAgent::with_api_key(&config(&base), Some(KEY.into())).expect("agent");
+    let Err(AgentError::Failed(message)) = agent.reply(&turn("hi", &[])).await else {
+        panic!("expected a failure");
+    };
+    assert!(
+        message.starts_with(&format!(
+            "HTTP 404 Not Found from {base}/chat/completions: not found ("
+        )),
+        "{message}"
+    );
+    assert!(message.contains("end in /v1"), "{message}");
+    assert!(!message.contains(KEY), "{message}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_names_the_url_without_credentials() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let mut cfg = config(&format!("http://user:hunter2@127.0.0.1:{port}/v1"));
+    cfg.max_retries = 0;
+    let agent = OpenAiAgent::with_api_key(&cfg, Some(KEY.into())).expect("agent");
+    let Err(AgentError::Unavailable(why)) = agent.reply(&turn("hi", &[])).await else {
+        panic!("expected unavailable");
+    };
+    assert!(
+        why.starts_with(&format!(
+            "cannot connect to http://127.0.0.1:{port}/v1/chat/completions: "
+        )),
+        "{why}"
+    );
+    assert!(!why.contains("hunter2") && !why.contains(KEY), "{why}");
 }

@@ -326,9 +326,10 @@ async fn a_client_error_is_not_retried_and_carries_the_servers_message() {
     let agent = fast_agent(&config(&peer.v1(), false));
     assert_eq!(
         agent.reply(&turn("hi")).await,
-        Err(AgentError::Failed(
-            "HTTP 401 Unauthorized: Incorrect API key provided.".into()
-        ))
+        Err(AgentError::Failed(format!(
+            "HTTP 401 Unauthorized from {}/chat/completions: Incorrect API key provided.",
+            peer.v1()
+        )))
     );
     assert_eq!(agent.reply(&turn("again")).await, Ok("again".into()));
 }
@@ -362,9 +363,10 @@ async fn retries_stop_at_max_retries_with_the_last_error() {
     let agent = fast_agent(&cfg);
     assert_eq!(
         agent.reply(&turn("hi")).await,
-        Err(AgentError::Failed(
-            "HTTP 429 Too Many Requests: Rate limit reached".into()
-        ))
+        Err(AgentError::Failed(format!(
+            "HTTP 429 Too Many Requests from {}/chat/completions: Rate limit reached",
+            peer.v1()
+        )))
     );
 
     // No retries at all: the first answer is final.
@@ -374,7 +376,10 @@ async fn retries_stop_at_max_retries_with_the_last_error() {
     cfg.max_retries = 0;
     assert_eq!(
         fast_agent(&cfg).reply(&turn("hi")).await,
-        Err(AgentError::Failed("HTTP 502 Bad Gateway: Bad gateway".into()))
+        Err(AgentError::Failed(format!(
+            "HTTP 502 Bad Gateway from {}/chat/completions: Bad gateway",
+            peer.v1()
+        )))
     );
 }
 
@@ -393,9 +398,10 @@ async fn retries_never_outlast_the_budget() {
     assert!(elapsed < Duration::from_millis(2300), "took {elapsed:?}");
     assert!(
         answer
-            == Err(AgentError::Failed(
-                "HTTP 503 Service Unavailable: Overloaded".into()
-            ))
+            == Err(AgentError::Failed(format!(
+                "HTTP 503 Service Unavailable from {}/chat/completions: Overloaded",
+                peer.v1()
+            )))
             || answer == Err(AgentError::Timeout(Duration::from_secs(2))),
         "{answer:?}"
     );
@@ -466,16 +472,31 @@ async fn empty_and_malformed_answers_are_failures() {
 }
 
 #[tokio::test]
-async fn a_wrong_base_url_reports_the_404() {
+async fn base_url_with_or_without_v1_or_as_the_full_endpoint_works_and_a_wrong_one_is_named() {
     let peer = Peer::start(vec![rule(ECHO)], 50, 5).await;
-    // Without `/v1`: mock-llm has no rule for `/chat/completions`.
-    let agent = fast_agent(&config(&peer.base_url, false));
-    assert_eq!(
-        agent.reply(&turn("hi")).await,
-        Err(AgentError::Failed(
-            "HTTP 404 Not Found: Cannot POST /chat/completions".into()
-        ))
+    for base in [
+        peer.base_url.clone(),
+        format!("{}/", peer.base_url),
+        peer.v1(),
+        format!("{}/", peer.v1()),
+        format!("{}/chat/completions", peer.v1()),
+    ] {
+        let agent = fast_agent(&config(&base, false));
+        assert_eq!(agent.reply(&turn("hi")).await, Ok("hi".into()), "{base}");
+    }
+    // Another path: mock-llm has no rule for it; the 404 names the URL and asks about /v1.
+    let agent = fast_agent(&config(&format!("{}/api", peer.base_url), false));
+    let Err(AgentError::Failed(message)) = agent.reply(&turn("hi")).await else {
+        panic!("expected a failure");
+    };
+    assert!(
+        message.starts_with(&format!(
+            "HTTP 404 Not Found from {}/api/chat/completions: ",
+            peer.base_url
+        )),
+        "{message}"
     );
+    assert!(message.contains("end in /v1"), "{message}");
 }
 
 #[tokio::test]
@@ -507,7 +528,9 @@ async fn connection_refused_is_unavailable_after_the_retries() {
     match agent.reply(&turn("hi")).await {
         Err(AgentError::Unavailable(why)) => {
             assert!(
-                why.starts_with(&format!("cannot connect to 127.0.0.1:{port}: ")),
+                why.starts_with(&format!(
+                    "cannot connect to http://127.0.0.1:{port}/v1/chat/completions: "
+                )),
                 "{why}"
             );
         }

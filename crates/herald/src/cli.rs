@@ -5,10 +5,20 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herald_home::ProfileName;
 
+/// `0.1.0 (abc1234 2026-11-26)`: the package version, the commit and its date (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HERALD_BUILD_COMMIT"),
+    " ",
+    env!("HERALD_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "herald",
-    version,
+    version = VERSION,
     about = "A messaging gateway for AI agents that behaves like a first-class system service",
     after_help = "Exit codes: 0 planned stop / success, 1 failure, 2 usage, 3 not running (status), \
                   75 restart requested, 78 fatal configuration."
@@ -68,6 +78,25 @@ pub enum Command {
     Install(InstallArgs),
     /// Stop the gateway and remove every service registration of this home.
     Uninstall(UninstallArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to standard output.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff, section 1) to standard output: herald(1), or with COMMAND the page
+    /// of that command, herald-COMMAND(1).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (run, start, stop, status, logs, ...).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// `--backend` of `herald install`.
@@ -206,9 +235,17 @@ pub struct LogsArgs {
     /// Keep printing new lines as they are written (follows the log across rotation).
     #[arg(short, long)]
     pub follow: bool,
-    /// How many of the last lines (events) to print first.
-    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 50)]
-    pub lines: usize,
+    /// How many of the last lines (events) to print first [default: 50; with --since, all of them].
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Only lines written since then: a duration ago (30s, 10m, 2h, 1d) or a UTC time
+    /// (2026-11-26T18:00:00Z).
+    #[arg(long, value_name = "WHEN", value_parser = crate::commands::logs::parse_since)]
+    pub since: Option<std::time::SystemTime>,
+    /// One JSON object per line: {time, level, message} for the gateway's output, the event itself for
+    /// --lifecycle.
+    #[arg(long)]
+    pub json: bool,
     /// The lifecycle log (one line per event) instead of the gateway's output.
     #[arg(long)]
     pub lifecycle: bool,

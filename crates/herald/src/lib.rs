@@ -19,6 +19,7 @@ use crate::cli::{Cli, Command};
 
 mod cli;
 mod commands;
+pub mod paint;
 mod payload;
 
 /// Runs the program with this process's arguments and environment.
@@ -35,6 +36,12 @@ pub fn main_entry() -> std::process::ExitCode {
         }
     };
     init_tracing(matches!(cli.command, Command::Run(_)));
+    // These describe the program, not a home: they work wherever the home would not resolve.
+    match &cli.command {
+        Command::Completions(args) => return commands::completions::completions(args.shell).into(),
+        Command::Man(args) => return commands::man::man(args.command.as_deref()).into(),
+        _ => {}
+    }
     let home = match Home::resolve(HomeRequest::from_env(cli.global.home, cli.global.profile)) {
         Ok(home) => home,
         Err(e) => {
@@ -57,6 +64,7 @@ pub fn main_entry() -> std::process::ExitCode {
         Command::Doctor(args) => commands::doctor::doctor(&target, &args),
         Command::Install(args) => commands::install::install(&target, &args),
         Command::Uninstall(args) => commands::install::uninstall(&target, &args),
+        Command::Completions(_) | Command::Man(_) => unreachable!("answered before the home is resolved"),
     };
     code.into()
 }

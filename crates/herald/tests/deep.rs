@@ -55,6 +55,25 @@ fn healthy_and_cleanly_stopped() {
         verdict(&json).starts_with("not running (last exit: code 0"),
         "{json}"
     );
+    // What could not be asked of a stopped gateway is SKIP with the reason, never PASS.
+    let skipped: Vec<u64> = json["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["result"] == "skip")
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(skipped, [3, 4, 7, 8], "{json}");
+    let text_out = text(&home.output(&["status", "--deep"]));
+    assert!(
+        text_out.contains("SKIP   7. Control channel")
+            && text_out.contains("not tried (nothing holds the lock)"),
+        "{text_out}"
+    );
+    assert!(
+        !text_out.contains('\x1b'),
+        "piped output has no colour: {text_out:?}"
+    );
 }
 
 /// An agent that cannot work — a `command` whose program does not exist — is named by `--deep` (P11)
@@ -264,9 +283,10 @@ fn wedged_worker_fails_the_ping_while_the_process_lives() {
     assert_eq!(code, 1, "{json}");
     assert_eq!(
         failed(&json),
-        vec![7, 8],
+        vec![7],
         "P4 (liveness) passes, P7 (ping) fails, and so HTTP (P8) is not even asked: {json}"
     );
+    assert_eq!(json["probes"][7]["result"], "skip", "{json}");
     assert!(verdict(&json).contains("wedged"), "{json}");
     drop(frozen);
     assert!(home.output(&["stop"]).status.success());

@@ -280,6 +280,15 @@ mod unix {
             gateway.signal(signal);
             let (code, _) = gateway.wait();
             assert_clean_stop(&home, pid, code, &format!("signal:{name}"));
+            // The worker, too, records the signal that was sent (the monitor forwards it as it came).
+            let worker = home.state().and_then(|s| s.worker_pid).expect("worker pid");
+            let events = home.events();
+            let request = find(&events, worker, "stop_requested");
+            assert_eq!(
+                request.field("source").and_then(|v| v.as_str()),
+                Some(format!("signal:{name}").as_str()),
+                "{events:#?}"
+            );
         }
     }
 

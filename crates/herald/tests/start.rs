@@ -33,6 +33,12 @@ fn start_returns_once_ready_and_the_gateway_outlives_it() {
         spawn.field("gateway_pid").and_then(|v| v.as_u64()),
         Some(u64::from(pid))
     );
+    // Job objects are a Windows matter: elsewhere the event says nothing about one.
+    assert_eq!(
+        spawn.field("broke_away_from_job").is_some(),
+        cfg!(windows),
+        "{spawn:?}"
+    );
     #[cfg(unix)]
     {
         // SAFETY: getsid(2) has no memory-safety preconditions.

@@ -75,6 +75,19 @@ fn restart_request_starts_a_new_worker_immediately() {
     home.wait_new_worker(old);
     let (_, status) = home.status_json();
     assert_eq!(status["restarts"], 1);
+    // A restart asked over the control channel is a planned one, and one restart is said in the singular.
+    let exit = home
+        .events()
+        .into_iter()
+        .find(|e| e.event == "worker_exit")
+        .expect("worker_exit");
+    assert_eq!(
+        exit.field("planned").and_then(|v| v.as_bool()),
+        Some(true),
+        "{exit:?}"
+    );
+    let status_text = ok(&home.output(&["status"]));
+    assert!(status_text.contains("(supervised, 1 restart,"), "{status_text}");
     assert!(
         status["last_restart_reason"]
             .as_str()

@@ -2,7 +2,7 @@
 //!
 //! The worker's stderr is relayed line by line to the monitor's stderr and its last lines are kept, so a
 //! crash loop is recorded with what the worker said before dying. Stop requests that reach the monitor
-//! (signals; a stop marker while no worker runs) are forwarded to the worker once — SIGTERM on Unix, the
+//! (signals; a stop marker while no worker runs) are forwarded to the worker once — on Unix as the same signal (SIGTERM for a marker), the
 //! control channel on Windows — and the monitor then exits with the worker's planned-stop code instead
 //! of restarting it.
 //!
@@ -30,7 +30,7 @@ use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
 use crate::lock_watch::{HeldLock, LockChecker};
 use crate::marker::{self, MarkerCheck};
 use crate::readiness::Notifier;
-use crate::signals::{self, Disposition, SignalEvent};
+use crate::signals::{self, Disposition, SignalEvent, StopSource};
 use crate::startup::{RunError, Started, begin, runtime_or_fail};
 use crate::state::{RecordKeeper, Role};
 
@@ -190,7 +190,7 @@ impl Monitor {
                             }
                             planned = true;
                             notifier.stopping();
-                            os::forward_stop(&mut child, &home).await;
+                            os::forward_stop(&mut child, &home, event.source).await;
                         }
                         Disposition::Absorb => self.keeper.log(self.keeper.event(EventKind::SignalIgnored)
                             .with("source", event.source.describe())),
@@ -210,7 +210,7 @@ impl Monitor {
                             if !restart_requested {
                                 notifier.stopping();
                             }
-                            os::forward_stop(&mut child, &home).await;
+                            os::forward_stop(&mut child, &home, StopSource::Marker).await;
                         }
                     }
                 }
@@ -250,7 +250,9 @@ impl Monitor {
                 .with("worker_pid", worker_pid)
                 .with("exit", exit.describe())
                 .with("ran_ms", u64::try_from(ran_for.as_millis()).unwrap_or(u64::MAX))
-                .with("planned", planned);
+                // Planned: the monitor forwarded a stop, or the worker was asked directly (its control
+                // channel) and ended with a planned code — 0 for a stop, 75 for a restart.
+                .with("planned", planned || exit.is_planned());
             match exit {
                 WorkerExit::Code(code) => event = event.with("code", code),
                 WorkerExit::Signal(signal) => event = event.with("signal", signal),
@@ -263,7 +265,12 @@ impl Monitor {
                 }
                 Decision::CrashLoop { exits, reason } => {
                     let why = format!(
-                        "crash loop: {exits} unexpected worker exits within {}s; last: {reason}",
+                        "crash loop: {} within {}s; last: {reason}",
+                        herald_home::words::count(
+                            u64::try_from(exits).unwrap_or(u64::MAX),
+                            "unexpected worker exit",
+                            "unexpected worker exits"
+                        ),
                         config.supervisor.crash_loop_window_secs
                     );
                     self.keeper.log(

@@ -25,6 +25,14 @@ pub enum WorkerExit {
 }
 
 impl WorkerExit {
+    /// A planned ending by the contract: 0 (planned stop) or 75 (restart requested).
+    pub fn is_planned(self) -> bool {
+        matches!(
+            self,
+            WorkerExit::Code(code) if matches!(ExitCode::from_code(code), Some(ExitCode::Ok | ExitCode::Restart))
+        )
+    }
+
     pub fn describe(self) -> String {
         match self {
             WorkerExit::Code(code) => format!("exit code {code}"),
@@ -140,6 +148,20 @@ mod tests {
         match d {
             Decision::Restart { delay, .. } => *delay,
             other => panic!("expected a restart, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_planned_codes_are_planned_exits() {
+        assert!(WorkerExit::Code(0).is_planned());
+        assert!(WorkerExit::Code(75).is_planned());
+        for exit in [
+            WorkerExit::Code(1),
+            WorkerExit::Code(78),
+            WorkerExit::Code(101),
+            WorkerExit::Signal(9),
+        ] {
+            assert!(!exit.is_planned(), "{exit:?}");
         }
     }
 

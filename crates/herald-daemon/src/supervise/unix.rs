@@ -1,5 +1,5 @@
 //! Unix leaf of the monitor: the worker gets its own process group (a terminal's Ctrl+C reaches only the
-//! monitor, which forwards one SIGTERM — so the drain is not cut short by a second signal), and stops are
+//! monitor, which forwards it once, as the same signal — so the drain is not cut short by a second signal), and stops are
 //! forwarded as SIGTERM.
 //!
 //! On Linux the monitor is also the *subreaper* of everything below it: when a worker dies (SIGKILL, an
@@ -13,15 +13,24 @@ use std::process::ExitStatus;
 use herald_home::Home;
 use tokio::process::{Child, Command};
 
+use crate::signals::StopSource;
+
 pub(super) fn spawn_worker(mut cmd: Command) -> std::io::Result<Child> {
     cmd.process_group(0);
     cmd.spawn()
 }
 
-pub(super) async fn forward_stop(child: &mut Child, _home: &Home) {
+/// Forwards a stop as the signal the monitor itself received (a terminal's SIGINT stays SIGINT), so the
+/// worker's lifecycle events name what really happened; SIGTERM for any other source (a stop marker).
+/// SIGHUP is no stop: the monitor passes it on as a `reload` call.
+pub(super) async fn forward_stop(child: &mut Child, _home: &Home, source: StopSource) {
+    let signal = match source {
+        StopSource::Signal("SIGINT") => libc::SIGINT,
+        _ => libc::SIGTERM,
+    };
     if let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) {
         // SAFETY: kill(2) on our own unreaped child: the pid cannot have been recycled.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        unsafe { libc::kill(pid, signal) };
     }
 }
 

@@ -11,12 +11,16 @@ use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_
 
 use herald_process::control::{self, Request};
 
+use crate::signals::StopSource;
+
 pub(super) fn spawn_worker(mut cmd: Command) -> std::io::Result<Child> {
     cmd.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
     cmd.spawn()
 }
 
-pub(super) async fn forward_stop(child: &mut Child, home: &Home) {
+/// Forwards a stop over the worker's control channel (whatever its source: Windows has no signals to
+/// pass on), killing the worker if the channel does not take it.
+pub(super) async fn forward_stop(child: &mut Child, home: &Home, _source: StopSource) {
     let request = Request::Stop { restart: false };
     match control::call_async(home, request, Duration::from_secs(2)).await {
         Ok(reply) if reply.ok => {}

@@ -87,8 +87,8 @@ impl AgentError {
     pub fn user_message(&self) -> String {
         match self {
             AgentError::Timeout(budget) => format!(
-                "Sorry, the agent did not answer within {} seconds. Please try again.",
-                budget.as_secs()
+                "Sorry, the agent did not answer within {}. Please try again.",
+                herald_home::words::count(budget.as_secs(), "second", "seconds")
             ),
             AgentError::Unavailable(why) => {
                 format!("Sorry, the agent is unavailable right now ({why}). Please try again later.")

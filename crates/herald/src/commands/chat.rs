@@ -120,6 +120,10 @@ fn token(target: &Target) -> Result<Option<String>, ExitCode> {
 /// The running gateway's HTTP URL, or the exit code after explaining why there is none.
 fn gateway_url(home: &Home) -> Result<String, ExitCode> {
     let report = StatusReport::gather(home);
+    if let Some(missing) = super::missing_home(home) {
+        eprintln!("herald: not running: {missing}");
+        return Err(ExitCode::NotRunning);
+    }
     if !report.running {
         eprintln!(
             "herald: no gateway is running on {}; start one with `herald start` (background) or `herald run` \

@@ -2,10 +2,12 @@
 //! the exit code. No command calls another command, and none knows how a service manager is asked.
 
 pub mod chat;
+pub mod completions;
 pub mod config;
 pub mod doctor;
 pub mod install;
 pub mod logs;
+pub mod man;
 pub mod reload;
 pub mod restart;
 pub mod run;
@@ -14,8 +16,24 @@ pub mod start;
 pub mod status;
 pub mod stop;
 
-use herald_home::ExitCode;
+use herald_home::paths::HomeSource;
+use herald_home::{ExitCode, Home};
 use herald_lifecycle::{LifecycleError, Routed};
+
+/// `no Herald home at PATH (...)` when the home directory does not exist. Nothing was ever started there,
+/// so "not running" alone would hide a mistyped `--home`, `HERALD_HOME` or `--profile`.
+pub(crate) fn missing_home(home: &Home) -> Option<String> {
+    if std::fs::symlink_metadata(home.root()).is_ok() {
+        return None;
+    }
+    let why = match (home.profile(), home.source()) {
+        (Some(_), _) => "a typo in --profile?",
+        (None, HomeSource::Flag) => "a typo in --home?",
+        (None, HomeSource::Env) => "a typo in HERALD_HOME?",
+        (None, HomeSource::Default) => "nothing has run here yet: `herald start` creates it",
+    };
+    Some(format!("no Herald home at {} ({why})", home.root().display()))
+}
 
 /// Prints a failed operation (with the gateway's last log lines when it died starting) and maps it.
 pub(crate) fn fail(error: &LifecycleError) -> ExitCode {

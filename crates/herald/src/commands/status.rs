@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use herald_home::ExitCode;
 use herald_home::time::human_duration;
+use herald_home::words::count;
 use herald_install::scm::SystemScm;
 use herald_lifecycle::Target;
 use herald_lifecycle::deep::{self, DeepFacts};
@@ -11,6 +12,7 @@ use herald_lifecycle::status::{OtherGateway, StatusReport, other_running};
 use serde_json::json;
 
 use crate::cli::StatusArgs;
+use crate::paint::Paint;
 
 pub fn status(target: &Target, args: &StatusArgs) -> ExitCode {
     if args.deep {
@@ -20,7 +22,14 @@ pub fn status(target: &Target, args: &StatusArgs) -> ExitCode {
     let mut report = StatusReport::gather(home);
     report.read_service(home, &SystemScm);
     let others = other_running(home);
-    if args.json {
+    let missing = super::missing_home(home);
+    if let Some(missing) = &missing {
+        report.warnings.push(missing.clone());
+    }
+    if let (Some(missing), false) = (&missing, args.json) {
+        // Nothing else is known about a home that does not exist; the other gateways may show the right one.
+        print!("herald: not running: {missing}\n{}", others_text(&others));
+    } else if args.json {
         println!("{}", to_json(&report, &others));
     } else {
         print!("{}", to_text(&report, &others));
@@ -95,7 +104,10 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         if let Some(worker) = report.worker_pid {
             out.push_str(&format!("  worker: pid {worker} (supervised"));
             if let Some(restarts) = report.restarts {
-                out.push_str(&format!(", {restarts} restarts"));
+                out.push_str(&format!(
+                    ", {}",
+                    count(u64::from(restarts), "restart", "restarts")
+                ));
             }
             if let Some(reason) = &report.last_restart_reason {
                 out.push_str(&format!(", last: {reason}"));
@@ -140,6 +152,13 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
     for warning in &report.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
     }
+    out.push_str(&others_text(others));
+    out
+}
+
+/// `also running: profile work (pid 42) at /home/me/.herald/profiles/work`, one line each.
+fn others_text(others: &[OtherGateway]) -> String {
+    let mut out = String::new();
     for other in others {
         let name = other
             .profile
@@ -158,6 +177,9 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
 
 fn deep(target: &Target, json: bool) -> ExitCode {
     let home = target.home();
+    if let Some(missing) = super::missing_home(home) {
+        eprintln!("herald: {missing}");
+    }
     let started = Instant::now();
     let facts = DeepFacts::gather(target);
     let probes = deep::probes(&facts);
@@ -169,7 +191,13 @@ fn deep(target: &Target, json: bool) -> ExitCode {
         value["probes"] = json!(
             probes
                 .iter()
-                .map(|p| json!({"id": p.id, "name": p.name, "ok": p.ok, "detail": p.detail}))
+                .map(|p| json!({
+                    "id": p.id,
+                    "name": p.name,
+                    "ok": p.ok,
+                    "result": p.word().to_ascii_lowercase(),
+                    "detail": p.detail,
+                }))
                 .collect::<Vec<_>>()
         );
         value["verdict"] = json!(verdict);
@@ -177,15 +205,9 @@ fn deep(target: &Target, json: bool) -> ExitCode {
         value["elapsed_ms"] = json!(started.elapsed().as_secs_f64() * 1000.0);
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
-        let colour =
-            std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+        let paint = Paint::stdout();
         for p in &probes {
-            let mark = match (p.ok, colour) {
-                (true, true) => "\x1b[32mPASS\x1b[0m",
-                (false, true) => "\x1b[31mFAIL\x1b[0m",
-                (true, false) => "PASS",
-                (false, false) => "FAIL",
-            };
+            let mark = paint.verdict(p.word());
             println!("{mark}  {:>2}. {:<18} {}", p.id, p.name, p.detail);
         }
         println!("verdict: {verdict}");

@@ -10,6 +10,11 @@ use herald_process::{StopOutcome, StopVia};
 use crate::cli::{StopArgs, Via};
 
 pub fn stop(target: &Target, args: &StopArgs) -> ExitCode {
+    if let Some(missing) = super::missing_home(target.home()) {
+        // Nothing can run on a home that does not exist: not running, exit 0 as the contract says.
+        println!("herald is not running: {missing}");
+        return ExitCode::Ok;
+    }
     let request = StopRequest {
         timeout: args.timeout.map(Duration::from_secs),
         via: match args.via {
