@@ -523,10 +523,9 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
 fn agent_probe(f: &DeepFacts, running: bool) -> Check {
     let Some(agent) = &f.agent else {
         // No answer is P7's failure, not this probe's; and a gateway from before agent probes says nothing.
-        return check(
+        return skip(
             11,
             "Agent",
-            true,
             if running {
                 "not reported (the gateway did not answer, or predates agent probes)"
             } else {
@@ -551,10 +550,9 @@ fn agent_probe(f: &DeepFacts, running: bool) -> Check {
             true,
             format!("{}: {}{age}", agent.backend, agent.detail),
         ),
-        _ => check(
+        _ => skip(
             11,
             "Agent",
-            true,
             format!("{}: not checked yet (a probe is running)", agent.backend),
         ),
     }

@@ -11,6 +11,7 @@ use herald_lifecycle::doctor::{Diagnosis, Finding, PayloadProbes, Verdict, diagn
 use herald_telegram::TelegramOptions;
 
 use crate::cli::DoctorArgs;
+use crate::paint::Paint;
 
 /// The agent probe's own budget, on top of the backend's (a probe that hangs must not hang doctor).
 const AGENT_PROBE_BUDGET: Duration = Duration::from_secs(10);
@@ -32,10 +33,11 @@ pub fn doctor(target: &Target, args: &DoctorArgs) -> ExitCode {
 }
 
 fn print_text(diagnosis: &Diagnosis) {
+    let paint = Paint::stdout();
     for finding in &diagnosis.findings {
         println!(
-            "{:<4}  {:<10}  {}",
-            finding.verdict.as_str(),
+            "{}  {:<10}  {}",
+            paint.verdict(finding.verdict.as_str()),
             finding.check,
             finding.detail
         );
