@@ -38,6 +38,9 @@ use std::path::{Path, PathBuf};
 #[path = "ownership/windows.rs"]
 mod os;
 
+#[cfg(windows)]
+pub use os::SecurityDescriptor;
+
 /// What is wrong with a path in the home.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {

@@ -36,6 +36,9 @@ pub const DISK_FAIL_BYTES: u64 = 64 << 20;
 /// Below this much free space a warning.
 pub const DISK_WARN_BYTES: u64 = 512 << 20;
 
+/// The fix of a finding whose detail already names it (ownership and store errors carry their fix).
+const SEE_THE_MESSAGE: &str = "see the message: the fix is named there";
+
 /// One check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -221,14 +224,14 @@ fn home_safety(home: &Home) -> Finding {
     ];
     for (dir, is_root) in dirs {
         if let Err(e) = herald_home::ownership::check_dir(&dir, is_root) {
-            return Finding::fail("home", e.to_string(), "see the message: the fix is named there");
+            return Finding::fail("home", e.to_string(), SEE_THE_MESSAGE);
         }
     }
     if let Err(e) = herald_home::ownership::check_file(&home.config_file()) {
-        return Finding::fail("home", e.to_string(), "see the message: the fix is named there");
+        return Finding::fail("home", e.to_string(), SEE_THE_MESSAGE);
     }
     if let Err(e) = SecretStore::of(home).load() {
-        return Finding::fail("home", e.to_string(), "see the message: the fix is named there");
+        return Finding::fail("home", e.to_string(), SEE_THE_MESSAGE);
     }
     Finding::pass("home", format!("{} is yours and private to you", root.display()))
 }
@@ -303,31 +306,15 @@ fn secrets(
     config: &Config,
     service: Option<&ServiceEnvironment>,
 ) -> (Finding, Option<Variables>) {
+    let unreadable =
+        |e: herald_home::secrets::SecretsError| Finding::fail("secrets", e.to_string(), SEE_THE_MESSAGE);
     let variables = match Variables::load(home) {
         Ok(variables) => variables,
-        Err(e) => {
-            return (
-                Finding::fail(
-                    "secrets",
-                    e.to_string(),
-                    "see the message: the fix is named there",
-                ),
-                None,
-            );
-        }
+        Err(e) => return (unreadable(e), None),
     };
     let checks = match variables::check(home, config, service) {
         Ok(checks) => checks,
-        Err(e) => {
-            return (
-                Finding::fail(
-                    "secrets",
-                    e.to_string(),
-                    "see the message: the fix is named there",
-                ),
-                Some(variables),
-            );
-        }
+        Err(e) => return (unreadable(e), Some(variables)),
     };
     if checks.is_empty() {
         return (

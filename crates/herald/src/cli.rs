@@ -63,14 +63,14 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Keep the secrets herald.toml names (API keys, bot tokens) in the home, where every start of the
-    /// gateway finds them — whatever service manager starts it; the environment still wins.
+    /// gateway finds them, whatever service manager starts it; the environment still wins.
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Send a message to the running gateway and print the reply; with no MESSAGE, read one message per
     /// line from standard input (an interactive prompt on a terminal).
     Chat(ChatArgs),
-    /// Check what breaks real installs — program location, home, config, port, secrets, agent, Telegram,
-    /// service registration, disk — each PASS/WARN/FAIL with its fix. Exit 0 when nothing fails, 1
+    /// Check what breaks real installs (program location, home, config, port, secrets, agent, Telegram,
+    /// service registration, disk), each PASS/WARN/FAIL with its fix. Exit 0 when nothing fails, 1
     /// otherwise.
     Doctor(DoctorArgs),
     /// Register the gateway with the OS service manager (start at login, restart after a crash);

@@ -63,7 +63,7 @@ fn healthy_and_cleanly_stopped() {
         .filter(|p| p["result"] == "skip")
         .map(|p| p["id"].as_u64().unwrap())
         .collect();
-    assert_eq!(skipped, [3, 4, 7, 8], "{json}");
+    assert_eq!(skipped, [3, 4, 7, 8, 11], "{json}");
     let text_out = text(&home.output(&["status", "--deep"]));
     assert!(
         text_out.contains("SKIP   7. Control channel")

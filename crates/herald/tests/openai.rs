@@ -23,6 +23,20 @@ struct Peer {
 /// Tests that share one running server take turns (each rewrites its rules).
 static SHARED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+impl Peer {
+    /// Replaces mock-llm's rules (`{"rules": [...]}`, matched last first).
+    fn script(&self, rules: &serde_json::Value) {
+        let set = http(
+            &self.url,
+            "POST",
+            "/config",
+            &[("Content-Type", "application/json")],
+            rules.to_string().as_bytes(),
+        );
+        assert!(set.status < 300, "POST /config: {}", set.status);
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
@@ -162,14 +176,7 @@ fn a_gateway_with_no_environment_gets_its_key_from_the_secrets_store() {
          "match": format!("headers.authorization == 'Bearer {KEY}'"),
          "response": {"status": 200, "content": answer("authorized")}},
     ]});
-    let set = http(
-        &peer.url,
-        "POST",
-        "/config",
-        &[("Content-Type", "application/json")],
-        rules.to_string().as_bytes(),
-    );
-    assert!(set.status < 300, "POST /config: {}", set.status);
+    peer.script(&rules);
 
     let home = TestHome::new();
     home.write(
@@ -283,14 +290,7 @@ fn doctor_fails_the_agent_when_the_server_refuses_the_key() {
         {"path": "/v1/models", "method": "GET", "match": format!("headers.authorization == 'Bearer {GOOD}'"),
          "response": {"status": 200, "content": models}},
     ]});
-    let set = http(
-        &peer.url,
-        "POST",
-        "/config",
-        &[("Content-Type", "application/json")],
-        rules.to_string().as_bytes(),
-    );
-    assert!(set.status < 300, "POST /config: {}", set.status);
+    peer.script(&rules);
     let home = TestHome::new();
     home.write(
         "herald.toml",

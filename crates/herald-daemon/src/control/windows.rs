@@ -7,27 +7,23 @@
 
 use std::ffi::c_void;
 use std::io;
-use std::ptr;
 
 use herald_home::Home;
+use herald_home::ownership::SecurityDescriptor;
 use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
-use windows_sys::Win32::Foundation::LocalFree;
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 
 #[derive(Debug)]
 pub(super) struct Listener {
     name: String,
-    descriptor: OwnedSecurityDescriptor,
+    descriptor: SecurityDescriptor,
     next: NamedPipeServer,
 }
 
 impl Listener {
     pub(super) fn bind(home: &Home) -> io::Result<Listener> {
         let name = home.control_pipe_name();
-        let descriptor = OwnedSecurityDescriptor::for_home(home.root())?;
+        let descriptor = descriptor_for_home(home.root())?;
         let next = create(&name, &descriptor, true)?;
         Ok(Listener {
             name,
@@ -43,10 +39,10 @@ impl Listener {
     }
 }
 
-fn create(name: &str, descriptor: &OwnedSecurityDescriptor, first: bool) -> io::Result<NamedPipeServer> {
+fn create(name: &str, descriptor: &SecurityDescriptor, first: bool) -> io::Result<NamedPipeServer> {
     let mut attributes = SECURITY_ATTRIBUTES {
         nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: descriptor.0,
+        lpSecurityDescriptor: descriptor.as_ptr(),
         bInheritHandle: 0,
     };
     let mut options = ServerOptions::new();
@@ -60,50 +56,15 @@ pub(super) fn cleanup(_home: &Home) {
     // A named pipe disappears with its last handle.
 }
 
-/// A security descriptor allocated by `ConvertStringSecurityDescriptorToSecurityDescriptorW`, freed with
-/// `LocalFree` on drop.
-#[derive(Debug)]
-struct OwnedSecurityDescriptor(PSECURITY_DESCRIPTOR);
-
-// SAFETY: the descriptor is an immutable heap block after creation; it is only read (by CreateNamedPipe).
-unsafe impl Send for OwnedSecurityDescriptor {}
-// SAFETY: as above, shared read-only access is sound.
-unsafe impl Sync for OwnedSecurityDescriptor {}
-
-impl OwnedSecurityDescriptor {
-    /// `D:P(A;;GA;;;<current user SID>)`: a protected DACL with full access for this user, plus the same
-    /// entry for the owner of `home` when that is another account (unknown owner: this user only).
-    fn for_home(home: &std::path::Path) -> io::Result<OwnedSecurityDescriptor> {
-        let sid = herald_home::ownership::current_user_sid()?;
-        let mut sddl = format!("D:P(A;;GA;;;{sid})");
-        match herald_home::ownership::owner_sid(home) {
-            Ok(owner) if owner != sid => sddl.push_str(&format!("(A;;GA;;;{owner})")),
-            Ok(_) => {}
-            Err(e) => tracing::debug!("cannot read the owner of {}: {e}", home.display()),
-        }
-        let sddl: Vec<u16> = sddl.encode_utf16().chain(std::iter::once(0)).collect();
-        let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-        // SAFETY: `sddl` is a NUL-terminated UTF-16 string; `descriptor` is a valid out pointer; the size
-        // out-parameter is optional (null).
-        let ok = unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                sddl.as_ptr(),
-                SDDL_REVISION_1,
-                &mut descriptor,
-                ptr::null_mut(),
-            )
-        };
-        if ok == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(OwnedSecurityDescriptor(descriptor))
+/// `D:P(A;;GA;;;<current user SID>)`: a protected DACL with full access for this user, plus the same entry
+/// for the owner of `home` when that is another account (unknown owner: this user only).
+fn descriptor_for_home(home: &std::path::Path) -> io::Result<SecurityDescriptor> {
+    let sid = herald_home::ownership::current_user_sid()?;
+    let mut sddl = format!("D:P(A;;GA;;;{sid})");
+    match herald_home::ownership::owner_sid(home) {
+        Ok(owner) if owner != sid => sddl.push_str(&format!("(A;;GA;;;{owner})")),
+        Ok(_) => {}
+        Err(e) => tracing::debug!("cannot read the owner of {}: {e}", home.display()),
     }
-}
-
-impl Drop for OwnedSecurityDescriptor {
-    fn drop(&mut self) {
-        // SAFETY: the block was allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW, which
-        // documents LocalFree as the deallocator; freed exactly once.
-        unsafe { LocalFree(self.0) };
-    }
+    SecurityDescriptor::from_sddl(&sddl)
 }

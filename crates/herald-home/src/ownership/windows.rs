@@ -64,6 +64,52 @@ impl Drop for LocalBlock {
     }
 }
 
+/// A security descriptor built from SDDL text (`ConvertStringSecurityDescriptorToSecurityDescriptorW`),
+/// freed with `LocalFree` on drop: the DACLs Herald gives its private files and its control pipe.
+#[derive(Debug)]
+pub struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
+
+// SAFETY: the descriptor is an immutable heap block after creation; it is only read (by the APIs that
+// create files and pipes with it).
+unsafe impl Send for SecurityDescriptor {}
+// SAFETY: as above, shared read-only access is sound.
+unsafe impl Sync for SecurityDescriptor {}
+
+impl SecurityDescriptor {
+    /// Parses `sddl` (`D:P(A;;FA;;;S-1-…)`, …).
+    pub fn from_sddl(sddl: &str) -> io::Result<SecurityDescriptor> {
+        let wide: Vec<u16> = sddl.encode_utf16().chain(std::iter::once(0)).collect();
+        let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // SAFETY: `wide` is a NUL-terminated UTF-16 string; `descriptor` is a valid out pointer; the size
+        // out pointer is optional.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                wide.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SecurityDescriptor(descriptor))
+    }
+
+    /// The descriptor, for a `SECURITY_ATTRIBUTES` (valid while `self` lives).
+    pub fn as_ptr(&self) -> PSECURITY_DESCRIPTOR {
+        self.0
+    }
+}
+
+impl Drop for SecurityDescriptor {
+    fn drop(&mut self) {
+        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW, which documents
+        // LocalFree as the deallocator; freed exactly once.
+        unsafe { LocalFree(self.0) };
+    }
+}
+
 /// A token handle closed on drop.
 struct OwnedToken(HANDLE);
 
@@ -154,28 +200,10 @@ pub(super) fn acl_facts(path: &Path) -> io::Result<AclFacts> {
 pub(super) fn create_private_new(path: &Path) -> io::Result<std::fs::File> {
     use std::os::windows::io::FromRawHandle;
     let me = current_user_sid()?;
-    let sddl: Vec<u16> = format!("D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;{me})")
-        .encode_utf16()
-        .chain(std::iter::once(0))
-        .collect();
-    let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: `sddl` is a NUL-terminated UTF-16 string; `descriptor` is a valid out pointer; the size
-    // out pointer is optional.
-    let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl.as_ptr(),
-            SDDL_REVISION_1,
-            &mut descriptor,
-            ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let _descriptor = LocalBlock(descriptor);
+    let descriptor = SecurityDescriptor::from_sddl(&format!("D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FA;;;{me})"))?;
     let attributes = SECURITY_ATTRIBUTES {
         nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: descriptor,
+        lpSecurityDescriptor: descriptor.as_ptr(),
         bInheritHandle: 0,
     };
     let wide: Vec<u16> = path.as_os_str().encode_wide().chain(std::iter::once(0)).collect();
