@@ -78,8 +78,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         FROM (SELECT id, row_number() OVER (PARTITION BY session_id ORDER BY id) AS number FROM turns)
              AS numbered
         WHERE turns.id = numbered.id;
-    CREATE UNIQUE INDEX turns_by_number ON turns (session_id, number);
-    CREATE INDEX turns_by_conversation ON turns (session_id, conversation, number);
+    -- Each session counts its turns: a new turn's number is one more (no index to search for it).
+    ALTER TABLE sessions ADD COLUMN turns INTEGER NOT NULL DEFAULT 0;
+    UPDATE sessions SET turns = (SELECT count(*) FROM turns WHERE turns.session_id = sessions.id);
+    CREATE UNIQUE INDEX turns_by_conversation ON turns (session_id, conversation, number);
     -- An agent's context reads the messages of each earlier turn.
     CREATE INDEX messages_by_turn ON messages (turn_id);
     ",

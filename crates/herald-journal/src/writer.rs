@@ -256,18 +256,27 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
     if let Some(existing) = existing {
         return Ok(existing);
     }
-    // The session's next number: one writer, inside its transaction, so no two turns get the same one
-    // (and the unique index `turns_by_number` would refuse it if they did).
-    let (turn_id, number): (i64, i64) = conn
+    // The session's next number, from its own count: one writer, inside its transaction, so no two turns
+    // get the same one (and the unique index `turns_by_conversation` would refuse it if they did). The
+    // session row was just written anyway: counting there adds no index work to the turn.
+    let number: i64 = conn
+        .prepare_cached("UPDATE sessions SET turns = turns + 1 WHERE id = ?1 RETURNING turns")?
+        .query_row(params![session_id], |r| r.get(0))?;
+    let turn_id: i64 = conn
         .prepare_cached(
             "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation)
-             VALUES (?1, ?2, 'pending', ?3, ?3,
-                     (SELECT coalesce(max(number), 0) + 1 FROM turns WHERE session_id = ?1), ?4)
-             RETURNING id, number",
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5)
+             RETURNING id",
         )?
         .query_row(
-            params![session_id, inbound.message_id, inbound.at_ms as i64, conversation],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            params![
+                session_id,
+                inbound.message_id,
+                inbound.at_ms as i64,
+                number,
+                conversation
+            ],
+            |r| r.get(0),
         )?;
     conn.prepare_cached(
         "INSERT INTO messages (session_id, turn_id, role, text, created_ms) VALUES (?1, ?2, 'user', ?3, ?4)",

@@ -22,7 +22,7 @@ use herald_home::records::{
 };
 use herald_home::time::now_ms;
 use herald_home::{ExitCode, Home};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
@@ -411,24 +411,99 @@ fn to_worker_exit(status: std::io::Result<std::process::ExitStatus>) -> WorkerEx
     }
 }
 
-/// Copies the worker's stderr to ours line by line (lossily for non-UTF-8), keeping the last lines.
-async fn relay_stderr(stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
-    let mut reader = BufReader::new(stderr);
+/// Copies the worker's stderr to ours as it comes — one write per read, however many lines it holds:
+/// the worker logs a line per turn, and a write per line (each a blocking-pool hop in tokio) would cost
+/// the monitor more than the turn — keeping the last lines (lossily for non-UTF-8) for a crash loop.
+async fn relay_stderr(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut out = tokio::io::stderr();
-    let mut line = Vec::new();
+    let mut chunk = vec![0u8; RELAY_CHUNK];
+    let mut lines = LineTail::default();
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        let n = match stderr.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                lines.finish(&tail);
+                return;
+            }
+            Ok(n) => n,
+        };
+        let _ = out.write_all(&chunk[..n]).await;
+        lines.take(&chunk[..n], &tail);
+    }
+}
+
+/// How much of the worker's stderr one relay step reads.
+const RELAY_CHUNK: usize = 64 * 1024;
+
+/// The line being assembled from the relayed bytes.
+#[derive(Default)]
+struct LineTail {
+    partial: Vec<u8>,
+}
+
+impl LineTail {
+    /// Adds relayed bytes; every line they complete goes to `tail` (only the last [`STDERR_TAIL`] are
+    /// kept). A line longer than a chunk is kept as it is, cut there.
+    fn take(&mut self, bytes: &[u8], tail: &Mutex<VecDeque<String>>) {
+        self.partial.extend_from_slice(bytes);
+        let complete = match self.partial.iter().rposition(|b| *b == b'\n') {
+            Some(end) => self.partial.drain(..=end).collect::<Vec<u8>>(),
+            None if self.partial.len() >= RELAY_CHUNK => std::mem::take(&mut self.partial),
+            None => return,
+        };
+        let lines: Vec<&[u8]> = complete
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .collect();
+        let start = lines.len().saturating_sub(STDERR_TAIL);
+        push_lines(tail, &lines[start..]);
+    }
+
+    /// The worker closed its stderr: a last line without a line break counts too.
+    fn finish(&mut self, tail: &Mutex<VecDeque<String>>) {
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            push_lines(tail, &[&last]);
         }
-        let _ = out.write_all(&line).await;
-        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-        if let Ok(mut tail) = tail.lock() {
+    }
+}
+
+fn push_lines(tail: &Mutex<VecDeque<String>>, lines: &[&[u8]]) {
+    if let Ok(mut tail) = tail.lock() {
+        for line in lines {
             if tail.len() == STDERR_TAIL {
                 tail.pop_front();
             }
-            tail.push_back(text);
+            tail.push_back(String::from_utf8_lossy(line).trim_end().to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    fn kept(tail: &Mutex<VecDeque<String>>) -> Vec<String> {
+        tail.lock().unwrap().iter().cloned().collect()
+    }
+
+    #[test]
+    fn lines_split_across_reads_are_kept_whole_and_only_the_last_ones() {
+        let tail = Mutex::new(VecDeque::new());
+        let mut lines = LineTail::default();
+        lines.take(b"first li", &tail);
+        assert!(kept(&tail).is_empty());
+        lines.take(b"ne\nsecond\r\nthi", &tail);
+        assert_eq!(kept(&tail), ["first line", "second"]);
+        let many: String = (0..50).map(|i| format!("line {i}\n")).collect();
+        lines.take(format!("rd\n{many}").as_bytes(), &tail);
+        let now = kept(&tail);
+        assert_eq!(now.len(), STDERR_TAIL);
+        assert_eq!(now.last().map(String::as_str), Some("line 49"));
+        lines.take(b"no newline at the end", &tail);
+        lines.finish(&tail);
+        assert_eq!(
+            kept(&tail).last().map(String::as_str),
+            Some("no newline at the end")
+        );
     }
 }
