@@ -1,10 +1,11 @@
 //! The monitor process: lock, PID record, then a loop of "start a worker, wait for it, decide".
 //!
-//! The worker's stderr is relayed line by line to the monitor's stderr and its last lines are kept, so a
-//! crash loop is recorded with what the worker said before dying. Stop requests that reach the monitor
-//! (signals; a stop marker while no worker runs) are forwarded to the worker once — on Unix as the same signal (SIGTERM for a marker), the
-//! control channel on Windows — and the monitor then exits with the worker's planned-stop code instead
-//! of restarting it.
+//! The worker's stderr is relayed to the monitor's stderr as it comes (one write per read) and its last
+//! lines are kept, so a crash loop is recorded with what the worker said before dying. Stop requests that
+//! reach the monitor (signals; a stop marker while no worker runs) are forwarded to the worker once — on
+//! Unix as the same signal (SIGTERM for a marker), the control channel on Windows — and the monitor then
+//! exits with the worker's planned-stop code instead of restarting it. SIGHUP is passed on as a `reload`
+//! call.
 //!
 //! Hosted by a Windows Service (`run --windows-service`), the monitor is the service's process: the SCM's
 //! Stop and Preshutdown reach it as stop requests, it reports the service running once its first worker
