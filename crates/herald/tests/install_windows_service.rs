@@ -449,7 +449,7 @@ fn a_killed_worker_is_restarted_inside_the_running_service() {
     assert_eq!(after.pid, before.pid, "the same service process");
     let (text, json) = status(&case);
     assert_eq!(json["restarts"], 1, "{text}");
-    assert!(text.contains("1 restarts"), "{text}");
+    assert!(text.contains("1 restart,"), "{text}");
     let (events, _) = herald_home::lifecycle::read_events(&case.home().lifecycle_log()).unwrap();
     let exit = events
         .iter()
