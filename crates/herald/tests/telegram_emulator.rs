@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Gateway, TestHome, http, wait_for};
+use support::{TestHome, http, wait_for};
 
 struct Emulator {
     url: String,
@@ -121,14 +121,7 @@ fn the_emulator_delivers_messages_and_replies_and_strangers_are_denied() {
         )
         .as_bytes(),
     );
-    let child = home
-        .cmd(&["run", "--no-supervise"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway::from_child(child);
-    home.wait_running(&gateway);
+    let gateway = home.start(&["--no-supervise"]);
 
     user_says(&emulator.url, &token, 11, 11, "hello emulator");
     let mut replies = Vec::new();
@@ -187,14 +180,7 @@ fn a_reload_lets_a_new_user_in_without_dropping_the_turn_in_flight() {
         )
     };
     home.write("herald.toml", config("21", 256).as_bytes());
-    let child = home
-        .cmd(&["run", "--no-supervise"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway::from_child(child);
-    home.wait_running(&gateway);
+    let gateway = home.start(&["--no-supervise"]);
 
     user_says(&emulator.url, &token, 21, 21, "sleep:2500:long turn");
     wait_for("the long turn to start", || {
