@@ -34,6 +34,8 @@ pub const START_LIMIT_BURST: u32 = 5;
 pub const START_LIMIT_INTERVAL_SEC: u64 = 300;
 /// `WatchdogSec=`: the gateway pings at half of it; a wedged event loop is killed and restarted.
 pub const WATCHDOG_SEC: u64 = 60;
+/// `TimeoutAbortSec=`: how long a gateway the watchdog aborted has before SIGKILL.
+pub const TIMEOUT_ABORT_SEC: u64 = 10;
 
 /// The unit file text for `spec` (write it as `names::systemd_unit(profile)`).
 pub fn render_unit(spec: &ServiceSpec) -> Result<String, InstallError> {
@@ -41,7 +43,17 @@ pub fn render_unit(spec: &ServiceSpec) -> Result<String, InstallError> {
     validate_executable(&invocation.program)?;
     let home = invocation.herald_home.clone().unwrap_or_default();
     require_absolute(B, "home", &home)?;
-    refuse_chars(B, "home", &home, |c| c == '\0')?;
+    // `WorkingDirectory=` takes the rest of its line as it is (no quoting, trailing blanks trimmed): a
+    // line break or a trailing blank cannot be written there.
+    refuse_chars(B, "home", &home, |c| matches!(c, '\0' | '\n' | '\r'))?;
+    if let Some(blank) = home.chars().last().filter(|c| c.is_whitespace()) {
+        return Err(InstallError::Unrepresentable {
+            backend: B,
+            what: "home (at its end)",
+            value: home.clone(),
+            ch: blank,
+        });
+    }
     for arg in &invocation.args {
         refuse_chars(B, "argument", arg, |c| c == '\0')?;
     }
@@ -101,17 +113,33 @@ pub fn render_unit(spec: &ServiceSpec) -> Result<String, InstallError> {
         "Environment={}",
         quote_env_word(&format!("{HOME_ENV}={home}"))
     ));
+    line(&format!("WorkingDirectory={}", home.replace('%', "%%")));
     if let Some(user) = user {
         line(&format!("User={user}"));
+        // The gateway writes only to its home; everything else stays read-only to it (and to the
+        // command agent it runs, which inherits this sandbox: see the README).
+        line("NoNewPrivileges=yes");
+        line("ProtectSystem=strict");
+        line("ProtectHome=read-only");
+        line(&format!("ReadWritePaths={}", quote_path_word(&home)));
+        if !under_shared_tmp(&home) {
+            // A private /tmp would hide a home that lives in the shared one.
+            line("PrivateTmp=yes");
+        }
     }
     line("UMask=0077");
-    line("Restart=always");
+    // `on-failure`, not `always`: a gateway that drained after a plain SIGTERM exits 0 and stays stopped.
+    // Exit 75 is declared a success but forced to restart; 78 is never restarted.
+    line("Restart=on-failure");
     line(&format!("RestartSec={RESTART_SEC}"));
     line("SuccessExitStatus=75");
     line("RestartForceExitStatus=75");
     line("RestartPreventExitStatus=78");
     line("KillMode=mixed");
     line(&format!("TimeoutStopSec={}", spec.stop_timeout_secs()));
+    // After a watchdog timeout (SIGABRT) there is no drain to wait for: a gateway that does not die of
+    // it (stopped, or stuck in the kernel) is killed after this, not after the drain budget.
+    line(&format!("TimeoutAbortSec={TIMEOUT_ABORT_SEC}"));
     line("");
     line("[Install]");
     line(match spec.scope {
@@ -143,6 +171,29 @@ pub fn quote_exec_word(word: &str) -> String {
 /// One `Environment=` assignment, quoted (`%`→`%%`; no `$` substitution happens there).
 pub fn quote_env_word(word: &str) -> String {
     quote_word(word, false)
+}
+
+/// One path in a list such as `ReadWritePaths=`: systemd unquotes it but applies no C escapes there, so
+/// only `\\`, `\"` and `%%` are written (a control character stands as it is).
+fn quote_path_word(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 2);
+    out.push('"');
+    for c in path.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str("\\\""),
+            '%' => out.push_str("%%"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether `path` is in the machine-wide `/tmp` or `/var/tmp`, which `PrivateTmp=yes` would hide.
+fn under_shared_tmp(path: &str) -> bool {
+    let path = std::path::Path::new(path);
+    path.starts_with("/tmp") || path.starts_with("/var/tmp")
 }
 
 fn quote_word(word: &str, dollars: bool) -> String {
@@ -463,7 +514,8 @@ mod tests {
         for line in [
             "Type=notify",
             "NotifyAccess=main",
-            "Restart=always",
+            "Restart=on-failure",
+            "WorkingDirectory=/home/a/.herald",
             "SuccessExitStatus=75",
             "RestartForceExitStatus=75",
             "RestartPreventExitStatus=78",
@@ -477,6 +529,8 @@ mod tests {
             assert!(unit.lines().any(|l| l == line), "{line} missing from\n{unit}");
         }
         assert!(!unit.contains("User="));
+        // The sandbox is for system units; a user manager cannot set most of it up unprivileged.
+        assert!(!unit.contains("ProtectSystem"));
     }
 
     #[test]
@@ -495,6 +549,39 @@ mod tests {
         s.run_as = Some("alice".into());
         let unit = render_unit(&s).unwrap();
         assert!(unit.contains("\nUser=alice\n") && unit.contains("WantedBy=multi-user.target"));
+        for line in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=read-only",
+            "ReadWritePaths=\"/home/a/.herald\"",
+            "PrivateTmp=yes",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line} missing from\n{unit}");
+        }
+        // A home in the shared /tmp: a private /tmp would hide it.
+        let mut in_tmp = spec("/usr/bin/herald", "/tmp/h 50% \"q\"");
+        in_tmp.scope = Scope::System;
+        in_tmp.run_as = Some("alice".into());
+        let unit = render_unit(&in_tmp).unwrap();
+        assert!(!unit.contains("PrivateTmp"), "{unit}");
+        assert!(
+            unit.contains("\nReadWritePaths=\"/tmp/h 50%% \\\"q\\\"\"\n"),
+            "{unit}"
+        );
+        assert!(unit.contains("\nWorkingDirectory=/tmp/h 50%% \"q\"\n"), "{unit}");
+    }
+
+    #[test]
+    fn a_home_that_cannot_be_a_working_directory_is_refused() {
+        for home in ["/h\nx", "/h\r", "/h "] {
+            assert!(
+                matches!(
+                    render_unit(&spec("/bin/herald", home)).unwrap_err(),
+                    InstallError::Unrepresentable { .. }
+                ),
+                "{home:?}"
+            );
+        }
     }
 
     #[test]

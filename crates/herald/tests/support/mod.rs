@@ -18,7 +18,7 @@ use herald_home::records::{GatewayState, PidRecord, StateRecord};
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub struct TestHome {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     pub root: PathBuf,
 }
 
@@ -34,7 +34,18 @@ impl TestHome {
     pub fn bare() -> TestHome {
         let dir = tempfile::Builder::new().prefix("herald-test").tempdir().unwrap();
         let root = dir.path().join("home");
-        TestHome { _dir: dir, root }
+        TestHome {
+            _dir: Some(dir),
+            root,
+        }
+    }
+
+    /// A home (not yet created) at `root`, which the caller removes.
+    pub fn at(root: &Path) -> TestHome {
+        TestHome {
+            _dir: None,
+            root: root.to_owned(),
+        }
     }
 
     pub fn home(&self) -> Home {

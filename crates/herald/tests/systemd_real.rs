@@ -1,0 +1,426 @@
+//! The systemd backend against a real systemd (see `real_systemd`): `herald install` in user and system
+//! scope, readiness, the watchdog, the exit-code contract (0 stays stopped, 1 and 75 restart, 78 never),
+//! crashes without a lost turn, `start`/`stop`/`restart` through systemctl, a reboot, drift, `uninstall`,
+//! the system unit's sandbox, and `herald logs` reading journald.
+#![cfg(target_os = "linux")]
+
+mod real_systemd;
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use herald_home::atomic::write_record;
+use herald_home::records::{GatewayState, StopMarker};
+use real_systemd::{Manager, RealSystemd};
+use support::{TestHome, text, try_http};
+
+const UNIT: &str = "herald.service";
+const PATIENT: Duration = Duration::from_secs(30);
+
+fn ok_inside(out: std::process::Output, what: &str) -> String {
+    let all = text(&out);
+    assert!(out.status.success(), "{what} failed ({}): {all}", out.status);
+    all
+}
+
+/// A home with the echo agent, installed with systemd in `manager`'s scope and running.
+fn installed(systemd: &RealSystemd, home: &TestHome, manager: Manager) -> String {
+    let mut args = vec!["install"];
+    if manager == Manager::System {
+        args.extend(["--system", "--run-as-user", "root"]);
+    }
+    let out = ok_inside(systemd.herald(&home.root, &args), "herald install");
+    assert!(out.contains("herald installed with systemd"), "{out}");
+    out
+}
+
+/// One chat turn answered by the gateway serving now (a single attempt: no retry hides a gateway that is
+/// not ready yet).
+fn answers_a_turn(home: &TestHome, session: &str, id: &str) {
+    let state = home.state().expect("a state record");
+    assert_eq!(state.state, GatewayState::Running, "{state:?}");
+    let url = state.endpoints.http_url.expect("an HTTP url");
+    let response = try_http(
+        &url,
+        "POST",
+        &format!("/v1/sessions/{session}/messages"),
+        &[("Content-Type", "application/json")],
+        serde_json::json!({"text": format!("hello {id}"), "id": id})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("the gateway systemd calls active does not serve: {e}"));
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["reply"]["text"], format!("echo: hello {id}"));
+}
+
+/// Waits for a main process other than `old` that serves (a restart by systemd).
+fn wait_new_main(systemd: &RealSystemd, home: &TestHome, manager: Manager, old: u32) -> u32 {
+    let deadline = Instant::now() + PATIENT;
+    loop {
+        let pid = systemd.main_pid(manager, UNIT);
+        let active = systemd.property(manager, UNIT, "ActiveState") == "active";
+        let running = home
+            .state()
+            .is_some_and(|s| s.state == GatewayState::Running && s.pid == pid);
+        if pid != 0 && pid != old && active && running {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new main process after {old}: {}",
+            systemd.describe(manager, UNIT)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The unit stays in `state` for `hold` (systemd does not restart it).
+fn stays(systemd: &RealSystemd, manager: Manager, state: &str, hold: Duration) {
+    let until = Instant::now() + hold;
+    while Instant::now() < until {
+        assert_eq!(
+            systemd.property(manager, UNIT, "ActiveState"),
+            state,
+            "{}",
+            systemd.describe(manager, UNIT)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A stop marker asking the gateway (by its pid record) to drain and exit 75, as a supervisor does.
+fn ask_for_exit_75(home: &TestHome) {
+    let record = home.pid_record().present().expect("a pid record");
+    let marker = StopMarker {
+        version: 1,
+        target: record.key(),
+        expires_at_ms: u64::MAX,
+        requested_by: "the systemd test".into(),
+        restart: true,
+    };
+    write_record(&home.home().stop_marker(), &marker).unwrap();
+}
+
+fn restarts(systemd: &RealSystemd, manager: Manager) -> u32 {
+    systemd.property(manager, UNIT, "NRestarts").parse().unwrap()
+}
+
+fn drop_in(systemd: &RealSystemd, manager: Manager, name: &str, body: &str) {
+    let dir = systemd.units(manager).join(format!("{UNIT}.d"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), body).unwrap();
+    ok_inside(systemd.systemctl(manager, &["daemon-reload"]), "daemon-reload");
+}
+
+#[test]
+fn a_user_unit_is_active_only_once_the_gateway_serves_and_the_watchdog_restarts_a_frozen_one() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::User);
+    // `systemctl start` (run by install) returns once the gateway sent READY=1: it serves right away.
+    assert_eq!(systemd.property(Manager::User, UNIT, "ActiveState"), "active");
+    assert_eq!(systemd.property(Manager::User, UNIT, "Type"), "notify");
+    answers_a_turn(&home, "ready", "r1");
+    let status = ok_inside(systemd.herald(&home.root, &["status"]), "herald status");
+    assert!(status.contains("running"), "{status}");
+
+    // The watchdog: pings keep a live gateway running well past WatchdogSec; a frozen one is killed and
+    // restarted by systemd.
+    drop_in(
+        &systemd,
+        Manager::User,
+        "watchdog.conf",
+        "[Service]\nWatchdogSec=2\n",
+    );
+    ok_inside(systemd.systemctl(Manager::User, &["restart", UNIT]), "restart");
+    let pid = systemd.main_pid(Manager::User, UNIT);
+    let before = restarts(&systemd, Manager::User);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        systemd.main_pid(Manager::User, UNIT),
+        pid,
+        "{}",
+        systemd.describe(Manager::User, UNIT)
+    );
+    assert_eq!(restarts(&systemd, Manager::User), before);
+    ok_inside(
+        systemd.systemctl(
+            Manager::User,
+            &["kill", "--kill-whom=main", "--signal=SIGSTOP", UNIT],
+        ),
+        "SIGSTOP",
+    );
+    let new = wait_new_main(&systemd, &home, Manager::User, pid);
+    assert_ne!(new, pid);
+    assert_eq!(restarts(&systemd, Manager::User), before + 1);
+    let journal = systemd.describe(Manager::User, UNIT);
+    assert!(journal.contains("Watchdog timeout"), "{journal}");
+    answers_a_turn(&home, "ready", "r2");
+}
+
+#[test]
+fn kill_9_is_restarted_by_systemd_and_no_acknowledged_turn_is_lost() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::User);
+    for i in 0..5 {
+        answers_a_turn(&home, "kept", &format!("k{i}"));
+    }
+    let pid = systemd.main_pid(Manager::User, UNIT);
+    ok_inside(
+        systemd.systemctl(
+            Manager::User,
+            &["kill", "--kill-whom=main", "--signal=SIGKILL", UNIT],
+        ),
+        "SIGKILL",
+    );
+    wait_new_main(&systemd, &home, Manager::User, pid);
+    let url = home.state().unwrap().endpoints.http_url.unwrap();
+    let history = support::http(&url, "GET", "/v1/sessions/kept/messages", &[], b"").json();
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..5)
+        .flat_map(|i| [format!("hello k{i}"), format!("echo: hello k{i}")])
+        .collect();
+    assert_eq!(texts, expected);
+}
+
+#[test]
+fn the_exit_code_contract_under_systemd_0_stays_stopped_75_restarts_78_stays_failed() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::User);
+    let m = Manager::User;
+
+    // 75, a requested restart: restarted at once, and not counted as a failure.
+    let pid = systemd.main_pid(m, UNIT);
+    ask_for_exit_75(&home);
+    wait_new_main(&systemd, &home, m, pid);
+    assert_eq!(systemd.property(m, UNIT, "Result"), "success");
+
+    // 1, a failure: restarted. A gateway started outside systemd holds the home's lock, so the unit's
+    // gateway exits 1 ("already running") until that one is gone; then the restart succeeds.
+    ok_inside(systemd.herald(&home.root, &["stop"]), "herald stop");
+    let mut outside = systemd.command(env!("CARGO_BIN_EXE_herald"));
+    outside
+        .arg("--home")
+        .arg(&home.root)
+        .args(["run", "--no-supervise"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut outside = outside.spawn().unwrap();
+    support::wait_for("the gateway outside systemd to run", || {
+        home.state().is_some_and(|s| s.state == GatewayState::Running)
+    });
+    let outside_pid = home.pid_record().present().unwrap().pid;
+    // The starts so far count towards StartLimitBurst; this part needs a few more.
+    ok_inside(systemd.systemctl(m, &["reset-failed", UNIT]), "reset-failed");
+    let before = restarts(&systemd, m);
+    ok_inside(
+        systemd.systemctl(m, &["start", "--no-block", UNIT]),
+        "start --no-block",
+    );
+    support::wait_for("systemd to restart the gateway that exited 1", || {
+        restarts(&systemd, m) > before
+    });
+    ok_inside(
+        systemd
+            .command("kill")
+            .args(["-TERM", &outside_pid.to_string()])
+            .output()
+            .unwrap(),
+        "kill the outside gateway",
+    );
+    outside.wait().unwrap();
+    wait_new_main(&systemd, &home, m, outside_pid);
+    let journal = systemd.describe(m, UNIT);
+    assert!(journal.contains("status=1/FAILURE"), "{journal}");
+
+    // 0: a plain SIGTERM (not through systemctl) drains the gateway, which exits 0 and stays stopped.
+    ok_inside(
+        systemd.systemctl(m, &["kill", "--kill-whom=main", "--signal=SIGTERM", UNIT]),
+        "SIGTERM",
+    );
+    systemd.wait_state(m, UNIT, "inactive", PATIENT);
+    assert_eq!(systemd.property(m, UNIT, "ExecMainStatus"), "0");
+    stays(&systemd, m, "inactive", Duration::from_secs(4));
+
+    // 78: a config broken after install; the gateway refuses to start and systemd leaves it failed.
+    home.write("herald.toml", b"[http]\nlisten = \"not an address\"\n");
+    let out = systemd.herald(&home.root, &["start"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    systemd.wait_state(m, UNIT, "failed", PATIENT);
+    assert_eq!(systemd.property(m, UNIT, "ExecMainStatus"), "78");
+    let failed_restarts = restarts(&systemd, m);
+    stays(&systemd, m, "failed", Duration::from_secs(5));
+    assert_eq!(restarts(&systemd, m), failed_restarts);
+    let status = systemd.herald(&home.root, &["status"]);
+    let said = text(&status);
+    assert!(
+        said.contains("code 78") && said.contains("not an address"),
+        "{said}"
+    );
+}
+
+#[test]
+fn start_stop_and_restart_go_through_systemctl() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::User);
+    let m = Manager::User;
+
+    let out = ok_inside(systemd.herald(&home.root, &["stop"]), "herald stop");
+    assert!(out.contains("systemd"), "{out}");
+    assert_eq!(systemd.property(m, UNIT, "ActiveState"), "inactive");
+    assert_eq!(home.state().unwrap().state, GatewayState::Stopped);
+    // Drained (a planned stop), and systemd does not bring it back.
+    assert!(
+        home.event_names().iter().any(|e| e == "drain_end"),
+        "{:?}",
+        home.event_names()
+    );
+    stays(&systemd, m, "inactive", Duration::from_secs(4));
+
+    ok_inside(systemd.herald(&home.root, &["start"]), "herald start");
+    assert_eq!(systemd.property(m, UNIT, "ActiveState"), "active");
+    answers_a_turn(&home, "s", "s1");
+
+    let pid = systemd.main_pid(m, UNIT);
+    ok_inside(systemd.herald(&home.root, &["restart"]), "herald restart");
+    let new = wait_new_main(&systemd, &home, m, pid);
+    assert_ne!(new, pid);
+    answers_a_turn(&home, "s", "s2");
+}
+
+#[test]
+fn after_a_reboot_an_enabled_system_unit_comes_back() {
+    let Some(mut systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::System);
+    systemd.reboot(false);
+    systemd.wait_state(Manager::System, UNIT, "active", PATIENT);
+    wait_new_main(&systemd, &home, Manager::System, 0);
+    answers_a_turn(&home, "boot", "b1");
+}
+
+#[test]
+fn after_a_reboot_a_user_unit_comes_back_with_linger_and_nobody_logged_in() {
+    let Some(mut systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::User);
+    let linger = systemd
+        .command("loginctl")
+        .args(["show-user", "root", "-p", "Linger"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&linger).trim(), "Linger=yes");
+    systemd.reboot(false);
+    // Nobody logged in: logind starts root's user manager because root lingers, and it starts the unit.
+    systemd.wait_state(Manager::User, UNIT, "active", PATIENT);
+    wait_new_main(&systemd, &home, Manager::User, 0);
+    answers_a_turn(&home, "boot", "b1");
+}
+
+#[test]
+fn a_hand_edited_unit_is_repaired_and_uninstall_leaves_nothing_behind() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::User);
+    let m = Manager::User;
+    let path = systemd.user_units().join(UNIT);
+    let written = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, written.replace("RestartSec=2", "RestartSec=30")).unwrap();
+    ok_inside(systemd.systemctl(m, &["daemon-reload"]), "daemon-reload");
+    assert_eq!(systemd.property(m, UNIT, "RestartUSec"), "30s");
+
+    let out = ok_inside(systemd.herald(&home.root, &["install"]), "the second install");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written, "{out}");
+    // systemd itself runs the repaired unit (the install reloaded it).
+    assert_eq!(systemd.property(m, UNIT, "RestartUSec"), "2s");
+    assert_eq!(systemd.property(m, UNIT, "NeedDaemonReload"), "no");
+    answers_a_turn(&home, "d", "d1");
+
+    ok_inside(systemd.herald(&home.root, &["uninstall"]), "herald uninstall");
+    assert!(!path.exists());
+    let wants = systemd.user_units().join("default.target.wants").join(UNIT);
+    assert!(
+        std::fs::symlink_metadata(&wants).is_err(),
+        "{} is left",
+        wants.display()
+    );
+    assert_eq!(systemd.property(m, UNIT, "LoadState"), "not-found");
+    assert_eq!(systemd.herald_processes(), "");
+}
+
+#[test]
+fn a_system_unit_serves_inside_its_sandbox() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    // Outside /tmp (so PrivateTmp=yes is written) and with characters the unit must quote.
+    let base = tempfile::Builder::new()
+        .prefix("herald-sandbox")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let root = base.path().join("home 50% \"q\"");
+    let home = TestHome::at(&root);
+    home.write("herald.toml", b"");
+    installed(&systemd, &home, Manager::System);
+    let m = Manager::System;
+    for (property, value) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "read-only"),
+        ("PrivateTmp", "yes"),
+        ("WorkingDirectory", root.to_str().unwrap()),
+        ("User", "root"),
+    ] {
+        assert_eq!(systemd.property(m, UNIT, property), value, "{property}");
+    }
+    // systemd shows the list quoted, as the unit writes it.
+    let writable = systemd.property(m, UNIT, "ReadWritePaths");
+    assert_eq!(
+        herald_install::systemd::split_words(&writable.replace('%', "%%")).unwrap(),
+        [root.to_str().unwrap()]
+    );
+    // It serves and writes its journal, records and logs in the home; the rest is read-only to it.
+    answers_a_turn(&home, "sandbox", "x1");
+    let main = systemd.main_pid(m, UNIT).to_string();
+    let in_its_mounts = |path: &Path| {
+        systemd
+            .command("nsenter")
+            .args(["-t", &main, "-m", "touch"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let denied = in_its_mounts(Path::new("/usr/herald-sandbox-probe"));
+    assert!(
+        !denied.status.success() && text(&denied).contains("Read-only"),
+        "{}",
+        text(&denied)
+    );
+    ok_inside(in_its_mounts(&root.join("probe")), "a write in the home");
+    ok_inside(systemd.herald(&home.root, &["stop"]), "herald stop");
+    assert_eq!(systemd.property(m, UNIT, "ActiveState"), "inactive");
+}
