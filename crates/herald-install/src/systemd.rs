@@ -46,7 +46,7 @@ pub fn render_unit(spec: &ServiceSpec) -> Result<String, InstallError> {
     // `WorkingDirectory=` takes the rest of its line as it is (no quoting, trailing blanks trimmed): a
     // line break or a trailing blank cannot be written there.
     refuse_chars(B, "home", &home, |c| matches!(c, '\0' | '\n' | '\r'))?;
-    if let Some(blank) = home.chars().last().filter(|c| c.is_whitespace()) {
+    if let Some(blank) = home.chars().last().filter(|c| matches!(c, ' ' | '\t')) {
         return Err(InstallError::Unrepresentable {
             backend: B,
             what: "home (at its end)",
