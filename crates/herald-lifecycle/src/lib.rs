@@ -20,6 +20,7 @@ pub mod direct;
 pub mod doctor;
 mod error;
 pub mod install;
+pub mod log_source;
 pub mod restart;
 pub mod route;
 pub mod start;

@@ -57,7 +57,7 @@ pub fn main_entry() -> std::process::ExitCode {
         Command::Reload => commands::reload::reload(&target),
         Command::Stop(args) => commands::stop::stop(&target, &args),
         Command::Status(args) => commands::status::status(&target, &args),
-        Command::Logs(args) => commands::logs::logs(target.home(), &args),
+        Command::Logs(args) => commands::logs::logs(&target, &args),
         Command::Config(cmd) => commands::config::config(target.home(), &cmd),
         Command::Secret(cmd) => commands::secret::secret(&target, &cmd),
         Command::Chat(args) => commands::chat::chat(&target, &args),

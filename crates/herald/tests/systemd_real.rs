@@ -424,3 +424,93 @@ fn a_system_unit_serves_inside_its_sandbox() {
     ok_inside(systemd.herald(&home.root, &["stop"]), "herald stop");
     assert_eq!(systemd.property(m, UNIT, "ActiveState"), "inactive");
 }
+
+#[test]
+fn herald_logs_reads_the_journal_of_a_systemd_managed_home() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let home = TestHome::new();
+    installed(&systemd, &home, Manager::User);
+    answers_a_turn(&home, "logged", "l1");
+    // What an earlier gateway outside systemd left must not pass for the current output.
+    home.write(
+        "logs/stdio.log",
+        b"2026-01-01T00:00:00Z  INFO a stale line from stdio.log\n",
+    );
+
+    let out = systemd.herald(&home.root, &["logs"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the journal of herald.service (systemd user unit)"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("stale line"), "{stdout}");
+    assert!(stdout.contains("INFO herald gateway running"), "{stdout}");
+    assert!(
+        stdout.contains("turn ended") && stdout.contains("session=logged"),
+        "{stdout}"
+    );
+    // systemd's own messages about the unit, in the same shape.
+    assert!(
+        stdout.contains("INFO systemd: Started herald.service"),
+        "{stdout}"
+    );
+
+    // --json: one object per line, with the gateway's time and level.
+    let out = systemd.herald(&home.root, &["logs", "--json", "-n", "100"]);
+    let objects: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(
+        objects.iter().any(|o| o["level"] == "info"
+            && o["message"].as_str().is_some_and(|m| m.starts_with("turn ended"))
+            && o["time"].as_str().is_some_and(|t| t.starts_with("20"))),
+        "{objects:?}"
+    );
+
+    // --since: nothing of what came before.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = systemd.herald(&home.root, &["logs", "--since", "1s"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("gateway running"));
+
+    // -f: a new turn's line arrives while following.
+    let mut follow = systemd.herald_command(&home.root, &["logs", "-f", "-n", "0"]);
+    let mut follower = follow
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = follower.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let mut all = lines.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    answers_a_turn(&home, "followed", "f1");
+    support::wait_for("the followed turn's line", || {
+        lines.lock().unwrap().contains("session=followed")
+    });
+    assert!(!lines.lock().unwrap().contains("session=logged"));
+    // Ending the follower (nsenter forwards the signal; the namespace's process goes with its pipe).
+    let _ = follower.kill();
+    let _ = follower.wait();
+    systemd
+        .command("pkill")
+        .args(["-f", "journalctl"])
+        .status()
+        .unwrap();
+    reader.join().unwrap();
+}

@@ -1,5 +1,9 @@
 //! `herald logs [-f] [-n N] [--since WHEN] [--json] [--lifecycle]`.
 //!
+//! The gateway's output is read where it went (`herald_lifecycle::log_source`): journald for a home
+//! registered with systemd (through `journalctl`, each entry turned into a gateway log line), else
+//! `logs/stdio.log`. Which one is said on stderr.
+//!
 //! The gateway log (`logs/stdio.log`) holds tracing's lines — `2026-11-26T18:20:25.123456Z  INFO message
 //! key=value` — and whatever else the process wrote (a panic, a multi-line message); the lifecycle log
 //! holds one JSON event per line with its `ts`. `--since` keeps the lines whose own time is at or after
@@ -23,6 +27,8 @@ use herald_home::lifecycle::{LifecycleEvent, parse_events};
 use herald_home::lock::InstanceLock;
 use herald_home::records::PidRecord;
 use herald_home::{ExitCode, Home};
+use herald_lifecycle::Target;
+use herald_lifecycle::log_source::{JournalQuery, JournalRead, LogSource, journal_line, log_source};
 use notify::{RecursiveMode, Watcher};
 use serde_json::{Value, json};
 
@@ -31,10 +37,21 @@ use crate::cli::LogsArgs;
 /// How many lines are printed first when neither `-n` nor `--since` says.
 const DEFAULT_LINES: usize = 50;
 
-pub fn logs(home: &Home, args: &LogsArgs) -> ExitCode {
+pub fn logs(target: &Target, args: &LogsArgs) -> ExitCode {
+    let home = target.home();
     if let Some(missing) = super::missing_home(home) {
         eprintln!("herald: {missing}");
         return ExitCode::Failure;
+    }
+    if !args.lifecycle {
+        match log_source(target) {
+            Ok(LogSource::Journal(query)) => return journal(&query, args),
+            Ok(LogSource::File(_)) => {}
+            // Cannot tell (no executable path, unreadable unit): the file is still worth showing.
+            Err(e) => eprintln!(
+                "herald: cannot tell whether a service manager keeps the log ({e}); reading the file"
+            ),
+        }
     }
     let path = if args.lifecycle {
         home.lifecycle_log()
@@ -92,6 +109,76 @@ pub fn logs(home: &Home, args: &LogsArgs) -> ExitCode {
         Ok(()) => ExitCode::Ok,
         Err(e) => {
             eprintln!("herald: cannot follow {}: {e}", path.display());
+            ExitCode::Failure
+        }
+    }
+}
+
+/// The gateway's output from journald: `journalctl -o json` for the unit, each entry turned into a
+/// gateway log line and printed as a line of `stdio.log` would be.
+fn journal(query: &JournalQuery, args: &LogsArgs) -> ExitCode {
+    let read = JournalRead {
+        lines: args.lines.or(if args.since.is_some() {
+            None
+        } else {
+            Some(DEFAULT_LINES)
+        }),
+        since: args.since,
+        follow: args.follow,
+    };
+    eprintln!(
+        "herald: {} {} (systemd keeps this gateway's output there, not in logs/stdio.log)",
+        if args.follow { "following" } else { "reading" },
+        query.describe()
+    );
+    let child = std::process::Command::new("journalctl")
+        .args(query.journalctl_args(read))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("herald: cannot run journalctl to read {}: {e}", query.describe());
+            return ExitCode::Failure;
+        }
+    };
+    let mut printer = Printer::new(LogKind::Gateway, args.json);
+    let entries = BufReader::new(child.stdout.take().expect("piped stdout"));
+    for entry in entries.split(b'\n') {
+        let Ok(entry) = entry else { break };
+        let Some(line) = journal_line(&String::from_utf8_lossy(&entry)) else {
+            continue;
+        };
+        let mut out = io::stdout().lock();
+        let printed = printer.line(line.as_bytes(), &mut out).and_then(|()| {
+            // Following, every entry is shown as it comes.
+            if args.follow {
+                printer.flush(&mut out).and_then(|()| out.flush())
+            } else {
+                Ok(())
+            }
+        });
+        if printed.is_err() {
+            // The reader went away (a closed pipe): stop journalctl too.
+            let _ = child.kill();
+            let _ = child.wait();
+            return ExitCode::Ok;
+        }
+    }
+    let mut out = io::stdout().lock();
+    let _ = printer.flush(&mut out).and_then(|()| out.flush());
+    match child.wait() {
+        Ok(status) if status.success() => ExitCode::Ok,
+        Ok(status) => {
+            eprintln!(
+                "herald: journalctl failed ({status}) reading {}",
+                query.describe()
+            );
+            ExitCode::Failure
+        }
+        Err(e) => {
+            eprintln!("herald: journalctl: {e}");
             ExitCode::Failure
         }
     }

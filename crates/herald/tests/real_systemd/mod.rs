@@ -155,11 +155,16 @@ impl RealSystemd {
         cmd
     }
 
-    /// The real `herald` on `home`, inside.
-    pub fn herald(&self, home: &Path, args: &[&str]) -> Output {
+    /// The real `herald` on `home`, inside (not yet started).
+    pub fn herald_command(&self, home: &Path, args: &[&str]) -> Command {
         let mut cmd = self.command(env!("CARGO_BIN_EXE_herald"));
         cmd.arg("--home").arg(home).args(args);
-        cmd.output().unwrap()
+        cmd
+    }
+
+    /// The real `herald` on `home`, inside, run to its end.
+    pub fn herald(&self, home: &Path, args: &[&str]) -> Output {
+        self.herald_command(home, args).output().unwrap()
     }
 
     /// `systemctl [--user] args…`, inside.
