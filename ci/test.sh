@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Herald's whole test suite, the command README.md gives:
-#   1. Linux: rustfmt, clippy -D warnings, every test (unit + the real binary in temp homes);
+#   1. Linux: rustfmt, clippy -D warnings, every test (unit + the real binary in temp homes, the systemd
+#      backend against a real systemd booted in a namespace by ci/systemd/boot.sh);
 #   2. Windows: clippy and the same tests built for x86_64-pc-windows-gnu, run under Wine;
 #   3. macOS: cargo check + clippy of every crate for aarch64-apple-darwin.
 # It installs what is missing where it can (rustup targets; mingw and Wine through apt when root). With
@@ -40,6 +41,15 @@ if telegram_test_api="$(bash ci/peers/install-telegram-test-api.sh)"; then
     export HERALD_TELEGRAM_TEST_API="$telegram_test_api"
 else
     cannot_run "telegram emulator tests" "the telegram-test-api npm package could not be installed"
+fi
+
+step "a real systemd: one boot and halt (ci/systemd), which tests/systemd_real.rs repeats per test"
+# The machine's own systemd as PID 1 of a PID + mount namespace, with the guards of ci/systemd/boot.sh.
+if systemd_state=$(mktemp -d /tmp/herald-ci-systemd.XXXXXX) && systemd_pid=$(bash ci/systemd/boot.sh "$systemd_state"); then
+    bash ci/systemd/halt.sh "$systemd_pid"
+    rm -rf "$systemd_state"
+else
+    cannot_run "real systemd tests" "ci/systemd/boot.sh could not boot systemd (see above)"
 fi
 
 step "rustfmt"

@@ -359,8 +359,16 @@ fn a_hand_edited_unit_is_repaired_and_uninstall_leaves_nothing_behind() {
     assert_eq!(systemd.property(m, UNIT, "RestartUSec"), "2s");
     assert_eq!(systemd.property(m, UNIT, "NeedDaemonReload"), "no");
     answers_a_turn(&home, "d", "d1");
+    // --force rewrites and restarts even when nothing drifted.
+    let pid = systemd.main_pid(m, UNIT);
+    ok_inside(
+        systemd.herald(&home.root, &["install", "--force"]),
+        "install --force",
+    );
+    wait_new_main(&systemd, &home, m, pid);
 
-    ok_inside(systemd.herald(&home.root, &["uninstall"]), "herald uninstall");
+    let out = ok_inside(systemd.herald(&home.root, &["uninstall"]), "herald uninstall");
+    assert!(out.contains("herald uninstalled"), "{out}");
     assert!(!path.exists());
     let wants = systemd.user_units().join("default.target.wants").join(UNIT);
     assert!(
@@ -370,6 +378,9 @@ fn a_hand_edited_unit_is_repaired_and_uninstall_leaves_nothing_behind() {
     );
     assert_eq!(systemd.property(m, UNIT, "LoadState"), "not-found");
     assert_eq!(systemd.herald_processes(), "");
+    assert_eq!(home.state().unwrap().state, GatewayState::Stopped);
+    let again = ok_inside(systemd.herald(&home.root, &["uninstall"]), "a second uninstall");
+    assert!(again.contains("not installed"), "{again}");
 }
 
 #[test]
