@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(
             system.journalctl_args(JournalRead {
                 lines: None,
-                since: Some(UNIX_EPOCH + Duration::from_secs(1_764_181_200)),
+                since: Some(UNIX_EPOCH + Duration::from_micros(1_764_181_200_000_042)),
                 follow: false
             }),
             [

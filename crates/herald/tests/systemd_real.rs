@@ -484,7 +484,7 @@ fn herald_logs_reads_the_journal_of_a_systemd_managed_home() {
     );
 
     // --since: nothing of what came before.
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(1500));
     let out = systemd.herald(&home.root, &["logs", "--since", "1s"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("gateway running"));
 
