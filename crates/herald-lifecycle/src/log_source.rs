@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald_install::Scope;
-use herald_install::context::Context;
+use herald_install::context::{Context, TargetOs};
 use herald_install::manage::{self, Registered};
 use herald_install::names;
 use herald_install::runner::SystemRunner;
@@ -92,8 +92,12 @@ impl JournalQuery {
 /// Where this home's gateway output is: the journal when a systemd unit names this home.
 pub fn log_source(target: &Target) -> Result<LogSource, LifecycleError> {
     let file = LogSource::File(target.home().stdio_log());
-    let spec = service_spec(target)?;
     let ctx = Context::current();
+    if ctx.os != TargetOs::Linux {
+        // Only systemd sends the output elsewhere (and asking the SCM would cost a round trip).
+        return Ok(file);
+    }
+    let spec = service_spec(target)?;
     let mut runner = SystemRunner::default();
     let machine = machine(target.home(), &ctx, &mut runner);
     Ok(match manage::detect(&spec, &machine)? {
