@@ -1,9 +1,9 @@
-//! Registering Herald with the OS service managers — systemd, launchd, the Task Scheduler, the Startup
-//! folder and the Windows Service Control Manager — and reading back what is registered.
+//! Registering Herald with the OS service managers — systemd, launchd, the Task Scheduler, the per-user
+//! `Run` key and the Windows Service Control Manager — and reading back what is registered.
 //!
 //! The vocabulary: [`backend`] (which manager, which scope), [`names`] (per-profile and legacy names),
 //! [`spec`] (the one input, [`ServiceSpec`]). A generator and reader per manager: [`systemd`] (unit text),
-//! [`launchd`] (plist), [`task`] (Task Scheduler XML), [`startup`] (the Startup-folder `.cmd`), [`scm`]
+//! [`launchd`] (plist), [`task`] (Task Scheduler XML), [`startup`] (the Startup fallback's `Run` value), [`scm`]
 //! (the Windows Service registration, as data), with [`winargs`] (Windows command-line quoting) and
 //! [`error`].
 //!

@@ -25,7 +25,7 @@ pub struct ServiceSpec {
     /// The `herald` executable (`herald.exe` on Windows), absolute.
     pub executable: PathBuf,
     /// The windowless GUI-subsystem build (`heraldw.exe`, next to `herald.exe`) that a logon task or a
-    /// Startup launcher starts, so no console window is ever created. Unused elsewhere.
+    /// Startup fallback's Run value starts, so no console window is ever created. Unused elsewhere.
     pub gui_executable: Option<PathBuf>,
     /// The home root handed to `--home` and `HERALD_HOME`: for a profile, the root *above*
     /// `profiles/NAME`.

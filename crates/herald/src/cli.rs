@@ -102,7 +102,7 @@ pub struct CompletionsArgs {
 /// `--backend` of `herald install`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// systemd on Linux, launchd on macOS, a Scheduled Task (Startup folder as fallback) on Windows.
+    /// systemd on Linux, launchd on macOS, a Scheduled Task (the per-user Run key as fallback) on Windows.
     Auto,
     Systemd,
     Launchd,

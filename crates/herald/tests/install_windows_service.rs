@@ -524,17 +524,17 @@ fn the_service_entry_point_refuses_to_run_from_a_console() {
 }
 
 #[test]
-fn probe_9_names_a_startup_launcher_and_the_service_replaces_it() {
+fn probe_9_names_the_run_value_and_the_service_replaces_it() {
     let case = case("autostart");
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(out.contains("herald installed with startup"), "{out}");
-    assert!(case.launcher().is_file());
+    assert!(case.run_value().is_some());
 
     // Registered, nothing running: only autostart at logon, which is not a contradiction.
     let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(
-        detail.contains("Startup launcher") && detail.contains("registered for this home"),
+        detail.contains("Run value") && detail.contains("registered for this home"),
         "{detail}"
     );
     assert!(
@@ -543,19 +543,19 @@ fn probe_9_names_a_startup_launcher_and_the_service_replaces_it() {
     );
     assert_eq!(code, Some(3));
 
-    // The service replaces the launcher (one autostart entry per home) ...
+    // The service replaces the Run value (one autostart entry per home) ...
     let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
     assert!(out.contains("one autostart entry per home"), "{out}");
-    assert!(!case.launcher().exists());
+    assert_eq!(case.run_value(), None);
     assert!(registered(&case).is_some());
-    // ... and the launcher replaces the service.
+    // ... and the Run value replaces the service.
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(
         out.contains(&format!("scm: delete service {}", case.name())),
         "{out}"
     );
     assert!(registered(&case).is_none());
-    assert!(case.launcher().is_file());
+    assert!(case.run_value().is_some());
     ok(&case.herald(&["uninstall"]));
-    assert!(!case.launcher().exists());
+    assert_eq!(case.run_value(), None);
 }

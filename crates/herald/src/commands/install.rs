@@ -46,7 +46,7 @@ pub fn install(target: &Target, args: &InstallArgs) -> ExitCode {
         Ok(Installed::Registered { backend, applied }) => {
             if let Some(why) = herald_lifecycle::install::fell_back(&applied) {
                 println!(
-                    "the Scheduled Task could not be registered ({why}); using a Startup-folder launcher instead"
+                    "the Scheduled Task could not be registered ({why}); using the Startup fallback (a Run value) instead"
                 );
             }
             match print_applied(&applied) {
