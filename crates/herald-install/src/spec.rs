@@ -117,8 +117,8 @@ impl ServiceSpec {
 }
 
 /// The root above `profiles/NAME` for a profile home, else the home itself: what `--home` names in a
-/// registration.
-pub(crate) fn home_root(home: &Home) -> PathBuf {
+/// registration (and in the elevated relaunch).
+pub fn home_root(home: &Home) -> PathBuf {
     match home.profile() {
         Some(_) => home
             .root()
