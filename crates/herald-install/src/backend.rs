@@ -12,7 +12,8 @@ pub enum Backend {
     Launchd,
     /// A Windows Scheduled Task with a logon trigger (per user, no admin).
     Task,
-    /// A `.cmd` launcher in the user's Startup folder (the fallback when task registration is refused).
+    /// The per-user `Run` value starting `heraldw.exe` at logon (the fallback when task registration is
+    /// refused; named `startup` after the Startup folder it once used).
     Startup,
     /// A Windows Service under the SCM (admin).
     WindowsService,
@@ -21,7 +22,7 @@ pub enum Backend {
 impl Backend {
     /// Whether the manager restarts the gateway itself, promptly and observably. Those run `run
     /// --no-supervise`, since two supervisors would fight over restarts and rate limits. The others run
-    /// Herald's own monitor: a logon task and a Startup launcher start the gateway once; the Windows SCM's
+    /// Herald's own monitor: a logon task and a Run value start the gateway once; the Windows SCM's
     /// failure actions are coarse (fixed delays, one counter a day) and act only on the service's own
     /// process, so the service hosts the monitor, which restarts a crashed worker within milliseconds
     /// with its backoff and crash-loop limit, and the failure actions are the net for the monitor.

@@ -12,6 +12,7 @@
 //! | `HERALD_LAUNCH_AGENTS_DIR` | `~/Library/LaunchAgents` (macOS) |
 //! | `HERALD_STARTUP_DIR` | `%APPDATA%\Microsoft\Windows\Start Menu\Programs\Startup` (Windows) |
 //! | `HERALD_TASKS_DIR` | `%SystemRoot%\System32\Tasks` (Windows; read only, when `schtasks /Query /XML` is silent) |
+//! | `HERALD_RUN_KEY` | `Software\Microsoft\Windows\CurrentVersion\Run` under `HKEY_CURRENT_USER` (Windows: the Startup fallback's value) |
 //!
 //! The commands (`systemctl`, `loginctl`, `launchctl`, `schtasks`) are found on `PATH`. The context is
 //! built from a variable lookup passed in, so it is a pure function in tests.
@@ -47,8 +48,11 @@ pub struct Locations {
     /// Present when systemd is PID 1 (`sd_booted`).
     pub systemd_run_dir: PathBuf,
     pub launch_agents_dir: Option<PathBuf>,
+    /// Where legacy Startup-folder launchers (`.cmd`, `.vbs`, `.lnk`) are looked for and removed.
     pub startup_dir: Option<PathBuf>,
     pub tasks_dir: Option<PathBuf>,
+    /// The subkey of `HKEY_CURRENT_USER` holding the Startup fallback's `Run` value (Windows).
+    pub run_key: Option<String>,
 }
 
 /// Who is installing, and where.
@@ -123,6 +127,8 @@ impl Context {
                 .then(|| path("SystemRoot").map(|r| r.join("System32").join("Tasks")))
                 .flatten()
         });
+        let run_key = text("HERALD_RUN_KEY")
+            .or_else(|| (os == TargetOs::Windows).then(|| super::startup::RUN_KEY.to_owned()));
         let user = text("USER")
             .or_else(|| text("LOGNAME"))
             .or_else(|| text("USERNAME"));
@@ -151,6 +157,7 @@ impl Context {
                 launch_agents_dir,
                 startup_dir,
                 tasks_dir,
+                run_key,
             },
         }
     }
@@ -212,6 +219,11 @@ mod tests {
             ],
         );
         assert!(c.locations.startup_dir.unwrap().ends_with("Startup"));
+        assert_eq!(
+            c.locations.run_key.as_deref(),
+            Some(r"Software\Microsoft\Windows\CurrentVersion\Run")
+        );
+        assert_eq!(ctx(TargetOs::Linux, &[]).locations.run_key, None);
         assert_eq!(c.windows_account.as_deref(), Some(r"PC\a"));
         assert_eq!(ctx(TargetOs::Linux, &[("SUDO_USER", "root")]).sudo_user, None);
     }

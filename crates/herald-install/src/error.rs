@@ -47,6 +47,15 @@ pub enum InstallError {
     MissingGuiExecutable { backend: Backend },
     #[error("the {backend} backend has no system-wide scope; it is per user")]
     NoSystemScope { backend: Backend },
+    #[error(
+        "the {backend} command line would be {len} characters; Windows starts at most {max} (a shorter \
+         home path, or the logon task: `--backend task`)"
+    )]
+    TooLong {
+        backend: Backend,
+        len: usize,
+        max: usize,
+    },
     #[error("cannot read the existing {backend} registration: {reason}")]
     Unparsable { backend: Backend, reason: String },
 }

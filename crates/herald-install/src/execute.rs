@@ -16,6 +16,7 @@ use super::manage::ManageError;
 use super::plan::{Cmd, Expect, Plan, Step};
 use super::runner::{CmdOutput, CommandRunner};
 use super::scm::Scm;
+use super::startup::RunKey;
 
 /// Pause between `launchctl bootstrap` attempts that returned 5 (EIO).
 const BOOTSTRAP_RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -34,14 +35,15 @@ pub struct Outcome {
     pub done: Vec<String>,
     /// What the user should do by hand (a step that advised on failure).
     pub advice: Vec<String>,
-    /// A task registration was refused and the Startup launcher was used instead: why.
+    /// A task registration was refused and the Run value was used instead: why.
     pub fell_back: Option<String>,
 }
 
-/// What carries out the steps: commands, the SCM, and the rest of Herald.
+/// What carries out the steps: commands, the SCM, this user's `Run` key, and the rest of Herald.
 pub struct Actors<'a> {
     pub runner: &'a mut dyn CommandRunner,
     pub scm: &'a mut dyn Scm,
+    pub run_key: &'a mut dyn RunKey,
     pub hooks: &'a mut dyn Hooks,
 }
 
@@ -102,6 +104,13 @@ fn run_steps(steps: &[Step], actors: &mut Actors<'_>, outcome: &mut Outcome) -> 
                         "this Service Control Manager does not support {setting}; it was not set"
                     ));
                 }
+            }
+            Step::RunValue { op, .. } => {
+                op.apply(actors.run_key).map_err(|source| ManageError::RunKey {
+                    op: op.to_string(),
+                    source,
+                })?;
+                outcome.done.push(op.to_string());
             }
         }
     }

@@ -13,7 +13,7 @@ use crate::manage::{self, Machine, Registered};
 use crate::names;
 use crate::plan::Cmd;
 use crate::scm::{ScmStart, ScmState};
-use crate::spec::{Backend, Scope, ServiceSpec};
+use crate::spec::{Scope, ServiceSpec};
 
 /// What the service manager says about this home's registration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -157,7 +157,7 @@ pub fn parse_launchctl_print(stdout: &str) -> ServiceFacts {
     }
 }
 
-/// On Windows with no service registered: this home's logon task and Startup launcher.
+/// On Windows with no service registered: this home's logon task, `Run` value and legacy launchers.
 fn autostart_facts(spec: &ServiceSpec, probe: &mut Machine<'_>) -> ServiceFacts {
     match manage::logon::autostart_entries(spec, probe) {
         Ok(entries) if entries.is_empty() => ServiceFacts::None,
@@ -165,10 +165,7 @@ fn autostart_facts(spec: &ServiceSpec, probe: &mut Machine<'_>) -> ServiceFacts 
             entries: entries
                 .iter()
                 .map(|e| {
-                    let what = match e.backend {
-                        Backend::Task => "logon task",
-                        _ => "Startup launcher",
-                    };
+                    let what = e.what;
                     let whose = match e.this_home {
                         Some(true) => "registered for this home",
                         Some(false) => "registered for another home",

@@ -1,16 +1,17 @@
-//! Registering Herald with the OS service managers — systemd, launchd, the Task Scheduler, the Startup
-//! folder and the Windows Service Control Manager — and reading back what is registered.
+//! Registering Herald with the OS service managers — systemd, launchd, the Task Scheduler, the per-user
+//! `Run` key and the Windows Service Control Manager — and reading back what is registered.
 //!
 //! The vocabulary: [`backend`] (which manager, which scope), [`names`] (per-profile and legacy names),
 //! [`spec`] (the one input, [`ServiceSpec`]). A generator and reader per manager: [`systemd`] (unit text),
-//! [`launchd`] (plist), [`task`] (Task Scheduler XML), [`startup`] (the Startup-folder `.cmd`), [`scm`]
+//! [`launchd`] (plist), [`task`] (Task Scheduler XML), [`startup`] (the Startup fallback's `Run` value), [`scm`]
 //! (the Windows Service registration, as data), with [`winargs`] (Windows command-line quoting) and
 //! [`error`].
 //!
 //! The orchestration on top: [`context`] (where registrations live, overridable by `HERALD_*_DIR`
 //! variables, and who is installing), [`manage`] (the planners: spec + what is installed now → a
 //! [`plan::Plan`]), [`execute`] (carries a plan out), [`runner`] (the one place a command is spawned),
-//! [`facts`] (what the manager says about a registration, for `status --deep`).
+//! [`facts`] (what the manager says about a registration, for `status --deep`), [`elevate`] (the UAC
+//! hand-off of a Windows Service install or uninstall from a prompt that is not elevated).
 //!
 //! **Architecture Invariant:** the running gateway (`herald-daemon`) does not link this crate: it needs to
 //! *run* under a manager (sd_notify, its SCM session), never to generate or plan a registration. Only the
@@ -27,6 +28,7 @@
 
 pub mod backend;
 pub mod context;
+pub mod elevate;
 pub mod error;
 pub mod execute;
 pub mod facts;

@@ -47,9 +47,9 @@ pub fn windows_service_name(profile: Option<&ProfileName>) -> String {
     task_name(profile)
 }
 
-/// `Herald_Gateway[_PROFILE].cmd`, the launcher in the user's Startup folder.
-pub fn startup_launcher_file(profile: Option<&ProfileName>) -> String {
-    format!("{}.cmd", task_name(profile))
+/// `Herald_Gateway[_PROFILE]`: the value under the per-user `Run` key (the Startup fallback).
+pub fn run_value_name(profile: Option<&ProfileName>) -> String {
+    task_name(profile)
 }
 
 /// The current name of this home's registration with `backend`.
@@ -58,7 +58,7 @@ pub fn current_name(backend: Backend, profile: Option<&ProfileName>) -> String {
         Backend::Systemd => systemd_unit(profile),
         Backend::Launchd => launchd_label(profile),
         Backend::Task => task_name(profile),
-        Backend::Startup => startup_launcher_file(profile),
+        Backend::Startup => run_value_name(profile),
         Backend::WindowsService => windows_service_name(profile),
     }
 }
@@ -81,7 +81,9 @@ pub struct LegacyName {
 /// - task `Herald Gateway[ PROFILE]` (with spaces): the display-style name, which needs quoting in every
 ///   `schtasks` call;
 /// - Startup `Herald Gateway[ PROFILE].cmd`, and `Herald_Gateway[_PROFILE].vbs` / `.lnk`: the spaced name
-///   and the script/shortcut wrappers that flashed consoles or stole focus (see the field notes).
+///   and the script/shortcut wrappers that flashed consoles or stole focus (see the field notes);
+/// - Startup `Herald_Gateway[_PROFILE].cmd`: the cmd.exe launcher the Startup fallback wrote before it
+///   became a `Run` value (cmd.exe is a console program: a console flashed at every logon).
 pub fn legacy_names(profile: Option<&ProfileName>) -> Vec<LegacyName> {
     let suffix = |sep: &str| profile.map(|p| format!("{sep}{p}")).unwrap_or_default();
     let task = task_name(profile);
@@ -119,6 +121,11 @@ pub fn legacy_names(profile: Option<&ProfileName>) -> Vec<LegacyName> {
             name: format!("{task}.lnk"),
             why: "a shortcut wrapper",
         },
+        LegacyName {
+            backend: Backend::Startup,
+            name: format!("{task}.cmd"),
+            why: "the cmd.exe launcher (a console flashed at every logon)",
+        },
     ]
 }
 
@@ -140,7 +147,7 @@ mod tests {
         assert_eq!(task_name(None), "Herald_Gateway");
         assert_eq!(task_name(Some(&p("work"))), "Herald_Gateway_work");
         assert_eq!(windows_service_name(Some(&p("work"))), "Herald_Gateway_work");
-        assert_eq!(startup_launcher_file(None), "Herald_Gateway.cmd");
+        assert_eq!(run_value_name(Some(&p("work"))), "Herald_Gateway_work");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::scm::ScmOp;
 use super::spec::Backend;
+use super::startup::RunValueOp;
 
 /// One program invocation. `program` is a bare name (`systemctl`, `launchctl`, `schtasks`) looked up on
 /// `PATH` when run, so tests can put recording fakes first on `PATH`.
@@ -102,13 +103,16 @@ pub enum Step {
     /// by hand), so the manager's gateway is not refused as "already running".
     StopUnmanaged,
     /// Start the gateway detached and supervised, as `herald start` does (the backends that only
-    /// autostart at logon: the task and the Startup launcher).
+    /// autostart at logon: the task and the Run value).
     StartDetached,
     /// Wait until no gateway holds this home's instance lock (after a `bootout`), up to `timeout`.
     WaitStopped { lock: PathBuf, timeout: Duration },
     /// A change through the Windows Service Control Manager's API (create, reconfigure, start, stop,
     /// delete), every parameter in the data.
     Scm(ScmOp),
+    /// A change to this user's `Run` value (the Startup fallback): set or delete, every parameter in the
+    /// data.
+    RunValue { op: RunValueOp, why: String },
 }
 
 /// What one install, uninstall or service command does, in order.
@@ -213,6 +217,7 @@ fn describe_steps(steps: &[Step], indent: &str, out: &mut String) {
                     out.push_str(&format!("{indent}{line}\n"));
                 }
             }
+            Step::RunValue { op, why } => out.push_str(&format!("{indent}{op}: {why}\n")),
         }
     }
 }

@@ -25,7 +25,7 @@ pub struct ServiceSpec {
     /// The `herald` executable (`herald.exe` on Windows), absolute.
     pub executable: PathBuf,
     /// The windowless GUI-subsystem build (`heraldw.exe`, next to `herald.exe`) that a logon task or a
-    /// Startup launcher starts, so no console window is ever created. Unused elsewhere.
+    /// Startup fallback's Run value starts, so no console window is ever created. Unused elsewhere.
     pub gui_executable: Option<PathBuf>,
     /// The home root handed to `--home` and `HERALD_HOME`: for a profile, the root *above*
     /// `profiles/NAME`.
@@ -117,8 +117,8 @@ impl ServiceSpec {
 }
 
 /// The root above `profiles/NAME` for a profile home, else the home itself: what `--home` names in a
-/// registration.
-pub(crate) fn home_root(home: &Home) -> PathBuf {
+/// registration (and in the elevated relaunch).
+pub fn home_root(home: &Home) -> PathBuf {
     match home.profile() {
         Some(_) => home
             .root()

@@ -1,115 +1,59 @@
-//! The Startup-folder launcher (`Herald_Gateway[_PROFILE].cmd`), the fallback when registering a logon
-//! task is refused, and a reader that decodes it the way cmd.exe does (for drift detection and tests).
+//! The Startup fallback: a per-user `Run` value (`HKCU\Software\Microsoft\Windows\CurrentVersion\Run`,
+//! value `Herald_Gateway[_PROFILE]`) whose data is the command line of the windowless `heraldw.exe`, the
+//! fallback when registering a logon task is refused; a reader that splits it the way Explorer's
+//! `CreateProcess` and the program's own `CommandLineToArgvW` do (drift detection, status, tests); and
+//! the [`RunKey`] through which planners read and the executor writes it.
 //!
 //! ```text
-//! @echo off
-//! setlocal DisableDelayedExpansion
-//! if not exist "C:\…\heraldw.exe" exit /b 0
-//! start "" /b "C:\…\heraldw.exe" --home "C:\…" run
+//! "C:\…\heraldw.exe" --home "C:\…" [--profile P] run
 //! ```
 //!
-//! **Invariant:** the launcher does nothing when its target is gone (tests and uninstalled copies must
-//! never leave a login that flashes a failing console), and it starts the windowless `heraldw.exe` with
-//! `start`, so the launcher's own console closes at once. It runs the supervised `run`.
+//! **Invariant:** nothing visible ever happens at logon because of this entry. Explorer starts a `Run`
+//! value itself, as a process of the program it names — `heraldw.exe`, a GUI-subsystem program, so no
+//! console window is created (the `.cmd` launcher this replaces ran cmd.exe, a console program, and a
+//! console flashed at every logon before `start /b` handed over). It runs the supervised `run`.
 //!
-//! Quoting for cmd.exe: every path is inside double quotes, where `^ & | < > ( ) , ; =` and spaces are
-//! literal; `%` is doubled (batch files expand `%…%` even inside quotes); `!` is literal because delayed
-//! expansion is switched off explicitly; a `"` cannot occur in a Windows path and is refused with a typed
-//! error, as are control characters. Arguments are quoted by the `CommandLineToArgvW` rules on top
-//! ([`super::winargs`]), since `start` hands them to the program's own parser.
+//! Why a `Run` value and not a Startup-folder shortcut (`.lnk` through `IShellLinkW`), judged by what
+//! each does when its target is gone (an uninstalled copy, a test's temp dir — the `.cmd` launcher
+//! guarded that with `if not exist … exit /b 0`): for a `Run` value whose program is missing, Explorer's
+//! process creation fails and the entry is skipped with nothing shown (Wine's `wineboot`, which runs
+//! the same key, does the same: `CreateProcessW`, a log line on failure); a shortcut is resolved by the
+//! shell when it is opened, and a missing target makes the shell search for it and can bring up its
+//! "Problem with Shortcut" dialog — visible, at every logon. The `Run` value is also plain data: read
+//! back and compared as a string, with no COM and no binary `.lnk` format to parse. The stale-target
+//! guard therefore is the OS's own behaviour, and `install`/`uninstall` remove the value.
 //!
-//! Encoding: cmd.exe decodes each line of a batch file in the console code page in force when it reads
-//! that line, and a logon's console starts in the OEM code page. So a launcher that is pure ASCII is
-//! written as it is; one with a non-ASCII path is written in the OEM code page when every character has
-//! an exact form there (no best-fit substitutes: [`OemCodePage`]); only otherwise is it UTF-8, with a
-//! second line, pure ASCII, that switches the launcher's own console to UTF-8 (`chcp 65001`) before any
-//! non-ASCII line is read (the console is the launcher's own and closes right after). The OEM form comes
-//! first because it needs nothing of cmd.exe beyond its defaults: some cmd.exe versions (Wine's before 9)
-//! ignore `chcp 65001` for batch files. Never a BOM (it would corrupt the first command). Lines end in
-//! CRLF (cmd.exe mis-parses labels and `goto` with bare LF).
+//! Quoting: the program is always inside double quotes (it cannot contain one) — Explorer passes the
+//! line to `CreateProcessW` with no application name, which takes the quoted first token as the
+//! program; the arguments are quoted by the `CommandLineToArgvW` rules ([`super::winargs`]), which
+//! `heraldw.exe` uses to read them. Explorer expands `%NAME%` environment references in `Run` values
+//! and there is no escape for `%`, so a line with two `%` (where a reference could form) is refused
+//! with a typed error, as is a line longer than the 260 characters Microsoft documents for `Run` values;
+//! the logon task has neither limit.
+
+use std::fmt;
+
+#[cfg(not(windows))]
+#[path = "startup_os/other.rs"]
+mod os;
+#[cfg(windows)]
+#[path = "startup_os/windows.rs"]
+mod os;
 
 use super::error::InstallError;
 use super::spec::{Backend, Invocation, Scope, ServiceSpec, refuse_chars, require_absolute, text};
 use super::task::windows_path_forbidden;
-use super::winargs::{parse_windows_args, quote_windows_arg};
+use super::winargs::{join_windows_args, parse_windows_args};
 
 const B: Backend = Backend::Startup;
 
-const START: &str = "start \"\" /b ";
-const IF_MISSING: &str = "if not exist ";
-const CHCP_UTF8: &str = "chcp 65001 >nul";
+/// The per-user `Run` key, under `HKEY_CURRENT_USER`.
+pub const RUN_KEY: &str = r"Software\Microsoft\Windows\CurrentVersion\Run";
+/// The longest command line a `Run` value may hold (Microsoft's "Run and RunOnce Registry Keys").
+pub const MAX_RUN_COMMAND: usize = 260;
 
-/// The OEM code page's conversions (an OS fact: [`SystemOemCodePage`]; tests pass their own).
-pub trait OemCodePage {
-    /// `text` in the OEM code page; `None` when a character has no exact form there (a best-fit
-    /// substitute would name another path).
-    fn encode(&self, text: &str) -> Option<Vec<u8>>;
-    /// `bytes` read in the OEM code page; `None` when they are not valid there.
-    fn decode(&self, bytes: &[u8]) -> Option<String>;
-}
-
-/// This machine's OEM code page (`GetOEMCP`) on Windows; elsewhere there is none, and every non-ASCII
-/// launcher is UTF-8.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemOemCodePage;
-
-impl OemCodePage for SystemOemCodePage {
-    fn encode(&self, text: &str) -> Option<Vec<u8>> {
-        super::os::oem_encode(text)
-    }
-
-    fn decode(&self, bytes: &[u8]) -> Option<String> {
-        super::os::oem_decode(bytes)
-    }
-}
-
-/// How a launcher's bytes encode its text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LauncherEncoding {
-    /// Pure ASCII: every code page reads it alike.
-    Ascii,
-    /// In the OEM code page, which a logon's console reads batch files in.
-    Oem,
-    /// UTF-8; `chcp_first`: `chcp 65001` comes before the first non-ASCII line (else cmd.exe misreads
-    /// that line).
-    Utf8 { chcp_first: bool },
-}
-
-/// The launcher file's bytes: ASCII as it is, else the OEM code page when it can carry every character,
-/// else UTF-8 after `chcp 65001`. No BOM; CRLF line endings.
-pub fn render_launcher(spec: &ServiceSpec, oem: &dyn OemCodePage) -> Result<Vec<u8>, InstallError> {
-    let lines = launcher_lines(spec)?;
-    let text = join_lines(&lines);
-    if text.is_ascii() {
-        return Ok(text.into_bytes());
-    }
-    if let Some(bytes) = oem.encode(&text) {
-        return Ok(bytes);
-    }
-    Ok(utf8_text(lines).into_bytes())
-}
-
-/// The launcher as UTF-8 text (`chcp 65001` first when a line is not ASCII): the form written when the
-/// OEM code page cannot carry the paths.
-pub fn render_launcher_text(spec: &ServiceSpec) -> Result<String, InstallError> {
-    Ok(utf8_text(launcher_lines(spec)?))
-}
-
-fn utf8_text(mut lines: Vec<String>) -> String {
-    if lines.iter().any(|l| !l.is_ascii()) {
-        lines.insert(1, CHCP_UTF8.to_owned());
-    }
-    join_lines(&lines)
-}
-
-fn join_lines(lines: &[String]) -> String {
-    let mut out = lines.join("\r\n");
-    out.push_str("\r\n");
-    out
-}
-
-/// The launcher's lines, in no encoding yet.
-fn launcher_lines(spec: &ServiceSpec) -> Result<Vec<String>, InstallError> {
+/// The command line the `Run` value holds: `"<heraldw.exe>" --home <root> [--profile P] run`.
+pub fn render_run_command(spec: &ServiceSpec) -> Result<String, InstallError> {
     if spec.scope == Scope::System {
         return Err(InstallError::NoSystemScope { backend: B });
     }
@@ -120,47 +64,36 @@ fn launcher_lines(spec: &ServiceSpec) -> Result<Vec<String>, InstallError> {
         refuse_chars(B, what, value, windows_path_forbidden)?;
     }
     for arg in &invocation.args {
-        refuse_chars(B, "argument", arg, |c| c == '"' || c.is_control())?;
+        refuse_chars(B, "argument", arg, char::is_control)?;
     }
-    let target = batch_escape(&format!("\"{}\"", invocation.program));
-    let args: Vec<String> = invocation
-        .args
-        .iter()
-        .map(|a| batch_escape(&quote_windows_arg(a)))
-        .collect();
-    Ok(vec![
-        "@echo off".to_owned(),
-        "setlocal DisableDelayedExpansion".to_owned(),
-        format!("{IF_MISSING}{target} exit /b 0"),
-        format!("{START}{target} {}", args.join(" ")),
-    ])
+    let line = format!(
+        "\"{}\" {}",
+        invocation.program,
+        join_windows_args(&invocation.args)
+    );
+    check_line(&line)?;
+    Ok(line)
 }
 
-/// `%` → `%%`: the one character batch files expand inside double quotes.
-fn batch_escape(s: &str) -> String {
-    s.replace('%', "%%")
-}
-
-/// What an existing launcher starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LauncherFacts {
-    /// The path tested by `if not exist`.
-    pub guard: String,
-    pub program: String,
-    pub args: Vec<String>,
-    /// Whether `setlocal DisableDelayedExpansion` precedes the `start` line.
-    pub delayed_expansion_off: bool,
-    pub encoding: LauncherEncoding,
-}
-
-impl LauncherFacts {
-    pub fn invocation(&self) -> Invocation {
-        Invocation {
-            program: self.program.clone(),
-            args: self.args.clone(),
-            herald_home: None,
-        }
+/// What Explorer would not start as written: a `%` pair (environment expansion) or too long a line.
+fn check_line(line: &str) -> Result<(), InstallError> {
+    if line.matches('%').count() >= 2 {
+        return Err(InstallError::Unrepresentable {
+            backend: B,
+            what: "command line (Explorer expands %NAME% in it)",
+            value: line.to_owned(),
+            ch: '%',
+        });
     }
+    let len = line.encode_utf16().count();
+    if len > MAX_RUN_COMMAND {
+        return Err(InstallError::TooLong {
+            backend: B,
+            len,
+            max: MAX_RUN_COMMAND,
+        });
+    }
+    Ok(())
 }
 
 fn unparsable(reason: impl Into<String>) -> InstallError {
@@ -170,117 +103,110 @@ fn unparsable(reason: impl Into<String>) -> InstallError {
     }
 }
 
-/// Decodes a launcher as cmd.exe would for the lines Herald writes: a launcher with a `chcp 65001` line
-/// is UTF-8; one without is read in the OEM code page, as cmd.exe at logon reads it (where no OEM code
-/// page is known — not Windows — as UTF-8, the only other form Herald writes); then percent expansion (`%%` → `%`; a lone
-/// `%` would expand a variable and is refused), then one quoted token for the program, then the tail as
-/// the program's own `CommandLineToArgvW` would split it. Any cmd.exe operator outside quotes is refused:
-/// it would start a second command.
-pub fn parse_launcher(bytes: &[u8], oem: &dyn OemCodePage) -> Result<LauncherFacts, InstallError> {
-    let switches_to_utf8 = bytes
-        .split(|&b| b == b'\n')
-        .any(|line| line.trim_ascii().eq_ignore_ascii_case(CHCP_UTF8.as_bytes()));
-    let oem_text = (!bytes.is_ascii() && !switches_to_utf8)
-        .then(|| oem.decode(bytes))
-        .flatten();
-    let from_oem = oem_text.is_some();
-    let text = match oem_text {
-        Some(text) => text,
-        None => std::str::from_utf8(bytes)
-            .map_err(|e| unparsable(format!("not UTF-8 ({e}) and not the OEM code page")))?
-            .to_owned(),
-    };
-    if text.starts_with('\u{feff}') {
-        return Err(unparsable("a BOM would corrupt the first command"));
+/// Splits a `Run` value the way it is started: the program is the first token (`"…"` up to the next
+/// quote, else up to the first space or tab: how `CreateProcessW` with no application name reads it),
+/// the rest as the program's `CommandLineToArgvW` splits it. A line Explorer would expand (two `%`) is
+/// refused: it would not start what it says.
+pub fn parse_run_command(line: &str) -> Result<Invocation, InstallError> {
+    if line.matches('%').count() >= 2 {
+        return Err(unparsable(format!("Explorer would expand %…% in {line:?}")));
     }
-    let mut guard = None;
-    let mut start = None;
-    let mut delayed_expansion_off = false;
-    let mut utf8 = false;
-    let mut utf8_before_non_ascii = true;
-    for line in text.split("\r\n") {
-        if !line.is_ascii() && !utf8 {
-            utf8_before_non_ascii = false;
+    let line = line.trim_start_matches([' ', '\t']);
+    let (program, tail) = match line.strip_prefix('"') {
+        Some(body) => {
+            let end = body.find('"').ok_or_else(|| unparsable("unterminated quote"))?;
+            (&body[..end], &body[end + 1..])
         }
-        if line.contains('\n') || line.contains('\r') {
-            return Err(unparsable("a bare LF or CR line ending"));
-        }
-        let line = percent_expand(line)?;
-        if line.eq_ignore_ascii_case(CHCP_UTF8) {
-            utf8 = true;
-        } else if line.eq_ignore_ascii_case("setlocal DisableDelayedExpansion") {
-            delayed_expansion_off = true;
-        } else if let Some(rest) = line.strip_prefix(IF_MISSING) {
-            let (path, rest) = quoted_token(rest)?;
-            if rest != " exit /b 0" {
-                return Err(unparsable(format!("unexpected guard tail {rest:?}")));
-            }
-            guard = Some(path);
-        } else if let Some(rest) = line.strip_prefix(START) {
-            let (program, tail) = quoted_token(rest)?;
-            check_operators(tail)?;
-            start = Some((program, parse_windows_args(tail), delayed_expansion_off));
-        }
-    }
-    let guard = guard.ok_or_else(|| unparsable("no `if not exist` guard"))?;
-    let (program, args, off) = start.ok_or_else(|| unparsable("no `start` line"))?;
-    let encoding = if text.is_ascii() {
-        LauncherEncoding::Ascii
-    } else if from_oem {
-        LauncherEncoding::Oem
-    } else {
-        LauncherEncoding::Utf8 {
-            chcp_first: utf8_before_non_ascii,
-        }
+        None => line.split_at(line.find([' ', '\t']).unwrap_or(line.len())),
     };
-    Ok(LauncherFacts {
-        guard,
-        program,
-        args,
-        delayed_expansion_off: off,
-        encoding,
+    if program.is_empty() {
+        return Err(unparsable("no program"));
+    }
+    Ok(Invocation {
+        program: program.to_owned(),
+        args: parse_windows_args(tail),
+        herald_home: None,
     })
 }
 
-fn percent_expand(line: &str) -> Result<String, InstallError> {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '%' && chars.next() != Some('%') {
-            return Err(unparsable(format!("a lone % expands a variable: {line:?}")));
-        }
-        out.push(c);
+/// Why a `Run` value could not be read or changed. Codes are Win32 error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunKeyError {
+    #[error("there is no Windows registry on this OS")]
+    Unsupported,
+    #[error("cannot {what} HKCU\\{key}\\{name}: Win32 error {code}")]
+    Os {
+        what: &'static str,
+        key: String,
+        name: String,
+        code: u32,
+    },
+    #[error("HKCU\\{key}\\{name} is not a string value")]
+    NotText { key: String, name: String },
+}
+
+/// The per-user `Run` values: read by planners, written by the executor. `key` is the subkey of
+/// `HKEY_CURRENT_USER` ([`RUN_KEY`], or `HERALD_RUN_KEY` in tests).
+pub trait RunKey {
+    /// The value's command line; `None` when there is no such value (or no such key).
+    fn read(&self, key: &str, name: &str) -> Result<Option<String>, RunKeyError>;
+    /// Sets the value (a `REG_SZ`), creating the key if needed.
+    fn set(&mut self, key: &str, name: &str, command: &str) -> Result<(), RunKeyError>;
+    /// Deletes the value; already gone is fine.
+    fn delete(&mut self, key: &str, name: &str) -> Result<(), RunKeyError>;
+}
+
+/// This user's registry (Windows); elsewhere every call is [`RunKeyError::Unsupported`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemRunKey;
+
+impl RunKey for SystemRunKey {
+    fn read(&self, key: &str, name: &str) -> Result<Option<String>, RunKeyError> {
+        os::read(key, name)
     }
-    Ok(out)
+
+    fn set(&mut self, key: &str, name: &str, command: &str) -> Result<(), RunKeyError> {
+        os::set(key, name, command)
+    }
+
+    fn delete(&mut self, key: &str, name: &str) -> Result<(), RunKeyError> {
+        os::delete(key, name)
+    }
 }
 
-/// `"…"` at the start of `s`: the content and the rest.
-fn quoted_token(s: &str) -> Result<(String, &str), InstallError> {
-    let body = s
-        .strip_prefix('"')
-        .ok_or_else(|| unparsable(format!("expected a quoted path in {s:?}")))?;
-    let end = body.find('"').ok_or_else(|| unparsable("unterminated quote"))?;
-    Ok((body[..end].to_owned(), &body[end + 1..]))
+/// One change to a `Run` value, as a plan step carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunValueOp {
+    Set {
+        key: String,
+        name: String,
+        command: String,
+    },
+    Delete {
+        key: String,
+        name: String,
+    },
 }
 
-/// Refuses cmd.exe operators and escapes outside double quotes, and unbalanced quotes.
-fn check_operators(tail: &str) -> Result<(), InstallError> {
-    let mut quoted = false;
-    for c in tail.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '&' | '|' | '<' | '>' | '(' | ')' | '^' if !quoted => {
-                return Err(unparsable(format!(
-                    "cmd.exe operator {c:?} outside quotes in {tail:?}"
-                )));
+impl RunValueOp {
+    /// Carries the change out through `run_key`.
+    pub fn apply(&self, run_key: &mut dyn RunKey) -> Result<(), RunKeyError> {
+        match self {
+            RunValueOp::Set { key, name, command } => run_key.set(key, name, command),
+            RunValueOp::Delete { key, name } => run_key.delete(key, name),
+        }
+    }
+}
+
+impl fmt::Display for RunValueOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunValueOp::Set { key, name, command } => {
+                write!(f, "set the Run value HKCU\\{key}\\{name} = {command}")
             }
-            _ => {}
+            RunValueOp::Delete { key, name } => write!(f, "delete the Run value HKCU\\{key}\\{name}"),
         }
     }
-    if quoted {
-        return Err(unparsable("unbalanced quotes"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -299,118 +225,73 @@ mod tests {
         spec
     }
 
-    /// An OEM code page for tests: Latin-1 (every `char` up to U+00FF is one byte).
-    struct Latin1;
-
-    impl OemCodePage for Latin1 {
-        fn encode(&self, text: &str) -> Option<Vec<u8>> {
-            text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
-        }
-
-        fn decode(&self, bytes: &[u8]) -> Option<String> {
-            Some(bytes.iter().map(|&b| char::from(b)).collect())
-        }
-    }
-
-    /// No OEM code page (not Windows).
-    struct NoOem;
-
-    impl OemCodePage for NoOem {
-        fn encode(&self, _: &str) -> Option<Vec<u8>> {
-            None
-        }
-
-        fn decode(&self, _: &[u8]) -> Option<String> {
-            None
+    #[test]
+    fn the_run_value_starts_heraldw_directly_and_round_trips() {
+        for (root, heraldw) in [
+            (
+                r"C:\Users\a b\50% (x) & y ^ ! ;=,\",
+                r"C:\Program Files\Herald\heraldw.exe",
+            ),
+            (r"C:\Users\Zoë\中文 é", r"C:\Programme\Müller & Co\heraldw.exe"),
+            (r"C:\h", r"C:\h\heraldw.exe"),
+        ] {
+            let s = spec(root, heraldw);
+            let line = render_run_command(&s).unwrap();
+            assert!(line.starts_with(&format!("\"{heraldw}\" --home ")), "{line}");
+            assert!(!line.to_lowercase().contains("cmd"), "no cmd.exe: {line}");
+            assert_eq!(parse_run_command(&line).unwrap(), s.invocation(B).unwrap());
         }
     }
 
     #[test]
-    fn an_ascii_launcher_is_written_as_it_is() {
-        let s = spec(r"C:\Users\a b\50% (x)", r"C:\H\heraldw.exe");
-        let bytes = render_launcher(&s, &Latin1).unwrap();
-        let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(!text.contains("chcp"), "{text}");
-        assert_eq!(text, render_launcher_text(&s).unwrap());
-        let facts = parse_launcher(&bytes, &NoOem).unwrap();
-        assert_eq!(facts.encoding, LauncherEncoding::Ascii);
-        assert_eq!(facts.invocation(), s.invocation(B).unwrap());
-    }
-
-    #[test]
-    fn a_non_ascii_launcher_is_in_the_oem_code_page_when_it_carries_every_character() {
-        let s = spec(r"C:\Users\Zoë\é 50%", r"C:\Programme\Müller\heraldw.exe");
-        let bytes = render_launcher(&s, &Latin1).unwrap();
-        assert!(std::str::from_utf8(&bytes).is_err(), "OEM bytes, not UTF-8");
-        assert!(!bytes.windows(4).any(|w| w == b"chcp"), "no code page switch");
-        assert!(bytes.windows(3).any(|w| w == b"Zo\xeb"), "ë as one Latin-1 byte");
-        let facts = parse_launcher(&bytes, &Latin1).unwrap();
-        assert_eq!(facts.encoding, LauncherEncoding::Oem);
-        assert_eq!(facts.invocation(), s.invocation(B).unwrap());
-    }
-
-    #[test]
-    fn a_launcher_the_oem_code_page_cannot_carry_is_utf8_after_chcp() {
-        let s = spec(r"C:\Users\中文 Zoë", r"C:\H\heraldw.exe");
-        for oem in [&Latin1 as &dyn OemCodePage, &NoOem] {
-            let bytes = render_launcher(&s, oem).unwrap();
-            let text = std::str::from_utf8(&bytes).unwrap();
-            assert!(text.starts_with("@echo off\r\nchcp 65001 >nul\r\n"), "{text}");
-            // Read back with an OEM code page at hand: the chcp line says UTF-8.
-            let facts = parse_launcher(&bytes, &Latin1).unwrap();
-            assert_eq!(facts.encoding, LauncherEncoding::Utf8 { chcp_first: true });
-            assert_eq!(facts.invocation(), s.invocation(B).unwrap());
-        }
-    }
-
-    #[test]
-    fn the_launcher_is_guarded_and_round_trips() {
-        let s = spec(
-            r"C:\Users\Zoë\100% (x) & y ^ ! ;=,\",
-            r"C:\Program Files\50% & Co\heraldw.exe",
-        );
-        let text = render_launcher_text(&s).unwrap();
-        assert!(text.starts_with("@echo off\r\nchcp 65001 >nul\r\nsetlocal DisableDelayedExpansion\r\n"));
-        assert!(text.contains(r#"if not exist "C:\Program Files\50%% & Co\heraldw.exe" exit /b 0"#));
-        assert!(text.contains(r#"start "" /b "C:\Program Files\50%% & Co\heraldw.exe" --home "#));
-        let facts = parse_launcher(text.as_bytes(), &NoOem).unwrap();
-        assert_eq!(facts.invocation(), s.invocation(B).unwrap());
-        assert_eq!(facts.guard, facts.program);
-        assert!(facts.delayed_expansion_off);
-        assert_eq!(facts.encoding, LauncherEncoding::Utf8 { chcp_first: true });
-        assert_eq!(facts.args.last().unwrap(), "run");
-    }
-
-    #[test]
-    fn quotes_and_control_characters_are_refused() {
-        let s = spec("C:\\a\"b", r"C:\H\heraldw.exe");
+    fn what_explorer_would_change_is_refused() {
+        let two_percent = spec(r"C:\Users\%USERNAME%\h", r"C:\H\heraldw.exe");
         assert!(matches!(
-            render_launcher(&s, &NoOem).unwrap_err(),
+            render_run_command(&two_percent).unwrap_err(),
+            InstallError::Unrepresentable { ch: '%', .. }
+        ));
+        let long = spec(&format!(r"C:\{}", "a".repeat(240)), r"C:\H\heraldw.exe");
+        assert!(matches!(
+            render_run_command(&long).unwrap_err(),
+            InstallError::TooLong { max: 260, .. }
+        ));
+        let quote = spec("C:\\a\"b", r"C:\H\heraldw.exe");
+        assert!(matches!(
+            render_run_command(&quote).unwrap_err(),
             InstallError::Unrepresentable { ch: '"', .. }
         ));
-        let s = spec("C:\\a\nb", r"C:\H\heraldw.exe");
+        let relative = spec(r"C:\a", r"relative\heraldw.exe");
         assert!(matches!(
-            render_launcher(&s, &NoOem).unwrap_err(),
-            InstallError::Unrepresentable { .. }
-        ));
-        let s = spec(r"C:\a", r"relative\heraldw.exe");
-        assert!(matches!(
-            render_launcher(&s, &NoOem).unwrap_err(),
+            render_run_command(&relative).unwrap_err(),
             InstallError::NotAbsolute { .. }
         ));
     }
 
     #[test]
-    fn the_decoder_refuses_what_cmd_would_misread() {
-        let ok = "@echo off\r\nif not exist \"C:\\h.exe\" exit /b 0\r\nstart \"\" /b \"C:\\h.exe\" run\r\n";
-        assert_eq!(parse_launcher(ok.as_bytes(), &NoOem).unwrap().args, ["run"]);
-        for bad in [
-            ok.replace("run", "a & b"),
-            ok.replace("run", "50%x"),
-            ok.replace("run", "\"open"),
-            format!("\u{feff}{ok}"),
-        ] {
-            assert!(parse_launcher(bad.as_bytes(), &NoOem).is_err(), "{bad}");
+    fn the_reader_splits_like_create_process() {
+        let inv = parse_run_command(r#""C:\a b\heraldw.exe" --home "C:\x y\\" run"#).unwrap();
+        assert_eq!(inv.program, r"C:\a b\heraldw.exe");
+        assert_eq!(inv.args, [r"--home", r"C:\x y\", "run"]);
+        let bare = parse_run_command(r"C:\h\heraldw.exe run").unwrap();
+        assert_eq!(
+            (bare.program.as_str(), bare.args.as_slice()),
+            (r"C:\h\heraldw.exe", &["run".to_owned()][..])
+        );
+        for bad in [r#""C:\h.exe run"#, "", r#""C:\%a%\h.exe" run"#] {
+            assert!(parse_run_command(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ops_display_for_dry_run() {
+        let op = RunValueOp::Set {
+            key: RUN_KEY.into(),
+            name: "Herald_Gateway".into(),
+            command: r#""C:\h\heraldw.exe" run"#.into(),
+        };
+        assert_eq!(
+            op.to_string(),
+            r#"set the Run value HKCU\Software\Microsoft\Windows\CurrentVersion\Run\Herald_Gateway = "C:\h\heraldw.exe" run"#
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Round-trip properties of every quoting scheme the install generators use: systemd `ExecStart=`,
-//! Windows command lines (`CommandLineToArgvW`), the Startup `.cmd` launcher (decoded as cmd.exe reads it),
+//! Windows command lines (`CommandLineToArgvW`), the Startup fallback's `Run` value (split as
+//! `CreateProcessW` and `CommandLineToArgvW` read it),
 //! the Task Scheduler XML and the launchd plist. Pure, so they run on every OS (Windows under Wine too).
 
 use herald_home::ProfileName;
@@ -115,29 +116,34 @@ proptest! {
     }
 
     #[test]
-    fn startup_launchers_decode_to_the_spec(
+    fn startup_run_values_decode_to_the_spec(
         root in windows_path(),
         heraldw in windows_path(),
         profile in profile(),
     ) {
         let spec = windows_spec(root, format!("{heraldw}heraldw.exe"), profile, "u".into());
-        let text = startup::render_launcher_text(&spec).unwrap();
-        // Every line ends in CRLF; every `%` is doubled; each path is one quoted token.
-        prop_assert_eq!(text.matches('\n').count(), text.matches("\r\n").count());
-        for line in text.split("\r\n") {
-            prop_assert_eq!(line.matches('%').count() % 2, 0);
-            prop_assert_eq!(line.matches('"').count() % 2, 0);
+        match startup::render_run_command(&spec) {
+            Ok(line) => {
+                // The program is one quoted token; Explorer would expand nothing.
+                prop_assert!(line.starts_with('"'));
+                prop_assert!(line.matches('%').count() < 2);
+                prop_assert!(line.encode_utf16().count() <= startup::MAX_RUN_COMMAND);
+                prop_assert_eq!(
+                    startup::parse_run_command(&line).unwrap(),
+                    spec.invocation(Backend::Startup).unwrap()
+                );
+            }
+            // Only what Explorer would change (a `%` pair) or not start (too long) may be refused.
+            Err(e) => prop_assert!(
+                matches!(
+                    e,
+                    herald_install::InstallError::Unrepresentable { ch: '%', .. }
+                        | herald_install::InstallError::TooLong { .. }
+                ),
+                "unexpected refusal: {}",
+                e
+            ),
         }
-        let facts = startup::parse_launcher(text.as_bytes(), &startup::SystemOemCodePage).unwrap();
-        prop_assert_eq!(facts.invocation(), spec.invocation(Backend::Startup).unwrap());
-        prop_assert_eq!(&facts.guard, &facts.program);
-        prop_assert!(facts.delayed_expansion_off);
-        // cmd.exe reads every line as written: ASCII, or UTF-8 only after `chcp 65001`.
-        let readable = matches!(
-            facts.encoding,
-            startup::LauncherEncoding::Ascii | startup::LauncherEncoding::Utf8 { chcp_first: true }
-        );
-        prop_assert!(readable);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use herald_home::secrets::SecretsError;
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// systemd on Linux, launchd on macOS, a Scheduled Task (Startup folder as fallback) on Windows.
+    /// systemd on Linux, launchd on macOS, a Scheduled Task (the per-user Run key as fallback) on Windows.
     Auto,
     Backend(Backend),
     /// No autostart: start the gateway now, supervised, in the background.
@@ -172,7 +172,7 @@ fn apply(target: &Target, plan: &Plan, dry_run: bool) -> Result<Applied, Lifecyc
     Ok(Applied::Done { notes, outcome })
 }
 
-/// Why the fallback was used, when a task registration fell back to the Startup launcher.
+/// Why the fallback was used, when a task registration fell back to the Run value.
 pub fn fell_back(applied: &Applied) -> Option<&str> {
     match applied {
         Applied::Done { outcome, .. } => outcome.fell_back.as_deref(),

@@ -20,6 +20,7 @@ use herald_install::manage::{self, Action, Machine, ManageError, RealFiles};
 use herald_install::plan::Plan;
 use herald_install::runner::SystemRunner;
 use herald_install::scm::SystemScm;
+use herald_install::startup::SystemRunKey;
 
 use crate::error::LifecycleError;
 use crate::status::StatusReport;
@@ -76,6 +77,7 @@ pub(crate) fn machine<'a>(home: &Home, ctx: &'a Context, runner: &'a mut SystemR
         files: &RealFiles,
         runner,
         scm: &SystemScm,
+        run_key: &SystemRunKey,
         gateway_running: InstanceLock::is_held(&home.lock_file()).unwrap_or(false),
     }
 }
@@ -99,6 +101,7 @@ pub(crate) fn carry_out(target: &Target, plan: &Plan) -> Result<Outcome, Lifecyc
         &mut Actors {
             runner: &mut runner,
             scm: &mut SystemScm,
+            run_key: &mut SystemRunKey,
             hooks: &mut hooks,
         },
     )?)

@@ -5,7 +5,7 @@
 //! stderr goes nowhere takes the home's `logs/stdio.log` (the file `herald start` gives a detached
 //! gateway), appending, for its stdout and stderr — which a supervised worker then inherits.
 //!
-//! *Why:* on Windows, a gateway started by a logon task or a Startup launcher (the GUI-subsystem
+//! *Why:* on Windows, a gateway started by a logon task or a Run value (the GUI-subsystem
 //! `heraldw.exe`) or by the SCM has no usable standard handles: no handle at all, the `NUL` device, or
 //! the console of a launcher that has already closed. Its log lines (adapter errors, warnings, a
 //! worker's last words) would be lost and `herald logs` would have nothing to show. On Unix every way

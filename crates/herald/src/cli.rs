@@ -102,7 +102,7 @@ pub struct CompletionsArgs {
 /// `--backend` of `herald install`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
-    /// systemd on Linux, launchd on macOS, a Scheduled Task (Startup folder as fallback) on Windows.
+    /// systemd on Linux, launchd on macOS, a Scheduled Task (the per-user Run key as fallback) on Windows.
     Auto,
     Systemd,
     Launchd,
@@ -142,6 +142,10 @@ pub struct InstallArgs {
     /// Print every file that would be written and every command that would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Internal: this is the elevated relaunch of a Windows Service install; write the outcome to PATH
+    /// (a file the non-elevated herald prepared and prints).
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub elevated_report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +156,9 @@ pub struct UninstallArgs {
     /// Print what would be removed and run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Internal: this is the elevated relaunch of a Windows Service uninstall; write the outcome to PATH.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub elevated_report: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,5 @@
 //! The `herald` program, as a library target so its two executables share one compiled copy: `herald`
-//! (console) and `heraldw` (the windowless GUI-subsystem build a logon task or Startup launcher starts on
+//! (console) and `heraldw` (the windowless GUI-subsystem build a logon task or the Startup fallback's Run value starts on
 //! Windows, so no console window is ever created). Both run [`main_entry`]; they differ only in the
 //! subsystem the linker records.
 //!

@@ -1,24 +1,28 @@
-//! Windows per-user autostart, for real under Wine (see ci/wine/README.md): the Startup-folder launcher
-//! executed by Wine's `cmd.exe` starts the windowless `heraldw.exe` on a home whose path has spaces and
-//! `% & ^ !`, and on one with `ë é` (the launcher then in the OEM code page); a launcher whose target is gone does nothing; the logon task is registered through Wine's
+//! Windows per-user autostart, for real under Wine (see ci/wine/README.md): the Startup fallback is a
+//! `Run` value, written to the registry and read back, whose command line — started the way Explorer
+//! starts a `Run` value at logon (environment references expanded, `CreateProcessW` with no application
+//! name) — runs the windowless `heraldw.exe` itself (no cmd.exe, no console) on a home whose path has
+//! spaces and `% & ^ !`, and on one with `ë é 中文`; a value whose target is gone starts nothing (the
+//! process creation fails; there is no console to flash); a `.cmd` launcher left by an older herald is
+//! drift that `install` replaces and `uninstall` removes; the logon task is registered through Wine's
 //! `schtasks /Create /XML` (Wine keeps it as `C:\windows\system32\tasks\<name>`; its `/Query` prints
 //! nothing, so the task store is what confirms it) and uninstall removes it; and when registration is
 //! refused (a substituted `schtasks` that exits like an access-denied refusal, with localized text), the
-//! Startup launcher is used instead. The Startup folder is redirected (`HERALD_STARTUP_DIR`); each test
-//! uses its own profile, so task names never collide in the shared Wine prefix.
+//! `Run` value is used instead. The Startup folder and the `Run` key are redirected (`HERALD_STARTUP_DIR`,
+//! `HERALD_RUN_KEY`: a key of the case's own in the test run's private Wine prefix); each test uses its
+//! own profile, so task names never collide in the shared prefix.
 #![cfg(windows)]
 
 mod support;
 #[path = "support/wine_case.rs"]
 mod wine_case;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 use herald_home::atomic::read_record;
-use herald_home::records::StateRecord;
+use herald_home::records::{PidRecord, StateRecord};
 use herald_install::ServiceSpec;
-use herald_install::startup::{OemCodePage, SystemOemCodePage, render_launcher};
+use herald_install::startup::{RunKey, SystemRunKey, render_run_command};
 use support::ok;
 use wine_case::WineCase;
 
@@ -39,7 +43,7 @@ fn case_at(profile: &str, root_name: &str) -> WineCase {
             if case.home().lock_file().exists() {
                 let _ = case.herald(&["stop", "--timeout", "20"]);
             }
-            if case.launcher().exists() || task_file(case).exists() {
+            if case.legacy_launcher().exists() || case.run_value().is_some() || task_file(case).exists() {
                 let _ = case.herald(&["uninstall"]);
             }
         },
@@ -55,116 +59,130 @@ fn task_file(case: &WineCase) -> PathBuf {
         .join(case.name())
 }
 
-/// Runs a launcher the way a logon does: `cmd.exe /c <launcher>`. No pipes: `start /b` hands the
-/// launcher's handles to the gateway, which would hold a pipe open for its whole life.
-fn run_launcher(launcher: &Path) -> std::process::ExitStatus {
-    Command::new("cmd.exe")
-        .arg("/c")
-        .arg(launcher)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-}
+/// Starts a `Run` value's command line as Explorer (and Wine's `wineboot`) does at logon: environment
+/// references expanded, then `CreateProcessW` with no application name, the line as the command line,
+/// no console asked for and no standard handles (Explorer has none to give; without this the test's own
+/// stderr would reach the gateway). The new process's id, or the Win32 error of the failed start.
+fn start_as_at_logon(command: &str) -> Result<u32, u32> {
+    use windows_sys::Win32::Foundation::{CloseHandle, GetLastError};
+    use windows_sys::Win32::System::Environment::ExpandEnvironmentStringsW;
+    use windows_sys::Win32::System::Threading::{
+        CreateProcessW, PROCESS_INFORMATION, STARTF_USESTDHANDLES, STARTUPINFOW,
+    };
 
-#[test]
-fn the_startup_launcher_starts_heraldw_from_a_hostile_home() {
-    launch_through_the_startup_folder(&case("launch"), &|bytes| {
-        assert!(bytes.is_ascii() && !bytes.windows(4).any(|w| w == b"chcp"));
-    });
-}
-
-#[test]
-fn the_startup_launcher_starts_heraldw_from_a_non_ascii_home_in_the_oem_code_page() {
-    let case = case_at("launch-oem", "Zoë 50% & ^ ! é");
-    let carried = SystemOemCodePage.encode(case.root.to_str().unwrap()).is_some();
+    let source: Vec<u16> = command.encode_utf16().chain(std::iter::once(0)).collect();
+    let mut line = vec![0u16; 32 * 1024];
+    // SAFETY: `source` is NUL-terminated; `line` has room for the `line.len()` units passed.
+    let n = unsafe { ExpandEnvironmentStringsW(source.as_ptr(), line.as_mut_ptr(), line.len() as u32) };
     assert!(
-        carried,
-        "this prefix's OEM code page (437 under a default Wine) carries ë and é"
+        n > 0 && (n as usize) <= line.len(),
+        "ExpandEnvironmentStringsW: {n}"
     );
-    launch_through_the_startup_folder(&case, &|bytes| {
-        assert!(
-            std::str::from_utf8(bytes).is_err() && !bytes.windows(4).any(|w| w == b"chcp"),
-            "written in the OEM code page, no code page switch: {}",
-            String::from_utf8_lossy(bytes)
-        );
-    });
+    // SAFETY: both are plain data for which all-zero is the documented empty state.
+    let mut startup: STARTUPINFOW = unsafe { std::mem::zeroed() };
+    startup.cb = std::mem::size_of::<STARTUPINFOW>() as u32;
+    // Null standard handles, as a process Explorer starts has.
+    startup.dwFlags = STARTF_USESTDHANDLES;
+    // SAFETY: as above.
+    let mut info: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: `line` is a writable NUL-terminated buffer (CreateProcessW may modify it); the structures
+    // outlive the call; no handles are inherited.
+    let created = unsafe {
+        CreateProcessW(
+            std::ptr::null(),
+            line.as_mut_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            0,
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+            &startup,
+            &mut info,
+        )
+    };
+    if created == 0 {
+        // SAFETY: no preconditions.
+        return Err(unsafe { GetLastError() });
+    }
+    // SAFETY: both handles were returned by CreateProcessW and are closed once, here.
+    unsafe {
+        CloseHandle(info.hThread);
+        CloseHandle(info.hProcess);
+    }
+    Ok(info.dwProcessId)
 }
 
 #[test]
-fn the_startup_launcher_starts_heraldw_from_a_home_the_oem_code_page_cannot_carry() {
-    if !cmd_honours_chcp_65001() {
-        eprintln!(
-            "\n!!!!! SKIPPED: this cmd.exe decodes batch files in the OEM code page and ignores \
-             `chcp 65001` (Wine before 9 does; Windows and later Wine use the console code page), so a \
-             UTF-8 launcher cannot carry a path outside the OEM code page here !!!!!\n"
-        );
-        return;
-    }
-    launch_through_the_startup_folder(&case_at("launch-utf8", "Zoë 50% & ^ ! 中文"), &|bytes| {
-        assert!(
-            std::str::from_utf8(bytes)
-                .unwrap()
-                .contains("\r\nchcp 65001 >nul\r\n")
-        );
-    });
+fn the_run_value_starts_heraldw_from_a_hostile_home() {
+    launch_through_the_run_value(&case("launch"));
 }
 
-/// Whether `cmd.exe` reads the lines of a batch file after `chcp 65001` as UTF-8.
-fn cmd_honours_chcp_65001() -> bool {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = dir.path().join("probe.cmd");
-    let target = dir.path().join("é");
-    let text = format!(
-        "@echo off\r\nchcp 65001 >nul\r\nmkdir \"{}\"\r\n",
-        target.display()
-    );
-    std::fs::write(&probe, text).unwrap();
-    run_launcher(&probe);
-    target.is_dir()
+/// No OEM code page in the way any more: a path outside it (`中文`) works as well as one inside.
+#[test]
+fn the_run_value_starts_heraldw_from_a_non_ascii_home() {
+    launch_through_the_run_value(&case_at("launch-utf", "Zoë 50% & ^ ! é 中文"));
 }
 
-/// install --backend startup (`inspect` sees the launcher's bytes), then a logon's `cmd.exe /c
-/// <launcher>` starts the supervised gateway.
-fn launch_through_the_startup_folder(case: &WineCase, inspect: &dyn Fn(&[u8])) {
+/// install --backend startup sets the `Run` value; started as at logon it runs the supervised gateway
+/// through `heraldw.exe` itself.
+fn launch_through_the_run_value(case: &WineCase) {
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(out.contains("herald installed with startup"), "{out}");
-    inspect(&std::fs::read(case.launcher()).unwrap());
+    assert!(out.contains("set the Run value"), "{out}");
+    let command = case.run_value().expect("the Run value is set");
+    let heraldw = case.herald.with_file_name("heraldw.exe");
+    let want = ServiceSpec {
+        gui_executable: Some(heraldw.clone()),
+        ..ServiceSpec::for_home(&case.home(), &case.herald, herald_home::StopBudget::new(30))
+    };
+    let read_back = herald_install::startup::parse_run_command(&command).unwrap();
+    assert!(
+        read_back.program.to_lowercase().ends_with("heraldw.exe"),
+        "the windowless build, no cmd.exe: {command}"
+    );
+    assert_eq!(
+        read_back.args,
+        want.run_args(herald_install::Backend::Startup).unwrap()
+    );
+    assert!(
+        !case.startup.join(format!("{}.cmd", case.name())).exists(),
+        "no launcher file"
+    );
     assert!(!case.running());
 
-    let status = run_launcher(&case.launcher());
-    assert!(status.success(), "{status:?}");
-    support::wait_for("the launcher's gateway to run", || case.running());
-    let state = read_record::<StateRecord>(&case.home().state_record())
+    let pid = start_as_at_logon(&command).expect("the Run value's program starts");
+    support::wait_for("the Run value's gateway to run", || case.running());
+    let pid_record = read_record::<PidRecord>(&case.home().pid_record())
         .present()
         .unwrap();
-    let pid_record = read_record::<herald_home::records::PidRecord>(&case.home().pid_record())
-        .present()
-        .unwrap();
+    assert_eq!(pid_record.pid, pid, "the process Explorer started is the monitor");
     assert!(
         pid_record.argv[0].to_lowercase().ends_with("heraldw.exe"),
         "the windowless build runs: {:?}",
         pid_record.argv
     );
+    let state = read_record::<StateRecord>(&case.home().state_record())
+        .present()
+        .unwrap();
     assert!(state.worker_pid.is_some(), "supervised by Herald's own monitor");
     // The windowless heraldw has no usable stdio: it logs to the home's stdio log.
     support::wait_for("the gateway's output in the home's stdio log", || {
         support::text(&case.herald(&["logs", "-n", "50"])).contains("herald gateway running")
     });
 
-    // A second install changes nothing; uninstall removes the launcher.
+    // A second install changes nothing; uninstall deletes the value.
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(out.contains("nothing to do"), "{out}");
     ok(&case.herald(&["stop"]));
     ok(&case.herald(&["uninstall"]));
-    assert!(!case.launcher().exists());
+    assert_eq!(case.run_value(), None);
 }
 
 #[test]
-fn a_launcher_whose_target_is_gone_does_nothing() {
+fn a_run_value_whose_target_is_gone_starts_nothing() {
     let case = case("gone");
-    // The launcher of a Herald copy that has since been deleted (an uninstalled copy, a test's temp dir).
+    // The value of a Herald copy that has since been deleted (an uninstalled copy, a test's temp dir).
     let gone = case
         .bin
         .parent()
@@ -173,35 +191,73 @@ fn a_launcher_whose_target_is_gone_does_nothing() {
         .join("heraldw.exe");
     let mut spec = ServiceSpec::for_home(&case.home(), &case.herald, herald_home::StopBudget::new(30));
     spec.gui_executable = Some(gone.clone());
-    std::fs::write(
-        case.launcher(),
-        render_launcher(&spec, &SystemOemCodePage).unwrap(),
-    )
-    .unwrap();
-    assert!(
-        std::fs::read_to_string(case.launcher())
-            .unwrap()
-            .contains(r"deleted copy\heraldw.exe")
-    );
+    let command = render_run_command(&spec).unwrap();
+    SystemRunKey.set(&case.run_key, &case.name(), &command).unwrap();
+    assert_eq!(case.run_value().as_deref(), Some(command.as_str()));
     assert!(!gone.exists());
 
-    let status = run_launcher(&case.launcher());
-    assert_eq!(status.code(), Some(0));
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The logon's start fails (file or path not found): no process, so no window of any kind.
+    let refused = start_as_at_logon(&command).unwrap_err();
+    assert!(
+        matches!(refused, 2 | 3),
+        "ERROR_FILE_NOT_FOUND / PATH_NOT_FOUND, got {refused}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
     assert!(!case.running());
     assert!(!case.home().state_record().exists(), "nothing was started");
-    std::fs::remove_file(case.launcher()).unwrap();
+
+    // And the next install repairs it to this herald's heraldw.exe.
+    let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
+    assert!(out.contains("differs: repairing it"), "{out}");
+    assert!(!case.run_value().unwrap().contains("deleted copy"));
+    ok(&case.herald(&["uninstall"]));
+    assert_eq!(case.run_value(), None);
+}
+
+#[test]
+fn a_cmd_launcher_from_an_older_herald_is_replaced_and_uninstall_removes_both_forms() {
+    let case = case("migrate");
+    let launcher = case.legacy_launcher();
+    let old =
+        "@echo off\r\nsetlocal DisableDelayedExpansion\r\nif not exist \"C:\\h\\heraldw.exe\" exit /b 0\r\n";
+    std::fs::write(&launcher, old).unwrap();
+
+    let out = ok(&case.herald(&["install", "--backend", "startup", "--dry-run"]));
+    assert!(out.contains(&format!("remove {}", launcher.display())), "{out}");
+    assert!(
+        launcher.exists() && case.run_value().is_none(),
+        "a dry run changes nothing"
+    );
+
+    let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
+    assert!(out.contains("legacy Startup-folder launcher"), "{out}");
+    assert!(!launcher.exists(), "the .cmd launcher is gone");
+    assert!(case.run_value().is_some(), "the Run value replaces it");
+    let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
+    assert!(out.contains("nothing to do"), "{out}");
+
+    // Both forms present (an older herald ran again): uninstall removes both.
+    std::fs::write(&launcher, old).unwrap();
+    let out = ok(&case.herald(&["uninstall"]));
+    assert!(out.contains("herald uninstalled"), "{out}");
+    assert!(!launcher.exists());
+    assert_eq!(case.run_value(), None);
 }
 
 #[test]
 fn the_task_is_registered_through_wines_schtasks_and_uninstall_removes_it() {
     let case = case("task");
-    // A stale Startup entry of the same home: a successful registration removes it.
-    std::fs::write(case.launcher(), "@echo off\r\n").unwrap();
+    // Stale Startup entries of the same home (a Run value and an old .cmd launcher): a successful
+    // registration removes both.
+    std::fs::write(case.legacy_launcher(), "@echo off\r\n").unwrap();
+    SystemRunKey
+        .set(&case.run_key, &case.name(), r#""C:\old\heraldw.exe" run"#)
+        .unwrap();
     let out = ok(&case.herald(&["install", "--backend", "task", "--no-start-now"]));
     assert!(out.contains("herald installed with task"), "{out}");
     assert!(task_file(&case).is_file(), "{out}");
-    assert!(!case.launcher().exists(), "one autostart entry per home");
+    assert!(!case.legacy_launcher().exists(), "one autostart entry per home");
+    assert_eq!(case.run_value(), None, "one autostart entry per home");
 
     let out = ok(&case.herald(&["uninstall"]));
     assert!(out.contains("herald uninstalled"), "{out}");
@@ -209,7 +265,7 @@ fn the_task_is_registered_through_wines_schtasks_and_uninstall_removes_it() {
 }
 
 #[test]
-fn a_refused_registration_falls_back_to_the_startup_folder() {
+fn a_refused_registration_falls_back_to_the_run_value() {
     let case = case("denied");
     // A schtasks that refuses the way an access-denied registration does: exit code 1, localized text.
     std::fs::write(
@@ -220,15 +276,16 @@ fn a_refused_registration_falls_back_to_the_startup_folder() {
     let out = ok(&case.herald(&["install", "--backend", "task", "--no-start-now"]));
     assert!(out.contains("could not be registered"), "{out}");
     assert!(out.contains("herald installed with startup"), "{out}");
-    assert!(case.launcher().is_file());
+    let command = case.run_value().expect("the fallback's Run value");
+    assert!(command.to_lowercase().contains("heraldw.exe"), "{command}");
     assert!(!task_file(&case).exists());
 
     // --dry-run shows both branches and changes nothing.
-    std::fs::remove_file(case.launcher()).unwrap();
+    SystemRunKey.delete(&case.run_key, &case.name()).unwrap();
     let out = ok(&case.herald(&["install", "--backend", "task", "--dry-run"]));
     assert!(
-        out.contains("if refused") && out.contains("/Create /XML"),
+        out.contains("if refused") && out.contains("/Create /XML") && out.contains("set the Run value"),
         "{out}"
     );
-    assert!(!case.launcher().exists());
+    assert_eq!(case.run_value(), None);
 }

@@ -524,17 +524,17 @@ fn the_service_entry_point_refuses_to_run_from_a_console() {
 }
 
 #[test]
-fn probe_9_names_a_startup_launcher_and_the_service_replaces_it() {
+fn probe_9_names_the_run_value_and_the_service_replaces_it() {
     let case = case("autostart");
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(out.contains("herald installed with startup"), "{out}");
-    assert!(case.launcher().is_file());
+    assert!(case.run_value().is_some());
 
     // Registered, nothing running: only autostart at logon, which is not a contradiction.
     let (probe_ok, detail, code) = probe9(&case);
     assert!(probe_ok, "{detail}");
     assert!(
-        detail.contains("Startup launcher") && detail.contains("registered for this home"),
+        detail.contains("Run value") && detail.contains("registered for this home"),
         "{detail}"
     );
     assert!(
@@ -543,19 +543,130 @@ fn probe_9_names_a_startup_launcher_and_the_service_replaces_it() {
     );
     assert_eq!(code, Some(3));
 
-    // The service replaces the launcher (one autostart entry per home) ...
+    // The service replaces the Run value (one autostart entry per home) ...
     let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
     assert!(out.contains("one autostart entry per home"), "{out}");
-    assert!(!case.launcher().exists());
+    assert_eq!(case.run_value(), None);
     assert!(registered(&case).is_some());
-    // ... and the launcher replaces the service.
+    // ... and the Run value replaces the service.
     let out = ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
     assert!(
         out.contains(&format!("scm: delete service {}", case.name())),
         "{out}"
     );
     assert!(registered(&case).is_none());
-    assert!(case.launcher().is_file());
+    assert!(case.run_value().is_some());
     ok(&case.herald(&["uninstall"]));
-    assert!(!case.launcher().exists());
+    assert_eq!(case.run_value(), None);
+}
+
+/// Wine's token is elevated, so `install --backend windows-service` runs in place (every test above);
+/// the hidden `HERALD_FORCE_ELEVATION=1` makes it take the hand-off a prompt that is not elevated
+/// takes: `ShellExecuteExW` with `runas` starts a second herald with every choice as arguments, this one
+/// waits for it and prints its report — each line on the stream the child wrote it to — and exits with
+/// its exit code. (Wine shows no UAC prompt and cannot refuse one: `ERROR_CANCELLED` is not exercised
+/// here; its mapping is a unit test of herald-install.)
+#[test]
+fn a_prompt_that_is_not_elevated_hands_the_install_to_an_elevated_herald() {
+    let case = case("uac");
+    let run = |args: &[&str]| {
+        case.command(&case.herald, args)
+            .env(herald_install::elevate::FORCE_ENV, "1")
+            .output()
+            .unwrap()
+    };
+    let reports = || -> Vec<String> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("herald-elevated-"))
+            .collect()
+    };
+    // Wine's token is elevated: without the switch the install and uninstall run in place.
+    assert!(
+        herald_install::elevate::token_elevated().unwrap(),
+        "Wine gives its processes an elevated token"
+    );
+    let out = ok(&case.herald(&["install", "--backend", "windows-service", "--no-start-now"]));
+    assert!(!out.contains("UAC") && out.contains("herald installed"), "{out}");
+    let out = ok(&case.herald(&["uninstall"]));
+    assert!(
+        !out.contains("UAC") && out.contains("herald uninstalled"),
+        "{out}"
+    );
+    assert!(registered(&case).is_none());
+
+    let out = run(&[
+        "install",
+        "--backend",
+        "windows-service",
+        "--no-start-now",
+        "--no-start-on-login",
+    ]);
+    let text = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stderr.contains("asking Windows (UAC) to run herald elevated"),
+        "{text}"
+    );
+    assert!(
+        stdout.contains("herald installed with windows-service"),
+        "the child's outcome, printed here: {text}"
+    );
+    assert!(
+        stderr.contains("the elevated herald exited with code 0"),
+        "{text}"
+    );
+    // Every choice survived the relaunch: this home and profile, manual start, not started.
+    let service = registered(&case).expect("the elevated herald registered the service");
+    assert_eq!(service.home().as_deref(), case.root.to_str());
+    let invocation = service.invocation();
+    let at = invocation.args.iter().position(|a| a == "--profile").unwrap();
+    assert_eq!(invocation.args[at + 1], case.profile);
+    assert_eq!(
+        service.start,
+        herald_install::scm::ScmStart::Demand,
+        "--no-start-on-login"
+    );
+    assert_eq!(service.status.state, ScmState::Stopped, "--no-start-now");
+    assert!(!case.running());
+    assert!(
+        reports().is_empty(),
+        "the report directory is deleted: {:?}",
+        reports()
+    );
+
+    // A child that fails: its error arrives on this stderr, and its exit code (2, as the same command
+    // run in place exits) is this one's.
+    let refused = [
+        "install",
+        "--backend",
+        "windows-service",
+        "--system",
+        "--run-as-user",
+        "bob",
+    ];
+    let in_place = case.herald(&refused);
+    assert_eq!(in_place.status.code(), Some(2), "{}", support::text(&in_place));
+    let out = run(&refused);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", support::text(&out));
+    assert!(stderr.contains("runs as LocalSystem"), "{stderr}");
+    assert!(
+        stderr.contains("the elevated herald exited with code 2"),
+        "{stderr}"
+    );
+
+    // A dry run is never handed off (planning only reads the SCM).
+    let out = ok(&run(&["uninstall", "--dry-run"]));
+    assert!(
+        !out.contains("UAC") && out.contains("scm: delete service"),
+        "{out}"
+    );
+    // The uninstall of the service is.
+    let out = ok(&run(&["uninstall"]));
+    assert!(out.contains("UAC") && out.contains("herald uninstalled"), "{out}");
+    assert!(registered(&case).is_none());
+    assert!(reports().is_empty(), "{:?}", reports());
 }

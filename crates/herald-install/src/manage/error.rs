@@ -108,6 +108,14 @@ pub enum ManageError {
         #[source]
         source: crate::scm::ScmError,
     },
+    #[error("{op}: {source}")]
+    RunKey {
+        op: String,
+        #[source]
+        source: crate::startup::RunKeyError,
+    },
+    #[error("cannot find the per-user Run key: this is not Windows (set HERALD_RUN_KEY)")]
+    NoRunKey,
     #[error(
         "a Windows Service runs as LocalSystem here: --run-as-user would need the account's password in \
          the registration, which Herald never stores. Install without --run-as-user, then set the logon \
@@ -126,7 +134,7 @@ pub enum ManageError {
     },
     #[error(
         "the windowless heraldw{exe} is missing next to {herald} (the logon task and the Startup \
-         launcher start it, so no console window opens); reinstall Herald with both executables",
+         fallback's Run value start it, so no console window opens); reinstall Herald with both executables",
         herald = herald.display()
     )]
     NoHeraldw { herald: PathBuf, exe: &'static str },

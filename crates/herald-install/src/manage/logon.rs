@@ -1,32 +1,28 @@
-//! Planning for Windows per-user autostart: the logon Scheduled Task, and the Startup-folder launcher as
-//! its fallback.
+//! Planning for Windows per-user autostart: the logon Scheduled Task, and the Startup fallback — this
+//! user's `Run` value ([`crate::startup`]) — when the task is refused.
 //!
-//! **Invariant:** exactly one autostart entry per home. A task registration that succeeds removes the
-//! Startup launcher; one that is refused (judged by exit code, never by localized text), times out or
-//! prints nothing falls back to writing the launcher; `--backend startup` deletes the task; uninstall
-//! removes both, legacy names included. The task's action is the windowless `heraldw.exe`, so the chain
-//! never opens a console.
+//! **Invariant:** exactly one autostart entry per home. A task registration that succeeds deletes the
+//! `Run` value; one that is refused (judged by exit code, never by localized text), times out or
+//! prints nothing falls back to setting the `Run` value; `--backend startup` deletes the task; uninstall
+//! removes both, legacy names included — among them the `.cmd` launcher the fallback used to write, so
+//! the next `install` migrates it and `uninstall` removes either form. Both entries start the windowless
+//! `heraldw.exe` themselves, so the chain never opens a console.
 //!
 //! What is registered is read back for drift detection from the task store
 //! (`%SystemRoot%\System32\Tasks\<name>`, `HERALD_TASKS_DIR`) when it can be read, else with
 //! `schtasks /Query /XML /TN <name>` (which Wine does not implement: it prints nothing). Windows rewrites a
 //! task's XML when it registers it, so the comparison is of the facts Herald sets (command, arguments, principal,
-//! policies), not of bytes.
+//! policies), not of bytes. The `Run` value is compared as the string Herald would write.
 //!
 //! Starting now is Herald's own detached, supervised start (as `herald start`): a logon task or a
-//! launcher only starts the gateway at logon, and Herald's monitor — not Task Scheduler — restarts it.
+//! `Run` value only starts the gateway at logon, and Herald's monitor — not Task Scheduler — restarts it.
 
-use std::path::PathBuf;
-
-use super::{FileView, InstallRequest, Machine, ManageError, read};
+use super::{FileView, InstallRequest, Machine, ManageError};
 use crate::names;
 use crate::plan::{Cmd, Expect, Plan, Step};
 use crate::spec::{Backend, Scope, ServiceSpec};
-use crate::startup::{SystemOemCodePage, render_launcher};
+use crate::startup::{RunValueOp, parse_run_command, render_run_command};
 use crate::task::{TaskFacts, parse_task, render_task, render_task_text};
-
-/// The launcher and task files hold no secret; the mode only matters where Unix modes exist.
-const FILE_MODE: u32 = 0o644;
 
 fn schtasks<'a>(args: impl IntoIterator<Item = &'a str>) -> Cmd {
     Cmd::new("schtasks", args)
@@ -80,13 +76,29 @@ fn task_matches(facts: &TaskFacts, spec: &ServiceSpec) -> bool {
             .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
 }
 
-fn startup_dir(probe: &Machine<'_>) -> Result<PathBuf, ManageError> {
+fn run_key(probe: &Machine<'_>) -> Result<String, ManageError> {
+    probe.ctx.locations.run_key.clone().ok_or(ManageError::NoRunKey)
+}
+
+/// This home's `Run` value now (`None`: not set).
+fn run_value(key: &str, name: &str, probe: &Machine<'_>) -> Result<Option<String>, ManageError> {
     probe
-        .ctx
-        .locations
-        .startup_dir
-        .clone()
-        .ok_or(ManageError::NoStartupDir)
+        .run_key
+        .read(key, name)
+        .map_err(|source| ManageError::RunKey {
+            op: format!("read the Run value HKCU\\{key}\\{name}"),
+            source,
+        })
+}
+
+fn delete_run_value(key: &str, name: &str, why: &str) -> Step {
+    Step::RunValue {
+        op: RunValueOp::Delete {
+            key: key.to_owned(),
+            name: name.to_owned(),
+        },
+        why: why.to_owned(),
+    }
 }
 
 fn legacy(spec: &ServiceSpec, backend: Backend) -> Vec<String> {
@@ -97,15 +109,17 @@ fn legacy(spec: &ServiceSpec, backend: Backend) -> Vec<String> {
         .collect()
 }
 
-/// Removal of every launcher of this home in the Startup folder that exists (current and legacy names).
+/// Removal of every Startup-folder launcher of this home that exists (all legacy forms: the `.cmd`
+/// launcher, the spaced name, the `.vbs` and `.lnk` wrappers).
 fn launcher_removals(spec: &ServiceSpec, dir: &std::path::Path, files: &dyn FileView) -> Vec<Step> {
-    std::iter::once(names::startup_launcher_file(spec.profile.as_ref()))
-        .chain(legacy(spec, Backend::Startup))
+    legacy(spec, Backend::Startup)
+        .into_iter()
         .map(|name| dir.join(name))
         .filter(|path| files.exists(path))
         .map(|path| Step::Remove {
             path,
-            why: "a Startup-folder launcher of this home (one autostart entry per home)".to_owned(),
+            why: "a legacy Startup-folder launcher of this home (the Startup fallback is a Run value now)"
+                .to_owned(),
         })
         .collect()
 }
@@ -136,17 +150,19 @@ pub(super) fn plan_install(
             what: "the logon task names its user (USERNAME)",
         });
     }
-    let dir = startup_dir(probe)?;
-    let launcher_path = dir.join(names::startup_launcher_file(spec.profile.as_ref()));
-    let launcher = render_launcher(&spec, &SystemOemCodePage)?;
-    let launcher_current = read(probe.files, &launcher_path)?;
-    let launcher_same = launcher_current.as_deref() == Some(launcher.as_slice());
-    let write_launcher = Step::Write {
-        path: launcher_path.clone(),
-        text: String::from_utf8_lossy(&launcher).into_owned(),
-        bytes: launcher.clone(),
-        mode: FILE_MODE,
-        why: "the Startup-folder launcher".to_owned(),
+    let key = run_key(probe)?;
+    let value_name = names::run_value_name(spec.profile.as_ref());
+    let command = render_run_command(&spec)?;
+    let current = run_value(&key, &value_name, probe)?;
+    let value_same = current.as_deref() == Some(command.as_str());
+    let value_label = format!("the Run value HKCU\\{key}\\{value_name}");
+    let set_value = Step::RunValue {
+        op: RunValueOp::Set {
+            key: key.clone(),
+            name: value_name.clone(),
+            command,
+        },
+        why: "the Startup fallback: Explorer starts heraldw.exe at logon".to_owned(),
     };
     let name = names::task_name(spec.profile.as_ref());
     let mut plan = Plan::new(backend);
@@ -160,16 +176,15 @@ pub(super) fn plan_install(
             plan.steps.push(delete_task(&legacy_task));
         }
     }
-    let legacy_launchers: Vec<Step> = legacy(&spec, Backend::Startup)
-        .into_iter()
-        .map(|n| dir.join(n))
-        .filter(|p| probe.files.exists(p))
-        .map(|path| Step::Remove {
-            path,
-            why: "a legacy Startup-folder launcher of this home".to_owned(),
-        })
-        .collect();
-    plan.steps.extend(legacy_launchers);
+    if let Some(dir) = &probe.ctx.locations.startup_dir {
+        let launchers = launcher_removals(&spec, dir, probe.files);
+        if !launchers.is_empty() {
+            plan.note(
+                "a legacy Startup-folder launcher of this home (a console flashed at logon): replacing it",
+            );
+        }
+        plan.steps.extend(launchers);
+    }
 
     // One autostart entry per home: this home's Windows Service goes (stopped first).
     let service_name = names::windows_service_name(spec.profile.as_ref());
@@ -201,12 +216,10 @@ pub(super) fn plan_install(
                     format!("the task {name} differs from what this herald registers: repairing it")
                 }
             });
+            let one_entry = "the task is registered: one autostart entry per home";
             if task_ok && !request.force {
-                if launcher_current.is_some() {
-                    plan.steps.push(Step::Remove {
-                        path: launcher_path,
-                        why: "the task is registered: one autostart entry per home".to_owned(),
-                    });
+                if current.is_some() {
+                    plan.steps.push(delete_run_value(&key, &value_name, one_entry));
                 }
             } else {
                 let xml_path = std::env::temp_dir().join(format!("herald-{name}-{}.xml", std::process::id()));
@@ -218,19 +231,16 @@ pub(super) fn plan_install(
                     why: "the task definition (UTF-16LE), for schtasks /Create /XML".to_owned(),
                 });
                 let xml = xml_path.display().to_string();
-                let on_success = launcher_current
+                let on_success = current
                     .is_some()
-                    .then(|| Step::Remove {
-                        path: launcher_path.clone(),
-                        why: "the task is registered: one autostart entry per home".to_owned(),
-                    })
+                    .then(|| delete_run_value(&key, &value_name, one_entry))
                     .into_iter()
                     .collect();
-                // An unconfirmed registration may have left a task behind: delete it, so the launcher is
+                // An unconfirmed registration may have left a task behind: delete it, so the Run value is
                 // the one autostart entry.
                 let mut fallback = vec![delete_task(&name)];
-                if !launcher_same {
-                    fallback.push(write_launcher);
+                if !value_same {
+                    fallback.push(set_value);
                 }
                 let verify = probe.ctx.locations.tasks_dir.as_ref().map(|dir| dir.join(&name));
                 plan.run(
@@ -248,10 +258,10 @@ pub(super) fn plan_install(
             }
         }
         _ => {
-            plan.note(match (&launcher_current, launcher_same) {
-                (None, _) => format!("{} is not installed", launcher_path.display()),
-                (Some(_), true) => format!("{} is up to date", launcher_path.display()),
-                (Some(_), false) => format!("{} differs: repairing it", launcher_path.display()),
+            plan.note(match (&current, value_same) {
+                (None, _) => format!("{value_label} is not set"),
+                (Some(_), true) => format!("{value_label} is up to date"),
+                (Some(_), false) => format!("{value_label} differs: repairing it"),
             });
             if task.exists {
                 plan.note(format!(
@@ -259,8 +269,8 @@ pub(super) fn plan_install(
                 ));
                 plan.steps.push(delete_task(&name));
             }
-            if !launcher_same || request.force {
-                plan.steps.push(write_launcher);
+            if !value_same || request.force {
+                plan.steps.push(set_value);
             }
         }
     }
@@ -279,6 +289,14 @@ pub(super) fn plan_uninstall(spec: &ServiceSpec, probe: &mut Machine<'_>) -> Res
             plan.steps.push(delete_task(&name));
         }
     }
+    if let Some(key) = &probe.ctx.locations.run_key {
+        let name = names::run_value_name(spec.profile.as_ref());
+        if run_value(key, &name, probe)?.is_some() {
+            plan.backend.get_or_insert(Backend::Startup);
+            plan.steps
+                .push(delete_run_value(key, &name, "this home's Startup fallback"));
+        }
+    }
     let launchers = plan_uninstall_launchers(spec, probe)?;
     if plan.backend.is_none() {
         plan.backend = launchers.backend;
@@ -287,7 +305,7 @@ pub(super) fn plan_uninstall(spec: &ServiceSpec, probe: &mut Machine<'_>) -> Res
     Ok(plan)
 }
 
-/// Removal of this home's Startup-folder launchers (current and legacy names).
+/// Removal of this home's (legacy) Startup-folder launchers.
 pub(super) fn plan_uninstall_launchers(
     spec: &ServiceSpec,
     probe: &mut Machine<'_>,
@@ -307,7 +325,9 @@ pub(super) fn plan_uninstall_launchers(
 pub struct AutostartEntry {
     /// [`Backend::Task`] or [`Backend::Startup`].
     pub backend: Backend,
-    /// The task name or the launcher's path.
+    /// `logon task`, `Run value` or `legacy Startup launcher`.
+    pub what: &'static str,
+    /// The task name, the value's path or the launcher's path.
     pub name: String,
     /// Whether it names this home (`None`: unreadable).
     pub this_home: Option<bool>,
@@ -323,7 +343,7 @@ fn names_home(invocation: &crate::Invocation, spec: &ServiceSpec) -> bool {
         .is_some_and(|home| home.eq_ignore_ascii_case(&ours))
 }
 
-/// This home's logon task and Startup launcher, if registered. The task store (the Task Scheduler's own
+/// This home's logon task, `Run` value and legacy Startup launchers, if registered. The task store (the Task Scheduler's own
 /// files) is read first: when it can be read, its answer is final (fast, and the only answer under Wine,
 /// whose `schtasks /Query` prints nothing); only when it cannot (no location, or access denied to a
 /// non-admin on Windows) is `schtasks /Query /XML` asked, bounded by the runner's timeout — a timeout is
@@ -357,22 +377,35 @@ pub fn autostart_entries(
     if let Some(facts) = task {
         out.push(AutostartEntry {
             backend: Backend::Task,
+            what: "logon task",
             name: name.clone(),
             this_home: facts
                 .and_then(|f| f.invocation().ok())
                 .map(|inv| names_home(&inv, spec)),
         });
     }
-    if let Some(dir) = &probe.ctx.locations.startup_dir {
-        let path = dir.join(names::startup_launcher_file(spec.profile.as_ref()));
-        if let Some(bytes) = read(probe.files, &path)? {
+    if let Some(key) = &probe.ctx.locations.run_key {
+        let value = names::run_value_name(spec.profile.as_ref());
+        if let Some(command) = run_value(key, &value, probe)? {
             out.push(AutostartEntry {
                 backend: Backend::Startup,
-                name: path.display().to_string(),
-                this_home: crate::startup::parse_launcher(&bytes, &SystemOemCodePage)
-                    .ok()
-                    .map(|facts| names_home(&facts.invocation(), spec)),
+                what: "Run value",
+                name: format!("HKCU\\{key}\\{value}"),
+                this_home: parse_run_command(&command).ok().map(|inv| names_home(&inv, spec)),
             });
+        }
+    }
+    if let Some(dir) = &probe.ctx.locations.startup_dir {
+        for name in legacy(spec, Backend::Startup) {
+            let path = dir.join(name);
+            if probe.files.exists(&path) {
+                out.push(AutostartEntry {
+                    backend: Backend::Startup,
+                    what: "legacy Startup launcher",
+                    name: path.display().to_string(),
+                    this_home: None,
+                });
+            }
         }
     }
     Ok(out)

@@ -29,6 +29,7 @@ use super::plan::Plan;
 use super::runner::CommandRunner;
 use super::scm::{Scm, ScmService};
 use super::spec::{Backend, Scope, ServiceSpec};
+use super::startup::RunKey;
 
 /// What `herald install` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,8 @@ pub struct Machine<'a> {
     pub runner: &'a mut dyn CommandRunner,
     /// The Windows Service Control Manager (read only here; a stub elsewhere).
     pub scm: &'a dyn Scm,
+    /// This user's `Run` key (read only here; a stub elsewhere).
+    pub run_key: &'a dyn RunKey,
     /// Whether a gateway holds this home's instance lock now.
     pub gateway_running: bool,
 }

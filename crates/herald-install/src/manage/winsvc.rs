@@ -52,7 +52,7 @@ pub(super) fn plan_install(
     // One autostart entry per home: the logon task and the Startup launchers go (legacy names too).
     let others = logon::plan_uninstall(spec, probe)?;
     if !others.steps.is_empty() {
-        plan.note("this home also has a logon task or a Startup launcher: removing it (one autostart entry per home)");
+        plan.note("this home also has a logon task, a Run value or a Startup launcher: removing it (one autostart entry per home)");
         plan.steps.extend(others.steps);
     }
 
@@ -194,6 +194,7 @@ mod tests {
     use crate::runner::{CmdOutput, CommandRunner};
     use crate::scm::{Applied, Scm, ScmError, ScmExit, ScmStatus};
     use crate::spec::{Scope, unix_spec};
+    use crate::startup::{RUN_KEY, RunKey, RunKeyError};
 
     const NAME: &str = "Herald_Gateway_work";
 
@@ -248,6 +249,25 @@ mod tests {
             failure: None,
             failure_on_non_crash: None,
             status: ScmStatus::settled(ScmState::Stopped, None, ScmExit::Win32(0)),
+        }
+    }
+
+    /// This user's `Run` values: (key, name) → command.
+    #[derive(Default)]
+    struct FakeRunKey(HashMap<(String, String), String>);
+
+    impl RunKey for FakeRunKey {
+        fn read(&self, key: &str, name: &str) -> Result<Option<String>, RunKeyError> {
+            Ok(self.0.get(&(key.to_owned(), name.to_owned())).cloned())
+        }
+        fn set(&mut self, key: &str, name: &str, command: &str) -> Result<(), RunKeyError> {
+            self.0
+                .insert((key.to_owned(), name.to_owned()), command.to_owned());
+            Ok(())
+        }
+        fn delete(&mut self, key: &str, name: &str) -> Result<(), RunKeyError> {
+            self.0.remove(&(key.to_owned(), name.to_owned()));
+            Ok(())
         }
     }
 
@@ -326,6 +346,7 @@ mod tests {
         files: Files,
         runner: Runner,
         scm: FakeScm,
+        run_key: FakeRunKey,
         gateway_running: bool,
     }
 
@@ -336,6 +357,7 @@ mod tests {
                 files: Files::default(),
                 runner: Runner::default(),
                 scm: FakeScm::default(),
+                run_key: FakeRunKey::default(),
                 gateway_running: false,
             }
         }
@@ -349,6 +371,7 @@ mod tests {
                 files: &self.files,
                 runner: &mut self.runner,
                 scm: &self.scm,
+                run_key: &self.run_key,
                 gateway_running: self.gateway_running,
             };
             f(&mut probe)
@@ -375,7 +398,12 @@ mod tests {
                 steps: plan
                     .steps
                     .iter()
-                    .filter(|s| matches!(s, Step::Scm(_) | Step::StopUnmanaged | Step::StartDetached))
+                    .filter(|s| {
+                        matches!(
+                            s,
+                            Step::Scm(_) | Step::RunValue { .. } | Step::StopUnmanaged | Step::StartDetached
+                        )
+                    })
                     .cloned()
                     .collect(),
                 ..plan.clone()
@@ -387,6 +415,7 @@ mod tests {
                 &mut Actors {
                     runner: &mut runner,
                     scm: &mut self.scm,
+                    run_key: &mut self.run_key,
                     hooks: &mut hooks,
                 },
             )
@@ -517,8 +546,15 @@ mod tests {
             PathBuf::from("/startup").join(format!("{NAME}.vbs")),
             b"x".to_vec(),
         );
+        w.run_key
+            .set(RUN_KEY, NAME, r#""C:\old\heraldw.exe" run"#)
+            .unwrap();
         let plan = w.install(&request(B)).unwrap();
         let text = plan.describe();
+        assert!(
+            text.contains(&format!(r"delete the Run value HKCU\{RUN_KEY}\{NAME}")),
+            "{text}"
+        );
         assert!(
             text.contains(&format!("run schtasks /Delete /TN {NAME} /F")),
             "{text}"
@@ -530,8 +566,9 @@ mod tests {
         w.execute(&plan);
         w.files.0.remove(&PathBuf::from("/tasks").join(NAME));
         assert!(w.files.0.is_empty());
+        assert!(w.run_key.0.is_empty());
 
-        // And back: a Startup launcher replaces the service (drained first), then starts detached.
+        // And back: the Startup fallback replaces the service (drained first), then starts detached.
         w.gateway_running = true;
         let plan = w.install(&request(Backend::Startup)).unwrap();
         assert_eq!(
@@ -545,11 +582,69 @@ mod tests {
         );
         assert_eq!(w.execute(&plan), ["start_detached"]);
         assert!(w.scm.services.is_empty());
+        let command = w.run_key.read(RUN_KEY, NAME).unwrap().expect("the Run value");
         assert!(
-            w.files
-                .0
-                .contains_key(&PathBuf::from("/startup").join(format!("{NAME}.cmd")))
+            command.starts_with(r#""C:\Program Files\Herald\heraldw.exe" --home "#),
+            "{command}"
         );
+        assert!(w.files.0.is_empty(), "no launcher file is written");
+    }
+
+    #[test]
+    fn the_startup_fallback_is_a_run_value_and_a_cmd_launcher_is_drift() {
+        let mut w = World::new();
+        let cmd = PathBuf::from("/startup").join(format!("{NAME}.cmd"));
+        w.files.0.insert(cmd.clone(), b"@echo off\r\n".to_vec());
+        let mut req = request(Backend::Startup);
+        req.start_now = false;
+        let plan = w.install(&req).unwrap();
+        let text = plan.describe();
+        assert!(text.contains(&format!("remove {}", cmd.display())), "{text}");
+        assert!(
+            text.contains(&format!("set the Run value HKCU\\{RUN_KEY}\\{NAME} = ")),
+            "{text}"
+        );
+        w.execute(&plan);
+        assert!(w.files.0.is_empty(), "the .cmd launcher is migrated");
+        let command = w.run_key.read(RUN_KEY, NAME).unwrap().unwrap();
+        let invocation = crate::startup::parse_run_command(&command).unwrap();
+        assert_eq!(invocation, spec().invocation(Backend::Startup).unwrap());
+        assert!(
+            w.install(&req).unwrap().is_empty(),
+            "a second install changes nothing"
+        );
+
+        // A value that starts something else is repaired; --force rewrites a correct one.
+        w.run_key
+            .set(RUN_KEY, NAME, r#""C:\old\heraldw.exe" run"#)
+            .unwrap();
+        let plan = w.install(&req).unwrap();
+        assert!(
+            plan.notes.iter().any(|n| n.contains("differs: repairing it")),
+            "{:?}",
+            plan.notes
+        );
+        w.execute(&plan);
+        assert_eq!(
+            w.run_key.read(RUN_KEY, NAME).unwrap().as_deref(),
+            Some(command.as_str())
+        );
+        req.force = true;
+        assert_eq!(w.install(&req).unwrap().steps.len(), 1);
+
+        // Uninstall removes both forms.
+        w.files.0.insert(cmd.clone(), b"@echo off\r\n".to_vec());
+        let plan = w
+            .plan(|p| manage::plan_uninstall(&spec(), Scope::User, p))
+            .unwrap();
+        assert_eq!(plan.backend, Some(Backend::Startup));
+        let text = plan.describe();
+        assert!(
+            text.contains("delete the Run value") && text.contains(&format!("remove {}", cmd.display())),
+            "{text}"
+        );
+        w.execute(&plan);
+        assert!(w.files.0.is_empty() && w.run_key.0.is_empty());
     }
 
     #[test]
@@ -564,10 +659,16 @@ mod tests {
             PathBuf::from("/startup").join(format!("{NAME}.cmd")),
             b"x".to_vec(),
         );
+        w.run_key.set(RUN_KEY, NAME, "x").unwrap();
         let plan = w
             .plan(|p| manage::plan_uninstall(&spec(), Scope::User, p))
             .unwrap();
         assert_eq!(plan.backend, Some(B));
+        assert!(
+            plan.describe().contains("delete the Run value"),
+            "{}",
+            plan.describe()
+        );
         assert_eq!(scm_ops(&plan).len(), 2, "{}", plan.describe());
         let text = plan.describe();
         assert!(
@@ -654,9 +755,12 @@ mod tests {
         })
         .unwrap();
         w.files.0.insert(PathBuf::from("/tasks").join(NAME), task);
+        w.run_key
+            .set(RUN_KEY, NAME, &crate::startup::render_run_command(&spec).unwrap())
+            .unwrap();
         w.files.0.insert(
             PathBuf::from("/startup").join(format!("{NAME}.cmd")),
-            crate::startup::render_launcher(&spec, &crate::startup::SystemOemCodePage).unwrap(),
+            b"@echo off\r\n".to_vec(),
         );
         spec.home_root = r"C:\elsewhere".into();
         let mut found = Vec::new();
@@ -665,10 +769,12 @@ mod tests {
             Ok(Plan::default())
         })
         .unwrap();
-        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0].backend, Backend::Task);
         assert_eq!(found[0].this_home, Some(false), "another home's root");
-        assert_eq!(found[1].backend, Backend::Startup);
+        assert_eq!((found[1].backend, found[1].what), (Backend::Startup, "Run value"));
+        assert_eq!(found[1].this_home, Some(false), "another home's root");
+        assert_eq!(found[2].what, "legacy Startup launcher");
         assert!(w.runner.0.is_empty());
     }
 }

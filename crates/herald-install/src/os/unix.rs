@@ -10,15 +10,6 @@ pub(crate) fn decode_output(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Unix has no OEM code page: a Startup launcher (a Windows file) rendered here is ASCII or UTF-8.
-pub(crate) fn oem_encode(_text: &str) -> Option<Vec<u8>> {
-    None
-}
-
-pub(crate) fn oem_decode(_bytes: &[u8]) -> Option<String> {
-    None
-}
-
 /// The effective user id (0 = root).
 pub(crate) fn effective_uid() -> Option<u32> {
     // SAFETY: geteuid has no preconditions and cannot fail.

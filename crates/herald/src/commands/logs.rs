@@ -66,7 +66,7 @@ pub fn logs(target: &Target, args: &LogsArgs) -> ExitCode {
                 ""
             } else {
                 " (a gateway run in the foreground logs to its terminal; one started by `herald start`, a Windows \
-                 logon task, Startup launcher or Windows Service logs here)"
+                 logon task, Run value or Windows Service logs here)"
             }
         );
         return ExitCode::Ok;

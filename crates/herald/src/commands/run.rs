@@ -13,7 +13,7 @@ use crate::payload::StandardPayload;
 
 pub fn run(target: Target, args: &RunArgs) -> ExitCode {
     let home = target.home();
-    // Started by a logon task, a Startup launcher or the SCM (Windows), stderr goes nowhere: log to the
+    // Started by a logon task, a Run value or the SCM (Windows), stderr goes nowhere: log to the
     // home's stdio log instead, as a detached `herald start` does. A worker inherits it from its monitor.
     if !args.worker
         && let Err(e) = herald_process::stdio::adopt_log_when_orphaned(&home.stdio_log())

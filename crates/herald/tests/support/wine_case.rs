@@ -1,7 +1,9 @@
 //! One Windows install test's world under Wine: a profile home under a root with a hostile name, a
-//! redirected Startup folder (`HERALD_STARTUP_DIR`), a `bin` folder first on `PATH` for substituted
-//! tools, and the real `herald` binary run against it. Each test uses its own profile, so the task and
-//! service names (`Herald_Gateway_<profile>`) never collide in the shared Wine prefix.
+//! redirected Startup folder (`HERALD_STARTUP_DIR`) and `Run` key (`HERALD_RUN_KEY`, a key of its own
+//! under `HKCU\Software\HeraldTests`, so not even the prefix's real `Run` key is touched), a `bin`
+//! folder first on `PATH` for substituted tools, and the real `herald` binary run against it. Each test
+//! uses its own profile, so the task and service names (`Herald_Gateway_<profile>`) never collide in the
+//! shared Wine prefix.
 //!
 //! **Invariant:** one case at a time per test binary: the tests share Wine's Task Scheduler and Service
 //! Control Manager, and Wine's `schtasks` can hang when several run at once in one prefix.
@@ -27,6 +29,8 @@ pub struct WineCase {
     pub root: PathBuf,
     pub profile: String,
     pub startup: PathBuf,
+    /// The subkey of `HKEY_CURRENT_USER` standing in for the `Run` key.
+    pub run_key: String,
     /// First on `PATH` for every command the case runs.
     pub bin: PathBuf,
     pub herald: PathBuf,
@@ -61,8 +65,13 @@ impl WineCase {
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&startup).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
+        let run_key = format!(
+            r"Software\HeraldTests\{}\Run",
+            dir.path().file_name().unwrap().to_str().unwrap()
+        );
         WineCase {
             _serial: serial,
+            run_key,
             root,
             profile: profile.to_owned(),
             startup,
@@ -87,9 +96,16 @@ impl WineCase {
         format!("Herald_Gateway_{}", self.profile)
     }
 
-    /// This profile's launcher in the redirected Startup folder.
-    pub fn launcher(&self) -> PathBuf {
+    /// This profile's `.cmd` launcher in the redirected Startup folder: the form the Startup fallback
+    /// had before it became a `Run` value (drift now).
+    pub fn legacy_launcher(&self) -> PathBuf {
         self.startup.join(format!("{}.cmd", self.name()))
+    }
+
+    /// This profile's `Run` value (the Startup fallback), if set.
+    pub fn run_value(&self) -> Option<String> {
+        use herald_install::startup::{RunKey, SystemRunKey};
+        SystemRunKey.read(&self.run_key, &self.name()).unwrap()
     }
 
     /// `exe --home <root> --profile <profile> <args>`, with the Startup folder redirected and `bin` first
@@ -103,6 +119,7 @@ impl WineCase {
             .args(args)
             .env_remove("HERALD_HOME")
             .env("HERALD_STARTUP_DIR", &self.startup)
+            .env("HERALD_RUN_KEY", &self.run_key)
             .stdin(Stdio::null());
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![self.bin.clone()];
