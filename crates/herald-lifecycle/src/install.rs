@@ -10,12 +10,15 @@ use herald_install::manage::{self, InstallRequest, ManageError};
 use herald_install::plan::Plan;
 use herald_install::{Backend, Scope};
 
+use crate::direct;
 use crate::error::LifecycleError;
 use crate::route::{carry_out, install_spec, planned, service_spec};
 use crate::start::{self, StartOutcome};
+use crate::status::StatusReport;
 use crate::target::Target;
 use crate::variables::{self, VariableCheck};
 use herald_home::secrets::SecretsError;
+use herald_process::StopOutcome;
 
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +124,7 @@ pub fn install(target: &Target, options: &InstallOptions) -> Result<Installed, L
         start_now: options.start_now,
         start_on_login: options.start_on_login,
         force: options.force,
+        dry_run: options.dry_run,
     };
     let plan = planned(target, |machine| manage::plan_install(&spec, &request, machine))?;
     let applied = apply(target, &plan, options.dry_run)?;
@@ -152,11 +156,52 @@ fn install_none(target: &Target, options: &InstallOptions) -> Result<NoAutostart
     start::start(target, start::DEFAULT_TIMEOUT).map(NoAutostart::Started)
 }
 
-/// Stops and removes every registration of `target` (every backend, legacy names included).
-pub fn uninstall(target: &Target, scope: Scope, dry_run: bool) -> Result<Applied, LifecycleError> {
+/// What `uninstall` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uninstalled {
+    /// The registrations' removal (a manager's removal stops the gateway it runs).
+    pub applied: Applied,
+    /// A gateway running on this home outside any service manager (`install --backend none`, `herald
+    /// start`): stopped, or with `--dry-run` what would be.
+    pub unmanaged: Unmanaged,
+}
+
+/// A gateway `uninstall` found running outside any service manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmanaged {
+    /// None runs (or the manager's removal stopped it).
+    NotRunning,
+    /// `--dry-run`: this gateway would be stopped.
+    WouldStop { pid: Option<u32> },
+    /// Stopped with the stop ladder, as `herald stop` would.
+    Stopped(StopOutcome),
+}
+
+/// Stops and removes every registration of `target` (every backend, legacy names included), then stops
+/// a gateway that still runs on the home outside any manager: `uninstall` leaves nothing running. With
+/// nothing registered, even a dry run says so rather than showing an empty plan.
+pub fn uninstall(target: &Target, scope: Scope, dry_run: bool) -> Result<Uninstalled, LifecycleError> {
     let spec = service_spec(target)?;
     let plan = planned(target, |machine| manage::plan_uninstall(&spec, scope, machine))?;
-    apply(target, &plan, dry_run)
+    let applied = if plan.is_empty() {
+        Applied::NothingToDo {
+            notes: plan.notes.clone(),
+        }
+    } else {
+        apply(target, &plan, dry_run)?
+    };
+    let running = StatusReport::gather(target.home());
+    let unmanaged = match (running.running, dry_run) {
+        (false, _) => Unmanaged::NotRunning,
+        // A registration's removal stops its gateway; only without one is the stop ours to show.
+        (true, true) if plan.is_empty() => Unmanaged::WouldStop { pid: running.pid },
+        (true, true) => Unmanaged::NotRunning,
+        (true, false) => Unmanaged::Stopped(direct::stop_direct(
+            target,
+            &direct::StopRequest::planned("herald uninstall"),
+        )?),
+    };
+    Ok(Uninstalled { applied, unmanaged })
 }
 
 /// A dry run describes the plan; otherwise it is carried out unless empty.

@@ -318,6 +318,7 @@ mod tests {
             start_now: true,
             start_on_login: true,
             force: false,
+            dry_run: false,
         }
     }
 

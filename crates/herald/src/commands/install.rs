@@ -3,7 +3,9 @@
 use herald_home::ExitCode;
 use herald_install::{Backend, Scope};
 use herald_lifecycle::Target;
-use herald_lifecycle::install::{Applied, BackendChoice, InstallOptions, Installed, NoAutostart};
+use herald_lifecycle::install::{
+    Applied, BackendChoice, InstallOptions, Installed, NoAutostart, Uninstalled, Unmanaged,
+};
 
 use crate::cli::{BackendArg, InstallArgs, UninstallArgs};
 
@@ -80,13 +82,27 @@ pub fn install(target: &Target, args: &InstallArgs) -> ExitCode {
 pub fn uninstall(target: &Target, args: &UninstallArgs) -> ExitCode {
     let root = target.home().root().display();
     match herald_lifecycle::install::uninstall(target, scope(args.system), args.dry_run) {
-        Ok(applied) => {
+        Ok(Uninstalled { applied, unmanaged }) => {
+            let registered = !matches!(applied, Applied::NothingToDo { .. });
             match print_applied(&applied) {
                 Some(()) => println!("herald uninstalled for {root}"),
-                None if matches!(applied, Applied::NothingToDo { .. }) => {
-                    println!("herald is not installed for {root}; nothing to do");
-                }
+                None if !registered => match unmanaged {
+                    Unmanaged::NotRunning => {
+                        println!("herald is not installed for {root}; nothing to do");
+                    }
+                    _ => println!("herald is not installed for {root}; no registration to remove"),
+                },
                 None => {}
+            }
+            match &unmanaged {
+                Unmanaged::NotRunning => {}
+                Unmanaged::WouldStop { pid } => {
+                    let who =
+                        pid.map_or_else(|| "the gateway".to_owned(), |p| format!("the gateway (pid {p})"));
+                    println!("would stop {who}, which runs without a service manager");
+                    println!("dry run: nothing was changed");
+                }
+                Unmanaged::Stopped(outcome) => super::stop::print_stopped(target, outcome),
             }
             ExitCode::Ok
         }
