@@ -4,6 +4,7 @@
 //! description and changes nothing, and a second install of an unchanged home plans nothing. Every
 //! registration derives its stop timeouts from the same [`herald_home::StopBudget`] as `herald stop`.
 
+use herald_install::access::RunAsProblem;
 use herald_install::context::Context;
 use herald_install::execute::Outcome;
 use herald_install::manage::{self, InstallRequest, ManageError};
@@ -91,6 +92,25 @@ pub fn variable_checks(
     };
     let service = backend.and_then(|b| variables::service_environment(b, options.scope));
     variables::check(target.home(), config, service.as_ref())
+}
+
+/// Whether the account a system-wide registration (`--system`, systemd or launchd) would run the gateway
+/// as — `--run-as-user`, else `SUDO_USER` — can use this home (see [`herald_install::access`]): a
+/// registration that could never serve is worth a warning before it is written.
+pub fn run_as_check(target: &Target, options: &InstallOptions) -> Option<RunAsProblem> {
+    if options.scope != Scope::System {
+        return None;
+    }
+    let backend = match options.backend {
+        BackendChoice::None => return None,
+        BackendChoice::Auto => manage::auto_backend(Context::current().os).ok()?,
+        BackendChoice::Backend(backend) => backend,
+    };
+    if !matches!(backend, Backend::Systemd | Backend::Launchd) {
+        return None;
+    }
+    let user = options.run_as.clone().or_else(|| Context::current().sudo_user)?;
+    herald_install::access::check(target.home().root(), &user)
 }
 
 /// Registers the gateway of `target` with a service manager.

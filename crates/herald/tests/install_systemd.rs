@@ -686,3 +686,44 @@ fn uninstall_after_backend_none_stops_the_gateway() {
         case.fakes.calls()
     );
 }
+
+#[test]
+fn run_as_user_who_cannot_read_the_home_is_warned_about() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: --system needs root (and a home root owns)");
+        return;
+    }
+    let case = Case::new();
+    std::fs::set_permissions(&case.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = case.herald(&["install", "--system", "--run-as-user", "nobody", "--dry-run"]);
+    let all = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the gateway would run as nobody")
+            && stderr.contains(&format!("who cannot read its home {}", case.home.display()))
+            && stderr.contains("owner uid 0, mode 0700"),
+        "{stderr}"
+    );
+    assert!(
+        all.contains("User=nobody"),
+        "the dry run still shows the unit: {all}"
+    );
+    assert!(!case.fakes.system_units.join("herald.service").exists());
+
+    // Its owner is fine; an account that does not exist is named.
+    let out = case.herald(&["install", "--system", "--run-as-user", "root", "--dry-run"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning: the gateway would run as"));
+    let out = case.herald(&[
+        "install",
+        "--system",
+        "--run-as-user",
+        "no-such-herald-user",
+        "--dry-run",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there is no account named no-such-herald-user"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -407,6 +407,23 @@ mod tests {
     }
 
     #[test]
+    fn windows_backends_are_windows_only_before_anything_is_read() {
+        for (os, name) in [(TargetOs::Linux, "Linux"), (TargetOs::MacOs, "macOS")] {
+            for backend in [Backend::Task, Backend::Startup, Backend::WindowsService] {
+                let mut world = World::new();
+                world.ctx.os = os;
+                let e = world.install(&request(backend)).unwrap_err();
+                assert!(
+                    matches!(e, ManageError::WindowsOnly { backend: b, os: o } if b == backend && o == name),
+                    "{e}"
+                );
+                assert!(e.to_string().contains("Windows only"), "{e}");
+                assert!(world.runner.0.is_empty(), "nothing ran");
+            }
+        }
+    }
+
+    #[test]
     fn a_fresh_install_creates_and_starts_and_a_second_changes_nothing() {
         let mut w = World::new();
         let plan = w.install(&request(B)).unwrap();

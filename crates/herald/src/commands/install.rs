@@ -43,6 +43,10 @@ pub fn install(target: &Target, args: &InstallArgs) -> ExitCode {
         }
         Err(e) => eprintln!("warning: {e}"),
     }
+    // A system unit running as an account that cannot use the home would never serve.
+    if let Some(problem) = herald_lifecycle::install::run_as_check(target, &options) {
+        eprintln!("warning: {problem}");
+    }
     let root = target.home().root().display();
     match herald_lifecycle::install::install(target, &options) {
         Ok(Installed::Registered { backend, applied }) => {
