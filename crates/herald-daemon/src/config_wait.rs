@@ -34,7 +34,7 @@ const POLL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) enum Waited {
     /// `herald.toml` now loads: start the gateway with it.
-    Fixed(Config),
+    Fixed(Box<Config>),
     /// Asked to stop while waiting: exit with `code` (0, or 75 for a restart) and `reason`.
     Stopped { code: ExitCode, reason: String },
 }
@@ -208,7 +208,7 @@ async fn wait(keeper: &mut RecordKeeper, mut reason: String) -> Result<Waited, S
                 Ok((config, _)) => {
                     tracing::info!("herald.toml loads now; starting");
                     answer(call, waiting_response(keeper));
-                    return Ok(Waited::Fixed(config));
+                    return Ok(Waited::Fixed(Box::new(config)));
                 }
                 Err(e) => {
                     let now = e.to_string();

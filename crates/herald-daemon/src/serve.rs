@@ -126,7 +126,7 @@ fn wait_for_fix(
     match config_wait::until_fixed(keeper, reason) {
         Ok(Waited::Fixed(config)) => {
             keeper.transition(GatewayState::Starting, None);
-            Ok(Ok(config))
+            Ok(Ok(*config))
         }
         Ok(Waited::Stopped { code, reason }) => Ok(Err((code, reason))),
         Err(error) => {
