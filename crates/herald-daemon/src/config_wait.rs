@@ -9,7 +9,8 @@
 //! control channel (a `stop` ends it with exit 0, which launchd leaves stopped; a `reload` retries at
 //! once) and its stop signals, and re-reads `herald.toml` when it or the secrets store changes — a
 //! fingerprint (length, modification time, content hash) compared once a second, the one poll in the
-//! daemon, and only while nothing is served. A config that loads is handed back and the gateway starts
+//! daemon, and only while nothing is served; a change counts once two looks in a row agree, so a file
+//! caught half-written is never taken for the fix. A config that loads is handed back and the gateway starts
 //! as usual; what to do with each thing heard is the pure [`decide`].
 
 use std::path::{Path, PathBuf};
@@ -126,15 +127,45 @@ fn fingerprints(paths: &[PathBuf; 2]) -> [Fingerprint; 2] {
     [Fingerprint::of(&paths[0]), Fingerprint::of(&paths[1])]
 }
 
+/// The watched files as they were at some moment: a change after it is what the wait looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Baseline([Fingerprint; 2]);
+
+impl Baseline {
+    pub(crate) fn now(home: &Home) -> Baseline {
+        Baseline(fingerprints(&watched(home)))
+    }
+}
+
+/// Since when a change counts, so that none made while the start was failing is missed.
+#[derive(Debug)]
+pub(crate) enum Since {
+    /// The files as they were before the failed attempt read them.
+    Before(Baseline),
+    /// Not known (the config was read by whoever started the process): the first settled look reads
+    /// the config once more.
+    Unknown,
+}
+
+/// Whether the files changed since the last attempt and have stayed as they are since the look before
+/// (`seen`): the pure debounce of the poll.
+pub(crate) fn settled_change<T: PartialEq>(tried: Option<&T>, seen: &T, now: &T) -> bool {
+    now == seen && tried != Some(now)
+}
+
 /// Records the wait and blocks until `herald.toml` loads after a change (or a reload), or a stop arrives.
 /// `reason` is why the start failed. `Err` only when the wait itself cannot be set up (no runtime, no
 /// control channel, no signal handlers): the caller then fails the start as it would have.
-pub(crate) fn until_fixed(keeper: &mut RecordKeeper, reason: &str) -> Result<Waited, StartError> {
+pub(crate) fn until_fixed(
+    keeper: &mut RecordKeeper,
+    reason: &str,
+    since: Since,
+) -> Result<Waited, StartError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
-    let waited = runtime.block_on(wait(keeper, reason.to_owned()));
+    let waited = runtime.block_on(wait(keeper, reason.to_owned(), since));
     // Ends the control server's task (and with it the listener) before the gateway binds its own.
     runtime.shutdown_timeout(Duration::from_millis(500));
     waited
@@ -154,7 +185,7 @@ fn record_waiting(keeper: &mut RecordKeeper, reason: &str) {
     );
 }
 
-async fn wait(keeper: &mut RecordKeeper, mut reason: String) -> Result<Waited, StartError> {
+async fn wait(keeper: &mut RecordKeeper, mut reason: String, since: Since) -> Result<Waited, StartError> {
     let home = keeper.home().clone();
     let server = ControlServer::bind(&home).map_err(|source| StartError::ControlChannel {
         endpoint: herald_process::control::endpoint(&home),
@@ -167,8 +198,16 @@ async fn wait(keeper: &mut RecordKeeper, mut reason: String) -> Result<Waited, S
 
     record_waiting(keeper, &reason);
     let paths = watched(&home);
-    let mut last = fingerprints(&paths);
-    let mut poll = tokio::time::interval(POLL);
+    // `tried`: the files as the last attempt read them; `seen`: as the last look saw them. A change is
+    // acted on once two looks in a row agree, so a file caught half-written (truncated, then filled) is
+    // never taken for the fix.
+    let (mut tried, mut seen) = match since {
+        Since::Before(Baseline(before)) => (Some(before.clone()), before),
+        // Not known what the failed read saw: the first settled look retries.
+        Since::Unknown => (None, fingerprints(&paths)),
+    };
+    // The first look a whole interval after the one above, so two looks never fall in one write.
+    let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut call = None;
@@ -179,8 +218,11 @@ async fn wait(keeper: &mut RecordKeeper, mut reason: String) -> Result<Waited, S
             Some(s) = signals.recv() => signal = Some(s),
             _ = poll.tick() => {
                 let now = fingerprints(&paths);
-                changed = now != last;
-                last = now;
+                if settled_change(tried.as_ref(), &seen, &now) {
+                    changed = true;
+                    tried = Some(now.clone());
+                }
+                seen = now;
             }
         }
         let heard = match (&call, &signal) {
@@ -298,6 +340,19 @@ mod tests {
             disposition: Disposition::Absorb,
         };
         assert_eq!(decide(&Heard::Signal(&absorbed)), Step::Nothing);
+    }
+
+    #[test]
+    fn a_change_is_acted_on_once_two_looks_agree() {
+        // Unchanged since the attempt: nothing to do.
+        assert!(!settled_change(Some(&1), &1, &1));
+        // Caught mid-write: different from the last look, wait for the next.
+        assert!(!settled_change(Some(&1), &1, &2));
+        // The same on two looks and not what was tried: retry.
+        assert!(settled_change(Some(&1), &2, &2));
+        // What the failed read saw is unknown: the first settled look retries, an unsettled one waits.
+        assert!(settled_change(None, &1, &1));
+        assert!(!settled_change(None, &1, &2));
     }
 
     #[test]

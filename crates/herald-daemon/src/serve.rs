@@ -20,7 +20,7 @@ use herald_home::records::GatewayState;
 use herald_home::{ExitCode, Home};
 use tokio::sync::{mpsc, watch};
 
-use crate::config_wait::{self, Waited};
+use crate::config_wait::{self, Baseline, Since, Waited};
 use crate::control::{ControlCall, ControlServer};
 use crate::host::GatewayHost;
 use crate::lock_watch::{HeldLock, LockChecker};
@@ -54,7 +54,7 @@ pub(crate) fn run_gateway(
     let lock = HeldLock::new(&home, lock, role.as_str());
     let mut config = match config {
         Ok(config) => config,
-        Err(e) if wait => match wait_for_fix(&mut keeper, &e.to_string())? {
+        Err(e) if wait => match wait_for_fix(&mut keeper, &e.to_string(), Since::Unknown)? {
             Ok(config) => config,
             Err((code, reason)) => return Ok(finish(&home, keeper, role, lock, code, &reason)),
         },
@@ -72,6 +72,8 @@ pub(crate) fn run_gateway(
         let runtime = runtime_or_fail(&mut keeper, runtime)?;
         let turns = TurnTracker::with_limit(config.agent.concurrent_turns());
         keeper.set_turn_slots(turns.limit());
+        // What a fix must change, should this attempt fail: the files as they are before it reads them.
+        let before = wait.then(|| Baseline::now(&home));
         let outcome = runtime.block_on(serve(
             &mut keeper,
             &config,
@@ -84,7 +86,8 @@ pub(crate) fn run_gateway(
         match outcome {
             Ok(done) => break done,
             Err(error) if wait && error.exit_code() == ExitCode::Config => {
-                match wait_for_fix(&mut keeper, &error.to_string())? {
+                let since = before.map_or(Since::Unknown, Since::Before);
+                match wait_for_fix(&mut keeper, &error.to_string(), since)? {
                     Ok(fixed) => config = fixed,
                     Err(stopped) => break stopped,
                 }
@@ -122,8 +125,9 @@ fn finish(
 fn wait_for_fix(
     keeper: &mut RecordKeeper,
     reason: &str,
+    since: Since,
 ) -> Result<Result<Config, (ExitCode, String)>, RunError> {
-    match config_wait::until_fixed(keeper, reason) {
+    match config_wait::until_fixed(keeper, reason, since) {
         Ok(Waited::Fixed(config)) => {
             keeper.transition(GatewayState::Starting, None);
             Ok(Ok(*config))
