@@ -7,7 +7,7 @@
 //! `ThrottleInterval`, forever. So the process keeps its lock and PID record, records `startup_failed`
 //! with the reason (the state record's detail, a `startup_failed` event with `waiting`), answers the
 //! control channel (a `stop` ends it with exit 0, which launchd leaves stopped; a `reload` retries at
-//! once) and its stop signals, and re-reads `herald.toml` when it or the secrets store changes — a
+//! once), its stop signals and stop markers, and re-reads `herald.toml` when it or the secrets store changes — a
 //! fingerprint (length, modification time, content hash) compared once a second, the one poll in the
 //! daemon, and only while nothing is served; a change counts once two looks in a row agree, so a file
 //! caught half-written is never taken for the fix. A config that loads is handed back and the gateway starts
@@ -20,16 +20,20 @@ use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
 use herald_home::records::GatewayState;
 use herald_home::{ExitCode, Home};
-use herald_process::control::{Request, Response};
+use herald_process::control::{ReloadSummary, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::control::{ControlCall, ControlServer};
+use crate::marker::{self, MarkerCheck};
 use crate::signals::{self, Disposition, SignalEvent};
 use crate::startup::StartError;
 use crate::state::RecordKeeper;
 
 /// How often the watched files are compared with their last fingerprint.
 const POLL: Duration = Duration::from_secs(1);
+/// How long a reply to the `reload` that ends the wait is given to be written before the wait's runtime,
+/// and the connection with it, ends.
+const REPLY_FLUSH: Duration = Duration::from_millis(200);
 
 /// How the wait ended.
 #[derive(Debug)]
@@ -77,6 +81,8 @@ impl Fingerprint {
 pub(crate) enum Heard<'a> {
     Call(&'a Request),
     Signal(&'a SignalEvent),
+    /// The poll looked for a stop marker (the stop ladder's second rung).
+    Marker(&'a MarkerCheck),
     /// The poll found the watched files changed since the last look.
     FilesChanged,
 }
@@ -114,6 +120,15 @@ pub(crate) fn decide(heard: &Heard<'_>) -> Step {
             Disposition::Reload => Step::Retry,
             Disposition::Absorb => Step::Nothing,
         },
+        Heard::Marker(MarkerCheck::Stop(marker)) => Step::Stop {
+            code: if marker.restart {
+                ExitCode::Restart
+            } else {
+                ExitCode::Ok
+            },
+            source: "marker".into(),
+        },
+        Heard::Marker(MarkerCheck::None | MarkerCheck::Ignored { .. }) => Step::Nothing,
         Heard::FilesChanged => Step::Retry,
     }
 }
@@ -213,10 +228,16 @@ async fn wait(keeper: &mut RecordKeeper, mut reason: String, since: Since) -> Re
         let mut call = None;
         let mut signal = None;
         let mut changed = false;
+        let mut marker_check = MarkerCheck::None;
         tokio::select! {
             Some(c) = calls.recv() => call = Some(c),
             Some(s) = signals.recv() => signal = Some(s),
             _ = poll.tick() => {
+                // No file notifications here: the same poll looks for a stop marker.
+                marker_check = marker::check(&home, &[keeper.key()], herald_home::time::now_ms());
+                if let MarkerCheck::Ignored { why } = &marker_check {
+                    keeper.log(keeper.event(EventKind::MarkerIgnored).with("why", why.as_str()));
+                }
                 let now = fingerprints(&paths);
                 if settled_change(tried.as_ref(), &seen, &now) {
                     changed = true;
@@ -225,9 +246,10 @@ async fn wait(keeper: &mut RecordKeeper, mut reason: String, since: Since) -> Re
                 seen = now;
             }
         }
-        let heard = match (&call, &signal) {
-            (Some(call), _) => Heard::Call(&call.request),
-            (_, Some(signal)) => Heard::Signal(signal),
+        let heard = match (&call, &signal, &marker_check) {
+            (Some(call), _, _) => Heard::Call(&call.request),
+            (_, Some(signal), _) => Heard::Signal(signal),
+            (_, _, MarkerCheck::Stop(_)) => Heard::Marker(&marker_check),
             _ if changed => Heard::FilesChanged,
             _ => continue,
         };
@@ -249,7 +271,18 @@ async fn wait(keeper: &mut RecordKeeper, mut reason: String, since: Since) -> Re
             Step::Retry => match Config::load(&home.config_file()) {
                 Ok((config, _)) => {
                     tracing::info!("herald.toml loads now; starting");
-                    answer(call, waiting_response(keeper));
+                    if let Some(call) = call {
+                        let _ = call.reply.send(Response {
+                            reload: Some(ReloadSummary {
+                                applied: vec!["herald.toml (valid now: the gateway starts)".to_owned()],
+                                restart_needed: Vec::new(),
+                            }),
+                            ..waiting_response(keeper)
+                        });
+                        // The connection's task writes the reply, and ends with this runtime: give it
+                        // the moment it needs.
+                        tokio::time::sleep(REPLY_FLUSH).await;
+                    }
                     return Ok(Waited::Fixed(Box::new(config)));
                 }
                 Err(e) => {
@@ -321,6 +354,40 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_marker_for_this_process_stops_it_and_others_are_not_obeyed() {
+        let marker = |restart| {
+            MarkerCheck::Stop(herald_home::records::StopMarker {
+                version: 1,
+                target: herald_home::records::ProcessKey {
+                    pid: 1,
+                    start_time: 2,
+                },
+                expires_at_ms: 1,
+                requested_by: "test".into(),
+                restart,
+            })
+        };
+        assert!(matches!(
+            decide(&Heard::Marker(&marker(false))),
+            Step::Stop {
+                code: ExitCode::Ok,
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(&Heard::Marker(&marker(true))),
+            Step::Stop {
+                code: ExitCode::Restart,
+                ..
+            }
+        ));
+        let ignored = MarkerCheck::Ignored {
+            why: "foreign".into(),
+        };
+        assert_eq!(decide(&Heard::Marker(&ignored)), Step::Nothing);
     }
 
     #[test]

@@ -152,6 +152,18 @@ fn a_config_still_broken_after_an_edit_keeps_waiting_with_the_new_reason() {
             .is_some_and(|d| d.contains("no_such_key"))
     });
     assert_eq!(gateway.try_exit_code(), None);
+    // `herald reload` reads it at once: still broken (78, naming why), then valid (the gateway starts).
+    let out = home.output(&["reload"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(
+        text(&out).contains("still invalid") && text(&out).contains("no_such_key"),
+        "{}",
+        text(&out)
+    );
+    home.write("herald.toml", b"");
+    let out = ok(&home.output(&["reload"]));
+    assert!(out.contains("valid now: the gateway starts"), "{out}");
+    home.wait_running(&gateway);
     ok(&home.output(&["stop"]));
     assert_eq!(gateway.wait().0, Some(0));
 }
@@ -198,4 +210,17 @@ fn a_key_nobody_provides_waits_and_a_secret_set_starts_it() {
     home.wait_running(&gateway);
     ok(&home.output(&["stop"]));
     assert_eq!(gateway.wait().0, Some(0));
+}
+
+#[test]
+fn a_stop_marker_during_the_wait_exits_0() {
+    let home = TestHome::new();
+    home.write("herald.toml", BROKEN);
+    let gateway = home.spawn(&LAUNCHD);
+    wait_startup_failed(&home, &gateway);
+    let out = home.output(&["stop", "--via", "marker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("via stop marker"), "{}", text(&out));
+    let (code, output) = gateway.wait();
+    assert_eq!(code, Some(0), "{output}");
 }
