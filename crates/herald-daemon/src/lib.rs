@@ -9,6 +9,7 @@
 //! It hosts the gateway's engine and HTTP adapter, with a journal and agent the binary hands it through
 //! [`payload::PayloadFactory`].
 
+mod config_wait;
 pub mod control;
 mod host;
 mod lock_watch;
@@ -27,4 +28,4 @@ pub mod supervise;
 pub mod winsvc;
 
 pub use payload::{Payload, PayloadError, PayloadFactory, SharedFactory};
-pub use run::{RunError, RunMode, RunOptions, run};
+pub use run::{OnFatalStart, RunError, RunMode, RunOptions, run};

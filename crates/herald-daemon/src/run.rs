@@ -25,6 +25,8 @@ pub struct RunOptions {
     /// Stop a gateway already running on this home, then take over.
     pub replace: bool,
     pub mode: RunMode,
+    /// What a start that fails for a reason only a person can fix (exit 78) does.
+    pub on_fatal: OnFatalStart,
     /// Builds the journal and agent for the serving process.
     pub payload: SharedFactory,
 }
@@ -47,6 +49,19 @@ pub enum RunMode {
     Worker { monitor: ProcessKey },
 }
 
+/// What a gateway does when its start fails with exit 78 (a broken `herald.toml`, a key nobody provides,
+/// a taken listen address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFatalStart {
+    /// Record `startup_failed` and exit 78 (a manager that honours the contract does not restart it).
+    #[default]
+    Exit,
+    /// Stay up, idle in `startup_failed`, until `herald.toml` (or the secrets) change and the start can be
+    /// tried again, or a stop arrives (exit 0): for launchd, which would restart an exit 78 forever
+    /// (`run --launchd`; see `crate::config_wait`). Only a standalone gateway waits.
+    Wait,
+}
+
 /// Runs the gateway in the foreground until a planned stop. Returns the exit code to exit with.
 pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
     let RunOptions {
@@ -55,15 +70,28 @@ pub fn run(options: RunOptions) -> Result<ExitCode, RunError> {
         notifier,
         replace,
         mode,
+        on_fatal,
         payload,
     } = options;
     match mode {
         RunMode::Supervised => crate::supervise::monitor::run_monitor(home, config, &notifier, replace),
-        RunMode::Standalone => {
-            crate::serve::run_gateway(home, config, &notifier, Role::Standalone, replace, &payload)
-        }
-        RunMode::Worker { monitor } => {
-            crate::serve::run_gateway(home, config, &notifier, Role::Worker { monitor }, false, &payload)
-        }
+        RunMode::Standalone => crate::serve::run_gateway(
+            home,
+            config,
+            &notifier,
+            Role::Standalone,
+            replace,
+            &payload,
+            on_fatal,
+        ),
+        RunMode::Worker { monitor } => crate::serve::run_gateway(
+            home,
+            config,
+            &notifier,
+            Role::Worker { monitor },
+            false,
+            &payload,
+            OnFatalStart::Exit,
+        ),
     }
 }

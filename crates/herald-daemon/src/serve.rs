@@ -20,6 +20,7 @@ use herald_home::records::GatewayState;
 use herald_home::{ExitCode, Home};
 use tokio::sync::{mpsc, watch};
 
+use crate::config_wait::{self, Baseline, Since, Waited};
 use crate::control::{ControlCall, ControlServer};
 use crate::host::GatewayHost;
 use crate::lock_watch::{HeldLock, LockChecker};
@@ -27,14 +28,16 @@ use crate::marker::{self, MarkerCheck};
 use crate::memory;
 use crate::payload::SharedFactory;
 use crate::readiness::Notifier;
+use crate::run::OnFatalStart;
 use crate::serve_policy::{self, DrainStep, Heard, Step, StopOrder};
 use crate::signals::{self, Disposition, SignalEvent, StopSource};
-use crate::startup::{RunError, StartError, Started, begin, fail_startup, runtime_or_fail};
+use crate::startup::{Claimed, RunError, StartError, claim, fail_startup, runtime_or_fail};
 use crate::state::{HEARTBEAT_SECS, RecordKeeper, Role};
 use herald_process::control::{self, DrainSummary, Response};
 
 /// The serving process: standalone (holds the instance lock) or a monitor's worker (holds the worker
-/// lock; the monitor holds the instance lock and the PID record).
+/// lock; the monitor holds the instance lock and the PID record). With [`OnFatalStart::Wait`] a start that
+/// fails with exit 78 waits for a fix (`crate::config_wait`) and is tried again, keeping the lock.
 pub(crate) fn run_gateway(
     home: Home,
     config: Result<Config, Arc<ConfigError>>,
@@ -42,48 +45,103 @@ pub(crate) fn run_gateway(
     role: Role,
     replace: bool,
     payload: &SharedFactory,
+    on_fatal: OnFatalStart,
 ) -> Result<ExitCode, RunError> {
-    let Started {
-        lock,
-        mut keeper,
-        config,
-    } = begin(&home, config, role, replace)?;
+    let wait = on_fatal == OnFatalStart::Wait && role == Role::Standalone;
+    let Claimed { lock, mut keeper } = claim(&home, crate::startup::stop_budget(&config), role, replace)?;
     // The instance lock is kept in place where it is held (standalone: by the marker watch); a worker's
     // own lock is not watched (a worker holds no file-notification descriptor).
     let lock = HeldLock::new(&home, lock, role.as_str());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("herald-worker")
-        .enable_all()
-        .build();
-    let runtime = runtime_or_fail(&mut keeper, runtime)?;
-    let turns = TurnTracker::with_limit(config.agent.concurrent_turns());
-    keeper.set_turn_slots(turns.limit());
-    let outcome = runtime.block_on(serve(
-        &mut keeper,
-        &config,
-        notifier,
-        &turns,
-        payload,
-        lock.checker(),
-    ));
-    runtime.shutdown_timeout(Duration::from_secs(1));
-
-    let (code, reason) = match outcome {
-        Ok(done) => done,
-        Err(error) => {
-            fail_startup(&mut keeper, error.exit_code(), &error.to_string());
-            return Err(RunError::Start(error));
+    let mut config = match config {
+        Ok(config) => config,
+        Err(e) if wait => match wait_for_fix(&mut keeper, &e.to_string(), Since::Unknown)? {
+            Ok(config) => config,
+            Err((code, reason)) => return Ok(finish(&home, keeper, role, lock, code, &reason)),
+        },
+        Err(e) => {
+            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
+            return Err(RunError::Config(e));
         }
     };
-    ControlServer::cleanup(&home);
-    keeper.finish(code, &reason, GatewayState::Stopped);
+    let (code, reason) = loop {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("herald-worker")
+            .enable_all()
+            .build();
+        let runtime = runtime_or_fail(&mut keeper, runtime)?;
+        let turns = TurnTracker::with_limit(config.agent.concurrent_turns());
+        keeper.set_turn_slots(turns.limit());
+        // What a fix must change, should this attempt fail: the files as they are before it reads them.
+        let before = wait.then(|| Baseline::now(&home));
+        let outcome = runtime.block_on(serve(
+            &mut keeper,
+            &config,
+            notifier,
+            &turns,
+            payload,
+            lock.checker(),
+        ));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        match outcome {
+            Ok(done) => break done,
+            Err(error) if wait && error.exit_code() == ExitCode::Config => {
+                let since = before.map_or(Since::Unknown, Since::Before);
+                match wait_for_fix(&mut keeper, &error.to_string(), since)? {
+                    Ok(fixed) => config = fixed,
+                    Err(stopped) => break stopped,
+                }
+            }
+            Err(error) => {
+                fail_startup(&mut keeper, error.exit_code(), &error.to_string());
+                return Err(RunError::Start(error));
+            }
+        }
+    };
+    Ok(finish(&home, keeper, role, lock, code, &reason))
+}
+
+/// Records the end of a gateway that held its lock, releasing the lock last.
+fn finish(
+    home: &Home,
+    mut keeper: RecordKeeper,
+    role: Role,
+    lock: HeldLock,
+    code: ExitCode,
+    reason: &str,
+) -> ExitCode {
+    ControlServer::cleanup(home);
+    keeper.finish(code, reason, GatewayState::Stopped);
     if role == Role::Standalone {
         keeper.remove_pid_record();
     }
-    keeper.log_exit(code, &reason);
+    keeper.log_exit(code, reason);
     drop(lock);
-    Ok(code)
+    code
+}
+
+/// Waits, idle in `startup_failed`, for a config that loads (`Ok`) or a stop (`Err` with the exit code and
+/// reason). A wait that cannot even be set up fails the start as it would have failed without it.
+fn wait_for_fix(
+    keeper: &mut RecordKeeper,
+    reason: &str,
+    since: Since,
+) -> Result<Result<Config, (ExitCode, String)>, RunError> {
+    match config_wait::until_fixed(keeper, reason, since) {
+        Ok(Waited::Fixed(config)) => {
+            keeper.transition(GatewayState::Starting, None);
+            Ok(Ok(*config))
+        }
+        Ok(Waited::Stopped { code, reason }) => Ok(Err((code, reason))),
+        Err(error) => {
+            fail_startup(
+                keeper,
+                error.exit_code(),
+                &format!("{reason} (and cannot wait for a fix: {error})"),
+            );
+            Err(RunError::Start(error))
+        }
+    }
 }
 
 /// What the main loop hears from outside: control-channel calls, and signals (OS signals, SCM controls,

@@ -148,6 +148,12 @@ pub(crate) struct Started {
     pub config: Config,
 }
 
+/// A gateway process that has taken its lock and announced itself; its config not yet judged.
+pub(crate) struct Claimed {
+    pub lock: InstanceLock,
+    pub keeper: RecordKeeper,
+}
+
 /// What every process of a gateway does first, in this order: take its lock (the instance lock, or the
 /// worker lock for a worker), write the PID record (not a worker: its monitor owns it), record
 /// `starting` and the `start` event, install the panic hook, and load the config — a bad config is
@@ -158,8 +164,20 @@ pub(crate) fn begin(
     role: Role,
     replace: bool,
 ) -> Result<Started, RunError> {
+    let Claimed { lock, mut keeper } = claim(home, stop_budget(&config), role, replace)?;
+    match config {
+        Ok(config) => Ok(Started { lock, keeper, config }),
+        Err(e) => {
+            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
+            Err(RunError::Config(e))
+        }
+    }
+}
+
+/// [`begin`] up to the config: lock, PID record, `starting`, the `start` event, the panic hook. The
+/// caller judges the config (a standalone gateway under launchd may wait for it to be fixed).
+pub(crate) fn claim(home: &Home, budget: StopBudget, role: Role, replace: bool) -> Result<Claimed, RunError> {
     home.ensure()?;
-    let budget = stop_budget(&config);
     let (lock, replaced) = match role {
         Role::Worker { .. } => (acquire_worker_lock(home, budget)?, false),
         _ => acquire(home, replace, budget)?,
@@ -179,13 +197,7 @@ pub(crate) fn begin(
             .with("replaced", replaced),
     );
     install_panic_hook(home, keeper.pid());
-    match config {
-        Ok(config) => Ok(Started { lock, keeper, config }),
-        Err(e) => {
-            fail_startup(&mut keeper, ExitCode::Config, &e.to_string());
-            Err(RunError::Config(e))
-        }
-    }
+    Ok(Claimed { lock, keeper })
 }
 
 /// Records a runtime that could not be built as a startup failure.

@@ -38,6 +38,16 @@ impl TargetOs {
             _ => TargetOs::Other,
         }
     }
+
+    /// The OS's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetOs::Linux => "Linux",
+            TargetOs::MacOs => "macOS",
+            TargetOs::Windows => "Windows",
+            TargetOs::Other => std::env::consts::OS,
+        }
+    }
 }
 
 /// The directories registrations are written to and read from.

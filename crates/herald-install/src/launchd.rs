@@ -7,7 +7,9 @@
 //!
 //! Keys, and why: `RunAtLoad` (start at login / bootstrap); `KeepAlive = {SuccessfulExit = false}` (come
 //! back after a crash or an exit 75, but a planned stop's exit 0 stays stopped — a plain `KeepAlive=true`
-//! respawned a clean exit in a loop); `ThrottleInterval` (the minimum pause between respawns);
+//! respawned a clean exit in a loop); `ProgramArguments` ending in `run --no-supervise --launchd`
+//! (`KeepAlive` cannot exempt exit 78, which would be respawned every `ThrottleInterval` forever, so the
+//! job's gateway never exits 78: it waits, idle in `startup_failed`, for its config to be fixed); `ThrottleInterval` (the minimum pause between respawns);
 //! `ExitTimeOut` = drain budget + margin (launchd's SIGKILL must not cut a drain); `StandardOutPath` /
 //! `StandardErrorPath` = `logs/stdio.log`; `Umask` = 0o077 (the home holds secrets); `EnvironmentVariables`
 //! with `HERALD_HOME`. No `ProcessType`: `Background` throttles CPU and I/O, which would delay replies; the

@@ -10,8 +10,9 @@
 //! The orchestration on top: [`context`] (where registrations live, overridable by `HERALD_*_DIR`
 //! variables, and who is installing), [`manage`] (the planners: spec + what is installed now → a
 //! [`plan::Plan`]), [`execute`] (carries a plan out), [`runner`] (the one place a command is spawned),
-//! [`facts`] (what the manager says about a registration, for `status --deep`), [`elevate`] (the UAC
-//! hand-off of a Windows Service install or uninstall from a prompt that is not elevated).
+//! [`facts`] (what the manager says about a registration, for `status --deep`), [`access`] (whether the
+//! account a system registration runs as can use the home), [`elevate`] (the UAC hand-off of a Windows
+//! Service install or uninstall from a prompt that is not elevated).
 //!
 //! **Architecture Invariant:** the running gateway (`herald-daemon`) does not link this crate: it needs to
 //! *run* under a manager (sd_notify, its SCM session), never to generate or plan a registration. Only the
@@ -26,6 +27,7 @@
 //! hostile paths (spaces, quotes, `%`, `$`, `^`, `&`, `!`, backslashes, non-ASCII); what cannot be
 //! encoded faithfully is a typed [`InstallError`], never a best effort.
 
+pub mod access;
 pub mod backend;
 pub mod context;
 pub mod elevate;

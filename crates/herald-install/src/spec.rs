@@ -19,6 +19,11 @@ pub use crate::backend::{Backend, Scope};
 /// The hidden flag that makes `herald run` the service's entry point (it connects to the SCM).
 pub const SERVICE_FLAG: &str = "--windows-service";
 
+/// The hidden flag a launchd job passes to `herald run --no-supervise`: a start that fails with exit 78
+/// waits for a fix instead of exiting (launchd cannot exempt one exit code from `KeepAlive` and would
+/// restart it every `ThrottleInterval`, forever).
+pub const LAUNCHD_FLAG: &str = "--launchd";
+
 /// Everything a generator needs, and nothing secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
@@ -83,8 +88,9 @@ impl ServiceSpec {
         }
     }
 
-    /// The exact arguments after the program: `--home <root> [--profile NAME] run [--no-supervise]`, and
-    /// for the Windows Service `--windows-service` (the entry point that connects to the SCM).
+    /// The exact arguments after the program: `--home <root> [--profile NAME] run [--no-supervise]`, for
+    /// launchd `--launchd` (exit 78 waits instead: see [`LAUNCHD_FLAG`]), and for the Windows Service
+    /// `--windows-service` (the entry point that connects to the SCM).
     pub fn run_args(&self, backend: Backend) -> Result<Vec<String>, InstallError> {
         let mut args = vec!["--home".to_owned(), text(backend, "home", &self.home_root)?];
         if let Some(profile) = &self.profile {
@@ -95,8 +101,10 @@ impl ServiceSpec {
         if backend.supervises() {
             args.push("--no-supervise".to_owned());
         }
-        if backend == Backend::WindowsService {
-            args.push(SERVICE_FLAG.to_owned());
+        match backend {
+            Backend::WindowsService => args.push(SERVICE_FLAG.to_owned()),
+            Backend::Launchd => args.push(LAUNCHD_FLAG.to_owned()),
+            _ => {}
         }
         Ok(args)
     }
@@ -271,9 +279,15 @@ mod tests {
     fn only_supervising_managers_get_no_supervise() {
         let mut spec = unix_spec("/usr/bin/herald", "/h", None, 30);
         spec.gui_executable = Some(r"C:\H\heraldw.exe".into());
-        for backend in [Backend::Systemd, Backend::Launchd] {
-            assert_eq!(spec.run_args(backend).unwrap().last().unwrap(), "--no-supervise");
-        }
+        assert_eq!(
+            spec.run_args(Backend::Systemd).unwrap()[2..],
+            ["run", "--no-supervise"]
+        );
+        // launchd cannot exempt exit 78 from KeepAlive: the job's gateway waits for a fix instead.
+        assert_eq!(
+            spec.run_args(Backend::Launchd).unwrap()[2..],
+            ["run", "--no-supervise", "--launchd"]
+        );
         assert_eq!(
             spec.run_args(Backend::WindowsService).unwrap()[2..],
             ["run", "--windows-service"]

@@ -99,6 +99,13 @@ fn generated_plists_pass_plistutil_and_round_trip() {
             assert_eq!(facts, original, "{name} via {}", file.display());
         }
         assert_eq!(original.umask, Some(0o077));
+        // Exit 0 stays stopped, 1 and 75 come back; exit 78 is never taken under launchd (`--launchd`:
+        // the gateway waits for a fix instead), since KeepAlive cannot exempt one exit code.
         assert_eq!(original.keep_alive_successful_exit, Some(false));
+        assert_eq!(
+            original.program_arguments[original.program_arguments.len() - 3..],
+            ["run", "--no-supervise", "--launchd"],
+            "{name}"
+        );
     }
 }

@@ -404,6 +404,8 @@ fn service(target: &Target, config: Option<&Config>) -> (Finding, Option<Service
                 start_now: false,
                 start_on_login: enabled.unwrap_or(true),
                 force: false,
+                // Doctor reports an unreachable manager as such: it is not a plan to show.
+                dry_run: false,
             };
             let finding = match manage::plan_install(&spec, &request, &mut machine) {
                 Ok(plan) if plan.is_empty() => {

@@ -4,18 +4,22 @@
 //! description and changes nothing, and a second install of an unchanged home plans nothing. Every
 //! registration derives its stop timeouts from the same [`herald_home::StopBudget`] as `herald stop`.
 
+use herald_install::access::RunAsProblem;
 use herald_install::context::Context;
 use herald_install::execute::Outcome;
 use herald_install::manage::{self, InstallRequest, ManageError};
 use herald_install::plan::Plan;
 use herald_install::{Backend, Scope};
 
+use crate::direct;
 use crate::error::LifecycleError;
 use crate::route::{carry_out, install_spec, planned, service_spec};
 use crate::start::{self, StartOutcome};
+use crate::status::StatusReport;
 use crate::target::Target;
 use crate::variables::{self, VariableCheck};
 use herald_home::secrets::SecretsError;
+use herald_process::StopOutcome;
 
 /// `--backend`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +94,25 @@ pub fn variable_checks(
     variables::check(target.home(), config, service.as_ref())
 }
 
+/// Whether the account a system-wide registration (`--system`, systemd or launchd) would run the gateway
+/// as — `--run-as-user`, else `SUDO_USER` — can use this home (see [`herald_install::access`]): a
+/// registration that could never serve is worth a warning before it is written.
+pub fn run_as_check(target: &Target, options: &InstallOptions) -> Option<RunAsProblem> {
+    if options.scope != Scope::System {
+        return None;
+    }
+    let backend = match options.backend {
+        BackendChoice::None => return None,
+        BackendChoice::Auto => manage::auto_backend(Context::current().os).ok()?,
+        BackendChoice::Backend(backend) => backend,
+    };
+    if !matches!(backend, Backend::Systemd | Backend::Launchd) {
+        return None;
+    }
+    let user = options.run_as.clone().or_else(|| Context::current().sudo_user)?;
+    herald_install::access::check(target.home().root(), &user)
+}
+
 /// Registers the gateway of `target` with a service manager.
 pub fn install(target: &Target, options: &InstallOptions) -> Result<Installed, LifecycleError> {
     let backend = match options.backend {
@@ -121,6 +144,7 @@ pub fn install(target: &Target, options: &InstallOptions) -> Result<Installed, L
         start_now: options.start_now,
         start_on_login: options.start_on_login,
         force: options.force,
+        dry_run: options.dry_run,
     };
     let plan = planned(target, |machine| manage::plan_install(&spec, &request, machine))?;
     let applied = apply(target, &plan, options.dry_run)?;
@@ -152,11 +176,52 @@ fn install_none(target: &Target, options: &InstallOptions) -> Result<NoAutostart
     start::start(target, start::DEFAULT_TIMEOUT).map(NoAutostart::Started)
 }
 
-/// Stops and removes every registration of `target` (every backend, legacy names included).
-pub fn uninstall(target: &Target, scope: Scope, dry_run: bool) -> Result<Applied, LifecycleError> {
+/// What `uninstall` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uninstalled {
+    /// The registrations' removal (a manager's removal stops the gateway it runs).
+    pub applied: Applied,
+    /// A gateway running on this home outside any service manager (`install --backend none`, `herald
+    /// start`): stopped, or with `--dry-run` what would be.
+    pub unmanaged: Unmanaged,
+}
+
+/// A gateway `uninstall` found running outside any service manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmanaged {
+    /// None runs (or the manager's removal stopped it).
+    NotRunning,
+    /// `--dry-run`: this gateway would be stopped.
+    WouldStop { pid: Option<u32> },
+    /// Stopped with the stop ladder, as `herald stop` would.
+    Stopped(StopOutcome),
+}
+
+/// Stops and removes every registration of `target` (every backend, legacy names included), then stops
+/// a gateway that still runs on the home outside any manager: `uninstall` leaves nothing running. With
+/// nothing registered, even a dry run says so rather than showing an empty plan.
+pub fn uninstall(target: &Target, scope: Scope, dry_run: bool) -> Result<Uninstalled, LifecycleError> {
     let spec = service_spec(target)?;
     let plan = planned(target, |machine| manage::plan_uninstall(&spec, scope, machine))?;
-    apply(target, &plan, dry_run)
+    let applied = if plan.is_empty() {
+        Applied::NothingToDo {
+            notes: plan.notes.clone(),
+        }
+    } else {
+        apply(target, &plan, dry_run)?
+    };
+    let running = StatusReport::gather(target.home());
+    let unmanaged = match (running.running, dry_run) {
+        (false, _) => Unmanaged::NotRunning,
+        // A registration's removal stops its gateway; only without one is the stop ours to show.
+        (true, true) if plan.is_empty() => Unmanaged::WouldStop { pid: running.pid },
+        (true, true) => Unmanaged::NotRunning,
+        (true, false) => Unmanaged::Stopped(direct::stop_direct(
+            target,
+            &direct::StopRequest::planned("herald uninstall"),
+        )?),
+    };
+    Ok(Uninstalled { applied, unmanaged })
 }
 
 /// A dry run describes the plan; otherwise it is carried out unless empty.

@@ -1,6 +1,6 @@
 //! Which service manager owns this home, and carrying out a plan through it.
 //!
-//! Routing matters because a manager that restarts the gateway (systemd `Restart=always`, launchd
+//! Routing matters because a manager that restarts the gateway (systemd `Restart=on-failure`, launchd
 //! `KeepAlive`, the SCM) would undo a stop that went around it; where nothing supervised is registered,
 //! `start`, `stop` and `restart` keep their detached behaviour.
 //!

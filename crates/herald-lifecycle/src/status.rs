@@ -33,6 +33,9 @@ pub struct StatusReport {
     pub control: Option<String>,
     pub http_url: Option<String>,
     pub last_exit: Option<ExitRecord>,
+    /// Why a running gateway is not serving: one a launchd job started (`run --launchd`) waits, in
+    /// `startup_failed`, for its config to be fixed instead of exiting 78.
+    pub waiting: Option<String>,
     /// Supervision: the worker serving under the monitor (`pid`), restarts so far and why the last one.
     pub worker_pid: Option<u32>,
     pub restarts: Option<u32>,
@@ -174,6 +177,7 @@ impl StatusReport {
                 control: None,
                 http_url: None,
                 last_exit: state.and_then(|s| s.last_exit.clone()),
+                waiting: None,
                 worker_pid: None,
                 restarts: None,
                 last_restart_reason: None,
@@ -223,6 +227,9 @@ impl StatusReport {
             control: verified.map(|r| r.control.clone()),
             http_url: state.and_then(|s| s.endpoints.http_url.clone()),
             last_exit: None,
+            waiting: state
+                .filter(|s| s.state == GatewayState::StartupFailed)
+                .and_then(|s| s.detail.clone()),
             worker_pid: state
                 .and_then(|s| s.worker_pid)
                 .or_else(|| monitor.as_ref().and_then(|m| m.worker.as_ref().map(|w| w.pid))),
@@ -291,6 +298,7 @@ mod tests {
             control: None,
             http_url: None,
             last_exit: None,
+            waiting: None,
             worker_pid: None,
             restarts: None,
             last_restart_reason: None,

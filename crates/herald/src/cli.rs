@@ -188,6 +188,11 @@ pub struct RunArgs {
     /// Internal: run as the worker of a monitor named by HERALD_MONITOR.
     #[arg(long, hide = true)]
     pub worker: bool,
+    /// Internal: run by a launchd job (the plist passes it). A start that fails for a reason only a
+    /// person can fix (exit 78) stays up idle in startup_failed until herald.toml changes, or a stop
+    /// (exit 0): launchd cannot exempt exit 78 from KeepAlive and would restart it forever.
+    #[arg(long, hide = true, requires = "no_supervise")]
+    pub launchd: bool,
     /// Internal: the Windows Service entry point (the SCM registration runs it; not from a console). The
     /// service hosts the monitor, or with --no-supervise the gateway alone.
     #[arg(long, hide = true, conflicts_with_all = ["worker", "replace"])]

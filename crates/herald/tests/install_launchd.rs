@@ -80,7 +80,13 @@ fn install_writes_the_agent_and_enables_before_bootstrap() {
     assert_eq!(facts.label.as_deref(), Some("dev.herald.gateway"));
     assert_eq!(
         facts.program_arguments[1..],
-        ["--home", case.home.to_str().unwrap(), "run", "--no-supervise"]
+        [
+            "--home",
+            case.home.to_str().unwrap(),
+            "run",
+            "--no-supervise",
+            "--launchd"
+        ]
     );
     assert_eq!(facts.herald_home.as_deref(), case.home.to_str());
     let mode = std::fs::metadata(case.plist()).unwrap().permissions().mode();

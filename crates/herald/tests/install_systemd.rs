@@ -489,3 +489,169 @@ fn install_is_content_with_a_variable_in_the_secrets_store() {
     let shown = ok(&case.herald(&["install", "--dry-run"]));
     assert!(!shown.contains("HERALD_TEST_INSTALL_KEY ("), "{shown}");
 }
+
+#[test]
+fn dry_run_without_systemd_shows_the_unit_and_that_nothing_could_register_it() {
+    let case = Case::new();
+    std::fs::remove_dir(&case.fakes.run_systemd).unwrap();
+    let out = ok(&case.herald(&["install", "--dry-run"]));
+    assert!(out.contains("nothing could register this unit"), "{out}");
+    assert!(out.contains("systemd is not running"), "{out}");
+    assert!(
+        out.contains(&format!("write {}", case.unit_path().display())) && out.contains("ExecStart="),
+        "the unit it would write: {out}"
+    );
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    assert!(!case.unit_path().exists());
+    assert!(case.fakes.calls().is_empty(), "{:?}", case.fakes.calls());
+    // A real install still refuses.
+    assert_eq!(case.herald(&["install"]).status.code(), Some(1));
+}
+
+#[test]
+fn dry_run_without_systemctl_or_with_a_failing_user_bus_still_shows_the_unit() {
+    let case = Case::new();
+    // No systemctl anywhere on PATH (the fakes' directory without its systemctl, and nothing else).
+    std::fs::remove_file(case.fakes.bin.join("systemctl")).unwrap();
+    let out = case
+        .cmd(&case.home, &["install", "--dry-run"])
+        .env("PATH", &case.fakes.bin)
+        .output()
+        .unwrap();
+    let all = ok(&out);
+    assert!(all.contains("nothing could register this unit"), "{all}");
+    assert!(all.contains("cannot reach the user's systemd"), "{all}");
+    assert!(all.contains("ExecStart="), "{all}");
+    assert!(!case.unit_path().exists());
+
+    // A systemctl that cannot connect (a container with systemd installed but not running as PID 1 for
+    // this user): the same.
+    let case = Case::new();
+    case.fakes.rule(
+        "systemctl",
+        "*show-environment*",
+        "1",
+        "Failed to connect to bus: No medium found",
+    );
+    let all = ok(&case.herald(&["install", "--dry-run"]));
+    assert!(all.contains("nothing could register this unit"), "{all}");
+    assert!(all.contains("ExecStart="), "{all}");
+    assert_eq!(
+        case.fakes.calls(),
+        [
+            "systemctl --user show-environment",
+            "systemctl --machine tester@ --user show-environment",
+        ],
+        "only the read-only probes ran"
+    );
+    assert_eq!(
+        case.herald(&["install"]).status.code(),
+        Some(1),
+        "a real install refuses"
+    );
+}
+
+#[test]
+fn windows_only_backends_say_so_on_linux() {
+    let case = Case::new();
+    for backend in ["task", "startup", "windows-service"] {
+        for extra in [&["--dry-run"][..], &[][..]] {
+            let mut args = vec!["install", "--backend", backend];
+            args.extend_from_slice(extra);
+            let out = case.herald(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!("--backend {backend} is Windows only (this is Linux)")),
+                "{stderr}"
+            );
+        }
+    }
+    assert!(case.fakes.calls().is_empty());
+}
+
+#[test]
+fn uninstall_dry_run_with_nothing_installed_says_so() {
+    let case = Case::new();
+    let out = ok(&case.herald(&["uninstall", "--dry-run"]));
+    assert!(out.contains("herald is not installed for"), "{out}");
+    assert!(!out.contains("up to date"), "{out}");
+    assert!(case.fakes.calls().is_empty());
+}
+
+#[test]
+fn uninstall_after_backend_none_stops_the_gateway() {
+    let case = Case::new();
+    std::fs::write(
+        case.home.join("herald.toml"),
+        "[http]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = ok(&case.herald(&["install", "--backend", "none"]));
+    assert!(out.contains("herald started"), "{out}");
+    let status = |case: &Case| case.herald(&["status"]).status.code();
+    assert_eq!(status(&case), Some(0));
+    let pid = herald_home::atomic::read_record::<herald_home::records::PidRecord>(
+        &herald_home::Home::at(&case.home).pid_record(),
+    )
+    .present()
+    .unwrap()
+    .pid;
+
+    let out = ok(&case.herald(&["uninstall", "--dry-run"]));
+    assert!(
+        out.contains(&format!("would stop the gateway (pid {pid})")) && out.contains("dry run"),
+        "{out}"
+    );
+    assert_eq!(status(&case), Some(0), "a dry run stops nothing");
+
+    let out = ok(&case.herald(&["uninstall"]));
+    assert!(out.contains(&format!("stopped pid {pid}")), "{out}");
+    assert_eq!(status(&case), Some(3), "uninstall leaves nothing running");
+    assert!(
+        case.fakes.calls().is_empty(),
+        "nothing was registered: {:?}",
+        case.fakes.calls()
+    );
+}
+
+#[test]
+fn run_as_user_who_cannot_read_the_home_is_warned_about() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: --system needs root (and a home root owns)");
+        return;
+    }
+    let case = Case::new();
+    std::fs::set_permissions(&case.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = case.herald(&["install", "--system", "--run-as-user", "nobody", "--dry-run"]);
+    let all = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the gateway would run as nobody")
+            && stderr.contains(&format!("who cannot read its home {}", case.home.display()))
+            && stderr.contains("owner uid 0, mode 0700"),
+        "{stderr}"
+    );
+    assert!(
+        all.contains("User=nobody"),
+        "the dry run still shows the unit: {all}"
+    );
+    assert!(!case.fakes.system_units.join("herald.service").exists());
+
+    // Its owner is fine; an account that does not exist is named.
+    let out = case.herald(&["install", "--system", "--run-as-user", "root", "--dry-run"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning: the gateway would run as"));
+    let out = case.herald(&[
+        "install",
+        "--system",
+        "--run-as-user",
+        "no-such-herald-user",
+        "--dry-run",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("there is no account named no-such-herald-user"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

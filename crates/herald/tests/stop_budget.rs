@@ -47,6 +47,7 @@ fn timeouts(config: Option<&str>) -> [(&'static str, Duration); 5] {
         notifier: herald_daemon::readiness::Notifier::None,
         replace: true,
         mode: RunMode::Standalone,
+        on_fatal: herald_daemon::OnFatalStart::Exit,
         payload: SharedFactory(Arc::new(NoPayload)),
     }
     .stop_budget()

@@ -15,6 +15,11 @@ use crate::spec::Backend;
 pub enum ManageError {
     #[error(transparent)]
     Generate(#[from] InstallError),
+    #[error(
+        "--backend {backend} is Windows only (this is {os}): use --backend auto (systemd on Linux, launchd \
+         on macOS) or --backend none"
+    )]
+    WindowsOnly { backend: Backend, os: &'static str },
     #[error("no service manager backend is known for {os}; use --backend none")]
     NoBackend { os: &'static str },
     #[error(

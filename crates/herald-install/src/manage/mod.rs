@@ -41,6 +41,10 @@ pub struct InstallRequest {
     pub start_now: bool,
     pub start_on_login: bool,
     pub force: bool,
+    /// `--dry-run`: the plan is only shown, so a manager that cannot be reached now (no systemd, no user
+    /// bus) does not stop it — the plan shows what would be written and notes that nothing could
+    /// register it.
+    pub dry_run: bool,
 }
 
 /// The backend `--backend auto` picks on `os`.
@@ -117,6 +121,12 @@ pub fn plan_install(
     request: &InstallRequest,
     probe: &mut Machine<'_>,
 ) -> Result<Plan, ManageError> {
+    if request.backend.windows() && probe.ctx.os != TargetOs::Windows {
+        return Err(ManageError::WindowsOnly {
+            backend: request.backend,
+            os: probe.ctx.os.name(),
+        });
+    }
     match request.backend {
         Backend::Systemd => systemd::plan_install(spec, request, probe),
         Backend::Launchd => launchd::plan_install(spec, request, probe),

@@ -178,7 +178,13 @@ pub(super) fn plan_install(
     request: &InstallRequest,
     probe: &mut Machine<'_>,
 ) -> Result<Plan, ManageError> {
-    check_booted(probe)?;
+    // A dry run shows the unit even where no manager could take it (a container, a session without a
+    // user bus); a real install refuses.
+    let unmanaged = match check_booted(probe) {
+        Ok(()) => None,
+        Err(e) if request.dry_run => Some(e),
+        Err(e) => return Err(e),
+    };
     let spec = scoped_spec(spec, request, probe.ctx)?;
     let dir = unit_dir(request.scope, probe.ctx)?;
     let name = names::systemd_unit(spec.profile.as_ref());
@@ -195,7 +201,17 @@ pub(super) fn plan_install(
             ours: ours(&spec),
         });
     }
-    let bus = reach(request.scope, probe)?;
+    let reached = match unmanaged {
+        Some(e) => Err(e),
+        None => reach(request.scope, probe),
+    };
+    let bus = match reached {
+        Ok(bus) => bus,
+        Err(e) if request.dry_run => {
+            return Ok(unregistrable(&path, current.as_deref(), rendered, request, &e));
+        }
+        Err(e) => return Err(e),
+    };
     let mut plan = Plan::new(B);
 
     let legacy = legacy_units(&spec, &dir, probe.files);
@@ -267,6 +283,34 @@ pub(super) fn plan_install(
         plan_linger(&bus, &mut plan, probe);
     }
     Ok(plan)
+}
+
+/// The dry run's plan where systemd cannot be reached: the unit it would write, and why nothing could
+/// register it (the commands that would follow need the manager, so none is shown).
+fn unregistrable(
+    path: &std::path::Path,
+    current: Option<&[u8]>,
+    rendered: String,
+    request: &InstallRequest,
+    why: &ManageError,
+) -> Plan {
+    let mut plan = Plan::new(B);
+    plan.note("nothing could register this unit on this machine now (a real install stops here):");
+    for line in why.to_string().lines() {
+        plan.note(format!("  {}", line.trim_end()));
+    }
+    if request.force || current != Some(rendered.as_bytes()) {
+        plan.steps.push(Step::Write {
+            path: path.to_path_buf(),
+            text: rendered.clone(),
+            bytes: rendered.into_bytes(),
+            mode: UNIT_MODE,
+            why: "the systemd unit".to_owned(),
+        });
+    } else {
+        plan.note(format!("{} is up to date", path.display()));
+    }
+    plan
 }
 
 /// User services stop at logout and start only at login unless the user lingers: check, and enable it

@@ -338,6 +338,7 @@ mod tests {
             start_now: true,
             start_on_login: true,
             force: false,
+            dry_run: false,
         }
     }
 
@@ -432,6 +433,23 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn windows_backends_are_windows_only_before_anything_is_read() {
+        for (os, name) in [(TargetOs::Linux, "Linux"), (TargetOs::MacOs, "macOS")] {
+            for backend in [Backend::Task, Backend::Startup, Backend::WindowsService] {
+                let mut world = World::new();
+                world.ctx.os = os;
+                let e = world.install(&request(backend)).unwrap_err();
+                assert!(
+                    matches!(e, ManageError::WindowsOnly { backend: b, os: o } if b == backend && o == name),
+                    "{e}"
+                );
+                assert!(e.to_string().contains("Windows only"), "{e}");
+                assert!(world.runner.0.is_empty(), "nothing ran");
+            }
+        }
     }
 
     #[test]

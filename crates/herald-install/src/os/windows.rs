@@ -66,6 +66,16 @@ pub(crate) fn set_mode(_path: &std::path::Path, _mode: u32) -> std::io::Result<(
     Ok(())
 }
 
+/// Windows has no account database of this kind here (the Windows Service runs as LocalSystem):
+/// nothing is judged.
+pub(crate) fn account(_name: &str) -> crate::access::AccountLookup {
+    crate::access::AccountLookup::Unknown
+}
+
+pub(crate) fn dir_facts(_path: &std::path::Path) -> Option<crate::access::DirFacts> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,9 @@ use herald_home::ExitCode;
 use herald_install::elevate::{self, ReportDir, ReportLine, Situation};
 use herald_install::{Backend, Scope};
 use herald_lifecycle::Target;
-use herald_lifecycle::install::{Applied, BackendChoice, InstallOptions, Installed, NoAutostart};
+use herald_lifecycle::install::{
+    Applied, BackendChoice, InstallOptions, Installed, NoAutostart, Uninstalled, Unmanaged,
+};
 
 use crate::cli::{BackendArg, InstallArgs, UninstallArgs};
 
@@ -127,6 +129,10 @@ fn install_with(target: &Target, args: &InstallArgs, options: &InstallOptions, s
         }
         Err(e) => sink.err(format!("warning: {e}")),
     }
+    // A system unit running as an account that cannot use the home would never serve.
+    if let Some(problem) = herald_lifecycle::install::run_as_check(target, options) {
+        sink.err(format!("warning: {problem}"));
+    }
     let root = target.home().root().display().to_string();
     match herald_lifecycle::install::install(target, options) {
         Ok(Installed::Registered { backend, applied }) => {
@@ -194,13 +200,33 @@ pub fn uninstall(target: &Target, args: &UninstallArgs) -> ExitCode {
     };
     let root = target.home().root().display().to_string();
     match herald_lifecycle::install::uninstall(target, scope(args.system), args.dry_run) {
-        Ok(applied) => {
+        Ok(Uninstalled { applied, unmanaged }) => {
+            let registered = !matches!(applied, Applied::NothingToDo { .. });
             match print_applied(&applied, &mut sink) {
                 Some(()) => sink.out(format!("herald uninstalled for {root}")),
-                None if matches!(applied, Applied::NothingToDo { .. }) => {
-                    sink.out(format!("herald is not installed for {root}; nothing to do"));
-                }
+                None if !registered => match unmanaged {
+                    Unmanaged::NotRunning => {
+                        sink.out(format!("herald is not installed for {root}; nothing to do"));
+                    }
+                    _ => sink.out(format!(
+                        "herald is not installed for {root}; no registration to remove"
+                    )),
+                },
                 None => {}
+            }
+            match &unmanaged {
+                Unmanaged::NotRunning => {}
+                Unmanaged::WouldStop { pid } => {
+                    let who =
+                        pid.map_or_else(|| "the gateway".to_owned(), |p| format!("the gateway (pid {p})"));
+                    sink.out(format!("would stop {who}, which runs without a service manager"));
+                    sink.out("dry run: nothing was changed");
+                }
+                Unmanaged::Stopped(outcome) => {
+                    for line in super::stop::stopped_lines(target, outcome) {
+                        sink.out(line);
+                    }
+                }
             }
             ExitCode::Ok
         }

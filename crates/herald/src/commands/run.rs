@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use herald_daemon::supervise::monitor::MONITOR_ENV;
-use herald_daemon::{RunError, RunMode, RunOptions, SharedFactory};
+use herald_daemon::{OnFatalStart, RunError, RunMode, RunOptions, SharedFactory};
 use herald_home::ExitCode;
 use herald_home::records::ProcessKey;
 use herald_lifecycle::Target;
@@ -47,6 +47,11 @@ pub fn run(target: Target, args: &RunArgs) -> ExitCode {
         notifier: herald_daemon::readiness::Notifier::from_env(),
         replace: args.replace,
         mode,
+        on_fatal: if args.launchd {
+            OnFatalStart::Wait
+        } else {
+            OnFatalStart::Exit
+        },
         payload: SharedFactory(Arc::new(StandardPayload)),
     };
     let result = if args.windows_service {

@@ -54,6 +54,7 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
         "home": report.home.display().to_string(),
         "control": report.control,
         "http_url": report.http_url,
+        "waiting": report.waiting,
         "last_exit": report.last_exit.as_ref().map(|e| json!({
             "code": e.code,
             "reason": e.reason,
@@ -101,6 +102,11 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
             ));
         }
         out.push('\n');
+        if let Some(reason) = &report.waiting {
+            out.push_str(&format!(
+                "  not serving: {reason}\n  waiting for herald.toml (or the secrets) to change; `herald stop` ends the wait\n"
+            ));
+        }
         if let Some(worker) = report.worker_pid {
             out.push_str(&format!("  worker: pid {worker} (supervised"));
             if let Some(restarts) = report.restarts {

@@ -41,20 +41,31 @@ pub fn stop(target: &Target, args: &StopArgs) -> ExitCode {
 
 /// `stopped pid 42 via channel in 12 ms`, or that nothing was running.
 pub(crate) fn print_stopped(target: &Target, outcome: &StopOutcome) {
+    for line in stopped_lines(target, outcome) {
+        println!("{line}");
+    }
+}
+
+/// The lines [`print_stopped`] prints.
+pub(crate) fn stopped_lines(target: &Target, outcome: &StopOutcome) -> Vec<String> {
     match outcome {
         StopOutcome::NotRunning { stale } => {
-            println!("herald is not running (home {})", target.home().root().display());
+            let mut lines = vec![format!(
+                "herald is not running (home {})",
+                target.home().root().display()
+            )];
             if let Some(stale) = stale {
-                println!("note: {stale}");
+                lines.push(format!("note: {stale}"));
             }
+            lines
         }
         StopOutcome::Stopped { pid, path, elapsed } => {
             let who = pid.map_or_else(|| "the gateway".to_owned(), |p| format!("pid {p}"));
-            println!(
+            vec![format!(
                 "stopped {who} via {} in {:.0} ms",
                 path.as_str(),
                 elapsed.as_secs_f64() * 1000.0
-            );
+            )]
         }
     }
 }
