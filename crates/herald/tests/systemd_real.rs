@@ -383,26 +383,20 @@ fn a_hand_edited_unit_is_repaired_and_uninstall_leaves_nothing_behind() {
     assert!(again.contains("not installed"), "{again}");
 }
 
-#[test]
-fn a_system_unit_serves_inside_its_sandbox() {
-    let Some(systemd) = RealSystemd::boot() else {
-        return;
-    };
-    // Outside /tmp (so PrivateTmp=yes is written) and with characters the unit must quote.
-    let base = tempfile::Builder::new()
-        .prefix("herald-sandbox")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let root = base.path().join("home 50% \"q\"");
-    let home = TestHome::at(&root);
+/// Installs a `--system` unit for a home at `root` and proves its sandbox: every setting as systemd reads
+/// it, a chat turn served (journal, records and logs written in the home), a write to `/usr` and one to
+/// `outside` (a directory the gateway has no business writing) refused as read-only, one in the home
+/// allowed.
+fn serves_sandboxed(systemd: &RealSystemd, root: &Path, private_tmp: bool, outside: &Path) {
+    let home = TestHome::at(root);
     home.write("herald.toml", b"");
-    installed(&systemd, &home, Manager::System);
+    installed(systemd, &home, Manager::System);
     let m = Manager::System;
     for (property, value) in [
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
         ("ProtectHome", "read-only"),
-        ("PrivateTmp", "yes"),
+        ("PrivateTmp", if private_tmp { "yes" } else { "no" }),
         ("WorkingDirectory", root.to_str().unwrap()),
         ("User", "root"),
     ] {
@@ -414,7 +408,6 @@ fn a_system_unit_serves_inside_its_sandbox() {
         herald_install::systemd::split_words(&writable.replace('%', "%%")).unwrap(),
         [root.to_str().unwrap()]
     );
-    // It serves and writes its journal, records and logs in the home; the rest is read-only to it.
     answers_a_turn(&home, "sandbox", "x1");
     let main = systemd.main_pid(m, UNIT).to_string();
     let in_its_mounts = |path: &Path| {
@@ -425,15 +418,66 @@ fn a_system_unit_serves_inside_its_sandbox() {
             .output()
             .unwrap()
     };
-    let denied = in_its_mounts(Path::new("/usr/herald-sandbox-probe"));
-    assert!(
-        !denied.status.success() && text(&denied).contains("Read-only"),
-        "{}",
-        text(&denied)
-    );
+    for denied in [
+        Path::new("/usr/herald-sandbox-probe"),
+        &outside.join("herald-sandbox-probe"),
+    ] {
+        let out = in_its_mounts(denied);
+        assert!(
+            !out.status.success() && text(&out).contains("Read-only"),
+            "{}: {}",
+            denied.display(),
+            text(&out)
+        );
+    }
     ok_inside(in_its_mounts(&root.join("probe")), "a write in the home");
     ok_inside(systemd.herald(&home.root, &["stop"]), "herald stop");
     assert_eq!(systemd.property(m, UNIT, "ActiveState"), "inactive");
+}
+
+#[test]
+fn a_system_unit_serves_inside_its_sandbox() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    // Outside /tmp (so PrivateTmp=yes is written) and with characters the unit must quote.
+    let base = tempfile::Builder::new()
+        .prefix("herald-sandbox")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    serves_sandboxed(&systemd, &base.path().join("home 50% \"q\""), true, base.path());
+}
+
+#[test]
+fn a_system_unit_whose_home_is_under_home_serves_despite_protect_home() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    // The usual place: a user's `~/.herald`, under the /home that ProtectHome=read-only covers.
+    let Ok(user) = tempfile::Builder::new()
+        .prefix("herald-sandbox")
+        .tempdir_in("/home")
+    else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("cannot make a directory under /home, and CI=true makes that a failure");
+        }
+        eprintln!("\n!!!!! SKIPPED: cannot make a directory under /home !!!!!\n");
+        return;
+    };
+    serves_sandboxed(&systemd, &user.path().join(".herald"), true, user.path());
+}
+
+#[test]
+fn a_system_unit_whose_home_is_in_the_shared_tmp_keeps_seeing_it() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    // PrivateTmp=yes would hide a home in /tmp: it is left out, and the gateway serves.
+    let base = tempfile::Builder::new()
+        .prefix("herald-sandbox")
+        .tempdir()
+        .unwrap();
+    serves_sandboxed(&systemd, &base.path().join("home"), false, Path::new("/etc"));
 }
 
 #[test]
