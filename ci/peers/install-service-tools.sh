@@ -23,4 +23,5 @@ printf 'install-service-tools: installing %s\n' "${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# (nothing here boots systemd: ci/systemd/boot.sh does, with systemd-tmpfiles masked)
 command -v systemd-analyze >/dev/null && command -v plistutil >/dev/null && [ -x /lib/systemd/systemd ]
