@@ -49,6 +49,7 @@ pub struct JournalQuery {
 pub struct JournalRead {
     /// The last N entries (all of them when `None`).
     pub lines: Option<usize>,
+    /// Entries from this second on (`journalctl` knows no finer cutoff: the reader drops the rest).
     pub since: Option<SystemTime>,
     pub follow: bool,
 }
@@ -76,6 +77,8 @@ impl JournalQuery {
             None => "--lines=all".to_owned(),
         });
         if let Some(since) = read.since {
+            // journalctl takes whole seconds since the epoch: this is the second the cutoff falls in,
+            // and the reader drops the entries before the cutoff itself.
             let secs = since
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO)

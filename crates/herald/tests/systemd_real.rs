@@ -527,10 +527,21 @@ fn herald_logs_reads_the_journal_of_a_systemd_managed_home() {
         "{objects:?}"
     );
 
-    // --since: nothing of what came before.
-    std::thread::sleep(Duration::from_millis(1500));
-    let out = systemd.herald(&home.root, &["logs", "--since", "1s"]);
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("gateway running"));
+    // --since a time: what came after it, nothing of what came before.
+    std::thread::sleep(Duration::from_millis(300));
+    let cutoff = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    answers_a_turn(&home, "after", "a1");
+    let mut since = String::new();
+    support::wait_for("the turn after the cutoff in the journal", || {
+        let out = systemd.herald(&home.root, &["logs", "--since", &cutoff]);
+        since = String::from_utf8_lossy(&out.stdout).into_owned();
+        since.contains("session=after")
+    });
+    assert!(
+        !since.contains("gateway running") && !since.contains("session=logged"),
+        "since {cutoff}:\n{since}"
+    );
 
     // -f: a new turn's line arrives while following.
     let mut follow = systemd.herald_command(&home.root, &["logs", "-f", "-n", "0"]);

@@ -150,6 +150,12 @@ fn journal(query: &JournalQuery, args: &LogsArgs) -> ExitCode {
         let Some(line) = journal_line(&String::from_utf8_lossy(&entry)) else {
             continue;
         };
+        // journalctl cuts at whole seconds; the cutoff itself is finer.
+        if let Some(cutoff) = args.since
+            && line_time(LogKind::Gateway, line.as_bytes()).is_some_and(|time| time < cutoff)
+        {
+            continue;
+        }
         let mut out = io::stdout().lock();
         let printed = printer.line(line.as_bytes(), &mut out).and_then(|()| {
             // Following, every entry is shown as it comes.
