@@ -92,6 +92,8 @@ pub(crate) enum Heard<'a> {
 pub(crate) enum Step {
     /// Answer with the waiting status (`startup_failed`).
     Reply,
+    /// Refuse the call: nothing serves to act on (an adapter restart).
+    Refuse(&'static str),
     /// Answer, then exit with this code (0 planned stop; 75 when a restart was asked for).
     Stop {
         code: ExitCode,
@@ -112,6 +114,9 @@ pub(crate) fn decide(heard: &Heard<'_>) -> Step {
             source: "control_channel".into(),
         },
         Heard::Call(Request::Reload) => Step::Retry,
+        Heard::Call(Request::RestartAdapter { .. }) => {
+            Step::Refuse("the gateway is not serving (it waits for herald.toml to be fixed): no adapter runs")
+        }
         Heard::Signal(event) => match event.disposition {
             Disposition::Stop => Step::Stop {
                 code: ExitCode::Ok,
@@ -255,6 +260,7 @@ async fn wait(keeper: &mut RecordKeeper, mut reason: String, since: Since) -> Re
         };
         match decide(&heard) {
             Step::Reply => answer(call, waiting_response(keeper)),
+            Step::Refuse(why) => answer(call, Response::error(keeper.pid(), why)),
             Step::Stop { code, source } => {
                 answer(call, waiting_response(keeper));
                 keeper.log(

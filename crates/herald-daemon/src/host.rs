@@ -8,16 +8,24 @@
 //!
 //! Push adapters (Telegram) are attached — their outboxes registered — before the resume too, so the
 //! reply of a resumed or given-up turn is delivered to its chat; they start taking messages with the
-//! HTTP adapter, stop taking them by themselves when the drain begins, and close after it.
+//! HTTP adapter, stop taking them by themselves when the drain begins, and close after it. One of them can
+//! be restarted alone (`restart_adapter`) while everything else serves.
+//!
+//! Two background tasks watch the health board, each asleep while all is well: the agent's recheck
+//! (probes a failing agent with a growing pause, so its recovery is seen without a user's turn), and the
+//! outage notices (`herald_gateway::notice`: the people an adapter serves are told once when the agent or
+//! an adapter has been failing for `[gateway] outage_notice_secs`, and again when it works).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_gateway::adapter::{AdapterBoard, PushAdapter};
+use herald_gateway::adapter::PushAdapter;
 use herald_gateway::agent::health::{AgentHealth, Watched};
 use herald_gateway::engine::{Engine, EngineOptions};
+use herald_gateway::health::HealthBoard;
 use herald_gateway::http::browser::BrowserPolicy;
 use herald_gateway::http::{HttpLimits, HttpOptions, HttpServer};
+use herald_gateway::notice::{OutageNotices, Part};
 use herald_gateway::{ResumeLedger, TurnTracker};
 use herald_home::Home;
 use herald_home::config::Config;
@@ -49,8 +57,10 @@ pub(crate) struct GatewayHost {
     started: Config,
     loaded: std::sync::Mutex<(Config, Variables)>,
     http: Option<HttpServer>,
-    adapters: Vec<Box<dyn PushAdapter>>,
-    board: AdapterBoard,
+    adapters: Vec<Arc<dyn PushAdapter>>,
+    board: HealthBoard,
+    /// The agent's recheck and the outage notices (see the module docs), ended at stop.
+    watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl GatewayHost {
@@ -79,18 +89,18 @@ impl GatewayHost {
         }
         // Every turn's outcome is noted, and a probe runs now, so `status --deep` knows the agent's
         // health without waiting for it.
-        let agent_health = AgentHealth::new();
+        let board = HealthBoard::new();
+        let agent_health = AgentHealth::new(&board, parts.agent.name());
         let agent = Arc::new(Watched::new(parts.agent, agent_health.clone()));
         let options = EngineOptions {
             log_message_text: config.gateway.log_message_text,
         };
         let engine = Engine::with_options(parts.journal, agent.clone(), turns.clone(), options);
-        let board = AdapterBoard::new();
-        let mut adapters = parts.adapters;
-        for adapter in &mut adapters {
-            adapter.attach(&engine, board.status(adapter.name()));
+        let adapters: Vec<Arc<dyn PushAdapter>> = parts.adapters.into_iter().map(Arc::from).collect();
+        for adapter in &adapters {
+            adapter.attach(&engine, board.adapter(adapter.name()));
         }
-        keeper.set_adapter_board(board.clone());
+        keeper.set_health_board(board.clone());
         let resumed = engine.resume().await.map_err(StartError::Resume)?;
         if resumed.resumed + resumed.gave_up > 0 {
             keeper.log(
@@ -101,7 +111,7 @@ impl GatewayHost {
             );
         }
         let http = if config.http.enabled {
-            let options = http_options(config, &variables)?;
+            let options = http_options(config, &variables, &board)?;
             let server = HttpServer::start(engine.clone(), options).await.map_err(|e| {
                 if e.source.kind() == std::io::ErrorKind::AddrInUse {
                     StartError::HttpAddrInUse {
@@ -118,9 +128,21 @@ impl GatewayHost {
         } else {
             None
         };
-        for adapter in &mut adapters {
+        for adapter in &adapters {
             adapter.open();
         }
+        let watchers = vec![
+            tokio::spawn(
+                agent_health
+                    .clone()
+                    .recheck_while_failing(agent.clone(), board.clone()),
+            ),
+            tokio::spawn(tell_of_outages(
+                board.clone(),
+                adapters.clone(),
+                Duration::from_secs(config.gateway.outage_notice_secs),
+            )),
+        ];
         Ok(GatewayHost {
             engine,
             agent_health,
@@ -131,12 +153,37 @@ impl GatewayHost {
             http,
             adapters,
             board,
+            watchers,
         })
     }
 
-    /// Push adapters' states (the state record follows its changes).
-    pub(crate) fn adapter_board(&self) -> &AdapterBoard {
+    /// The adapters' and the agent's health (the state record follows its changes).
+    pub(crate) fn health_board(&self) -> &HealthBoard {
         &self.board
+    }
+
+    /// Restarts the push adapter named `name` alone (`herald restart --adapter`): `Ok` once it runs
+    /// again, `Err` saying why not.
+    pub(crate) fn restart_adapter(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<(), String>> + use<> {
+        let adapter = self.adapters.iter().find(|a| a.name() == name).cloned();
+        let known: Vec<&str> = self.adapters.iter().map(|a| a.name()).collect();
+        let missing = if known.is_empty() {
+            format!("no adapter named {name:?}: this gateway runs no push adapter (only HTTP)")
+        } else {
+            format!(
+                "no adapter named {name:?}; this gateway runs: {}",
+                known.join(", ")
+            )
+        };
+        async move {
+            match adapter {
+                Some(adapter) => adapter.restart().await,
+                None => Err(missing),
+            }
+        }
     }
 
     /// Probes the agent new turns get, in the background.
@@ -173,6 +220,9 @@ impl GatewayHost {
                 .0
                 .agent(&config, &variables)
                 .map_err(|e| format!("cannot build the new agent ({e}); keeping the running one"))?;
+            if agent.name() != self.agent.current().name() {
+                self.agent_health.renamed(agent.name());
+            }
             self.agent.replace(agent);
             self.probe_agent();
         }
@@ -212,11 +262,15 @@ impl GatewayHost {
             verdict: report.verdict.as_str().to_owned(),
             detail: report.detail,
             age_ms: (report.at_ms > 0).then(|| herald_home::time::now_ms().saturating_sub(report.at_ms)),
+            health: self.board.agent_record(),
         }
     }
 
     /// After the drain: tell waiters of cut turns, close the adapters, and let the journal flush.
     pub(crate) async fn stop(self) {
+        for watcher in &self.watchers {
+            watcher.abort();
+        }
         self.engine.set_serving(false);
         self.engine.interrupt_waiters();
         if let Some(http) = self.http {
@@ -232,7 +286,11 @@ impl GatewayHost {
 }
 
 /// The adapter's options, with the token looked up in `variables` when `token_env` names it.
-fn http_options(config: &Config, variables: &Variables) -> Result<HttpOptions, StartError> {
+fn http_options(
+    config: &Config,
+    variables: &Variables,
+    board: &HealthBoard,
+) -> Result<HttpOptions, StartError> {
     let listen = config
         .http
         .listen_addr()
@@ -265,6 +323,7 @@ fn http_options(config: &Config, variables: &Variables) -> Result<HttpOptions, S
             allowed_hosts: config.http.allowed_hosts.clone(),
             allowed_origins: config.http.allowed_origins.clone(),
         },
+        health: board.clone(),
         limits: HttpLimits {
             max_connections: connection_cap(config.http.max_connections),
             idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),
@@ -287,4 +346,58 @@ fn connection_cap(wanted: usize) -> usize {
         );
     }
     cap
+}
+
+/// Tells the people the adapters serve when the agent or an adapter has been failing for `after` (and
+/// when it works again): wakes on a board change or at the one deadline the decision names.
+async fn tell_of_outages(board: HealthBoard, adapters: Vec<Arc<dyn PushAdapter>>, after: Duration) {
+    if after.is_zero() {
+        return;
+    }
+    let mut changes = board.subscribe();
+    let mut notices = OutageNotices::new(after);
+    loop {
+        let records: Vec<(Part, herald_home::records::HealthRecord)> = board
+            .agent_record()
+            .map(|r| (Part::Agent, r))
+            .into_iter()
+            .chain(
+                board
+                    .adapters()
+                    .into_iter()
+                    .map(|r| (Part::Adapter(r.name.clone()), r)),
+            )
+            .collect();
+        let parts: Vec<(Part, &herald_home::records::HealthRecord)> =
+            records.iter().map(|(p, r)| (p.clone(), r)).collect();
+        let now = herald_home::time::now_ms();
+        let (due, next) = notices.review(&parts, now);
+        for notice in due {
+            let listeners: Vec<_> = adapters.iter().filter(|a| a.announces()).cloned().collect();
+            tracing::warn!("outage notice to {} adapter(s): {}", listeners.len(), notice.text);
+            for adapter in listeners {
+                adapter.announce(notice.text.clone()).await;
+            }
+            let handle = match &notice.part {
+                Part::Agent => records
+                    .iter()
+                    .find(|(p, _)| *p == Part::Agent)
+                    .map(|(_, r)| board.agent(&r.name)),
+                Part::Adapter(name) => Some(board.adapter(name)),
+            };
+            if let Some(handle) = handle {
+                handle.noticed(notice.failing.then_some(now));
+            }
+        }
+        let sleep = next.map(|at| Duration::from_millis(at.saturating_sub(herald_home::time::now_ms())));
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = async {
+                match sleep {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
 }

@@ -193,9 +193,9 @@ async fn serve(
 
     let host = GatewayHost::start(keeper, config, turns, payload).await?;
     let ledger = host.ledger();
-    // Push adapters' states go into the state record as they change, and so do the turn counts (at most
-    // once a second: `status` shows the line without a write per turn).
-    let mut adapter_changes = host.adapter_board().subscribe();
+    // The adapters' and the agent's health go into the state record as they change, and so do the turn
+    // counts (at most once a second: `status` shows the line without a write per turn).
+    let mut health_changes = host.health_board().subscribe();
     let mut count_changes = throttled(turns.subscribe(), COUNTS_REFRESH);
 
     keeper.transition(GatewayState::Running, None);
@@ -230,7 +230,7 @@ async fn serve(
                 marker_check = Some(marker::check(keeper.home(), &[keeper.key()], herald_home::time::now_ms()));
             }
             _ = heartbeat.tick() => memory::release_free_memory(),
-            Ok(()) = adapter_changes.changed() => {}
+            Ok(()) = health_changes.changed() => {}
             Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,
         }
@@ -244,7 +244,27 @@ async fn serve(
             Step::Reply => {
                 let mut response = status_response(keeper, turns);
                 response.agent = Some(host.agent_status());
+                response.adapters = Some(host.health_board().adapters());
                 reply(call, response);
+            }
+            Step::RestartAdapter(name) => {
+                keeper.log(
+                    keeper
+                        .event(EventKind::AdapterRestart)
+                        .with("adapter", name.as_str())
+                        .with("source", "control_channel"),
+                );
+                // The restart waits for the adapter's tasks to stop: answered from a task of its own, so
+                // the loop keeps serving meanwhile.
+                let restart = host.restart_adapter(&name);
+                let done = status_response(keeper, turns);
+                tokio::spawn(async move {
+                    let response = match restart.await {
+                        Ok(()) => done,
+                        Err(why) => Response::error(pid, why),
+                    };
+                    reply(call, response);
+                });
             }
             Step::Stop(order) => {
                 if let MarkerCheck::Stop(marker) = marker_check.as_ref().unwrap_or(&MarkerCheck::None) {

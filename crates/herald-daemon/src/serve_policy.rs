@@ -43,6 +43,8 @@ pub(crate) enum Step {
     /// Re-read the configuration and the secrets, apply what can change live, and answer with what was
     /// done (a control-channel `reload`, or SIGHUP: `source` names it).
     Reload(String),
+    /// Restart one chat adapter inside the gateway and answer once it runs again (or why it cannot).
+    RestartAdapter(String),
     /// Log a signal that was absorbed (a spurious Ctrl+C with no console).
     LogAbsorbed(String),
     /// Log a marker that was not obeyed.
@@ -61,6 +63,7 @@ pub(crate) fn while_serving(heard: &Heard<'_>) -> Step {
         }),
         Heard::Call(Request::Drain) => Step::Drain,
         Heard::Call(Request::Reload) => Step::Reload("control_channel".into()),
+        Heard::Call(Request::RestartAdapter { adapter }) => Step::RestartAdapter(adapter.clone()),
         Heard::Signal(event) => match event.disposition {
             Disposition::Stop => Step::Stop(StopOrder {
                 source: event.source,

@@ -6,7 +6,7 @@
 //! full disk) is logged and survived: the gateway keeps serving, and the lock still tells the truth.
 
 use herald_gateway::TurnCounts;
-use herald_gateway::adapter::AdapterBoard;
+use herald_gateway::health::HealthBoard;
 use herald_home::ExitCode;
 use herald_home::Home;
 use herald_home::atomic::{remove_if_exists, write_record};
@@ -50,8 +50,8 @@ pub struct RecordKeeper {
     turn_slots: usize,
     endpoints: Endpoints,
     log: LifecycleLog,
-    /// Where push adapters report their state (recorded with every write).
-    adapters: Option<AdapterBoard>,
+    /// Where push adapters and the agent report their health (recorded with every write).
+    health: Option<HealthBoard>,
 }
 
 impl RecordKeeper {
@@ -70,7 +70,7 @@ impl RecordKeeper {
                 http_url: None,
             },
             log,
-            adapters: None,
+            health: None,
         }
     }
 
@@ -115,9 +115,9 @@ impl RecordKeeper {
         self.endpoints.http_url = url;
     }
 
-    /// Records push adapters' states from `board` with every later write.
-    pub fn set_adapter_board(&mut self, board: AdapterBoard) {
-        self.adapters = Some(board);
+    /// Records the adapters' and the agent's health from `board` with every later write.
+    pub fn set_health_board(&mut self, board: HealthBoard) {
+        self.health = Some(board);
     }
 
     /// Writes the PID record naming this process.
@@ -195,10 +195,11 @@ impl RecordKeeper {
             detail,
             last_exit,
             adapters: self
-                .adapters
+                .health
                 .as_ref()
-                .map(AdapterBoard::snapshot)
+                .map(HealthBoard::adapters)
                 .unwrap_or_default(),
+            agent: self.health.as_ref().and_then(HealthBoard::agent_record),
         };
         if let Err(e) = write_record(&self.home.state_record(), &record) {
             tracing::warn!("{e}");

@@ -45,6 +45,9 @@ pub struct TelegramConfig {
     /// make the gateway spin).
     #[serde(deserialize_with = "poll_interval")]
     pub min_poll_interval_ms: u64,
+    /// Tell the allowed users, in one line, when the agent or this bot has been failing for
+    /// `[gateway] outage_notice_secs` (and when it recovers).
+    pub outage_notices: bool,
 }
 
 impl Default for TelegramConfig {
@@ -58,6 +61,7 @@ impl Default for TelegramConfig {
             allow_all: false,
             poll_timeout_secs: 25,
             min_poll_interval_ms: 1000,
+            outage_notices: true,
         }
     }
 }
@@ -369,6 +373,11 @@ pub struct GatewayConfig {
     /// Put message and reply texts in each turn's log line (a debugging aid; conversations stay out of
     /// logs by default).
     pub log_message_text: bool,
+    /// How long a chat adapter or the agent must have been failing before the people it serves are told
+    /// (once per outage, through each adapter whose notices are on); 0: never tell them (`status` still
+    /// shows it).
+    #[serde(deserialize_with = "outage_notice")]
+    pub outage_notice_secs: u64,
 }
 
 /// Upper bound for `drain_timeout_secs`: service managers must be told a finite stop timeout.
@@ -379,8 +388,13 @@ impl Default for GatewayConfig {
         GatewayConfig {
             drain_timeout_secs: 30,
             log_message_text: false,
+            outage_notice_secs: 300,
         }
     }
+}
+
+fn outage_notice<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 0, 86_400)
 }
 
 fn drain_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -399,6 +413,10 @@ drain_timeout_secs = 30
 # Every turn logs one line (session, turn number, agent, outcome, milliseconds). true adds the message
 # and reply texts to it: for debugging only — logs are often shared, conversations are private.
 log_message_text = false
+# When a chat adapter (Telegram) or the agent has been failing this many seconds, the people it serves
+# are told once, in one line (and again when it recovers); `herald status` shows it either way.
+# 0 never tells them. 0..=86400.
+outage_notice_secs = 300
 
 [supervisor]
 # `herald run` supervises the gateway: a monitor process restarts a worker that exits unexpectedly, at
@@ -471,6 +489,9 @@ allowed_users = []
 allow_all = false
 poll_timeout_secs = 25        # long-poll wait on the server; 0..=50
 min_poll_interval_ms = 1000   # least time between two empty polls; 50..=60000
+# Tell the allowed users when the agent or this bot has been failing for [gateway] outage_notice_secs
+# (one line per outage, and one when it is over).
+outage_notices = true
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.

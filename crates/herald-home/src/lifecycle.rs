@@ -59,6 +59,8 @@ pub enum EventKind {
     /// `herald.toml` and the secrets were read again (SIGHUP, `herald reload`): what was applied, what
     /// needs a restart, or why nothing was.
     Reload,
+    /// One chat adapter was restarted inside the running gateway (`herald restart --adapter`).
+    AdapterRestart,
 }
 
 impl EventKind {
@@ -87,6 +89,7 @@ impl EventKind {
             EventKind::OrphansEnded => "orphans_ended",
             EventKind::LockReplaced => "lock_replaced",
             EventKind::Reload => "reload",
+            EventKind::AdapterRestart => "adapter_restart",
         }
     }
 }

@@ -120,62 +120,119 @@ pub struct Endpoints {
     pub http_url: Option<String>,
 }
 
-/// How a push adapter (Telegram, ...) is doing, as `herald status` shows it.
+/// How a part of the gateway that talks to the outside — a chat adapter (Telegram, ...) or the agent
+/// backend — is doing, as `herald status` shows it. One vocabulary for both, so a person reads one word.
+///
+/// Records written before this vocabulary used `retrying`, `error` and `unauthorized`; they still read
+/// (as `degraded`, `degraded` and `bad_credentials`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum AdapterState {
-    /// Not connected yet.
+pub enum HealthState {
+    /// Not connected yet (nothing known).
     Starting,
-    /// Talking to its service.
+    /// Doing its job: its last poll, send, turn or probe worked.
     Connected,
-    /// The service is unreachable or busy; retrying with backoff.
-    Retrying,
-    /// Stopped by a problem it cannot retry away (another poller on the same token, say).
-    Error,
-    /// The service refused the credentials: fix the token and restart.
-    Unauthorized,
+    /// Transient errors (a network failure, a stuck poll, a 5xx, an agent failing its turns): retrying
+    /// with backoff, and rebuilding its connection when that is what is wrong.
+    #[serde(alias = "retrying", alias = "error")]
+    Degraded,
+    /// The service refused the credentials (a 401): retried slowly, in case they are restored.
+    #[serde(alias = "unauthorized")]
+    BadCredentials,
+    /// Another program takes this adapter's messages (Telegram's 409: another poller on the token).
+    Conflict,
+    /// Set up so that it cannot work (a program that does not exist, a model the server refuses):
+    /// retrying will not help; the operator must fix the configuration.
+    Misconfigured,
     /// Stopped by a planned stop.
     Stopped,
 }
 
-impl AdapterState {
+impl HealthState {
     pub fn as_str(self) -> &'static str {
         match self {
-            AdapterState::Starting => "starting",
-            AdapterState::Connected => "connected",
-            AdapterState::Retrying => "retrying",
-            AdapterState::Error => "error",
-            AdapterState::Unauthorized => "unauthorized",
-            AdapterState::Stopped => "stopped",
+            HealthState::Starting => "starting",
+            HealthState::Connected => "connected",
+            HealthState::Degraded => "degraded",
+            HealthState::BadCredentials => "bad_credentials",
+            HealthState::Conflict => "conflict",
+            HealthState::Misconfigured => "misconfigured",
+            HealthState::Stopped => "stopped",
         }
     }
 
-    /// Whether the adapter is doing its job (or about to).
+    /// Whether it is doing its job (or about to).
     pub fn is_healthy(self) -> bool {
         matches!(
             self,
-            AdapterState::Starting | AdapterState::Connected | AdapterState::Stopped
+            HealthState::Starting | HealthState::Connected | HealthState::Stopped
         )
     }
 }
 
-impl std::fmt::Display for AdapterState {
+impl std::fmt::Display for HealthState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// One push adapter in the state record.
+/// One chat adapter, or the agent, in the state record: its state since when and why, and when it last
+/// did its job — so "alive but deaf" is a fact someone can read, not a guess.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdapterRecord {
-    /// `telegram`, ...
+pub struct HealthRecord {
+    /// `telegram`, ...; for the agent, its backend (`openai`).
     pub name: String,
-    pub state: AdapterState,
-    /// What happened last, for people (never a secret).
+    pub state: HealthState,
+    /// Why it is in `state`, for people (never a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// When the adapter entered `state`.
+    /// When it entered `state`.
     pub since_ms: u64,
+    /// The last message it took in (an update polled, a turn started); for a poller, its last completed
+    /// poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_inbound_ms: Option<u64>,
+    /// While `connected`, something comes in at least this often (a poller's longest normal gap between
+    /// two completed polls); a longer silence is "alive but deaf" (`status --deep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound_every_ms: Option<u64>,
+    /// The last thing it got out (a reply sent, an agent's answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_outbound_ms: Option<u64>,
+    /// The last error, whatever the state now, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_ms: Option<u64>,
+    /// Times this adapter was restarted inside the running gateway (by its supervisor or by hand).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// When the people it serves were told it is failing (cleared when it recovers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_sent_ms: Option<u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl HealthRecord {
+    /// A fresh record in `state` since `now_ms`.
+    pub fn new(name: impl Into<String>, state: HealthState, now_ms: u64) -> HealthRecord {
+        HealthRecord {
+            name: name.into(),
+            state,
+            message: None,
+            since_ms: now_ms,
+            last_inbound_ms: None,
+            inbound_every_ms: None,
+            last_outbound_ms: None,
+            last_error: None,
+            last_error_ms: None,
+            restarts: 0,
+            notice_sent_ms: None,
+        }
+    }
 }
 
 /// How the last gateway process on this home ended.
@@ -215,7 +272,10 @@ pub struct StateRecord {
     pub last_exit: Option<ExitRecord>,
     /// Push adapters and how they are doing (absent from records written before adapters existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub adapters: Vec<AdapterRecord>,
+    pub adapters: Vec<HealthRecord>,
+    /// The agent backend and how it is doing (absent from records written before agent health).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<HealthRecord>,
 }
 
 impl StateRecord {
@@ -396,6 +456,7 @@ mod tests {
             detail: None,
             last_exit: None,
             adapters: Vec::new(),
+            agent: None,
         };
         assert!(!record.is_stale(10_000 + 60_000));
         assert!(record.is_stale(10_000 + 60_001));

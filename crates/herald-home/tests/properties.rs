@@ -7,7 +7,7 @@ use herald_home::atomic::{Record, RecordRead, parse_record};
 use herald_home::config::{Config, GatewayConfig, SupervisorConfig};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, parse_events};
 use herald_home::records::{
-    AdapterRecord, AdapterState, Endpoints, ExitRecord, GatewayState, MonitorPhase, MonitorRecord, PidRecord,
+    Endpoints, ExitRecord, GatewayState, HealthRecord, HealthState, MonitorPhase, MonitorRecord, PidRecord,
     ProcessKey, StateRecord, StopMarker, WorkerRecord,
 };
 use proptest::prelude::*;
@@ -93,7 +93,8 @@ proptest! {
             worker_pid: Some(key.pid ^ 1),
             detail: detail.clone(),
             last_exit: Some(ExitRecord { code, reason: detail.unwrap_or_default(), at_ms: 3 }),
-            adapters: vec![AdapterRecord { name: "telegram".into(), state: AdapterState::Retrying, message: Some("x".into()), since_ms: 4 }],
+            adapters: vec![HealthRecord { message: Some("x".into()), last_inbound_ms: Some(5), last_error: detail.clone(), restarts: 2, ..HealthRecord::new("telegram", HealthState::Degraded, 4) }],
+            agent: Some(HealthRecord { last_outbound_ms: Some(6), ..HealthRecord::new("openai", HealthState::Connected, 4) }),
         });
     }
 

@@ -18,7 +18,9 @@ use herald_home::Home;
 use herald_home::atomic::{RecordRead, read_record};
 use herald_home::lifecycle::{LifecycleEvent, parse_events};
 use herald_home::lock::InstanceLock;
-use herald_home::records::{GatewayState, MonitorPhase, MonitorRecord, PidRecord, StateRecord};
+use herald_home::records::{
+    GatewayState, HealthRecord, HealthState, MonitorPhase, MonitorRecord, PidRecord, StateRecord,
+};
 use herald_home::time::now_ms;
 use herald_home::words::count;
 
@@ -81,6 +83,9 @@ pub struct DeepFacts {
     pub ping: Ping,
     /// The gateway's word on its agent, from the ping's reply (probe 11).
     pub agent: Option<AgentStatus>,
+    /// The adapters' health as the ping's reply gives it (live; the state record's is as of its last
+    /// write), for probe 10.
+    pub adapters: Option<Vec<HealthRecord>>,
     /// The service manager's view (probe 9).
     pub service: ServiceFacts,
     /// The HTTP adapter's URL as the state record gives it, and what `/readyz` said.
@@ -104,7 +109,7 @@ impl DeepFacts {
     /// HTTP URL) ask the gateway itself.
     fn gather_local(
         home: &Home,
-        ping: impl FnOnce() -> (Ping, Option<AgentStatus>),
+        ping: impl FnOnce() -> PingReply,
         ready: impl FnOnce(&str) -> Readiness,
     ) -> DeepFacts {
         let lock_held = InstanceLock::is_held(&home.lock_file()).map_err(|e| e.to_string());
@@ -119,10 +124,14 @@ impl DeepFacts {
             .as_ref()
             .and_then(|m| m.worker.as_ref())
             .map(|w| herald_process::wait::is_alive(w.key()));
-        let (ping, agent) = if lock_held == Ok(true) {
+        let PingReply {
+            ping,
+            agent,
+            adapters,
+        } = if lock_held == Ok(true) {
             ping()
         } else {
-            (Ping::Skipped, None)
+            PingReply::skipped()
         };
         let state = read_record::<StateRecord>(&home.state_record());
         let http_url = state.as_present().and_then(|s| s.endpoints.http_url.clone());
@@ -142,6 +151,7 @@ impl DeepFacts {
             last_event: last_event(home),
             ping,
             agent,
+            adapters,
             service: ServiceFacts::None,
             http_url,
             readiness,
@@ -182,22 +192,42 @@ fn service_facts_in_background(target: &Target) -> std::thread::JoinHandle<Servi
     })
 }
 
+/// What a ping brought back.
+#[derive(Debug, Clone)]
+pub struct PingReply {
+    pub ping: Ping,
+    pub agent: Option<AgentStatus>,
+    pub adapters: Option<Vec<HealthRecord>>,
+}
+
+impl PingReply {
+    fn skipped() -> PingReply {
+        PingReply::failed(Ping::Skipped)
+    }
+
+    fn failed(ping: Ping) -> PingReply {
+        PingReply {
+            ping,
+            agent: None,
+            adapters: None,
+        }
+    }
+}
+
 /// A control-channel ping within [`PING_TIMEOUT`].
-fn ping(home: &Home) -> (Ping, Option<AgentStatus>) {
+fn ping(home: &Home) -> PingReply {
     let sent = Instant::now();
     match control::call(home, Request::Ping, PING_TIMEOUT) {
-        Ok(reply) if reply.ok => (
-            Ping::Answered {
+        Ok(reply) if reply.ok => PingReply {
+            ping: Ping::Answered {
                 pid: reply.pid,
                 elapsed: sent.elapsed(),
             },
-            reply.agent,
-        ),
-        Ok(reply) => (
-            Ping::Failed(reply.error.unwrap_or_else(|| "refused".into())),
-            None,
-        ),
-        Err(e) => (Ping::Failed(e.to_string()), None),
+            agent: reply.agent,
+            adapters: reply.adapters,
+        },
+        Ok(reply) => PingReply::failed(Ping::Failed(reply.error.unwrap_or_else(|| "refused".into()))),
+        Err(e) => PingReply::failed(Ping::Failed(e.to_string())),
     }
 }
 
@@ -507,10 +537,21 @@ pub fn probes(f: &DeepFacts) -> Vec<Check> {
         (Some(url), _) => (true, format!("http: listening at {url}")),
         (None, _) => (true, "http: not listening".to_owned()),
     };
-    if running && let Some(state) = f.state.as_present() {
-        for adapter in &state.adapters {
-            adapters_ok &= adapter.state.is_healthy();
-            adapters.push_str(&format!("; {}", describe_adapter(adapter)));
+    if running {
+        let recorded = f
+            .state
+            .as_present()
+            .map(|s| s.adapters.as_slice())
+            .unwrap_or_default();
+        let live = f.adapters.as_deref().unwrap_or(recorded);
+        let findings: Vec<String> = live.iter().filter_map(|a| adapter_finding(a, f.now_ms)).collect();
+        if findings.is_empty() {
+            for adapter in live {
+                adapters.push_str(&format!("; {}", describe_health(adapter, f.now_ms)));
+            }
+        } else {
+            adapters_ok = false;
+            adapters = findings.join("; ");
         }
     }
     out.push(check(10, "Adapters", adapters_ok, adapters));
@@ -558,16 +599,72 @@ fn agent_probe(f: &DeepFacts, running: bool) -> Check {
     }
 }
 
-/// `telegram: unauthorized since 2025-...: message`, for status lines.
-pub fn describe_adapter(adapter: &herald_home::records::AdapterRecord) -> String {
+/// What is wrong with an adapter, if anything: a state that is not healthy, or — alive but deaf — a
+/// `connected` adapter whose last message in is older than it promised ([`HealthRecord::inbound_every_ms`]).
+pub fn adapter_finding(adapter: &HealthRecord, now_ms: u64) -> Option<String> {
+    if !adapter.state.is_healthy() {
+        return Some(describe_health(adapter, now_ms));
+    }
+    let (HealthState::Connected, Some(every), Some(last)) =
+        (adapter.state, adapter.inbound_every_ms, adapter.last_inbound_ms)
+    else {
+        return None;
+    };
+    let quiet = now_ms.saturating_sub(last);
+    (quiet > every).then(|| {
+        format!(
+            "alive but deaf: {} has not completed a poll for {} (a working one completes one at least \
+             every {}); `herald restart --adapter {}` restarts it alone",
+            adapter.name,
+            ago(quiet),
+            ago(every),
+            adapter.name
+        )
+    })
+}
+
+fn ago(ms: u64) -> String {
+    herald_home::time::human_duration(Duration::from_millis(ms))
+}
+
+/// `telegram: degraded since 2025-... (getUpdates ...); in 3s ago, out 5m ago; restarted 1 time`, for
+/// status lines: the state and why, then when it last did its job.
+pub fn describe_health(record: &HealthRecord, now_ms: u64) -> String {
     let mut text = format!(
         "{}: {} since {}",
-        adapter.name,
-        adapter.state,
-        herald_home::time::rfc3339_ms(adapter.since_ms)
+        record.name,
+        record.state,
+        herald_home::time::rfc3339_ms(record.since_ms)
     );
-    if let Some(message) = &adapter.message {
+    if let Some(message) = &record.message {
         text.push_str(&format!(" ({message})"));
+    }
+    let mut facts = Vec::new();
+    if let Some(at) = record.last_inbound_ms {
+        facts.push(format!("last in {} ago", ago(now_ms.saturating_sub(at))));
+    }
+    if let Some(at) = record.last_outbound_ms {
+        facts.push(format!("last out {} ago", ago(now_ms.saturating_sub(at))));
+    }
+    if record.restarts > 0 {
+        facts.push(format!(
+            "restarted {}",
+            count(u64::from(record.restarts), "time", "times")
+        ));
+    }
+    if let (Some(at), Some(error)) = (record.last_error_ms, &record.last_error)
+        && record.message.as_ref() != Some(error)
+    {
+        facts.push(format!(
+            "last error {} ago: {error}",
+            ago(now_ms.saturating_sub(at))
+        ));
+    }
+    if let Some(at) = record.notice_sent_ms {
+        facts.push(format!("users told {} ago", ago(now_ms.saturating_sub(at))));
+    }
+    if !facts.is_empty() {
+        text.push_str(&format!("; {}", facts.join(", ")));
     }
     text
 }
@@ -668,7 +765,8 @@ const RUNNING_FAILURES: [(u8, Explain); 8] = [
     }),
     (10, |pid, detail| {
         format!(
-            "gateway pid {pid} is serving, but an adapter is not working (P10: {detail}); see `herald logs`"
+            "gateway pid {pid} is serving, but an adapter is not working (P10: {detail}); the rest of the \
+             gateway keeps serving; see `herald logs`"
         )
     }),
     (11, |pid, detail| {
@@ -783,6 +881,7 @@ mod tests {
             detail: None,
             last_exit: None,
             adapters: Vec::new(),
+            agent: None,
         }
     }
 
@@ -805,11 +904,47 @@ mod tests {
                 verdict: "ready".into(),
                 detail: "nothing to check".into(),
                 age_ms: Some(5),
+                health: None,
             }),
+            adapters: None,
             service: ServiceFacts::None,
             http_url: None,
             readiness: Readiness::Skipped,
         }
+    }
+
+    #[test]
+    fn a_connected_adapter_that_stopped_polling_is_alive_but_deaf() {
+        let mut facts = healthy();
+        let quiet = HealthRecord {
+            last_inbound_ms: Some(1_000),
+            inbound_every_ms: Some(60_000),
+            ..HealthRecord::new("telegram", HealthState::Connected, 0)
+        };
+        facts.now_ms = 1_000 + 60_000;
+        facts.state = RecordRead::Present(state(7, GatewayState::Running, facts.now_ms));
+        facts.adapters = Some(vec![quiet.clone()]);
+        let (failing, verdict) = run(&facts);
+        assert!(failing.is_empty(), "within its promise: {verdict}");
+
+        facts.now_ms = 1_000 + 190_000;
+        facts.state = RecordRead::Present(state(7, GatewayState::Running, facts.now_ms));
+        let (failing, verdict) = run(&facts);
+        assert_eq!(failing, vec![10], "{verdict}");
+        assert!(
+            verdict.contains("alive but deaf: telegram has not completed a poll for 3m10s"),
+            "{verdict}"
+        );
+
+        // A state that says what is wrong is named as such; the live word wins over the record's.
+        let conflict = HealthRecord {
+            message: Some("409 Conflict: another program".into()),
+            ..HealthRecord::new("telegram", HealthState::Conflict, 0)
+        };
+        facts.adapters = Some(vec![conflict]);
+        let (failing, verdict) = run(&facts);
+        assert_eq!(failing, vec![10], "{verdict}");
+        assert!(verdict.contains("telegram: conflict since"), "{verdict}");
     }
 
     fn run(f: &DeepFacts) -> (Vec<u8>, String) {
@@ -849,6 +984,7 @@ mod tests {
                 verdict: "failing".into(),
                 detail: "the command `nope` is not found on PATH".into(),
                 age_ms: Some(2_000),
+                health: None,
             }),
             ..healthy()
         };
@@ -865,6 +1001,7 @@ mod tests {
                 verdict: "unknown".into(),
                 detail: String::new(),
                 age_ms: None,
+                health: None,
             }),
             ..healthy()
         };

@@ -45,6 +45,13 @@ pub enum LifecycleError {
     AlreadyRegistered { backend: &'static str },
     #[error("gave up: pid {pid} did not exit")]
     WaitedInVain { pid: u32 },
+    #[error("no gateway is running on this home (an adapter restarts inside a running gateway)")]
+    NotRunning,
+    #[error("cannot reach the gateway's control channel: {0}")]
+    Control(String),
+    /// The gateway answered, and refused (no such adapter, stopping...).
+    #[error("{0}")]
+    AdapterRefused(String),
 }
 
 impl LifecycleError {
@@ -54,6 +61,8 @@ impl LifecycleError {
             LifecycleError::Home(e) if e.is_unsafe() => ExitCode::Config,
             LifecycleError::ExitedDuringStartup { code: Some(78), .. } => ExitCode::Config,
             LifecycleError::NothingToRegister { .. } => ExitCode::Usage,
+            LifecycleError::NotRunning => ExitCode::NotRunning,
+            LifecycleError::AdapterRefused(_) => ExitCode::Usage,
             LifecycleError::Manage(
                 ManageError::RunAsNeedsSystem | ManageError::ServiceAccountUnsupported,
             ) => ExitCode::Usage,

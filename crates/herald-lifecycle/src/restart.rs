@@ -19,6 +19,29 @@ use crate::route::{Routed, route};
 use crate::start::StartOutcome;
 use crate::target::Target;
 
+/// How long an adapter restart may take: its tasks get a couple of seconds to stop, then it starts anew.
+const ADAPTER_RESTART_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `restart --adapter NAME`: one chat adapter of the running gateway stops and starts again (new
+/// connections), alone — the process, its HTTP API and the other adapters keep serving. Returns the pid
+/// of the process that did it.
+pub fn restart_adapter(target: &Target, adapter: &str) -> Result<u32, LifecycleError> {
+    let home = target.home();
+    if !herald_home::lock::InstanceLock::is_held(&home.lock_file()).unwrap_or(false) {
+        return Err(LifecycleError::NotRunning);
+    }
+    let request = herald_process::control::Request::RestartAdapter {
+        adapter: adapter.to_owned(),
+    };
+    match herald_process::control::call(home, request, ADAPTER_RESTART_TIMEOUT) {
+        Ok(reply) if reply.ok => Ok(reply.pid),
+        Ok(reply) => Err(LifecycleError::AdapterRefused(
+            reply.error.unwrap_or_else(|| "the gateway refused".into()),
+        )),
+        Err(e) => Err(LifecycleError::Control(e.to_string())),
+    }
+}
+
 /// The longest a watcher waits for the awaited process.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use herald_home::Home;
 use herald_home::atomic::read_record;
 use herald_home::lock::InstanceLock;
-use herald_home::records::{AdapterRecord, ExitRecord, GatewayState, MonitorRecord, PidRecord, StateRecord};
+use herald_home::records::{ExitRecord, GatewayState, HealthRecord, MonitorRecord, PidRecord, StateRecord};
 use herald_home::time::now_ms;
 
 use herald_install::manage::registered_for_home;
@@ -41,7 +41,9 @@ pub struct StatusReport {
     pub restarts: Option<u32>,
     pub last_restart_reason: Option<String>,
     /// Push adapters (Telegram, ...) and how they are doing, from the state record.
-    pub adapters: Vec<AdapterRecord>,
+    pub adapters: Vec<HealthRecord>,
+    /// The agent backend and how it is doing, from the state record.
+    pub agent: Option<HealthRecord>,
     /// The Windows Service registered for this home, once [`StatusReport::read_service`] asked the SCM.
     pub service: Option<ServiceSummary>,
     pub warnings: Vec<String>,
@@ -182,6 +184,7 @@ impl StatusReport {
                 restarts: None,
                 last_restart_reason: None,
                 adapters: Vec::new(),
+                agent: None,
                 service: None,
                 warnings,
             };
@@ -236,6 +239,7 @@ impl StatusReport {
             restarts: monitor.as_ref().map(|m| m.restarts),
             last_restart_reason: monitor.and_then(|m| m.last_restart_reason),
             adapters: state.map(|s| s.adapters.clone()).unwrap_or_default(),
+            agent: state.and_then(|s| s.agent.clone()),
             service: None,
             warnings,
         }
@@ -303,6 +307,7 @@ mod tests {
             restarts: None,
             last_restart_reason: None,
             adapters: Vec::new(),
+            agent: None,
             service: None,
             warnings: Vec::new(),
         }

@@ -346,7 +346,12 @@ impl OpenAiAgent {
         if status == StatusCode::NOT_FOUND {
             message = format!("{message} ({})", not_found_hint(&self.endpoint));
         }
-        let error = AgentError::Failed(message);
+        // A refused key is the operator's to fix, not a bad answer: the agent shows `misconfigured`.
+        let error = if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            AgentError::Misconfigured(message)
+        } else {
+            AgentError::Failed(message)
+        };
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             Attempt::Retryable { error, wait }
         } else {

@@ -404,7 +404,7 @@ async fn a_server_error_message_never_carries_the_key() {
     let agent = OpenAiAgent::with_api_key(&config(&base), Some(KEY.into())).expect("agent");
     assert_eq!(
         agent.reply(&turn("hi", &[])).await,
-        Err(AgentError::Failed(format!(
+        Err(AgentError::Misconfigured(format!(
             "HTTP 401 Unauthorized from {base}/chat/completions: key <redacted> is revoked"
         )))
     );

@@ -25,21 +25,36 @@
 //!
 //! The HTTP client (reqwest, TLS) builds C, so this crate is a leaf only the binary links, like
 //! `herald-journal`; the gateway and the daemon know it only as a [`PushAdapter`].
+//!
+//! **Health** (see `herald_gateway::health`): `connected` after every completed poll; `degraded` when a
+//! poll fails or — the "alive but deaf" case — has not completed within its long-poll timeout plus a
+//! margin ([`poll_deadline`]), after which the HTTP client is rebuilt (a new connection pool: a
+//! connection left stuck by a network change is never reused), as it is after [`REBUILD_AFTER`] network
+//! errors in a row; `bad_credentials` on a 401, retried on a slow growing schedule ([`CREDENTIALS_RETRY`])
+//! and never a restart of anything; `conflict` on a 409 (another program polls this token), said once.
+//! A reply that cannot be sent makes the adapter `degraded` too, while it retries.
+//!
+//! **Supervision:** the poller and the sender are tasks of their own, each restarted alone with a backoff
+//! if it ever fails (a panic), and [`PushAdapter::restart`] — `herald restart --adapter telegram` —
+//! stops both, rebuilds the client and starts them again, while the rest of the gateway serves on.
 
 mod api;
 pub mod split;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use herald_gateway::adapter::{AdapterStatus, BoxFuture, PushAdapter};
+use herald_gateway::adapter::{BoxFuture, PushAdapter};
 use herald_gateway::backoff::{Backoff, Jitter};
 use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
+use herald_gateway::health::HealthHandle;
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
 use herald_home::config::{Config, TelegramConfig};
-use herald_home::records::AdapterState;
+use herald_home::records::HealthState;
 use herald_home::secrets::Variables;
+use herald_home::sync::MutexExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -52,8 +67,15 @@ pub const ADAPTER: &str = "telegram";
 
 /// How long a 409 (another poller) waits before the next try.
 const CONFLICT_RETRY: Duration = Duration::from_secs(30);
-/// How long a 401 (bad token) waits before the next try: the token may be restored.
-const UNAUTHORIZED_RETRY: Duration = Duration::from_secs(60);
+/// How long a 401 (bad token) waits before the next try — 5 s, 10 s, 20 s … up to 10 min — in case the
+/// token is restored; one try per step, never a storm.
+pub const CREDENTIALS_RETRY: Backoff = Backoff {
+    base: Duration::from_secs(5),
+    max: Duration::from_secs(600),
+    jitter: Jitter::Tenth,
+};
+/// Network errors in a row after which the HTTP client is rebuilt.
+pub const REBUILD_AFTER: u32 = 3;
 /// The longest `retry_after` honoured as such (a longer one is capped).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// The typing indicator lasts about 5 s on Telegram's side; it is renewed this often while a turn runs.
@@ -62,6 +84,17 @@ const TYPING_EVERY: Duration = Duration::from_secs(4);
 const TYPING_DELAY: Duration = Duration::from_millis(300);
 /// Most undelivered replies loaded at startup in one go.
 const UNDELIVERED_BATCH: usize = 10_000;
+/// Failed tries of one reply after which the adapter shows `degraded` (one blip is not news).
+const SEND_DEGRADED_AFTER: u32 = 2;
+/// How long a restart waits for the old tasks to finish what they are doing before ending them.
+const RESTART_GRACE: Duration = Duration::from_secs(2);
+
+/// How long one `getUpdates` may take before the poll counts as stuck: the server holds it up to
+/// `poll_timeout`; the margin — 5 s plus a fifth of the timeout — covers a slow network without waiting
+/// long on a dead connection (a false alarm costs one new connection and one repeated poll, no message).
+pub fn poll_deadline(poll_timeout: Duration) -> Duration {
+    poll_timeout + Duration::from_secs(5) + poll_timeout / 5
+}
 
 /// Why the adapter cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,17 +116,29 @@ pub enum TelegramSetupError {
 pub struct TelegramOptions {
     pub token: String,
     pub api_base: String,
-    /// Who may talk to the agent: shared with the running adapter, so a reload changes it live.
-    access: Arc<std::sync::RwLock<Access>>,
+    /// Who may talk to the agent, and who is told of outages: shared with the running adapter, so a
+    /// reload changes it live.
+    access: Arc<RwLock<Access>>,
     pub poll_timeout: Duration,
     pub min_poll_interval: Duration,
 }
 
-/// `[telegram] allowed_users` and `allow_all`.
+/// `[telegram] allowed_users`, `allow_all` and `outage_notices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Access {
     allowed_users: Vec<i64>,
     allow_all: bool,
+    outage_notices: bool,
+}
+
+impl Access {
+    fn of(config: &TelegramConfig) -> Access {
+        Access {
+            allowed_users: config.allowed_users.clone(),
+            allow_all: config.allow_all,
+            outage_notices: config.outage_notices,
+        }
+    }
 }
 
 impl std::fmt::Debug for TelegramOptions {
@@ -126,10 +171,7 @@ impl TelegramOptions {
         Ok(TelegramOptions {
             token,
             api_base: config.api_base.clone(),
-            access: Arc::new(std::sync::RwLock::new(Access {
-                allowed_users: config.allowed_users.clone(),
-                allow_all: config.allow_all,
-            })),
+            access: Arc::new(RwLock::new(Access::of(config))),
             poll_timeout: Duration::from_secs(config.poll_timeout_secs),
             min_poll_interval: Duration::from_millis(config.min_poll_interval_ms),
         })
@@ -141,17 +183,18 @@ impl TelegramOptions {
         BotApi::new(&self.api_base, &self.token)?.get_me(timeout).await
     }
 
+    fn access(&self) -> Access {
+        self.access.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn allows(&self, user: i64) -> bool {
         let access = self.access.read().unwrap_or_else(|e| e.into_inner());
         access.allow_all || access.allowed_users.contains(&user)
     }
 
-    /// Replaces who may talk to the agent (a reload); true when it changed.
+    /// Replaces who may talk to the agent and who is told of outages (a reload); true when it changed.
     fn set_access(&self, config: &TelegramConfig) -> bool {
-        let new = Access {
-            allowed_users: config.allowed_users.clone(),
-            allow_all: config.allow_all,
-        };
+        let new = Access::of(config);
         let mut access = self.access.write().unwrap_or_else(|e| e.into_inner());
         let changed = *access != new;
         *access = new;
@@ -159,31 +202,250 @@ impl TelegramOptions {
     }
 }
 
+/// The Bot API client the poller and the sender share, rebuilt (a new connection pool) when its
+/// connections look stuck.
+#[derive(Debug)]
+struct Client {
+    api_base: String,
+    token: String,
+    api: RwLock<BotApi>,
+}
+
+impl Client {
+    fn new(options: &TelegramOptions) -> Result<Client, ApiError> {
+        Ok(Client {
+            api: RwLock::new(BotApi::new(&options.api_base, &options.token)?),
+            api_base: options.api_base.clone(),
+            token: options.token.clone(),
+        })
+    }
+
+    fn api(&self) -> BotApi {
+        self.api.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Drops every pooled connection: the next call connects afresh.
+    fn rebuild(&self) {
+        match BotApi::new(&self.api_base, &self.token) {
+            Ok(api) => *self.api.write().unwrap_or_else(|e| e.into_inner()) = api,
+            Err(e) => tracing::warn!("telegram: cannot rebuild the HTTP client: {e}"),
+        }
+    }
+}
+
+/// What the poller and the sender each know, combined into the one state the board shows: the
+/// poller's, unless replies are failing to go out while polling works.
+#[derive(Debug, Clone)]
+struct Reporter {
+    health: HealthHandle,
+    parts: Arc<Mutex<Parts>>,
+}
+
+#[derive(Debug, Default)]
+struct Parts {
+    poll: Option<(HealthState, Option<String>)>,
+    send_failure: Option<String>,
+}
+
+impl Reporter {
+    fn new(health: HealthHandle) -> Reporter {
+        Reporter {
+            health,
+            parts: Arc::default(),
+        }
+    }
+
+    fn poll(&self, state: HealthState, message: Option<String>) {
+        self.parts.lock_unpoisoned().poll = Some((state, message));
+        self.publish();
+    }
+
+    fn send_failing(&self, why: Option<String>) {
+        {
+            let mut parts = self.parts.lock_unpoisoned();
+            if parts.send_failure == why {
+                return;
+            }
+            parts.send_failure = why;
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let (state, message) = {
+            let parts = self.parts.lock_unpoisoned();
+            match (&parts.send_failure, &parts.poll) {
+                (Some(why), Some((state, _))) if state.is_healthy() => {
+                    (HealthState::Degraded, Some(why.clone()))
+                }
+                (Some(why), None) => (HealthState::Degraded, Some(why.clone())),
+                (_, Some((state, message))) => (*state, message.clone()),
+                (None, None) => (HealthState::Starting, None),
+            }
+        };
+        self.health.set(state, message);
+    }
+
+    fn state(&self) -> Option<HealthState> {
+        self.health.state()
+    }
+}
+
 /// The Telegram adapter (see the module docs for its guarantees).
 #[derive(Debug)]
 pub struct TelegramAdapter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     options: Arc<TelegramOptions>,
-    api: BotApi,
-    run: Option<Running>,
+    client: Arc<Client>,
+    run: Mutex<Option<Running>>,
+    /// Serialises restarts and the close, which both stop the running tasks.
+    turn: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
 struct Running {
     engine: Arc<Engine>,
-    status: AdapterStatus,
+    reporter: Reporter,
+    outlet: Arc<Outlet>,
+    opened: bool,
+    closing: bool,
+    tasks: Option<Tasks>,
+}
+
+/// One generation of the adapter's tasks, and the switch that stops them.
+#[derive(Debug)]
+struct Tasks {
     stop: watch::Sender<bool>,
     sender: JoinHandle<()>,
     poller: Option<JoinHandle<()>>,
 }
 
+impl Tasks {
+    /// Stops both tasks, giving them `grace` to finish the call they are in.
+    async fn stop(self, grace: Duration) {
+        self.stop.send_replace(true);
+        for mut task in [Some(self.sender), self.poller].into_iter().flatten() {
+            if tokio::time::timeout(grace, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+    }
+}
+
 impl TelegramAdapter {
     pub fn new(options: TelegramOptions) -> Result<TelegramAdapter, TelegramSetupError> {
-        let api = BotApi::new(&options.api_base, &options.token).map_err(TelegramSetupError::Client)?;
+        let client = Client::new(&options).map_err(TelegramSetupError::Client)?;
         Ok(TelegramAdapter {
-            options: Arc::new(options),
-            api,
-            run: None,
+            inner: Arc::new(Inner {
+                options: Arc::new(options),
+                client: Arc::new(client),
+                run: Mutex::new(None),
+                turn: tokio::sync::Mutex::new(()),
+            }),
         })
+    }
+}
+
+impl Inner {
+    fn spawn_sender(&self, run: &Running, stop: &watch::Receiver<bool>) -> JoinHandle<()> {
+        let (engine, client, outlet, reporter, halt) = (
+            run.engine.clone(),
+            self.client.clone(),
+            run.outlet.clone(),
+            run.reporter.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(supervised(
+            "sender",
+            run.reporter.clone(),
+            self.client.clone(),
+            stop.clone(),
+            move || {
+                deliver_loop(
+                    engine.clone(),
+                    client.clone(),
+                    outlet.take(),
+                    reporter.clone(),
+                    halt.clone(),
+                )
+            },
+        ))
+    }
+
+    fn spawn_poller(&self, run: &Running, stop: &watch::Receiver<bool>) -> JoinHandle<()> {
+        let (engine, client, options, reporter, halt) = (
+            run.engine.clone(),
+            self.client.clone(),
+            self.options.clone(),
+            run.reporter.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(supervised(
+            "poller",
+            run.reporter.clone(),
+            self.client.clone(),
+            stop.clone(),
+            move || {
+                poll_loop(
+                    engine.clone(),
+                    client.clone(),
+                    options.clone(),
+                    reporter.clone(),
+                    halt.clone(),
+                )
+            },
+        ))
+    }
+
+    /// Stops this generation of tasks, rebuilds the client and starts a new one (a poller only once
+    /// the adapter was opened).
+    async fn restart_now(&self) -> Result<(), String> {
+        let _turn = self.turn.lock().await;
+        let old = {
+            let mut guard = self.run.lock_unpoisoned();
+            let Some(run) = guard.as_mut() else {
+                return Err("the Telegram adapter has not started yet".into());
+            };
+            if run.closing {
+                return Err("the Telegram adapter is closing (the gateway is stopping)".into());
+            }
+            run.tasks.take()
+        };
+        if let Some(tasks) = old {
+            tasks.stop(RESTART_GRACE).await;
+        }
+        self.client.rebuild();
+        let mut guard = self.run.lock_unpoisoned();
+        let Some(run) = guard.as_mut() else {
+            return Err("the Telegram adapter is gone".into());
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let sender = self.spawn_sender(run, &stop_rx);
+        let poller = run.opened.then(|| self.spawn_poller(run, &stop_rx));
+        run.tasks = Some(Tasks { stop, sender, poller });
+        run.reporter.health.restarted();
+        tracing::info!(
+            "telegram: restarted the adapter (new connections; the rest of the gateway kept serving)"
+        );
+        Ok(())
+    }
+
+    async fn close_now(&self, grace: Duration) {
+        let _turn = self.turn.lock().await;
+        let (tasks, reporter) = {
+            let mut guard = self.run.lock_unpoisoned();
+            let Some(run) = guard.as_mut() else { return };
+            run.closing = true;
+            (run.tasks.take(), run.reporter.clone())
+        };
+        if let Some(tasks) = tasks {
+            tasks.stop(grace).await;
+        }
+        reporter.health.set(HealthState::Stopped, None);
     }
 }
 
@@ -198,61 +460,114 @@ impl Outbox for QueueOutbox {
     }
 }
 
+/// Where replies for Telegram sessions come out. Each sender run takes a queue of its own: the first
+/// was registered at attach (before any resumed turn could reply), a later one replaces it — replies
+/// the old queue held are still undelivered in the journal, which every run reads first.
+#[derive(Debug)]
+struct Outlet {
+    engine: Arc<Engine>,
+    first: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
+}
+
+impl Outlet {
+    fn register(engine: &Arc<Engine>) -> Arc<Outlet> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        engine.register_outbox(ADAPTER, Arc::new(QueueOutbox(tx)));
+        Arc::new(Outlet {
+            engine: engine.clone(),
+            first: Mutex::new(Some(rx)),
+        })
+    }
+
+    fn take(&self) -> mpsc::UnboundedReceiver<Delivery> {
+        if let Some(rx) = self.first.lock_unpoisoned().take() {
+            return rx;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.engine.register_outbox(ADAPTER, Arc::new(QueueOutbox(tx)));
+        rx
+    }
+}
+
 impl PushAdapter for TelegramAdapter {
     fn name(&self) -> &'static str {
         ADAPTER
     }
 
-    fn attach(&mut self, engine: &Arc<Engine>, status: AdapterStatus) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        engine.register_outbox(ADAPTER, Arc::new(QueueOutbox(tx)));
+    fn attach(&self, engine: &Arc<Engine>, health: HealthHandle) {
+        let inner = &self.inner;
         let (stop, stop_rx) = watch::channel(false);
-        let sender = tokio::spawn(deliver_loop(
-            engine.clone(),
-            self.api.clone(),
-            rx,
-            status.clone(),
-            stop_rx,
-        ));
-        self.run = Some(Running {
+        let mut run = Running {
             engine: engine.clone(),
-            status,
+            reporter: Reporter::new(health),
+            outlet: Outlet::register(engine),
+            opened: false,
+            closing: false,
+            tasks: None,
+        };
+        let sender = inner.spawn_sender(&run, &stop_rx);
+        run.tasks = Some(Tasks {
             stop,
             sender,
             poller: None,
         });
+        *inner.run.lock_unpoisoned() = Some(run);
     }
 
-    fn open(&mut self) {
-        if let Some(run) = &mut self.run {
-            run.poller = Some(tokio::spawn(poll_loop(
-                run.engine.clone(),
-                self.api.clone(),
-                self.options.clone(),
-                run.status.clone(),
-                run.stop.subscribe(),
-            )));
+    fn open(&self) {
+        let inner = &self.inner;
+        let mut guard = inner.run.lock_unpoisoned();
+        let Some(run) = guard.as_mut() else { return };
+        run.opened = true;
+        let Some(stop) = run.tasks.as_ref().map(|t| t.stop.subscribe()) else {
+            return;
+        };
+        let poller = inner.spawn_poller(run, &stop);
+        if let Some(tasks) = &mut run.tasks {
+            tasks.poller = Some(poller);
         }
     }
 
-    fn reconfigure(&self, config: &Config, _variables: &Variables) -> Vec<&'static str> {
-        // Who may talk is read per message: applied at once. The token and the API base are held by
-        // the running poll and delivery tasks: a restart applies those.
-        self.options.set_access(&config.telegram);
-        vec!["telegram.allowed_users", "telegram.allow_all"]
+    fn restart(&self) -> BoxFuture<Result<(), String>> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.restart_now().await })
     }
 
-    fn close(self: Box<Self>, grace: Duration) -> BoxFuture<()> {
+    fn announces(&self) -> bool {
+        let access = self.inner.options.access();
+        access.outage_notices && !access.allowed_users.is_empty()
+    }
+
+    fn announce(&self, text: String) -> BoxFuture<()> {
+        let access = self.inner.options.access();
+        let api = self.inner.client.api();
         Box::pin(async move {
-            let Some(run) = self.run else { return };
-            run.stop.send_replace(true);
-            for mut task in [Some(run.sender), run.poller].into_iter().flatten() {
-                if tokio::time::timeout(grace, &mut task).await.is_err() {
-                    task.abort();
+            if !access.outage_notices {
+                return;
+            }
+            for user in access.allowed_users {
+                // A private chat's id is its user's id. One try: a notice is not worth a queue.
+                if let Err(e) = api.send_message(user, &text, None, None).await {
+                    tracing::warn!(user, "telegram: cannot send an outage notice to user {user}: {e}");
                 }
             }
-            run.status.set(AdapterState::Stopped, None);
         })
+    }
+
+    fn reconfigure(&self, config: &Config, _variables: &Variables) -> Vec<&'static str> {
+        // Who may talk and who is told of outages are read per use: applied at once. The token and the
+        // API base are held by the running tasks: a restart applies those.
+        self.inner.options.set_access(&config.telegram);
+        vec![
+            "telegram.allowed_users",
+            "telegram.allow_all",
+            "telegram.outage_notices",
+        ]
+    }
+
+    fn close(&self, grace: Duration) -> BoxFuture<()> {
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.close_now(grace).await })
     }
 }
 
@@ -274,6 +589,74 @@ const RETRY: Backoff = Backoff {
     jitter: Jitter::Tenth,
 };
 
+/// How long a task that failed waits before it runs again: 1 s, 2 s … 60 s.
+const TASK_RESTART: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+    jitter: Jitter::Tenth,
+};
+
+/// Ends a task when its supervisor is dropped (a restart that ran out of grace).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs one of the adapter's loops, and runs it again — after a pause, with a new client — if it ever
+/// fails (a panic), until `stop`. A loop that returns by itself (the poller when a drain begins) is not
+/// restarted.
+async fn supervised<F, Fut>(
+    what: &'static str,
+    reporter: Reporter,
+    client: Arc<Client>,
+    mut stop: watch::Receiver<bool>,
+    make: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut pauses = TASK_RESTART.retries();
+    loop {
+        let task = tokio::spawn(make());
+        let _guard = AbortOnDrop(task.abort_handle());
+        let why = match task.await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => panic_text(e.into_panic()),
+            Err(_) => return,
+        };
+        if *stop.borrow() {
+            return;
+        }
+        let wait = pauses.next_delay();
+        tracing::error!(
+            "telegram: the {what} task failed ({why}); restarting it alone in {:.1} s",
+            wait.as_secs_f64()
+        );
+        reporter.poll(
+            HealthState::Degraded,
+            Some(format!("the {what} task failed ({why}); restarting it")),
+        );
+        reporter.health.restarted();
+        if !pause(wait, &mut stop).await {
+            return;
+        }
+        client.rebuild();
+    }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(text) => (*text).to_owned(),
+            Err(_) => "a panic".to_owned(),
+        },
+    }
+}
+
 /// What became of a batch of updates.
 enum Batch {
     /// All handled; the offset to store.
@@ -290,14 +673,109 @@ enum UpdateError {
     Journal(JournalError),
 }
 
+/// Why a poll brought nothing.
+#[derive(Debug)]
+enum PollFailure {
+    Api(ApiError),
+    /// No answer within [`poll_deadline`]: the connection is probably stuck.
+    Stuck(Duration),
+}
+
+/// The poller's memory of failures, and what each outcome means: the state to show, whether to
+/// rebuild the client, and how long to wait. Pure apart from the backoff's jitter.
+#[derive(Debug)]
+struct PollJudge {
+    retry: herald_gateway::backoff::Retries,
+    credentials: herald_gateway::backoff::Retries,
+    network_errors: u32,
+}
+
+/// What to do after a failed poll.
+#[derive(Debug, PartialEq)]
+struct AfterFailure {
+    state: HealthState,
+    message: String,
+    rebuild: bool,
+    wait: Duration,
+}
+
+impl PollJudge {
+    fn new() -> PollJudge {
+        PollJudge {
+            retry: RETRY.retries(),
+            credentials: CREDENTIALS_RETRY.retries(),
+            network_errors: 0,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.retry.reset();
+        self.credentials.reset();
+        self.network_errors = 0;
+    }
+
+    fn failed(&mut self, failure: &PollFailure) -> AfterFailure {
+        match failure {
+            PollFailure::Stuck(after) => {
+                self.network_errors = 0;
+                AfterFailure {
+                    state: HealthState::Degraded,
+                    message: format!(
+                        "getUpdates did not complete within {} s (a stuck connection?); reconnected",
+                        after.as_secs()
+                    ),
+                    rebuild: true,
+                    wait: Duration::ZERO,
+                }
+            }
+            PollFailure::Api(ApiError::Unauthorized) => AfterFailure {
+                state: HealthState::BadCredentials,
+                message: ApiError::Unauthorized.to_string(),
+                rebuild: false,
+                wait: self.credentials.next_delay(),
+            },
+            PollFailure::Api(e @ ApiError::Conflict(_)) => AfterFailure {
+                state: HealthState::Conflict,
+                message: e.to_string(),
+                rebuild: false,
+                wait: CONFLICT_RETRY,
+            },
+            PollFailure::Api(e @ ApiError::RetryAfter(secs)) => AfterFailure {
+                state: HealthState::Degraded,
+                message: e.to_string(),
+                rebuild: false,
+                wait: Duration::from_secs((*secs).max(1)).min(MAX_RETRY_AFTER),
+            },
+            PollFailure::Api(e) => {
+                let network = matches!(e, ApiError::Network(_));
+                self.network_errors = if network { self.network_errors + 1 } else { 0 };
+                let rebuild = self.network_errors >= REBUILD_AFTER;
+                if rebuild {
+                    self.network_errors = 0;
+                }
+                AfterFailure {
+                    state: HealthState::Degraded,
+                    message: if rebuild {
+                        format!("{e}; reconnecting after {REBUILD_AFTER} network errors in a row")
+                    } else {
+                        e.to_string()
+                    },
+                    rebuild,
+                    wait: self.retry.next_delay(),
+                }
+            }
+        }
+    }
+}
+
 async fn poll_loop(
     engine: Arc<Engine>,
-    api: BotApi,
+    client: Arc<Client>,
     options: Arc<TelegramOptions>,
-    status: AdapterStatus,
+    reporter: Reporter,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Drain start and close both stop the polling: fold them into one signal.
+    // Drain start and stop both end the polling: fold them into one signal.
     let (halt_tx, mut halt) = watch::channel(false);
     let mut drain = engine.turns().drain_signal();
     let watcher = tokio::spawn(async move {
@@ -307,13 +785,14 @@ async fn poll_loop(
         }
         halt_tx.send_replace(true);
     });
+    let _watcher = AbortOnDrop(watcher.abort_handle());
     let mut backoff = RETRY.retries();
     let mut offset = loop {
         match engine.adapter_offset(ADAPTER).await {
             Ok(offset) => break offset,
             Err(e) => {
-                status.set(
-                    AdapterState::Error,
+                reporter.poll(
+                    HealthState::Degraded,
                     Some(format!("cannot read the stored offset: {e}")),
                 );
                 if !pause(backoff.next_delay(), &mut halt).await {
@@ -322,16 +801,29 @@ async fn poll_loop(
             }
         }
     };
-    backoff.reset();
+    let deadline = poll_deadline(options.poll_timeout);
+    // A poll completes within its deadline, and the next starts at most `min_poll_interval` later:
+    // twice that without one, while connected, is deaf (`status --deep` says so).
+    reporter
+        .health
+        .expect_inbound_every((deadline + options.min_poll_interval) * 2);
+    let mut judge = PollJudge::new();
     loop {
         let started = Instant::now();
+        let api = client.api();
         let polled = tokio::select! {
-            polled = api.get_updates(offset, options.poll_timeout) => polled,
+            polled = tokio::time::timeout(deadline, api.get_updates(offset, options.poll_timeout)) => match polled {
+                Ok(Ok(updates)) => Ok(updates),
+                Ok(Err(e)) => Err(PollFailure::Api(e)),
+                Err(_elapsed) => Err(PollFailure::Stuck(deadline)),
+            },
             _ = halt.wait_for(|h| *h) => break,
         };
         let wait = match polled {
             Ok(updates) => {
-                status.set(AdapterState::Connected, None);
+                judge.succeeded();
+                reporter.health.inbound();
+                reporter.poll(HealthState::Connected, None);
                 let empty = updates.is_empty();
                 let batch = handle_batch(&engine, &api, &options, &updates, offset).await;
                 let (next, outcome) = match batch {
@@ -363,52 +855,42 @@ async fn poll_loop(
                     Some(None) => break,
                     Some(Some(e)) => {
                         tracing::warn!("telegram: cannot store a message, will fetch it again: {e}");
-                        status.set(
-                            AdapterState::Retrying,
-                            Some(format!("cannot store messages: {e}")),
-                        );
+                        reporter.poll(HealthState::Degraded, Some(format!("cannot store messages: {e}")));
                         backoff.next_delay()
                     }
                 }
             }
-            Err(ApiError::Unauthorized) => {
-                let e = ApiError::Unauthorized;
-                if status.state() != Some(AdapterState::Unauthorized) {
-                    tracing::error!("telegram: {e}; the rest of the gateway keeps serving");
-                }
-                status.set(AdapterState::Unauthorized, Some(e.to_string()));
-                UNAUTHORIZED_RETRY
-            }
-            Err(e @ ApiError::Conflict(_)) => {
-                if status.state() != Some(AdapterState::Error) {
-                    tracing::error!("telegram: {e}");
-                }
-                status.set(AdapterState::Error, Some(e.to_string()));
-                CONFLICT_RETRY
-            }
-            Err(ApiError::RetryAfter(secs)) => {
-                let e = ApiError::RetryAfter(secs);
-                tracing::warn!("telegram: {e}");
-                status.set(AdapterState::Retrying, Some(e.to_string()));
-                Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER)
-            }
-            Err(e) => {
-                let wait = backoff.next_delay();
-                tracing::warn!("telegram: {e}; retrying in {:.1} s", wait.as_secs_f64());
-                let state = if e.is_transient() {
-                    AdapterState::Retrying
+            Err(failure) => {
+                let after = judge.failed(&failure);
+                let was = reporter.state();
+                if was != Some(after.state) {
+                    match after.state {
+                        HealthState::BadCredentials | HealthState::Conflict => {
+                            tracing::error!(
+                                "telegram: {}; the rest of the gateway keeps serving",
+                                after.message
+                            );
+                        }
+                        _ => tracing::warn!(
+                            "telegram: {}; retrying in {:.1} s",
+                            after.message,
+                            after.wait.as_secs_f64()
+                        ),
+                    }
                 } else {
-                    AdapterState::Error
-                };
-                status.set(state, Some(e.to_string()));
-                wait
+                    tracing::debug!("telegram: {}", after.message);
+                }
+                reporter.poll(after.state, Some(after.message));
+                if after.rebuild {
+                    client.rebuild();
+                }
+                after.wait
             }
         };
         if !wait.is_zero() && !pause(wait, &mut halt).await {
             break;
         }
     }
-    watcher.abort();
 }
 
 async fn handle_batch(
@@ -537,15 +1019,20 @@ async fn typing(api: BotApi, chat: i64, ticket: Ticket) {
     }
 }
 
-/// Sends every reply handed to the outbox, and first those an earlier process left undelivered.
+/// Sends every reply handed to the outbox, and first those an earlier run left undelivered.
 async fn deliver_loop(
     engine: Arc<Engine>,
-    api: BotApi,
+    client: Arc<Client>,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
-    status: AdapterStatus,
+    reporter: Reporter,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut sent = HashSet::new();
+    let mut sender = Sender {
+        engine: &engine,
+        client: &client,
+        reporter: &reporter,
+        sent: HashSet::new(),
+    };
     match engine.undelivered(ADAPTER, UNDELIVERED_BATCH).await {
         Ok(backlog) => {
             if !backlog.is_empty() {
@@ -557,7 +1044,7 @@ async fn deliver_loop(
                 if *stop.borrow() {
                     return;
                 }
-                if !deliver(&engine, &api, &status, &mut stop, &mut sent, delivery).await {
+                if !sender.deliver(&mut stop, delivery).await {
                     return;
                 }
             }
@@ -573,86 +1060,104 @@ async fn deliver_loop(
                 None => return,
             },
         };
-        if !deliver(&engine, &api, &status, &mut stop, &mut sent, delivery).await {
+        if !sender.deliver(&mut stop, delivery).await {
             return;
         }
     }
 }
 
-/// Sends one reply (in parts if long), retrying transient failures until it goes through or the adapter
-/// stops. Returns `false` when delivery must stop (closing, or the token was refused); the reply then
-/// stays undelivered in the journal for the next start.
-async fn deliver(
-    engine: &Engine,
-    api: &BotApi,
-    status: &AdapterStatus,
-    stop: &mut watch::Receiver<bool>,
-    sent: &mut HashSet<i64>,
-    delivery: Delivery,
-) -> bool {
-    if !sent.insert(delivery.turn_id) {
-        return true;
-    }
-    let Ok(chat) = delivery.session.chat_id.parse::<i64>() else {
-        tracing::warn!(session = %delivery.session, "telegram: not a chat id; the reply cannot be sent");
-        return mark(engine, delivery.turn_id).await;
-    };
-    let reply_to = delivery
-        .message_id
-        .rsplit_once("-m")
-        .and_then(|(_, id)| id.parse::<i64>().ok())
-        .filter(|id| *id > 0);
-    let parts = split::split_message(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
-    let mut backoff = RETRY.retries();
-    for (index, part) in parts.iter().enumerate() {
-        let reply_to = if index == 0 { reply_to } else { None };
-        // Agents write Markdown; failure explanations are plain.
-        let mut markup = (!delivery.reply.failed).then_some("Markdown");
-        loop {
-            match api.send_message(chat, part, markup, reply_to).await {
-                Ok(()) => {
-                    status.set(AdapterState::Connected, None);
-                    backoff.reset();
-                    break;
-                }
-                Err(e) if markup.is_some() && e.is_markup_error() => {
-                    tracing::debug!("telegram: markup refused ({e}); sending as plain text");
-                    markup = None;
-                }
-                Err(ApiError::Unauthorized) => {
-                    status.set(
-                        AdapterState::Unauthorized,
-                        Some(ApiError::Unauthorized.to_string()),
-                    );
-                    return false;
-                }
-                Err(e) if e.is_transient() => {
-                    let wait = match e {
-                        ApiError::RetryAfter(secs) => Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER),
-                        _ => backoff.next_delay(),
-                    };
-                    tracing::warn!(
-                        "telegram: cannot send a reply ({e}); retrying in {:.1} s",
-                        wait.as_secs_f64()
-                    );
-                    status.set(AdapterState::Retrying, Some(format!("sending a reply: {e}")));
-                    if !pause(wait, stop).await {
-                        return false;
+/// The sending half of one run.
+struct Sender<'a> {
+    engine: &'a Engine,
+    client: &'a Client,
+    reporter: &'a Reporter,
+    /// Turns whose reply this run sent (the journal and the queue may both hand over the same one).
+    sent: HashSet<i64>,
+}
+
+impl Sender<'_> {
+    /// Sends one reply (in parts if long), retrying until it goes through, the API refuses it for good,
+    /// or the adapter stops. Returns `false` when stopping; the reply then stays undelivered in the
+    /// journal for the next run.
+    async fn deliver(&mut self, stop: &mut watch::Receiver<bool>, delivery: Delivery) -> bool {
+        if !self.sent.insert(delivery.turn_id) {
+            return true;
+        }
+        let Ok(chat) = delivery.session.chat_id.parse::<i64>() else {
+            tracing::warn!(session = %delivery.session, "telegram: not a chat id; the reply cannot be sent");
+            return mark(self.engine, delivery.turn_id).await;
+        };
+        let reply_to = delivery
+            .message_id
+            .rsplit_once("-m")
+            .and_then(|(_, id)| id.parse::<i64>().ok())
+            .filter(|id| *id > 0);
+        let parts = split::split_message(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
+        let mut backoff = RETRY.retries();
+        let mut credentials = CREDENTIALS_RETRY.retries();
+        let mut failures = 0u32;
+        let mut network_errors = 0u32;
+        for (index, part) in parts.iter().enumerate() {
+            let reply_to = if index == 0 { reply_to } else { None };
+            // Agents write Markdown; failure explanations are plain.
+            let mut markup = (!delivery.reply.failed).then_some("Markdown");
+            loop {
+                let api = self.client.api();
+                let (wait, error) = match api.send_message(chat, part, markup, reply_to).await {
+                    Ok(()) => {
+                        self.reporter.health.outbound();
+                        self.reporter.send_failing(None);
+                        break;
                     }
+                    Err(e) if markup.is_some() && e.is_markup_error() => {
+                        tracing::debug!("telegram: markup refused ({e}); sending as plain text");
+                        markup = None;
+                        continue;
+                    }
+                    Err(e @ ApiError::Unauthorized) => (credentials.next_delay(), e),
+                    Err(e @ ApiError::RetryAfter(secs)) => {
+                        (Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER), e)
+                    }
+                    Err(e) if e.is_transient() => {
+                        if matches!(e, ApiError::Network(_)) {
+                            network_errors += 1;
+                            if network_errors >= REBUILD_AFTER {
+                                network_errors = 0;
+                                self.client.rebuild();
+                            }
+                        }
+                        (backoff.next_delay(), e)
+                    }
+                    Err(e) => {
+                        // The chat is gone, the bot was blocked...: this reply can never be sent.
+                        tracing::warn!(
+                            chat,
+                            turn = delivery.turn_id,
+                            "telegram: giving up on a reply the API refuses: {e}"
+                        );
+                        self.reporter
+                            .health
+                            .error(format!("a reply the API refuses: {e}"));
+                        return mark(self.engine, delivery.turn_id).await;
+                    }
+                };
+                failures += 1;
+                tracing::warn!(
+                    "telegram: cannot send a reply ({error}); retrying in {:.1} s",
+                    wait.as_secs_f64()
+                );
+                self.reporter.health.error(format!("sending a reply: {error}"));
+                if failures >= SEND_DEGRADED_AFTER || error == ApiError::Unauthorized {
+                    self.reporter
+                        .send_failing(Some(format!("cannot send replies: {error}")));
                 }
-                Err(e) => {
-                    // The chat is gone, the bot was blocked...: this reply can never be sent.
-                    tracing::warn!(
-                        chat,
-                        turn = delivery.turn_id,
-                        "telegram: giving up on a reply the API refuses: {e}"
-                    );
-                    return mark(engine, delivery.turn_id).await;
+                if !pause(wait, stop).await {
+                    return false;
                 }
             }
         }
+        mark(self.engine, delivery.turn_id).await
     }
-    mark(engine, delivery.turn_id).await
 }
 
 async fn mark(engine: &Engine, turn_id: i64) -> bool {

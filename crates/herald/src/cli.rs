@@ -217,6 +217,10 @@ pub struct RestartArgs {
     /// Seconds to wait for readiness after the restart.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
+    /// Restart only this chat adapter (telegram) inside the running gateway: new connections, its tasks
+    /// started again; the process, the HTTP API and other adapters keep serving.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["after_exit", "wait_for"])]
+    pub adapter: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

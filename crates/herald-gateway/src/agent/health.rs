@@ -1,34 +1,52 @@
-//! What the gateway knows about its agent's health, for `status --deep` and `herald doctor`.
+//! What the gateway knows about its agent's health: a [`HealthState`] on the [`HealthBoard`] (so
+//! `status`, `status --deep`, `/readyz` and outage notices read the agent like any adapter), with the
+//! reason, the last turn in and answer out, and the last error.
 //!
-//! Two sources, the newest wins: the outcome of every real turn (an answer proves the agent works; an
-//! error that retrying will not fix — [`AgentError::Misconfigured`], or the agent being unreachable —
-//! proves it does not), and a probe ([`Agent::probe`]: the program resolves, the endpoint answers and
-//! accepts the key) run at start and again when someone asks and the last word is older than
-//! [`REFRESH_AFTER`].
+//! Two sources: the outcome of every real turn, and a probe ([`Agent::probe`]: the program resolves, the
+//! endpoint answers and accepts the key). Turns weigh most: an answer proves the agent works; an error that
+//! retrying will not fix ([`AgentError::Misconfigured`]) or an unreachable agent
+//! ([`AgentError::Unavailable`]) proves it does not, at once; timeouts and bad answers count only when
+//! [`DEGRADED_AFTER`] of them come in a row (one bad answer says little about the next turn). A probe runs
+//! at start, when someone asks and the last word is older than [`REFRESH_AFTER`], and — with a growing
+//! pause, [`RECHECK`] — while the agent is failing, so a recovery is seen without waiting for a user's turn.
+//! A passing probe clears a failure only when it checks what failed (the agent could not be reached); an
+//! agent that answers its probe but fails its turns stays `degraded` until a turn succeeds.
 //!
 //! **Invariant:** reading the health never waits for the agent. [`AgentHealth::report`] returns what is
 //! known at once and, when that is stale, starts one probe in the background (never two at a time), so
-//! `status --deep` stays fast on a healthy gateway and still learns of an agent that broke.
+//! `status --deep` stays fast on a healthy gateway and still learns of an agent that broke. A healthy
+//! agent costs no timer: the recheck loop sleeps on the board until the agent fails.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald_home::records::HealthState;
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
 use super::{Agent, AgentError, BoxFuture, TurnRequest};
+use crate::backoff::{Backoff, Jitter};
+use crate::health::{HealthBoard, HealthHandle};
 
 /// How old the last word may be before a report starts a new probe.
 pub const REFRESH_AFTER: Duration = Duration::from_secs(60);
+/// Timeouts or bad answers in a row that make the agent `degraded`.
+pub const DEGRADED_AFTER: u32 = 2;
+/// How often a failing agent is probed: 5 s, 10 s, 20 s … up to 5 min.
+pub const RECHECK: Backoff = Backoff {
+    base: Duration::from_secs(5),
+    max: Duration::from_secs(300),
+    jitter: Jitter::Tenth,
+};
 
-/// The last word about the agent.
+/// The last word about the agent, as the control channel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Nothing known yet (the first probe is running).
     Unknown,
     /// It answered a turn, or its probe passed.
     Ready,
-    /// It failed a turn in a way retrying will not fix, or its probe failed.
+    /// It is degraded or misconfigured.
     Failing,
 }
 
@@ -40,111 +58,228 @@ impl Verdict {
             Verdict::Failing => "failing",
         }
     }
+
+    fn of(state: HealthState) -> Verdict {
+        match state {
+            HealthState::Starting | HealthState::Stopped => Verdict::Unknown,
+            HealthState::Connected => Verdict::Ready,
+            _ => Verdict::Failing,
+        }
+    }
 }
 
 /// What a report says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthReport {
     pub verdict: Verdict,
+    /// The state on the board (`degraded`...).
+    pub state: HealthState,
     /// What was checked, or what is wrong.
     pub detail: String,
-    /// When the verdict was reached (ms since the epoch; 0: never).
+    /// When the last word was had (ms since the epoch; 0: never).
     pub at_ms: u64,
 }
 
-#[derive(Debug)]
-struct State {
-    report: HealthReport,
-    probing: bool,
+/// What failed last, which decides what a passing probe proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Could not be reached or started: a passing probe proves it can be again.
+    Unreachable,
+    /// Reached, but the answer was late or unusable: only a turn proves it works.
+    Answer,
+    Misconfigured,
 }
 
-/// The shared health of one agent.
-#[derive(Debug, Clone)]
-pub struct AgentHealth {
-    state: Arc<Mutex<State>>,
+/// One piece of evidence about the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    Turn(Result<(), AgentError>),
+    Probe(Result<String, AgentError>),
 }
 
-impl Default for AgentHealth {
-    fn default() -> Self {
-        AgentHealth {
-            state: Arc::new(Mutex::new(State {
-                report: HealthReport {
-                    verdict: Verdict::Unknown,
-                    detail: "not checked yet".to_owned(),
-                    at_ms: 0,
-                },
-                probing: false,
-            })),
+/// The judge's memory between two pieces of evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Failed turns since the last answered one.
+    pub failures_in_a_row: u32,
+    last_failure: Option<Failure>,
+}
+
+/// What a piece of evidence changes: a new state and reason, or only the last error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    State(HealthState, String),
+    ErrorOnly(String),
+    Nothing,
+}
+
+/// The pure rule (see the module docs).
+pub fn judge(record: &mut Record, evidence: &Evidence) -> Judgement {
+    match evidence {
+        Evidence::Turn(Ok(())) => {
+            *record = Record::default();
+            Judgement::State(HealthState::Connected, "answered a turn".to_owned())
+        }
+        Evidence::Turn(Err(e)) => {
+            record.failures_in_a_row = record.failures_in_a_row.saturating_add(1);
+            match e {
+                AgentError::Misconfigured(_) => {
+                    record.last_failure = Some(Failure::Misconfigured);
+                    Judgement::State(HealthState::Misconfigured, e.to_string())
+                }
+                AgentError::Unavailable(_) => {
+                    record.last_failure = Some(Failure::Unreachable);
+                    Judgement::State(HealthState::Degraded, e.to_string())
+                }
+                AgentError::Timeout(_) | AgentError::Failed(_) => {
+                    record.last_failure = Some(Failure::Answer);
+                    if record.failures_in_a_row >= DEGRADED_AFTER {
+                        Judgement::State(
+                            HealthState::Degraded,
+                            format!(
+                                "{} turns in a row failed; the last: {e}",
+                                record.failures_in_a_row
+                            ),
+                        )
+                    } else {
+                        Judgement::ErrorOnly(e.to_string())
+                    }
+                }
+            }
+        }
+        Evidence::Probe(Ok(checked)) => match record.last_failure {
+            None | Some(Failure::Unreachable | Failure::Misconfigured) => {
+                *record = Record::default();
+                Judgement::State(HealthState::Connected, checked.clone())
+            }
+            // The endpoint answers, but its turns failed: only a turn can clear that.
+            Some(Failure::Answer) => Judgement::Nothing,
+        },
+        Evidence::Probe(Err(e @ AgentError::Misconfigured(_))) => {
+            record.last_failure = Some(Failure::Misconfigured);
+            Judgement::State(HealthState::Misconfigured, e.to_string())
+        }
+        Evidence::Probe(Err(e)) => {
+            record.last_failure = Some(Failure::Unreachable);
+            Judgement::State(HealthState::Degraded, e.to_string())
         }
     }
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    record: Record,
+    probing: bool,
+    /// When the last word was had (0: never).
+    at_ms: u64,
+}
+
+/// The shared health of the hosted agent.
+#[derive(Debug, Clone)]
+pub struct AgentHealth {
+    handle: HealthHandle,
+    memory: Arc<Mutex<Memory>>,
 }
 
 impl AgentHealth {
-    pub fn new() -> AgentHealth {
-        AgentHealth::default()
-    }
-
-    fn record(&self, verdict: Verdict, detail: String) {
-        let mut state = self.state.lock_unpoisoned();
-        state.report = HealthReport {
-            verdict,
-            detail,
-            at_ms: now_ms(),
-        };
-    }
-
-    /// What the outcome of a real turn says about the agent (`None`: nothing either way).
-    pub fn judge_turn(outcome: &Result<String, AgentError>) -> Option<(Verdict, String)> {
-        match outcome {
-            Ok(_) => Some((Verdict::Ready, "answered a turn".to_owned())),
-            Err(e @ (AgentError::Misconfigured(_) | AgentError::Unavailable(_))) => {
-                Some((Verdict::Failing, e.to_string()))
-            }
-            // A timeout or one bad answer says little about the next turn.
-            Err(AgentError::Timeout(_) | AgentError::Failed(_)) => None,
+    /// The agent's entry on `board`, named after its backend.
+    pub fn new(board: &HealthBoard, backend: &str) -> AgentHealth {
+        AgentHealth {
+            handle: board.agent(backend),
+            memory: Arc::default(),
         }
+    }
+
+    /// Another backend took over (a reload): its health starts over.
+    pub fn renamed(&self, backend: &str) {
+        self.handle.rename(backend);
+        *self.memory.lock_unpoisoned() = Memory::default();
+    }
+
+    fn take(&self, evidence: &Evidence) {
+        let judgement = {
+            let mut memory = self.memory.lock_unpoisoned();
+            memory.at_ms = now_ms();
+            judge(&mut memory.record, evidence)
+        };
+        match judgement {
+            Judgement::State(state, why) => self.handle.set(state, Some(why)),
+            Judgement::ErrorOnly(why) => self.handle.error(why),
+            Judgement::Nothing => {}
+        }
+    }
+
+    /// A turn was handed to the agent.
+    pub fn turn_started(&self) {
+        self.handle.inbound();
     }
 
     /// Notes the outcome of a real turn.
     pub fn note_turn(&self, outcome: &Result<String, AgentError>) {
-        if let Some((verdict, detail)) = AgentHealth::judge_turn(outcome) {
-            self.record(verdict, detail);
+        if outcome.is_ok() {
+            self.handle.outbound();
         }
+        self.take(&Evidence::Turn(outcome.as_ref().map(drop).map_err(Clone::clone)));
     }
 
     /// Runs one probe now (unless one is running) and records what it found.
     pub async fn probe(&self, agent: &dyn Agent) {
         {
-            let mut state = self.state.lock_unpoisoned();
-            if state.probing {
+            let mut memory = self.memory.lock_unpoisoned();
+            if memory.probing {
                 return;
             }
-            state.probing = true;
+            memory.probing = true;
         }
         let outcome = agent.probe().await;
-        let mut state = self.state.lock_unpoisoned();
-        state.probing = false;
-        state.report = HealthReport {
-            verdict: if outcome.is_ok() {
-                Verdict::Ready
-            } else {
-                Verdict::Failing
-            },
-            detail: match outcome {
-                Ok(checked) => checked,
-                Err(e) => e.to_string(),
-            },
-            at_ms: now_ms(),
-        };
+        self.memory.lock_unpoisoned().probing = false;
+        self.take(&Evidence::Probe(outcome));
     }
 
     /// What is known now, and whether it is stale (older than [`REFRESH_AFTER`] or never checked, with
     /// no probe running): the caller then starts [`Self::probe`] in the background.
     pub fn report(&self) -> (HealthReport, bool) {
-        let state = self.state.lock_unpoisoned();
-        let age = now_ms().saturating_sub(state.report.at_ms);
-        let stale = !state.probing && (state.report.at_ms == 0 || age > REFRESH_AFTER.as_millis() as u64);
-        (state.report.clone(), stale)
+        let (at_ms, probing) = {
+            let memory = self.memory.lock_unpoisoned();
+            (memory.at_ms, memory.probing)
+        };
+        let record = self.handle.record();
+        let state = record.as_ref().map_or(HealthState::Starting, |r| r.state);
+        let detail = record
+            .and_then(|r| r.message.or(r.last_error))
+            .unwrap_or_else(|| "not checked yet".to_owned());
+        let age = now_ms().saturating_sub(at_ms);
+        let stale = !probing && (at_ms == 0 || age > REFRESH_AFTER.as_millis() as u64);
+        (
+            HealthReport {
+                verdict: Verdict::of(state),
+                state,
+                detail,
+                at_ms,
+            },
+            stale,
+        )
+    }
+
+    /// While the agent fails, probes it with a growing pause ([`RECHECK`]) so a recovery is seen without a
+    /// user's turn; while it is healthy, sleeps on the board. Runs until the board is dropped.
+    pub async fn recheck_while_failing(self, agent: Arc<Watched>, board: HealthBoard) {
+        let mut changes = board.subscribe();
+        let mut pauses = RECHECK.retries();
+        loop {
+            let failing = self.handle.state().is_some_and(|s| !s.is_healthy());
+            if failing {
+                tokio::time::sleep(pauses.next_delay()).await;
+                if self.handle.state().is_some_and(|s| !s.is_healthy()) {
+                    self.probe(agent.as_ref()).await;
+                }
+            } else {
+                pauses.reset();
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -189,6 +324,7 @@ impl Agent for Watched {
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
         let agent = self.current();
         Box::pin(async move {
+            self.health.turn_started();
             let outcome = agent.reply(request).await;
             self.health.note_turn(&outcome);
             outcome
@@ -230,9 +366,50 @@ mod tests {
         }
     }
 
+    fn state(j: &Judgement) -> Option<HealthState> {
+        match j {
+            Judgement::State(s, _) => Some(*s),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_judge_weighs_turns_and_probes() {
+        let mut r = Record::default();
+        let failed = || Evidence::Turn(Err(AgentError::Failed("HTTP 500".into())));
+        // One bad answer is noise; two in a row are a degraded agent.
+        assert!(matches!(judge(&mut r, &failed()), Judgement::ErrorOnly(_)));
+        let second = judge(&mut r, &failed());
+        assert_eq!(state(&second), Some(HealthState::Degraded));
+        assert!(matches!(&second, Judgement::State(_, why) if why.contains("2 turns in a row")));
+        // Its probe passing (the endpoint is up) does not clear failing answers; a turn does.
+        assert_eq!(
+            judge(&mut r, &Evidence::Probe(Ok("models".into()))),
+            Judgement::Nothing
+        );
+        assert_eq!(
+            state(&judge(&mut r, &Evidence::Turn(Ok(())))),
+            Some(HealthState::Connected)
+        );
+        // Unreachable: degraded at once, and a passing probe proves it is back.
+        let down = Evidence::Turn(Err(AgentError::Unavailable("refused".into())));
+        assert_eq!(state(&judge(&mut r, &down)), Some(HealthState::Degraded));
+        assert_eq!(
+            state(&judge(&mut r, &Evidence::Probe(Ok("models".into())))),
+            Some(HealthState::Connected)
+        );
+        assert_eq!(r, Record::default());
+        // Misconfigured is its own state, from a turn or a probe.
+        let bad = Evidence::Probe(Err(AgentError::Misconfigured("401".into())));
+        assert_eq!(state(&judge(&mut r, &bad)), Some(HealthState::Misconfigured));
+        let timeout = Evidence::Turn(Err(AgentError::Timeout(Duration::from_secs(1))));
+        assert!(matches!(judge(&mut r, &timeout), Judgement::ErrorOnly(_)));
+    }
+
     #[tokio::test]
-    async fn turns_and_probes_set_the_verdict() {
-        let health = AgentHealth::new();
+    async fn turns_and_probes_reach_the_board() {
+        let board = HealthBoard::new();
+        let health = AgentHealth::new(&board, "scripted");
         let (report, stale) = health.report();
         assert_eq!(report.verdict, Verdict::Unknown);
         assert!(stale, "never checked: a report asks for a probe");
@@ -241,6 +418,7 @@ mod tests {
         health.probe(broken.as_ref()).await;
         let (report, stale) = health.report();
         assert_eq!(report.verdict, Verdict::Failing);
+        assert_eq!(report.state, HealthState::Misconfigured);
         assert!(report.detail.contains("no program"), "{report:?}");
         assert!(!stale);
 
@@ -248,15 +426,37 @@ mod tests {
         let watched = Watched::new(working, health.clone());
         assert_eq!(watched.reply(&request()).await.unwrap(), "fine");
         assert_eq!(health.report().0.verdict, Verdict::Ready);
+        let record = board.agent_record().unwrap();
+        assert!(record.last_inbound_ms.is_some() && record.last_outbound_ms.is_some());
+        assert_eq!(
+            record.last_error.as_deref().map(|e| e.contains("no program")),
+            Some(true)
+        );
 
         // A replacement serves the next turn.
         watched.replace(Arc::new(Scripted(Ok("new".into()))));
         assert_eq!(watched.reply(&request()).await.unwrap(), "new");
 
-        // A timeout says nothing about the agent's health.
-        health.note_turn(&Err(AgentError::Timeout(Duration::from_secs(1))));
-        assert_eq!(health.report().0.verdict, Verdict::Ready);
         health.note_turn(&Err(AgentError::Unavailable("refused".into())));
         assert_eq!(health.report().0.verdict, Verdict::Failing);
+        assert_eq!(board.agent_record().unwrap().state, HealthState::Degraded);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_agent_is_probed_until_it_is_back() {
+        let board = HealthBoard::new();
+        let health = AgentHealth::new(&board, "scripted");
+        let agent = Arc::new(Watched::new(
+            Arc::new(Scripted(Err(AgentError::Unavailable("refused".into())))),
+            health.clone(),
+        ));
+        tokio::spawn(health.clone().recheck_while_failing(agent.clone(), board.clone()));
+        health.note_turn(&Err(AgentError::Unavailable("refused".into())));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(board.agent_record().unwrap().state, HealthState::Degraded);
+        agent.replace(Arc::new(Scripted(Ok("back".into()))));
+        // The next recheck (within 5 min at most) sees it back.
+        tokio::time::sleep(Duration::from_secs(330)).await;
+        assert_eq!(board.agent_record().unwrap().state, HealthState::Connected);
     }
 }

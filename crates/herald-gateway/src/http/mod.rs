@@ -9,6 +9,12 @@
 //! GET  /readyz                           200 when taking turns; 503 while starting or draining
 //! ```
 //!
+//! `/readyz` fails only for what makes the gateway useless to every client: starting, draining, a store
+//! that cannot take writes, and an agent that cannot answer anything until someone fixes its setup
+//! (`misconfigured`, `bad_credentials` on the health board). A `degraded` agent (it may recover by itself)
+//! or a chat adapter in trouble (Telegram down leaves this API working) does not fail it: those are for
+//! `herald status` and the outage notices.
+//!
 //! **Invariant:** every response, error or not, is JSON with a stable shape, and a client mistake is
 //! always a 4xx — never a 500, never a crash. A 200 or 202 to a POST means the message is durably
 //! stored; anything else means it may not be (and a retry with the same `id` is always safe).
@@ -38,6 +44,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+
+use crate::health::HealthBoard;
+use herald_home::records::HealthState;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -70,6 +79,8 @@ pub struct HttpOptions {
     pub browser: BrowserPolicy,
     /// Connections, header/idle and body time (see [`HttpLimits`]).
     pub limits: HttpLimits,
+    /// Where the agent's health is read for `/readyz`.
+    pub health: HealthBoard,
 }
 
 /// Why the adapter could not start.
@@ -139,6 +150,7 @@ struct AppState {
     browser: BrowserPolicy,
     /// `[http] max_body_bytes`, named in a 413.
     max_body_bytes: usize,
+    health: HealthBoard,
 }
 
 /// The API as an axum router (public for in-process tests and benchmarks).
@@ -148,6 +160,7 @@ pub fn router(engine: Arc<Engine>, options: &HttpOptions) -> Router {
         token: options.token.clone(),
         browser: options.browser.clone(),
         max_body_bytes: options.max_body_bytes,
+        health: options.health.clone(),
     });
     // Layers run outside in: the browser guard, then the token.
     let v1 = Router::new()
@@ -204,8 +217,17 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let engine = &state.engine;
-    if engine.is_ready() {
+    let agent = state.health.agent_record().map(|r| r.state);
+    let unusable = agent.filter(|s| matches!(s, HealthState::Misconfigured | HealthState::BadCredentials));
+    if engine.is_ready() && unusable.is_none() {
         (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
+    } else if let (true, Some(agent)) = (engine.is_ready(), unusable) {
+        // No Retry-After: this does not pass by itself.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "agent_unusable", "agent": agent.as_str()})),
+        )
+            .into_response()
     } else {
         let why = if engine.turns().is_draining() {
             "draining"

@@ -1,17 +1,17 @@
 //! The control-channel protocol: one JSON object per line each way.
 //!
 //! Requests: `{"op":"ping"}`, `{"op":"status"}`, `{"op":"stop","restart":false}`, `{"op":"drain"}`,
-//! `{"op":"reload"}`.
+//! `{"op":"reload"}`, `{"op":"restart_adapter","adapter":"telegram"}`.
 //! Every response carries `ok` and the answering `pid`; the rest depends on the request. Parsing is a pure
 //! function with a size bound, so a hostile or broken client gets an error reply, never a crash.
 
-use herald_home::records::GatewayState;
+use herald_home::records::{GatewayState, HealthRecord};
 use serde::{Deserialize, Serialize};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Answered by the gateway's main loop: a liveness witness, not just a pid check.
@@ -26,6 +26,11 @@ pub enum Request {
     Drain,
     /// Read `herald.toml` and the secrets again and apply what can change without a restart.
     Reload,
+    /// Restart one chat adapter inside the running gateway (new connections, its tasks started again);
+    /// the rest of the gateway keeps serving.
+    RestartAdapter {
+        adapter: String,
+    },
 }
 
 /// What a reload did: the dotted keys applied live, and those that changed but take effect only after a
@@ -55,6 +60,9 @@ pub struct AgentStatus {
     /// How long ago the verdict was reached (none: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_ms: Option<u64>,
+    /// The agent's entry on the health board, live (state, since, last turn in and answer out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -82,6 +90,10 @@ pub struct Response {
     /// What the gateway knows of its agent's health (status and ping replies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentStatus>,
+    /// The chat adapters' health, live (status and ping replies; the state record has it as of its
+    /// last write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapters: Option<Vec<HealthRecord>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -147,6 +159,13 @@ mod tests {
         );
         assert_eq!(parse_request(b"{\"op\":\"drain\"}"), Ok(Request::Drain));
         assert_eq!(parse_request(b"{\"op\":\"reload\"}"), Ok(Request::Reload));
+        assert_eq!(
+            parse_request(b"{\"op\":\"restart_adapter\",\"adapter\":\"telegram\"}"),
+            Ok(Request::RestartAdapter {
+                adapter: "telegram".into()
+            })
+        );
+        assert!(parse_request(b"{\"op\":\"restart_adapter\"}").is_err());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `herald restart [--after-exit PID]`.
+//! `herald restart [--after-exit PID | --adapter NAME]`.
 
 use std::time::Duration;
 
@@ -10,6 +10,17 @@ use crate::cli::RestartArgs;
 
 pub fn restart(target: &Target, args: &RestartArgs) -> ExitCode {
     let timeout = Duration::from_secs(args.timeout);
+    if let Some(adapter) = &args.adapter {
+        return match herald_lifecycle::restart::restart_adapter(target, adapter) {
+            Ok(pid) => {
+                println!(
+                    "restarted the {adapter} adapter inside gateway pid {pid} (the process kept serving)"
+                );
+                ExitCode::Ok
+            }
+            Err(e) => super::fail(&e),
+        };
+    }
     if let Some(key) = &args.wait_for {
         // The detached watcher: nobody reads its output; the outcome goes to the lifecycle log.
         let Some(key) = herald_home::records::ProcessKey::parse(key) else {

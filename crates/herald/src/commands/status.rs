@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use herald_home::ExitCode;
+use herald_home::records::HealthRecord;
 use herald_home::time::human_duration;
 use herald_home::words::count;
 use herald_install::scm::SystemScm;
@@ -63,12 +64,8 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
         "worker_pid": report.worker_pid,
         "restarts": report.restarts,
         "last_restart_reason": report.last_restart_reason,
-        "adapters": report.adapters.iter().map(|a| json!({
-            "name": a.name,
-            "state": a.state.as_str(),
-            "message": a.message,
-            "since": herald_home::time::rfc3339_ms(a.since_ms),
-        })).collect::<Vec<_>>(),
+        "adapters": report.adapters.iter().map(health_json).collect::<Vec<_>>(),
+        "agent": report.agent.as_ref().map(health_json),
         "service": report.service.as_ref().map(|s| json!({
             "manager": s.manager,
             "name": s.name,
@@ -85,6 +82,23 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
         })).collect::<Vec<_>>(),
     });
     serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into())
+}
+
+/// One adapter's (or the agent's) health in `status --json` (documented in README.md).
+fn health_json(record: &HealthRecord) -> serde_json::Value {
+    let at = |ms: Option<u64>| ms.map(herald_home::time::rfc3339_ms);
+    json!({
+        "name": record.name,
+        "state": record.state.as_str(),
+        "message": record.message,
+        "since": herald_home::time::rfc3339_ms(record.since_ms),
+        "last_inbound": at(record.last_inbound_ms),
+        "last_outbound": at(record.last_outbound_ms),
+        "last_error": record.last_error,
+        "last_error_at": at(record.last_error_ms),
+        "restarts": record.restarts,
+        "notice_sent": at(record.notice_sent_ms),
+    })
 }
 
 fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
@@ -137,8 +151,12 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         if let Some(url) = &report.http_url {
             out.push_str(&format!("  http: {url}\n"));
         }
+        let now = herald_home::time::now_ms();
+        if let Some(agent) = &report.agent {
+            out.push_str(&format!("  agent {}\n", deep::describe_health(agent, now)));
+        }
         for adapter in &report.adapters {
-            out.push_str(&format!("  {}\n", deep::describe_adapter(adapter)));
+            out.push_str(&format!("  {}\n", deep::describe_health(adapter, now)));
         }
     } else {
         out.push_str("herald: not running\n");
