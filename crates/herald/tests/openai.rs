@@ -6,6 +6,8 @@
 //! `HERALD_MOCK_LLM_URL` names a running one (under Wine, where a Windows test cannot start node), used
 //! as it is after resetting its rules.
 
+#[path = "support/bot_api.rs"]
+mod bot_api;
 mod support;
 
 use std::path::PathBuf;
@@ -328,4 +330,106 @@ fn doctor_fails_the_agent_when_the_server_refuses_the_key() {
     );
     let (_, agent) = doctor(GOOD);
     assert_eq!(agent["verdict"], "PASS", "{agent}");
+}
+
+/// An agent endpoint that starts failing: the agent is `degraded` in `status`, `--json` and `--deep`;
+/// after `[gateway] outage_notice_secs` the allowed Telegram user is told once (not once per failed
+/// turn); when the endpoint works again the agent is `connected` and the user is told that too.
+#[test]
+fn an_agent_that_starts_failing_is_degraded_users_are_told_once_and_it_recovers() {
+    const TOKEN: &str = "4343:NOTICE-TOKEN";
+    const USER: i64 = 41;
+    let peer = peer();
+    let telegram = bot_api::BotApi::start(TOKEN);
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[gateway]\noutage_notice_secs = 1\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\n\
+             backend = \"openai\"\n\n[agent.openai]\nbase_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\n\
+             stream = false\nmax_retries = 0\ntimeout_secs = 5\n\n[telegram]\nenabled = true\n\
+             token = \"{TOKEN}\"\napi_base = \"{}\"\nallowed_users = [{USER}]\npoll_timeout_secs = 1\n\
+             min_poll_interval_ms = 100\n",
+            peer.url, telegram.url
+        )
+        .as_bytes(),
+    );
+    let gateway = home.start(&[]);
+    let url = home.http_url();
+    let agent_state = || {
+        home.status_json().1["agent"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(
+        post_message(&url, "s", None, "hello", "").json()["status"],
+        "done"
+    );
+    wait_for("the agent to be connected", || agent_state() == "connected");
+
+    let down = serde_json::json!({"error": {"message": "overloaded"}}).to_string();
+    peer.script(&serde_json::json!({"rules": [
+        {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+         "response": {"status": 500, "content": down}},
+        {"path": "/v1/models", "method": "GET", "match": "@",
+         "response": {"status": 500, "content": down}},
+    ]}));
+    for n in 0..2 {
+        let reply = post_message(&url, "s", None, &format!("fail {n}"), "").json();
+        assert_eq!(reply["status"], "failed", "{reply}");
+    }
+    wait_for("the agent to be degraded", || agent_state() == "degraded");
+    let (_, status) = home.status_json();
+    assert!(
+        status["agent"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2 turns in a row failed"),
+        "{status}"
+    );
+    let text = support::text(&home.output(&["status"]));
+    assert!(text.contains("agent openai: degraded since"), "{text}");
+    let deep = home.output(&["status", "--deep"]);
+    let deep_text = support::text(&deep);
+    assert_eq!(deep.status.code(), Some(1), "{deep_text}");
+    assert!(deep_text.contains("its agent is failing"), "{deep_text}");
+
+    let notices = || {
+        telegram
+            .sent_to(USER)
+            .into_iter()
+            .filter(|m| m.text.starts_with("Herald notice"))
+            .map(|m| m.text)
+            .collect::<Vec<_>>()
+    };
+    wait_for("the outage notice", || !notices().is_empty());
+    // More failed turns and more time: still one notice.
+    let reply = post_message(&url, "s", None, "fail again", "").json();
+    assert_eq!(reply["status"], "failed", "{reply}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let told = notices();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains("the agent (openai) has been failing"),
+        "{told:?}"
+    );
+    assert!(
+        !told[0].contains("overloaded"),
+        "no error text in a chat: {told:?}"
+    );
+    assert!(home.status_json().1["agent"]["notice_sent"].is_string());
+
+    let reset = http(&peer.url, "DELETE", "/config", &[], b"");
+    assert!(reset.status < 300);
+    assert_eq!(
+        post_message(&url, "s", None, "back?", "").json()["status"],
+        "done"
+    );
+    wait_for("the agent to be connected again", || agent_state() == "connected");
+    wait_for("the recovery notice", || notices().len() == 2);
+    assert_eq!(notices()[1], "Herald notice: The agent (openai) works again.");
+    let out = home.output(&["stop", "--timeout", "30"]);
+    assert!(out.status.success(), "{}", support::text(&out));
+    gateway.wait();
 }

@@ -164,27 +164,56 @@ fn unknown_users_are_denied_told_their_id_and_never_reach_the_agent() {
     assert_eq!(lines.len(), 1, "{log}");
 }
 
+/// A 401 is `bad_credentials`: said in `status`, `--json` and `--deep`, retried on a slow growing
+/// schedule (one try per step: 5 s, then 10 s), never by restarting the worker, while HTTP keeps serving.
 #[test]
-fn a_refused_token_is_unauthorized_in_status_while_http_keeps_serving() {
+fn a_refused_token_is_bad_credentials_retried_slowly_without_restarting_the_worker() {
     let api = BotApi::start(TOKEN);
     let home = home_for(&api, "");
     let wrong = "4242:WRONG-SECRET-VALUE";
-    let gateway = start(&home, wrong);
-    let message = wait_adapter(&home, "unauthorized").unwrap_or_default();
+    // Supervised: a worker restart would show as a new worker pid.
+    let child = home
+        .cmd(&["run"])
+        .env("HERALD_TEST_TG_TOKEN", wrong)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gateway = Gateway::from_child(child);
+    home.wait_running(&gateway);
+    let worker = home.worker_pid();
+    let message = wait_adapter(&home, "bad_credentials").unwrap_or_default();
     assert!(message.contains("401"), "{message}");
+    let first = Instant::now();
 
     let http = home.state().unwrap().endpoints.http_url.unwrap();
     let reply = post_message(&http, "s1", None, "still here", "");
     assert_eq!(reply.status, 200);
 
+    std::thread::sleep(Duration::from_millis(11_500).saturating_sub(first.elapsed()));
     let (code, status) = home.status_json();
     assert_eq!(code, 0);
-    assert_eq!(status["adapters"][0]["state"], "unauthorized");
+    let adapter = &status["adapters"][0];
+    assert_eq!(adapter["state"], "bad_credentials", "{status}");
+    assert_eq!(home.worker_pid(), worker, "a bad token never restarts the worker");
+    let log = home.events();
+    assert!(
+        !log.iter()
+            .any(|e| e.event == "restart_scheduled" || e.event == "adapter_restart"),
+        "{:?}",
+        home.event_names()
+    );
     let text = support::text(&home.output(&["status"]));
-    assert!(text.contains("telegram: unauthorized"), "{text}");
+    assert!(text.contains("telegram: bad_credentials"), "{text}");
     let deep = support::text(&home.output(&["status", "--deep"]));
-    assert!(deep.contains("telegram: unauthorized"), "{deep}");
+    assert!(deep.contains("telegram: bad_credentials"), "{deep}");
 
+    // One try at start, the next after 5 s, the one after that not before 15 s (each within a tenth):
+    // two tries in 11.5 s, never a storm.
+    let polls = api.polls();
+    assert_eq!(polls.len(), 2, "{polls:?}");
+    let gap = polls[1].0 - polls[0].0;
+    assert!(gap >= Duration::from_millis(4_500), "{gap:?}");
     let log = stop(&home, gateway);
     for (what, content) in [
         ("log", log),
@@ -224,7 +253,7 @@ fn an_unreachable_api_is_retried_without_leaking_the_token() {
         .as_bytes(),
     );
     let gateway = start(&home, TOKEN);
-    let message = wait_adapter(&home, "retrying").unwrap_or_default();
+    let message = wait_adapter(&home, "degraded").unwrap_or_default();
     assert!(message.contains("cannot reach"), "{message}");
     assert!(!message.contains("TEST-SECRET"), "{message}");
     let log = stop(&home, gateway);
@@ -237,13 +266,20 @@ fn a_second_poller_is_named_as_the_conflict() {
     api.stick("getUpdates", Fault::conflict());
     let home = home_for(&api, "");
     let gateway = start(&home, TOKEN);
-    let message = wait_adapter(&home, "error").unwrap_or_default();
+    let message = wait_adapter(&home, "conflict").unwrap_or_default();
     assert!(
         message.contains("409") && message.contains("another"),
         "{message}"
     );
     let (_, status) = home.status_json();
-    assert_eq!(status["adapters"][0]["state"], "error");
+    assert_eq!(status["adapters"][0]["state"], "conflict");
+    let deep = home.output(&["status", "--deep"]);
+    assert_eq!(deep.status.code(), Some(1), "{}", support::text(&deep));
+    assert!(
+        support::text(&deep).contains("telegram: conflict since"),
+        "{}",
+        support::text(&deep)
+    );
     drop(gateway);
 }
 
@@ -304,8 +340,8 @@ fn replies_held_up_by_an_outage_are_sent_after_a_crash_and_restart() {
     let home = home_for(&api, "");
     let gateway = start(&home, TOKEN);
     api.user_says(USER, 700, "are you there");
-    let message = wait_adapter(&home, "retrying").unwrap_or_default();
-    assert!(message.contains("sending a reply"), "{message}");
+    let message = wait_adapter(&home, "degraded").unwrap_or_default();
+    assert!(message.contains("cannot send replies"), "{message}");
     gateway.kill();
 
     api.unstick();
@@ -423,4 +459,54 @@ fn chaos_kill_9_and_restart_every_message_gets_exactly_one_reply() {
     }
     assert_eq!(turns, MESSAGES);
     assert!(journal.undelivered("telegram", 10).wait().unwrap().is_empty());
+}
+
+/// `herald restart --adapter telegram` restarts the adapter alone: the worker keeps its pid, the HTTP API
+/// answers throughout (a client measures it), and messages before and after are each answered once.
+#[test]
+fn restart_adapter_restarts_telegram_alone_while_the_worker_and_http_keep_serving() {
+    let api = BotApi::start(TOKEN);
+    let home = home_for(&api, "");
+    let child = home
+        .cmd(&["run"])
+        .env("HERALD_TEST_TG_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gateway = Gateway::from_child(child);
+    home.wait_running(&gateway);
+    wait_adapter(&home, "connected");
+    let worker = home.worker_pid();
+    let http = home.http_url();
+    api.user_says(USER, 800, "before");
+    wait_for("the reply before", || !api.sent_to(800).is_empty());
+
+    let client = support::HttpProbe::start(&http);
+    let out = home.output(&["restart", "--adapter", "telegram"]);
+    let shown = support::ok(&out);
+    assert!(shown.contains("restarted the telegram adapter"), "{shown}");
+    wait_adapter(&home, "connected");
+    api.user_says(USER, 801, "after");
+    wait_for("the reply after", || !api.sent_to(801).is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    let answered = client.finish();
+    assert!(answered.failures.is_empty(), "{:?}", answered.failures);
+    assert!(answered.ok >= 3, "{answered:?}");
+
+    assert_eq!(api.sent_to(800).len(), 1);
+    assert_eq!(api.sent_to(801).len(), 1);
+    assert_eq!(home.worker_pid(), worker, "the worker was not restarted");
+    let (_, status) = home.status_json();
+    assert_eq!(status["adapters"][0]["restarts"], 1, "{status}");
+    assert!(home.event_names().contains(&"adapter_restart".to_owned()));
+
+    let unknown = home.output(&["restart", "--adapter", "matrix"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", support::text(&unknown));
+    assert!(
+        support::text(&unknown).contains("this gateway runs: telegram"),
+        "{}",
+        support::text(&unknown)
+    );
+    stop(&home, gateway);
 }

@@ -6,7 +6,12 @@
 //! node), used as it is. Known limits of the emulator: its `getUpdates` ignores `offset` and `timeout`
 //! (it answers at once and marks updates read when it returns them) and it has no `sendChatAction`, so
 //! crash durability and the error paths are tested against the stand-in in `telegram.rs`.
+//!
+//! "Alive but deaf" is tested here too: the emulator behind `support/stall_proxy.rs`, a network that goes
+//! dead under the adapter's connections.
 
+#[path = "support/stall_proxy.rs"]
+mod stall_proxy;
 mod support;
 
 use std::path::PathBuf;
@@ -223,6 +228,90 @@ fn a_reload_lets_a_new_user_in_without_dropping_the_turn_in_flight() {
         .expect("a reload event");
     assert_eq!(reload.fields["source"], "control_channel", "{reload:?}");
 
+    let out = home.output(&["stop", "--timeout", "30"]);
+    assert!(out.status.success(), "{}", support::text(&out));
+    gateway.wait();
+}
+
+/// Alive but deaf, from the outside in: the network under the adapter's connections goes dead (a
+/// connection that takes requests and never answers). The adapter notices its poll did not complete in
+/// time, says `degraded`, rebuilds its client, and once the network is back it is `connected` on a new
+/// connection; the messages sent meanwhile are answered once each; the HTTP API answered throughout and
+/// the worker was never restarted.
+#[test]
+fn a_poll_stuck_on_a_dead_connection_is_noticed_and_the_client_rebuilt() {
+    let emulator = emulator();
+    let token = format!("{}:STALL-TOKEN", std::process::id());
+    let proxy = stall_proxy::StallProxy::start(emulator.url.strip_prefix("http://").unwrap());
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[telegram]\nenabled = true\ntoken = \"{token}\"\n\
+             api_base = \"{}\"\nallowed_users = [31]\npoll_timeout_secs = 0\nmin_poll_interval_ms = 200\n",
+            proxy.url
+        )
+        .as_bytes(),
+    );
+    let gateway = home.start(&[]);
+    let worker = home.worker_pid();
+    let adapter = |state: &str| {
+        let (_, status) = home.status_json();
+        status["adapters"][0]["state"] == state
+    };
+    user_says(&emulator.url, &token, 31, 31, "before");
+    let mut replies = Vec::new();
+    wait_for("the reply before the stall", || {
+        replies.extend(bot_said(&emulator.url, &token, 31));
+        !replies.is_empty()
+    });
+    let client = support::HttpProbe::start(&home.http_url());
+
+    proxy.stall();
+    user_says(&emulator.url, &token, 31, 31, "during one");
+    user_says(&emulator.url, &token, 31, 31, "during two");
+    // poll_timeout_secs = 0: a poll that has not completed in 5 s is stuck.
+    wait_for("the adapter to notice the stuck poll", || adapter("degraded"));
+    let (_, status) = home.status_json();
+    let message = status["adapters"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("did not complete within 5 s"), "{status}");
+    let connections = proxy.accepted();
+    // Still stalled: the rebuilt client's new connection is dead too, and found out again.
+    wait_for("a second connection to be tried", || {
+        proxy.accepted() > connections
+    });
+    assert!(adapter("degraded"), "{}", home.status_json().1);
+
+    proxy.heal();
+    wait_for("the adapter to be connected again", || adapter("connected"));
+    let mut replies = Vec::new();
+    wait_for("the replies to what was sent meanwhile", || {
+        replies.extend(bot_said(&emulator.url, &token, 31));
+        replies.len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    replies.extend(bot_said(&emulator.url, &token, 31));
+    replies.sort();
+    assert_eq!(
+        replies,
+        ["echo: during one", "echo: during two"],
+        "answered once each"
+    );
+
+    let answered = client.finish();
+    assert!(answered.failures.is_empty(), "{:?}", answered.failures);
+    assert!(
+        answered.ok >= 20,
+        "the HTTP API answered throughout: {answered:?}"
+    );
+    assert_eq!(
+        home.worker_pid(),
+        worker,
+        "one adapter was deaf; the worker was never restarted"
+    );
     let out = home.output(&["stop", "--timeout", "30"]);
     assert!(out.status.success(), "{}", support::text(&out));
     gateway.wait();

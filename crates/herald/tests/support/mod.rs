@@ -383,3 +383,59 @@ pub fn test_agent() -> PathBuf {
     );
     agent
 }
+
+/// A client that keeps posting to a gateway's HTTP API on a thread of its own (a fresh session each
+/// time), so a test can show the API answered throughout something else.
+pub struct HttpProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Answered>,
+}
+
+/// What an [`HttpProbe`] saw.
+#[derive(Debug, Default)]
+pub struct Answered {
+    pub ok: usize,
+    /// Every request that was not a 200 within 2 s: what happened.
+    pub failures: Vec<String>,
+    pub slowest: Duration,
+}
+
+impl HttpProbe {
+    pub fn start(url: &str) -> HttpProbe {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, url) = (stop.clone(), url.to_owned());
+        let thread = std::thread::spawn(move || {
+            let mut answered = Answered::default();
+            let mut n = 0;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let sent = Instant::now();
+                let body = serde_json::json!({"text": format!("probe {n}")}).to_string();
+                let reply = try_http(
+                    &url,
+                    "POST",
+                    &format!("/v1/sessions/probe-{n}/messages"),
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                );
+                let took = sent.elapsed();
+                answered.slowest = answered.slowest.max(took);
+                match reply {
+                    Ok(r) if r.status == 200 && took < Duration::from_secs(2) => answered.ok += 1,
+                    Ok(r) => answered
+                        .failures
+                        .push(format!("{} after {took:?}: {}", r.status, r.body)),
+                    Err(e) => answered.failures.push(format!("{e} after {took:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answered
+        });
+        HttpProbe { stop, thread }
+    }
+
+    pub fn finish(self) -> Answered {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
