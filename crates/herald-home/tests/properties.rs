@@ -92,7 +92,7 @@ proptest! {
             endpoints: Endpoints { control: "c".into(), http_url: http },
             worker_pid: Some(key.pid ^ 1),
             detail: detail.clone(),
-            last_exit: Some(ExitRecord { code, reason: detail.unwrap_or_default(), at_ms: 3 }),
+            last_exit: Some(ExitRecord { code, reason: detail.clone().unwrap_or_default(), at_ms: 3 }),
             adapters: vec![HealthRecord { message: Some("x".into()), last_inbound_ms: Some(5), last_error: detail.clone(), restarts: 2, ..HealthRecord::new("telegram", HealthState::Degraded, 4) }],
             agent: Some(HealthRecord { last_outbound_ms: Some(6), ..HealthRecord::new("openai", HealthState::Connected, 4) }),
         });
@@ -130,7 +130,7 @@ proptest! {
     #[test]
     fn config_rendering_round_trips(drain in 0u64..=3600, exits in 1u32..=1000, window in 1u64..=86_400) {
         let config = Config {
-            gateway: GatewayConfig { drain_timeout_secs: drain, log_message_text: drain % 2 == 0 },
+            gateway: GatewayConfig { drain_timeout_secs: drain, log_message_text: drain % 2 == 0, outage_notice_secs: drain },
             supervisor: SupervisorConfig { crash_loop_max_exits: exits, crash_loop_window_secs: window },
             ..Config::default()
         };

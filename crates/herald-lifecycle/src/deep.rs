@@ -735,7 +735,8 @@ fn service_probe(f: &DeepFacts, running: bool) -> Check {
 }
 
 /// What a failing probe means while the gateway runs (and is verified), in the order the verdict looks:
-/// the first failing one is the signal named. Each gets the gateway's pid and the probe's detail.
+/// the first failing one is the signal named. The agent (P11) comes before HTTP readiness (P8): an agent
+/// that cannot work fails `/readyz` too, and the agent is the cause to name. Each gets the gateway's pid and the probe's detail.
 type Explain = fn(u32, &str) -> String;
 const RUNNING_FAILURES: [(u8, Explain); 8] = [
     (4, |pid, _| {
@@ -756,6 +757,12 @@ const RUNNING_FAILURES: [(u8, Explain); 8] = [
              started outside the manager, which will not restart it; `herald restart` hands it back"
         )
     }),
+    (11, |pid, detail| {
+        format!(
+            "gateway pid {pid} is serving, but its agent is failing (P11: {detail}); every turn gets an \
+             apology until it is fixed: `herald doctor` checks the agent's setup"
+        )
+    }),
     (8, |pid, detail| {
         format!(
             "gateway pid {pid} answers on its control channel (P7), but its HTTP adapter does not serve \
@@ -767,12 +774,6 @@ const RUNNING_FAILURES: [(u8, Explain); 8] = [
         format!(
             "gateway pid {pid} is serving, but an adapter is not working (P10: {detail}); the rest of the \
              gateway keeps serving; see `herald logs`"
-        )
-    }),
-    (11, |pid, detail| {
-        format!(
-            "gateway pid {pid} is serving, but its agent is failing (P11: {detail}); every turn gets an \
-             apology until it is fixed: `herald doctor` checks the agent's setup"
         )
     }),
     (5, |pid, detail| {

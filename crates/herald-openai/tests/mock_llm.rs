@@ -326,7 +326,7 @@ async fn a_client_error_is_not_retried_and_carries_the_servers_message() {
     let agent = fast_agent(&config(&peer.v1(), false));
     assert_eq!(
         agent.reply(&turn("hi")).await,
-        Err(AgentError::Failed(format!(
+        Err(AgentError::Misconfigured(format!(
             "HTTP 401 Unauthorized from {}/chat/completions: Incorrect API key provided.",
             peer.v1()
         )))

@@ -362,10 +362,8 @@ fn an_agent_that_starts_failing_is_degraded_users_are_told_once_and_it_recovers(
             .unwrap_or_default()
             .to_owned()
     };
-    assert_eq!(
-        post_message(&url, "s", None, "hello", "").json()["status"],
-        "done"
-    );
+    let hello = post_message(&url, "s", None, "hello", "").json();
+    assert_eq!(hello["status"], "done", "{hello}");
     wait_for("the agent to be connected", || agent_state() == "connected");
 
     let down = serde_json::json!({"error": {"message": "overloaded"}}).to_string();
@@ -429,6 +427,67 @@ fn an_agent_that_starts_failing_is_degraded_users_are_told_once_and_it_recovers(
     wait_for("the agent to be connected again", || agent_state() == "connected");
     wait_for("the recovery notice", || notices().len() == 2);
     assert_eq!(notices()[1], "Herald notice: The agent (openai) works again.");
+    let out = home.output(&["stop", "--timeout", "30"]);
+    assert!(out.status.success(), "{}", support::text(&out));
+    gateway.wait();
+}
+
+/// An endpoint that refuses the key makes the agent `misconfigured`, and only that fails `/readyz`
+/// (`agent_unusable`, no Retry-After): the gateway cannot answer anyone until it is fixed. Once the
+/// endpoint takes the key again, the gateway's own recheck sees it — no user message needed — and
+/// `/readyz` is 200 again.
+#[test]
+fn a_refused_key_is_misconfigured_fails_readyz_and_the_recheck_sees_it_fixed() {
+    let peer = peer();
+    let refused =
+        serde_json::json!({"error": {"message": "Incorrect API key", "type": "invalid_request_error"}})
+            .to_string();
+    peer.script(&serde_json::json!({"rules": [
+        {"path": "/v1/models", "method": "GET", "match": "@", "response": {"status": 401, "content": refused}},
+        {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+         "response": {"status": 401, "content": refused}},
+    ]}));
+    let home = home_with_openai(&peer.url);
+    let gateway = home.start(&[]);
+    let url = home.http_url();
+    let agent_state = || {
+        home.status_json().1["agent"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    wait_for("the start-up probe to find the key refused", || {
+        agent_state() == "misconfigured"
+    });
+    let ready = http(&url, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.json()["status"], "agent_unusable", "{}", ready.body);
+    assert_eq!(ready.json()["agent"], "misconfigured", "{}", ready.body);
+    assert!(
+        ready.header("retry-after").is_none(),
+        "it does not pass by itself"
+    );
+    // A turn still gets its clear apology (the API itself works).
+    let reply = post_message(&url, "k", None, "hello?", "").json();
+    assert_eq!(reply["status"], "failed", "{reply}");
+
+    // Fixed: the key is taken again (mock-llm lists no models of its own: the rule does).
+    let models = serde_json::json!({"object": "list", "data": [{"id": "m", "object": "model"}]}).to_string();
+    peer.script(&serde_json::json!({"rules": [
+        {"path": "/v1/models", "method": "GET", "match": "@", "response": {"status": 200, "content": models}},
+    ]}));
+    // The recheck runs 5 s after the failure, then 10 s later: no message is sent meanwhile.
+    let fixed = std::time::Instant::now();
+    while agent_state() != "connected" {
+        assert!(
+            fixed.elapsed() < std::time::Duration::from_secs(40),
+            "the recheck did not see the endpoint fixed: {}",
+            home.status_json().1
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ready = http(&url, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 200, "{}", ready.body);
     let out = home.output(&["stop", "--timeout", "30"]);
     assert!(out.status.success(), "{}", support::text(&out));
     gateway.wait();

@@ -310,8 +310,12 @@ fn status_deep_sees_the_http_adapter_drain_and_a_lying_url() {
     let (code, output) = gateway.wait();
     assert_eq!(code, Some(0), "{output}");
 
-    // A state record whose URL nobody answers on: P8 and P10 say so.
+    // A state record whose URL nobody answers on: P8 and P10 say so. (Tampered with once the start-up
+    // probe has judged the agent: that change rewrites the record.)
     let _gateway = home.start(&["--no-supervise"]);
+    wait_for("the agent's first word", || {
+        home.status_json().1["agent"]["state"] == "connected"
+    });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);

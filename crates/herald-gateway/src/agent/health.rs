@@ -80,7 +80,7 @@ pub struct HealthReport {
     pub at_ms: u64,
 }
 
-/// What failed last, which decides what a passing probe proves.
+/// What put the agent in its unhealthy state, which decides what a passing probe proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     /// Could not be reached or started: a passing probe proves it can be again.
@@ -102,7 +102,9 @@ pub enum Evidence {
 pub struct Record {
     /// Failed turns since the last answered one.
     pub failures_in_a_row: u32,
-    last_failure: Option<Failure>,
+    /// Why the agent is unhealthy now (none while it is healthy: an error below the threshold does not
+    /// count).
+    cause: Option<Failure>,
 }
 
 /// What a piece of evidence changes: a new state and reason, or only the last error.
@@ -124,16 +126,16 @@ pub fn judge(record: &mut Record, evidence: &Evidence) -> Judgement {
             record.failures_in_a_row = record.failures_in_a_row.saturating_add(1);
             match e {
                 AgentError::Misconfigured(_) => {
-                    record.last_failure = Some(Failure::Misconfigured);
+                    record.cause = Some(Failure::Misconfigured);
                     Judgement::State(HealthState::Misconfigured, e.to_string())
                 }
                 AgentError::Unavailable(_) => {
-                    record.last_failure = Some(Failure::Unreachable);
+                    record.cause = Some(Failure::Unreachable);
                     Judgement::State(HealthState::Degraded, e.to_string())
                 }
                 AgentError::Timeout(_) | AgentError::Failed(_) => {
-                    record.last_failure = Some(Failure::Answer);
                     if record.failures_in_a_row >= DEGRADED_AFTER {
+                        record.cause = Some(Failure::Answer);
                         Judgement::State(
                             HealthState::Degraded,
                             format!(
@@ -147,7 +149,7 @@ pub fn judge(record: &mut Record, evidence: &Evidence) -> Judgement {
                 }
             }
         }
-        Evidence::Probe(Ok(checked)) => match record.last_failure {
+        Evidence::Probe(Ok(checked)) => match record.cause {
             None | Some(Failure::Unreachable | Failure::Misconfigured) => {
                 *record = Record::default();
                 Judgement::State(HealthState::Connected, checked.clone())
@@ -156,11 +158,11 @@ pub fn judge(record: &mut Record, evidence: &Evidence) -> Judgement {
             Some(Failure::Answer) => Judgement::Nothing,
         },
         Evidence::Probe(Err(e @ AgentError::Misconfigured(_))) => {
-            record.last_failure = Some(Failure::Misconfigured);
+            record.cause = Some(Failure::Misconfigured);
             Judgement::State(HealthState::Misconfigured, e.to_string())
         }
         Evidence::Probe(Err(e)) => {
-            record.last_failure = Some(Failure::Unreachable);
+            record.cause = Some(Failure::Unreachable);
             Judgement::State(HealthState::Degraded, e.to_string())
         }
     }
@@ -404,6 +406,11 @@ mod tests {
         assert_eq!(state(&judge(&mut r, &bad)), Some(HealthState::Misconfigured));
         let timeout = Evidence::Turn(Err(AgentError::Timeout(Duration::from_secs(1))));
         assert!(matches!(judge(&mut r, &timeout), Judgement::ErrorOnly(_)));
+        // One bad answer while misconfigured does not change what a passing probe proves: it is fixed.
+        assert_eq!(
+            state(&judge(&mut r, &Evidence::Probe(Ok("models".into())))),
+            Some(HealthState::Connected)
+        );
     }
 
     #[tokio::test]
