@@ -102,6 +102,14 @@ fn peer() -> Peer {
     peer
 }
 
+/// The agent's health state as `status --json` shows it.
+fn agent_state(home: &TestHome) -> String {
+    home.status_json().1["agent"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn home_with_openai(base_url: &str) -> TestHome {
     let home = TestHome::new();
     home.write(
@@ -356,12 +364,7 @@ fn an_agent_that_starts_failing_is_degraded_users_are_told_once_and_it_recovers(
     );
     let gateway = home.start(&[]);
     let url = home.http_url();
-    let agent_state = || {
-        home.status_json().1["agent"]["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let agent_state = || agent_state(&home);
     let hello = post_message(&url, "s", None, "hello", "").json();
     assert_eq!(hello["status"], "done", "{hello}");
     wait_for("the agent to be connected", || agent_state() == "connected");
@@ -450,12 +453,7 @@ fn a_refused_key_is_misconfigured_fails_readyz_and_the_recheck_sees_it_fixed() {
     let home = home_with_openai(&peer.url);
     let gateway = home.start(&[]);
     let url = home.http_url();
-    let agent_state = || {
-        home.status_json().1["agent"]["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let agent_state = || agent_state(&home);
     wait_for("the start-up probe to find the key refused", || {
         agent_state() == "misconfigured"
     });

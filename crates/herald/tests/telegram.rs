@@ -32,8 +32,17 @@ fn home_for(api: &BotApi, extra: &str) -> TestHome {
 }
 
 fn start(home: &TestHome, token: &str) -> Gateway {
+    start_with(home, token, &["run", "--no-supervise"])
+}
+
+/// Supervised (a monitor and its worker): a worker restart would show as a new worker pid.
+fn start_supervised(home: &TestHome, token: &str) -> Gateway {
+    start_with(home, token, &["run"])
+}
+
+fn start_with(home: &TestHome, token: &str, args: &[&str]) -> Gateway {
     let child = home
-        .cmd(&["run", "--no-supervise"])
+        .cmd(args)
         .env("HERALD_TEST_TG_TOKEN", token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -171,16 +180,7 @@ fn a_refused_token_is_bad_credentials_retried_slowly_without_restarting_the_work
     let api = BotApi::start(TOKEN);
     let home = home_for(&api, "");
     let wrong = "4242:WRONG-SECRET-VALUE";
-    // Supervised: a worker restart would show as a new worker pid.
-    let child = home
-        .cmd(&["run"])
-        .env("HERALD_TEST_TG_TOKEN", wrong)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway::from_child(child);
-    home.wait_running(&gateway);
+    let gateway = start_supervised(&home, wrong);
     let worker = home.worker_pid();
     let message = wait_adapter(&home, "bad_credentials").unwrap_or_default();
     assert!(message.contains("401"), "{message}");
@@ -467,15 +467,7 @@ fn chaos_kill_9_and_restart_every_message_gets_exactly_one_reply() {
 fn restart_adapter_restarts_telegram_alone_while_the_worker_and_http_keep_serving() {
     let api = BotApi::start(TOKEN);
     let home = home_for(&api, "");
-    let child = home
-        .cmd(&["run"])
-        .env("HERALD_TEST_TG_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway::from_child(child);
-    home.wait_running(&gateway);
+    let gateway = start_supervised(&home, TOKEN);
     wait_adapter(&home, "connected");
     let worker = home.worker_pid();
     let http = home.http_url();
