@@ -1174,6 +1174,121 @@ async fn mark(engine: &Engine, turn_id: i64) -> bool {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_panics_is_restarted_alone_and_a_stop_ends_it() {
+        let board = herald_gateway::health::HealthBoard::new();
+        let reporter = Reporter::new(board.adapter(ADAPTER));
+        let options = TelegramOptions::from_config(
+            &TelegramConfig {
+                enabled: true,
+                token: Some("1:T".into()),
+                api_base: "http://127.0.0.1:1".into(),
+                ..TelegramConfig::default()
+            },
+            &Variables::environment_only(),
+        )
+        .unwrap();
+        let client = Arc::new(Client::new(&options).unwrap());
+        let (stop, stop_rx) = watch::channel(false);
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = runs.clone();
+        let halt = stop_rx.clone();
+        let task = tokio::spawn(supervised(
+            "poller",
+            reporter.clone(),
+            client,
+            stop_rx,
+            move || {
+                let run = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut halt = halt.clone();
+                async move {
+                    if run == 0 {
+                        panic!("boom");
+                    }
+                    let _ = halt.wait_for(|s| *s).await;
+                }
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let record = board.adapters()[0].clone();
+        assert_eq!(record.state, HealthState::Degraded);
+        assert!(
+            record
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("the poller task failed (boom)"),
+            "{record:?}"
+        );
+        assert_eq!(record.restarts, 1);
+        // After its pause (about 1 s) it runs again, alone.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("a stop ends the supervisor")
+            .unwrap();
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "not restarted after a stop"
+        );
+    }
+
+    #[test]
+    fn the_poll_judge_maps_failures_to_state_rebuild_and_wait() {
+        let mut judge = PollJudge::new();
+        let stuck = judge.failed(&PollFailure::Stuck(Duration::from_secs(35)));
+        assert_eq!(
+            (stuck.state, stuck.rebuild, stuck.wait),
+            (HealthState::Degraded, true, Duration::ZERO)
+        );
+        assert!(
+            stuck.message.contains("did not complete within 35 s"),
+            "{stuck:?}"
+        );
+        let network = || PollFailure::Api(ApiError::Network("reset".into()));
+        assert!(!judge.failed(&network()).rebuild);
+        assert!(!judge.failed(&network()).rebuild);
+        let third = judge.failed(&network());
+        assert!(third.rebuild, "{third:?}");
+        assert!(third.message.contains("3 network errors in a row"), "{third:?}");
+        let refused = judge.failed(&PollFailure::Api(ApiError::Unauthorized));
+        assert_eq!(refused.state, HealthState::BadCredentials);
+        assert!(refused.wait >= Duration::from_millis(4_500) && refused.wait <= Duration::from_millis(5_500));
+        let again = judge.failed(&PollFailure::Api(ApiError::Unauthorized));
+        assert!(again.wait >= Duration::from_secs(9), "growing: {again:?}");
+        let conflict = judge.failed(&PollFailure::Api(ApiError::Conflict("other".into())));
+        assert_eq!((conflict.state, conflict.rebuild), (HealthState::Conflict, false));
+        judge.succeeded();
+        let refused = judge.failed(&PollFailure::Api(ApiError::Unauthorized));
+        assert!(refused.wait <= Duration::from_millis(5_500), "reset by a success");
+        assert_eq!(poll_deadline(Duration::from_secs(25)), Duration::from_secs(35));
+        assert_eq!(poll_deadline(Duration::ZERO), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_failing_sender_shows_over_a_working_poller_and_clears() {
+        let board = herald_gateway::health::HealthBoard::new();
+        let reporter = Reporter::new(board.adapter(ADAPTER));
+        reporter.poll(HealthState::Connected, None);
+        reporter.send_failing(Some("cannot send replies: 502".into()));
+        assert_eq!(board.adapters()[0].state, HealthState::Degraded);
+        reporter.poll(HealthState::Connected, None);
+        assert_eq!(
+            board.adapters()[0].state,
+            HealthState::Degraded,
+            "still failing to send"
+        );
+        reporter.send_failing(None);
+        assert_eq!(board.adapters()[0].state, HealthState::Connected);
+        // A poller's own trouble wins over a sender's.
+        reporter.send_failing(Some("cannot send replies: 502".into()));
+        reporter.poll(HealthState::Conflict, Some("409".into()));
+        assert_eq!(board.adapters()[0].state, HealthState::Conflict);
+    }
+
     #[test]
     fn backoff_grows_to_a_cap_and_resets() {
         let mut backoff = RETRY.retries();
