@@ -59,6 +59,12 @@ pub enum EventKind {
     /// `herald.toml` and the secrets were read again (SIGHUP, `herald reload`): what was applied, what
     /// needs a restart, or why nothing was.
     Reload,
+    /// The monitor's watchdog found the worker alive but deaf (no beat from its event loop for the
+    /// configured limit): what it knew, before it killed the worker to replace it.
+    Wedged,
+    /// A worker's beat came late (more than 1.5 intervals apart) but within the limit; at most one a
+    /// minute, with the largest gap since the last one.
+    WatchdogLate,
 }
 
 impl EventKind {
@@ -87,6 +93,8 @@ impl EventKind {
             EventKind::OrphansEnded => "orphans_ended",
             EventKind::LockReplaced => "lock_replaced",
             EventKind::Reload => "reload",
+            EventKind::Wedged => "wedged",
+            EventKind::WatchdogLate => "watchdog_late",
         }
     }
 }
