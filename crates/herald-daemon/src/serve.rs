@@ -20,6 +20,7 @@ use herald_home::records::GatewayState;
 use herald_home::{ExitCode, Home};
 use tokio::sync::{mpsc, watch};
 
+use crate::beat::Beat;
 use crate::config_wait::{self, Baseline, Since, Waited};
 use crate::control::{ControlCall, ControlServer};
 use crate::host::GatewayHost;
@@ -214,6 +215,11 @@ async fn serve(
     tracing::info!(pid, home = %home.root().display(), "herald gateway running");
     notifier.ready();
     let mut watchdog = notifier.watchdog();
+    // A worker's loop beats for its monitor's watchdog (`crate::beat`): a wedged loop stops the beats.
+    let mut beat = match keeper.role() {
+        Role::Worker { .. } => Beat::from_env(),
+        _ => Beat::none(),
+    };
 
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
@@ -233,6 +239,7 @@ async fn serve(
             Ok(()) = adapter_changes.changed() => {}
             Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,
+            () = beat.tick() => continue,
         }
         let heard = match (&call, &signal, &marker_check) {
             (Some(call), _, _) => Heard::Call(&call.request),
