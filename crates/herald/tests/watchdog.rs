@@ -8,18 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use herald_home::atomic::read_record;
 use herald_home::lifecycle::LifecycleEvent;
-use herald_home::records::{MonitorRecord, WorkerRecord};
 use herald_process::control::{self, Request};
 use support::*;
-
-fn worker_record(home: &TestHome) -> WorkerRecord {
-    read_record::<MonitorRecord>(&home.home().monitor_record())
-        .present()
-        .and_then(|m| m.worker)
-        .expect("the monitor record names its worker")
-}
 
 fn ping(home: &TestHome) -> bool {
     control::call(&home.home(), Request::Ping, Duration::from_secs(10)).is_ok_and(|r| r.ok)
@@ -94,7 +85,17 @@ mod unix {
     use std::path::{Path, PathBuf};
     use std::time::Instant;
 
+    use herald_home::atomic::read_record;
+    use herald_home::records::{MonitorRecord, WorkerRecord};
+
     use super::*;
+
+    fn worker_record(home: &TestHome) -> WorkerRecord {
+        read_record::<MonitorRecord>(&home.home().monitor_record())
+            .present()
+            .and_then(|m| m.worker)
+            .expect("the monitor record names its worker")
+    }
 
     fn signal(pid: u32, signal: i32) {
         // SAFETY: kill(2) of the worker the records name, in a home of this test's own.
