@@ -10,6 +10,12 @@
 //!
 //! The interval is decided by the monitor and passed in [`BEAT_ENV`] (milliseconds), never read from
 //! the config by the worker, so the two cannot disagree; a worker started without it does not beat.
+//!
+//! The pace comes from a clock thread (`herald-beat`) that sleeps an interval and then hands the main
+//! loop a tick through a one-slot channel, rather than from a tokio timer in the loop: the loop runs on
+//! the thread that called `block_on`, which is not the runtime's timer driver, so a tokio timer there
+//! costs the driver thread a wake-up to fire it and another to take the next deadline. A beat then costs
+//! three: the clock thread, the main loop, the monitor's read — the least that proves the loop turns.
 
 use std::time::Duration;
 
@@ -28,7 +34,7 @@ const BEAT: u8 = b'\n';
 
 /// The beats of one worker's main loop.
 #[derive(Debug)]
-pub struct Beat(Option<(tokio::time::Interval, os::BeatPipe)>);
+pub struct Beat(Option<(tokio::sync::mpsc::Receiver<()>, os::BeatPipe)>);
 
 impl Beat {
     /// No beats (a standalone gateway, or a worker whose monitor asked for none).
@@ -36,15 +42,16 @@ impl Beat {
         Beat(None)
     }
 
-    /// The beats a worker's monitor asked for in [`BEAT_ENV`], on stdout. Must run inside the runtime.
+    /// The beats a worker's monitor asked for in [`BEAT_ENV`], on stdout; the first is sent at once.
     pub fn from_env() -> Beat {
         let Some(period) = std::env::var(BEAT_ENV).ok().as_deref().and_then(period_from) else {
             return Beat::none();
         };
-        match os::BeatPipe::on_stdout() {
-            Ok(pipe) => {
-                let mut ticks = tokio::time::interval(period);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        match os::BeatPipe::on_stdout().and_then(|pipe| Ok((clock(period)?, pipe))) {
+            Ok((ticks, pipe)) => {
+                if let Err(e) = pipe.send(BEAT) {
+                    tracing::debug!("first beat not sent: {e}");
+                }
                 Beat(Some((ticks, pipe)))
             }
             Err(e) => {
@@ -54,12 +61,16 @@ impl Beat {
         }
     }
 
-    /// Waits for the next beat and sends it (the first at once); forever when there are no beats (for
-    /// a `select!` branch).
+    /// Waits for the next tick and sends the beat; forever when there are no beats (for a `select!`
+    /// branch).
     pub async fn tick(&mut self) {
         match &mut self.0 {
             Some((ticks, pipe)) => {
-                ticks.tick().await;
+                if ticks.recv().await.is_none() {
+                    // The clock thread is gone (it cannot be, short of a panic): no more beats.
+                    self.0 = None;
+                    return;
+                }
                 if let Err(e) = pipe.send(BEAT) {
                     tracing::debug!("beat not sent: {e}");
                 }
@@ -67,6 +78,23 @@ impl Beat {
             None => std::future::pending::<()>().await,
         }
     }
+}
+
+/// The clock thread: a tick every `period`. A tick the loop has not taken yet is not doubled (one
+/// slot); the thread ends at the first tick after the loop dropped its receiver.
+fn clock(period: Duration) -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
+    let (ticks, taken) = tokio::sync::mpsc::channel(1);
+    std::thread::Builder::new()
+        .name("herald-beat".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(period);
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = ticks.try_send(()) {
+                    return;
+                }
+            }
+        })?;
+    Ok(taken)
 }
 
 /// The period in [`BEAT_ENV`]: a whole number of milliseconds, not zero.

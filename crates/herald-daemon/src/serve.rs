@@ -199,6 +199,12 @@ async fn serve(
     let mut adapter_changes = host.adapter_board().subscribe();
     let mut count_changes = throttled(turns.subscribe(), COUNTS_REFRESH);
 
+    // A worker's loop beats for its monitor's watchdog (`crate::beat`): a wedged loop stops the beats.
+    // The first beat goes now, so a worker seen `running` is already watched.
+    let mut beat = match keeper.role() {
+        Role::Worker { .. } => Beat::from_env(),
+        _ => Beat::none(),
+    };
     keeper.transition(GatewayState::Running, None);
     host.serving();
     keeper.log(
@@ -215,11 +221,6 @@ async fn serve(
     tracing::info!(pid, home = %home.root().display(), "herald gateway running");
     notifier.ready();
     let mut watchdog = notifier.watchdog();
-    // A worker's loop beats for its monitor's watchdog (`crate::beat`): a wedged loop stops the beats.
-    let mut beat = match keeper.role() {
-        Role::Worker { .. } => Beat::from_env(),
-        _ => Beat::none(),
-    };
 
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),

@@ -10,8 +10,9 @@
 //! **Invariant:** the watch costs no wake-up of its own. Each beat moves the deadline (the monitor sleeps
 //! until it; a beat replaces the sleep), so an idle monitor wakes only for beats, and a monitor that is
 //! the systemd main process pings `WATCHDOG=1` only while [`BeatWatch::beating`], so systemd is the
-//! second net when the monitor's own remedy fails. A worker is watched from its first beat (the start of
-//! its main loop): its start-up has its own failures and exit codes.
+//! second net when the monitor's own remedy fails. A worker is watched from its first beat, which it sends
+//! as it begins to serve (before its state record says `running`): its start-up has its own failures and
+//! exit codes.
 
 use std::time::{Duration, Instant};
 
