@@ -25,6 +25,7 @@ mod procfs;
 mod report;
 mod session;
 mod turns;
+mod watchdog;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ const USAGE: &str = "\
 usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--no-supervise] [--no-turns]
        herald-bench turns [--help]   (HTTP turns in detail, with latency as the journal grows)
        herald-bench flood [--help]   (a normal client while idle and slow-loris connections fill the listener)
+       herald-bench watchdog [--help] (SIGSTOP of the worker -> serving again; no false wedge under load)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
 again, idle RSS and idle wake-ups.
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
     let subcommand: Option<(&str, Subcommand)> = match args.first().map(String::as_str) {
         Some("turns") => Some(("turns", turns::main)),
         Some("flood") => Some(("flood", flood::main)),
+        Some("watchdog") => Some(("watchdog", watchdog::main)),
         _ => None,
     };
     if let Some((name, run)) = subcommand {

@@ -44,7 +44,7 @@ pub struct StopTimes {
     pub report: String,
 }
 
-/// One SIGKILL of the supervised worker and the monitor's replacement of it.
+/// One SIGKILL (or SIGSTOP) of the supervised worker and the monitor's replacement of it.
 #[cfg(target_os = "linux")]
 #[derive(Debug, Clone)]
 pub struct WorkerRestart {
@@ -221,6 +221,18 @@ impl Session {
     /// that worker. The clock starts immediately before `kill(2)`.
     #[cfg(target_os = "linux")]
     pub fn kill_worker(&mut self) -> anyhow::Result<WorkerRestart> {
+        self.signal_worker(libc::SIGKILL, "SIGKILL", WAIT_LIMIT)
+    }
+
+    /// [`Session::kill_worker`] with another signal (SIGSTOP: the monitor's watchdog must find the worker
+    /// wedged) and its own limit on the way back.
+    #[cfg(target_os = "linux")]
+    pub fn signal_worker(
+        &mut self,
+        signal: libc::c_int,
+        signal_name: &str,
+        limit: Duration,
+    ) -> anyhow::Result<WorkerRestart> {
         let state_path = Home::at(&self.root).state_record();
         let Some(gateway) = self.gateway.as_mut() else {
             bail!("no gateway whose worker to kill");
@@ -245,12 +257,12 @@ impl Session {
         let killed_at = Instant::now();
         // SAFETY: kill(2) has no memory-safety preconditions. The target is the live worker the state record
         // names; it is the monitor's child, so its pid cannot be recycled before the monitor reaps it.
-        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        let rc = unsafe { libc::kill(pid, signal) };
         if rc != 0 {
             return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("cannot SIGKILL worker {killed}"));
+                .with_context(|| format!("cannot {signal_name} worker {killed}"));
         }
-        let deadline = killed_at + WAIT_LIMIT;
+        let deadline = killed_at + limit;
 
         let (replacement, control, state_running) = loop {
             if let Some(record) = read_record::<StateRecord>(&state_path).present()
@@ -266,7 +278,7 @@ impl Session {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "no replacement for killed worker {killed} reported `running` in {} within {WAIT_LIMIT:?}",
+                    "no replacement for worker {killed} ({signal_name}) reported `running` in {} within {limit:?}",
                     state_path.display()
                 );
             }
@@ -291,8 +303,8 @@ impl Session {
             };
             if Instant::now() >= deadline {
                 bail!(
-                    "replacement worker {replacement} did not answer on {control} within {WAIT_LIMIT:?} of the \
-                     kill ({ping_attempts} attempts; last: {failure})"
+                    "replacement worker {replacement} did not answer on {control} within {limit:?} of the \
+                     {signal_name} ({ping_attempts} attempts; last: {failure})"
                 );
             }
             std::thread::sleep(STATE_POLL);

@@ -206,9 +206,9 @@ impl Client {
 #[derive(Debug)]
 pub struct Level {
     clients: usize,
-    turns: u64,
-    errors: u64,
-    per_sec: f64,
+    pub turns: u64,
+    pub errors: u64,
+    pub per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
 }
@@ -271,7 +271,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 /// `clients` threads, each posting back to back; latencies recorded after the warm-up.
-fn load(authority: &str, clients: usize, window: Duration) -> anyhow::Result<Level> {
+pub fn load(authority: &str, clients: usize, window: Duration) -> anyhow::Result<Level> {
     let start = Arc::new(Barrier::new(clients + 1));
     let measuring = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));

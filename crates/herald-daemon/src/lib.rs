@@ -9,6 +9,7 @@
 //! It hosts the gateway's engine and HTTP adapter, with a journal and agent the binary hands it through
 //! [`payload::PayloadFactory`].
 
+mod beat;
 mod config_wait;
 pub mod control;
 mod host;

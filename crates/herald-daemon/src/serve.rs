@@ -20,6 +20,7 @@ use herald_home::records::GatewayState;
 use herald_home::{ExitCode, Home};
 use tokio::sync::{mpsc, watch};
 
+use crate::beat::Beat;
 use crate::config_wait::{self, Baseline, Since, Waited};
 use crate::control::{ControlCall, ControlServer};
 use crate::host::GatewayHost;
@@ -198,6 +199,12 @@ async fn serve(
     let mut health_changes = host.health_board().subscribe();
     let mut count_changes = throttled(turns.subscribe(), COUNTS_REFRESH);
 
+    // A worker's loop beats for its monitor's watchdog (`crate::beat`): a wedged loop stops the beats.
+    // The first beat goes now, so a worker seen `running` is already watched.
+    let mut beat = match keeper.role() {
+        Role::Worker { .. } => Beat::from_env(),
+        _ => Beat::none(),
+    };
     keeper.transition(GatewayState::Running, None);
     host.serving();
     keeper.log(
@@ -233,6 +240,7 @@ async fn serve(
             Ok(()) = health_changes.changed() => {}
             Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,
+            () = beat.tick() => continue,
         }
         let heard = match (&call, &signal, &marker_check) {
             (Some(call), _, _) => Heard::Call(&call.request),

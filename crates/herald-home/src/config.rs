@@ -337,15 +337,36 @@ pub struct SupervisorConfig {
     pub crash_loop_max_exits: u32,
     #[serde(deserialize_with = "crash_loop_window")]
     pub crash_loop_window_secs: u64,
+    /// How often the worker's main loop tells the monitor it is alive (one byte on a pipe); 0 turns the
+    /// watchdog off.
+    #[serde(deserialize_with = "watchdog_interval")]
+    pub watchdog_interval_secs: u64,
+    /// A worker silent for this many intervals is wedged: recorded, killed and replaced.
+    #[serde(deserialize_with = "watchdog_missed_beats")]
+    pub watchdog_missed_beats: u32,
 }
+
+/// Upper bound for `watchdog_interval_secs`.
+pub const MAX_WATCHDOG_INTERVAL_SECS: u64 = 300;
 
 impl Default for SupervisorConfig {
     fn default() -> Self {
         SupervisorConfig {
             crash_loop_max_exits: 5,
             crash_loop_window_secs: 300,
+            watchdog_interval_secs: 2,
+            watchdog_missed_beats: 3,
         }
     }
+}
+
+fn watchdog_interval<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 0, MAX_WATCHDOG_INTERVAL_SECS)
+}
+
+/// At least 2: with 1, a beat that is merely a little late would count as a wedge.
+fn watchdog_missed_beats<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(u32::deserialize(d)?, 2, 100)
 }
 
 fn crash_loop_max_exits<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -425,6 +446,12 @@ outage_notice_secs = 300
 # records `crash_looping` and exits 1, so an outer service manager (if any) takes over.
 crash_loop_max_exits = 5      # 1..=1000
 crash_loop_window_secs = 300  # 1..=86400
+# The watchdog: the worker's event loop sends its monitor a beat every watchdog_interval_secs; a worker
+# that misses watchdog_missed_beats in a row is alive but deaf (a wedged loop, a stopped process): the
+# monitor records a `wedged` event, kills it and starts a new one (counted by the breaker above).
+# watchdog_interval_secs = 0 turns it off.
+watchdog_interval_secs = 2    # 0..=300
+watchdog_missed_beats = 3     # 2..=100
 
 [http]
 # The local HTTP API: POST /v1/sessions/{session}/messages, GET /v1/sessions, /healthz, /readyz.
@@ -1037,6 +1064,28 @@ mod tests {
         }
         let err = parse("[gateway]\ndrain_timeout_secs = 3601\n").unwrap_err();
         assert!(err.message.contains("3600"), "{err}");
+    }
+
+    #[test]
+    fn watchdog_keys_are_read_range_checked_and_zero_turns_it_off() {
+        let config = parse("[supervisor]\nwatchdog_interval_secs = 0\nwatchdog_missed_beats = 5\n").unwrap();
+        assert_eq!(config.supervisor.watchdog_interval_secs, 0);
+        assert_eq!(config.supervisor.watchdog_missed_beats, 5);
+        for (key, bad, limit) in [
+            ("watchdog_interval_secs", "301", "300"),
+            ("watchdog_interval_secs", "-1", ""),
+            ("watchdog_missed_beats", "1", "between 2 and 100"),
+            ("watchdog_missed_beats", "101", "100"),
+        ] {
+            let err = parse(&format!("[supervisor]\n{key} = {bad}\n")).unwrap_err();
+            assert_eq!(
+                err.key.as_deref(),
+                Some(format!("supervisor.{key}").as_str()),
+                "{err}"
+            );
+            assert_eq!(err.line, Some(2), "{err}");
+            assert!(err.message.contains(limit), "{err}");
+        }
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub enum EventKind {
     Reload,
     /// One chat adapter was restarted inside the running gateway (`herald restart --adapter`).
     AdapterRestart,
+    /// The monitor's watchdog found the worker alive but deaf (no beat from its event loop for the
+    /// configured limit): what it knew, before it killed the worker to replace it.
+    Wedged,
+    /// A worker's beat came late (more than 1.5 intervals apart) but within the limit; at most one a
+    /// minute, with the largest gap since the last one.
+    WatchdogLate,
 }
 
 impl EventKind {
@@ -90,6 +96,8 @@ impl EventKind {
             EventKind::LockReplaced => "lock_replaced",
             EventKind::Reload => "reload",
             EventKind::AdapterRestart => "adapter_restart",
+            EventKind::Wedged => "wedged",
+            EventKind::WatchdogLate => "watchdog_late",
         }
     }
 }

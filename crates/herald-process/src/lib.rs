@@ -22,6 +22,7 @@ pub mod spawn;
 pub mod stdio;
 pub mod stop;
 pub mod terminate;
+pub mod threads;
 pub mod wait;
 
 #[cfg(unix)]

@@ -89,12 +89,25 @@ pub struct Watchdog(Option<(tokio::time::Interval, SdNotify)>);
 impl Watchdog {
     /// Waits for the next tick and pings; forever when no watchdog is asked for (for a `select!` branch).
     pub async fn tick(&mut self) {
+        self.due().await;
+        self.ping();
+    }
+
+    /// Waits for the next tick without pinging (a monitor pings only while its worker beats); forever
+    /// when no watchdog is asked for.
+    pub async fn due(&mut self) {
         match &mut self.0 {
-            Some((interval, sd)) => {
+            Some((interval, _)) => {
                 interval.tick().await;
-                sd.watchdog();
             }
             None => std::future::pending::<()>().await,
+        }
+    }
+
+    /// One `WATCHDOG=1`, when a watchdog is asked for.
+    pub fn ping(&self) {
+        if let Some((_, sd)) = &self.0 {
+            sd.watchdog();
         }
     }
 }

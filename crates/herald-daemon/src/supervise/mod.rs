@@ -1,6 +1,6 @@
 //! Supervision: `herald run` is a monitor that runs the gateway as a worker child and restarts it when it
-//! exits unexpectedly, so "restart on crash" does not depend on an OS service manager (a Scheduled Task or
-//! a Startup-folder launch has none).
+//! exits unexpectedly — or stops beating ([`watchdog`]) — so "restart on crash" does not depend on an OS
+//! service manager (a Scheduled Task or a Startup-folder launch has none).
 //!
 //! **Architecture Invariant:** the monitor holds the instance lock and the PID record for its whole life;
 //! the worker holds `run/worker.lock` while it serves. A worker whose monitor dies sees its stdin close and
@@ -8,3 +8,4 @@
 
 pub mod monitor;
 pub mod policy;
+pub mod watchdog;

@@ -10,6 +10,13 @@
 //! Hosted by a Windows Service (`run --windows-service`), the monitor is the service's process: the SCM's
 //! Stop and Preshutdown reach it as stop requests, it reports the service running once its first worker
 //! serves and stop pending when a planned stop begins, and its exit code is the service's.
+//!
+//! The watchdog ([`super::watchdog`]): the worker's stdout is a pipe on which its main loop beats; the
+//! monitor reads it and sleeps until the beat deadline, which every beat moves. A worker silent past it is
+//! recorded (`wedged`: the silence, its turn counts, on Linux what each of its threads is doing), killed
+//! after its identity is verified, and its exit takes the normal path of an unexpected one. Under systemd
+//! (the monitor as the main process with `WatchdogSec`) `WATCHDOG=1` is sent only while the worker beats;
+//! under the SCM, which has no watchdog, the monitor's own is the only one.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
@@ -19,18 +26,20 @@ use std::time::{Duration, Instant};
 use herald_home::config::{Config, ConfigError};
 use herald_home::lifecycle::EventKind;
 use herald_home::records::{
-    GatewayState, MonitorPhase, MonitorRecord, StateRecord, StopMarker, WorkerRecord,
+    GatewayState, MonitorPhase, MonitorRecord, ProcessKey, StateRecord, StopMarker, WorkerRecord,
 };
 use herald_home::time::now_ms;
 use herald_home::{ExitCode, Home};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc;
 
 use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
+use super::watchdog::{BeatWatch, Verdict, WatchdogPolicy, wedged_reason};
+use crate::beat::BEAT_ENV;
 use crate::lock_watch::{HeldLock, LockChecker};
 use crate::marker::{self, MarkerCheck};
-use crate::readiness::Notifier;
+use crate::readiness::{Notifier, Watchdog};
 use crate::signals::{self, Disposition, SignalEvent, StopSource};
 use crate::startup::{RunError, Started, begin, runtime_or_fail};
 use crate::state::{RecordKeeper, Role};
@@ -143,9 +152,12 @@ impl Monitor {
             max_exits: config.supervisor.crash_loop_max_exits,
             window: Duration::from_secs(config.supervisor.crash_loop_window_secs),
         });
+        let watchdog = WatchdogPolicy::from_config(&config.supervisor);
+        // systemd's watchdog over the monitor itself (the main process of a unit with `WatchdogSec`).
+        let mut sd_watchdog = notifier.watchdog();
 
         loop {
-            let mut child = match os::spawn_worker(self.worker_command(&home)) {
+            let mut child = match os::spawn_worker(self.worker_command(&home, watchdog)) {
                 Ok(child) => child,
                 Err(e) => return (ExitCode::Failure, format!("cannot start the worker: {e}")),
             };
@@ -166,7 +178,11 @@ impl Monitor {
                 ))
             });
             let worker = worker_record(worker_pid);
-            self.write_monitor_record(MonitorPhase::Supervising, worker);
+            let mut beats = BeatReader(child.stdout.take());
+            let mut watch = watchdog.map(BeatWatch::new);
+            // Set once the watchdog killed this worker: the reason its exit and restart carry.
+            let mut wedged: Option<String> = None;
+            self.write_monitor_record(MonitorPhase::Supervising, worker.clone());
             self.keeper.log(
                 self.keeper
                     .event(EventKind::WorkerSpawned)
@@ -179,9 +195,34 @@ impl Monitor {
             let mut restart_requested = false;
 
             let exit = loop {
+                // A worker that was asked to stop, or already killed, is not watched any more.
+                let deadline = watch
+                    .as_ref()
+                    .filter(|_| !planned && wedged.is_none())
+                    .and_then(BeatWatch::deadline);
                 tokio::select! {
                     status = child.wait() => break to_worker_exit(status),
                     () = orphans.reap(worker_pid) => {}
+                    () = beats.next() => {
+                        if let Some(watch) = watch.as_mut()
+                            && let Some(late) = watch.on_beat(Instant::now())
+                        {
+                            self.keeper.log(self.keeper.event(EventKind::WatchdogLate)
+                                .with("worker_pid", worker_pid)
+                                .with("gap_ms", millis(late.gap))
+                                .with("limit_ms", millis(watch.policy().limit())));
+                        }
+                    }
+                    () = until(deadline) => {
+                        if let Some(watch) = watch.as_mut() {
+                            wedged = self.on_silence(watch, worker_pid, worker.as_ref(), &mut child);
+                        }
+                    }
+                    () = sd_watchdog.due() => {
+                        if watch.as_ref().is_none_or(|w| w.beating(Instant::now())) {
+                            sd_watchdog.ping();
+                        }
+                    }
                     Some(event) = signals_rx.recv() => match event.disposition {
                         Disposition::Stop => {
                             if !planned {
@@ -241,6 +282,18 @@ impl Monitor {
                 },
                 other => other,
             };
+            // Killed by the watchdog: an unexpected exit like any other, but the reason is the wedge.
+            let decision = match (decision, &wedged) {
+                (Decision::Restart { delay, .. }, Some(why)) => Decision::Restart {
+                    delay,
+                    reason: why.clone(),
+                },
+                (Decision::CrashLoop { exits, .. }, Some(why)) => Decision::CrashLoop {
+                    exits,
+                    reason: why.clone(),
+                },
+                (other, _) => other,
+            };
             let stderr_tail: Vec<String> = tail
                 .lock()
                 .map(|t| t.iter().cloned().collect())
@@ -257,6 +310,12 @@ impl Monitor {
             match exit {
                 WorkerExit::Code(code) => event = event.with("code", code),
                 WorkerExit::Signal(signal) => event = event.with("signal", signal),
+            }
+            if let Some(why) = &wedged {
+                event = event.with("reason", why.as_str());
+            }
+            if let Some(watch) = &watch {
+                event = event.with("largest_beat_gap_ms", millis(watch.largest_gap()));
             }
             self.keeper.log(event);
 
@@ -299,7 +358,10 @@ impl Monitor {
                             .with("restarts", self.restarts)
                             .with("stderr_tail", stderr_tail),
                     );
-                    if let Some(stop) = self.backoff(delay, &mut signals_rx, &mut marker_wake).await {
+                    if let Some(stop) = self
+                        .backoff(delay, &mut signals_rx, &mut marker_wake, &mut sd_watchdog)
+                        .await
+                    {
                         return (ExitCode::Ok, stop);
                     }
                 }
@@ -313,6 +375,7 @@ impl Monitor {
         delay: Duration,
         signals_rx: &mut mpsc::UnboundedReceiver<SignalEvent>,
         marker_wake: &mut mpsc::UnboundedReceiver<()>,
+        sd_watchdog: &mut Watchdog,
     ) -> Option<String> {
         // A marker may already be waiting (written while the last worker was dying).
         if self.check_marker().is_some() {
@@ -328,6 +391,8 @@ impl Monitor {
         loop {
             tokio::select! {
                 _ = &mut sleep => return None,
+                // No worker to watch: the monitor's own loop is what systemd's watchdog hears.
+                () = sd_watchdog.tick() => {}
                 Some(event) = signals_rx.recv() => if event.disposition == Disposition::Stop {
                     let source = event.source.describe();
                     self.keeper.log(self.keeper.event(EventKind::StopRequested).with("source", source.as_str()));
@@ -357,7 +422,86 @@ impl Monitor {
         }
     }
 
-    fn worker_command(&self, home: &Home) -> Command {
+    /// The worker has been silent up to the deadline: unless its planned stop is under way (it beats no
+    /// more then, and the stop has its own budget), records what is known and kills it, identity
+    /// verified. Returns the reason its exit will carry, when it was killed.
+    fn on_silence(
+        &self,
+        watch: &mut BeatWatch,
+        worker_pid: u32,
+        worker: Option<&WorkerRecord>,
+        child: &mut Child,
+    ) -> Option<String> {
+        let Verdict::Wedged { silent_for } = watch.verdict(Instant::now()) else {
+            return None;
+        };
+        let home = self.keeper.home();
+        let state = herald_home::atomic::read_record::<StateRecord>(&home.state_record())
+            .present()
+            .filter(|s| s.worker_pid == Some(worker_pid));
+        if state
+            .as_ref()
+            .is_some_and(|s| matches!(s.state, GatewayState::Draining | GatewayState::Stopped))
+        {
+            watch.stand_aside();
+            return None;
+        }
+        let reason = wedged_reason(silent_for);
+        let policy = watch.policy();
+        let mut event = self
+            .keeper
+            .event(EventKind::Wedged)
+            .with("worker_pid", worker_pid)
+            .with("last_beat_ms_ago", millis(silent_for))
+            .with("interval_ms", millis(policy.interval))
+            .with("missed_beats", policy.missed_beats);
+        if let Some(state) = &state {
+            event = event
+                .with("in_flight", state.in_flight)
+                .with("queued", state.queued);
+        }
+        if let Some(threads) = herald_process::threads::threads_of(worker_pid) {
+            let threads: Vec<serde_json::Value> = threads
+                .into_iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "tid": t.tid,
+                        "name": t.name,
+                        "state": t.state.to_string(),
+                        "wchan": t.wchan,
+                    })
+                })
+                .collect();
+            event = event.with("threads", threads);
+        }
+        self.keeper.log(event);
+        let killed = match worker {
+            Some(w) => herald_process::force_kill_verified(
+                ProcessKey {
+                    pid: w.pid,
+                    start_time: w.start_time,
+                },
+                &w.argv,
+                w.exe.as_deref(),
+            )
+            .map_err(|e| e.to_string()),
+            None => Err(format!("the identity of worker {worker_pid} was never read")),
+        };
+        if let Err(e) = killed {
+            // Our own unreaped child (the handle, not a pid read anywhere): it cannot have been recycled.
+            tracing::warn!(
+                "cannot kill worker {worker_pid} by its verified identity ({e}); killing our child"
+            );
+            if let Err(e) = child.start_kill() {
+                tracing::warn!("cannot kill worker {worker_pid}: {e}");
+            }
+        }
+        // Logged after the kill: a stderr nobody reads (the cause of some wedges) may block this write.
+        tracing::warn!("{reason}: killed worker {worker_pid} to start a new one");
+        Some(reason)
+    }
+
+    fn worker_command(&self, home: &Home, watchdog: Option<WatchdogPolicy>) -> Command {
         let exe = std::env::current_exe().unwrap_or_else(|_| "herald".into());
         let key = self.keeper.key();
         let mut cmd = Command::new(exe);
@@ -366,9 +510,15 @@ impl Monitor {
             .args(["run", "--worker"])
             .env(MONITOR_ENV, key.to_arg())
             .stdin(Stdio::piped())
-            .stdout(Stdio::inherit())
             .stderr(Stdio::piped())
             .kill_on_drop(false);
+        // The beats come on the worker's stdout (nothing else writes there), at the interval decided here.
+        match watchdog {
+            Some(policy) => cmd
+                .env(BEAT_ENV, millis(policy.interval).to_string())
+                .stdout(Stdio::piped()),
+            None => cmd.env_remove(BEAT_ENV).stdout(Stdio::inherit()),
+        };
         cmd
     }
 
@@ -388,6 +538,39 @@ impl Monitor {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// The read end of the worker's beat pipe (its stdout).
+struct BeatReader(Option<ChildStdout>);
+
+impl BeatReader {
+    /// Waits for the next beat (all bytes read at once are one); forever once the pipe is closed (the
+    /// worker is ending) or when there is none. Cancel-safe: a read interrupted by another branch loses
+    /// nothing.
+    async fn next(&mut self) {
+        let mut bytes = [0u8; 64];
+        loop {
+            let Some(pipe) = &mut self.0 else {
+                return std::future::pending().await;
+            };
+            match pipe.read(&mut bytes).await {
+                Ok(n) if n > 0 => return,
+                _ => self.0 = None,
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn worker_record(pid: u32) -> Option<WorkerRecord> {
