@@ -87,8 +87,12 @@ mod linux {
     use crate::report::{Figure, Target};
     use crate::session::Session;
 
-    /// The watchdog's limit with the defaults (the bench's homes set no `[supervisor]` keys): 3 × 2 s.
-    const DEFAULT_LIMIT_MS: u64 = 6000;
+    /// The watchdog's limit with the defaults (the bench's homes set no `[supervisor]` keys):
+    /// `watchdog_interval_secs × watchdog_missed_beats`.
+    fn default_limit_ms() -> u64 {
+        let supervisor = herald_home::config::SupervisorConfig::default();
+        supervisor.watchdog_interval_secs * 1000 * u64::from(supervisor.watchdog_missed_beats)
+    }
     /// How long the way back may take before the run counts as failed (the target is 10 s).
     const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
     /// Each disk-pressure write: this much, then fsync.
@@ -269,7 +273,7 @@ mod linux {
             "watchdog_late": named(&events, "watchdog_late").iter()
                 .map(|e| e.field("gap_ms").cloned().unwrap_or(Value::Null)).collect::<Vec<_>>(),
             "largest_beat_gap_ms": number(exit.first(), "largest_beat_gap_ms"),
-            "limit_ms": DEFAULT_LIMIT_MS,
+            "limit_ms": default_limit_ms(),
             "workers_spawned": spawned.len(),
             "same_worker": worker.is_some() && worker == after,
         }))

@@ -354,8 +354,8 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             crash_loop_max_exits: 5,
             crash_loop_window_secs: 300,
-            watchdog_interval_secs: 2,
-            watchdog_missed_beats: 3,
+            watchdog_interval_secs: 4,
+            watchdog_missed_beats: 2,
         }
     }
 }
@@ -449,9 +449,11 @@ crash_loop_window_secs = 300  # 1..=86400
 # The watchdog: the worker's event loop sends its monitor a beat every watchdog_interval_secs; a worker
 # that misses watchdog_missed_beats in a row is alive but deaf (a wedged loop, a stopped process): the
 # monitor records a `wedged` event, kills it and starts a new one (counted by the breaker above).
+# With these a wedged worker is replaced 4 to 8 s after it wedged, a loop may stall 4 s without being
+# taken for wedged, and an idle gateway wakes under once a second for it (BENCHMARKS.md).
 # watchdog_interval_secs = 0 turns it off.
-watchdog_interval_secs = 2    # 0..=300
-watchdog_missed_beats = 3     # 2..=100
+watchdog_interval_secs = 4    # 0..=300
+watchdog_missed_beats = 2     # 2..=100
 
 [http]
 # The local HTTP API: POST /v1/sessions/{session}/messages, GET /v1/sessions, /healthz, /readyz.

@@ -262,7 +262,7 @@ mod unix {
         let gateway = home.start(&[]);
         let worker = serving(&home);
         signal(worker, libc::SIGSTOP);
-        // Twice the default limit.
+        // Half as long again as the default limit (8 s), with nothing replacing it.
         std::thread::sleep(Duration::from_secs(12));
         assert_eq!(home.worker_pid(), worker);
         assert!(events_named(&home, "wedged").is_empty());
