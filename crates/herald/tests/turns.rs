@@ -5,10 +5,9 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use support::{TestHome, http, post_message, test_agent, text, wait_for};
+use support::{TestHome, http, post_message, replies, test_agent, text, wait_for};
 
 /// A home whose agent is `test_agent`, logging to `agent.log` in the home.
 fn home_with_agent(drain_secs: u64) -> (TestHome, PathBuf) {
@@ -58,27 +57,6 @@ fn agent_log(log: &Path) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-/// Message id → the replies stored for it, from the session's history.
-fn replies(url: &str, session: &str) -> BTreeMap<String, Vec<String>> {
-    let history = http(
-        url,
-        "GET",
-        &format!("/v1/sessions/{session}/messages?limit=1000"),
-        &[],
-        b"",
-    )
-    .json();
-    let mut replies: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for message in history["messages"].as_array().unwrap() {
-        let id = message["id"].as_str().unwrap().to_owned();
-        let entry = replies.entry(id).or_default();
-        if message["role"] == "assistant" {
-            entry.push(message["text"].as_str().unwrap().to_owned());
-        }
-    }
-    replies
 }
 
 fn all_answered(url: &str, session: &str, count: usize) -> bool {

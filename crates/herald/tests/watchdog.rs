@@ -192,28 +192,6 @@ mod unix {
         (home, log)
     }
 
-    /// Message id → the replies stored for it.
-    fn replies(url: &str, session: &str) -> std::collections::BTreeMap<String, Vec<String>> {
-        let history = http(
-            url,
-            "GET",
-            &format!("/v1/sessions/{session}/messages?limit=1000"),
-            &[],
-            b"",
-        )
-        .json();
-        let mut replies = std::collections::BTreeMap::<String, Vec<String>>::new();
-        for message in history["messages"].as_array().unwrap() {
-            let entry = replies
-                .entry(message["id"].as_str().unwrap().to_owned())
-                .or_default();
-            if message["role"] == "assistant" {
-                entry.push(message["text"].as_str().unwrap().to_owned());
-            }
-        }
-        replies
-    }
-
     #[test]
     fn acknowledged_turns_are_answered_once_across_a_wedged_worker() {
         let (home, log) = home_with_agent();

@@ -343,6 +343,29 @@ pub fn try_http(
     })
 }
 
+/// Message id → the replies stored for it, from the session's history (a message answered twice shows
+/// two; one not answered yet, none).
+pub fn replies(url: &str, session: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let history = http(
+        url,
+        "GET",
+        &format!("/v1/sessions/{session}/messages?limit=1000"),
+        &[],
+        b"",
+    )
+    .json();
+    let mut replies = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for message in history["messages"].as_array().unwrap() {
+        let entry = replies
+            .entry(message["id"].as_str().unwrap().to_owned())
+            .or_default();
+        if message["role"] == "assistant" {
+            entry.push(message["text"].as_str().unwrap().to_owned());
+        }
+    }
+    replies
+}
+
 /// POSTs `{"text": text, "id": id}` to a session and returns the response.
 pub fn post_message(url: &str, session: &str, id: Option<&str>, text: &str, query: &str) -> HttpResponse {
     let body = match id {
