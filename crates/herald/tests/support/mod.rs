@@ -62,7 +62,8 @@ impl TestHome {
     }
 
     pub fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        let mut cmd = self.cmd(args);
+        retry_wine_spawn(|| cmd.output())
     }
 
     /// Starts `herald run` and waits until its state record says `running`.
@@ -76,12 +77,9 @@ impl TestHome {
     pub fn spawn(&self, extra: &[&str]) -> Gateway {
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
-        let child = self
-            .cmd(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = self.cmd(&args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = retry_wine_spawn(|| cmd.spawn());
         Gateway { child: Some(child) }
     }
 
@@ -248,6 +246,25 @@ pub fn ok(out: &Output) -> String {
     let all = text(out);
     assert!(out.status.success(), "exit {:?}:\n{all}", out.status.code());
     all
+}
+
+/// Runs a spawn of the test's own command, once more (twice at most) when it fails with
+/// `ERROR_INTERNAL_ERROR` (1359): Wine's `CreateProcess` fails that way now and then while many processes
+/// start at once (seen once in CI, a `herald status` the test itself ran). That error comes from the
+/// emulator, never from Herald, and only this harness's spawn is retried; any other error fails the test.
+pub fn retry_wine_spawn<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> T {
+    let mut attempts = 0;
+    loop {
+        match spawn() {
+            Ok(value) => return value,
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && attempts < 2 => {
+                attempts += 1;
+                eprintln!("the test's spawn failed with {e} (Wine); trying again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("cannot run herald: {e}"),
+        }
+    }
 }
 
 /// Polls `condition` every 10 ms until it holds (test-side only; the product never polls like this).
