@@ -172,7 +172,11 @@ fn lock_held_by_a_process_that_is_not_herald() {
 fn stale_state_record() {
     let home = TestHome::new();
     let gateway = home.start(&[]);
-    // Pretend the heartbeat stopped an hour ago (the gateway only rewrites it every 30 s).
+    // The record is also rewritten on each health change: tamper with it only once those have settled.
+    wait_for("the agent and adapters to settle", || {
+        home.state().is_some_and(|s| health_settled(&s))
+    });
+    // Pretend the heartbeat stopped an hour ago (the gateway only rewrites it every 30 s otherwise).
     let mut state = home.state().unwrap();
     state.updated_at_ms -= 3_600_000;
     write_record(&home.home().state_record(), &state).unwrap();

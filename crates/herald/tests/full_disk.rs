@@ -113,7 +113,7 @@ fn a_full_disk_loses_nothing_and_stops_cleanly() {
         .unwrap();
     wait_for("running", || {
         matches!(read_record::<StateRecord>(&home.state_record()).present(),
-            Some(s) if s.state == GatewayState::Running)
+            Some(s) if s.state == GatewayState::Running && health_settled(&s))
     });
     let before = std::fs::read(home.state_record()).unwrap();
 

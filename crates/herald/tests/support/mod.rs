@@ -267,6 +267,20 @@ pub fn retry_wine_spawn<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> T {
     }
 }
 
+/// Whether the agent and every adapter in `state` have left `starting`. Until then the gateway rewrites
+/// its state record on each health change, so a test that compares or tampers with the record waits for
+/// this first (the echo agent is judged just after `ready`).
+pub fn health_settled(state: &StateRecord) -> bool {
+    state
+        .agent
+        .as_ref()
+        .is_some_and(|a| a.state != herald_home::records::HealthState::Starting)
+        && state
+            .adapters
+            .iter()
+            .all(|a| a.state != herald_home::records::HealthState::Starting)
+}
+
 /// Polls `condition` every 10 ms until it holds (test-side only; the product never polls like this).
 pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
