@@ -48,6 +48,16 @@ pub struct TelegramConfig {
     /// Tell the allowed users, in one line, when the agent or this bot has been failing for
     /// `[gateway] outage_notice_secs` (and when it recovers).
     pub outage_notices: bool,
+    /// Most messages sent per second overall (Telegram allows a bot about 30). Each part of a long
+    /// reply counts.
+    #[serde(deserialize_with = "send_per_second")]
+    pub send_per_second: u32,
+    /// Most messages per second to one private chat (Telegram: about 1).
+    #[serde(deserialize_with = "send_per_chat_per_second")]
+    pub send_per_chat_per_second: u32,
+    /// Most messages per minute to one group or supergroup (Telegram: 20).
+    #[serde(deserialize_with = "send_per_group_per_minute")]
+    pub send_per_group_per_minute: u32,
 }
 
 impl Default for TelegramConfig {
@@ -62,8 +72,23 @@ impl Default for TelegramConfig {
             poll_timeout_secs: 25,
             min_poll_interval_ms: 1000,
             outage_notices: true,
+            send_per_second: 30,
+            send_per_chat_per_second: 1,
+            send_per_group_per_minute: 20,
         }
     }
+}
+
+fn send_per_second<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(u32::deserialize(d)?, 1, 1000)
+}
+
+fn send_per_chat_per_second<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(u32::deserialize(d)?, 1, 100)
+}
+
+fn send_per_group_per_minute<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(u32::deserialize(d)?, 1, 6000)
 }
 
 fn poll_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -521,6 +546,12 @@ min_poll_interval_ms = 1000   # least time between two empty polls; 50..=60000
 # Tell the allowed users when the agent or this bot has been failing for [gateway] outage_notice_secs
 # (one line per outage, and one when it is over).
 outage_notices = true
+# How fast replies go out: Telegram answers 429 beyond about 30 messages a second overall, 1 a second
+# per chat and 20 a minute per group. Each part of a long reply is a message. Replies to different chats
+# go out concurrently; one chat's replies keep their order.
+send_per_second = 30            # 1..=1000
+send_per_chat_per_second = 1    # 1..=100
+send_per_group_per_minute = 20  # 1..=6000
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.
@@ -1083,6 +1114,38 @@ mod tests {
             assert_eq!(
                 err.key.as_deref(),
                 Some(format!("supervisor.{key}").as_str()),
+                "{err}"
+            );
+            assert_eq!(err.line, Some(2), "{err}");
+            assert!(err.message.contains(limit), "{err}");
+        }
+    }
+
+    #[test]
+    fn telegram_send_limits_are_read_and_range_checked() {
+        let config = parse("[telegram]\n").unwrap();
+        assert_eq!(
+            (
+                config.telegram.send_per_second,
+                config.telegram.send_per_chat_per_second,
+                config.telegram.send_per_group_per_minute
+            ),
+            (30, 1, 20)
+        );
+        let config = parse("[telegram]\nsend_per_second = 5\nsend_per_group_per_minute = 60\n").unwrap();
+        assert_eq!(config.telegram.send_per_second, 5);
+        assert_eq!(config.telegram.send_per_group_per_minute, 60);
+        for (key, bad, limit) in [
+            ("send_per_second", "0", "between 1 and 1000"),
+            ("send_per_second", "1001", "1000"),
+            ("send_per_chat_per_second", "0", "between 1 and 100"),
+            ("send_per_chat_per_second", "-1", ""),
+            ("send_per_group_per_minute", "6001", "between 1 and 6000"),
+        ] {
+            let err = parse(&format!("[telegram]\n{key} = {bad}\n")).unwrap_err();
+            assert_eq!(
+                err.key.as_deref(),
+                Some(format!("telegram.{key}").as_str()),
                 "{err}"
             );
             assert_eq!(err.line, Some(2), "{err}");

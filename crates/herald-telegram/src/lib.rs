@@ -39,9 +39,10 @@
 //! stops both, rebuilds the client and starts them again, while the rest of the gateway serves on.
 
 mod api;
+mod deliver;
+pub mod pace;
 pub mod split;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -82,10 +83,6 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 const TYPING_EVERY: Duration = Duration::from_secs(4);
 /// A turn that answers within this time gets no typing indicator at all.
 const TYPING_DELAY: Duration = Duration::from_millis(300);
-/// Most undelivered replies loaded at startup in one go.
-const UNDELIVERED_BATCH: usize = 10_000;
-/// Failed tries of one reply after which the adapter shows `degraded` (one blip is not news).
-const SEND_DEGRADED_AFTER: u32 = 2;
 /// How long a restart waits for the old tasks to finish what they are doing before ending them.
 const RESTART_GRACE: Duration = Duration::from_secs(2);
 
@@ -121,6 +118,8 @@ pub struct TelegramOptions {
     access: Arc<RwLock<Access>>,
     pub poll_timeout: Duration,
     pub min_poll_interval: Duration,
+    /// How fast replies may go out (`[telegram] send_per_*`).
+    pub pace: pace::Limits,
 }
 
 /// `[telegram] allowed_users`, `allow_all` and `outage_notices`.
@@ -149,6 +148,7 @@ impl std::fmt::Debug for TelegramOptions {
             .field("access", &*self.access.read().unwrap_or_else(|e| e.into_inner()))
             .field("poll_timeout", &self.poll_timeout)
             .field("min_poll_interval", &self.min_poll_interval)
+            .field("pace", &self.pace)
             .finish()
     }
 }
@@ -174,6 +174,11 @@ impl TelegramOptions {
             access: Arc::new(RwLock::new(Access::of(config))),
             poll_timeout: Duration::from_secs(config.poll_timeout_secs),
             min_poll_interval: Duration::from_millis(config.min_poll_interval_ms),
+            pace: pace::Limits {
+                per_second: config.send_per_second,
+                per_chat_per_second: config.send_per_chat_per_second,
+                per_group_per_minute: config.send_per_group_per_minute,
+            },
         })
     }
 
@@ -352,12 +357,13 @@ impl TelegramAdapter {
 
 impl Inner {
     fn spawn_sender(&self, run: &Running, stop: &watch::Receiver<bool>) -> JoinHandle<()> {
-        let (engine, client, outlet, reporter, halt) = (
+        let (engine, client, outlet, reporter, halt, limits) = (
             run.engine.clone(),
             self.client.clone(),
             run.outlet.clone(),
             run.reporter.clone(),
             stop.clone(),
+            self.options.pace,
         );
         tokio::spawn(supervised(
             "sender",
@@ -365,12 +371,13 @@ impl Inner {
             self.client.clone(),
             stop.clone(),
             move || {
-                deliver_loop(
+                deliver::deliver_loop(
                     engine.clone(),
                     client.clone(),
                     outlet.take(),
                     reporter.clone(),
                     halt.clone(),
+                    limits,
                 )
             },
         ))
@@ -1017,157 +1024,6 @@ async fn typing(api: BotApi, chat: i64, ticket: Ticket) {
         }
         wait = TYPING_EVERY;
     }
-}
-
-/// Sends every reply handed to the outbox, and first those an earlier run left undelivered.
-async fn deliver_loop(
-    engine: Arc<Engine>,
-    client: Arc<Client>,
-    mut queue: mpsc::UnboundedReceiver<Delivery>,
-    reporter: Reporter,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut sender = Sender {
-        engine: &engine,
-        client: &client,
-        reporter: &reporter,
-        sent: HashSet::new(),
-    };
-    match engine.undelivered(ADAPTER, UNDELIVERED_BATCH).await {
-        Ok(backlog) => {
-            if !backlog.is_empty() {
-                tracing::info!("telegram: sending {} reply(s) left undelivered", backlog.len());
-            }
-            for delivery in backlog {
-                // A planned stop ends the catch-up between two replies, never inside one: what is not
-                // sent stays in the journal for the next start.
-                if *stop.borrow() {
-                    return;
-                }
-                if !sender.deliver(&mut stop, delivery).await {
-                    return;
-                }
-            }
-        }
-        Err(e) => tracing::warn!("telegram: cannot read undelivered replies: {e}"),
-    }
-    loop {
-        let delivery = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return,
-            delivery = queue.recv() => match delivery {
-                Some(delivery) => delivery,
-                None => return,
-            },
-        };
-        if !sender.deliver(&mut stop, delivery).await {
-            return;
-        }
-    }
-}
-
-/// The sending half of one run.
-struct Sender<'a> {
-    engine: &'a Engine,
-    client: &'a Client,
-    reporter: &'a Reporter,
-    /// Turns whose reply this run sent (the journal and the queue may both hand over the same one).
-    sent: HashSet<i64>,
-}
-
-impl Sender<'_> {
-    /// Sends one reply (in parts if long), retrying until it goes through, the API refuses it for good,
-    /// or the adapter stops. Returns `false` when stopping; the reply then stays undelivered in the
-    /// journal for the next run.
-    async fn deliver(&mut self, stop: &mut watch::Receiver<bool>, delivery: Delivery) -> bool {
-        if !self.sent.insert(delivery.turn_id) {
-            return true;
-        }
-        let Ok(chat) = delivery.session.chat_id.parse::<i64>() else {
-            tracing::warn!(session = %delivery.session, "telegram: not a chat id; the reply cannot be sent");
-            return mark(self.engine, delivery.turn_id).await;
-        };
-        let reply_to = delivery
-            .message_id
-            .rsplit_once("-m")
-            .and_then(|(_, id)| id.parse::<i64>().ok())
-            .filter(|id| *id > 0);
-        let parts = split::split_message(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
-        let mut backoff = RETRY.retries();
-        let mut credentials = CREDENTIALS_RETRY.retries();
-        let mut failures = 0u32;
-        let mut network_errors = 0u32;
-        for (index, part) in parts.iter().enumerate() {
-            let reply_to = if index == 0 { reply_to } else { None };
-            // Agents write Markdown; failure explanations are plain.
-            let mut markup = (!delivery.reply.failed).then_some("Markdown");
-            loop {
-                let api = self.client.api();
-                let (wait, error) = match api.send_message(chat, part, markup, reply_to).await {
-                    Ok(()) => {
-                        self.reporter.health.outbound();
-                        self.reporter.send_failing(None);
-                        break;
-                    }
-                    Err(e) if markup.is_some() && e.is_markup_error() => {
-                        tracing::debug!("telegram: markup refused ({e}); sending as plain text");
-                        markup = None;
-                        continue;
-                    }
-                    Err(e @ ApiError::Unauthorized) => (credentials.next_delay(), e),
-                    Err(e @ ApiError::RetryAfter(secs)) => {
-                        (Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER), e)
-                    }
-                    Err(e) if e.is_transient() => {
-                        if matches!(e, ApiError::Network(_)) {
-                            network_errors += 1;
-                            if network_errors >= REBUILD_AFTER {
-                                network_errors = 0;
-                                self.client.rebuild();
-                            }
-                        }
-                        (backoff.next_delay(), e)
-                    }
-                    Err(e) => {
-                        // The chat is gone, the bot was blocked...: this reply can never be sent.
-                        tracing::warn!(
-                            chat,
-                            turn = delivery.turn_id,
-                            "telegram: giving up on a reply the API refuses: {e}"
-                        );
-                        self.reporter
-                            .health
-                            .error(format!("a reply the API refuses: {e}"));
-                        return mark(self.engine, delivery.turn_id).await;
-                    }
-                };
-                failures += 1;
-                tracing::warn!(
-                    "telegram: cannot send a reply ({error}); retrying in {:.1} s",
-                    wait.as_secs_f64()
-                );
-                self.reporter.health.error(format!("sending a reply: {error}"));
-                if failures >= SEND_DEGRADED_AFTER || error == ApiError::Unauthorized {
-                    self.reporter
-                        .send_failing(Some(format!("cannot send replies: {error}")));
-                }
-                if !pause(wait, stop).await {
-                    return false;
-                }
-            }
-        }
-        mark(self.engine, delivery.turn_id).await
-    }
-}
-
-async fn mark(engine: &Engine, turn_id: i64) -> bool {
-    if let Err(e) = engine.mark_delivered(turn_id).await {
-        tracing::warn!(
-            turn = turn_id,
-            "telegram: cannot record a delivered reply (it may be sent again): {e}"
-        );
-    }
-    true
 }
 
 #[cfg(test)]
