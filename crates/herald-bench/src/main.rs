@@ -24,6 +24,7 @@ mod proc;
 mod procfs;
 mod report;
 mod session;
+mod telegram;
 mod turns;
 mod watchdog;
 
@@ -55,6 +56,7 @@ usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--
        herald-bench turns [--help]   (HTTP turns in detail, with latency as the journal grows)
        herald-bench flood [--help]   (a normal client while idle and slow-loris connections fill the listener)
        herald-bench watchdog [--help] (SIGSTOP of the worker -> serving again; no false wedge under load)
+       herald-bench telegram [--help] (replies to many chats against a rate-limited Bot API stand-in)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
 again, idle RSS and idle wake-ups.
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Some("turns") => Some(("turns", turns::main)),
         Some("flood") => Some(("flood", flood::main)),
         Some("watchdog") => Some(("watchdog", watchdog::main)),
+        Some("telegram") => Some(("telegram", telegram::main)),
         _ => None,
     };
     if let Some((name, run)) = subcommand {

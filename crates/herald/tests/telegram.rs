@@ -358,8 +358,8 @@ fn replies_held_up_by_an_outage_are_sent_after_a_crash_and_restart() {
 /// at random moments: no update is lost, none makes a second turn (the journal holds exactly one turn
 /// and one reply per message), and every message's reply reaches the chat. Delivery is at least once:
 /// the Bot API has no idempotency key for `sendMessage`, so a kill between Telegram's answer and the
-/// commit of the delivery mark sends that one reply again — at most one per kill, since replies are
-/// sent one at a time and each is marked before the next is sent.
+/// commit of the delivery mark sends that reply again — at most one per chat per kill, since each chat
+/// has one reply out at a time, marked before its next is sent (the five chats are served concurrently).
 #[test]
 fn chaos_kill_9_and_restart_every_message_gets_exactly_one_reply() {
     const MESSAGES: usize = 200;
@@ -419,7 +419,7 @@ fn chaos_kill_9_and_restart_every_message_gets_exactly_one_reply() {
     }
     assert!(missing.is_empty(), "{kills} kills; unanswered: {missing:?}");
     assert!(
-        doubled.len() <= kills,
+        doubled.len() <= kills * 5,
         "{kills} kills but {} replies sent twice: {doubled:?}",
         doubled.len()
     );

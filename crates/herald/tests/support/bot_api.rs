@@ -4,7 +4,9 @@
 //! `offset` on and keeps re-delivering them until a later call confirms them with a higher `offset`; an
 //! empty poll waits up to `timeout` seconds for an update (long poll). `sendMessage` records the message,
 //! and refuses Markdown with an odd number of `*` with the real API's 400 "can't parse entities". Faults
-//! (401, 409, 429, 5xx) can be scripted per method. A wrong token in the URL gets a 401, like Telegram.
+//! (401, 409, 429, 5xx) can be scripted per method (and for `sendMessage`, per chat). A wrong token in the
+//! URL gets a 401, like Telegram. [`BotApi::limit`] makes it enforce Telegram's rate limits: beyond them
+//! `sendMessage` answers 429 with `retry_after`, counted by [`BotApi::refused`].
 
 #![allow(dead_code)]
 
@@ -80,6 +82,17 @@ struct State {
     faults: Vec<(String, VecDeque<Fault>)>,
     /// A method that always fails this way (until cleared).
     stuck: Vec<(String, Fault)>,
+    /// Scripted `sendMessage` answers for one chat, used first.
+    chat_faults: Vec<(i64, VecDeque<Fault>)>,
+    /// Rate limits enforced on `sendMessage`: most accepted in any one second overall, least time
+    /// between two accepted to one chat.
+    limits: Option<(usize, Duration)>,
+    /// Accepted in the last second (for the overall limit).
+    window: VecDeque<Instant>,
+    /// The last accepted message to each chat.
+    last_to_chat: Vec<(i64, Instant)>,
+    /// 429s answered because of `limits` (not scripted ones).
+    refused: usize,
 }
 
 /// The stand-in server. Dropping it stops accepting (threads serving open connections finish on their own).
@@ -136,7 +149,7 @@ impl BotApi {
             let update = json!({"update_id": id, "message": {
                 "message_id": message_id, "date": 1,
                 "from": {"id": user, "is_bot": false, "first_name": "Test"},
-                "chat": {"id": chat, "type": "private"},
+                "chat": {"id": chat, "type": if chat < 0 { "group" } else { "private" }},
                 "text": text,
             }});
             s.updates.push_back((id, update));
@@ -196,6 +209,25 @@ impl BotApi {
 
     pub fn unstick(&self) {
         self.with(|s| s.stuck.clear());
+    }
+
+    /// The next `count` `sendMessage` calls to `chat` get `fault`.
+    pub fn fail_next_to(&self, chat: i64, fault: Fault, count: usize) {
+        self.with(|s| {
+            let queue = std::iter::repeat_n(fault, count).collect::<VecDeque<_>>();
+            s.chat_faults.push((chat, queue));
+        });
+    }
+
+    /// From now on `sendMessage` accepts at most `per_second` messages in any one second, and to one
+    /// chat one per `chat_gap`; beyond, a 429 with `retry_after` (whole seconds, at least 1).
+    pub fn limit(&self, per_second: usize, chat_gap: Duration) {
+        self.with(|s| s.limits = Some((per_second, chat_gap)));
+    }
+
+    /// 429s answered because of [`BotApi::limit`].
+    pub fn refused(&self) -> usize {
+        self.with(|s| s.refused)
     }
 }
 
@@ -324,13 +356,36 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
                 );
             }
             let chat_id = body.get("chat_id").and_then(Value::as_i64).unwrap_or_default();
+            if let Some(fault) = state
+                .chat_faults
+                .iter_mut()
+                .find(|(c, q)| *c == chat_id && !q.is_empty())
+                .and_then(|(_, q)| q.pop_front())
+            {
+                return (fault.status, fault.body);
+            }
+            if let Some(wait) = over_limit(&mut state, chat_id) {
+                state.refused += 1;
+                return (
+                    429,
+                    Fault::too_many(wait.as_secs_f64().ceil().max(1.0) as u64).body,
+                );
+            }
             let reply_to = body
                 .get("reply_parameters")
                 .and_then(|r| r.get("message_id"))
                 .and_then(Value::as_i64);
             let message_id = state.next_message_id;
             state.next_message_id += 1;
-            state.sent_at.push(Instant::now());
+            let now = Instant::now();
+            if state.limits.is_some() {
+                state.window.push_back(now);
+                match state.last_to_chat.iter_mut().find(|(c, _)| *c == chat_id) {
+                    Some((_, last)) => *last = now,
+                    None => state.last_to_chat.push((chat_id, now)),
+                }
+            }
+            state.sent_at.push(now);
             state.sent.push(Sent {
                 chat_id,
                 text: text.clone(),
@@ -352,4 +407,32 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
             json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"}),
         ),
     }
+}
+
+/// How long until a message to `chat` would be within the limits, if it is not now.
+fn over_limit(state: &mut State, chat: i64) -> Option<Duration> {
+    let (per_second, chat_gap) = state.limits?;
+    let now = Instant::now();
+    while state
+        .window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+    {
+        state.window.pop_front();
+    }
+    let overall = (state.window.len() >= per_second)
+        .then(|| {
+            state
+                .window
+                .front()
+                .map(|t| (*t + Duration::from_secs(1)).saturating_duration_since(now))
+        })
+        .flatten();
+    let own = state
+        .last_to_chat
+        .iter()
+        .find(|(c, _)| *c == chat)
+        .map(|(_, last)| (*last + chat_gap).saturating_duration_since(now))
+        .filter(|d| !d.is_zero());
+    overall.max(own)
 }
