@@ -1,10 +1,11 @@
 //! The sending half of the adapter: replies from the engine's outbox to `sendMessage`, paced to the
 //! Bot API's limits, concurrent across chats.
 //!
-//! **Invariant (order):** the replies of one chat leave in the order they were handed over — those an
-//! earlier run left undelivered first, then the outbox's — and the parts of one reply in their order:
-//! a chat has at most one reply out at a time ([`Lanes`]), and a reply waiting on a retry holds up its
-//! own chat only.
+//! **Invariant (order):** the replies of one chat leave one at a time in the order they were handed
+//! over — those an earlier run left undelivered first, then the outbox's — and the parts of one reply in
+//! their order: a chat has at most one reply out ([`Lanes`]), and a reply waiting on a retry holds up its
+//! own chat only. Replies waiting together leave in turn order: two turns of a chat whose replies commit
+//! in one batch can be handed over a moment out of order, and the lane puts them back.
 //!
 //! **Invariant (rate):** every message part leaves at a slot booked from the one [`Pacer`] of the run,
 //! which keeps the overall, per-chat and per-group limits of `[telegram]` and honours a 429's
@@ -120,7 +121,14 @@ pub(crate) async fn deliver_loop(
             // what is still undelivered from the journal.
             Event::Done(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Event::Done(Err(_)) => {}
-            Event::Handed(Some(delivery)) => admit(&shared, &mut lanes, &mut seen, delivery).await,
+            Event::Handed(Some(delivery)) => {
+                admit(&shared, &mut lanes, &mut seen, delivery).await;
+                // Everything already handed over too, before anything starts: two replies of a chat
+                // handed over a moment out of turn order are then put back in order by the lane.
+                while let Ok(delivery) = queue.try_recv() {
+                    admit(&shared, &mut lanes, &mut seen, delivery).await;
+                }
+            }
             Event::Handed(None) => open = false,
         }
     }
@@ -148,7 +156,7 @@ async fn admit(shared: &Shared, lanes: &mut Lanes<Delivery>, seen: &mut HashSet<
         return;
     }
     match delivery.session.chat_id.parse::<i64>() {
-        Ok(chat) => lanes.push(chat, delivery),
+        Ok(chat) => lanes.push(chat, delivery.turn_id, delivery),
         Err(_) => {
             tracing::warn!(session = %delivery.session, "telegram: not a chat id; the reply cannot be sent");
             mark(&shared.engine, delivery.turn_id).await;
