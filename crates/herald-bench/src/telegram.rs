@@ -371,6 +371,7 @@ struct Limits {
 }
 
 fn serve(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, limits: Limits) {
+    let _ = stream.set_nodelay(true);
     let Ok(read_half) = stream.try_clone() else { return };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
@@ -406,12 +407,14 @@ fn serve(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, limits: Limit
         }
         let (status, answer) = handle(shared, limits, &path, &body);
         let bytes = answer.to_string();
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        // One write: a head and a body written apart meet Nagle's algorithm and the client's delayed
+        // ACK, which adds 40 ms to every answer on Linux.
+        let response = format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{bytes}",
             if status == 200 { "OK" } else { "Error" },
             bytes.len()
         );
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(bytes.as_bytes()).is_err() {
+        if writer.write_all(response.as_bytes()).is_err() {
             return;
         }
     }
