@@ -96,7 +96,7 @@ pub(crate) async fn deliver_loop(
     loop {
         // A planned stop starts no new reply: what is waiting stays in the journal for the next run.
         while out.len() < MAX_IN_FLIGHT && !*stop.borrow() {
-            let Some((chat, delivery)) = lanes.next() else {
+            let Some((chat, delivery)) = lanes.start_next() else {
                 break;
             };
             let (shared, stop) = (shared.clone(), stop.clone());

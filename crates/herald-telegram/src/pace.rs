@@ -205,7 +205,7 @@ impl<T> Lanes<T> {
 
     /// The next reply to start: the oldest of the chat that has waited longest with none out. Its chat
     /// is busy until [`Lanes::done`].
-    pub fn next(&mut self) -> Option<(i64, T)> {
+    pub fn start_next(&mut self) -> Option<(i64, T)> {
         while let Some(chat) = self.ready.pop_front() {
             if let Some((_, item)) = self.queues.get_mut(&chat).and_then(VecDeque::pop_front) {
                 self.busy.insert(chat);
@@ -351,30 +351,30 @@ mod tests {
         lanes.push(1, 10, "1a");
         lanes.push(2, 11, "2a");
         lanes.push(1, 12, "1b");
-        assert_eq!(lanes.next(), Some((1, "1a")));
-        assert_eq!(lanes.next(), Some((2, "2a")));
-        assert_eq!(lanes.next(), None, "chat 1 has one out");
+        assert_eq!(lanes.start_next(), Some((1, "1a")));
+        assert_eq!(lanes.start_next(), Some((2, "2a")));
+        assert_eq!(lanes.start_next(), None, "chat 1 has one out");
         lanes.push(3, 13, "3a");
         lanes.done(1);
-        assert_eq!(lanes.next(), Some((3, "3a")), "chat 3 became ready first");
-        assert_eq!(lanes.next(), Some((1, "1b")));
+        assert_eq!(lanes.start_next(), Some((3, "3a")), "chat 3 became ready first");
+        assert_eq!(lanes.start_next(), Some((1, "1b")));
         assert_eq!(lanes.waiting(), 0);
         lanes.done(1);
         lanes.done(2);
         lanes.done(3);
-        assert_eq!(lanes.next(), None);
+        assert_eq!(lanes.start_next(), None);
         assert!(lanes.queues.is_empty() && lanes.busy.is_empty());
         lanes.push(2, 20, "2b");
-        assert_eq!(lanes.next(), Some((2, "2b")));
+        assert_eq!(lanes.start_next(), Some((2, "2b")));
         // Handed over out of order while waiting: sent in turn order.
         lanes.push(2, 23, "2d");
         lanes.push(2, 22, "2c");
         lanes.push(2, 24, "2e");
         lanes.done(2);
-        assert_eq!(lanes.next(), Some((2, "2c")));
+        assert_eq!(lanes.start_next(), Some((2, "2c")));
         lanes.done(2);
-        assert_eq!(lanes.next(), Some((2, "2d")));
+        assert_eq!(lanes.start_next(), Some((2, "2d")));
         lanes.done(2);
-        assert_eq!(lanes.next(), Some((2, "2e")));
+        assert_eq!(lanes.start_next(), Some((2, "2e")));
     }
 }
