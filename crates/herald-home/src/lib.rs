@@ -10,6 +10,7 @@
 //! plain synchronous Rust so every other crate, and every OS, can depend on it — which is also why the
 //! one poison-tolerant lock helper every crate shares ([`sync::MutexExt`]) lives here.
 
+pub mod access;
 pub mod atomic;
 pub mod budget;
 pub mod config;
