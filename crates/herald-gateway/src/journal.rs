@@ -50,7 +50,7 @@ impl fmt::Display for SessionKey {
     }
 }
 
-/// Where a turn is in its life. `Done` and `Failed` are final; the other three are resumed after a
+/// Where a turn is in its life. `Done`, `Failed` and `Cancelled` are final; the other three are resumed after a
 /// restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +63,8 @@ pub enum TurnState {
     Done,
     /// Answered with an error reply (the agent failed, or the turn could not be resumed).
     Failed,
+    /// Stopped by a `/stop` before it was answered; its notice is stored but never sent.
+    Cancelled,
     /// Cut by a planned stop; resumed after the next start.
     Interrupted,
 }
@@ -74,6 +76,7 @@ impl TurnState {
             TurnState::Running => "running",
             TurnState::Done => "done",
             TurnState::Failed => "failed",
+            TurnState::Cancelled => "cancelled",
             TurnState::Interrupted => "interrupted",
         }
     }
@@ -84,13 +87,14 @@ impl TurnState {
             "running" => TurnState::Running,
             "done" => TurnState::Done,
             "failed" => TurnState::Failed,
+            "cancelled" => TurnState::Cancelled,
             "interrupted" => TurnState::Interrupted,
             _ => return None,
         })
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, TurnState::Done | TurnState::Failed)
+        matches!(self, TurnState::Done | TurnState::Failed | TurnState::Cancelled)
     }
 }
 
@@ -217,6 +221,15 @@ pub struct Conversation {
     pub started: bool,
 }
 
+/// What [`HistoryStore::claim_command`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandClaim {
+    /// `false`: this message ran its command before (it was handed over again); do nothing twice.
+    pub first: bool,
+    /// For a claim with a reset: the session's current conversation afterwards.
+    pub conversation: Option<Conversation>,
+}
+
 /// Why the journal could not do something. The message is for people; `kind` is for deciding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -321,6 +334,12 @@ pub trait TurnStore: Send + Sync + fmt::Debug {
     /// Turns that are pending, running or interrupted, oldest first.
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>>;
 
+    /// Closes a turn stopped by `/stop` before it was answered: `cancelled`, with `notice` stored as its
+    /// reply (a failure notice, shown in its history, never given to an agent) and already marked
+    /// delivered, so no reply is ever sent for it. A turn already final is left as it is; the result
+    /// says whether this call closed it.
+    fn cancel(&self, turn_id: i64, notice: &str, at_ms: u64) -> Pending<bool>;
+
     /// Sets each turn back to `pending`, counting one more resume for those that had been started
     /// (`running` or `interrupted`): a turn that only waited in line for a slot was never tried.
     fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()>;
@@ -343,6 +362,19 @@ pub trait HistoryStore: Send + Sync + fmt::Debug {
     /// Starts a new conversation of `session`, unless its current one has no turn yet. Messages stored
     /// after it are the next turns' context; those before stay stored and listed.
     fn reset(&self, session: &SessionKey, at_ms: u64) -> Pending<Conversation>;
+
+    /// Records that the command in message `message_id` of `session` ran — once: a message handed over
+    /// again (after a crash) finds it recorded (`first == false`) and must not run it again. With
+    /// `reset`, a first claim also starts the session's next conversation in the same transaction (as
+    /// [`Self::reset`]), so a `/new` is never half done nor done twice.
+    fn claim_command(
+        &self,
+        session: &SessionKey,
+        message_id: &str,
+        command: &str,
+        reset: bool,
+        at_ms: u64,
+    ) -> Pending<CommandClaim>;
 
     /// A page of a session's history (see [`HistoryQuery`]): what a reader outside the process gets, so
     /// the memory one request can take is bounded by its byte budget, not by the session's size.

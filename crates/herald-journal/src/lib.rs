@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore, Inbound,
+    Accepted, AdapterStore, CommandClaim, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore, Inbound,
     Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore,
     UnfinishedTurn,
 };
@@ -206,6 +206,16 @@ impl TurnStore for SqliteJournal {
         })
     }
 
+    fn cancel(&self, turn_id: i64, notice: &str, at_ms: u64) -> Pending<bool> {
+        let notice = notice.to_owned();
+        self.write(|done| Write::Cancel {
+            turn_id,
+            notice,
+            at_ms,
+            done,
+        })
+    }
+
     fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()> {
         if turn_ids.is_empty() {
             return Pending::ready(Ok(()));
@@ -270,6 +280,25 @@ impl HistoryStore for SqliteJournal {
     fn reset(&self, session: &SessionKey, at_ms: u64) -> Pending<Conversation> {
         let session = session.clone();
         self.write(|done| Write::Reset { session, at_ms, done })
+    }
+
+    fn claim_command(
+        &self,
+        session: &SessionKey,
+        message_id: &str,
+        command: &str,
+        reset: bool,
+        at_ms: u64,
+    ) -> Pending<CommandClaim> {
+        let (session, message_id, command) = (session.clone(), message_id.to_owned(), command.to_owned());
+        self.write(|done| Write::ClaimCommand {
+            session,
+            message_id,
+            command,
+            reset,
+            at_ms,
+            done,
+        })
     }
 
     fn sessions(&self, limit: usize) -> Pending<Vec<SessionSummary>> {
@@ -381,8 +410,8 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
         ..HistoryPage::default()
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed, t.state,
-                t.number, t.conversation
+        "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed,
+                CASE WHEN t.cancelled_ms IS NULL THEN t.state ELSE 'cancelled' END, t.number, t.conversation
          FROM messages m
          JOIN turns t ON t.id = m.turn_id
          WHERE m.session_id = (SELECT id FROM sessions WHERE adapter = ?1 AND chat_id = ?2)
@@ -416,6 +445,7 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
         let failed: bool = r.get(6)?;
         let turn_state: String = r.get(7)?;
         let status = match role {
+            Role::Assistant if turn_state == "cancelled" => TurnState::Cancelled,
             Role::Assistant if failed => TurnState::Failed,
             Role::Assistant => TurnState::Done,
             Role::User => TurnState::parse(&turn_state).unwrap_or(TurnState::Pending),
@@ -558,7 +588,7 @@ mod tests {
         let before = all_messages(&path);
         let (journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, Some(2));
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
         drop(journal);
         // Nothing lost or changed: every message, its turn, its failure mark and its delivery mark.
         assert_eq!(all_messages(&path), before);

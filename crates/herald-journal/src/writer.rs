@@ -11,7 +11,7 @@
 use std::sync::mpsc;
 
 use herald_gateway::journal::{
-    Accepted, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply, SessionKey, TurnState,
+    Accepted, CommandClaim, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply, SessionKey, TurnState,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
@@ -59,12 +59,28 @@ pub(crate) enum Write {
         at_ms: u64,
         done: Completion<Conversation>,
     },
+    Cancel {
+        turn_id: i64,
+        notice: String,
+        at_ms: u64,
+        done: Completion<bool>,
+    },
+    ClaimCommand {
+        session: SessionKey,
+        message_id: String,
+        command: String,
+        reset: bool,
+        at_ms: u64,
+        done: Completion<CommandClaim>,
+    },
 }
 
 /// What a write produced inside the transaction, delivered after the commit.
 enum Outcome {
     Accepted(Completion<Accepted>, Result<Accepted, JournalError>),
     Reset(Completion<Conversation>, Result<Conversation, JournalError>),
+    Cancelled(Completion<bool>, Result<bool, JournalError>),
+    Claimed(Completion<CommandClaim>, Result<CommandClaim, JournalError>),
     Unit(Completion<()>, Result<(), JournalError>),
     Nothing,
 }
@@ -104,6 +120,8 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
         match write {
             Write::Accept(_, done) => done.complete(Err(error.clone())),
             Write::Reset { done, .. } => done.complete(Err(error.clone())),
+            Write::Cancel { done, .. } => done.complete(Err(error.clone())),
+            Write::ClaimCommand { done, .. } => done.complete(Err(error.clone())),
             Write::Start { done, .. }
             | Write::Finish { done, .. }
             | Write::MarkInterrupted { done, .. }
@@ -128,6 +146,8 @@ fn deliver(outcome: Outcome, committed: &Result<(), JournalError>) {
     match outcome {
         Outcome::Accepted(done, result) => done.complete(after(result, committed)),
         Outcome::Reset(done, result) => done.complete(after(result, committed)),
+        Outcome::Cancelled(done, result) => done.complete(after(result, committed)),
+        Outcome::Claimed(done, result) => done.complete(after(result, committed)),
         Outcome::Unit(done, result) => done.complete(after(result, committed)),
         Outcome::Nothing => {}
     }
@@ -196,10 +216,33 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
             done,
             reset(&savepoint, &session, at_ms).map_err(|e| storage_error(&e)),
         ),
+        Write::Cancel {
+            turn_id,
+            notice,
+            at_ms,
+            done,
+        } => Outcome::Cancelled(
+            done,
+            cancel(&savepoint, turn_id, &notice, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::ClaimCommand {
+            session,
+            message_id,
+            command,
+            reset,
+            at_ms,
+            done,
+        } => Outcome::Claimed(
+            done,
+            claim_command(&savepoint, &session, &message_id, &command, reset, at_ms)
+                .map_err(|e| storage_error(&e)),
+        ),
     };
     let failed = match &outcome {
         Outcome::Accepted(_, r) => r.is_err(),
         Outcome::Reset(_, r) => r.is_err(),
+        Outcome::Cancelled(_, r) => r.is_err(),
+        Outcome::Claimed(_, r) => r.is_err(),
         Outcome::Unit(_, r) => r.is_err(),
         Outcome::Nothing => false,
     };
@@ -326,6 +369,56 @@ fn reset(conn: &Connection, session: &SessionKey, at_ms: u64) -> rusqlite::Resul
         number: next.max(1) as u64,
         started: true,
     })
+}
+
+/// Records a command message once; with `reset`, a first claim also starts the next conversation.
+fn claim_command(
+    conn: &Connection,
+    session: &SessionKey,
+    message_id: &str,
+    command: &str,
+    reset_too: bool,
+    at_ms: u64,
+) -> rusqlite::Result<CommandClaim> {
+    let session_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO sessions (adapter, chat_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = excluded.updated_ms
+             RETURNING id",
+        )?
+        .query_row(params![session.adapter, session.chat_id, at_ms as i64], |r| r.get(0))?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO commands (session_id, message_id, command, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![session_id, message_id, command, at_ms as i64])?;
+    let first = inserted == 1;
+    let conversation = if first && reset_too {
+        Some(reset(conn, session, at_ms)?)
+    } else {
+        None
+    };
+    Ok(CommandClaim { first, conversation })
+}
+
+/// Closes an unanswered turn as cancelled, its notice stored as a reply already delivered.
+fn cancel(conn: &Connection, turn_id: i64, notice: &str, at_ms: u64) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE turns SET state = 'failed', cancelled_ms = ?2, updated_ms = ?2
+             WHERE id = ?1 AND state IN ('pending', 'running', 'interrupted')",
+        )?
+        .execute(params![turn_id, at_ms as i64])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, delivered_ms)
+         SELECT session_id, id, 'assistant', ?2, 1, ?3, ?3 FROM turns WHERE id = ?1",
+    )?
+    .execute(params![turn_id, notice, at_ms as i64])?;
+    Ok(true)
 }
 
 fn start(conn: &Connection, turn_id: i64, at_ms: u64) -> rusqlite::Result<()> {
