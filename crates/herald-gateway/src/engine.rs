@@ -40,6 +40,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::sync::watch;
+
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
@@ -51,7 +53,7 @@ use crate::journal::{
 };
 pub use crate::turns::TurnOutcome;
 use crate::turns::{
-    Admission, Draining, OutcomeReceiver, ResumeLedger, TurnGuard, TurnInfo, TurnKey, TurnTracker,
+    Admission, Draining, NoSlot, OutcomeReceiver, ResumeLedger, TurnGuard, TurnInfo, TurnKey, TurnTracker,
 };
 
 /// How soon, and at most how rarely, a reply that could not be committed is tried again. No jitter:
@@ -68,6 +70,9 @@ pub const MAX_RESUMES: u32 = 3;
 /// The reply stored for a turn that could not be completed after [`MAX_RESUMES`] resumes.
 pub const GAVE_UP_REPLY: &str = "Sorry, I could not answer this message: the gateway was stopped while \
                                  answering it several times in a row. Please send it again.";
+
+/// The notice stored as the reply of a turn stopped by `/stop` (never sent: the command answers).
+pub const STOPPED_REPLY: &str = "Stopped with /stop before it was answered.";
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +154,94 @@ pub struct Engine {
     storing: AtomicBool,
     ids: IdSource,
     outboxes: Mutex<HashMap<String, Arc<dyn Outbox>>>,
+    /// The stop switch of every turn this process runs or has in line, by journal id.
+    switches: Mutex<HashMap<i64, Arc<StopSwitch>>>,
+    /// When the gateway started serving (0 before).
+    serving_since_ms: AtomicU64,
+}
+
+/// What [`Engine::stop_session`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// Turns stopped: their agent was cancelled (or never started) and they are closed as cancelled.
+    pub stopped: usize,
+    /// Turns whose agent had already answered: their reply is being stored and sent.
+    pub answering: usize,
+}
+
+/// A chat's turns in this process, for `/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionActivity {
+    /// Turns whose agent is at work (or waiting in line for a slot).
+    pub open: usize,
+}
+
+/// The stop switch of one turn: `/stop` and the agent's answer race for it, and exactly one wins, so a
+/// stopped turn never sends a late reply and an answered one is never reported stopped.
+#[derive(Debug)]
+struct StopSwitch {
+    session: SessionKey,
+    state: Mutex<SwitchState>,
+    stopped: watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SwitchState {
+    Open,
+    Stopped,
+    Answered,
+}
+
+impl StopSwitch {
+    fn new(session: SessionKey) -> StopSwitch {
+        StopSwitch {
+            session,
+            state: Mutex::new(SwitchState::Open),
+            stopped: watch::Sender::new(false),
+        }
+    }
+
+    /// Stops the turn, unless its agent answered first; `Err` carries the state that won.
+    fn stop(&self) -> Result<(), SwitchState> {
+        let mut state = self.state.lock_unpoisoned();
+        if *state != SwitchState::Open {
+            return Err(*state);
+        }
+        *state = SwitchState::Stopped;
+        self.stopped.send_replace(true);
+        Ok(())
+    }
+
+    /// Claims the turn for its answer; `false` when it was stopped first (the answer is dropped).
+    fn answer(&self) -> bool {
+        let mut state = self.state.lock_unpoisoned();
+        if *state == SwitchState::Open {
+            *state = SwitchState::Answered;
+        }
+        *state == SwitchState::Answered
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.state.lock_unpoisoned() == SwitchState::Stopped
+    }
+
+    /// Completes once the turn is stopped.
+    async fn wait_stopped(&self) {
+        let mut stopped = self.stopped.subscribe();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+}
+
+/// Removes a turn's switch when its task ends, however it ends.
+struct Switched {
+    engine: Arc<Engine>,
+    turn_id: i64,
+}
+
+impl Drop for Switched {
+    fn drop(&mut self) {
+        self.engine.switches.lock_unpoisoned().remove(&self.turn_id);
+    }
 }
 
 impl Engine {
@@ -171,6 +264,8 @@ impl Engine {
             storing: AtomicBool::new(true),
             ids: IdSource::new(),
             outboxes: Mutex::new(HashMap::new()),
+            switches: Mutex::new(HashMap::new()),
+            serving_since_ms: AtomicU64::new(0),
         })
     }
 
@@ -204,6 +299,74 @@ impl Engine {
     /// Called by the daemon once the gateway runs (`true`) and when it stops (`false`).
     pub fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Release);
+        if serving {
+            self.serving_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// When the gateway started serving (`None` before it did).
+    pub fn serving_since_ms(&self) -> Option<u64> {
+        Some(self.serving_since_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
+    }
+
+    /// Stops every turn of `session` whose agent has not answered yet (`/stop`): each is closed in the
+    /// journal as cancelled before this returns, its agent future is dropped (a `command` agent's process
+    /// tree is killed, an HTTP request to a model is dropped), and no reply is ever sent for it. Turns
+    /// waiting in line are stopped too. A turn whose agent answered first is left to finish.
+    pub async fn stop_session(&self, session: &SessionKey) -> Result<StopReport, JournalError> {
+        let mut switches: Vec<(i64, Arc<StopSwitch>)> = self
+            .switches
+            .lock_unpoisoned()
+            .iter()
+            .filter(|(_, switch)| switch.session == *session)
+            .map(|(id, switch)| (*id, switch.clone()))
+            .collect();
+        switches.sort_by_key(|(id, _)| *id);
+        let mut report = StopReport::default();
+        for (turn_id, switch) in switches {
+            match switch.stop() {
+                Ok(()) => {
+                    let cancelled = self.journal.cancel(turn_id, STOPPED_REPLY, now_ms()).await;
+                    self.stored(&cancelled);
+                    cancelled?;
+                    report.stopped += 1;
+                }
+                Err(SwitchState::Answered) => report.answering += 1,
+                Err(_) => {}
+            }
+        }
+        if report.stopped > 0 {
+            tracing::info!(adapter = %session.adapter, session = %session.chat_id, stopped = report.stopped, "turns stopped");
+        }
+        Ok(report)
+    }
+
+    /// The turns of `session` this process has open (for `/status`).
+    pub fn session_activity(&self, session: &SessionKey) -> SessionActivity {
+        let open = self
+            .switches
+            .lock_unpoisoned()
+            .values()
+            .filter(|s| s.session == *session && !s.is_stopped())
+            .count();
+        SessionActivity { open }
+    }
+
+    /// Records that the command in `message_id` ran, once (see
+    /// [`HistoryStore::claim_command`](crate::journal::HistoryStore::claim_command)).
+    pub async fn claim_command(
+        &self,
+        session: &SessionKey,
+        message_id: &str,
+        command: &str,
+        reset: bool,
+    ) -> Result<crate::journal::CommandClaim, JournalError> {
+        let claim = self
+            .journal
+            .claim_command(session, message_id, command, reset, now_ms())
+            .await;
+        self.stored(&claim);
+        claim
     }
 
     /// The ledger a drain uses to mark the turns it may cut.
@@ -228,6 +391,11 @@ impl Engine {
                 reply: reply.clone(),
             });
         }
+    }
+
+    /// A fresh message id, unique within this journal (for a message that came without one).
+    pub fn new_message_id(&self) -> String {
+        self.ids.next()
     }
 
     /// Stores a message (durably, before returning) and starts its turn. `message_id` is the client's
@@ -304,19 +472,33 @@ impl Engine {
     fn spawn_turn(self: &Arc<Self>, plan: Plan, guard: TurnGuard) {
         let engine = self.clone();
         let mut log = TurnLog::new(self, &guard.key().session, plan.number, &plan.text);
+        let switch = Arc::new(StopSwitch::new(guard.key().session.clone()));
+        self.switches
+            .lock_unpoisoned()
+            .insert(plan.turn_id, switch.clone());
+        let switched = Switched {
+            engine: self.clone(),
+            turn_id: plan.turn_id,
+        };
         let queued = guard.enqueue();
         tokio::spawn(async move {
-            let (guard, slot) = queued.slot().await;
+            let _switched = switched;
+            let (guard, slot) = queued.slot_unless(switch.wait_stopped()).await;
             let result = match slot {
-                Ok(()) => engine.run_turn(plan, &guard).await,
-                Err(Draining) => TurnOutcome::Interrupted,
+                Ok(()) => engine.run_turn(plan, &guard, &switch).await,
+                Err(NoSlot::Stopped) => stopped_outcome(),
+                Err(NoSlot::Draining) => TurnOutcome::Interrupted,
             };
-            log.ended(&result);
+            if switch.is_stopped() {
+                log.outcome("cancelled", None);
+            } else {
+                log.ended(&result);
+            }
             guard.finish(result);
         });
     }
 
-    async fn run_turn(&self, plan: Plan, guard: &TurnGuard) -> TurnOutcome {
+    async fn run_turn(&self, plan: Plan, guard: &TurnGuard, switch: &StopSwitch) -> TurnOutcome {
         let Plan {
             turn_id,
             number,
@@ -344,7 +526,16 @@ impl Engine {
             message: text,
             history,
         };
-        let reply = match self.agent.reply(&request).await {
+        // A `/stop` drops the agent's future (killing what it started); the stopper has closed the turn.
+        let answer = tokio::select! {
+            biased;
+            () = switch.wait_stopped() => return stopped_outcome(),
+            answer = self.agent.reply(&request) => answer,
+        };
+        if !switch.answer() {
+            return stopped_outcome();
+        }
+        let reply = match answer {
             Ok(text) => Reply { text, failed: false },
             Err(e) => {
                 tracing::warn!(session = %session, turn = number, "agent {}: {e}", self.agent.name());
@@ -580,6 +771,14 @@ impl Drop for TurnLog {
     fn drop(&mut self) {
         self.outcome("interrupted", None);
     }
+}
+
+/// What the waiters of a stopped turn are told (the journal holds the same notice).
+fn stopped_outcome() -> TurnOutcome {
+    TurnOutcome::Replied(Reply {
+        text: STOPPED_REPLY.to_owned(),
+        failed: true,
+    })
 }
 
 fn conflict_error(message_id: &str) -> JournalError {

@@ -38,6 +38,11 @@ pub struct TelegramConfig {
     pub allowed_users: Vec<i64>,
     /// Let every Telegram user talk to the agent (explicit opt-in).
     pub allow_all: bool,
+    /// Telegram user ids with admin access: they may `/stop` answers in shared chats and see the whole
+    /// `/status`. Unset: everyone in `allowed_users` is an admin (people let in by pairing or by
+    /// `allow_all` are users unless their pairing code said admin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_users: Option<Vec<i64>>,
     /// How long one `getUpdates` long poll may wait on the server.
     #[serde(deserialize_with = "poll_timeout")]
     pub poll_timeout_secs: u64,
@@ -59,6 +64,7 @@ impl Default for TelegramConfig {
             api_base: "https://api.telegram.org".into(),
             allowed_users: Vec::new(),
             allow_all: false,
+            admin_users: None,
             poll_timeout_secs: 25,
             min_poll_interval_ms: 1000,
             outage_notices: true,
@@ -513,9 +519,13 @@ enabled = false
 # token = "123456:ABC..."
 api_base = "https://api.telegram.org"
 # Default deny: only these Telegram user ids may talk to the agent. Anyone else gets a short reply
-# with their id, which you can add here. allow_all = true lets everyone in.
+# with their id, which you can add here — or give them a one-time code from `herald pair telegram`,
+# which they send to the bot as /pair CODE (`herald access list` shows who paired). allow_all = true
+# lets everyone in.
 allowed_users = []
 allow_all = false
+# Who may /stop answers in group chats and see the whole /status. Unset: everyone in allowed_users.
+# admin_users = [123456789]
 poll_timeout_secs = 25        # long-poll wait on the server; 0..=50
 min_poll_interval_ms = 1000   # least time between two empty polls; 50..=60000
 # Tell the allowed users when the agent or this bot has been failing for [gateway] outage_notice_secs

@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, CommandClaim, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore, Inbound,
-    Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore,
-    UnfinishedTurn,
+    Accepted, AdapterStore, CommandClaim, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore,
+    Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState,
+    TurnStore, UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};

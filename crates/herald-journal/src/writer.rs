@@ -11,7 +11,8 @@
 use std::sync::mpsc;
 
 use herald_gateway::journal::{
-    Accepted, CommandClaim, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply, SessionKey, TurnState,
+    Accepted, CommandClaim, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply,
+    SessionKey, TurnState,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
@@ -386,7 +387,9 @@ fn claim_command(
              ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = excluded.updated_ms
              RETURNING id",
         )?
-        .query_row(params![session.adapter, session.chat_id, at_ms as i64], |r| r.get(0))?;
+        .query_row(params![session.adapter, session.chat_id, at_ms as i64], |r| {
+            r.get(0)
+        })?;
     let inserted = conn
         .prepare_cached(
             "INSERT INTO commands (session_id, message_id, command, created_ms) VALUES (?1, ?2, ?3, ?4)

@@ -209,6 +209,17 @@ impl BotApi {
         })
     }
 
+    /// Sets the bot's command menu (`setMyCommands`): `(name, description)` pairs.
+    pub async fn set_my_commands(&self, commands: &[(&str, &str)]) -> Result<(), ApiError> {
+        let list: Vec<Value> = commands
+            .iter()
+            .map(|(name, description)| json!({ "command": name, "description": description }))
+            .collect();
+        self.call("setMyCommands", json!({ "commands": list }), REQUEST_TIMEOUT)
+            .await
+            .map(drop)
+    }
+
     /// Shows "typing..." in the chat for a few seconds.
     pub async fn send_typing(&self, chat_id: i64) -> Result<(), ApiError> {
         let body = json!({ "chat_id": chat_id, "action": "typing" });

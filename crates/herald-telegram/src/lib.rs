@@ -19,9 +19,10 @@
 //! Only a crash in the instant between Telegram's answer and the mark's commit can make a reply arrive
 //! twice; no crash can make one go missing.
 //!
-//! **Access** is default deny: a message from a user outside `allowed_users` (unless `allow_all`) never
-//! reaches the agent or the journal; the user gets one short reply naming their id, and the log gets one
-//! line with it.
+//! **Access** is default deny (`gate`): a message from a user outside `admin_users`/`allowed_users`, not
+//! paired (`herald pair telegram`, then `/pair CODE` in the chat) and without `allow_all` never reaches the
+//! agent or the journal; the user gets one short reply naming their id and how to get in, and the log
+//! gets one line with it. In-chat commands (`herald_gateway::commands`) are answered before the agent.
 //!
 //! The HTTP client (reqwest, TLS) builds C, so this crate is a leaf only the binary links, like
 //! `herald-journal`; the gateway and the daemon know it only as a [`PushAdapter`].
@@ -39,6 +40,7 @@
 //! stops both, rebuilds the client and starts them again, while the rest of the gateway serves on.
 
 mod api;
+pub mod gate;
 pub mod split;
 
 use std::collections::HashSet;
@@ -48,9 +50,12 @@ use std::time::Duration;
 
 use herald_gateway::adapter::{BoxFuture, PushAdapter};
 use herald_gateway::backoff::{Backoff, Jitter};
+use herald_gateway::commands::{self, Caller, Command, CommandDesk};
 use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
 use herald_gateway::health::HealthHandle;
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
+use herald_home::Home;
+use herald_home::access::AccessLevel;
 use herald_home::config::{Config, TelegramConfig};
 use herald_home::records::HealthState;
 use herald_home::secrets::Variables;
@@ -121,21 +126,27 @@ pub struct TelegramOptions {
     access: Arc<RwLock<Access>>,
     pub poll_timeout: Duration,
     pub min_poll_interval: Duration,
+    /// Where pairing codes and grants live (`herald_home::access`); without one, pairing is off.
+    home: Option<Home>,
+    /// Wrong pairing codes seen lately.
+    guesses: Arc<Mutex<gate::GuessLimiter>>,
 }
 
-/// `[telegram] allowed_users`, `allow_all` and `outage_notices`.
+/// `[telegram] allowed_users`, `admin_users`, `allow_all` and `outage_notices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Access {
-    allowed_users: Vec<i64>,
-    allow_all: bool,
+    lists: gate::Lists,
     outage_notices: bool,
 }
 
 impl Access {
     fn of(config: &TelegramConfig) -> Access {
         Access {
-            allowed_users: config.allowed_users.clone(),
-            allow_all: config.allow_all,
+            lists: gate::Lists {
+                allowed_users: config.allowed_users.clone(),
+                admin_users: config.admin_users.clone(),
+                allow_all: config.allow_all,
+            },
             outage_notices: config.outage_notices,
         }
     }
@@ -149,7 +160,8 @@ impl std::fmt::Debug for TelegramOptions {
             .field("access", &*self.access.read().unwrap_or_else(|e| e.into_inner()))
             .field("poll_timeout", &self.poll_timeout)
             .field("min_poll_interval", &self.min_poll_interval)
-            .finish()
+            .field("home", &self.home)
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,7 +186,16 @@ impl TelegramOptions {
             access: Arc::new(RwLock::new(Access::of(config))),
             poll_timeout: Duration::from_secs(config.poll_timeout_secs),
             min_poll_interval: Duration::from_millis(config.min_poll_interval_ms),
+            home: None,
+            guesses: Arc::default(),
         })
+    }
+
+    /// Turns pairing on: codes and grants are kept in `home` (see `herald_home::access`).
+    #[must_use]
+    pub fn with_home(mut self, home: Home) -> TelegramOptions {
+        self.home = Some(home);
+        self
     }
 
     /// Asks the Bot API who this bot is (`getMe`, within `timeout`): proves the API is reachable and the
@@ -187,9 +208,38 @@ impl TelegramOptions {
         self.access.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn allows(&self, user: i64) -> bool {
-        let access = self.access.read().unwrap_or_else(|e| e.into_inner());
-        access.allow_all || access.allowed_users.contains(&user)
+    /// Whether `user` is in, at which level and why: the config's lists, then a pairing grant (read
+    /// on every message from someone the lists do not name, so a revocation holds at once), then
+    /// `allow_all`. A grant that cannot be read lets no one in.
+    fn caller(&self, user: i64) -> Option<(AccessLevel, String)> {
+        let lists = self
+            .access
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .lists
+            .clone();
+        let listed = lists.admin_users.as_ref().is_some_and(|a| a.contains(&user))
+            || lists.allowed_users.contains(&user);
+        let grant = match (&self.home, listed) {
+            (Some(home), false) => match herald_home::access::grant_of(home, ADAPTER, &user.to_string()) {
+                Ok(grant) => grant,
+                Err(e) => {
+                    tracing::warn!(user, "telegram: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
+        gate::decide(&lists, grant.as_ref(), user)
+    }
+
+    fn outage_recipients(&self) -> Vec<i64> {
+        let access = self.access();
+        let mut people = access.lists.allowed_users.clone();
+        people.extend(access.lists.admin_users.iter().flatten());
+        people.sort_unstable();
+        people.dedup();
+        people
     }
 
     /// Replaces who may talk to the agent and who is told of outages (a reload); true when it changed.
@@ -534,18 +584,19 @@ impl PushAdapter for TelegramAdapter {
     }
 
     fn announces(&self) -> bool {
-        let access = self.inner.options.access();
-        access.outage_notices && !access.allowed_users.is_empty()
+        let options = &self.inner.options;
+        options.access().outage_notices && !options.outage_recipients().is_empty()
     }
 
     fn announce(&self, text: String) -> BoxFuture<()> {
-        let access = self.inner.options.access();
+        let on = self.inner.options.access().outage_notices;
+        let people = self.inner.options.outage_recipients();
         let api = self.inner.client.api();
         Box::pin(async move {
-            if !access.outage_notices {
+            if !on {
                 return;
             }
-            for user in access.allowed_users {
+            for user in people {
                 // A private chat's id is its user's id. One try: a notice is not worth a queue.
                 if let Err(e) = api.send_message(user, &text, None, None).await {
                     tracing::warn!(user, "telegram: cannot send an outage notice to user {user}: {e}");
@@ -560,6 +611,7 @@ impl PushAdapter for TelegramAdapter {
         self.inner.options.set_access(&config.telegram);
         vec![
             "telegram.allowed_users",
+            "telegram.admin_users",
             "telegram.allow_all",
             "telegram.outage_notices",
         ]
@@ -808,6 +860,14 @@ async fn poll_loop(
         .health
         .expect_inbound_every((deadline + options.min_poll_interval) * 2);
     let mut judge = PollJudge::new();
+    let desk = CommandDesk::new(engine.clone(), reporter.health.board().clone());
+    // The command menu, once per run; best effort (a bot without it still understands the commands).
+    let menu = client.api();
+    tokio::spawn(async move {
+        if let Err(e) = menu.set_my_commands(commands::COMMANDS).await {
+            tracing::debug!("telegram: cannot set the command menu: {e}");
+        }
+    });
     loop {
         let started = Instant::now();
         let api = client.api();
@@ -825,7 +885,7 @@ async fn poll_loop(
                 reporter.health.inbound();
                 reporter.poll(HealthState::Connected, None);
                 let empty = updates.is_empty();
-                let batch = handle_batch(&engine, &api, &options, &updates, offset).await;
+                let batch = handle_batch(&engine, &desk, &api, &options, &updates, offset).await;
                 let (next, outcome) = match batch {
                     Batch::Handled(next) => (next, None),
                     Batch::Draining(next) => (next, Some(None)),
@@ -895,6 +955,7 @@ async fn poll_loop(
 
 async fn handle_batch(
     engine: &Arc<Engine>,
+    desk: &CommandDesk,
     api: &BotApi,
     options: &TelegramOptions,
     updates: &[Value],
@@ -910,7 +971,7 @@ async fn handle_batch(
             // Handled before (a server repeating a confirmed update).
             continue;
         }
-        match handle_update(engine, api, options, id, update).await {
+        match handle_update(engine, desk, api, options, id, update).await {
             Ok(()) => next = Some(next.map_or(id + 1, |n| n.max(id + 1))),
             Err(UpdateError::Draining) => return Batch::Draining(next),
             Err(UpdateError::Journal(e)) => return Batch::Failed(next, e),
@@ -919,9 +980,11 @@ async fn handle_batch(
     Batch::Handled(next)
 }
 
-/// Stores a text message as a turn, or acknowledges anything else.
+/// Answers a command, stores a text message as a turn, lets a stranger pair, or acknowledges anything
+/// else.
 async fn handle_update(
     engine: &Arc<Engine>,
+    desk: &CommandDesk,
     api: &BotApi,
     options: &TelegramOptions,
     update_id: i64,
@@ -929,11 +992,9 @@ async fn handle_update(
 ) -> Result<(), UpdateError> {
     let message = update.get("message");
     let text = message.and_then(|m| m.get("text")).and_then(Value::as_str);
-    let chat = message
-        .and_then(|m| m.get("chat"))
-        .and_then(|c| c.get("id"))
-        .and_then(Value::as_i64);
-    let (Some(message), Some(text), Some(chat)) = (message, text, chat) else {
+    let chat = message.and_then(|m| m.get("chat"));
+    let chat_id = chat.and_then(|c| c.get("id")).and_then(Value::as_i64);
+    let (Some(message), Some(text), Some(chat_id)) = (message, text, chat_id) else {
         let kind = update
             .as_object()
             .and_then(|o| o.keys().find(|k| *k != "update_id").cloned())
@@ -944,27 +1005,49 @@ async fn handle_update(
         );
         return Ok(());
     };
-    let user = message
-        .get("from")
-        .and_then(|f| f.get("id"))
-        .and_then(Value::as_i64);
-    if !user.is_some_and(|u| options.allows(u)) {
-        deny(api, chat, user).await;
+    let from = message.get("from");
+    let user = from.and_then(|f| f.get("id")).and_then(Value::as_i64);
+    let message_id = message.get("message_id").and_then(Value::as_i64).unwrap_or(0);
+    let command = commands::parse(text, None);
+    let Some(user) = user else {
+        deny(api, chat_id, None).await;
+        return Ok(());
+    };
+    let Some((level, why)) = options.caller(user) else {
+        match command {
+            Some(Command::Pair(code)) => pair(api, options, chat_id, user, from, &code).await,
+            _ => deny(api, chat_id, Some(user)).await,
+        }
+        return Ok(());
+    };
+    let session = SessionKey::new(ADAPTER, chat_id.to_string());
+    let id = format!("u{update_id}-m{message_id}");
+    if let Some(command) = command {
+        let caller = Caller {
+            kind: "Telegram user",
+            user: Some(user.to_string()),
+            name: display_name(from),
+            level,
+            why,
+            shared_chat: chat.and_then(|c| c.get("type")).and_then(Value::as_str) != Some("private"),
+        };
+        let answer = desk
+            .run(&session, &id, &caller, &command)
+            .await
+            .map_err(UpdateError::Journal)?;
+        // One try: the command is done (and recorded); its answer is a courtesy, like "typing...".
+        if let Err(e) = api
+            .send_message(chat_id, &answer, None, Some(message_id).filter(|m| *m > 0))
+            .await
+        {
+            tracing::warn!(chat = chat_id, "telegram: cannot answer /{}: {e}", command.name());
+        }
         return Ok(());
     }
-    let message_id = message.get("message_id").and_then(Value::as_i64).unwrap_or(0);
-    let session = SessionKey::new(ADAPTER, chat.to_string());
-    match engine
-        .submit(
-            session,
-            Some(format!("u{update_id}-m{message_id}")),
-            text.to_owned(),
-        )
-        .await
-    {
+    match engine.submit(session, Some(id), text.to_owned()).await {
         Ok(ticket) => {
             if ticket.new {
-                tokio::spawn(typing(api.clone(), chat, ticket));
+                tokio::spawn(typing(api.clone(), chat_id, ticket));
             }
             Ok(())
         }
@@ -974,6 +1057,95 @@ async fn handle_update(
             Ok(())
         }
         Err(SubmitError::Journal(e)) => Err(UpdateError::Journal(e)),
+    }
+}
+
+/// `@username`, else the first name, as the user gave it (for `/whoami` and `herald access list`).
+fn display_name(from: Option<&Value>) -> Option<String> {
+    let from = from?;
+    if let Some(username) = from.get("username").and_then(Value::as_str) {
+        return Some(format!("@{username}"));
+    }
+    from.get("first_name").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// `/pair CODE` from someone not let in yet: redeems the code (single use, see `herald_home::access`),
+/// with wrong guesses limited per user and overall (`gate::GuessLimiter`) and logged without the code.
+async fn pair(
+    api: &BotApi,
+    options: &TelegramOptions,
+    chat: i64,
+    user: i64,
+    from: Option<&Value>,
+    code: &str,
+) {
+    let answer = match &options.home {
+        None => "Pairing is not available on this gateway.".to_owned(),
+        Some(home) => {
+            let now = Instant::now();
+            let verdict = options.guesses.lock_unpoisoned().check(user, now);
+            match verdict {
+                gate::Guess::UserLimited(wait) => {
+                    tracing::warn!(
+                        user,
+                        "telegram: pairing attempt from user {user} refused: too many wrong codes"
+                    );
+                    format!(
+                        "Too many wrong codes. Try again in {} minutes.",
+                        wait.as_secs().div_ceil(60)
+                    )
+                }
+                gate::Guess::Paused(wait) => {
+                    tracing::warn!(
+                        user,
+                        "telegram: pairing paused: too many wrong codes from everyone"
+                    );
+                    format!(
+                        "Pairing is paused after too many wrong codes. Try again in {} minutes.",
+                        wait.as_secs().div_ceil(60)
+                    )
+                }
+                gate::Guess::Allowed => {
+                    let name = display_name(from);
+                    match herald_home::access::redeem(
+                        home,
+                        ADAPTER,
+                        code,
+                        &user.to_string(),
+                        name.as_deref(),
+                        herald_home::time::now_ms(),
+                    ) {
+                        Ok(grant) => {
+                            tracing::info!(
+                                user,
+                                level = grant.level.as_str(),
+                                "telegram: user {user} paired"
+                            );
+                            format!(
+                                "Paired: you can talk to the agent now (access: {}). Send /help to see the commands.",
+                                grant.level.as_str()
+                            )
+                        }
+                        Err(herald_home::access::RedeemError::Access(e)) => {
+                            tracing::error!(user, "telegram: pairing failed: {e}");
+                            "Pairing failed on the gateway's side; its owner can see why in the log."
+                                .to_owned()
+                        }
+                        Err(e) => {
+                            options.guesses.lock_unpoisoned().wrong(user, now);
+                            tracing::warn!(
+                                user,
+                                "telegram: user {user} sent a pairing code that was refused: {e}"
+                            );
+                            format!("Sorry: {e}.")
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Err(e) = api.send_message(chat, &answer, None, None).await {
+        tracing::warn!(user, "telegram: cannot answer a pairing attempt: {e}");
     }
 }
 
@@ -989,11 +1161,12 @@ async fn deny(api: &BotApi, chat: i64, user: Option<i64>) {
     tracing::warn!(
         user,
         chat,
-        "telegram: denied a message from user {user}, who is not in [telegram] allowed_users"
+        "telegram: denied a message from user {user}, who is not in [telegram] allowed_users nor paired"
     );
     let text = format!(
         "Sorry, this bot only talks to people its owner has allowed. Your Telegram user id is {user}; the \
-         owner can let you in by adding it to allowed_users in the [telegram] section of herald.toml."
+         owner can let you in by adding it to allowed_users in the [telegram] section of herald.toml, or \
+         give you a pairing code (`herald pair telegram`) that you send here as /pair CODE."
     );
     if let Err(e) = api.send_message(chat, &text, None, None).await {
         tracing::warn!(user, "telegram: cannot tell user {user} they were denied: {e}");
@@ -1324,7 +1497,7 @@ mod tests {
             ..TelegramConfig::default()
         };
         let options = TelegramOptions::from_config(&config, &Variables::environment_only()).unwrap();
-        assert!(options.allows(7) && !options.allows(8));
+        assert!(options.caller(7).is_some() && options.caller(8).is_none());
         assert!(!format!("{options:?}").contains("SECRET"));
     }
 }

@@ -76,6 +76,8 @@ struct State {
     /// getUpdates calls: (when, offset).
     polls: Vec<(Instant, Option<i64>)>,
     chat_actions: usize,
+    /// The command menu last set (`setMyCommands`).
+    commands: Option<Value>,
     /// Scripted answers, per method, used first.
     faults: Vec<(String, VecDeque<Fault>)>,
     /// A method that always fails this way (until cleared).
@@ -153,6 +155,11 @@ impl BotApi {
             s.updates.push_back((id, body));
             id
         })
+    }
+
+    /// The command menu the bot set, if it did.
+    pub fn commands(&self) -> Option<Value> {
+        self.with(|s| s.commands.clone())
     }
 
     pub fn sent(&self) -> Vec<Sent> {
@@ -342,6 +349,10 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
                 200,
                 json!({"ok": true, "result": {"message_id": message_id, "date": 1, "chat": {"id": chat_id}, "text": text}}),
             )
+        }
+        "setMyCommands" => {
+            state.commands = body.get("commands").cloned();
+            (200, json!({"ok": true, "result": true}))
         }
         "sendChatAction" => {
             state.chat_actions += 1;

@@ -1,0 +1,363 @@
+//! In-chat commands and pairing through the whole gateway: `/help`, `/whoami`, `/status`, `/new` and
+//! `/stop` over Telegram (the Bot API stand-in in `support/bot_api.rs`) and over the local HTTP API, and
+//! `herald pair` / `herald access` with `/pair CODE` — single use, expiry, the wrong-code limit,
+//! revocation at the next message.
+
+#[path = "support/bot_api.rs"]
+mod bot_api;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bot_api::BotApi;
+use support::{Gateway, TestHome, post_message, test_agent, text, wait_for};
+
+const TOKEN: &str = "4242:TEST-SECRET-TOKEN";
+const OWNER: i64 = 7;
+
+/// A home with Telegram on `api` (the owner allowed) and, when `log` is given, the `test_agent` command
+/// agent logging there (else the echo agent).
+fn home_for(api: &BotApi, log: Option<&Path>) -> TestHome {
+    let home = TestHome::new();
+    let agent = match log {
+        Some(log) => {
+            let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
+            format!(
+                "[agent]\nbackend = \"command\"\n\n[agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+                quote(&test_agent()),
+                quote(log)
+            )
+        }
+        None => String::new(),
+    };
+    home.write(
+        "herald.toml",
+        format!(
+            "[gateway]\ndrain_timeout_secs = 2\n[http]\nlisten = \"127.0.0.1:0\"\n\n{agent}\n[telegram]\nenabled = true\n\
+             token_env = \"HERALD_TEST_TG_TOKEN\"\napi_base = \"{}\"\nallowed_users = [{OWNER}]\n\
+             poll_timeout_secs = 2\nmin_poll_interval_ms = 100\n",
+            api.url
+        )
+        .as_bytes(),
+    );
+    home
+}
+
+fn start(home: &TestHome) -> Gateway {
+    let child = home
+        .cmd(&["run", "--no-supervise"])
+        .env("HERALD_TEST_TG_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gateway = Gateway::from_child(child);
+    home.wait_running(&gateway);
+    gateway
+}
+
+fn stop(home: &TestHome, gateway: Gateway) -> String {
+    let out = home.output(&["stop", "--timeout", "30"]);
+    assert!(out.status.success(), "{}", text(&out));
+    gateway.wait().1
+}
+
+/// `user` says `text` in their private chat; returns the bot's next message there.
+fn ask(api: &BotApi, user: i64, text: &str) -> String {
+    let before = api.sent_to(user).len();
+    api.user_says(user, user, text);
+    let mut answer = String::new();
+    wait_for(&format!("an answer to {text:?}"), || {
+        let sent = api.sent_to(user);
+        match sent.get(before) {
+            Some(message) => {
+                answer = message.text.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    answer
+}
+
+#[test]
+fn commands_are_answered_by_the_gateway_and_other_slash_words_reach_the_agent() {
+    let api = BotApi::start(TOKEN);
+    let home = home_for(&api, None);
+    let gateway = start(&home);
+
+    let help = ask(&api, OWNER, "/help");
+    for command in ["/new", "/stop", "/status", "/whoami", "/pair", "/help"] {
+        assert!(help.contains(command), "{help}");
+    }
+    wait_for("the command menu", || api.commands().is_some());
+    let menu = api.commands().unwrap();
+    assert!(
+        menu.as_array().unwrap().iter().any(|c| c["command"] == "stop"),
+        "{menu}"
+    );
+
+    let whoami = ask(&api, OWNER, "/whoami");
+    assert!(whoami.contains(&format!("Telegram user {OWNER}")), "{whoami}");
+    assert!(
+        whoami.contains("admin") && whoami.contains("allowed_users"),
+        "{whoami}"
+    );
+
+    assert_eq!(ask(&api, OWNER, "hello"), "echo: hello");
+    assert_eq!(
+        ask(&api, OWNER, "/imagine a cat"),
+        "echo: /imagine a cat",
+        "not ours: the agent's"
+    );
+    let status = ask(&api, OWNER, "/status");
+    assert!(
+        status.contains("Herald is running") && status.contains("conversation 1"),
+        "{status}"
+    );
+    assert!(
+        status.contains("Adapter telegram: connected"),
+        "admins see the adapters: {status}"
+    );
+
+    let new = ask(&api, OWNER, "/new");
+    assert!(new.starts_with("Started a new conversation"), "{new}");
+    let again = ask(&api, OWNER, "/reset");
+    assert!(again.contains("already fresh"), "{again}");
+    let status = ask(&api, OWNER, "/status");
+    assert!(status.contains("conversation 2"), "{status}");
+    // Commands never became turns: the journal holds the two messages only.
+    let history = support::http(
+        &home.http_url(),
+        "GET",
+        &format!("/v1/sessions/{OWNER}/messages"),
+        &[],
+        b"",
+    );
+    // The HTTP API reads its own sessions; the Telegram session is read through the journal below.
+    assert_eq!(history.status, 200);
+    stop(&home, gateway);
+    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
+        .unwrap()
+        .0;
+    let session = herald_gateway::journal::SessionKey::new("telegram", OWNER.to_string());
+    let messages = herald_gateway::journal::HistoryStore::history(&journal, &session, 100)
+        .wait()
+        .unwrap();
+    let texts: Vec<_> = messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["hello", "echo: hello", "/imagine a cat", "echo: /imagine a cat"]
+    );
+}
+
+#[test]
+fn stop_kills_the_running_turn_and_no_reply_ever_follows() {
+    let api = BotApi::start(TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let home = home_for(&api, Some(&log));
+    let gateway = start(&home);
+
+    assert_eq!(
+        ask(&api, OWNER, "/stop"),
+        "Nothing to stop: no answer is being written in this chat."
+    );
+    api.user_says(OWNER, OWNER, "sleep:8000:long job");
+    wait_for("the agent to start", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("long job"))
+    });
+    let stopped_at = Instant::now();
+    let answer = ask(&api, OWNER, "/stop");
+    assert_eq!(answer, "Stopped. No answer will come for that message.");
+    // The agent would have answered 8 s after it started: wait past that, and see nothing come.
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(stopped_at.elapsed()) + Duration::from_secs(1));
+    let sent: Vec<String> = api.sent_to(OWNER).into_iter().map(|m| m.text).collect();
+    assert!(
+        !sent.iter().any(|t| t.contains("agent: sleep")),
+        "a late reply: {sent:?}"
+    );
+    let agent_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !agent_log.contains("end "),
+        "the agent process was killed, not left to finish: {agent_log}"
+    );
+    // The chat goes on.
+    assert_eq!(ask(&api, OWNER, "after"), "agent: after");
+    stop(&home, gateway);
+    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
+        .unwrap()
+        .0;
+    let session = herald_gateway::journal::SessionKey::new("telegram", OWNER.to_string());
+    let messages = herald_gateway::journal::HistoryStore::history(&journal, &session, 100)
+        .wait()
+        .unwrap();
+    let shown: Vec<_> = messages
+        .iter()
+        .map(|m| (m.text.as_str(), m.status.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("sleep:8000:long job", "cancelled"),
+            ("Stopped with /stop before it was answered.", "cancelled"),
+            ("after", "done"),
+            ("agent: after", "done"),
+        ]
+    );
+}
+
+fn pair_code(home: &TestHome, extra: &[&str]) -> String {
+    let mut args = vec!["pair", "telegram"];
+    args.extend_from_slice(extra);
+    let out = home.output(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn access_list(home: &TestHome) -> serde_json::Value {
+    let out = home.output(&["access", "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn pairing_lets_one_stranger_in_once_until_revoked() {
+    let api = BotApi::start(TOKEN);
+    let home = home_for(&api, None);
+    let gateway = start(&home);
+    let (ann, bob, eve) = (101, 102, 103);
+
+    assert!(
+        ask(&api, ann, "hello").contains("/pair CODE"),
+        "the denial says how to get in"
+    );
+    let code = pair_code(&home, &[]);
+    assert_eq!(code.len(), 9, "{code}");
+    // The code is on stdout once and stored nowhere.
+    let stored: Vec<PathBuf> = walk(&home.home().access_dir());
+    for file in &stored {
+        let body = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !body.contains(&code.replace('-', "")) && !body.contains(&code),
+            "{}",
+            file.display()
+        );
+    }
+
+    let paired = ask(&api, ann, &format!("/pair {}", code.to_lowercase()));
+    assert!(paired.starts_with("Paired"), "{paired}");
+    assert_eq!(ask(&api, ann, "hello"), "echo: hello");
+    let whoami = ask(&api, ann, "/whoami");
+    assert!(whoami.contains("Access: user (paired"), "{whoami}");
+    let status = ask(&api, ann, "/status");
+    assert!(
+        !status.contains("Adapter telegram"),
+        "users see their chat, not the gateway: {status}"
+    );
+
+    // Single use.
+    let reused = ask(&api, bob, &format!("/pair {code}"));
+    assert!(reused.contains("unknown or already used"), "{reused}");
+    assert!(ask(&api, bob, "hello").starts_with("Sorry, this bot only talks"));
+
+    // Wrong guesses are limited per user (bob has one already).
+    for _ in 0..4 {
+        assert!(ask(&api, bob, "/pair AAAA-AAAA").contains("unknown or already used"));
+    }
+    let fresh = pair_code(&home, &[]);
+    let limited = ask(&api, bob, &format!("/pair {fresh}"));
+    assert!(
+        limited.starts_with("Too many wrong codes"),
+        "even a right code waits: {limited}"
+    );
+    // ...but not for others: eve uses it.
+    assert!(ask(&api, eve, &format!("/pair {fresh}")).starts_with("Paired"));
+
+    // Expiry.
+    let short = pair_code(&home, &["--expires-in", "1s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(ask(&api, 104, &format!("/pair {short}")).contains("expired"));
+
+    let listed = access_list(&home);
+    let users: Vec<&str> = listed["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, [ann.to_string(), eve.to_string()]);
+    assert_eq!(listed["grants"][0]["level"], "user");
+
+    // Revoked: the very next message is denied, without a reload.
+    let out = home.output(&["access", "revoke", "telegram", &ann.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(ask(&api, ann, "hello again").starts_with("Sorry, this bot only talks"));
+    let out = home.output(&["access", "revoke", "telegram", &ann.to_string()]);
+    assert_eq!(out.status.code(), Some(1), "nothing to revoke: {}", text(&out));
+
+    // An admin code makes an admin.
+    let admin = pair_code(&home, &["--admin"]);
+    assert!(ask(&api, 105, &format!("/pair {admin}")).contains("access: admin"));
+    let log = stop(&home, gateway);
+    assert!(
+        !log.contains(&code) && !log.contains(&fresh),
+        "codes never reach the log"
+    );
+    assert!(
+        log.contains("pairing code that was refused"),
+        "wrong codes are logged"
+    );
+}
+
+#[test]
+fn commands_work_over_the_local_api_too() {
+    let home = TestHome::new();
+    let gateway = home.start(&[]);
+    let url = home.http_url();
+    let reply = post_message(&url, "s1", Some("m1"), "hello", "?wait=true");
+    assert_eq!(reply.json()["reply"]["text"], "echo: hello");
+    let new = post_message(&url, "s1", Some("c1"), "/new", "?wait=true");
+    assert_eq!(new.status, 200, "{}", new.body);
+    assert_eq!(new.json()["command"], "new");
+    assert!(
+        new.json()["reply"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Started a new conversation")
+    );
+    // The same command message again (a client retry) does not reset twice.
+    post_message(&url, "s1", Some("m2"), "after", "?wait=true");
+    let retried = post_message(&url, "s1", Some("c1"), "/new", "?wait=true");
+    assert_eq!(retried.status, 200);
+    let status = post_message(&url, "s1", None, "/status", "");
+    let status_text = status.json()["reply"]["text"].as_str().unwrap().to_owned();
+    assert!(status_text.contains("conversation 2"), "{status_text}");
+    assert!(
+        status_text.contains("slots"),
+        "the local API is the owner: {status_text}"
+    );
+    let whoami = post_message(&url, "s1", None, "/whoami", "");
+    assert!(
+        whoami.json()["reply"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("local API")
+    );
+    assert!(home.output(&["stop"]).status.success());
+    gateway.wait();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
