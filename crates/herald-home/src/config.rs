@@ -53,6 +53,77 @@ pub struct TelegramConfig {
     /// Tell the allowed users, in one line, when the agent or this bot has been failing for
     /// `[gateway] outage_notice_secs` (and when it recovers).
     pub outage_notices: bool,
+    /// In group chats, which messages the bot answers (each chat may say otherwise in `chats`).
+    pub group_respond: GroupRespond,
+    /// In group chats, one conversation for the whole group or one per person.
+    pub group_sessions: GroupSessions,
+    /// Per-chat rules, by chat id (`[telegram.chats."-1001234567890"]`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub chats: std::collections::BTreeMap<ChatId, ChatRule>,
+}
+
+/// Which messages of a group chat the bot answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRespond {
+    /// Only those that mention it (`@botname`), reply to one of its messages, or are its commands.
+    #[default]
+    Mention,
+    /// Every message (the bot must see them: see Telegram's privacy mode in the README).
+    All,
+}
+
+/// How a group chat's messages are grouped into conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupSessions {
+    /// One conversation for the whole group.
+    #[default]
+    Shared,
+    /// One conversation per person in the group.
+    PerUser,
+}
+
+/// `[telegram.chats."ID"]`: what one chat does differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub respond: Option<GroupRespond>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<GroupSessions>,
+}
+
+/// A Telegram chat id as a TOML key (`"-1001234567890"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChatId(pub i64);
+
+impl Serialize for ChatId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChatId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ChatId, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim().parse::<i64>().map(ChatId).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a Telegram chat id (an integer, like \"-1001234567890\" for a group)"
+            ))
+        })
+    }
+}
+
+impl TelegramConfig {
+    /// The rule for chat `chat`: its own, else the `group_*` defaults.
+    pub fn group_rule(&self, chat: i64) -> (GroupRespond, GroupSessions) {
+        let own = self.chats.get(&ChatId(chat)).copied().unwrap_or_default();
+        (
+            own.respond.unwrap_or(self.group_respond),
+            own.sessions.unwrap_or(self.group_sessions),
+        )
+    }
 }
 
 impl Default for TelegramConfig {
@@ -65,6 +136,9 @@ impl Default for TelegramConfig {
             allowed_users: Vec::new(),
             allow_all: false,
             admin_users: None,
+            group_respond: GroupRespond::Mention,
+            group_sessions: GroupSessions::Shared,
+            chats: std::collections::BTreeMap::new(),
             poll_timeout_secs: 25,
             min_poll_interval_ms: 1000,
             outage_notices: true,
@@ -531,6 +605,13 @@ min_poll_interval_ms = 1000   # least time between two empty polls; 50..=60000
 # Tell the allowed users when the agent or this bot has been failing for [gateway] outage_notice_secs
 # (one line per outage, and one when it is over).
 outage_notices = true
+# Group chats: answer only messages that mention the bot, reply to it or are its commands ("mention"),
+# or every message ("all": turn off the bot's privacy mode with @BotFather /setprivacy, or Telegram
+# never shows it the rest). Other bots' messages are never answered.
+group_respond = "mention"
+# One conversation per group ("shared") or one per person in it ("per_user").
+group_sessions = "shared"
+# A chat of its own: [telegram.chats."-1001234567890"] with respond = "all", sessions = "per_user".
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.
@@ -1112,6 +1193,33 @@ mod tests {
     fn non_utf8_is_located() {
         let err = Config::parse(Path::new("h.toml"), b"[gateway]\n# caf\xe9\n").unwrap_err();
         assert_eq!((err.line, err.column), (Some(2), Some(6)), "{err}");
+    }
+
+    #[test]
+    fn group_rules_default_per_chat_and_bad_chat_ids_are_named() {
+        let config = parse(
+            "[telegram]\ngroup_respond = \"all\"\n[telegram.chats.\"-100\"]\nrespond = \"mention\"\n\
+             [telegram.chats.\"-200\"]\nsessions = \"per_user\"\n",
+        )
+        .unwrap();
+        let t = &config.telegram;
+        assert_eq!(t.group_rule(-100), (GroupRespond::Mention, GroupSessions::Shared));
+        assert_eq!(t.group_rule(-200), (GroupRespond::All, GroupSessions::PerUser));
+        assert_eq!(t.group_rule(-300), (GroupRespond::All, GroupSessions::Shared));
+        let err = parse("[telegram.chats.general]\nrespond = \"all\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("telegram.chats") && err.contains("not a Telegram chat id"),
+            "{err}"
+        );
+        let err = parse("[telegram]\ngroup_respond = \"always\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("telegram.group_respond") && err.contains("herald.toml:2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -202,10 +202,19 @@ impl BotApi {
 
     /// The bot's own description (`getMe`): proves the token is valid. `@username` when it has one.
     pub async fn get_me(&self, timeout: Duration) -> Result<String, ApiError> {
-        let me = self.call("getMe", json!({}), timeout).await?;
-        Ok(match me.get("username").and_then(Value::as_str) {
+        let me = self.me(timeout).await?;
+        Ok(match me.username {
             Some(name) => format!("@{name}"),
-            None => format!("bot {}", me.get("id").and_then(Value::as_i64).unwrap_or_default()),
+            None => format!("bot {}", me.id),
+        })
+    }
+
+    /// Who the bot is (`getMe`): its user id and username, to see mentions of it and replies to it.
+    pub async fn me(&self, timeout: Duration) -> Result<BotIdentity, ApiError> {
+        let me = self.call("getMe", json!({}), timeout).await?;
+        Ok(BotIdentity {
+            id: me.get("id").and_then(Value::as_i64).unwrap_or_default(),
+            username: me.get("username").and_then(Value::as_str).map(str::to_owned),
         })
     }
 
@@ -285,4 +294,12 @@ mod tests {
             .is_markup_error()
         );
     }
+}
+
+/// The bot itself, as `getMe` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotIdentity {
+    pub id: i64,
+    /// Without the `@`.
+    pub username: Option<String>,
 }

@@ -41,6 +41,7 @@
 
 mod api;
 pub mod gate;
+pub mod group;
 pub mod split;
 
 use std::collections::HashSet;
@@ -56,7 +57,7 @@ use herald_gateway::health::HealthHandle;
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
 use herald_home::Home;
 use herald_home::access::AccessLevel;
-use herald_home::config::{Config, TelegramConfig};
+use herald_home::config::{ChatId, ChatRule, Config, GroupRespond, GroupSessions, TelegramConfig};
 use herald_home::records::HealthState;
 use herald_home::secrets::Variables;
 use herald_home::sync::MutexExt;
@@ -65,7 +66,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use api::{ApiError, BotApi};
+pub use api::{ApiError, BotApi, BotIdentity};
 
 /// The adapter name Telegram sessions are stored under (`telegram:<chat id>`).
 pub const ADAPTER: &str = "telegram";
@@ -93,6 +94,8 @@ const UNDELIVERED_BATCH: usize = 10_000;
 const SEND_DEGRADED_AFTER: u32 = 2;
 /// How long a restart waits for the old tasks to finish what they are doing before ending them.
 const RESTART_GRACE: Duration = Duration::from_secs(2);
+/// How long `getMe` may take before the poll goes on without it.
+const IDENTITY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long one `getUpdates` may take before the poll counts as stuck: the server holds it up to
 /// `poll_timeout`; the margin — 5 s plus a fifth of the timeout — covers a slow network without waiting
@@ -130,6 +133,8 @@ pub struct TelegramOptions {
     home: Option<Home>,
     /// Wrong pairing codes seen lately.
     guesses: Arc<Mutex<gate::GuessLimiter>>,
+    /// Who the bot is (`getMe`), once known: for mentions of it and replies to it in groups.
+    identity: Arc<RwLock<Option<BotIdentity>>>,
 }
 
 /// `[telegram] allowed_users`, `admin_users`, `allow_all` and `outage_notices`.
@@ -137,6 +142,9 @@ pub struct TelegramOptions {
 struct Access {
     lists: gate::Lists,
     outage_notices: bool,
+    group_respond: GroupRespond,
+    group_sessions: GroupSessions,
+    chats: std::collections::BTreeMap<ChatId, ChatRule>,
 }
 
 impl Access {
@@ -148,7 +156,19 @@ impl Access {
                 allow_all: config.allow_all,
             },
             outage_notices: config.outage_notices,
+            group_respond: config.group_respond,
+            group_sessions: config.group_sessions,
+            chats: config.chats.clone(),
         }
+    }
+
+    /// The rule for group `chat` (as `TelegramConfig::group_rule`).
+    fn group_rule(&self, chat: i64) -> (GroupRespond, GroupSessions) {
+        let own = self.chats.get(&ChatId(chat)).copied().unwrap_or_default();
+        (
+            own.respond.unwrap_or(self.group_respond),
+            own.sessions.unwrap_or(self.group_sessions),
+        )
     }
 }
 
@@ -188,6 +208,7 @@ impl TelegramOptions {
             min_poll_interval: Duration::from_millis(config.min_poll_interval_ms),
             home: None,
             guesses: Arc::default(),
+            identity: Arc::default(),
         })
     }
 
@@ -231,6 +252,10 @@ impl TelegramOptions {
             _ => None,
         };
         gate::decide(&lists, grant.as_ref(), user)
+    }
+
+    fn identity(&self) -> Option<BotIdentity> {
+        self.identity.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn outage_recipients(&self) -> Vec<i64> {
@@ -613,6 +638,9 @@ impl PushAdapter for TelegramAdapter {
             "telegram.allowed_users",
             "telegram.admin_users",
             "telegram.allow_all",
+            "telegram.group_respond",
+            "telegram.group_sessions",
+            "telegram.chats.*",
             "telegram.outage_notices",
         ]
     }
@@ -871,6 +899,16 @@ async fn poll_loop(
     loop {
         let started = Instant::now();
         let api = client.api();
+        if options.identity().is_none() {
+            // Groups need it (mentions, replies to the bot); a failure is tried again next poll.
+            match api.me(IDENTITY_TIMEOUT).await {
+                Ok(me) => {
+                    tracing::info!(username = ?me.username, "telegram: the bot is {}", me.id);
+                    *options.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(me);
+                }
+                Err(e) => tracing::debug!("telegram: getMe: {e}"),
+            }
+        }
         let polled = tokio::select! {
             polled = tokio::time::timeout(deadline, api.get_updates(offset, options.poll_timeout)) => match polled {
                 Ok(Ok(updates)) => Ok(updates),
@@ -1008,19 +1046,38 @@ async fn handle_update(
     let from = message.get("from");
     let user = from.and_then(|f| f.get("id")).and_then(Value::as_i64);
     let message_id = message.get("message_id").and_then(Value::as_i64).unwrap_or(0);
-    let command = commands::parse(text, None);
+    let me = options.identity();
+    let command = commands::parse(text, me.as_ref().and_then(|m| m.username.as_deref()));
+    let rule = options.access().group_rule(chat_id);
+    let addressed = group::addressed(message, text, me.as_ref());
+    let (conversation, text) = match group::route(message, text, command.is_some(), me.as_ref(), rule) {
+        group::Route::Answer { conversation, text } => (conversation, text),
+        group::Route::Ignore(why) => {
+            tracing::debug!(update = update_id, "telegram: not for the bot: {why}");
+            return Ok(());
+        }
+    };
     let Some(user) = user else {
         deny(api, chat_id, None).await;
         return Ok(());
     };
+    let private = chat.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("private");
     let Some((level, why)) = options.caller(user) else {
         match command {
             Some(Command::Pair(code)) => pair(api, options, chat_id, user, from, &code).await,
-            _ => deny(api, chat_id, Some(user)).await,
+            // A stranger in a group who did not address the bot is not told anything.
+            _ if private || addressed || command.is_some() => {
+                deny(api, chat_id, Some(user)).await;
+            }
+            _ => tracing::debug!(
+                user,
+                chat = chat_id,
+                "telegram: a group message from someone not let in"
+            ),
         }
         return Ok(());
     };
-    let session = SessionKey::new(ADAPTER, chat_id.to_string());
+    let session = SessionKey::new(ADAPTER, conversation);
     let id = format!("u{update_id}-m{message_id}");
     if let Some(command) = command {
         let caller = Caller {
@@ -1029,7 +1086,8 @@ async fn handle_update(
             name: display_name(from),
             level,
             why,
-            shared_chat: chat.and_then(|c| c.get("type")).and_then(Value::as_str) != Some("private"),
+            // One person's conversation in a group is theirs alone.
+            shared_chat: !private && !session.chat_id.contains(':'),
         };
         let answer = desk
             .run(&session, &id, &caller, &command)
@@ -1044,7 +1102,7 @@ async fn handle_update(
         }
         return Ok(());
     }
-    match engine.submit(session, Some(id), text.to_owned()).await {
+    match engine.submit(session, Some(id), text).await {
         Ok(ticket) => {
             if ticket.new {
                 tokio::spawn(typing(api.clone(), chat_id, ticket));
@@ -1256,7 +1314,7 @@ impl Sender<'_> {
         if !self.sent.insert(delivery.turn_id) {
             return true;
         }
-        let Ok(chat) = delivery.session.chat_id.parse::<i64>() else {
+        let Some(chat) = group::chat_of(&delivery.session.chat_id) else {
             tracing::warn!(session = %delivery.session, "telegram: not a chat id; the reply cannot be sent");
             return mark(self.engine, delivery.turn_id).await;
         };

@@ -10,7 +10,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bot_api::BotApi;
+use bot_api::{BOT_ID, BOT_USERNAME, BotApi};
+use serde_json::json;
 use support::{Gateway, TestHome, post_message, test_agent, text, wait_for};
 
 const TOKEN: &str = "4242:TEST-SECRET-TOKEN";
@@ -19,6 +20,11 @@ const OWNER: i64 = 7;
 /// A home with Telegram on `api` (the owner allowed) and, when `log` is given, the `test_agent` command
 /// agent logging there (else the echo agent).
 fn home_for(api: &BotApi, log: Option<&Path>) -> TestHome {
+    home_with(api, log, &format!("allowed_users = [{OWNER}]\n"))
+}
+
+/// As [`home_for`], with `telegram_keys` (who is allowed, group rules) in `[telegram]`.
+fn home_with(api: &BotApi, log: Option<&Path>, telegram_keys: &str) -> TestHome {
     let home = TestHome::new();
     let agent = match log {
         Some(log) => {
@@ -35,8 +41,8 @@ fn home_for(api: &BotApi, log: Option<&Path>) -> TestHome {
         "herald.toml",
         format!(
             "[gateway]\ndrain_timeout_secs = 2\n[http]\nlisten = \"127.0.0.1:0\"\n\n{agent}\n[telegram]\nenabled = true\n\
-             token_env = \"HERALD_TEST_TG_TOKEN\"\napi_base = \"{}\"\nallowed_users = [{OWNER}]\n\
-             poll_timeout_secs = 2\nmin_poll_interval_ms = 100\n",
+             token_env = \"HERALD_TEST_TG_TOKEN\"\napi_base = \"{}\"\n\
+             poll_timeout_secs = 2\nmin_poll_interval_ms = 100\n{telegram_keys}",
             api.url
         )
         .as_bytes(),
@@ -347,6 +353,105 @@ fn commands_work_over_the_local_api_too() {
     );
     assert!(home.output(&["stop"]).status.success());
     gateway.wait();
+}
+
+/// Waits for the bot's next message in `chat` after the first `before`, and returns it.
+fn next_in(api: &BotApi, chat: i64, before: usize) -> bot_api::Sent {
+    let mut found = None;
+    wait_for(&format!("a message in chat {chat}"), || {
+        found = api.sent_to(chat).get(before).cloned();
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+#[test]
+fn in_groups_the_bot_answers_only_when_addressed_and_never_another_bot() {
+    const GROUP: i64 = -200;
+    const PER_USER_GROUP: i64 = -300;
+    const MEMBER: i64 = 8;
+    let api = BotApi::start(TOKEN);
+    let home = home_with(
+        &api,
+        None,
+        &format!(
+            "allowed_users = [{OWNER}, {MEMBER}]\nadmin_users = [{OWNER}]\n\
+             [telegram.chats.\"{PER_USER_GROUP}\"]\nsessions = \"per_user\"\n"
+        ),
+    );
+    let gateway = start(&home);
+    let mention = format!("@{BOT_USERNAME}");
+
+    // People talking among themselves are left alone; a mention is answered, in reply, without it.
+    api.group_says(OWNER, GROUP, "lunch anyone?", json!({}));
+    let asked = api.group_says(OWNER, GROUP, &format!("{mention} what is 2+2"), json!({}));
+    let answer = next_in(&api, GROUP, 0);
+    assert_eq!(
+        (answer.text.as_str(), answer.reply_to),
+        ("echo: what is 2+2", Some(asked))
+    );
+    // A reply to one of the bot's messages is addressed to it.
+    api.group_says(
+        MEMBER,
+        GROUP,
+        "and 3+3?",
+        json!({"reply_to_message": {"message_id": 1, "from": {"id": BOT_ID, "is_bot": true}}}),
+    );
+    assert_eq!(next_in(&api, GROUP, 1).text, "echo: and 3+3?");
+    // Another bot is never answered, even when it mentions this one; nor a stranger chatting.
+    api.group_says(
+        555,
+        GROUP,
+        &format!("{mention} ping"),
+        json!({"from": {"id": 555, "is_bot": true, "first_name": "OtherBot"}}),
+    );
+    api.group_says(666, GROUP, "hello all", json!({}));
+    api.group_says(OWNER, GROUP, "/new@some_other_bot", json!({}));
+    // A stranger who addresses the bot is told how to get in.
+    api.group_says(666, GROUP, &format!("{mention} let me in"), json!({}));
+    assert!(
+        next_in(&api, GROUP, 2)
+            .text
+            .starts_with("Sorry, this bot only talks")
+    );
+    assert_eq!(api.sent_to(GROUP).len(), 3, "{:?}", api.sent_to(GROUP));
+
+    // In a shared group conversation only an admin may /stop (the answer may be someone else's).
+    api.group_says(MEMBER, GROUP, "/stop", json!({}));
+    assert!(next_in(&api, GROUP, 3).text.starts_with("Only an admin"));
+    api.group_says(OWNER, GROUP, &format!("/stop@{BOT_USERNAME}"), json!({}));
+    assert!(next_in(&api, GROUP, 4).text.starts_with("Nothing to stop"));
+
+    // A per-person group: each member has a conversation of their own, answered in the group.
+    api.group_says(OWNER, PER_USER_GROUP, &format!("{mention} mine"), json!({}));
+    assert_eq!(next_in(&api, PER_USER_GROUP, 0).text, "echo: mine");
+    api.group_says(MEMBER, PER_USER_GROUP, &format!("{mention} yours"), json!({}));
+    assert_eq!(next_in(&api, PER_USER_GROUP, 1).text, "echo: yours");
+    api.group_says(MEMBER, PER_USER_GROUP, "/stop", json!({}));
+    assert!(
+        next_in(&api, PER_USER_GROUP, 2)
+            .text
+            .starts_with("Nothing to stop"),
+        "their own conversation: no admin needed"
+    );
+    stop(&home, gateway);
+
+    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
+        .unwrap()
+        .0;
+    let sessions = herald_gateway::journal::HistoryStore::sessions(&journal, 100)
+        .wait()
+        .unwrap();
+    let mut names: Vec<String> = sessions.iter().map(|s| s.session.chat_id.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            format!("{GROUP}"),
+            format!("{PER_USER_GROUP}:{OWNER}"),
+            format!("{PER_USER_GROUP}:{MEMBER}")
+        ]
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -84,6 +84,10 @@ struct State {
     stuck: Vec<(String, Fault)>,
 }
 
+/// The bot's own user id and username, as `getMe` tells them.
+pub const BOT_ID: i64 = 999;
+pub const BOT_USERNAME: &str = "herald_test_bot";
+
 /// The stand-in server. Dropping it stops accepting (threads serving open connections finish on their own).
 pub struct BotApi {
     pub url: String,
@@ -143,6 +147,29 @@ impl BotApi {
             }});
             s.updates.push_back((id, update));
             id
+        })
+    }
+
+    /// `user` writes `text` in group `chat`; `extra` is merged into the message (`reply_to_message`, a
+    /// `from` with `is_bot`...). Returns the message id.
+    pub fn group_says(&self, user: i64, chat: i64, text: &str, extra: Value) -> i64 {
+        self.with(|s| {
+            let id = s.next_update_id;
+            s.next_update_id += 1;
+            let message_id = s.next_message_id;
+            s.next_message_id += 1;
+            let mut message = json!({
+                "message_id": message_id, "date": 1,
+                "from": {"id": user, "is_bot": false, "first_name": "Test"},
+                "chat": {"id": chat, "type": "supergroup", "title": "Test group"},
+                "text": text,
+            });
+            if let (Some(m), Some(e)) = (message.as_object_mut(), extra.as_object()) {
+                m.extend(e.clone());
+            }
+            s.updates
+                .push_back((id, json!({"update_id": id, "message": message})));
+            message_id
         })
     }
 
@@ -350,6 +377,10 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
                 json!({"ok": true, "result": {"message_id": message_id, "date": 1, "chat": {"id": chat_id}, "text": text}}),
             )
         }
+        "getMe" => (
+            200,
+            json!({"ok": true, "result": {"id": BOT_ID, "is_bot": true, "first_name": "Herald", "username": BOT_USERNAME}}),
+        ),
         "setMyCommands" => {
             state.commands = body.get("commands").cloned();
             (200, json!({"ok": true, "result": true}))
