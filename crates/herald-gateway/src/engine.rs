@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
-use crate::agent::{Agent, TurnRequest};
+use crate::agent::{Agent, Draft, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
     Conversation, Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind,
@@ -115,6 +115,27 @@ impl Ticket {
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Called once the reply is durably stored. Must not block: queue it and return.
     fn deliver(&self, delivery: Delivery);
+
+    /// Called when a streaming agent starts answering a turn of this adapter's sessions: `text` grows
+    /// with the answer so far, for the chat to see as a draft. The draft is only for show — the reply
+    /// still comes through [`Outbox::deliver`], which should turn the draft into it. Must not block. The
+    /// default shows nothing.
+    fn drafting(&self, drafting: Drafting) {
+        let _ = drafting;
+    }
+}
+
+/// A turn's answer being written (see [`Outbox::drafting`]).
+#[derive(Debug)]
+pub struct Drafting {
+    pub turn_id: i64,
+    pub session: SessionKey,
+    /// The question's message id.
+    pub message_id: String,
+    /// The answer so far.
+    pub text: watch::Receiver<String>,
+    /// The chat message an earlier run of this turn showed its draft in (a resumed turn).
+    pub earlier: Option<String>,
 }
 
 /// What [`Engine::resume`] did.
@@ -139,6 +160,8 @@ struct Plan {
     /// Its number within the session.
     number: u64,
     text: String,
+    /// The draft message an earlier run made (a resumed turn).
+    draft: Option<String>,
 }
 
 /// Shared by every adapter (`Arc<Engine>`).
@@ -381,7 +404,7 @@ impl Engine {
     }
 
     /// Hands a committed reply to its adapter's outbox, if it has one.
-    fn push(&self, turn_id: i64, key: &TurnKey, reply: &Reply) {
+    fn push(&self, turn_id: i64, key: &TurnKey, reply: &Reply, draft: Option<String>) {
         let outbox = self.outboxes.lock_unpoisoned().get(&key.session.adapter).cloned();
         if let Some(outbox) = outbox {
             outbox.deliver(Delivery {
@@ -389,6 +412,7 @@ impl Engine {
                 session: key.session.clone(),
                 message_id: key.message_id.clone(),
                 reply: reply.clone(),
+                draft,
             });
         }
     }
@@ -457,6 +481,7 @@ impl Engine {
             turn_id: accepted.turn_id,
             number: accepted.number,
             text,
+            draft: None,
         };
         self.spawn_turn(plan, guard);
         Ok(Ticket {
@@ -503,7 +528,9 @@ impl Engine {
             turn_id,
             number,
             text,
+            draft: earlier,
         } = plan;
+        let announced_earlier = earlier.clone();
         let key = guard.key();
         let (session, message_id) = (&key.session, &key.message_id);
         // Not awaited: a lost `running` mark changes nothing (see `TurnStore::start`).
@@ -526,11 +553,23 @@ impl Engine {
             message: text,
             history,
         };
+        // A streaming agent's answer is shown as it grows, by the adapter whose outbox takes drafts.
+        let draft = Draft::new();
+        let outbox = self.outboxes.lock_unpoisoned().get(&session.adapter).cloned();
+        if let Some(outbox) = outbox.filter(|_| self.agent.streams()) {
+            outbox.drafting(Drafting {
+                turn_id,
+                session: session.clone(),
+                message_id: message_id.clone(),
+                text: draft.subscribe(),
+                earlier: announced_earlier,
+            });
+        }
         // A `/stop` drops the agent's future (killing what it started); the stopper has closed the turn.
         let answer = tokio::select! {
             biased;
             () = switch.wait_stopped() => return stopped_outcome(),
-            answer = self.agent.reply(&request) => answer,
+            answer = self.agent.reply_drafting(&request, &draft) => answer,
         };
         if !switch.answer() {
             return stopped_outcome();
@@ -558,7 +597,7 @@ impl Engine {
             self.stored(&finished);
             match finished {
                 Ok(()) => {
-                    self.push(turn_id, key, &reply);
+                    self.push(turn_id, key, &reply, earlier.clone());
                     return TurnOutcome::Replied(reply);
                 }
                 Err(e) if e.kind == JournalErrorKind::Closed => return TurnOutcome::Failed(e),
@@ -596,6 +635,7 @@ impl Engine {
                 turn.turn_id,
                 &TurnKey::new(turn.session.clone(), turn.message_id.clone()),
                 &reply,
+                turn.draft.clone(),
             );
             tracing::warn!(session = %turn.session, turn = turn.number, "gave up after {MAX_RESUMES} resumes");
             let mut log = TurnLog::new(self, &turn.session, turn.number, &turn.text);
@@ -618,6 +658,7 @@ impl Engine {
                 turn_id: turn.turn_id,
                 number: turn.number,
                 text: turn.text,
+                draft: turn.draft,
             };
             self.spawn_turn(plan, guard);
             summary.resumed += 1;

@@ -146,6 +146,9 @@ pub struct UnfinishedTurn {
     pub state: TurnState,
     /// How many times the turn has been resumed already.
     pub resume_count: u32,
+    /// The chat message showing its answer as it was being written, if an earlier run made one
+    /// ([`AdapterStore::set_draft`]).
+    pub draft: Option<String>,
 }
 
 /// A committed reply that a push adapter has to hand to its chat (see [`AdapterStore::undelivered`]).
@@ -156,6 +159,9 @@ pub struct Delivery {
     /// The question's message id.
     pub message_id: String,
     pub reply: Reply,
+    /// The chat message that showed the answer as it was written, to become the answer (edited) rather
+    /// than stay beside it; `None` when there was none or the adapter knows it itself.
+    pub draft: Option<String>,
 }
 
 /// One message of a session's history.
@@ -394,6 +400,10 @@ pub trait AdapterStore: Send + Sync + fmt::Debug {
 
     /// Marks a turn's reply as handed to its chat.
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
+
+    /// Records the chat message showing a turn's answer as it is being written (the adapter's reference
+    /// to it), so a resumed turn and its final delivery edit that message instead of adding another.
+    fn set_draft(&self, turn_id: i64, draft: &str, at_ms: u64) -> Pending<()>;
 
     /// The first update id `adapter` has not yet durably stored (its confirmed offset), if it ever
     /// stored one.

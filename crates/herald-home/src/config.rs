@@ -384,6 +384,9 @@ pub struct CommandConfig {
     /// How many earlier messages of the session are passed on stdin.
     #[serde(deserialize_with = "history_messages")]
     pub history_messages: usize,
+    /// Show each line the program writes as the answer so far (chats see a draft grow, edited in
+    /// place); the reply is still the whole output.
+    pub stream: bool,
 }
 
 impl Default for CommandConfig {
@@ -392,6 +395,7 @@ impl Default for CommandConfig {
             command: Vec::new(),
             timeout_secs: 120,
             history_messages: 50,
+            stream: false,
         }
     }
 }
@@ -582,6 +586,7 @@ history_messages = 50         # earlier messages sent with each turn; 0..=10000
 # command = ["my-agent", "--json"]
 timeout_secs = 120            # the whole process tree is killed when it runs out; 1..=86400
 history_messages = 50
+stream = false                # show each line it writes as the answer so far (a draft edited in place)
 
 [telegram]
 # A Telegram bot (long polling; no public address needed). Create one with @BotFather.

@@ -183,7 +183,8 @@ impl TurnStore for SqliteJournal {
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number
+                "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number,
+                        t.draft
                  FROM turns t
                  JOIN sessions s ON s.id = t.session_id
                  JOIN messages m ON m.turn_id = t.id AND m.role = 'user'
@@ -200,6 +201,7 @@ impl TurnStore for SqliteJournal {
                     text: r.get(4)?,
                     state: TurnState::parse(&state).unwrap_or(TurnState::Pending),
                     resume_count: r.get(6)?,
+                    draft: r.get(8)?,
                 })
             })?;
             rows.collect()
@@ -329,7 +331,7 @@ impl AdapterStore for SqliteJournal {
         let adapter = adapter.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed
+                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft
                  FROM sessions s
                  JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
                  JOIN turns t ON t.id = m.turn_id
@@ -345,10 +347,16 @@ impl AdapterStore for SqliteJournal {
                         text: r.get(3)?,
                         failed: r.get(4)?,
                     },
+                    draft: r.get(5)?,
                 })
             })?;
             rows.collect()
         })
+    }
+
+    fn set_draft(&self, turn_id: i64, draft: &str, _at_ms: u64) -> Pending<()> {
+        let draft = draft.to_owned();
+        self.write(|done| Write::SetDraft { turn_id, draft, done })
     }
 
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {

@@ -89,7 +89,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // cannot widen the `state` CHECK in place, and a cancelled turn is final and answered by a notice,
     // as a failed one is). Each command that changes something (`/new`, `/stop`) is recorded under its
     // message id, so a message handed over again (after a crash) does not run it twice.
+    //
+    // Drafts: a streamed answer is shown in its chat as a message edited as it grows; that message's id
+    // (`turns.draft`, the adapter's own reference) is stored as soon as it exists, so a turn resumed
+    // after a kill edits the same message instead of leaving a partial answer beside a new one.
     r"
+    ALTER TABLE turns ADD COLUMN draft TEXT;
     ALTER TABLE turns ADD COLUMN cancelled_ms INTEGER;
     CREATE TABLE commands (
         session_id  INTEGER NOT NULL REFERENCES sessions (id),

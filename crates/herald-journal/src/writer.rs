@@ -49,6 +49,11 @@ pub(crate) enum Write {
         at_ms: u64,
         done: Completion<()>,
     },
+    SetDraft {
+        turn_id: i64,
+        draft: String,
+        done: Completion<()>,
+    },
     SetOffset {
         adapter: String,
         offset: i64,
@@ -128,6 +133,7 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
             | Write::MarkInterrupted { done, .. }
             | Write::NoteResumed { done, .. }
             | Write::MarkDelivered { done, .. }
+            | Write::SetDraft { done, .. }
             | Write::SetOffset { done, .. } => done.complete(Err(error.clone())),
         }
     }
@@ -203,6 +209,10 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
         Write::MarkDelivered { turn_id, at_ms, done } => Outcome::Unit(
             done,
             mark_delivered(&savepoint, turn_id, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::SetDraft { turn_id, draft, done } => Outcome::Unit(
+            done,
+            set_draft(&savepoint, turn_id, &draft).map_err(|e| storage_error(&e)),
         ),
         Write::SetOffset {
             adapter,
@@ -486,6 +496,12 @@ fn mark_delivered(conn: &Connection, turn_id: i64, at_ms: u64) -> rusqlite::Resu
          WHERE turn_id = ?1 AND role = 'assistant' AND delivered_ms IS NULL",
     )?
     .execute(params![turn_id, at_ms as i64])?;
+    Ok(())
+}
+
+fn set_draft(conn: &Connection, turn_id: i64, draft: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE turns SET draft = ?2 WHERE id = ?1")?
+        .execute(params![turn_id, draft])?;
     Ok(())
 }
 

@@ -31,7 +31,7 @@ pub mod wire;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use herald_gateway::agent::{Agent, AgentError, BoxFuture, TurnRequest};
+use herald_gateway::agent::{Agent, AgentError, BoxFuture, Draft, TurnRequest};
 use herald_home::config::OpenAiConfig;
 use herald_home::secrets::{Lookup, Variables};
 use reqwest::header::{self, HeaderValue};
@@ -209,7 +209,7 @@ impl OpenAiAgent {
             .collect()
     }
 
-    async fn answer(&self, request: &TurnRequest) -> Result<String, AgentError> {
+    async fn answer(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<String, AgentError> {
         let deadline = Instant::now() + self.budget;
         let body = ChatRequest {
             model: &self.model,
@@ -219,7 +219,9 @@ impl OpenAiAgent {
         let body = serde_json::to_vec(&body)
             .map_err(|e| AgentError::Failed(format!("cannot encode the request: {e}")))?;
         let result =
-            match tokio::time::timeout_at(deadline, self.attempts(request.turn_id, body, deadline)).await {
+            match tokio::time::timeout_at(deadline, self.attempts(request.turn_id, body, deadline, draft))
+                .await
+            {
                 Ok(result) => result,
                 Err(_elapsed) => Err(AgentError::Timeout(self.budget)),
             };
@@ -240,10 +242,16 @@ impl OpenAiAgent {
     }
 
     /// Attempts and retries until an answer, a final error, or a wait that would cross `deadline`.
-    async fn attempts(&self, turn: i64, body: Vec<u8>, deadline: Instant) -> Result<String, AgentError> {
+    async fn attempts(
+        &self,
+        turn: i64,
+        body: Vec<u8>,
+        deadline: Instant,
+        draft: Option<&Draft>,
+    ) -> Result<String, AgentError> {
         let mut retry = 0;
         loop {
-            let (error, requested) = match self.attempt(&body).await {
+            let (error, requested) = match self.attempt(&body, draft).await {
                 Ok(text) => return Ok(text),
                 Err(Attempt::Final(error)) => return Err(error),
                 Err(Attempt::Retryable { error, wait }) => (error, wait),
@@ -262,7 +270,7 @@ impl OpenAiAgent {
         }
     }
 
-    async fn attempt(&self, body: &[u8]) -> Result<String, Attempt> {
+    async fn attempt(&self, body: &[u8], draft: Option<&Draft>) -> Result<String, Attempt> {
         let accept = if self.stream {
             "text/event-stream"
         } else {
@@ -292,7 +300,7 @@ impl OpenAiAgent {
                     .starts_with("text/event-stream")
             });
         let result = if is_sse {
-            self.read_stream(response).await
+            self.read_stream(response, draft).await
         } else {
             self.read_whole(response).await
         };
@@ -371,7 +379,12 @@ impl OpenAiAgent {
         non_empty(text, finish_reason.as_deref())
     }
 
-    async fn read_stream(&self, mut response: reqwest::Response) -> Result<String, AgentError> {
+    /// Reads a streamed answer, growing `draft` (if any) with the text so far after each chunk.
+    async fn read_stream(
+        &self,
+        mut response: reqwest::Response,
+        draft: Option<&Draft>,
+    ) -> Result<String, AgentError> {
         let mut parser = SseParser::new();
         let mut answer = StreamAnswer::default();
         let mut read = 0usize;
@@ -385,6 +398,9 @@ impl OpenAiAgent {
                 if answer.done {
                     return non_empty(answer.text, answer.finish_reason.as_deref());
                 }
+            }
+            if let Some(draft) = draft {
+                draft.grow(&answer.text);
             }
         }
         if let Some(event) = parser.finish() {
@@ -433,7 +449,19 @@ impl Agent for OpenAiAgent {
     }
 
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
-        Box::pin(self.answer(request))
+        Box::pin(self.answer(request, None))
+    }
+
+    fn streams(&self) -> bool {
+        self.stream
+    }
+
+    fn reply_drafting<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        draft: &'a Draft,
+    ) -> BoxFuture<'a, Result<String, AgentError>> {
+        Box::pin(self.answer(request, Some(draft)))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {

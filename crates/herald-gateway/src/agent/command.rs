@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{Agent, AgentError, BoxFuture, HistoryMessage, TurnRequest};
+use super::{Agent, AgentError, BoxFuture, Draft, HistoryMessage, TurnRequest};
 
 #[cfg(unix)]
 #[path = "command/unix.rs"]
@@ -72,6 +72,8 @@ pub struct CommandAgent {
     args: Vec<OsString>,
     timeout: Duration,
     history_messages: usize,
+    /// Each line the program writes is shown as the answer so far (`[agent.command] stream`).
+    stream: bool,
 }
 
 impl CommandAgent {
@@ -86,7 +88,15 @@ impl CommandAgent {
             args: parts.collect(),
             timeout,
             history_messages,
+            stream: false,
         }
+    }
+
+    /// Shows each line the program writes as the answer so far (a draft the chat sees grow).
+    #[must_use]
+    pub fn streaming(mut self, stream: bool) -> CommandAgent {
+        self.stream = stream;
+        self
     }
 
     /// The agent `[agent.command]` describes.
@@ -96,9 +106,10 @@ impl CommandAgent {
             Duration::from_secs(config.timeout_secs),
             config.history_messages,
         )
+        .streaming(config.stream)
     }
 
-    async fn run(&self, request: &TurnRequest) -> Result<String, AgentError> {
+    async fn run(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<String, AgentError> {
         if self.program.is_empty() {
             return Err(AgentError::Misconfigured("no command is configured".to_owned()));
         }
@@ -128,7 +139,7 @@ impl CommandAgent {
         let turn = async {
             tokio::try_join!(
                 write,
-                read_capped(stdout, MAX_STDOUT),
+                read_capped(stdout, MAX_STDOUT, draft),
                 read_tail(stderr, STDERR_KEPT),
                 exit
             )
@@ -165,7 +176,19 @@ impl Agent for CommandAgent {
     }
 
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
-        Box::pin(self.run(request))
+        Box::pin(self.run(request, None))
+    }
+
+    fn streams(&self) -> bool {
+        self.stream
+    }
+
+    fn reply_drafting<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        draft: &'a Draft,
+    ) -> BoxFuture<'a, Result<String, AgentError>> {
+        Box::pin(self.run(request, self.stream.then_some(draft)))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
@@ -263,15 +286,28 @@ fn stderr_tail(stderr: &[u8]) -> String {
     }
 }
 
-/// Reads everything, failing with [`Stop::Overflow`] as soon as more than `cap` bytes arrive.
-async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Result<Vec<u8>, Stop> {
+/// Reads everything, failing with [`Stop::Overflow`] as soon as more than `cap` bytes arrive. With a
+/// `draft`, every complete line grows it (the output so far, up to its last line break).
+async fn read_capped(
+    mut pipe: impl AsyncRead + Unpin,
+    cap: usize,
+    draft: Option<&Draft>,
+) -> Result<Vec<u8>, Stop> {
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 << 10];
     loop {
         match pipe.read(&mut chunk).await {
             Ok(0) => return Ok(out),
             Ok(n) if out.len() + n > cap => return Err(Stop::Overflow),
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                out.extend_from_slice(&chunk[..n]);
+                if let Some(draft) = draft
+                    && chunk[..n].contains(&b'\n')
+                    && let Some(end) = out.iter().rposition(|b| *b == b'\n')
+                {
+                    draft.grow(String::from_utf8_lossy(&out[..end]).trim_end());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // Windows reports the writer's end closing as a broken pipe: that is the end of the data.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(out),
@@ -458,8 +494,11 @@ mod tests {
     #[tokio::test]
     async fn read_capped_stops_past_the_cap() {
         let data = [b'x'; 100];
-        assert_eq!(read_capped(&data[..], 100).await.unwrap().len(), 100);
-        assert!(matches!(read_capped(&data[..], 99).await, Err(Stop::Overflow)));
+        assert_eq!(read_capped(&data[..], 100, None).await.unwrap().len(), 100);
+        assert!(matches!(
+            read_capped(&data[..], 99, None).await,
+            Err(Stop::Overflow)
+        ));
     }
 
     #[tokio::test]

@@ -64,6 +64,40 @@ pub struct TurnRequest {
     pub history: Vec<HistoryMessage>,
 }
 
+/// The text of an answer as it is being written, for a streaming agent to grow and an adapter to show
+/// (a draft edited in place). Only the latest text matters: a reader that falls behind skips to it.
+#[derive(Debug)]
+pub struct Draft(tokio::sync::watch::Sender<String>);
+
+impl Draft {
+    pub fn new() -> Draft {
+        Draft(tokio::sync::watch::Sender::new(String::new()))
+    }
+
+    /// The whole answer so far (not the new part): a reader always sees a prefix of the final text.
+    pub fn grow(&self, text: &str) {
+        self.0.send_if_modified(|current| {
+            if current == text {
+                false
+            } else {
+                text.clone_into(current);
+                true
+            }
+        });
+    }
+
+    /// A reader of the text so far.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<String> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Draft {
+    fn default() -> Self {
+        Draft::new()
+    }
+}
+
 /// Why an agent could not answer. Each variant carries enough to explain it to the user and in logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {
@@ -120,6 +154,22 @@ pub trait Agent: Send + Sync + fmt::Debug {
 
     /// Answers one turn. Dropping the returned future cancels the turn and releases what it started.
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>>;
+
+    /// Whether the agent writes its answer as it goes ([`Agent::reply_drafting`] grows the draft).
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// As [`Agent::reply`], growing `draft` with the answer so far while it is written. The returned text
+    /// is the answer; the draft is only for show. The default writes no draft.
+    fn reply_drafting<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        draft: &'a Draft,
+    ) -> BoxFuture<'a, Result<String, AgentError>> {
+        let _ = draft;
+        self.reply(request)
+    }
 
     /// Checks, cheaply and without a turn, that the backend can answer: the program exists and is
     /// executable, the endpoint answers and accepts the key. `Ok` says what was checked. Bounded by the
