@@ -705,6 +705,12 @@ impl Engine {
         self.journal.mark_delivered(turn_id, now_ms()).await
     }
 
+    /// Records (durably) the chat message showing a turn's answer as it is written (see
+    /// [`Outbox::drafting`]).
+    pub async fn set_draft(&self, turn_id: i64, draft: &str) -> Result<(), JournalError> {
+        self.journal.set_draft(turn_id, draft, now_ms()).await
+    }
+
     /// The first update id `adapter` has not durably handled, if it ever recorded one.
     pub async fn adapter_offset(&self, adapter: &str) -> Result<Option<i64>, JournalError> {
         self.journal.adapter_offset(adapter).await

@@ -50,6 +50,12 @@ impl ApiError {
         )
     }
 
+    /// A 400 saying an edit changed nothing (the message already says this): the edit is done.
+    pub fn is_not_modified(&self) -> bool {
+        matches!(self, ApiError::Rejected { status: 400, description }
+            if description.to_ascii_lowercase().contains("message is not modified"))
+    }
+
     /// A 400 about the message's formatting: resend it as plain text.
     pub fn is_markup_error(&self) -> bool {
         matches!(self, ApiError::Rejected { status: 400, description }
@@ -198,6 +204,51 @@ impl BotApi {
             body["reply_parameters"] = json!({ "message_id": id, "allow_sending_without_reply": true });
         }
         self.call("sendMessage", body, REQUEST_TIMEOUT).await.map(drop)
+    }
+
+    /// As [`BotApi::send_message`], returning the new message's id (for a draft later edited).
+    pub async fn send_message_id(
+        &self,
+        chat_id: i64,
+        text: &str,
+        parse_mode: Option<&str>,
+        reply_to: Option<i64>,
+    ) -> Result<i64, ApiError> {
+        let mut body = json!({ "chat_id": chat_id, "text": text });
+        if let Some(mode) = parse_mode {
+            body["parse_mode"] = json!(mode);
+        }
+        if let Some(id) = reply_to {
+            body["reply_parameters"] = json!({ "message_id": id, "allow_sending_without_reply": true });
+        }
+        let sent = self.call("sendMessage", body, REQUEST_TIMEOUT).await?;
+        sent.get("message_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ApiError::Decode("sendMessage answered without a message_id".into()))
+    }
+
+    /// Replaces the text of message `message_id` (a draft). An edit that changes nothing is a success.
+    pub async fn edit_message_text(
+        &self,
+        chat_id: i64,
+        message_id: i64,
+        text: &str,
+        parse_mode: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut body = json!({ "chat_id": chat_id, "message_id": message_id, "text": text });
+        if let Some(mode) = parse_mode {
+            body["parse_mode"] = json!(mode);
+        }
+        match self.call("editMessageText", body, REQUEST_TIMEOUT).await {
+            Err(e) if e.is_not_modified() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Deletes message `message_id` (a draft that could not become the answer). Best effort.
+    pub async fn delete_message(&self, chat_id: i64, message_id: i64) -> Result<(), ApiError> {
+        let body = json!({ "chat_id": chat_id, "message_id": message_id });
+        self.call("deleteMessage", body, REQUEST_TIMEOUT).await.map(drop)
     }
 
     /// The bot's own description (`getMe`): proves the token is valid. `@username` when it has one.

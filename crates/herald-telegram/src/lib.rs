@@ -40,6 +40,7 @@
 //! stops both, rebuilds the client and starts them again, while the rest of the gateway serves on.
 
 mod api;
+mod draft;
 pub mod gate;
 pub mod group;
 pub mod split;
@@ -56,6 +57,8 @@ use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
 use herald_gateway::health::HealthHandle;
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
 use herald_home::Home;
+
+use crate::draft::Drafts;
 use herald_home::access::AccessLevel;
 use herald_home::config::{ChatId, ChatRule, Config, GroupRespond, GroupSessions, TelegramConfig};
 use herald_home::records::HealthState;
@@ -376,6 +379,8 @@ pub struct TelegramAdapter {
 struct Inner {
     options: Arc<TelegramOptions>,
     client: Arc<Client>,
+    /// Answers being written, shown as drafts (shared by every run).
+    drafts: Arc<Drafts>,
     run: Mutex<Option<Running>>,
     /// Serialises restarts and the close, which both stop the running tasks.
     turn: tokio::sync::Mutex<()>,
@@ -418,6 +423,7 @@ impl TelegramAdapter {
             inner: Arc::new(Inner {
                 options: Arc::new(options),
                 client: Arc::new(client),
+                drafts: Arc::default(),
                 run: Mutex::new(None),
                 turn: tokio::sync::Mutex::new(()),
             }),
@@ -444,6 +450,7 @@ impl Inner {
                     engine.clone(),
                     client.clone(),
                     outlet.take(),
+                    outlet.drafts.clone(),
                     reporter.clone(),
                     halt.clone(),
                 )
@@ -452,12 +459,13 @@ impl Inner {
     }
 
     fn spawn_poller(&self, run: &Running, stop: &watch::Receiver<bool>) -> JoinHandle<()> {
-        let (engine, client, options, reporter, halt) = (
+        let (engine, client, options, reporter, halt, drafts) = (
             run.engine.clone(),
             self.client.clone(),
             self.options.clone(),
             run.reporter.clone(),
             stop.clone(),
+            self.drafts.clone(),
         );
         tokio::spawn(supervised(
             "poller",
@@ -469,6 +477,7 @@ impl Inner {
                     engine.clone(),
                     client.clone(),
                     options.clone(),
+                    drafts.clone(),
                     reporter.clone(),
                     halt.clone(),
                 )
@@ -520,18 +529,31 @@ impl Inner {
         if let Some(tasks) = tasks {
             tasks.stop(grace).await;
         }
+        self.drafts.stop_all();
         reporter.health.set(HealthState::Stopped, None);
     }
 }
 
-/// The engine's outbox for Telegram sessions: a queue the delivery task drains.
+/// The engine's outbox for Telegram sessions: a queue the delivery task drains, and the drafts of
+/// answers being written.
 #[derive(Debug)]
-struct QueueOutbox(mpsc::UnboundedSender<Delivery>);
+struct QueueOutbox {
+    queue: mpsc::UnboundedSender<Delivery>,
+    drafts: Arc<Drafts>,
+    client: Arc<Client>,
+    /// Weak: the engine holds this outbox.
+    engine: std::sync::Weak<Engine>,
+}
 
 impl Outbox for QueueOutbox {
     fn deliver(&self, delivery: Delivery) {
         // The delivery task is gone only after close; the reply stays undelivered in the journal.
-        let _ = self.0.send(delivery);
+        let _ = self.queue.send(delivery);
+    }
+
+    fn drafting(&self, drafting: herald_gateway::engine::Drafting) {
+        self.drafts
+            .start(self.client.clone(), self.engine.clone(), drafting);
     }
 }
 
@@ -541,26 +563,41 @@ impl Outbox for QueueOutbox {
 #[derive(Debug)]
 struct Outlet {
     engine: Arc<Engine>,
+    client: Arc<Client>,
+    drafts: Arc<Drafts>,
     first: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
 }
 
 impl Outlet {
-    fn register(engine: &Arc<Engine>) -> Arc<Outlet> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        engine.register_outbox(ADAPTER, Arc::new(QueueOutbox(tx)));
-        Arc::new(Outlet {
+    fn register(engine: &Arc<Engine>, client: &Arc<Client>, drafts: &Arc<Drafts>) -> Arc<Outlet> {
+        let outlet = Outlet {
             engine: engine.clone(),
-            first: Mutex::new(Some(rx)),
-        })
+            client: client.clone(),
+            drafts: drafts.clone(),
+            first: Mutex::new(None),
+        };
+        let rx = outlet.register_queue();
+        *outlet.first.lock_unpoisoned() = Some(rx);
+        Arc::new(outlet)
+    }
+
+    fn register_queue(&self) -> mpsc::UnboundedReceiver<Delivery> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = QueueOutbox {
+            queue: tx,
+            drafts: self.drafts.clone(),
+            client: self.client.clone(),
+            engine: Arc::downgrade(&self.engine),
+        };
+        self.engine.register_outbox(ADAPTER, Arc::new(outbox));
+        rx
     }
 
     fn take(&self) -> mpsc::UnboundedReceiver<Delivery> {
         if let Some(rx) = self.first.lock_unpoisoned().take() {
             return rx;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.engine.register_outbox(ADAPTER, Arc::new(QueueOutbox(tx)));
-        rx
+        self.register_queue()
     }
 }
 
@@ -575,7 +612,7 @@ impl PushAdapter for TelegramAdapter {
         let mut run = Running {
             engine: engine.clone(),
             reporter: Reporter::new(health),
-            outlet: Outlet::register(engine),
+            outlet: Outlet::register(engine, &inner.client, &inner.drafts),
             opened: false,
             closing: false,
             tasks: None,
@@ -852,6 +889,7 @@ async fn poll_loop(
     engine: Arc<Engine>,
     client: Arc<Client>,
     options: Arc<TelegramOptions>,
+    drafts: Arc<Drafts>,
     reporter: Reporter,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -923,7 +961,7 @@ async fn poll_loop(
                 reporter.health.inbound();
                 reporter.poll(HealthState::Connected, None);
                 let empty = updates.is_empty();
-                let batch = handle_batch(&engine, &desk, &api, &options, &updates, offset).await;
+                let batch = handle_batch(&engine, &desk, &drafts, &api, &options, &updates, offset).await;
                 let (next, outcome) = match batch {
                     Batch::Handled(next) => (next, None),
                     Batch::Draining(next) => (next, Some(None)),
@@ -994,6 +1032,7 @@ async fn poll_loop(
 async fn handle_batch(
     engine: &Arc<Engine>,
     desk: &CommandDesk,
+    drafts: &Arc<Drafts>,
     api: &BotApi,
     options: &TelegramOptions,
     updates: &[Value],
@@ -1009,7 +1048,7 @@ async fn handle_batch(
             // Handled before (a server repeating a confirmed update).
             continue;
         }
-        match handle_update(engine, desk, api, options, id, update).await {
+        match handle_update(engine, desk, drafts, api, options, id, update).await {
             Ok(()) => next = Some(next.map_or(id + 1, |n| n.max(id + 1))),
             Err(UpdateError::Draining) => return Batch::Draining(next),
             Err(UpdateError::Journal(e)) => return Batch::Failed(next, e),
@@ -1023,6 +1062,7 @@ async fn handle_batch(
 async fn handle_update(
     engine: &Arc<Engine>,
     desk: &CommandDesk,
+    drafts: &Arc<Drafts>,
     api: &BotApi,
     options: &TelegramOptions,
     update_id: i64,
@@ -1105,7 +1145,7 @@ async fn handle_update(
     match engine.submit(session, Some(id), text).await {
         Ok(ticket) => {
             if ticket.new {
-                tokio::spawn(typing(api.clone(), chat_id, ticket));
+                tokio::spawn(typing(api.clone(), chat_id, ticket, drafts.clone()));
             }
             Ok(())
         }
@@ -1231,9 +1271,10 @@ async fn deny(api: &BotApi, chat: i64, user: Option<i64>) {
     }
 }
 
-/// "typing..." while the turn runs (skipped for turns that answer at once). Best effort: a failure
+/// "typing..." while the turn runs (skipped for turns that answer at once, and while a draft shows the
+/// answer growing). Best effort: a failure
 /// ends it quietly.
-async fn typing(api: BotApi, chat: i64, ticket: Ticket) {
+async fn typing(api: BotApi, chat: i64, ticket: Ticket, drafts: Arc<Drafts>) {
     let outcome = ticket.outcome();
     tokio::pin!(outcome);
     let mut wait = TYPING_DELAY;
@@ -1241,6 +1282,11 @@ async fn typing(api: BotApi, chat: i64, ticket: Ticket) {
         tokio::select! {
             _ = &mut outcome => return,
             () = tokio::time::sleep(wait) => {}
+        }
+        if drafts.visible_in(chat) {
+            // The answer shows itself growing: no "typing…" over it.
+            wait = TYPING_EVERY;
+            continue;
         }
         if let Err(e) = api.send_typing(chat).await {
             tracing::debug!("telegram: no typing indicator: {e}");
@@ -1255,6 +1301,7 @@ async fn deliver_loop(
     engine: Arc<Engine>,
     client: Arc<Client>,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
+    drafts: Arc<Drafts>,
     reporter: Reporter,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -1262,6 +1309,7 @@ async fn deliver_loop(
         engine: &engine,
         client: &client,
         reporter: &reporter,
+        drafts: &drafts,
         sent: HashSet::new(),
     };
     match engine.undelivered(ADAPTER, UNDELIVERED_BATCH).await {
@@ -1302,6 +1350,7 @@ struct Sender<'a> {
     engine: &'a Engine,
     client: &'a Client,
     reporter: &'a Reporter,
+    drafts: &'a Drafts,
     /// Turns whose reply this run sent (the journal and the queue may both hand over the same one).
     sent: HashSet<i64>,
 }
@@ -1318,12 +1367,19 @@ impl Sender<'_> {
             tracing::warn!(session = %delivery.session, "telegram: not a chat id; the reply cannot be sent");
             return mark(self.engine, delivery.turn_id).await;
         };
-        let reply_to = delivery
-            .message_id
-            .rsplit_once("-m")
-            .and_then(|(_, id)| id.parse::<i64>().ok())
-            .filter(|id| *id > 0);
-        let parts = split::split_message(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
+        let reply_to = reply_to_of(&delivery.message_id);
+        // A draft shown while the answer was written becomes its first part (edited), not a neighbour.
+        let mut draft = match self.drafts.settle(delivery.turn_id).await {
+            Some(settled) => {
+                // The answer's edit is one more edit of the draft: not sooner than the pace allows.
+                if let Some(at) = settled.not_before {
+                    tokio::time::sleep_until(at).await;
+                }
+                Some(settled.message)
+            }
+            None => delivery.draft.as_deref().and_then(|d| d.parse::<i64>().ok()),
+        };
+        let parts = split::split_reply(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
         let mut backoff = RETRY.retries();
         let mut credentials = CREDENTIALS_RETRY.retries();
         let mut failures = 0u32;
@@ -1334,7 +1390,11 @@ impl Sender<'_> {
             let mut markup = (!delivery.reply.failed).then_some("Markdown");
             loop {
                 let api = self.client.api();
-                let (wait, error) = match api.send_message(chat, part, markup, reply_to).await {
+                let sent = match (index, draft) {
+                    (0, Some(id)) => api.edit_message_text(chat, id, part, markup).await,
+                    _ => api.send_message(chat, part, markup, reply_to).await,
+                };
+                let (wait, error) = match sent {
                     Ok(()) => {
                         self.reporter.health.outbound();
                         self.reporter.send_failing(None);
@@ -1343,6 +1403,18 @@ impl Sender<'_> {
                     Err(e) if markup.is_some() && e.is_markup_error() => {
                         tracing::debug!("telegram: markup refused ({e}); sending as plain text");
                         markup = None;
+                        continue;
+                    }
+                    Err(ApiError::Rejected { status, description }) if index == 0 && draft.is_some() => {
+                        // The draft cannot become the answer (deleted, too old to edit): replace it.
+                        tracing::debug!(
+                            "telegram: cannot edit a draft ({status}: {description}); sending anew"
+                        );
+                        if let Some(id) = draft.take()
+                            && let Err(e) = api.delete_message(chat, id).await
+                        {
+                            tracing::debug!("telegram: cannot delete a draft: {e}");
+                        }
                         continue;
                     }
                     Err(e @ ApiError::Unauthorized) => (credentials.next_delay(), e),
@@ -1389,6 +1461,14 @@ impl Sender<'_> {
         }
         mark(self.engine, delivery.turn_id).await
     }
+}
+
+/// The Telegram message a turn answers, from its message id (`u<update>-m<message>`).
+pub(crate) fn reply_to_of(message_id: &str) -> Option<i64> {
+    message_id
+        .rsplit_once("-m")
+        .and_then(|(_, id)| id.parse::<i64>().ok())
+        .filter(|id| *id > 0)
 }
 
 async fn mark(engine: &Engine, turn_id: i64) -> bool {

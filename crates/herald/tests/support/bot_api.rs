@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub chat_id: i64,
+    /// The message's id (what `editMessageText` names).
+    pub message_id: i64,
+    /// Its text now (edits replace it; see [`BotApi::edits`]).
     pub text: String,
     pub parse_mode: Option<String>,
     pub reply_to: Option<i64>,
@@ -76,6 +79,10 @@ struct State {
     /// getUpdates calls: (when, offset).
     polls: Vec<(Instant, Option<i64>)>,
     chat_actions: usize,
+    /// Every `editMessageText`: when, which message, the new text.
+    edits: Vec<(Instant, i64, String)>,
+    /// Messages deleted (`deleteMessage`).
+    deleted: Vec<i64>,
     /// The command menu last set (`setMyCommands`).
     commands: Option<Value>,
     /// Scripted answers, per method, used first.
@@ -182,6 +189,11 @@ impl BotApi {
             s.updates.push_back((id, body));
             id
         })
+    }
+
+    /// Every edit so far: (when, message id, new text).
+    pub fn edits(&self) -> Vec<(Instant, i64, String)> {
+        self.with(|s| s.edits.clone())
     }
 
     /// The command menu the bot set, if it did.
@@ -367,6 +379,7 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
             state.sent_at.push(Instant::now());
             state.sent.push(Sent {
                 chat_id,
+                message_id,
                 text: text.clone(),
                 parse_mode,
                 reply_to,
@@ -376,6 +389,37 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
                 200,
                 json!({"ok": true, "result": {"message_id": message_id, "date": 1, "chat": {"id": chat_id}, "text": text}}),
             )
+        }
+        "editMessageText" => {
+            let message_id = body.get("message_id").and_then(Value::as_i64).unwrap_or_default();
+            let text = body
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let Some(sent) = state.sent.iter_mut().find(|m| m.message_id == message_id) else {
+                return (
+                    400,
+                    json!({"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}),
+                );
+            };
+            if sent.text == text {
+                return (
+                    400,
+                    json!({"ok": false, "error_code": 400, "description":
+                        "Bad Request: message is not modified: specified new message content and reply markup are exactly the same"}),
+                );
+            }
+            sent.text = text.clone();
+            state.edits.push((Instant::now(), message_id, text));
+            cvar.notify_all();
+            (200, json!({"ok": true, "result": true}))
+        }
+        "deleteMessage" => {
+            let message_id = body.get("message_id").and_then(Value::as_i64).unwrap_or_default();
+            state.sent.retain(|m| m.message_id != message_id);
+            state.deleted.push(message_id);
+            (200, json!({"ok": true, "result": true}))
         }
         "getMe" => (
             200,

@@ -1,7 +1,8 @@
-//! In-chat commands and pairing through the whole gateway: `/help`, `/whoami`, `/status`, `/new` and
-//! `/stop` over Telegram (the Bot API stand-in in `support/bot_api.rs`) and over the local HTTP API, and
-//! `herald pair` / `herald access` with `/pair CODE` — single use, expiry, the wrong-code limit,
-//! revocation at the next message.
+//! Chat features through the whole gateway, over Telegram (the Bot API stand-in in
+//! `support/bot_api.rs`, which has `editMessageText`) and the local HTTP API: in-chat commands (`/help`,
+//! `/whoami`, `/status`, `/new`, `/stop`); pairing with `herald pair` / `herald access` and `/pair CODE`
+//! (single use, expiry, the wrong-code limit, revocation at the next message); group rules; and streamed
+//! answers shown as one draft edited in place, also across a kill -9.
 
 #[path = "support/bot_api.rs"]
 mod bot_api;
@@ -30,7 +31,7 @@ fn home_with(api: &BotApi, log: Option<&Path>, telegram_keys: &str) -> TestHome 
         Some(log) => {
             let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
             format!(
-                "[agent]\nbackend = \"command\"\n\n[agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+                "[agent]\nbackend = \"command\"\n\n[agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\nstream = true\n",
                 quote(&test_agent()),
                 quote(log)
             )
@@ -452,6 +453,89 @@ fn in_groups_the_bot_answers_only_when_addressed_and_never_another_bot() {
             format!("{PER_USER_GROUP}:{MEMBER}")
         ]
     );
+}
+
+#[test]
+fn a_streamed_answer_grows_in_one_message_edited_at_most_once_a_second() {
+    let api = BotApi::start(TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let home = home_for(&api, Some(&log));
+    let gateway = start(&home);
+
+    api.user_says(OWNER, OWNER, "stream:6:700:");
+    // A draft shows while the agent still writes.
+    wait_for("a draft", || {
+        api.sent_to(OWNER)
+            .first()
+            .is_some_and(|m| m.text.starts_with("line 1"))
+    });
+    let agent_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !agent_log.contains("end "),
+        "the draft came before the answer: {agent_log}"
+    );
+    let final_text = (1..=6)
+        .map(|i| format!("line {i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    wait_for("the final answer", || {
+        api.sent_to(OWNER).first().is_some_and(|m| m.text == final_text)
+    });
+    let sent = api.sent_to(OWNER);
+    assert_eq!(sent.len(), 1, "one message, edited: {sent:?}");
+    let edits = api.edits();
+    assert!(edits.len() >= 2, "it grew by edits: {edits:?}");
+    assert!(edits.iter().all(|(_, id, _)| *id == sent[0].message_id));
+    for pair in edits.windows(2) {
+        let gap = pair[1].0.duration_since(pair[0].0);
+        assert!(
+            gap >= Duration::from_millis(900),
+            "edits {gap:?} apart: {edits:?}"
+        );
+    }
+    // The journal holds the one answer.
+    stop(&home, gateway);
+    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
+        .unwrap()
+        .0;
+    let session = herald_gateway::journal::SessionKey::new("telegram", OWNER.to_string());
+    let messages = herald_gateway::journal::HistoryStore::history(&journal, &session, 100)
+        .wait()
+        .unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[1].text, final_text);
+}
+
+#[test]
+fn a_kill_mid_stream_leaves_one_answer_in_the_chat() {
+    let api = BotApi::start(TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let home = home_for(&api, Some(&log));
+    let gateway = start(&home);
+
+    api.user_says(OWNER, OWNER, "stream:8:400:");
+    wait_for("a draft with two lines", || {
+        api.sent_to(OWNER)
+            .first()
+            .is_some_and(|m| m.text.starts_with("line 1\nline 2"))
+    });
+    gateway.kill();
+    // The turn is resumed after the restart: the same draft is edited into the answer.
+    let gateway = start(&home);
+    let final_text = (1..=8)
+        .map(|i| format!("line {i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    wait_for("the final answer", || {
+        api.sent_to(OWNER).iter().any(|m| m.text == final_text)
+    });
+    let sent = api.sent_to(OWNER);
+    assert_eq!(sent.len(), 1, "one answer, not a partial one beside it: {sent:?}");
+    let starts = std::fs::read_to_string(&log).unwrap().matches("start ").count();
+    assert_eq!(starts, 2, "the turn ran again after the kill");
+    stop(&home, gateway);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
