@@ -490,3 +490,74 @@ fn a_refused_key_is_misconfigured_fails_readyz_and_the_recheck_sees_it_fixed() {
     assert!(out.status.success(), "{}", support::text(&out));
     gateway.wait();
 }
+
+/// A streamed completion (mock-llm's streaming mode, slowed down) shows in the Telegram chat as a draft
+/// that grows by edits, at most one a second, and ends as the one message holding the whole answer.
+#[test]
+fn a_streamed_completion_grows_as_one_telegram_draft() {
+    const TOKEN: &str = "4444:STREAM-TOKEN";
+    const USER: i64 = 42;
+    let answer = "Streaming answers arrive piece by piece, and the chat shows them growing in place.";
+    let peer = peer();
+    let completion = serde_json::json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": answer}}]});
+    let models = serde_json::json!({"object": "list", "data": [{"id": "m", "object": "model"}]});
+    peer.script(&serde_json::json!({
+        "streaming": {"chunkSize": 8, "chunkIntervalMs": 300},
+        "rules": [
+            {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+             "response": {"status": 200, "content": completion.to_string()}},
+            {"path": "/v1/models", "method": "GET", "match": "@",
+             "response": {"status": 200, "content": models.to_string()}},
+        ]
+    }));
+    let telegram = bot_api::BotApi::start(TOKEN);
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
+             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\nstream = true\nmax_retries = 0\n\
+             timeout_secs = 30\n\n[telegram]\nenabled = true\ntoken = \"{TOKEN}\"\napi_base = \"{}\"\n\
+             allowed_users = [{USER}]\npoll_timeout_secs = 1\nmin_poll_interval_ms = 100\n",
+            peer.url, telegram.url
+        )
+        .as_bytes(),
+    );
+    let gateway = home.start(&[]);
+    telegram.user_says(USER, USER, "tell me about streaming");
+    wait_for("a draft", || {
+        telegram
+            .sent_to(USER)
+            .first()
+            .is_some_and(|m| !m.text.is_empty() && m.text != answer)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !telegram.sent_to(USER).first().is_some_and(|m| m.text == answer) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no whole answer: {:?} {:?} {:?}",
+            telegram.sent_to(USER),
+            telegram.edits(),
+            home.output(&["logs", "-n", "40"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = telegram.sent_to(USER);
+    assert_eq!(sent.len(), 1, "one message: {sent:?}");
+    let edits = telegram.edits();
+    assert!(edits.len() >= 2, "it grew: {edits:?}");
+    for pair in edits.windows(2) {
+        let gap = pair[1].0.duration_since(pair[0].0);
+        assert!(gap >= std::time::Duration::from_millis(900), "{gap:?}: {edits:?}");
+    }
+    // Every draft was a beginning of the answer.
+    assert!(
+        edits.iter().all(|(_, _, text)| answer.starts_with(text.as_str())),
+        "{edits:?}"
+    );
+    assert!(home.output(&["stop"]).status.success());
+    gateway.wait();
+}
