@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
-use crate::agent::{Agent, Draft, TurnRequest};
+use crate::agent::{Agent, Attachment, Draft, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
     Conversation, Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind,
@@ -162,6 +162,7 @@ struct Plan {
     text: String,
     /// The draft message an earlier run made (a resumed turn).
     draft: Option<String>,
+    attachments: Vec<Attachment>,
 }
 
 /// Shared by every adapter (`Arc<Engine>`).
@@ -430,6 +431,17 @@ impl Engine {
         message_id: Option<String>,
         text: String,
     ) -> Result<Ticket, SubmitError> {
+        self.submit_with(session, message_id, text, Vec::new()).await
+    }
+
+    /// As [`Engine::submit`], for a message that came with files (already in the media store).
+    pub async fn submit_with(
+        self: &Arc<Self>,
+        session: SessionKey,
+        message_id: Option<String>,
+        text: String,
+        attachments: Vec<Attachment>,
+    ) -> Result<Ticket, SubmitError> {
         let message_id = message_id.unwrap_or_else(|| self.ids.next());
         let key = TurnKey::new(session.clone(), message_id.clone());
         let guard = match self.turns.begin(key, &text)? {
@@ -448,6 +460,7 @@ impl Engine {
             message_id: message_id.clone(),
             text: text.clone(),
             at_ms: now_ms(),
+            attachments: attachments.clone(),
         };
         let accepted = self.journal.accept(inbound).await;
         self.stored(&accepted);
@@ -482,6 +495,7 @@ impl Engine {
             number: accepted.number,
             text,
             draft: None,
+            attachments,
         };
         self.spawn_turn(plan, guard);
         Ok(Ticket {
@@ -529,6 +543,7 @@ impl Engine {
             number,
             text,
             draft: earlier,
+            attachments,
         } = plan;
         let announced_earlier = earlier.clone();
         let key = guard.key();
@@ -552,6 +567,7 @@ impl Engine {
             turn: number,
             message: text,
             history,
+            attachments,
         };
         // A streaming agent's answer is shown as it grows, by the adapter whose outbox takes drafts.
         let draft = Draft::new();
@@ -659,6 +675,7 @@ impl Engine {
                 number: turn.number,
                 text: turn.text,
                 draft: turn.draft,
+                attachments: turn.attachments,
             };
             self.spawn_turn(plan, guard);
             summary.resumed += 1;

@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::agent::{HistoryMessage, Role};
+use crate::agent::{Attachment, HistoryMessage, Role};
 
 /// A conversation: one chat of one adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,6 +106,8 @@ pub struct Inbound {
     pub message_id: String,
     pub text: String,
     pub at_ms: u64,
+    /// Files that came with it, already in the media store.
+    pub attachments: Vec<Attachment>,
 }
 
 /// A stored reply.
@@ -149,6 +151,8 @@ pub struct UnfinishedTurn {
     /// The chat message showing its answer as it was being written, if an earlier run made one
     /// ([`AdapterStore::set_draft`]).
     pub draft: Option<String>,
+    /// Files that came with its message.
+    pub attachments: Vec<Attachment>,
 }
 
 /// A committed reply that a push adapter has to hand to its chat (see [`AdapterStore::undelivered`]).

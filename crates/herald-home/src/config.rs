@@ -483,6 +483,21 @@ pub struct GatewayConfig {
     /// shows it).
     #[serde(deserialize_with = "outage_notice")]
     pub outage_notice_secs: u64,
+    /// The largest file a chat may send (a photo, a document, a voice note), in MB; bigger ones are
+    /// refused with a reply saying so.
+    #[serde(deserialize_with = "media_max_mb")]
+    pub media_max_mb: u64,
+    /// Files older than this many days are removed from the media store (0: kept forever).
+    #[serde(deserialize_with = "media_retention")]
+    pub media_retention_days: u64,
+}
+
+fn media_max_mb<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 1, 2000)
+}
+
+fn media_retention<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 0, 36_500)
 }
 
 /// Upper bound for `drain_timeout_secs`: service managers must be told a finite stop timeout.
@@ -494,6 +509,8 @@ impl Default for GatewayConfig {
             drain_timeout_secs: 30,
             log_message_text: false,
             outage_notice_secs: 300,
+            media_max_mb: 20,
+            media_retention_days: 30,
         }
     }
 }
@@ -522,6 +539,11 @@ log_message_text = false
 # are told once, in one line (and again when it recovers); `herald status` shows it either way.
 # 0 never tells them. 0..=86400.
 outage_notice_secs = 300
+# Files sent in a chat (photos, documents, voice notes) are stored in the home's media/ folder and given
+# to the agent. Bigger than media_max_mb (1..=2000; Telegram's bots download at most 20): refused with a
+# reply. Older than media_retention_days: removed (0 keeps them).
+media_max_mb = 20
+media_retention_days = 30
 
 [supervisor]
 # `herald run` supervises the gateway: a monitor process restarts a worker that exits unexpectedly, at

@@ -17,6 +17,7 @@ pub mod config;
 pub mod exit;
 pub mod lifecycle;
 pub mod lock;
+pub mod media;
 pub mod ownership;
 pub mod paths;
 pub mod records;

@@ -272,6 +272,10 @@ impl Home {
         }
         homes
     }
+    /// Files that came with chat messages (see [`crate::media`]).
+    pub fn media_dir(&self) -> PathBuf {
+        self.root.join("media")
+    }
     /// Who was let in by pairing, and the pairing codes not yet used (see [`crate::access`]).
     pub fn access_dir(&self) -> PathBuf {
         self.root.join("access")

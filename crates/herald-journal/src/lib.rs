@@ -152,7 +152,7 @@ impl Drop for SqliteJournal {
 
 impl TurnStore for SqliteJournal {
     fn accept(&self, inbound: Inbound) -> Pending<Accepted> {
-        self.write(|done| Write::Accept(inbound, done))
+        self.write(|done| Write::Accept(Box::new(inbound), done))
     }
 
     fn start(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
@@ -184,7 +184,7 @@ impl TurnStore for SqliteJournal {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number,
-                        t.draft
+                        t.draft, t.attachments
                  FROM turns t
                  JOIN sessions s ON s.id = t.session_id
                  JOIN messages m ON m.turn_id = t.id AND m.role = 'user'
@@ -202,6 +202,10 @@ impl TurnStore for SqliteJournal {
                     state: TurnState::parse(&state).unwrap_or(TurnState::Pending),
                     resume_count: r.get(6)?,
                     draft: r.get(8)?,
+                    attachments: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|json| serde_json::from_str(&json).ok())
+                        .unwrap_or_default(),
                 })
             })?;
             rows.collect()
@@ -680,6 +684,7 @@ mod tests {
                 message_id: "a5".into(),
                 text: "fifth".into(),
                 at_ms: 10,
+                attachments: Vec::new(),
             })
             .await
             .unwrap();
@@ -690,6 +695,7 @@ mod tests {
                 message_id: "b1".into(),
                 text: "first".into(),
                 at_ms: 10,
+                attachments: Vec::new(),
             })
             .await
             .unwrap();

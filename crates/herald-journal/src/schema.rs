@@ -93,7 +93,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // Drafts: a streamed answer is shown in its chat as a message edited as it grows; that message's id
     // (`turns.draft`, the adapter's own reference) is stored as soon as it exists, so a turn resumed
     // after a kill edits the same message instead of leaving a partial answer beside a new one.
+    //
+    // Media: the files that came with a turn's message (JSON, paths into the home's media store).
     r"
+    ALTER TABLE turns ADD COLUMN attachments TEXT;
     ALTER TABLE turns ADD COLUMN draft TEXT;
     ALTER TABLE turns ADD COLUMN cancelled_ms INTEGER;
     CREATE TABLE commands (

@@ -22,7 +22,7 @@ const MAX_BATCH: usize = 1024;
 /// A queued write.
 #[derive(Debug)]
 pub(crate) enum Write {
-    Accept(Inbound, Completion<Accepted>),
+    Accept(Box<Inbound>, Completion<Accepted>),
     Start {
         turn_id: i64,
         at_ms: u64,
@@ -318,8 +318,9 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
         .query_row(params![session_id], |r| r.get(0))?;
     let turn_id: i64 = conn
         .prepare_cached(
-            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation)
-             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5)
+            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation,
+                                attachments)
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6)
              RETURNING id",
         )?
         .query_row(
@@ -328,7 +329,8 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
                 inbound.message_id,
                 inbound.at_ms as i64,
                 number,
-                conversation
+                conversation,
+                attachments_json(&inbound.attachments)
             ],
             |r| r.get(0),
         )?;
@@ -344,6 +346,14 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
         text: inbound.text.clone(),
         reply: None,
     })
+}
+
+/// A turn's attachments as stored: `NULL` for none, else a JSON array.
+fn attachments_json(attachments: &[herald_gateway::agent::Attachment]) -> Option<String> {
+    if attachments.is_empty() {
+        return None;
+    }
+    serde_json::to_string(attachments).ok()
 }
 
 /// Starts the session's next conversation, unless its current one has no turn yet (a repeated or retried

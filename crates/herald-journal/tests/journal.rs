@@ -16,6 +16,7 @@ fn inbound(chat: &str, id: &str, text: &str) -> Inbound {
         message_id: id.into(),
         text: text.into(),
         at_ms: 1_000,
+        attachments: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@
 //! ([`backoff::Backoff::DEFAULT`]), re-exported here. This crate prints nothing; it logs with `tracing`.
 
 pub use herald_gateway::backoff;
+mod media;
 mod probe;
 pub mod retry_after;
 pub mod sse;
@@ -40,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::sse::{SseEvent, SseParser};
-use crate::wire::{ChatMessage, ChatRequest, Delta, WireError};
+use crate::wire::{ChatMessage, ChatRequest, Content, Delta, ImageUrl, Part, WireError};
 
 /// The most bytes read from one answer (the whole body, or the whole stream). A chat answer is far
 /// smaller; this only bounds memory against a broken or hostile server.
@@ -188,19 +189,35 @@ impl OpenAiAgent {
 
     /// The messages sent for a turn: the system prompt, the last `history_messages` of the history,
     /// then the user's message.
-    fn messages<'a>(&'a self, request: &'a TurnRequest) -> Vec<ChatMessage<'a>> {
+    /// The conversation as the endpoint takes it. `user_text` is the message (with a line per file that
+    /// is not a picture); `images` the pictures that came with it, as `data:` URLs.
+    fn messages<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        user_text: &'a str,
+        images: &'a [String],
+    ) -> Vec<ChatMessage<'a>> {
         let skip = request.history.len().saturating_sub(self.history_messages);
         let system = self.system_prompt.as_deref().map(|content| ChatMessage {
             role: "system",
-            content,
+            content: Content::Text(content),
         });
         let history = request.history[skip..].iter().map(|m| ChatMessage {
             role: m.role.as_str(),
-            content: &m.text,
+            content: Content::Text(&m.text),
         });
+        let content = if images.is_empty() {
+            Content::Text(user_text)
+        } else {
+            let mut parts = vec![Part::Text { text: user_text }];
+            parts.extend(images.iter().map(|url| Part::ImageUrl {
+                image_url: ImageUrl { url },
+            }));
+            Content::Parts(parts)
+        };
         let user = ChatMessage {
             role: "user",
-            content: &request.message,
+            content,
         };
         system
             .into_iter()
@@ -211,9 +228,10 @@ impl OpenAiAgent {
 
     async fn answer(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<String, AgentError> {
         let deadline = Instant::now() + self.budget;
+        let (user_text, images) = media::prepare(request).await;
         let body = ChatRequest {
             model: &self.model,
-            messages: self.messages(request),
+            messages: self.messages(request, &user_text, &images),
             stream: self.stream,
         };
         let body = serde_json::to_vec(&body)

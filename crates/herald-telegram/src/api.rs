@@ -89,6 +89,8 @@ pub struct BotApi {
     client: reqwest::Client,
     /// `<api_base>/bot<token>`: secret.
     prefix: String,
+    /// `<api_base>/file/bot<token>`, where files are downloaded: secret.
+    file_prefix: String,
     token: String,
 }
 
@@ -101,6 +103,9 @@ impl std::fmt::Debug for BotApi {
 /// How long a request other than a long poll may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long downloading one file may take (20 MB on a slow line).
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl BotApi {
     pub fn new(api_base: &str, token: &str) -> Result<BotApi, ApiError> {
         let client = reqwest::Client::builder()
@@ -110,6 +115,7 @@ impl BotApi {
         Ok(BotApi {
             client,
             prefix: format!("{}/bot{token}", api_base.trim_end_matches('/')),
+            file_prefix: format!("{}/file/bot{token}", api_base.trim_end_matches('/')),
             token: token.to_owned(),
         })
     }
@@ -249,6 +255,51 @@ impl BotApi {
     pub async fn delete_message(&self, chat_id: i64, message_id: i64) -> Result<(), ApiError> {
         let body = json!({ "chat_id": chat_id, "message_id": message_id });
         self.call("deleteMessage", body, REQUEST_TIMEOUT).await.map(drop)
+    }
+
+    /// Where file `file_id` can be downloaded from (`getFile`): its path, and its size when known.
+    pub async fn get_file(&self, file_id: &str) -> Result<(String, Option<u64>), ApiError> {
+        let file = self
+            .call("getFile", json!({ "file_id": file_id }), REQUEST_TIMEOUT)
+            .await?;
+        let path = file
+            .get("file_path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::Decode("getFile answered without a file_path".into()))?;
+        Ok((path.to_owned(), file.get("file_size").and_then(Value::as_u64)))
+    }
+
+    /// Downloads a file `getFile` named, refusing more than `max_bytes` (read as it arrives: a server
+    /// that sends more than it said cannot fill the memory).
+    pub async fn download(&self, file_path: &str, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+        let network = |e: reqwest::Error| ApiError::Network(self.redact(&transport_error(e)));
+        let mut response = self
+            .client
+            .get(format!("{}/{file_path}", self.file_prefix))
+            .timeout(DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(network)?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let description = format!("downloading a file answered {status}");
+            return Err(if status >= 500 {
+                ApiError::Server { status, description }
+            } else {
+                ApiError::Rejected { status, description }
+            });
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(network)? {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(ApiError::Rejected {
+                    status: 413,
+                    description: format!("the file is larger than {max_bytes} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 
     /// The bot's own description (`getMe`): proves the token is valid. `@username` when it has one.

@@ -43,6 +43,7 @@ mod api;
 mod draft;
 pub mod gate;
 pub mod group;
+mod media;
 pub mod split;
 
 use std::collections::HashSet;
@@ -138,6 +139,10 @@ pub struct TelegramOptions {
     guesses: Arc<Mutex<gate::GuessLimiter>>,
     /// Who the bot is (`getMe`), once known: for mentions of it and replies to it in groups.
     identity: Arc<RwLock<Option<BotIdentity>>>,
+    /// The largest file taken from a chat (`[gateway] media_max_mb`).
+    media_max_bytes: u64,
+    /// How long stored files are kept (`[gateway] media_retention_days`; `None`: forever).
+    media_retention: Option<Duration>,
 }
 
 /// `[telegram] allowed_users`, `admin_users`, `allow_all` and `outage_notices`.
@@ -212,10 +217,22 @@ impl TelegramOptions {
             home: None,
             guesses: Arc::default(),
             identity: Arc::default(),
+            media_max_bytes: 20 << 20,
+            media_retention: None,
         })
     }
 
-    /// Turns pairing on: codes and grants are kept in `home` (see `herald_home::access`).
+    /// The largest file taken from a chat, in MB, and how many days stored files are kept (0: forever)
+    /// (`[gateway] media_max_mb`, `media_retention_days`).
+    #[must_use]
+    pub fn with_media_limits(mut self, max_mb: u64, retention_days: u64) -> TelegramOptions {
+        self.media_max_bytes = max_mb.saturating_mul(1 << 20);
+        self.media_retention = (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400));
+        self
+    }
+
+    /// Turns pairing on, and files: codes, grants and media are kept in `home` (see `herald_home::access`,
+    /// `herald_home::media`).
     #[must_use]
     pub fn with_home(mut self, home: Home) -> TelegramOptions {
         self.home = Some(home);
@@ -433,6 +450,10 @@ impl TelegramAdapter {
 
 impl Inner {
     fn spawn_sender(&self, run: &Running, stop: &watch::Receiver<bool>) -> JoinHandle<()> {
+        // The media store's pruning lives as long as this generation (it ends with the stop signal).
+        if let (Some(home), Some(keep)) = (self.options.home.clone(), self.options.media_retention) {
+            drop(tokio::spawn(prune_media(home, keep, stop.clone())));
+        }
         let (engine, client, outlet, reporter, halt) = (
             run.engine.clone(),
             self.client.clone(),
@@ -780,14 +801,16 @@ enum Batch {
     Handled(Option<i64>),
     /// A drain began; the offset of the handled prefix.
     Draining(Option<i64>),
-    /// The journal failed; the offset of the handled prefix.
-    Failed(Option<i64>, JournalError),
+    /// The journal (or the media store, or a file's download) failed; the offset of the handled prefix.
+    Failed(Option<i64>, String),
 }
 
 /// Why one update could not be handled.
 enum UpdateError {
     Draining,
     Journal(JournalError),
+    /// A file the message carries could not be fetched or stored (yet): the update comes again.
+    Media(String),
 }
 
 /// Why a poll brought nothing.
@@ -1051,7 +1074,8 @@ async fn handle_batch(
         match handle_update(engine, desk, drafts, api, options, id, update).await {
             Ok(()) => next = Some(next.map_or(id + 1, |n| n.max(id + 1))),
             Err(UpdateError::Draining) => return Batch::Draining(next),
-            Err(UpdateError::Journal(e)) => return Batch::Failed(next, e),
+            Err(UpdateError::Journal(e)) => return Batch::Failed(next, e.to_string()),
+            Err(UpdateError::Media(e)) => return Batch::Failed(next, e),
         }
     }
     Batch::Handled(next)
@@ -1069,7 +1093,12 @@ async fn handle_update(
     update: &Value,
 ) -> Result<(), UpdateError> {
     let message = update.get("message");
-    let text = message.and_then(|m| m.get("text")).and_then(Value::as_str);
+    let file = message.and_then(|m| media::incoming(m, options.media_max_bytes));
+    // A file's caption is its text; commands come only as text.
+    let typed = message.and_then(|m| m.get("text")).and_then(Value::as_str);
+    let text = typed
+        .or_else(|| message.and_then(|m| m.get("caption")).and_then(Value::as_str))
+        .or(file.as_ref().map(|_| ""));
     let chat = message.and_then(|m| m.get("chat"));
     let chat_id = chat.and_then(|c| c.get("id")).and_then(Value::as_i64);
     let (Some(message), Some(text), Some(chat_id)) = (message, text, chat_id) else {
@@ -1087,7 +1116,7 @@ async fn handle_update(
     let user = from.and_then(|f| f.get("id")).and_then(Value::as_i64);
     let message_id = message.get("message_id").and_then(Value::as_i64).unwrap_or(0);
     let me = options.identity();
-    let command = commands::parse(text, me.as_ref().and_then(|m| m.username.as_deref()));
+    let command = typed.and_then(|t| commands::parse(t, me.as_ref().and_then(|m| m.username.as_deref())));
     let rule = options.access().group_rule(chat_id);
     let addressed = group::addressed(message, text, me.as_ref());
     let (conversation, text) = match group::route(message, text, command.is_some(), me.as_ref(), rule) {
@@ -1142,7 +1171,15 @@ async fn handle_update(
         }
         return Ok(());
     }
-    match engine.submit(session, Some(id), text).await {
+    let mut attachments = Vec::new();
+    if let Some(file) = &file {
+        match fetch_file(api, options, chat_id, &session.chat_id, message_id, file).await? {
+            Some(attachment) => attachments.push(attachment),
+            // Refused (too big, unavailable) and the sender told: no turn.
+            None => return Ok(()),
+        }
+    }
+    match engine.submit_with(session, Some(id), text, attachments).await {
         Ok(ticket) => {
             if ticket.new {
                 tokio::spawn(typing(api.clone(), chat_id, ticket, drafts.clone()));
@@ -1156,6 +1193,66 @@ async fn handle_update(
         }
         Err(SubmitError::Journal(e)) => Err(UpdateError::Journal(e)),
     }
+}
+
+/// How often the media store is pruned while the adapter runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Removes stored files older than `keep`, now and every [`PRUNE_EVERY`], until `stop`.
+async fn prune_media(home: Home, keep: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        let at = home.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            herald_home::media::prune(&at, keep, std::time::SystemTime::now())
+        })
+        .await
+        .unwrap_or_default();
+        if removed > 0 {
+            tracing::info!(removed, "media: removed files past their retention");
+        }
+        if !pause(PRUNE_EVERY, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Gets a message's file into the media store. `Ok(None)`: refused for good (the sender is told why);
+/// `Err`: not now (the update is fetched again later).
+async fn fetch_file(
+    api: &BotApi,
+    options: &TelegramOptions,
+    chat: i64,
+    conversation: &str,
+    message_id: i64,
+    file: &media::Incoming,
+) -> Result<Option<herald_gateway::agent::Attachment>, UpdateError> {
+    let Some(home) = &options.home else {
+        return Ok(None);
+    };
+    let max = options.media_max_bytes;
+    let refusal = match media::fetch(api, home, conversation, file, max).await {
+        media::Fetched::Stored(attachment) => return Ok(Some(attachment)),
+        media::Fetched::TooBig { size, max } => format!(
+            "Sorry, that file is too big for me ({:.1} MB; the limit is {} MB).",
+            size as f64 / 1_048_576.0,
+            max >> 20
+        ),
+        media::Fetched::Failed(e) if e.is_transient() => {
+            return Err(UpdateError::Media(format!("cannot download a file: {e}")));
+        }
+        media::Fetched::Failed(e) => {
+            tracing::warn!(chat, "telegram: a file cannot be downloaded: {e}");
+            "Sorry, I could not get that file from Telegram (it may be too big for a bot).".to_owned()
+        }
+        media::Fetched::NotStored(e) => return Err(UpdateError::Media(format!("cannot store a file: {e}"))),
+    };
+    if let Err(e) = api
+        .send_message(chat, &refusal, None, Some(message_id).filter(|m| *m > 0))
+        .await
+    {
+        tracing::warn!(chat, "telegram: cannot refuse a file: {e}");
+    }
+    Ok(None)
 }
 
 /// `@username`, else the first name, as the user gave it (for `/whoami` and `herald access list`).

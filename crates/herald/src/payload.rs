@@ -71,7 +71,8 @@ fn adapters(
     if config.telegram.enabled {
         let options = TelegramOptions::from_config(&config.telegram, variables)
             .map_err(|e| PayloadError::Config(e.to_string()))?
-            .with_home(home.clone());
+            .with_home(home.clone())
+            .with_media_limits(config.gateway.media_max_mb, config.gateway.media_retention_days);
         let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError::Failure(e.to_string()))?;
         adapters.push(Box::new(adapter));
     }

@@ -538,6 +538,108 @@ fn a_kill_mid_stream_leaves_one_answer_in_the_chat() {
     stop(&home, gateway);
 }
 
+/// The documents the agent was given, in order.
+fn agent_inputs(log: &Path) -> Vec<serde_json::Value> {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".turns");
+    std::fs::read_to_string(PathBuf::from(name))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn files_reach_the_agent_stored_once_and_oversized_ones_are_refused() {
+    let api = BotApi::start(TOKEN);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let home = home_for(&api, Some(&log));
+    let mut config = std::fs::read_to_string(home.root.join("herald.toml")).unwrap();
+    config = config.replace("[gateway]\n", "[gateway]\nmedia_max_mb = 1\n");
+    home.write("herald.toml", config.as_bytes());
+    let gateway = start(&home);
+
+    let photo: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let before = api.sent_to(OWNER).len();
+    let photo_id = api.user_sends_file(
+        OWNER,
+        "photo",
+        json!({"width": 64, "height": 48}),
+        &photo,
+        Some("what is this?"),
+    );
+    assert_eq!(next_in(&api, OWNER, before).text, "agent: what is this?");
+    let seen = agent_inputs(&log);
+    let attachment = &seen[0]["attachments"][0];
+    assert_eq!(attachment["kind"], "photo");
+    assert_eq!(attachment["mime"], "image/jpeg");
+    assert_eq!(attachment["size"], 3000);
+    let path = PathBuf::from(attachment["path"].as_str().unwrap());
+    assert!(path.starts_with(home.home().media_dir()), "{}", path.display());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        photo,
+        "the agent reads the very bytes sent"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    api.user_sends_file(
+        OWNER,
+        "document",
+        json!({"file_name": "notes.txt", "mime_type": "text/plain"}),
+        b"remember the milk",
+        None,
+    );
+    next_in(&api, OWNER, before + 1);
+    let seen = agent_inputs(&log);
+    let document = &seen[1]["attachments"][0];
+    assert_eq!(
+        (document["kind"].as_str(), document["name"].as_str()),
+        (Some("document"), Some("notes.txt"))
+    );
+    assert_eq!(
+        std::fs::read(document["path"].as_str().unwrap()).unwrap(),
+        b"remember the milk"
+    );
+    assert_eq!(api.downloads().len(), 2);
+
+    // The same file again (what a retried update is): stored already, not downloaded again.
+    api.other_update(json!({"message": {
+        "message_id": 900, "date": 1, "from": {"id": OWNER, "is_bot": false, "first_name": "Test"},
+        "chat": {"id": OWNER, "type": "private"}, "caption": "again",
+        "photo": [{"file_id": photo_id, "file_unique_id": format!("u{photo_id}"), "width": 64, "height": 48,
+                   "file_size": 3000}],
+    }}));
+    assert_eq!(next_in(&api, OWNER, before + 2).text, "agent: again");
+    assert_eq!(api.downloads().len(), 2, "{:?}", api.downloads());
+
+    // Over [gateway] media_max_mb: refused with a reply, never downloaded, no turn.
+    let big = vec![7u8; 1_200_000];
+    api.user_sends_file(
+        OWNER,
+        "document",
+        json!({"file_name": "big.bin"}),
+        &big,
+        Some("take this"),
+    );
+    let refused = next_in(&api, OWNER, before + 3).text;
+    assert!(
+        refused.starts_with("Sorry, that file is too big for me (1.1 MB; the limit is 1 MB)"),
+        "{refused}"
+    );
+    assert_eq!(api.downloads().len(), 2);
+    assert_eq!(agent_inputs(&log).len(), 3);
+    stop(&home, gateway);
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

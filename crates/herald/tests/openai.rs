@@ -561,3 +561,63 @@ fn a_streamed_completion_grows_as_one_telegram_draft() {
     assert!(home.output(&["stop"]).status.success());
     gateway.wait();
 }
+
+/// A photo sent on Telegram reaches the model as an image part of the user's message (the vision format),
+/// inline as a `data:` URL: mock-llm answers "saw it" only when the request it received says so.
+#[test]
+fn a_telegram_photo_reaches_the_model_as_an_image_part() {
+    const TOKEN: &str = "4545:PHOTO-TOKEN";
+    const USER: i64 = 43;
+    let peer = peer();
+    let reply = |text: &str| {
+        serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}]})
+        .to_string()
+    };
+    // "abc" is "YWJj" in base64. Rules: the last that matches wins.
+    let seen = "body.messages[-1].content[0].text == 'what is this?' && \
+                body.messages[-1].content[1].type == 'image_url' && \
+                body.messages[-1].content[1].image_url.url == 'data:image/jpeg;base64,YWJj'";
+    peer.script(&serde_json::json!({"rules": [
+        {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+         "response": {"status": 200, "content": reply("no picture here")}},
+        {"path": "/v1/chat/completions", "method": "POST", "match": seen,
+         "response": {"status": 200, "content": reply("saw it")}},
+        {"path": "/v1/models", "method": "GET", "match": "@",
+         "response": {"status": 200, "content": serde_json::json!({"object": "list", "data": []}).to_string()}},
+    ]}));
+    let telegram = bot_api::BotApi::start(TOKEN);
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
+             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\nstream = false\nmax_retries = 0\n\
+             timeout_secs = 30\n\n[telegram]\nenabled = true\ntoken = \"{TOKEN}\"\napi_base = \"{}\"\n\
+             allowed_users = [{USER}]\npoll_timeout_secs = 1\nmin_poll_interval_ms = 100\n",
+            peer.url, telegram.url
+        )
+        .as_bytes(),
+    );
+    let gateway = home.start(&[]);
+    telegram.user_says(USER, USER, "what is this?");
+    wait_for("the text-only answer", || {
+        telegram
+            .sent_to(USER)
+            .first()
+            .is_some_and(|m| m.text == "no picture here")
+    });
+    telegram.user_sends_file(
+        USER,
+        "photo",
+        serde_json::json!({"width": 1, "height": 1}),
+        b"abc",
+        Some("what is this?"),
+    );
+    wait_for("the answer to the photo", || telegram.sent_to(USER).len() == 2);
+    assert_eq!(telegram.sent_to(USER)[1].text, "saw it");
+    assert!(home.output(&["stop"]).status.success());
+    gateway.wait();
+}

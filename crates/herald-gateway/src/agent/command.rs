@@ -10,6 +10,10 @@
 //!  "history": [{"role": "user", "text": "earlier"}, {"role": "assistant", "text": "reply"}]}
 //! ```
 //!
+//! A message that came with files (a photo, a document, a voice note) also has `"attachments": [{"kind":
+//! "photo", "path": "/…/media/…", "mime": "image/jpeg", "name": "cat.jpg", "size": 12345}]` — the files are
+//! in the home's media store, readable by the program, and the key is absent when there are none.
+//!
 //! `turn_id` is the journal's id of the turn (unique across sessions), `turn` its number within the
 //! session. `history` holds the last `history_messages` messages of the session's current conversation
 //! (since its last reset), oldest first, without `message` itself and without the gateway's failure
@@ -221,13 +225,16 @@ fn stdin_json(request: &TurnRequest, history_messages: usize) -> Vec<u8> {
         .iter()
         .map(|HistoryMessage { role, text }| serde_json::json!({"role": role.as_str(), "text": text}))
         .collect();
-    let document = serde_json::json!({
+    let mut document = serde_json::json!({
         "session": {"adapter": request.adapter, "chat_id": request.chat_id},
         "turn_id": request.turn_id,
         "turn": request.turn,
         "message": request.message,
         "history": history,
     });
+    if !request.attachments.is_empty() {
+        document["attachments"] = serde_json::json!(request.attachments);
+    }
     let mut bytes = document.to_string().into_bytes();
     bytes.push(b'\n');
     bytes
@@ -410,6 +417,7 @@ mod tests {
                     text: format!("m{i}"),
                 })
                 .collect(),
+            attachments: Vec::new(),
         }
     }
 

@@ -381,6 +381,7 @@ mod tests {
             turn: 1,
             message: "hi".into(),
             history: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

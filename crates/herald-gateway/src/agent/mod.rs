@@ -45,6 +45,22 @@ pub struct HistoryMessage {
     pub text: String,
 }
 
+/// A file that came with a message (a photo, a document, a voice note), stored in the home's media
+/// store before its turn was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// `photo`, `document`, `voice`, `audio`.
+    pub kind: String,
+    /// Where it is stored (absolute).
+    pub path: String,
+    /// Its MIME type (`image/jpeg`, `application/pdf`, `audio/ogg`).
+    pub mime: String,
+    /// The name its sender gave it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub size: u64,
+}
+
 /// Everything an agent is given to answer one turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnRequest {
@@ -62,6 +78,8 @@ pub struct TurnRequest {
     /// Earlier messages of the session's current conversation (not including `message`), oldest first,
     /// without the gateway's failure notices. Empty unless [`Agent::wants_history`] is true.
     pub history: Vec<HistoryMessage>,
+    /// Files that came with the message (a photo and its caption, a document, a voice note).
+    pub attachments: Vec<Attachment>,
 }
 
 /// The text of an answer as it is being written, for a streaming agent to grow and an adapter to show
