@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bot_api::{BOT_ID, BOT_USERNAME, BotApi};
 use serde_json::json;
-use support::{Gateway, TestHome, post_message, test_agent, text, wait_for};
+use support::{Gateway, TestHome, agent_inputs, post_message, test_agent, text, wait_for};
 
 const TOKEN: &str = "4242:TEST-SECRET-TOKEN";
 const OWNER: i64 = 7;
@@ -49,6 +49,28 @@ fn home_with(api: &BotApi, log: Option<&Path>, telegram_keys: &str) -> TestHome 
         .as_bytes(),
     );
     home
+}
+
+/// A folder for the `test_agent`'s log, and the log's path in it.
+fn agent_log() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    (dir, log)
+}
+
+/// The journal of a stopped gateway.
+fn journal(home: &TestHome) -> herald_journal::SqliteJournal {
+    herald_journal::SqliteJournal::open(&home.home().journal_file())
+        .unwrap()
+        .0
+}
+
+/// What the journal holds of Telegram chat `chat` (the gateway stopped).
+fn stored(home: &TestHome, chat: &str) -> Vec<herald_gateway::journal::StoredMessage> {
+    let session = herald_gateway::journal::SessionKey::new("telegram", chat);
+    herald_gateway::journal::HistoryStore::history(&journal(home), &session, 100)
+        .wait()
+        .unwrap()
 }
 
 fn start(home: &TestHome) -> Gateway {
@@ -145,13 +167,7 @@ fn commands_are_answered_by_the_gateway_and_other_slash_words_reach_the_agent() 
     // The HTTP API reads its own sessions; the Telegram session is read through the journal below.
     assert_eq!(history.status, 200);
     stop(&home, gateway);
-    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
-        .unwrap()
-        .0;
-    let session = herald_gateway::journal::SessionKey::new("telegram", OWNER.to_string());
-    let messages = herald_gateway::journal::HistoryStore::history(&journal, &session, 100)
-        .wait()
-        .unwrap();
+    let messages = stored(&home, &OWNER.to_string());
     let texts: Vec<_> = messages.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(
         texts,
@@ -162,8 +178,7 @@ fn commands_are_answered_by_the_gateway_and_other_slash_words_reach_the_agent() 
 #[test]
 fn stop_kills_the_running_turn_and_no_reply_ever_follows() {
     let api = BotApi::start(TOKEN);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("agent.log");
+    let (_dir, log) = agent_log();
     let home = home_for(&api, Some(&log));
     let gateway = start(&home);
 
@@ -193,13 +208,7 @@ fn stop_kills_the_running_turn_and_no_reply_ever_follows() {
     // The chat goes on.
     assert_eq!(ask(&api, OWNER, "after"), "agent: after");
     stop(&home, gateway);
-    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
-        .unwrap()
-        .0;
-    let session = herald_gateway::journal::SessionKey::new("telegram", OWNER.to_string());
-    let messages = herald_gateway::journal::HistoryStore::history(&journal, &session, 100)
-        .wait()
-        .unwrap();
+    let messages = stored(&home, &OWNER.to_string());
     let shown: Vec<_> = messages
         .iter()
         .map(|m| (m.text.as_str(), m.status.as_str()))
@@ -437,10 +446,7 @@ fn in_groups_the_bot_answers_only_when_addressed_and_never_another_bot() {
     );
     stop(&home, gateway);
 
-    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
-        .unwrap()
-        .0;
-    let sessions = herald_gateway::journal::HistoryStore::sessions(&journal, 100)
+    let sessions = herald_gateway::journal::HistoryStore::sessions(&journal(&home), 100)
         .wait()
         .unwrap();
     let mut names: Vec<String> = sessions.iter().map(|s| s.session.chat_id.clone()).collect();
@@ -458,8 +464,7 @@ fn in_groups_the_bot_answers_only_when_addressed_and_never_another_bot() {
 #[test]
 fn a_streamed_answer_grows_in_one_message_edited_at_most_once_a_second() {
     let api = BotApi::start(TOKEN);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("agent.log");
+    let (_dir, log) = agent_log();
     let home = home_for(&api, Some(&log));
     let gateway = start(&home);
 
@@ -496,13 +501,7 @@ fn a_streamed_answer_grows_in_one_message_edited_at_most_once_a_second() {
     }
     // The journal holds the one answer.
     stop(&home, gateway);
-    let journal = herald_journal::SqliteJournal::open(&home.home().journal_file())
-        .unwrap()
-        .0;
-    let session = herald_gateway::journal::SessionKey::new("telegram", OWNER.to_string());
-    let messages = herald_gateway::journal::HistoryStore::history(&journal, &session, 100)
-        .wait()
-        .unwrap();
+    let messages = stored(&home, &OWNER.to_string());
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1].text, final_text);
 }
@@ -510,8 +509,7 @@ fn a_streamed_answer_grows_in_one_message_edited_at_most_once_a_second() {
 #[test]
 fn a_kill_mid_stream_leaves_one_answer_in_the_chat() {
     let api = BotApi::start(TOKEN);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("agent.log");
+    let (_dir, log) = agent_log();
     let home = home_for(&api, Some(&log));
     let gateway = start(&home);
 
@@ -538,22 +536,10 @@ fn a_kill_mid_stream_leaves_one_answer_in_the_chat() {
     stop(&home, gateway);
 }
 
-/// The documents the agent was given, in order.
-fn agent_inputs(log: &Path) -> Vec<serde_json::Value> {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".turns");
-    std::fs::read_to_string(PathBuf::from(name))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn files_reach_the_agent_stored_once_and_oversized_ones_are_refused() {
     let api = BotApi::start(TOKEN);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("agent.log");
+    let (_dir, log) = agent_log();
     let home = home_for(&api, Some(&log));
     let mut config = std::fs::read_to_string(home.root.join("herald.toml")).unwrap();
     config = config.replace("[gateway]\n", "[gateway]\nmedia_max_mb = 1\n");

@@ -514,18 +514,7 @@ fn a_streamed_completion_grows_as_one_telegram_draft() {
         ]
     }));
     let telegram = bot_api::BotApi::start(TOKEN);
-    let home = TestHome::new();
-    home.write(
-        "herald.toml",
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
-             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\nstream = true\nmax_retries = 0\n\
-             timeout_secs = 30\n\n[telegram]\nenabled = true\ntoken = \"{TOKEN}\"\napi_base = \"{}\"\n\
-             allowed_users = [{USER}]\npoll_timeout_secs = 1\nmin_poll_interval_ms = 100\n",
-            peer.url, telegram.url
-        )
-        .as_bytes(),
-    );
+    let home = openai_telegram_home(&peer, &telegram, USER, true);
     let gateway = home.start(&[]);
     telegram.user_says(USER, USER, "tell me about streaming");
     wait_for("a draft", || {
@@ -589,18 +578,7 @@ fn a_telegram_photo_reaches_the_model_as_an_image_part() {
          "response": {"status": 200, "content": serde_json::json!({"object": "list", "data": []}).to_string()}},
     ]}));
     let telegram = bot_api::BotApi::start(TOKEN);
-    let home = TestHome::new();
-    home.write(
-        "herald.toml",
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
-             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\nstream = false\nmax_retries = 0\n\
-             timeout_secs = 30\n\n[telegram]\nenabled = true\ntoken = \"{TOKEN}\"\napi_base = \"{}\"\n\
-             allowed_users = [{USER}]\npoll_timeout_secs = 1\nmin_poll_interval_ms = 100\n",
-            peer.url, telegram.url
-        )
-        .as_bytes(),
-    );
+    let home = openai_telegram_home(&peer, &telegram, USER, false);
     let gateway = home.start(&[]);
     telegram.user_says(USER, USER, "what is this?");
     wait_for("the text-only answer", || {
@@ -620,4 +598,22 @@ fn a_telegram_photo_reaches_the_model_as_an_image_part() {
     assert_eq!(telegram.sent_to(USER)[1].text, "saw it");
     assert!(home.output(&["stop"]).status.success());
     gateway.wait();
+}
+
+/// A home whose agent is `peer` (OpenAI, streamed or not) and whose Telegram bot is `telegram`, `user`
+/// allowed.
+fn openai_telegram_home(peer: &Peer, telegram: &bot_api::BotApi, user: i64, stream: bool) -> TestHome {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
+             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\nstream = {stream}\nmax_retries = 0\n\
+             timeout_secs = 30\n\n[telegram]\nenabled = true\ntoken = \"{}\"\napi_base = \"{}\"\n\
+             allowed_users = [{user}]\npoll_timeout_secs = 1\nmin_poll_interval_ms = 100\n",
+            peer.url, telegram.token, telegram.url
+        )
+        .as_bytes(),
+    );
+    home
 }
