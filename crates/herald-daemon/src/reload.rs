@@ -21,9 +21,15 @@ use herald_process::control::ReloadSummary;
 /// `[agent]` keys that a reload cannot apply (the turn line's slots are sized at start).
 const AGENT_KEYS_NEEDING_RESTART: [&str; 1] = ["agent.max_concurrent_turns"];
 
-/// Whether a changed key applies live (given what the adapters applied).
+/// Whether a changed key applies live (given what the adapters applied; `telegram.chats.*` stands for
+/// every key under `telegram.chats.`).
 fn applies_live(key: &str, adapter_live: &BTreeSet<&str>) -> bool {
-    (key.starts_with("agent.") && !AGENT_KEYS_NEEDING_RESTART.contains(&key)) || adapter_live.contains(key)
+    (key.starts_with("agent.") && !AGENT_KEYS_NEEDING_RESTART.contains(&key))
+        || adapter_live.contains(key)
+        || adapter_live.iter().any(|live| {
+            live.strip_suffix('*')
+                .is_some_and(|prefix| key.starts_with(prefix))
+        })
 }
 
 /// A secret whose value changed: its variable and the key that names it.
@@ -98,18 +104,25 @@ mod tests {
 
     #[test]
     fn agent_settings_and_adapter_keys_apply_the_rest_waits_for_a_restart() {
-        let live: BTreeSet<&str> = ["telegram.allowed_users", "telegram.allow_all"].into();
+        let live: BTreeSet<&str> =
+            ["telegram.allowed_users", "telegram.allow_all", "telegram.chats.*"].into();
         let changed = keys(&[
             "agent.backend",
             "agent.max_concurrent_turns",
             "agent.openai.model",
             "http.listen",
             "telegram.allowed_users",
+            "telegram.chats.-100.respond",
         ]);
         let summary = classify(&changed, &changed, &[], &live);
         assert_eq!(
             summary.applied,
-            ["agent.backend", "agent.openai.model", "telegram.allowed_users"]
+            [
+                "agent.backend",
+                "agent.openai.model",
+                "telegram.allowed_users",
+                "telegram.chats.-100.respond"
+            ]
         );
         assert_eq!(
             summary.restart_needed,

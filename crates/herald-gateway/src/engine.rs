@@ -40,10 +40,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::sync::watch;
+
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
-use crate::agent::{Agent, TurnRequest};
+use crate::agent::{Agent, Attachment, Draft, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
     Conversation, Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind,
@@ -51,7 +53,7 @@ use crate::journal::{
 };
 pub use crate::turns::TurnOutcome;
 use crate::turns::{
-    Admission, Draining, OutcomeReceiver, ResumeLedger, TurnGuard, TurnInfo, TurnKey, TurnTracker,
+    Admission, Draining, NoSlot, OutcomeReceiver, ResumeLedger, TurnGuard, TurnInfo, TurnKey, TurnTracker,
 };
 
 /// How soon, and at most how rarely, a reply that could not be committed is tried again. No jitter:
@@ -68,6 +70,9 @@ pub const MAX_RESUMES: u32 = 3;
 /// The reply stored for a turn that could not be completed after [`MAX_RESUMES`] resumes.
 pub const GAVE_UP_REPLY: &str = "Sorry, I could not answer this message: the gateway was stopped while \
                                  answering it several times in a row. Please send it again.";
+
+/// The notice stored as the reply of a turn stopped by `/stop` (never sent: the command answers).
+pub const STOPPED_REPLY: &str = "Stopped with /stop before it was answered.";
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +115,27 @@ impl Ticket {
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Called once the reply is durably stored. Must not block: queue it and return.
     fn deliver(&self, delivery: Delivery);
+
+    /// Called when a streaming agent starts answering a turn of this adapter's sessions: `text` grows
+    /// with the answer so far, for the chat to see as a draft. The draft is only for show — the reply
+    /// still comes through [`Outbox::deliver`], which should turn the draft into it. Must not block. The
+    /// default shows nothing.
+    fn drafting(&self, drafting: Drafting) {
+        let _ = drafting;
+    }
+}
+
+/// A turn's answer being written (see [`Outbox::drafting`]).
+#[derive(Debug)]
+pub struct Drafting {
+    pub turn_id: i64,
+    pub session: SessionKey,
+    /// The question's message id.
+    pub message_id: String,
+    /// The answer so far.
+    pub text: watch::Receiver<String>,
+    /// The chat message an earlier run of this turn showed its draft in (a resumed turn).
+    pub earlier: Option<String>,
 }
 
 /// What [`Engine::resume`] did.
@@ -134,6 +160,9 @@ struct Plan {
     /// Its number within the session.
     number: u64,
     text: String,
+    /// The draft message an earlier run made (a resumed turn).
+    draft: Option<String>,
+    attachments: Vec<Attachment>,
 }
 
 /// Shared by every adapter (`Arc<Engine>`).
@@ -149,6 +178,94 @@ pub struct Engine {
     storing: AtomicBool,
     ids: IdSource,
     outboxes: Mutex<HashMap<String, Arc<dyn Outbox>>>,
+    /// The stop switch of every turn this process runs or has in line, by journal id.
+    switches: Mutex<HashMap<i64, Arc<StopSwitch>>>,
+    /// When the gateway started serving (0 before).
+    serving_since_ms: AtomicU64,
+}
+
+/// What [`Engine::stop_session`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// Turns stopped: their agent was cancelled (or never started) and they are closed as cancelled.
+    pub stopped: usize,
+    /// Turns whose agent had already answered: their reply is being stored and sent.
+    pub answering: usize,
+}
+
+/// A chat's turns in this process, for `/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionActivity {
+    /// Turns whose agent is at work (or waiting in line for a slot).
+    pub open: usize,
+}
+
+/// The stop switch of one turn: `/stop` and the agent's answer race for it, and exactly one wins, so a
+/// stopped turn never sends a late reply and an answered one is never reported stopped.
+#[derive(Debug)]
+struct StopSwitch {
+    session: SessionKey,
+    state: Mutex<SwitchState>,
+    stopped: watch::Sender<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SwitchState {
+    Open,
+    Stopped,
+    Answered,
+}
+
+impl StopSwitch {
+    fn new(session: SessionKey) -> StopSwitch {
+        StopSwitch {
+            session,
+            state: Mutex::new(SwitchState::Open),
+            stopped: watch::Sender::new(false),
+        }
+    }
+
+    /// Stops the turn, unless its agent answered first; `Err` carries the state that won.
+    fn stop(&self) -> Result<(), SwitchState> {
+        let mut state = self.state.lock_unpoisoned();
+        if *state != SwitchState::Open {
+            return Err(*state);
+        }
+        *state = SwitchState::Stopped;
+        self.stopped.send_replace(true);
+        Ok(())
+    }
+
+    /// Claims the turn for its answer; `false` when it was stopped first (the answer is dropped).
+    fn answer(&self) -> bool {
+        let mut state = self.state.lock_unpoisoned();
+        if *state == SwitchState::Open {
+            *state = SwitchState::Answered;
+        }
+        *state == SwitchState::Answered
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.state.lock_unpoisoned() == SwitchState::Stopped
+    }
+
+    /// Completes once the turn is stopped.
+    async fn wait_stopped(&self) {
+        let mut stopped = self.stopped.subscribe();
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+}
+
+/// Removes a turn's switch when its task ends, however it ends.
+struct Switched {
+    engine: Arc<Engine>,
+    turn_id: i64,
+}
+
+impl Drop for Switched {
+    fn drop(&mut self) {
+        self.engine.switches.lock_unpoisoned().remove(&self.turn_id);
+    }
 }
 
 impl Engine {
@@ -171,6 +288,8 @@ impl Engine {
             storing: AtomicBool::new(true),
             ids: IdSource::new(),
             outboxes: Mutex::new(HashMap::new()),
+            switches: Mutex::new(HashMap::new()),
+            serving_since_ms: AtomicU64::new(0),
         })
     }
 
@@ -204,6 +323,74 @@ impl Engine {
     /// Called by the daemon once the gateway runs (`true`) and when it stops (`false`).
     pub fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Release);
+        if serving {
+            self.serving_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// When the gateway started serving (`None` before it did).
+    pub fn serving_since_ms(&self) -> Option<u64> {
+        Some(self.serving_since_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
+    }
+
+    /// Stops every turn of `session` whose agent has not answered yet (`/stop`): each is closed in the
+    /// journal as cancelled before this returns, its agent future is dropped (a `command` agent's process
+    /// tree is killed, an HTTP request to a model is dropped), and no reply is ever sent for it. Turns
+    /// waiting in line are stopped too. A turn whose agent answered first is left to finish.
+    pub async fn stop_session(&self, session: &SessionKey) -> Result<StopReport, JournalError> {
+        let mut switches: Vec<(i64, Arc<StopSwitch>)> = self
+            .switches
+            .lock_unpoisoned()
+            .iter()
+            .filter(|(_, switch)| switch.session == *session)
+            .map(|(id, switch)| (*id, switch.clone()))
+            .collect();
+        switches.sort_by_key(|(id, _)| *id);
+        let mut report = StopReport::default();
+        for (turn_id, switch) in switches {
+            match switch.stop() {
+                Ok(()) => {
+                    let cancelled = self.journal.cancel(turn_id, STOPPED_REPLY, now_ms()).await;
+                    self.stored(&cancelled);
+                    cancelled?;
+                    report.stopped += 1;
+                }
+                Err(SwitchState::Answered) => report.answering += 1,
+                Err(_) => {}
+            }
+        }
+        if report.stopped > 0 {
+            tracing::info!(adapter = %session.adapter, session = %session.chat_id, stopped = report.stopped, "turns stopped");
+        }
+        Ok(report)
+    }
+
+    /// The turns of `session` this process has open (for `/status`).
+    pub fn session_activity(&self, session: &SessionKey) -> SessionActivity {
+        let open = self
+            .switches
+            .lock_unpoisoned()
+            .values()
+            .filter(|s| s.session == *session && !s.is_stopped())
+            .count();
+        SessionActivity { open }
+    }
+
+    /// Records that the command in `message_id` ran, once (see
+    /// [`HistoryStore::claim_command`](crate::journal::HistoryStore::claim_command)).
+    pub async fn claim_command(
+        &self,
+        session: &SessionKey,
+        message_id: &str,
+        command: &str,
+        reset: bool,
+    ) -> Result<crate::journal::CommandClaim, JournalError> {
+        let claim = self
+            .journal
+            .claim_command(session, message_id, command, reset, now_ms())
+            .await;
+        self.stored(&claim);
+        claim
     }
 
     /// The ledger a drain uses to mark the turns it may cut.
@@ -218,7 +405,7 @@ impl Engine {
     }
 
     /// Hands a committed reply to its adapter's outbox, if it has one.
-    fn push(&self, turn_id: i64, key: &TurnKey, reply: &Reply) {
+    fn push(&self, turn_id: i64, key: &TurnKey, reply: &Reply, draft: Option<String>) {
         let outbox = self.outboxes.lock_unpoisoned().get(&key.session.adapter).cloned();
         if let Some(outbox) = outbox {
             outbox.deliver(Delivery {
@@ -226,8 +413,14 @@ impl Engine {
                 session: key.session.clone(),
                 message_id: key.message_id.clone(),
                 reply: reply.clone(),
+                draft,
             });
         }
+    }
+
+    /// A fresh message id, unique within this journal (for a message that came without one).
+    pub fn new_message_id(&self) -> String {
+        self.ids.next()
     }
 
     /// Stores a message (durably, before returning) and starts its turn. `message_id` is the client's
@@ -237,6 +430,17 @@ impl Engine {
         session: SessionKey,
         message_id: Option<String>,
         text: String,
+    ) -> Result<Ticket, SubmitError> {
+        self.submit_with(session, message_id, text, Vec::new()).await
+    }
+
+    /// As [`Engine::submit`], for a message that came with files (already in the media store).
+    pub async fn submit_with(
+        self: &Arc<Self>,
+        session: SessionKey,
+        message_id: Option<String>,
+        text: String,
+        attachments: Vec<Attachment>,
     ) -> Result<Ticket, SubmitError> {
         let message_id = message_id.unwrap_or_else(|| self.ids.next());
         let key = TurnKey::new(session.clone(), message_id.clone());
@@ -256,6 +460,7 @@ impl Engine {
             message_id: message_id.clone(),
             text: text.clone(),
             at_ms: now_ms(),
+            attachments: attachments.clone(),
         };
         let accepted = self.journal.accept(inbound).await;
         self.stored(&accepted);
@@ -289,6 +494,8 @@ impl Engine {
             turn_id: accepted.turn_id,
             number: accepted.number,
             text,
+            draft: None,
+            attachments,
         };
         self.spawn_turn(plan, guard);
         Ok(Ticket {
@@ -304,24 +511,41 @@ impl Engine {
     fn spawn_turn(self: &Arc<Self>, plan: Plan, guard: TurnGuard) {
         let engine = self.clone();
         let mut log = TurnLog::new(self, &guard.key().session, plan.number, &plan.text);
+        let switch = Arc::new(StopSwitch::new(guard.key().session.clone()));
+        self.switches
+            .lock_unpoisoned()
+            .insert(plan.turn_id, switch.clone());
+        let switched = Switched {
+            engine: self.clone(),
+            turn_id: plan.turn_id,
+        };
         let queued = guard.enqueue();
         tokio::spawn(async move {
-            let (guard, slot) = queued.slot().await;
+            let _switched = switched;
+            let (guard, slot) = queued.slot_unless(switch.wait_stopped()).await;
             let result = match slot {
-                Ok(()) => engine.run_turn(plan, &guard).await,
-                Err(Draining) => TurnOutcome::Interrupted,
+                Ok(()) => engine.run_turn(plan, &guard, &switch).await,
+                Err(NoSlot::Stopped) => stopped_outcome(),
+                Err(NoSlot::Draining) => TurnOutcome::Interrupted,
             };
-            log.ended(&result);
+            if switch.is_stopped() {
+                log.outcome("cancelled", None);
+            } else {
+                log.ended(&result);
+            }
             guard.finish(result);
         });
     }
 
-    async fn run_turn(&self, plan: Plan, guard: &TurnGuard) -> TurnOutcome {
+    async fn run_turn(&self, plan: Plan, guard: &TurnGuard, switch: &StopSwitch) -> TurnOutcome {
         let Plan {
             turn_id,
             number,
             text,
+            draft: earlier,
+            attachments,
         } = plan;
+        let announced_earlier = earlier.clone();
         let key = guard.key();
         let (session, message_id) = (&key.session, &key.message_id);
         // Not awaited: a lost `running` mark changes nothing (see `TurnStore::start`).
@@ -343,8 +567,30 @@ impl Engine {
             turn: number,
             message: text,
             history,
+            attachments,
         };
-        let reply = match self.agent.reply(&request).await {
+        // A streaming agent's answer is shown as it grows, by the adapter whose outbox takes drafts.
+        let draft = Draft::new();
+        let outbox = self.outboxes.lock_unpoisoned().get(&session.adapter).cloned();
+        if let Some(outbox) = outbox.filter(|_| self.agent.streams()) {
+            outbox.drafting(Drafting {
+                turn_id,
+                session: session.clone(),
+                message_id: message_id.clone(),
+                text: draft.subscribe(),
+                earlier: announced_earlier,
+            });
+        }
+        // A `/stop` drops the agent's future (killing what it started); the stopper has closed the turn.
+        let answer = tokio::select! {
+            biased;
+            () = switch.wait_stopped() => return stopped_outcome(),
+            answer = self.agent.reply_drafting(&request, &draft) => answer,
+        };
+        if !switch.answer() {
+            return stopped_outcome();
+        }
+        let reply = match answer {
             Ok(text) => Reply { text, failed: false },
             Err(e) => {
                 tracing::warn!(session = %session, turn = number, "agent {}: {e}", self.agent.name());
@@ -367,7 +613,7 @@ impl Engine {
             self.stored(&finished);
             match finished {
                 Ok(()) => {
-                    self.push(turn_id, key, &reply);
+                    self.push(turn_id, key, &reply, earlier.clone());
                     return TurnOutcome::Replied(reply);
                 }
                 Err(e) if e.kind == JournalErrorKind::Closed => return TurnOutcome::Failed(e),
@@ -405,6 +651,7 @@ impl Engine {
                 turn.turn_id,
                 &TurnKey::new(turn.session.clone(), turn.message_id.clone()),
                 &reply,
+                turn.draft.clone(),
             );
             tracing::warn!(session = %turn.session, turn = turn.number, "gave up after {MAX_RESUMES} resumes");
             let mut log = TurnLog::new(self, &turn.session, turn.number, &turn.text);
@@ -427,6 +674,8 @@ impl Engine {
                 turn_id: turn.turn_id,
                 number: turn.number,
                 text: turn.text,
+                draft: turn.draft,
+                attachments: turn.attachments,
             };
             self.spawn_turn(plan, guard);
             summary.resumed += 1;
@@ -471,6 +720,12 @@ impl Engine {
     /// Records (durably) that a turn's reply reached its chat.
     pub async fn mark_delivered(&self, turn_id: i64) -> Result<(), JournalError> {
         self.journal.mark_delivered(turn_id, now_ms()).await
+    }
+
+    /// Records (durably) the chat message showing a turn's answer as it is written (see
+    /// [`Outbox::drafting`]).
+    pub async fn set_draft(&self, turn_id: i64, draft: &str) -> Result<(), JournalError> {
+        self.journal.set_draft(turn_id, draft, now_ms()).await
     }
 
     /// The first update id `adapter` has not durably handled, if it ever recorded one.
@@ -580,6 +835,14 @@ impl Drop for TurnLog {
     fn drop(&mut self) {
         self.outcome("interrupted", None);
     }
+}
+
+/// What the waiters of a stopped turn are told (the journal holds the same notice).
+fn stopped_outcome() -> TurnOutcome {
+    TurnOutcome::Replied(Reply {
+        text: STOPPED_REPLY.to_owned(),
+        failed: true,
+    })
 }
 
 fn conflict_error(message_id: &str) -> JournalError {

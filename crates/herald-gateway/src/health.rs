@@ -101,6 +101,11 @@ pub struct HealthHandle {
 }
 
 impl HealthHandle {
+    /// The whole board this handle writes to (what `/status` reads).
+    pub fn board(&self) -> &HealthBoard {
+        &self.board
+    }
+
     fn ensure(&self, name: &str) {
         let created = self.with(|_| ()).is_none();
         if created {

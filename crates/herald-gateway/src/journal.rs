@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::agent::{HistoryMessage, Role};
+use crate::agent::{Attachment, HistoryMessage, Role};
 
 /// A conversation: one chat of one adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,7 +50,7 @@ impl fmt::Display for SessionKey {
     }
 }
 
-/// Where a turn is in its life. `Done` and `Failed` are final; the other three are resumed after a
+/// Where a turn is in its life. `Done`, `Failed` and `Cancelled` are final; the other three are resumed after a
 /// restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +63,8 @@ pub enum TurnState {
     Done,
     /// Answered with an error reply (the agent failed, or the turn could not be resumed).
     Failed,
+    /// Stopped by a `/stop` before it was answered; its notice is stored but never sent.
+    Cancelled,
     /// Cut by a planned stop; resumed after the next start.
     Interrupted,
 }
@@ -74,6 +76,7 @@ impl TurnState {
             TurnState::Running => "running",
             TurnState::Done => "done",
             TurnState::Failed => "failed",
+            TurnState::Cancelled => "cancelled",
             TurnState::Interrupted => "interrupted",
         }
     }
@@ -84,13 +87,14 @@ impl TurnState {
             "running" => TurnState::Running,
             "done" => TurnState::Done,
             "failed" => TurnState::Failed,
+            "cancelled" => TurnState::Cancelled,
             "interrupted" => TurnState::Interrupted,
             _ => return None,
         })
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, TurnState::Done | TurnState::Failed)
+        matches!(self, TurnState::Done | TurnState::Failed | TurnState::Cancelled)
     }
 }
 
@@ -102,6 +106,8 @@ pub struct Inbound {
     pub message_id: String,
     pub text: String,
     pub at_ms: u64,
+    /// Files that came with it, already in the media store.
+    pub attachments: Vec<Attachment>,
 }
 
 /// A stored reply.
@@ -142,6 +148,11 @@ pub struct UnfinishedTurn {
     pub state: TurnState,
     /// How many times the turn has been resumed already.
     pub resume_count: u32,
+    /// The chat message showing its answer as it was being written, if an earlier run made one
+    /// ([`AdapterStore::set_draft`]).
+    pub draft: Option<String>,
+    /// Files that came with its message.
+    pub attachments: Vec<Attachment>,
 }
 
 /// A committed reply that a push adapter has to hand to its chat (see [`AdapterStore::undelivered`]).
@@ -152,6 +163,9 @@ pub struct Delivery {
     /// The question's message id.
     pub message_id: String,
     pub reply: Reply,
+    /// The chat message that showed the answer as it was written, to become the answer (edited) rather
+    /// than stay beside it; `None` when there was none or the adapter knows it itself.
+    pub draft: Option<String>,
 }
 
 /// One message of a session's history.
@@ -215,6 +229,15 @@ pub struct Conversation {
     /// Whether this call started it (`false`: the current conversation had no turn yet, so it is
     /// already fresh — a reset repeated or retried changes nothing).
     pub started: bool,
+}
+
+/// What [`HistoryStore::claim_command`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandClaim {
+    /// `false`: this message ran its command before (it was handed over again); do nothing twice.
+    pub first: bool,
+    /// For a claim with a reset: the session's current conversation afterwards.
+    pub conversation: Option<Conversation>,
 }
 
 /// Why the journal could not do something. The message is for people; `kind` is for deciding.
@@ -321,6 +344,12 @@ pub trait TurnStore: Send + Sync + fmt::Debug {
     /// Turns that are pending, running or interrupted, oldest first.
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>>;
 
+    /// Closes a turn stopped by `/stop` before it was answered: `cancelled`, with `notice` stored as its
+    /// reply (a failure notice, shown in its history, never given to an agent) and already marked
+    /// delivered, so no reply is ever sent for it. A turn already final is left as it is; the result
+    /// says whether this call closed it.
+    fn cancel(&self, turn_id: i64, notice: &str, at_ms: u64) -> Pending<bool>;
+
     /// Sets each turn back to `pending`, counting one more resume for those that had been started
     /// (`running` or `interrupted`): a turn that only waited in line for a slot was never tried.
     fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()>;
@@ -344,6 +373,19 @@ pub trait HistoryStore: Send + Sync + fmt::Debug {
     /// after it are the next turns' context; those before stay stored and listed.
     fn reset(&self, session: &SessionKey, at_ms: u64) -> Pending<Conversation>;
 
+    /// Records that the command in message `message_id` of `session` ran — once: a message handed over
+    /// again (after a crash) finds it recorded (`first == false`) and must not run it again. With
+    /// `reset`, a first claim also starts the session's next conversation in the same transaction (as
+    /// [`Self::reset`]), so a `/new` is never half done nor done twice.
+    fn claim_command(
+        &self,
+        session: &SessionKey,
+        message_id: &str,
+        command: &str,
+        reset: bool,
+        at_ms: u64,
+    ) -> Pending<CommandClaim>;
+
     /// A page of a session's history (see [`HistoryQuery`]): what a reader outside the process gets, so
     /// the memory one request can take is bounded by its byte budget, not by the session's size.
     fn history_page(&self, session: &SessionKey, query: HistoryQuery) -> Pending<HistoryPage>;
@@ -362,6 +404,10 @@ pub trait AdapterStore: Send + Sync + fmt::Debug {
 
     /// Marks a turn's reply as handed to its chat.
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
+
+    /// Records the chat message showing a turn's answer as it is being written (the adapter's reference
+    /// to it), so a resumed turn and its final delivery edit that message instead of adding another.
+    fn set_draft(&self, turn_id: i64, draft: &str, at_ms: u64) -> Pending<()>;
 
     /// The first update id `adapter` has not yet durably stored (its confirmed offset), if it ever
     /// stored one.

@@ -5,7 +5,8 @@
 //! replies back. [`turns::TurnTracker`] is the one registry of turns: it joins duplicates, bounds
 //! how many run at once and keeps the rest in a fair line, counts them, refuses new ones once a drain begins, and lets the daemon wait for the rest
 //! within a budget. [`backoff`] is the one retry schedule every retry loop uses. [`health`] is the board
-//! where every adapter and the agent say how they are doing.
+//! where every adapter and the agent say how they are doing. [`commands`] answers `/new`, `/stop`, `/status`,
+//! `/whoami` and `/help` before the agent, the same on every adapter.
 //!
 //! **Architecture Invariant:** the gateway knows nothing about how it was asked to stop. Signals, control
 //! channels and markers are the daemon's business; the gateway only offers `begin_drain` and
@@ -15,6 +16,7 @@
 pub mod adapter;
 pub mod agent;
 pub mod backoff;
+pub mod commands;
 pub mod engine;
 pub mod health;
 pub mod http;

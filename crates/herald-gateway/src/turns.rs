@@ -582,6 +582,33 @@ impl QueuedTurn {
     }
 }
 
+/// Why a turn in line did not get its slot (see [`QueuedTurn::slot_unless`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSlot {
+    /// A drain sent it away: it stays unfinished in the journal, for the next start.
+    Draining,
+    /// It was stopped (`/stop`) while it waited.
+    Stopped,
+}
+
+impl QueuedTurn {
+    /// As [`QueuedTurn::slot`], but gives up waiting once `stop` completes. Leaving the line is safe at
+    /// any moment: a slot granted meanwhile goes back when the guard is dropped.
+    pub async fn slot_unless(self, stop: impl Future<Output = ()>) -> (TurnGuard, Result<(), NoSlot>) {
+        let QueuedTurn { guard, place } = self;
+        let granted = match place {
+            Ok(None) => Ok(()),
+            Ok(Some(woken)) => tokio::select! {
+                biased;
+                granted = woken => granted.map_err(|_| NoSlot::Draining),
+                () = stop => Err(NoSlot::Stopped),
+            },
+            Err(Draining) => Err(NoSlot::Draining),
+        };
+        (guard, granted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,7 @@ fn request() -> TurnRequest {
                 text: "kept 2".to_owned(),
             },
         ],
+        attachments: Vec::new(),
     }
 }
 

@@ -38,6 +38,11 @@ pub struct TelegramConfig {
     pub allowed_users: Vec<i64>,
     /// Let every Telegram user talk to the agent (explicit opt-in).
     pub allow_all: bool,
+    /// Telegram user ids with admin access: they may `/stop` answers in shared chats and see the whole
+    /// `/status`. Unset: everyone in `allowed_users` is an admin (people let in by pairing or by
+    /// `allow_all` are users unless their pairing code said admin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_users: Option<Vec<i64>>,
     /// How long one `getUpdates` long poll may wait on the server.
     #[serde(deserialize_with = "poll_timeout")]
     pub poll_timeout_secs: u64,
@@ -58,6 +63,77 @@ pub struct TelegramConfig {
     /// Most messages per minute to one group or supergroup (Telegram: 20).
     #[serde(deserialize_with = "send_per_group_per_minute")]
     pub send_per_group_per_minute: u32,
+    /// In group chats, which messages the bot answers (each chat may say otherwise in `chats`).
+    pub group_respond: GroupRespond,
+    /// In group chats, one conversation for the whole group or one per person.
+    pub group_sessions: GroupSessions,
+    /// Per-chat rules, by chat id (`[telegram.chats."-1001234567890"]`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub chats: std::collections::BTreeMap<ChatId, ChatRule>,
+}
+
+/// Which messages of a group chat the bot answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRespond {
+    /// Only those that mention it (`@botname`), reply to one of its messages, or are its commands.
+    #[default]
+    Mention,
+    /// Every message (the bot must see them: see Telegram's privacy mode in the README).
+    All,
+}
+
+/// How a group chat's messages are grouped into conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupSessions {
+    /// One conversation for the whole group.
+    #[default]
+    Shared,
+    /// One conversation per person in the group.
+    PerUser,
+}
+
+/// `[telegram.chats."ID"]`: what one chat does differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub respond: Option<GroupRespond>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<GroupSessions>,
+}
+
+/// A Telegram chat id as a TOML key (`"-1001234567890"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChatId(pub i64);
+
+impl Serialize for ChatId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChatId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ChatId, D::Error> {
+        let text = String::deserialize(d)?;
+        text.trim().parse::<i64>().map(ChatId).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a Telegram chat id (an integer, like \"-1001234567890\" for a group)"
+            ))
+        })
+    }
+}
+
+impl TelegramConfig {
+    /// The rule for chat `chat`: its own, else the `group_*` defaults.
+    pub fn group_rule(&self, chat: i64) -> (GroupRespond, GroupSessions) {
+        let own = self.chats.get(&ChatId(chat)).copied().unwrap_or_default();
+        (
+            own.respond.unwrap_or(self.group_respond),
+            own.sessions.unwrap_or(self.group_sessions),
+        )
+    }
 }
 
 impl Default for TelegramConfig {
@@ -69,6 +145,10 @@ impl Default for TelegramConfig {
             api_base: "https://api.telegram.org".into(),
             allowed_users: Vec::new(),
             allow_all: false,
+            admin_users: None,
+            group_respond: GroupRespond::Mention,
+            group_sessions: GroupSessions::Shared,
+            chats: std::collections::BTreeMap::new(),
             poll_timeout_secs: 25,
             min_poll_interval_ms: 1000,
             outage_notices: true,
@@ -329,6 +409,9 @@ pub struct CommandConfig {
     /// How many earlier messages of the session are passed on stdin.
     #[serde(deserialize_with = "history_messages")]
     pub history_messages: usize,
+    /// Show each line the program writes as the answer so far (chats see a draft grow, edited in
+    /// place); the reply is still the whole output.
+    pub stream: bool,
 }
 
 impl Default for CommandConfig {
@@ -337,6 +420,7 @@ impl Default for CommandConfig {
             command: Vec::new(),
             timeout_secs: 120,
             history_messages: 50,
+            stream: false,
         }
     }
 }
@@ -424,6 +508,21 @@ pub struct GatewayConfig {
     /// shows it).
     #[serde(deserialize_with = "outage_notice")]
     pub outage_notice_secs: u64,
+    /// The largest file a chat may send (a photo, a document, a voice note), in MB; bigger ones are
+    /// refused with a reply saying so.
+    #[serde(deserialize_with = "media_max_mb")]
+    pub media_max_mb: u64,
+    /// Files older than this many days are removed from the media store (0: kept forever).
+    #[serde(deserialize_with = "media_retention")]
+    pub media_retention_days: u64,
+}
+
+fn media_max_mb<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 1, 2000)
+}
+
+fn media_retention<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 0, 36_500)
 }
 
 /// Upper bound for `drain_timeout_secs`: service managers must be told a finite stop timeout.
@@ -435,6 +534,8 @@ impl Default for GatewayConfig {
             drain_timeout_secs: 30,
             log_message_text: false,
             outage_notice_secs: 300,
+            media_max_mb: 20,
+            media_retention_days: 30,
         }
     }
 }
@@ -463,6 +564,11 @@ log_message_text = false
 # are told once, in one line (and again when it recovers); `herald status` shows it either way.
 # 0 never tells them. 0..=86400.
 outage_notice_secs = 300
+# Files sent in a chat (photos, documents, voice notes) are stored in the home's media/ folder and given
+# to the agent. Bigger than media_max_mb (1..=2000; Telegram's bots download at most 20): refused with a
+# reply. Older than media_retention_days: removed (0 keeps them).
+media_max_mb = 20
+media_retention_days = 30
 
 [supervisor]
 # `herald run` supervises the gateway: a monitor process restarts a worker that exits unexpectedly, at
@@ -527,6 +633,7 @@ history_messages = 50         # earlier messages sent with each turn; 0..=10000
 # command = ["my-agent", "--json"]
 timeout_secs = 120            # the whole process tree is killed when it runs out; 1..=86400
 history_messages = 50
+stream = false                # show each line it writes as the answer so far (a draft edited in place)
 
 [telegram]
 # A Telegram bot (long polling; no public address needed). Create one with @BotFather.
@@ -538,9 +645,13 @@ enabled = false
 # token = "123456:ABC..."
 api_base = "https://api.telegram.org"
 # Default deny: only these Telegram user ids may talk to the agent. Anyone else gets a short reply
-# with their id, which you can add here. allow_all = true lets everyone in.
+# with their id, which you can add here — or give them a one-time code from `herald pair telegram`,
+# which they send to the bot as /pair CODE (`herald access list` shows who paired). allow_all = true
+# lets everyone in.
 allowed_users = []
 allow_all = false
+# Who may /stop answers in group chats and see the whole /status. Unset: everyone in allowed_users.
+# admin_users = [123456789]
 poll_timeout_secs = 25        # long-poll wait on the server; 0..=50
 min_poll_interval_ms = 1000   # least time between two empty polls; 50..=60000
 # Tell the allowed users when the agent or this bot has been failing for [gateway] outage_notice_secs
@@ -552,6 +663,13 @@ outage_notices = true
 send_per_second = 30            # 1..=1000
 send_per_chat_per_second = 1    # 1..=100
 send_per_group_per_minute = 20  # 1..=6000
+# Group chats: answer only messages that mention the bot, reply to it or are its commands ("mention"),
+# or every message ("all": turn off the bot's privacy mode with @BotFather /setprivacy, or Telegram
+# never shows it the rest). Other bots' messages are never answered.
+group_respond = "mention"
+# One conversation per group ("shared") or one per person in it ("per_user").
+group_sessions = "shared"
+# A chat of its own: [telegram.chats."-1001234567890"] with respond = "all", sessions = "per_user".
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.
@@ -1165,6 +1283,33 @@ mod tests {
     fn non_utf8_is_located() {
         let err = Config::parse(Path::new("h.toml"), b"[gateway]\n# caf\xe9\n").unwrap_err();
         assert_eq!((err.line, err.column), (Some(2), Some(6)), "{err}");
+    }
+
+    #[test]
+    fn group_rules_default_per_chat_and_bad_chat_ids_are_named() {
+        let config = parse(
+            "[telegram]\ngroup_respond = \"all\"\n[telegram.chats.\"-100\"]\nrespond = \"mention\"\n\
+             [telegram.chats.\"-200\"]\nsessions = \"per_user\"\n",
+        )
+        .unwrap();
+        let t = &config.telegram;
+        assert_eq!(t.group_rule(-100), (GroupRespond::Mention, GroupSessions::Shared));
+        assert_eq!(t.group_rule(-200), (GroupRespond::All, GroupSessions::PerUser));
+        assert_eq!(t.group_rule(-300), (GroupRespond::All, GroupSessions::Shared));
+        let err = parse("[telegram.chats.general]\nrespond = \"all\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("telegram.chats") && err.contains("not a Telegram chat id"),
+            "{err}"
+        );
+        let err = parse("[telegram]\ngroup_respond = \"always\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("telegram.group_respond") && err.contains("herald.toml:2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,12 +10,14 @@
 //! plain synchronous Rust so every other crate, and every OS, can depend on it — which is also why the
 //! one poison-tolerant lock helper every crate shares ([`sync::MutexExt`]) lives here.
 
+pub mod access;
 pub mod atomic;
 pub mod budget;
 pub mod config;
 pub mod exit;
 pub mod lifecycle;
 pub mod lock;
+pub mod media;
 pub mod ownership;
 pub mod paths;
 pub mod records;

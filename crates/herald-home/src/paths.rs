@@ -272,6 +272,14 @@ impl Home {
         }
         homes
     }
+    /// Files that came with chat messages (see [`crate::media`]).
+    pub fn media_dir(&self) -> PathBuf {
+        self.root.join("media")
+    }
+    /// Who was let in by pairing, and the pairing codes not yet used (see [`crate::access`]).
+    pub fn access_dir(&self) -> PathBuf {
+        self.root.join("access")
+    }
     pub fn pid_record(&self) -> PathBuf {
         self.run_dir().join(layout::PID_RECORD)
     }
@@ -364,7 +372,7 @@ impl Home {
     }
 }
 
-fn create_private_dir(dir: &Path, is_root: bool) -> Result<(), HomeError> {
+pub(crate) fn create_private_dir(dir: &Path, is_root: bool) -> Result<(), HomeError> {
     let create_err = |source| HomeError::Create {
         path: dir.to_path_buf(),
         source,

@@ -130,7 +130,7 @@ proptest! {
     #[test]
     fn config_rendering_round_trips(drain in 0u64..=3600, exits in 1u32..=1000, window in 1u64..=86_400, beat in 0u64..=300, missed in 2u32..=100) {
         let config = Config {
-            gateway: GatewayConfig { drain_timeout_secs: drain, log_message_text: drain % 2 == 0, outage_notice_secs: drain },
+            gateway: GatewayConfig { drain_timeout_secs: drain, log_message_text: drain % 2 == 0, outage_notice_secs: drain, ..GatewayConfig::default() },
             supervisor: SupervisorConfig {
                 crash_loop_max_exits: exits,
                 crash_loop_window_secs: window,

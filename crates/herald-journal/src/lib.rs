@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore, Inbound,
-    Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore,
-    UnfinishedTurn,
+    Accepted, AdapterStore, CommandClaim, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore,
+    Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState,
+    TurnStore, UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -152,7 +152,7 @@ impl Drop for SqliteJournal {
 
 impl TurnStore for SqliteJournal {
     fn accept(&self, inbound: Inbound) -> Pending<Accepted> {
-        self.write(|done| Write::Accept(inbound, done))
+        self.write(|done| Write::Accept(Box::new(inbound), done))
     }
 
     fn start(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
@@ -183,7 +183,8 @@ impl TurnStore for SqliteJournal {
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number
+                "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number,
+                        t.draft, t.attachments
                  FROM turns t
                  JOIN sessions s ON s.id = t.session_id
                  JOIN messages m ON m.turn_id = t.id AND m.role = 'user'
@@ -200,9 +201,24 @@ impl TurnStore for SqliteJournal {
                     text: r.get(4)?,
                     state: TurnState::parse(&state).unwrap_or(TurnState::Pending),
                     resume_count: r.get(6)?,
+                    draft: r.get(8)?,
+                    attachments: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|json| serde_json::from_str(&json).ok())
+                        .unwrap_or_default(),
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    fn cancel(&self, turn_id: i64, notice: &str, at_ms: u64) -> Pending<bool> {
+        let notice = notice.to_owned();
+        self.write(|done| Write::Cancel {
+            turn_id,
+            notice,
+            at_ms,
+            done,
         })
     }
 
@@ -272,6 +288,25 @@ impl HistoryStore for SqliteJournal {
         self.write(|done| Write::Reset { session, at_ms, done })
     }
 
+    fn claim_command(
+        &self,
+        session: &SessionKey,
+        message_id: &str,
+        command: &str,
+        reset: bool,
+        at_ms: u64,
+    ) -> Pending<CommandClaim> {
+        let (session, message_id, command) = (session.clone(), message_id.to_owned(), command.to_owned());
+        self.write(|done| Write::ClaimCommand {
+            session,
+            message_id,
+            command,
+            reset,
+            at_ms,
+            done,
+        })
+    }
+
     fn sessions(&self, limit: usize) -> Pending<Vec<SessionSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
@@ -300,7 +335,7 @@ impl AdapterStore for SqliteJournal {
         let adapter = adapter.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed
+                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft
                  FROM sessions s
                  JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
                  JOIN turns t ON t.id = m.turn_id
@@ -316,10 +351,16 @@ impl AdapterStore for SqliteJournal {
                         text: r.get(3)?,
                         failed: r.get(4)?,
                     },
+                    draft: r.get(5)?,
                 })
             })?;
             rows.collect()
         })
+    }
+
+    fn set_draft(&self, turn_id: i64, draft: &str, _at_ms: u64) -> Pending<()> {
+        let draft = draft.to_owned();
+        self.write(|done| Write::SetDraft { turn_id, draft, done })
     }
 
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
@@ -381,8 +422,8 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
         ..HistoryPage::default()
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed, t.state,
-                t.number, t.conversation
+        "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed,
+                CASE WHEN t.cancelled_ms IS NULL THEN t.state ELSE 'cancelled' END, t.number, t.conversation
          FROM messages m
          JOIN turns t ON t.id = m.turn_id
          WHERE m.session_id = (SELECT id FROM sessions WHERE adapter = ?1 AND chat_id = ?2)
@@ -416,6 +457,7 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
         let failed: bool = r.get(6)?;
         let turn_state: String = r.get(7)?;
         let status = match role {
+            Role::Assistant if turn_state == "cancelled" => TurnState::Cancelled,
             Role::Assistant if failed => TurnState::Failed,
             Role::Assistant => TurnState::Done,
             Role::User => TurnState::parse(&turn_state).unwrap_or(TurnState::Pending),
@@ -558,7 +600,7 @@ mod tests {
         let before = all_messages(&path);
         let (journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, Some(2));
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
         drop(journal);
         // Nothing lost or changed: every message, its turn, its failure mark and its delivery mark.
         assert_eq!(all_messages(&path), before);
@@ -642,6 +684,7 @@ mod tests {
                 message_id: "a5".into(),
                 text: "fifth".into(),
                 at_ms: 10,
+                attachments: Vec::new(),
             })
             .await
             .unwrap();
@@ -652,6 +695,7 @@ mod tests {
                 message_id: "b1".into(),
                 text: "first".into(),
                 at_ms: 10,
+                attachments: Vec::new(),
             })
             .await
             .unwrap();

@@ -85,6 +85,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     -- An agent's context reads the messages of each earlier turn.
     CREATE INDEX messages_by_turn ON messages (turn_id);
     ",
+    // 3 → 4: in-chat commands. A turn stopped by `/stop` is `failed` with `cancelled_ms` set (SQLite
+    // cannot widen the `state` CHECK in place, and a cancelled turn is final and answered by a notice,
+    // as a failed one is). Each command that changes something (`/new`, `/stop`) is recorded under its
+    // message id, so a message handed over again (after a crash) does not run it twice.
+    //
+    // Drafts: a streamed answer is shown in its chat as a message edited as it grows; that message's id
+    // (`turns.draft`, the adapter's own reference) is stored as soon as it exists, so a turn resumed
+    // after a kill edits the same message instead of leaving a partial answer beside a new one.
+    //
+    // Media: the files that came with a turn's message (JSON, paths into the home's media store).
+    r"
+    ALTER TABLE turns ADD COLUMN attachments TEXT;
+    ALTER TABLE turns ADD COLUMN draft TEXT;
+    ALTER TABLE turns ADD COLUMN cancelled_ms INTEGER;
+    CREATE TABLE commands (
+        session_id  INTEGER NOT NULL REFERENCES sessions (id),
+        message_id  TEXT NOT NULL,
+        command     TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        PRIMARY KEY (session_id, message_id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

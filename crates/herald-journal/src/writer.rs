@@ -11,7 +11,8 @@
 use std::sync::mpsc;
 
 use herald_gateway::journal::{
-    Accepted, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply, SessionKey, TurnState,
+    Accepted, CommandClaim, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply,
+    SessionKey, TurnState,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
@@ -21,7 +22,7 @@ const MAX_BATCH: usize = 1024;
 /// A queued write.
 #[derive(Debug)]
 pub(crate) enum Write {
-    Accept(Inbound, Completion<Accepted>),
+    Accept(Box<Inbound>, Completion<Accepted>),
     Start {
         turn_id: i64,
         at_ms: u64,
@@ -48,6 +49,11 @@ pub(crate) enum Write {
         at_ms: u64,
         done: Completion<()>,
     },
+    SetDraft {
+        turn_id: i64,
+        draft: String,
+        done: Completion<()>,
+    },
     SetOffset {
         adapter: String,
         offset: i64,
@@ -59,12 +65,28 @@ pub(crate) enum Write {
         at_ms: u64,
         done: Completion<Conversation>,
     },
+    Cancel {
+        turn_id: i64,
+        notice: String,
+        at_ms: u64,
+        done: Completion<bool>,
+    },
+    ClaimCommand {
+        session: SessionKey,
+        message_id: String,
+        command: String,
+        reset: bool,
+        at_ms: u64,
+        done: Completion<CommandClaim>,
+    },
 }
 
 /// What a write produced inside the transaction, delivered after the commit.
 enum Outcome {
     Accepted(Completion<Accepted>, Result<Accepted, JournalError>),
     Reset(Completion<Conversation>, Result<Conversation, JournalError>),
+    Cancelled(Completion<bool>, Result<bool, JournalError>),
+    Claimed(Completion<CommandClaim>, Result<CommandClaim, JournalError>),
     Unit(Completion<()>, Result<(), JournalError>),
     Nothing,
 }
@@ -104,11 +126,14 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
         match write {
             Write::Accept(_, done) => done.complete(Err(error.clone())),
             Write::Reset { done, .. } => done.complete(Err(error.clone())),
+            Write::Cancel { done, .. } => done.complete(Err(error.clone())),
+            Write::ClaimCommand { done, .. } => done.complete(Err(error.clone())),
             Write::Start { done, .. }
             | Write::Finish { done, .. }
             | Write::MarkInterrupted { done, .. }
             | Write::NoteResumed { done, .. }
             | Write::MarkDelivered { done, .. }
+            | Write::SetDraft { done, .. }
             | Write::SetOffset { done, .. } => done.complete(Err(error.clone())),
         }
     }
@@ -128,6 +153,8 @@ fn deliver(outcome: Outcome, committed: &Result<(), JournalError>) {
     match outcome {
         Outcome::Accepted(done, result) => done.complete(after(result, committed)),
         Outcome::Reset(done, result) => done.complete(after(result, committed)),
+        Outcome::Cancelled(done, result) => done.complete(after(result, committed)),
+        Outcome::Claimed(done, result) => done.complete(after(result, committed)),
         Outcome::Unit(done, result) => done.complete(after(result, committed)),
         Outcome::Nothing => {}
     }
@@ -183,6 +210,10 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
             done,
             mark_delivered(&savepoint, turn_id, at_ms).map_err(|e| storage_error(&e)),
         ),
+        Write::SetDraft { turn_id, draft, done } => Outcome::Unit(
+            done,
+            set_draft(&savepoint, turn_id, &draft).map_err(|e| storage_error(&e)),
+        ),
         Write::SetOffset {
             adapter,
             offset,
@@ -196,10 +227,33 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
             done,
             reset(&savepoint, &session, at_ms).map_err(|e| storage_error(&e)),
         ),
+        Write::Cancel {
+            turn_id,
+            notice,
+            at_ms,
+            done,
+        } => Outcome::Cancelled(
+            done,
+            cancel(&savepoint, turn_id, &notice, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::ClaimCommand {
+            session,
+            message_id,
+            command,
+            reset,
+            at_ms,
+            done,
+        } => Outcome::Claimed(
+            done,
+            claim_command(&savepoint, &session, &message_id, &command, reset, at_ms)
+                .map_err(|e| storage_error(&e)),
+        ),
     };
     let failed = match &outcome {
         Outcome::Accepted(_, r) => r.is_err(),
         Outcome::Reset(_, r) => r.is_err(),
+        Outcome::Cancelled(_, r) => r.is_err(),
+        Outcome::Claimed(_, r) => r.is_err(),
         Outcome::Unit(_, r) => r.is_err(),
         Outcome::Nothing => false,
     };
@@ -264,8 +318,9 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
         .query_row(params![session_id], |r| r.get(0))?;
     let turn_id: i64 = conn
         .prepare_cached(
-            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation)
-             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5)
+            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation,
+                                attachments)
+             VALUES (?1, ?2, 'pending', ?3, ?3, ?4, ?5, ?6)
              RETURNING id",
         )?
         .query_row(
@@ -274,7 +329,8 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
                 inbound.message_id,
                 inbound.at_ms as i64,
                 number,
-                conversation
+                conversation,
+                attachments_json(&inbound.attachments)
             ],
             |r| r.get(0),
         )?;
@@ -290,6 +346,14 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
         text: inbound.text.clone(),
         reply: None,
     })
+}
+
+/// A turn's attachments as stored: `NULL` for none, else a JSON array.
+fn attachments_json(attachments: &[herald_gateway::agent::Attachment]) -> Option<String> {
+    if attachments.is_empty() {
+        return None;
+    }
+    serde_json::to_string(attachments).ok()
 }
 
 /// Starts the session's next conversation, unless its current one has no turn yet (a repeated or retried
@@ -326,6 +390,58 @@ fn reset(conn: &Connection, session: &SessionKey, at_ms: u64) -> rusqlite::Resul
         number: next.max(1) as u64,
         started: true,
     })
+}
+
+/// Records a command message once; with `reset`, a first claim also starts the next conversation.
+fn claim_command(
+    conn: &Connection,
+    session: &SessionKey,
+    message_id: &str,
+    command: &str,
+    reset_too: bool,
+    at_ms: u64,
+) -> rusqlite::Result<CommandClaim> {
+    let session_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO sessions (adapter, chat_id, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = excluded.updated_ms
+             RETURNING id",
+        )?
+        .query_row(params![session.adapter, session.chat_id, at_ms as i64], |r| {
+            r.get(0)
+        })?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO commands (session_id, message_id, command, created_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![session_id, message_id, command, at_ms as i64])?;
+    let first = inserted == 1;
+    let conversation = if first && reset_too {
+        Some(reset(conn, session, at_ms)?)
+    } else {
+        None
+    };
+    Ok(CommandClaim { first, conversation })
+}
+
+/// Closes an unanswered turn as cancelled, its notice stored as a reply already delivered.
+fn cancel(conn: &Connection, turn_id: i64, notice: &str, at_ms: u64) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE turns SET state = 'failed', cancelled_ms = ?2, updated_ms = ?2
+             WHERE id = ?1 AND state IN ('pending', 'running', 'interrupted')",
+        )?
+        .execute(params![turn_id, at_ms as i64])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, delivered_ms)
+         SELECT session_id, id, 'assistant', ?2, 1, ?3, ?3 FROM turns WHERE id = ?1",
+    )?
+    .execute(params![turn_id, notice, at_ms as i64])?;
+    Ok(true)
 }
 
 fn start(conn: &Connection, turn_id: i64, at_ms: u64) -> rusqlite::Result<()> {
@@ -390,6 +506,12 @@ fn mark_delivered(conn: &Connection, turn_id: i64, at_ms: u64) -> rusqlite::Resu
          WHERE turn_id = ?1 AND role = 'assistant' AND delivered_ms IS NULL",
     )?
     .execute(params![turn_id, at_ms as i64])?;
+    Ok(())
+}
+
+fn set_draft(conn: &Connection, turn_id: i64, draft: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE turns SET draft = ?2 WHERE id = ?1")?
+        .execute(params![turn_id, draft])?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ fn inbound(chat: &str, id: &str, text: &str) -> Inbound {
         message_id: id.into(),
         text: text.into(),
         at_ms: 1_000,
+        attachments: Vec::new(),
     }
 }
 
@@ -671,4 +672,93 @@ async fn a_reset_starts_a_new_conversation_and_keeps_the_old_one() {
 
 async fn journal_reset(journal: &SqliteJournal, chat: &str) -> herald_gateway::journal::Conversation {
     journal.reset(&SessionKey::new("http", chat), 1).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_cancelled_turn_is_final_silent_and_shown_as_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir.path().join("state.db"));
+    let turn = journal.accept(inbound("alice", "m1", "long job")).await.unwrap();
+    journal.start(turn.turn_id, 1_001);
+    assert!(journal.cancel(turn.turn_id, "Stopped.", 1_002).await.unwrap());
+    // Exactly once: a second cancel, or a late reply, changes nothing.
+    assert!(
+        !journal
+            .cancel(turn.turn_id, "Stopped again.", 1_003)
+            .await
+            .unwrap()
+    );
+    journal
+        .finish(turn.turn_id, reply("late answer"), 1_004)
+        .await
+        .unwrap();
+    assert!(journal.unfinished().await.unwrap().is_empty());
+    assert!(
+        journal.undelivered("http", 10).await.unwrap().is_empty(),
+        "never sent"
+    );
+    let history = journal
+        .history(&SessionKey::new("http", "alice"), 10)
+        .await
+        .unwrap();
+    let shown: Vec<_> = history.iter().map(|m| (m.text.as_str(), m.status)).collect();
+    assert_eq!(
+        shown,
+        [
+            ("long job", TurnState::Cancelled),
+            ("Stopped.", TurnState::Cancelled)
+        ]
+    );
+    // Its notice is never an agent's context.
+    let next = journal.accept(inbound("alice", "m2", "next")).await.unwrap();
+    let context = journal.context(next.turn_id, 10).await.unwrap();
+    assert_eq!(context.len(), 1, "only the question: {context:?}");
+    assert_eq!(context[0].role, Role::User);
+    // A final turn cannot be cancelled.
+    journal.finish(next.turn_id, reply("done"), 1_005).await.unwrap();
+    assert!(!journal.cancel(next.turn_id, "Stopped.", 1_006).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_command_message_runs_once_and_a_new_conversation_starts_with_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let session = SessionKey::new("telegram", "42");
+    {
+        let journal = open(&path);
+        let turn = journal.accept(Inbound {
+            session: session.clone(),
+            ..inbound("42", "u1-m1", "hello")
+        });
+        turn.await.unwrap();
+        let claim = journal
+            .claim_command(&session, "u2-m2", "new", true, 2)
+            .await
+            .unwrap();
+        assert!(claim.first);
+        assert_eq!(claim.conversation.map(|c| (c.number, c.started)), Some((2, true)));
+        let stop = journal
+            .claim_command(&session, "u3-m3", "stop", false, 3)
+            .await
+            .unwrap();
+        assert!(stop.first && stop.conversation.is_none());
+        journal.close().await.unwrap();
+    }
+    // After a restart the same messages are known: nothing runs twice, the conversation stays 2.
+    let journal = open(&path);
+    let again = journal
+        .claim_command(&session, "u2-m2", "new", true, 4)
+        .await
+        .unwrap();
+    assert!(!again.first);
+    assert_eq!(again.conversation, None);
+    assert!(
+        !journal
+            .claim_command(&session, "u3-m3", "stop", false, 5)
+            .await
+            .unwrap()
+            .first
+    );
+    let sessions = journal.sessions(10).await.unwrap();
+    assert_eq!(sessions[0].conversation, 2);
 }

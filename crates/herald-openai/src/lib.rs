@@ -23,6 +23,7 @@
 //! ([`backoff::Backoff::DEFAULT`]), re-exported here. This crate prints nothing; it logs with `tracing`.
 
 pub use herald_gateway::backoff;
+mod media;
 mod probe;
 pub mod retry_after;
 pub mod sse;
@@ -31,7 +32,7 @@ pub mod wire;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use herald_gateway::agent::{Agent, AgentError, BoxFuture, TurnRequest};
+use herald_gateway::agent::{Agent, AgentError, BoxFuture, Draft, TurnRequest};
 use herald_home::config::OpenAiConfig;
 use herald_home::secrets::{Lookup, Variables};
 use reqwest::header::{self, HeaderValue};
@@ -40,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::sse::{SseEvent, SseParser};
-use crate::wire::{ChatMessage, ChatRequest, Delta, WireError};
+use crate::wire::{ChatMessage, ChatRequest, Content, Delta, ImageUrl, Part, WireError};
 
 /// The most bytes read from one answer (the whole body, or the whole stream). A chat answer is far
 /// smaller; this only bounds memory against a broken or hostile server.
@@ -188,19 +189,35 @@ impl OpenAiAgent {
 
     /// The messages sent for a turn: the system prompt, the last `history_messages` of the history,
     /// then the user's message.
-    fn messages<'a>(&'a self, request: &'a TurnRequest) -> Vec<ChatMessage<'a>> {
+    /// The conversation as the endpoint takes it. `user_text` is the message (with a line per file that
+    /// is not a picture); `images` the pictures that came with it, as `data:` URLs.
+    fn messages<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        user_text: &'a str,
+        images: &'a [String],
+    ) -> Vec<ChatMessage<'a>> {
         let skip = request.history.len().saturating_sub(self.history_messages);
         let system = self.system_prompt.as_deref().map(|content| ChatMessage {
             role: "system",
-            content,
+            content: Content::Text(content),
         });
         let history = request.history[skip..].iter().map(|m| ChatMessage {
             role: m.role.as_str(),
-            content: &m.text,
+            content: Content::Text(&m.text),
         });
+        let content = if images.is_empty() {
+            Content::Text(user_text)
+        } else {
+            let mut parts = vec![Part::Text { text: user_text }];
+            parts.extend(images.iter().map(|url| Part::ImageUrl {
+                image_url: ImageUrl { url },
+            }));
+            Content::Parts(parts)
+        };
         let user = ChatMessage {
             role: "user",
-            content: &request.message,
+            content,
         };
         system
             .into_iter()
@@ -209,17 +226,20 @@ impl OpenAiAgent {
             .collect()
     }
 
-    async fn answer(&self, request: &TurnRequest) -> Result<String, AgentError> {
+    async fn answer(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<String, AgentError> {
         let deadline = Instant::now() + self.budget;
+        let (user_text, images) = media::prepare(request).await;
         let body = ChatRequest {
             model: &self.model,
-            messages: self.messages(request),
+            messages: self.messages(request, &user_text, &images),
             stream: self.stream,
         };
         let body = serde_json::to_vec(&body)
             .map_err(|e| AgentError::Failed(format!("cannot encode the request: {e}")))?;
         let result =
-            match tokio::time::timeout_at(deadline, self.attempts(request.turn_id, body, deadline)).await {
+            match tokio::time::timeout_at(deadline, self.attempts(request.turn_id, body, deadline, draft))
+                .await
+            {
                 Ok(result) => result,
                 Err(_elapsed) => Err(AgentError::Timeout(self.budget)),
             };
@@ -240,10 +260,16 @@ impl OpenAiAgent {
     }
 
     /// Attempts and retries until an answer, a final error, or a wait that would cross `deadline`.
-    async fn attempts(&self, turn: i64, body: Vec<u8>, deadline: Instant) -> Result<String, AgentError> {
+    async fn attempts(
+        &self,
+        turn: i64,
+        body: Vec<u8>,
+        deadline: Instant,
+        draft: Option<&Draft>,
+    ) -> Result<String, AgentError> {
         let mut retry = 0;
         loop {
-            let (error, requested) = match self.attempt(&body).await {
+            let (error, requested) = match self.attempt(&body, draft).await {
                 Ok(text) => return Ok(text),
                 Err(Attempt::Final(error)) => return Err(error),
                 Err(Attempt::Retryable { error, wait }) => (error, wait),
@@ -262,7 +288,7 @@ impl OpenAiAgent {
         }
     }
 
-    async fn attempt(&self, body: &[u8]) -> Result<String, Attempt> {
+    async fn attempt(&self, body: &[u8], draft: Option<&Draft>) -> Result<String, Attempt> {
         let accept = if self.stream {
             "text/event-stream"
         } else {
@@ -292,7 +318,7 @@ impl OpenAiAgent {
                     .starts_with("text/event-stream")
             });
         let result = if is_sse {
-            self.read_stream(response).await
+            self.read_stream(response, draft).await
         } else {
             self.read_whole(response).await
         };
@@ -371,7 +397,12 @@ impl OpenAiAgent {
         non_empty(text, finish_reason.as_deref())
     }
 
-    async fn read_stream(&self, mut response: reqwest::Response) -> Result<String, AgentError> {
+    /// Reads a streamed answer, growing `draft` (if any) with the text so far after each chunk.
+    async fn read_stream(
+        &self,
+        mut response: reqwest::Response,
+        draft: Option<&Draft>,
+    ) -> Result<String, AgentError> {
         let mut parser = SseParser::new();
         let mut answer = StreamAnswer::default();
         let mut read = 0usize;
@@ -385,6 +416,9 @@ impl OpenAiAgent {
                 if answer.done {
                     return non_empty(answer.text, answer.finish_reason.as_deref());
                 }
+            }
+            if let Some(draft) = draft {
+                draft.grow(&answer.text);
             }
         }
         if let Some(event) = parser.finish() {
@@ -433,7 +467,19 @@ impl Agent for OpenAiAgent {
     }
 
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
-        Box::pin(self.answer(request))
+        Box::pin(self.answer(request, None))
+    }
+
+    fn streams(&self) -> bool {
+        self.stream
+    }
+
+    fn reply_drafting<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        draft: &'a Draft,
+    ) -> BoxFuture<'a, Result<String, AgentError>> {
+        Box::pin(self.answer(request, Some(draft)))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {

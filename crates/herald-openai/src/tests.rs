@@ -42,6 +42,7 @@ fn turn(message: &str, history: &[(Role, &str)]) -> TurnRequest {
                 text: text.into(),
             })
             .collect(),
+        attachments: Vec::new(),
     }
 }
 
@@ -177,9 +178,12 @@ fn messages_are_system_then_recent_history_then_user() {
         ],
     );
     let sent: Vec<(&str, &str)> = agent
-        .messages(&request)
+        .messages(&request, &request.message, &[])
         .iter()
-        .map(|m| (m.role, m.content))
+        .map(|m| match m.content {
+            Content::Text(text) => (m.role, text),
+            Content::Parts(_) => (m.role, "parts"),
+        })
         .collect();
     assert_eq!(
         sent,
@@ -195,9 +199,12 @@ fn messages_are_system_then_recent_history_then_user() {
     cfg.history_messages = 0;
     let agent = OpenAiAgent::with_api_key(&cfg, None).expect("agent");
     let sent: Vec<(&str, &str)> = agent
-        .messages(&request)
+        .messages(&request, &request.message, &[])
         .iter()
-        .map(|m| (m.role, m.content))
+        .map(|m| match m.content {
+            Content::Text(text) => (m.role, text),
+            Content::Parts(_) => (m.role, "parts"),
+        })
         .collect();
     assert_eq!(sent, [("user", "now")]);
 }

@@ -18,7 +18,29 @@ pub struct ChatRequest<'a> {
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct ChatMessage<'a> {
     pub role: &'static str,
-    pub content: &'a str,
+    pub content: Content<'a>,
+}
+
+/// A message's content: text, or (a user message with pictures) text and image parts.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Content<'a> {
+    Text(&'a str),
+    Parts(Vec<Part<'a>>),
+}
+
+/// One part of a multi-part content (the vision format).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: ImageUrl<'a> },
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ImageUrl<'a> {
+    /// A `data:` URL with the image inline (the file is on this machine, not on the web).
+    pub url: &'a str,
 }
 
 /// Why an answer could not be used.
@@ -185,18 +207,25 @@ mod tests {
             messages: vec![
                 ChatMessage {
                     role: "system",
-                    content: "s",
+                    content: Content::Text("s"),
                 },
                 ChatMessage {
                     role: "user",
-                    content: "u",
+                    content: Content::Parts(vec![
+                        Part::Text { text: "u" },
+                        Part::ImageUrl {
+                            image_url: ImageUrl {
+                                url: "data:image/png;base64,AA==",
+                            },
+                        },
+                    ]),
                 },
             ],
             stream: true,
         };
         assert_eq!(
             serde_json::to_string(&request).unwrap_or_default(),
-            r#"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}],"stream":true}"#
+            r#"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"u"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}}]}],"stream":true}"#
         );
     }
 

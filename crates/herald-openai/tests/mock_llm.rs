@@ -220,6 +220,7 @@ fn turn(message: &str) -> TurnRequest {
         turn: 1,
         message: message.into(),
         history: vec![],
+        attachments: Vec::new(),
     }
 }
 

@@ -50,6 +50,12 @@ impl ApiError {
         )
     }
 
+    /// A 400 saying an edit changed nothing (the message already says this): the edit is done.
+    pub fn is_not_modified(&self) -> bool {
+        matches!(self, ApiError::Rejected { status: 400, description }
+            if description.to_ascii_lowercase().contains("message is not modified"))
+    }
+
     /// A 400 about the message's formatting: resend it as plain text.
     pub fn is_markup_error(&self) -> bool {
         matches!(self, ApiError::Rejected { status: 400, description }
@@ -83,6 +89,8 @@ pub struct BotApi {
     client: reqwest::Client,
     /// `<api_base>/bot<token>`: secret.
     prefix: String,
+    /// `<api_base>/file/bot<token>`, where files are downloaded: secret.
+    file_prefix: String,
     token: String,
 }
 
@@ -95,6 +103,9 @@ impl std::fmt::Debug for BotApi {
 /// How long a request other than a long poll may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long downloading one file may take (20 MB on a slow line).
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl BotApi {
     pub fn new(api_base: &str, token: &str) -> Result<BotApi, ApiError> {
         let client = reqwest::Client::builder()
@@ -104,6 +115,7 @@ impl BotApi {
         Ok(BotApi {
             client,
             prefix: format!("{}/bot{token}", api_base.trim_end_matches('/')),
+            file_prefix: format!("{}/file/bot{token}", api_base.trim_end_matches('/')),
             token: token.to_owned(),
         })
     }
@@ -200,13 +212,123 @@ impl BotApi {
         self.call("sendMessage", body, REQUEST_TIMEOUT).await.map(drop)
     }
 
+    /// As [`BotApi::send_message`], returning the new message's id (for a draft later edited).
+    pub async fn send_message_id(
+        &self,
+        chat_id: i64,
+        text: &str,
+        parse_mode: Option<&str>,
+        reply_to: Option<i64>,
+    ) -> Result<i64, ApiError> {
+        let mut body = json!({ "chat_id": chat_id, "text": text });
+        if let Some(mode) = parse_mode {
+            body["parse_mode"] = json!(mode);
+        }
+        if let Some(id) = reply_to {
+            body["reply_parameters"] = json!({ "message_id": id, "allow_sending_without_reply": true });
+        }
+        let sent = self.call("sendMessage", body, REQUEST_TIMEOUT).await?;
+        sent.get("message_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ApiError::Decode("sendMessage answered without a message_id".into()))
+    }
+
+    /// Replaces the text of message `message_id` (a draft). An edit that changes nothing is a success.
+    pub async fn edit_message_text(
+        &self,
+        chat_id: i64,
+        message_id: i64,
+        text: &str,
+        parse_mode: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut body = json!({ "chat_id": chat_id, "message_id": message_id, "text": text });
+        if let Some(mode) = parse_mode {
+            body["parse_mode"] = json!(mode);
+        }
+        match self.call("editMessageText", body, REQUEST_TIMEOUT).await {
+            Err(e) if e.is_not_modified() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Deletes message `message_id` (a draft that could not become the answer). Best effort.
+    pub async fn delete_message(&self, chat_id: i64, message_id: i64) -> Result<(), ApiError> {
+        let body = json!({ "chat_id": chat_id, "message_id": message_id });
+        self.call("deleteMessage", body, REQUEST_TIMEOUT).await.map(drop)
+    }
+
+    /// Where file `file_id` can be downloaded from (`getFile`): its path, and its size when known.
+    pub async fn get_file(&self, file_id: &str) -> Result<(String, Option<u64>), ApiError> {
+        let file = self
+            .call("getFile", json!({ "file_id": file_id }), REQUEST_TIMEOUT)
+            .await?;
+        let path = file
+            .get("file_path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::Decode("getFile answered without a file_path".into()))?;
+        Ok((path.to_owned(), file.get("file_size").and_then(Value::as_u64)))
+    }
+
+    /// Downloads a file `getFile` named, refusing more than `max_bytes` (read as it arrives: a server
+    /// that sends more than it said cannot fill the memory).
+    pub async fn download(&self, file_path: &str, max_bytes: u64) -> Result<Vec<u8>, ApiError> {
+        let network = |e: reqwest::Error| ApiError::Network(self.redact(&transport_error(e)));
+        let mut response = self
+            .client
+            .get(format!("{}/{file_path}", self.file_prefix))
+            .timeout(DOWNLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(network)?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let description = format!("downloading a file answered {status}");
+            return Err(if status >= 500 {
+                ApiError::Server { status, description }
+            } else {
+                ApiError::Rejected { status, description }
+            });
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(network)? {
+            if (bytes.len() + chunk.len()) as u64 > max_bytes {
+                return Err(ApiError::Rejected {
+                    status: 413,
+                    description: format!("the file is larger than {max_bytes} bytes"),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
     /// The bot's own description (`getMe`): proves the token is valid. `@username` when it has one.
     pub async fn get_me(&self, timeout: Duration) -> Result<String, ApiError> {
-        let me = self.call("getMe", json!({}), timeout).await?;
-        Ok(match me.get("username").and_then(Value::as_str) {
+        let me = self.me(timeout).await?;
+        Ok(match me.username {
             Some(name) => format!("@{name}"),
-            None => format!("bot {}", me.get("id").and_then(Value::as_i64).unwrap_or_default()),
+            None => format!("bot {}", me.id),
         })
+    }
+
+    /// Who the bot is (`getMe`): its user id and username, to see mentions of it and replies to it.
+    pub async fn me(&self, timeout: Duration) -> Result<BotIdentity, ApiError> {
+        let me = self.call("getMe", json!({}), timeout).await?;
+        Ok(BotIdentity {
+            id: me.get("id").and_then(Value::as_i64).unwrap_or_default(),
+            username: me.get("username").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+
+    /// Sets the bot's command menu (`setMyCommands`): `(name, description)` pairs.
+    pub async fn set_my_commands(&self, commands: &[(&str, &str)]) -> Result<(), ApiError> {
+        let list: Vec<Value> = commands
+            .iter()
+            .map(|(name, description)| json!({ "command": name, "description": description }))
+            .collect();
+        self.call("setMyCommands", json!({ "commands": list }), REQUEST_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     /// Shows "typing..." in the chat for a few seconds.
@@ -274,4 +396,12 @@ mod tests {
             .is_markup_error()
         );
     }
+}
+
+/// The bot itself, as `getMe` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotIdentity {
+    pub id: i64,
+    /// Without the `@`.
+    pub username: Option<String>,
 }

@@ -38,10 +38,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::draft::Drafts;
 use crate::pace::{Lanes, Limits, Pacer};
 use crate::{
-    ADAPTER, ApiError, CREDENTIALS_RETRY, Client, MAX_RETRY_AFTER, REBUILD_AFTER, RETRY, Reporter, pause,
-    split,
+    ADAPTER, ApiError, CREDENTIALS_RETRY, Client, MAX_RETRY_AFTER, REBUILD_AFTER, RETRY, Reporter, group,
+    pause, reply_to_of, split,
 };
 
 /// Most replies out at once (each to a different chat).
@@ -56,6 +57,7 @@ struct Shared {
     engine: Arc<Engine>,
     client: Arc<Client>,
     reporter: Reporter,
+    drafts: Arc<Drafts>,
     pacer: Mutex<Pacer>,
     /// Network errors in a row, over all chats: the client is rebuilt after [`REBUILD_AFTER`].
     network_errors: AtomicU32,
@@ -66,6 +68,7 @@ pub(crate) async fn deliver_loop(
     engine: Arc<Engine>,
     client: Arc<Client>,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
+    drafts: Arc<Drafts>,
     reporter: Reporter,
     mut stop: watch::Receiver<bool>,
     limits: Limits,
@@ -74,6 +77,7 @@ pub(crate) async fn deliver_loop(
         engine,
         client,
         reporter,
+        drafts,
         pacer: Mutex::new(Pacer::new(limits)),
         network_errors: AtomicU32::new(0),
     });
@@ -155,9 +159,9 @@ async fn admit(shared: &Shared, lanes: &mut Lanes<Delivery>, seen: &mut HashSet<
     if !seen.insert(delivery.turn_id) {
         return;
     }
-    match delivery.session.chat_id.parse::<i64>() {
-        Ok(chat) => lanes.push(chat, delivery.turn_id, delivery),
-        Err(_) => {
+    match group::chat_of(&delivery.session.chat_id) {
+        Some(chat) => lanes.push(chat, delivery.turn_id, delivery),
+        None => {
             tracing::warn!(session = %delivery.session, "telegram: not a chat id; the reply cannot be sent");
             mark(&shared.engine, delivery.turn_id).await;
         }
@@ -169,12 +173,19 @@ impl Shared {
     /// API refuses it for good, or the adapter stops. Returns `false` when stopping; the reply then
     /// stays undelivered in the journal for the next run.
     async fn deliver(&self, chat: i64, delivery: Delivery, mut stop: watch::Receiver<bool>) -> bool {
-        let reply_to = delivery
-            .message_id
-            .rsplit_once("-m")
-            .and_then(|(_, id)| id.parse::<i64>().ok())
-            .filter(|id| *id > 0);
-        let parts = split::split_message(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
+        let reply_to = reply_to_of(&delivery.message_id);
+        // A draft shown while the answer was written becomes its first part (edited), not a neighbour.
+        let mut draft = match self.drafts.settle(delivery.turn_id).await {
+            Some(settled) => {
+                // The answer's edit is one more edit of the draft: not sooner than the pace allows.
+                if let Some(at) = settled.not_before {
+                    tokio::time::sleep_until(at).await;
+                }
+                Some(settled.message)
+            }
+            None => delivery.draft.as_deref().and_then(|d| d.parse::<i64>().ok()),
+        };
+        let parts = split::split_reply(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
         let mut backoff = RETRY.retries();
         let mut credentials = CREDENTIALS_RETRY.retries();
         let mut failures = 0u32;
@@ -195,7 +206,11 @@ impl Shared {
                     return false;
                 }
                 let api = self.client.api();
-                let (wait, error) = match api.send_message(chat, part, markup, reply_to).await {
+                let sent = match (index, draft) {
+                    (0, Some(id)) => api.edit_message_text(chat, id, part, markup).await,
+                    _ => api.send_message(chat, part, markup, reply_to).await,
+                };
+                let (wait, error) = match sent {
                     Ok(()) => {
                         started = true;
                         self.network_errors.store(0, Ordering::Relaxed);
@@ -206,6 +221,18 @@ impl Shared {
                     Err(e) if markup.is_some() && e.is_markup_error() => {
                         tracing::debug!("telegram: markup refused ({e}); sending as plain text");
                         markup = None;
+                        continue;
+                    }
+                    Err(ApiError::Rejected { status, description }) if index == 0 && draft.is_some() => {
+                        // The draft cannot become the answer (deleted, too old to edit): replace it.
+                        tracing::debug!(
+                            "telegram: cannot edit a draft ({status}: {description}); sending anew"
+                        );
+                        if let Some(id) = draft.take()
+                            && let Err(e) = api.delete_message(chat, id).await
+                        {
+                            tracing::debug!("telegram: cannot delete a draft: {e}");
+                        }
                         continue;
                     }
                     Err(e @ ApiError::Unauthorized) => (credentials.next_delay(), e),

@@ -19,9 +19,10 @@
 //! Only a crash in the instant between Telegram's answer and the mark's commit can make a reply arrive
 //! twice; no crash can make one go missing.
 //!
-//! **Access** is default deny: a message from a user outside `allowed_users` (unless `allow_all`) never
-//! reaches the agent or the journal; the user gets one short reply naming their id, and the log gets one
-//! line with it.
+//! **Access** is default deny (`gate`): a message from a user outside `admin_users`/`allowed_users`, not
+//! paired (`herald pair telegram`, then `/pair CODE` in the chat) and without `allow_all` never reaches the
+//! agent or the journal; the user gets one short reply naming their id and how to get in, and the log
+//! gets one line with it. In-chat commands (`herald_gateway::commands`) are answered before the agent.
 //!
 //! The HTTP client (reqwest, TLS) builds C, so this crate is a leaf only the binary links, like
 //! `herald-journal`; the gateway and the daemon know it only as a [`PushAdapter`].
@@ -40,6 +41,10 @@
 
 mod api;
 mod deliver;
+mod draft;
+pub mod gate;
+pub mod group;
+mod media;
 pub mod pace;
 pub mod split;
 
@@ -49,10 +54,15 @@ use std::time::Duration;
 
 use herald_gateway::adapter::{BoxFuture, PushAdapter};
 use herald_gateway::backoff::{Backoff, Jitter};
+use herald_gateway::commands::{self, Caller, Command, CommandDesk};
 use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
 use herald_gateway::health::HealthHandle;
 use herald_gateway::journal::{Delivery, JournalError, SessionKey};
-use herald_home::config::{Config, TelegramConfig};
+use herald_home::Home;
+
+use crate::draft::Drafts;
+use herald_home::access::AccessLevel;
+use herald_home::config::{ChatId, ChatRule, Config, GroupRespond, GroupSessions, TelegramConfig};
 use herald_home::records::HealthState;
 use herald_home::secrets::Variables;
 use herald_home::sync::MutexExt;
@@ -61,7 +71,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use api::{ApiError, BotApi};
+pub use api::{ApiError, BotApi, BotIdentity};
 
 /// The adapter name Telegram sessions are stored under (`telegram:<chat id>`).
 pub const ADAPTER: &str = "telegram";
@@ -85,6 +95,8 @@ const TYPING_EVERY: Duration = Duration::from_secs(4);
 const TYPING_DELAY: Duration = Duration::from_millis(300);
 /// How long a restart waits for the old tasks to finish what they are doing before ending them.
 const RESTART_GRACE: Duration = Duration::from_secs(2);
+/// How long `getMe` may take before the poll goes on without it.
+const IDENTITY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long one `getUpdates` may take before the poll counts as stuck: the server holds it up to
 /// `poll_timeout`; the margin — 5 s plus a fifth of the timeout — covers a slow network without waiting
@@ -120,23 +132,50 @@ pub struct TelegramOptions {
     pub min_poll_interval: Duration,
     /// How fast replies may go out (`[telegram] send_per_*`).
     pub pace: pace::Limits,
+    /// Where pairing codes and grants live (`herald_home::access`); without one, pairing is off.
+    home: Option<Home>,
+    /// Wrong pairing codes seen lately.
+    guesses: Arc<Mutex<gate::GuessLimiter>>,
+    /// Who the bot is (`getMe`), once known: for mentions of it and replies to it in groups.
+    identity: Arc<RwLock<Option<BotIdentity>>>,
+    /// The largest file taken from a chat (`[gateway] media_max_mb`).
+    media_max_bytes: u64,
+    /// How long stored files are kept (`[gateway] media_retention_days`; `None`: forever).
+    media_retention: Option<Duration>,
 }
 
-/// `[telegram] allowed_users`, `allow_all` and `outage_notices`.
+/// `[telegram] allowed_users`, `admin_users`, `allow_all` and `outage_notices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Access {
-    allowed_users: Vec<i64>,
-    allow_all: bool,
+    lists: gate::Lists,
     outage_notices: bool,
+    group_respond: GroupRespond,
+    group_sessions: GroupSessions,
+    chats: std::collections::BTreeMap<ChatId, ChatRule>,
 }
 
 impl Access {
     fn of(config: &TelegramConfig) -> Access {
         Access {
-            allowed_users: config.allowed_users.clone(),
-            allow_all: config.allow_all,
+            lists: gate::Lists {
+                allowed_users: config.allowed_users.clone(),
+                admin_users: config.admin_users.clone(),
+                allow_all: config.allow_all,
+            },
             outage_notices: config.outage_notices,
+            group_respond: config.group_respond,
+            group_sessions: config.group_sessions,
+            chats: config.chats.clone(),
         }
+    }
+
+    /// The rule for group `chat` (as `TelegramConfig::group_rule`).
+    fn group_rule(&self, chat: i64) -> (GroupRespond, GroupSessions) {
+        let own = self.chats.get(&ChatId(chat)).copied().unwrap_or_default();
+        (
+            own.respond.unwrap_or(self.group_respond),
+            own.sessions.unwrap_or(self.group_sessions),
+        )
     }
 }
 
@@ -149,7 +188,8 @@ impl std::fmt::Debug for TelegramOptions {
             .field("poll_timeout", &self.poll_timeout)
             .field("min_poll_interval", &self.min_poll_interval)
             .field("pace", &self.pace)
-            .finish()
+            .field("home", &self.home)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,7 +219,29 @@ impl TelegramOptions {
                 per_chat_per_second: config.send_per_chat_per_second,
                 per_group_per_minute: config.send_per_group_per_minute,
             },
+            home: None,
+            guesses: Arc::default(),
+            identity: Arc::default(),
+            media_max_bytes: 20 << 20,
+            media_retention: None,
         })
+    }
+
+    /// The largest file taken from a chat, in MB, and how many days stored files are kept (0: forever)
+    /// (`[gateway] media_max_mb`, `media_retention_days`).
+    #[must_use]
+    pub fn with_media_limits(mut self, max_mb: u64, retention_days: u64) -> TelegramOptions {
+        self.media_max_bytes = max_mb.saturating_mul(1 << 20);
+        self.media_retention = (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400));
+        self
+    }
+
+    /// Turns pairing on, and files: codes, grants and media are kept in `home` (see `herald_home::access`,
+    /// `herald_home::media`).
+    #[must_use]
+    pub fn with_home(mut self, home: Home) -> TelegramOptions {
+        self.home = Some(home);
+        self
     }
 
     /// Asks the Bot API who this bot is (`getMe`, within `timeout`): proves the API is reachable and the
@@ -192,9 +254,42 @@ impl TelegramOptions {
         self.access.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn allows(&self, user: i64) -> bool {
-        let access = self.access.read().unwrap_or_else(|e| e.into_inner());
-        access.allow_all || access.allowed_users.contains(&user)
+    /// Whether `user` is in, at which level and why: the config's lists, then a pairing grant (read
+    /// on every message from someone the lists do not name, so a revocation holds at once), then
+    /// `allow_all`. A grant that cannot be read lets no one in.
+    fn caller(&self, user: i64) -> Option<(AccessLevel, String)> {
+        let lists = self
+            .access
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .lists
+            .clone();
+        let listed = lists.admin_users.as_ref().is_some_and(|a| a.contains(&user))
+            || lists.allowed_users.contains(&user);
+        let grant = match (&self.home, listed) {
+            (Some(home), false) => match herald_home::access::grant_of(home, ADAPTER, &user.to_string()) {
+                Ok(grant) => grant,
+                Err(e) => {
+                    tracing::warn!(user, "telegram: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
+        gate::decide(&lists, grant.as_ref(), user)
+    }
+
+    fn identity(&self) -> Option<BotIdentity> {
+        self.identity.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn outage_recipients(&self) -> Vec<i64> {
+        let access = self.access();
+        let mut people = access.lists.allowed_users.clone();
+        people.extend(access.lists.admin_users.iter().flatten());
+        people.sort_unstable();
+        people.dedup();
+        people
     }
 
     /// Replaces who may talk to the agent and who is told of outages (a reload); true when it changed.
@@ -306,6 +401,8 @@ pub struct TelegramAdapter {
 struct Inner {
     options: Arc<TelegramOptions>,
     client: Arc<Client>,
+    /// Answers being written, shown as drafts (shared by every run).
+    drafts: Arc<Drafts>,
     run: Mutex<Option<Running>>,
     /// Serialises restarts and the close, which both stop the running tasks.
     turn: tokio::sync::Mutex<()>,
@@ -348,6 +445,7 @@ impl TelegramAdapter {
             inner: Arc::new(Inner {
                 options: Arc::new(options),
                 client: Arc::new(client),
+                drafts: Arc::default(),
                 run: Mutex::new(None),
                 turn: tokio::sync::Mutex::new(()),
             }),
@@ -357,6 +455,10 @@ impl TelegramAdapter {
 
 impl Inner {
     fn spawn_sender(&self, run: &Running, stop: &watch::Receiver<bool>) -> JoinHandle<()> {
+        // The media store's pruning lives as long as this generation (it ends with the stop signal).
+        if let (Some(home), Some(keep)) = (self.options.home.clone(), self.options.media_retention) {
+            drop(tokio::spawn(prune_media(home, keep, stop.clone())));
+        }
         let (engine, client, outlet, reporter, halt, limits) = (
             run.engine.clone(),
             self.client.clone(),
@@ -375,6 +477,7 @@ impl Inner {
                     engine.clone(),
                     client.clone(),
                     outlet.take(),
+                    outlet.drafts.clone(),
                     reporter.clone(),
                     halt.clone(),
                     limits,
@@ -384,12 +487,13 @@ impl Inner {
     }
 
     fn spawn_poller(&self, run: &Running, stop: &watch::Receiver<bool>) -> JoinHandle<()> {
-        let (engine, client, options, reporter, halt) = (
+        let (engine, client, options, reporter, halt, drafts) = (
             run.engine.clone(),
             self.client.clone(),
             self.options.clone(),
             run.reporter.clone(),
             stop.clone(),
+            self.drafts.clone(),
         );
         tokio::spawn(supervised(
             "poller",
@@ -401,6 +505,7 @@ impl Inner {
                     engine.clone(),
                     client.clone(),
                     options.clone(),
+                    drafts.clone(),
                     reporter.clone(),
                     halt.clone(),
                 )
@@ -452,18 +557,31 @@ impl Inner {
         if let Some(tasks) = tasks {
             tasks.stop(grace).await;
         }
+        self.drafts.stop_all();
         reporter.health.set(HealthState::Stopped, None);
     }
 }
 
-/// The engine's outbox for Telegram sessions: a queue the delivery task drains.
+/// The engine's outbox for Telegram sessions: a queue the delivery task drains, and the drafts of
+/// answers being written.
 #[derive(Debug)]
-struct QueueOutbox(mpsc::UnboundedSender<Delivery>);
+struct QueueOutbox {
+    queue: mpsc::UnboundedSender<Delivery>,
+    drafts: Arc<Drafts>,
+    client: Arc<Client>,
+    /// Weak: the engine holds this outbox.
+    engine: std::sync::Weak<Engine>,
+}
 
 impl Outbox for QueueOutbox {
     fn deliver(&self, delivery: Delivery) {
         // The delivery task is gone only after close; the reply stays undelivered in the journal.
-        let _ = self.0.send(delivery);
+        let _ = self.queue.send(delivery);
+    }
+
+    fn drafting(&self, drafting: herald_gateway::engine::Drafting) {
+        self.drafts
+            .start(self.client.clone(), self.engine.clone(), drafting);
     }
 }
 
@@ -473,26 +591,41 @@ impl Outbox for QueueOutbox {
 #[derive(Debug)]
 struct Outlet {
     engine: Arc<Engine>,
+    client: Arc<Client>,
+    drafts: Arc<Drafts>,
     first: Mutex<Option<mpsc::UnboundedReceiver<Delivery>>>,
 }
 
 impl Outlet {
-    fn register(engine: &Arc<Engine>) -> Arc<Outlet> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        engine.register_outbox(ADAPTER, Arc::new(QueueOutbox(tx)));
-        Arc::new(Outlet {
+    fn register(engine: &Arc<Engine>, client: &Arc<Client>, drafts: &Arc<Drafts>) -> Arc<Outlet> {
+        let outlet = Outlet {
             engine: engine.clone(),
-            first: Mutex::new(Some(rx)),
-        })
+            client: client.clone(),
+            drafts: drafts.clone(),
+            first: Mutex::new(None),
+        };
+        let rx = outlet.register_queue();
+        *outlet.first.lock_unpoisoned() = Some(rx);
+        Arc::new(outlet)
+    }
+
+    fn register_queue(&self) -> mpsc::UnboundedReceiver<Delivery> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = QueueOutbox {
+            queue: tx,
+            drafts: self.drafts.clone(),
+            client: self.client.clone(),
+            engine: Arc::downgrade(&self.engine),
+        };
+        self.engine.register_outbox(ADAPTER, Arc::new(outbox));
+        rx
     }
 
     fn take(&self) -> mpsc::UnboundedReceiver<Delivery> {
         if let Some(rx) = self.first.lock_unpoisoned().take() {
             return rx;
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.engine.register_outbox(ADAPTER, Arc::new(QueueOutbox(tx)));
-        rx
+        self.register_queue()
     }
 }
 
@@ -507,7 +640,7 @@ impl PushAdapter for TelegramAdapter {
         let mut run = Running {
             engine: engine.clone(),
             reporter: Reporter::new(health),
-            outlet: Outlet::register(engine),
+            outlet: Outlet::register(engine, &inner.client, &inner.drafts),
             opened: false,
             closing: false,
             tasks: None,
@@ -541,18 +674,19 @@ impl PushAdapter for TelegramAdapter {
     }
 
     fn announces(&self) -> bool {
-        let access = self.inner.options.access();
-        access.outage_notices && !access.allowed_users.is_empty()
+        let options = &self.inner.options;
+        options.access().outage_notices && !options.outage_recipients().is_empty()
     }
 
     fn announce(&self, text: String) -> BoxFuture<()> {
-        let access = self.inner.options.access();
+        let on = self.inner.options.access().outage_notices;
+        let people = self.inner.options.outage_recipients();
         let api = self.inner.client.api();
         Box::pin(async move {
-            if !access.outage_notices {
+            if !on {
                 return;
             }
-            for user in access.allowed_users {
+            for user in people {
                 // A private chat's id is its user's id. One try: a notice is not worth a queue.
                 if let Err(e) = api.send_message(user, &text, None, None).await {
                     tracing::warn!(user, "telegram: cannot send an outage notice to user {user}: {e}");
@@ -567,7 +701,11 @@ impl PushAdapter for TelegramAdapter {
         self.inner.options.set_access(&config.telegram);
         vec![
             "telegram.allowed_users",
+            "telegram.admin_users",
             "telegram.allow_all",
+            "telegram.group_respond",
+            "telegram.group_sessions",
+            "telegram.chats.*",
             "telegram.outage_notices",
         ]
     }
@@ -670,14 +808,16 @@ enum Batch {
     Handled(Option<i64>),
     /// A drain began; the offset of the handled prefix.
     Draining(Option<i64>),
-    /// The journal failed; the offset of the handled prefix.
-    Failed(Option<i64>, JournalError),
+    /// The journal (or the media store, or a file's download) failed; the offset of the handled prefix.
+    Failed(Option<i64>, String),
 }
 
 /// Why one update could not be handled.
 enum UpdateError {
     Draining,
     Journal(JournalError),
+    /// A file the message carries could not be fetched or stored (yet): the update comes again.
+    Media(String),
 }
 
 /// Why a poll brought nothing.
@@ -779,6 +919,7 @@ async fn poll_loop(
     engine: Arc<Engine>,
     client: Arc<Client>,
     options: Arc<TelegramOptions>,
+    drafts: Arc<Drafts>,
     reporter: Reporter,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -815,9 +956,27 @@ async fn poll_loop(
         .health
         .expect_inbound_every((deadline + options.min_poll_interval) * 2);
     let mut judge = PollJudge::new();
+    let desk = CommandDesk::new(engine.clone(), reporter.health.board().clone());
+    // The command menu, once per run; best effort (a bot without it still understands the commands).
+    let menu = client.api();
+    tokio::spawn(async move {
+        if let Err(e) = menu.set_my_commands(commands::COMMANDS).await {
+            tracing::debug!("telegram: cannot set the command menu: {e}");
+        }
+    });
     loop {
         let started = Instant::now();
         let api = client.api();
+        if options.identity().is_none() {
+            // Groups need it (mentions, replies to the bot); a failure is tried again next poll.
+            match api.me(IDENTITY_TIMEOUT).await {
+                Ok(me) => {
+                    tracing::info!(username = ?me.username, "telegram: the bot is {}", me.id);
+                    *options.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(me);
+                }
+                Err(e) => tracing::debug!("telegram: getMe: {e}"),
+            }
+        }
         let polled = tokio::select! {
             polled = tokio::time::timeout(deadline, api.get_updates(offset, options.poll_timeout)) => match polled {
                 Ok(Ok(updates)) => Ok(updates),
@@ -832,7 +991,7 @@ async fn poll_loop(
                 reporter.health.inbound();
                 reporter.poll(HealthState::Connected, None);
                 let empty = updates.is_empty();
-                let batch = handle_batch(&engine, &api, &options, &updates, offset).await;
+                let batch = handle_batch(&engine, &desk, &drafts, &api, &options, &updates, offset).await;
                 let (next, outcome) = match batch {
                     Batch::Handled(next) => (next, None),
                     Batch::Draining(next) => (next, Some(None)),
@@ -902,6 +1061,8 @@ async fn poll_loop(
 
 async fn handle_batch(
     engine: &Arc<Engine>,
+    desk: &CommandDesk,
+    drafts: &Arc<Drafts>,
     api: &BotApi,
     options: &TelegramOptions,
     updates: &[Value],
@@ -917,30 +1078,37 @@ async fn handle_batch(
             // Handled before (a server repeating a confirmed update).
             continue;
         }
-        match handle_update(engine, api, options, id, update).await {
+        match handle_update(engine, desk, drafts, api, options, id, update).await {
             Ok(()) => next = Some(next.map_or(id + 1, |n| n.max(id + 1))),
             Err(UpdateError::Draining) => return Batch::Draining(next),
-            Err(UpdateError::Journal(e)) => return Batch::Failed(next, e),
+            Err(UpdateError::Journal(e)) => return Batch::Failed(next, e.to_string()),
+            Err(UpdateError::Media(e)) => return Batch::Failed(next, e),
         }
     }
     Batch::Handled(next)
 }
 
-/// Stores a text message as a turn, or acknowledges anything else.
+/// Answers a command, stores a text message as a turn, lets a stranger pair, or acknowledges anything
+/// else.
 async fn handle_update(
     engine: &Arc<Engine>,
+    desk: &CommandDesk,
+    drafts: &Arc<Drafts>,
     api: &BotApi,
     options: &TelegramOptions,
     update_id: i64,
     update: &Value,
 ) -> Result<(), UpdateError> {
     let message = update.get("message");
-    let text = message.and_then(|m| m.get("text")).and_then(Value::as_str);
-    let chat = message
-        .and_then(|m| m.get("chat"))
-        .and_then(|c| c.get("id"))
-        .and_then(Value::as_i64);
-    let (Some(message), Some(text), Some(chat)) = (message, text, chat) else {
+    let file = message.and_then(|m| media::incoming(m, options.media_max_bytes));
+    // A file's caption is its text; commands come only as text.
+    let typed = message.and_then(|m| m.get("text")).and_then(Value::as_str);
+    let text = typed
+        .or_else(|| message.and_then(|m| m.get("caption")).and_then(Value::as_str))
+        .or(file.as_ref().map(|_| ""));
+    let chat = message.and_then(|m| m.get("chat"));
+    let chat_id = chat.and_then(|c| c.get("id")).and_then(Value::as_i64);
+    let (Some(message), Some(text), Some(chat_id)) = (message, text, chat_id) else {
         let kind = update
             .as_object()
             .and_then(|o| o.keys().find(|k| *k != "update_id").cloned())
@@ -951,27 +1119,77 @@ async fn handle_update(
         );
         return Ok(());
     };
-    let user = message
-        .get("from")
-        .and_then(|f| f.get("id"))
-        .and_then(Value::as_i64);
-    if !user.is_some_and(|u| options.allows(u)) {
-        deny(api, chat, user).await;
+    let from = message.get("from");
+    let user = from.and_then(|f| f.get("id")).and_then(Value::as_i64);
+    let message_id = message.get("message_id").and_then(Value::as_i64).unwrap_or(0);
+    let me = options.identity();
+    let command = typed.and_then(|t| commands::parse(t, me.as_ref().and_then(|m| m.username.as_deref())));
+    let rule = options.access().group_rule(chat_id);
+    let addressed = group::addressed(message, text, me.as_ref());
+    let (conversation, text) = match group::route(message, text, command.is_some(), me.as_ref(), rule) {
+        group::Route::Answer { conversation, text } => (conversation, text),
+        group::Route::Ignore(why) => {
+            tracing::debug!(update = update_id, "telegram: not for the bot: {why}");
+            return Ok(());
+        }
+    };
+    let Some(user) = user else {
+        deny(api, chat_id, None).await;
+        return Ok(());
+    };
+    let private = chat.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("private");
+    let Some((level, why)) = options.caller(user) else {
+        match command {
+            Some(Command::Pair(code)) => pair(api, options, chat_id, user, from, &code).await,
+            // A stranger in a group who did not address the bot is not told anything.
+            _ if private || addressed || command.is_some() => {
+                deny(api, chat_id, Some(user)).await;
+            }
+            _ => tracing::debug!(
+                user,
+                chat = chat_id,
+                "telegram: a group message from someone not let in"
+            ),
+        }
+        return Ok(());
+    };
+    let session = SessionKey::new(ADAPTER, conversation);
+    let id = format!("u{update_id}-m{message_id}");
+    if let Some(command) = command {
+        let caller = Caller {
+            kind: "Telegram user",
+            user: Some(user.to_string()),
+            name: display_name(from),
+            level,
+            why,
+            // One person's conversation in a group is theirs alone.
+            shared_chat: !private && !session.chat_id.contains(':'),
+        };
+        let answer = desk
+            .run(&session, &id, &caller, &command)
+            .await
+            .map_err(UpdateError::Journal)?;
+        // One try: the command is done (and recorded); its answer is a courtesy, like "typing...".
+        if let Err(e) = api
+            .send_message(chat_id, &answer, None, Some(message_id).filter(|m| *m > 0))
+            .await
+        {
+            tracing::warn!(chat = chat_id, "telegram: cannot answer /{}: {e}", command.name());
+        }
         return Ok(());
     }
-    let message_id = message.get("message_id").and_then(Value::as_i64).unwrap_or(0);
-    let session = SessionKey::new(ADAPTER, chat.to_string());
-    match engine
-        .submit(
-            session,
-            Some(format!("u{update_id}-m{message_id}")),
-            text.to_owned(),
-        )
-        .await
-    {
+    let mut attachments = Vec::new();
+    if let Some(file) = &file {
+        match fetch_file(api, options, chat_id, &session.chat_id, message_id, file).await? {
+            Some(attachment) => attachments.push(attachment),
+            // Refused (too big, unavailable) and the sender told: no turn.
+            None => return Ok(()),
+        }
+    }
+    match engine.submit_with(session, Some(id), text, attachments).await {
         Ok(ticket) => {
             if ticket.new {
-                tokio::spawn(typing(api.clone(), chat, ticket));
+                tokio::spawn(typing(api.clone(), chat_id, ticket, drafts.clone()));
             }
             Ok(())
         }
@@ -981,6 +1199,155 @@ async fn handle_update(
             Ok(())
         }
         Err(SubmitError::Journal(e)) => Err(UpdateError::Journal(e)),
+    }
+}
+
+/// How often the media store is pruned while the adapter runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// Removes stored files older than `keep`, now and every [`PRUNE_EVERY`], until `stop`.
+async fn prune_media(home: Home, keep: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        let at = home.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            herald_home::media::prune(&at, keep, std::time::SystemTime::now())
+        })
+        .await
+        .unwrap_or_default();
+        if removed > 0 {
+            tracing::info!(removed, "media: removed files past their retention");
+        }
+        if !pause(PRUNE_EVERY, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Gets a message's file into the media store. `Ok(None)`: refused for good (the sender is told why);
+/// `Err`: not now (the update is fetched again later).
+async fn fetch_file(
+    api: &BotApi,
+    options: &TelegramOptions,
+    chat: i64,
+    conversation: &str,
+    message_id: i64,
+    file: &media::Incoming,
+) -> Result<Option<herald_gateway::agent::Attachment>, UpdateError> {
+    let Some(home) = &options.home else {
+        return Ok(None);
+    };
+    let max = options.media_max_bytes;
+    let refusal = match media::fetch(api, home, conversation, file, max).await {
+        media::Fetched::Stored(attachment) => return Ok(Some(attachment)),
+        media::Fetched::TooBig { size, max } => format!(
+            "Sorry, that file is too big for me ({:.1} MB; the limit is {} MB).",
+            size as f64 / 1_048_576.0,
+            max >> 20
+        ),
+        media::Fetched::Failed(e) if e.is_transient() => {
+            return Err(UpdateError::Media(format!("cannot download a file: {e}")));
+        }
+        media::Fetched::Failed(e) => {
+            tracing::warn!(chat, "telegram: a file cannot be downloaded: {e}");
+            "Sorry, I could not get that file from Telegram (it may be too big for a bot).".to_owned()
+        }
+        media::Fetched::NotStored(e) => return Err(UpdateError::Media(format!("cannot store a file: {e}"))),
+    };
+    if let Err(e) = api
+        .send_message(chat, &refusal, None, Some(message_id).filter(|m| *m > 0))
+        .await
+    {
+        tracing::warn!(chat, "telegram: cannot refuse a file: {e}");
+    }
+    Ok(None)
+}
+
+/// `@username`, else the first name, as the user gave it (for `/whoami` and `herald access list`).
+fn display_name(from: Option<&Value>) -> Option<String> {
+    let from = from?;
+    if let Some(username) = from.get("username").and_then(Value::as_str) {
+        return Some(format!("@{username}"));
+    }
+    from.get("first_name").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// `/pair CODE` from someone not let in yet: redeems the code (single use, see `herald_home::access`),
+/// with wrong guesses limited per user and overall (`gate::GuessLimiter`) and logged without the code.
+async fn pair(
+    api: &BotApi,
+    options: &TelegramOptions,
+    chat: i64,
+    user: i64,
+    from: Option<&Value>,
+    code: &str,
+) {
+    let answer = match &options.home {
+        None => "Pairing is not available on this gateway.".to_owned(),
+        Some(home) => {
+            let now = Instant::now();
+            let verdict = options.guesses.lock_unpoisoned().check(user, now);
+            match verdict {
+                gate::Guess::UserLimited(wait) => {
+                    tracing::warn!(
+                        user,
+                        "telegram: pairing attempt from user {user} refused: too many wrong codes"
+                    );
+                    format!(
+                        "Too many wrong codes. Try again in {} minutes.",
+                        wait.as_secs().div_ceil(60)
+                    )
+                }
+                gate::Guess::Paused(wait) => {
+                    tracing::warn!(
+                        user,
+                        "telegram: pairing paused: too many wrong codes from everyone"
+                    );
+                    format!(
+                        "Pairing is paused after too many wrong codes. Try again in {} minutes.",
+                        wait.as_secs().div_ceil(60)
+                    )
+                }
+                gate::Guess::Allowed => {
+                    let name = display_name(from);
+                    match herald_home::access::redeem(
+                        home,
+                        ADAPTER,
+                        code,
+                        &user.to_string(),
+                        name.as_deref(),
+                        herald_home::time::now_ms(),
+                    ) {
+                        Ok(grant) => {
+                            tracing::info!(
+                                user,
+                                level = grant.level.as_str(),
+                                "telegram: user {user} paired"
+                            );
+                            format!(
+                                "Paired: you can talk to the agent now (access: {}). Send /help to see the commands.",
+                                grant.level.as_str()
+                            )
+                        }
+                        Err(herald_home::access::RedeemError::Access(e)) => {
+                            tracing::error!(user, "telegram: pairing failed: {e}");
+                            "Pairing failed on the gateway's side; its owner can see why in the log."
+                                .to_owned()
+                        }
+                        Err(e) => {
+                            options.guesses.lock_unpoisoned().wrong(user, now);
+                            tracing::warn!(
+                                user,
+                                "telegram: user {user} sent a pairing code that was refused: {e}"
+                            );
+                            format!("Sorry: {e}.")
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Err(e) = api.send_message(chat, &answer, None, None).await {
+        tracing::warn!(user, "telegram: cannot answer a pairing attempt: {e}");
     }
 }
 
@@ -996,20 +1363,22 @@ async fn deny(api: &BotApi, chat: i64, user: Option<i64>) {
     tracing::warn!(
         user,
         chat,
-        "telegram: denied a message from user {user}, who is not in [telegram] allowed_users"
+        "telegram: denied a message from user {user}, who is not in [telegram] allowed_users nor paired"
     );
     let text = format!(
         "Sorry, this bot only talks to people its owner has allowed. Your Telegram user id is {user}; the \
-         owner can let you in by adding it to allowed_users in the [telegram] section of herald.toml."
+         owner can let you in by adding it to allowed_users in the [telegram] section of herald.toml, or \
+         give you a pairing code (`herald pair telegram`) that you send here as /pair CODE."
     );
     if let Err(e) = api.send_message(chat, &text, None, None).await {
         tracing::warn!(user, "telegram: cannot tell user {user} they were denied: {e}");
     }
 }
 
-/// "typing..." while the turn runs (skipped for turns that answer at once). Best effort: a failure
+/// "typing..." while the turn runs (skipped for turns that answer at once, and while a draft shows the
+/// answer growing). Best effort: a failure
 /// ends it quietly.
-async fn typing(api: BotApi, chat: i64, ticket: Ticket) {
+async fn typing(api: BotApi, chat: i64, ticket: Ticket, drafts: Arc<Drafts>) {
     let outcome = ticket.outcome();
     tokio::pin!(outcome);
     let mut wait = TYPING_DELAY;
@@ -1018,12 +1387,25 @@ async fn typing(api: BotApi, chat: i64, ticket: Ticket) {
             _ = &mut outcome => return,
             () = tokio::time::sleep(wait) => {}
         }
+        if drafts.visible_in(chat) {
+            // The answer shows itself growing: no "typing…" over it.
+            wait = TYPING_EVERY;
+            continue;
+        }
         if let Err(e) = api.send_typing(chat).await {
             tracing::debug!("telegram: no typing indicator: {e}");
             return;
         }
         wait = TYPING_EVERY;
     }
+}
+
+/// The Telegram message a turn answers, from its message id (`u<update>-m<message>`).
+pub(crate) fn reply_to_of(message_id: &str) -> Option<i64> {
+    message_id
+        .rsplit_once("-m")
+        .and_then(|(_, id)| id.parse::<i64>().ok())
+        .filter(|id| *id > 0)
 }
 
 #[cfg(test)]
@@ -1180,7 +1562,7 @@ mod tests {
             ..TelegramConfig::default()
         };
         let options = TelegramOptions::from_config(&config, &Variables::environment_only()).unwrap();
-        assert!(options.allows(7) && !options.allows(8));
+        assert!(options.caller(7).is_some() && options.caller(8).is_none());
         assert!(!format!("{options:?}").contains("SECRET"));
     }
 }

@@ -5,7 +5,8 @@
 //! the agent was given, history included), appends `start <turn_id> <message>` to LOG, sleeps when the
 //! message starts with `sleep:<ms>:`, waits until the file `LOG.gate-<name>` exists when it starts with
 //! `gate:<name>:`, appends `end <turn_id>`, and replies `agent: <message>`. A message `fail` exits 3 with
-//! a message on stderr.
+//! a message on stderr. A message `stream:<n>:<ms>:...` writes `line 1` … `line <n>`, one line every
+//! `<ms>` ms (flushed: what `[agent.command] stream = true` shows as a draft), and nothing else.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -22,6 +23,20 @@ fn main() {
     if message == "fail" {
         eprintln!("test_agent: asked to fail");
         std::process::exit(3);
+    }
+    if let Some(rest) = message.strip_prefix("stream:")
+        && let Some((n, rest)) = rest.split_once(':')
+        && let Some((ms, _)) = rest.split_once(':')
+        && let (Ok(n), Ok(ms)) = (n.parse::<u32>(), ms.parse::<u64>())
+    {
+        let mut out = std::io::stdout();
+        for i in 1..=n {
+            writeln!(out, "line {i}").expect("stdout");
+            out.flush().expect("stdout");
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        append(&log, &format!("end {turn_id}"));
+        return;
     }
     if let Some(rest) = message.strip_prefix("sleep:")
         && let Some((ms, _)) = rest.split_once(':')

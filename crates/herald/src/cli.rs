@@ -66,6 +66,12 @@ pub enum Command {
     /// gateway finds them, whatever service manager starts it; the environment still wins.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Print a one-time pairing code for a chat service (telegram): a person who sends `/pair CODE` to the
+    /// bot within the hour is let in from then on (`herald access list` shows them). Single use.
+    Pair(PairArgs),
+    /// Who was let in by pairing: list them, or revoke one (takes effect at their next message).
+    #[command(subcommand)]
+    Access(AccessCommand),
     /// Send a message to the running gateway and print the reply; with no MESSAGE, read one message per
     /// line from standard input (an interactive prompt on a terminal).
     Chat(ChatArgs),
@@ -283,6 +289,53 @@ pub struct StatusArgs {
     /// and name the one that disagrees. Exit 0 healthy, 1 running but unhealthy, 3 not running.
     #[arg(long)]
     pub deep: bool,
+}
+
+/// A chat service people can pair with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PairAdapter {
+    Telegram,
+}
+
+impl PairAdapter {
+    pub fn name(self) -> &'static str {
+        match self {
+            PairAdapter::Telegram => "telegram",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PairArgs {
+    /// The chat service the code is for.
+    #[arg(value_enum, value_name = "ADAPTER")]
+    pub adapter: PairAdapter,
+    /// Grant admin access (may /stop anyone's answer in a group, sees the whole /status).
+    #[arg(long)]
+    pub admin: bool,
+    /// How long the code can be used: 10m, 1h (the default, and the longest), ...
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub expires_in: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Everyone let in by pairing, with their level, and the codes still open.
+    #[command(alias = "ls")]
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take back USER's access (their next message is denied).
+    #[command(alias = "rm")]
+    Revoke {
+        #[arg(value_enum, value_name = "ADAPTER")]
+        adapter: PairAdapter,
+        /// The user's id (as `herald access list` shows it).
+        #[arg(value_name = "USER")]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -60,6 +60,8 @@ pub fn main_entry() -> std::process::ExitCode {
         Command::Logs(args) => commands::logs::logs(&target, &args),
         Command::Config(cmd) => commands::config::config(target.home(), &cmd),
         Command::Secret(cmd) => commands::secret::secret(&target, &cmd),
+        Command::Pair(args) => commands::access::pair(&target, &args),
+        Command::Access(cmd) => commands::access::access(&target, &cmd),
         Command::Chat(args) => commands::chat::chat(&target, &args),
         Command::Doctor(args) => commands::doctor::doctor(&target, &args),
         Command::Install(args) => commands::install::install(&target, &args),

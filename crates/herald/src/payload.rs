@@ -26,7 +26,7 @@ pub struct StandardPayload;
 impl PayloadFactory for StandardPayload {
     fn build(&self, home: &Home, config: &Config, variables: &Variables) -> Result<Payload, PayloadError> {
         let agent = agent(config, variables)?;
-        let adapters = adapters(config, variables)?;
+        let adapters = adapters(home, config, variables)?;
         let path = home.journal_file();
         let (journal, report) =
             SqliteJournal::open(&path).map_err(|e| PayloadError::Failure(e.to_string()))?;
@@ -62,11 +62,17 @@ impl PayloadFactory for StandardPayload {
     }
 }
 
-fn adapters(config: &Config, variables: &Variables) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> {
+fn adapters(
+    home: &Home,
+    config: &Config,
+    variables: &Variables,
+) -> Result<Vec<Box<dyn PushAdapter>>, PayloadError> {
     let mut adapters: Vec<Box<dyn PushAdapter>> = Vec::new();
     if config.telegram.enabled {
         let options = TelegramOptions::from_config(&config.telegram, variables)
-            .map_err(|e| PayloadError::Config(e.to_string()))?;
+            .map_err(|e| PayloadError::Config(e.to_string()))?
+            .with_home(home.clone())
+            .with_media_limits(config.gateway.media_max_mb, config.gateway.media_retention_days);
         let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError::Failure(e.to_string()))?;
         adapters.push(Box::new(adapter));
     }

@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use support::{TestHome, http, ok, post_message, test_agent, text, wait_for};
+use support::{TestHome, agent_inputs, http, ok, post_message, test_agent, text, wait_for};
 
 /// A home whose agent is `test_agent`, logging to `agent.log`; `gateway_keys` and `http_keys` are added
 /// to those sections of `herald.toml`.
@@ -28,17 +28,6 @@ fn home_with_agent(gateway_keys: &str, http_keys: &str) -> (TestHome, PathBuf) {
         .as_bytes(),
     );
     (home, log)
-}
-
-/// Every document the agent was given, in the order it started them.
-fn agent_inputs(log: &Path) -> Vec<Value> {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".turns");
-    std::fs::read_to_string(PathBuf::from(name))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The history the agent was given with `message`, as (role, text) pairs.

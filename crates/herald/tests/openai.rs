@@ -490,3 +490,130 @@ fn a_refused_key_is_misconfigured_fails_readyz_and_the_recheck_sees_it_fixed() {
     assert!(out.status.success(), "{}", support::text(&out));
     gateway.wait();
 }
+
+/// A streamed completion (mock-llm's streaming mode, slowed down) shows in the Telegram chat as a draft
+/// that grows by edits, at most one a second, and ends as the one message holding the whole answer.
+#[test]
+fn a_streamed_completion_grows_as_one_telegram_draft() {
+    const TOKEN: &str = "4444:STREAM-TOKEN";
+    const USER: i64 = 42;
+    let answer = "Streaming answers arrive piece by piece, and the chat shows them growing in place.";
+    let peer = peer();
+    let completion = serde_json::json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": answer}}]});
+    let models = serde_json::json!({"object": "list", "data": [{"id": "m", "object": "model"}]});
+    peer.script(&serde_json::json!({
+        "streaming": {"chunkSize": 8, "chunkIntervalMs": 300},
+        "rules": [
+            {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+             "response": {"status": 200, "content": completion.to_string()}},
+            {"path": "/v1/models", "method": "GET", "match": "@",
+             "response": {"status": 200, "content": models.to_string()}},
+        ]
+    }));
+    let telegram = bot_api::BotApi::start(TOKEN);
+    let home = openai_telegram_home(&peer, &telegram, USER, true);
+    let gateway = home.start(&[]);
+    telegram.user_says(USER, USER, "tell me about streaming");
+    wait_for("a draft", || {
+        telegram
+            .sent_to(USER)
+            .first()
+            .is_some_and(|m| !m.text.is_empty() && m.text != answer)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while telegram.sent_to(USER).first().is_none_or(|m| m.text != answer) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no whole answer: {:?} {:?} {:?}",
+            telegram.sent_to(USER),
+            telegram.edits(),
+            home.output(&["logs", "-n", "40"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = telegram.sent_to(USER);
+    assert_eq!(sent.len(), 1, "one message: {sent:?}");
+    let edits = telegram.edits();
+    assert!(edits.len() >= 2, "it grew: {edits:?}");
+    for pair in edits.windows(2) {
+        let gap = pair[1].0.duration_since(pair[0].0);
+        assert!(gap >= std::time::Duration::from_millis(900), "{gap:?}: {edits:?}");
+    }
+    // Every draft was a beginning of the answer.
+    assert!(
+        edits.iter().all(|(_, _, text)| answer.starts_with(text.as_str())),
+        "{edits:?}"
+    );
+    assert!(home.output(&["stop"]).status.success());
+    gateway.wait();
+}
+
+/// A photo sent on Telegram reaches the model as an image part of the user's message (the vision format),
+/// inline as a `data:` URL: mock-llm answers "saw it" only when the request it received says so.
+#[test]
+fn a_telegram_photo_reaches_the_model_as_an_image_part() {
+    const TOKEN: &str = "4545:PHOTO-TOKEN";
+    const USER: i64 = 43;
+    let peer = peer();
+    let reply = |text: &str| {
+        serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}]})
+        .to_string()
+    };
+    // "abc" is "YWJj" in base64. Rules: the last that matches wins.
+    let seen = "body.messages[-1].content[0].text == 'what is this?' && \
+                body.messages[-1].content[1].type == 'image_url' && \
+                body.messages[-1].content[1].image_url.url == 'data:image/jpeg;base64,YWJj'";
+    peer.script(&serde_json::json!({"rules": [
+        {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+         "response": {"status": 200, "content": reply("no picture here")}},
+        {"path": "/v1/chat/completions", "method": "POST", "match": seen,
+         "response": {"status": 200, "content": reply("saw it")}},
+        {"path": "/v1/models", "method": "GET", "match": "@",
+         "response": {"status": 200, "content": serde_json::json!({"object": "list", "data": []}).to_string()}},
+    ]}));
+    let telegram = bot_api::BotApi::start(TOKEN);
+    let home = openai_telegram_home(&peer, &telegram, USER, false);
+    let gateway = home.start(&[]);
+    telegram.user_says(USER, USER, "what is this?");
+    wait_for("the text-only answer", || {
+        telegram
+            .sent_to(USER)
+            .first()
+            .is_some_and(|m| m.text == "no picture here")
+    });
+    telegram.user_sends_file(
+        USER,
+        "photo",
+        serde_json::json!({"width": 1, "height": 1}),
+        b"abc",
+        Some("what is this?"),
+    );
+    wait_for("the answer to the photo", || telegram.sent_to(USER).len() == 2);
+    assert_eq!(telegram.sent_to(USER)[1].text, "saw it");
+    assert!(home.output(&["stop"]).status.success());
+    gateway.wait();
+}
+
+/// A home whose agent is `peer` (OpenAI, streamed or not) and whose Telegram bot is `telegram`, `user`
+/// allowed.
+fn openai_telegram_home(peer: &Peer, telegram: &bot_api::BotApi, user: i64, stream: bool) -> TestHome {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
+             base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\nstream = {stream}\nmax_retries = 0\n\
+             timeout_secs = 30\n\n[telegram]\nenabled = true\ntoken = \"{}\"\napi_base = \"{}\"\n\
+             allowed_users = [{user}]\npoll_timeout_secs = 1\nmin_poll_interval_ms = 100\n",
+            peer.url, telegram.token, telegram.url
+        )
+        .as_bytes(),
+    );
+    home
+}

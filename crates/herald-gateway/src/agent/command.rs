@@ -10,6 +10,10 @@
 //!  "history": [{"role": "user", "text": "earlier"}, {"role": "assistant", "text": "reply"}]}
 //! ```
 //!
+//! A message that came with files (a photo, a document, a voice note) also has `"attachments": [{"kind":
+//! "photo", "path": "/…/media/…", "mime": "image/jpeg", "name": "cat.jpg", "size": 12345}]` — the files are
+//! in the home's media store, readable by the program, and the key is absent when there are none.
+//!
 //! `turn_id` is the journal's id of the turn (unique across sessions), `turn` its number within the
 //! session. `history` holds the last `history_messages` messages of the session's current conversation
 //! (since its last reset), oldest first, without `message` itself and without the gateway's failure
@@ -47,7 +51,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{Agent, AgentError, BoxFuture, HistoryMessage, TurnRequest};
+use super::{Agent, AgentError, BoxFuture, Draft, HistoryMessage, TurnRequest};
 
 #[cfg(unix)]
 #[path = "command/unix.rs"]
@@ -72,6 +76,8 @@ pub struct CommandAgent {
     args: Vec<OsString>,
     timeout: Duration,
     history_messages: usize,
+    /// Each line the program writes is shown as the answer so far (`[agent.command] stream`).
+    stream: bool,
 }
 
 impl CommandAgent {
@@ -86,7 +92,15 @@ impl CommandAgent {
             args: parts.collect(),
             timeout,
             history_messages,
+            stream: false,
         }
+    }
+
+    /// Shows each line the program writes as the answer so far (a draft the chat sees grow).
+    #[must_use]
+    pub fn streaming(mut self, stream: bool) -> CommandAgent {
+        self.stream = stream;
+        self
     }
 
     /// The agent `[agent.command]` describes.
@@ -96,9 +110,10 @@ impl CommandAgent {
             Duration::from_secs(config.timeout_secs),
             config.history_messages,
         )
+        .streaming(config.stream)
     }
 
-    async fn run(&self, request: &TurnRequest) -> Result<String, AgentError> {
+    async fn run(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<String, AgentError> {
         if self.program.is_empty() {
             return Err(AgentError::Misconfigured("no command is configured".to_owned()));
         }
@@ -128,7 +143,7 @@ impl CommandAgent {
         let turn = async {
             tokio::try_join!(
                 write,
-                read_capped(stdout, MAX_STDOUT),
+                read_capped(stdout, MAX_STDOUT, draft),
                 read_tail(stderr, STDERR_KEPT),
                 exit
             )
@@ -165,7 +180,19 @@ impl Agent for CommandAgent {
     }
 
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
-        Box::pin(self.run(request))
+        Box::pin(self.run(request, None))
+    }
+
+    fn streams(&self) -> bool {
+        self.stream
+    }
+
+    fn reply_drafting<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        draft: &'a Draft,
+    ) -> BoxFuture<'a, Result<String, AgentError>> {
+        Box::pin(self.run(request, self.stream.then_some(draft)))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
@@ -198,13 +225,16 @@ fn stdin_json(request: &TurnRequest, history_messages: usize) -> Vec<u8> {
         .iter()
         .map(|HistoryMessage { role, text }| serde_json::json!({"role": role.as_str(), "text": text}))
         .collect();
-    let document = serde_json::json!({
+    let mut document = serde_json::json!({
         "session": {"adapter": request.adapter, "chat_id": request.chat_id},
         "turn_id": request.turn_id,
         "turn": request.turn,
         "message": request.message,
         "history": history,
     });
+    if !request.attachments.is_empty() {
+        document["attachments"] = serde_json::json!(request.attachments);
+    }
     let mut bytes = document.to_string().into_bytes();
     bytes.push(b'\n');
     bytes
@@ -263,15 +293,28 @@ fn stderr_tail(stderr: &[u8]) -> String {
     }
 }
 
-/// Reads everything, failing with [`Stop::Overflow`] as soon as more than `cap` bytes arrive.
-async fn read_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Result<Vec<u8>, Stop> {
+/// Reads everything, failing with [`Stop::Overflow`] as soon as more than `cap` bytes arrive. With a
+/// `draft`, every complete line grows it (the output so far, up to its last line break).
+async fn read_capped(
+    mut pipe: impl AsyncRead + Unpin,
+    cap: usize,
+    draft: Option<&Draft>,
+) -> Result<Vec<u8>, Stop> {
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 << 10];
     loop {
         match pipe.read(&mut chunk).await {
             Ok(0) => return Ok(out),
             Ok(n) if out.len() + n > cap => return Err(Stop::Overflow),
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                out.extend_from_slice(&chunk[..n]);
+                if let Some(draft) = draft
+                    && chunk[..n].contains(&b'\n')
+                    && let Some(end) = out.iter().rposition(|b| *b == b'\n')
+                {
+                    draft.grow(String::from_utf8_lossy(&out[..end]).trim_end());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // Windows reports the writer's end closing as a broken pipe: that is the end of the data.
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(out),
@@ -374,6 +417,7 @@ mod tests {
                     text: format!("m{i}"),
                 })
                 .collect(),
+            attachments: Vec::new(),
         }
     }
 
@@ -458,8 +502,11 @@ mod tests {
     #[tokio::test]
     async fn read_capped_stops_past_the_cap() {
         let data = [b'x'; 100];
-        assert_eq!(read_capped(&data[..], 100).await.unwrap().len(), 100);
-        assert!(matches!(read_capped(&data[..], 99).await, Err(Stop::Overflow)));
+        assert_eq!(read_capped(&data[..], 100, None).await.unwrap().len(), 100);
+        assert!(matches!(
+            read_capped(&data[..], 99, None).await,
+            Err(Stop::Overflow)
+        ));
     }
 
     #[tokio::test]

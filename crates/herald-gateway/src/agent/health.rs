@@ -332,6 +332,22 @@ impl Agent for Watched {
             outcome
         })
     }
+    fn streams(&self) -> bool {
+        self.current().streams()
+    }
+    fn reply_drafting<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        draft: &'a super::Draft,
+    ) -> BoxFuture<'a, Result<String, AgentError>> {
+        let agent = self.current();
+        Box::pin(async move {
+            self.health.turn_started();
+            let outcome = agent.reply_drafting(request, draft).await;
+            self.health.note_turn(&outcome);
+            outcome
+        })
+    }
     fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
         let agent = self.current();
         Box::pin(async move { agent.probe().await })
@@ -365,6 +381,7 @@ mod tests {
             turn: 1,
             message: "hi".into(),
             history: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

@@ -45,6 +45,22 @@ pub struct HistoryMessage {
     pub text: String,
 }
 
+/// A file that came with a message (a photo, a document, a voice note), stored in the home's media
+/// store before its turn was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    /// `photo`, `document`, `voice`, `audio`.
+    pub kind: String,
+    /// Where it is stored (absolute).
+    pub path: String,
+    /// Its MIME type (`image/jpeg`, `application/pdf`, `audio/ogg`).
+    pub mime: String,
+    /// The name its sender gave it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub size: u64,
+}
+
 /// Everything an agent is given to answer one turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnRequest {
@@ -62,6 +78,42 @@ pub struct TurnRequest {
     /// Earlier messages of the session's current conversation (not including `message`), oldest first,
     /// without the gateway's failure notices. Empty unless [`Agent::wants_history`] is true.
     pub history: Vec<HistoryMessage>,
+    /// Files that came with the message (a photo and its caption, a document, a voice note).
+    pub attachments: Vec<Attachment>,
+}
+
+/// The text of an answer as it is being written, for a streaming agent to grow and an adapter to show
+/// (a draft edited in place). Only the latest text matters: a reader that falls behind skips to it.
+#[derive(Debug)]
+pub struct Draft(tokio::sync::watch::Sender<String>);
+
+impl Draft {
+    pub fn new() -> Draft {
+        Draft(tokio::sync::watch::Sender::new(String::new()))
+    }
+
+    /// The whole answer so far (not the new part): a reader always sees a prefix of the final text.
+    pub fn grow(&self, text: &str) {
+        self.0.send_if_modified(|current| {
+            if current == text {
+                false
+            } else {
+                text.clone_into(current);
+                true
+            }
+        });
+    }
+
+    /// A reader of the text so far.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<String> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for Draft {
+    fn default() -> Self {
+        Draft::new()
+    }
 }
 
 /// Why an agent could not answer. Each variant carries enough to explain it to the user and in logs.
@@ -120,6 +172,22 @@ pub trait Agent: Send + Sync + fmt::Debug {
 
     /// Answers one turn. Dropping the returned future cancels the turn and releases what it started.
     fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>>;
+
+    /// Whether the agent writes its answer as it goes ([`Agent::reply_drafting`] grows the draft).
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// As [`Agent::reply`], growing `draft` with the answer so far while it is written. The returned text
+    /// is the answer; the draft is only for show. The default writes no draft.
+    fn reply_drafting<'a>(
+        &'a self,
+        request: &'a TurnRequest,
+        draft: &'a Draft,
+    ) -> BoxFuture<'a, Result<String, AgentError>> {
+        let _ = draft;
+        self.reply(request)
+    }
 
     /// Checks, cheaply and without a turn, that the backend can answer: the program exists and is
     /// executable, the endpoint answers and accepts the key. `Ok` says what was checked. Bounded by the

@@ -51,6 +51,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::commands;
 use crate::engine::{Engine, SubmitError, TurnOutcome};
 use crate::journal::{HistoryQuery, JournalError, JournalErrorKind, SessionKey};
 use browser::BrowserPolicy;
@@ -92,6 +93,39 @@ pub struct BindError {
 }
 
 /// A bound, serving adapter.
+/// An in-chat command posted as a message (see [`commands`]): answered at once, never by the agent. The
+/// local API's caller is the gateway's owner (a token guards it beyond loopback), so an admin.
+async fn run_command(
+    state: &AppState,
+    session: SessionKey,
+    id: Option<String>,
+    command: &commands::Command,
+) -> Response {
+    let id = id.unwrap_or_else(|| state.engine.new_message_id());
+    let caller = commands::Caller {
+        kind: "a local API client",
+        user: None,
+        name: None,
+        level: herald_home::access::AccessLevel::Admin,
+        why: "the local API answers only its owner".to_owned(),
+        shared_chat: false,
+    };
+    let desk = commands::CommandDesk::new(state.engine.clone(), state.health.clone());
+    match desk.run(&session, &id, &caller, command).await {
+        Ok(text) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "id": id,
+                "status": "done",
+                "command": command.name(),
+                "reply": {"text": text},
+            })),
+        )
+            .into_response(),
+        Err(e) => journal_failure(&e),
+    }
+}
+
 #[derive(Debug)]
 pub struct HttpServer {
     /// The URL clients use (an unspecified listen address is reported as loopback).
@@ -457,6 +491,9 @@ async fn post_message(
             "invalid_message",
             format!("`id` must be 1 to {MAX_ID_LEN} bytes without control characters"),
         );
+    }
+    if let Some(command) = commands::parse(&body.text, None) {
+        return run_command(&state, SessionKey::new(ADAPTER, session), body.id, &command).await;
     }
     let ticket = match state
         .engine

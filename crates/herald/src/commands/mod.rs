@@ -1,6 +1,7 @@
 //! One module per command: call the lifecycle layer (or the daemon, for `run`), print the outcome, return
 //! the exit code. No command calls another command, and none knows how a service manager is asked.
 
+pub mod access;
 pub mod chat;
 pub mod completions;
 pub mod config;

@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub chat_id: i64,
+    /// The message's id (what `editMessageText` names).
+    pub message_id: i64,
+    /// Its text now (edits replace it; see [`BotApi::edits`]).
     pub text: String,
     pub parse_mode: Option<String>,
     pub reply_to: Option<i64>,
@@ -78,6 +81,16 @@ struct State {
     /// getUpdates calls: (when, offset).
     polls: Vec<(Instant, Option<i64>)>,
     chat_actions: usize,
+    /// Files users sent, by file id: (server path, bytes), for `getFile` and downloads.
+    files: std::collections::HashMap<String, (String, Vec<u8>)>,
+    /// Downloads served: their server paths.
+    downloads: Vec<String>,
+    /// Every `editMessageText`: when, which message, the new text.
+    edits: Vec<(Instant, i64, String)>,
+    /// Messages deleted (`deleteMessage`).
+    deleted: Vec<i64>,
+    /// The command menu last set (`setMyCommands`).
+    commands: Option<Value>,
     /// Scripted answers, per method, used first.
     faults: Vec<(String, VecDeque<Fault>)>,
     /// A method that always fails this way (until cleared).
@@ -94,6 +107,10 @@ struct State {
     /// 429s answered because of `limits` (not scripted ones).
     refused: usize,
 }
+
+/// The bot's own user id and username, as `getMe` tells them.
+pub const BOT_ID: i64 = 999;
+pub const BOT_USERNAME: &str = "herald_test_bot";
 
 /// The stand-in server. Dropping it stops accepting (threads serving open connections finish on their own).
 pub struct BotApi {
@@ -157,6 +174,29 @@ impl BotApi {
         })
     }
 
+    /// `user` writes `text` in group `chat`; `extra` is merged into the message (`reply_to_message`, a
+    /// `from` with `is_bot`...). Returns the message id.
+    pub fn group_says(&self, user: i64, chat: i64, text: &str, extra: Value) -> i64 {
+        self.with(|s| {
+            let id = s.next_update_id;
+            s.next_update_id += 1;
+            let message_id = s.next_message_id;
+            s.next_message_id += 1;
+            let mut message = json!({
+                "message_id": message_id, "date": 1,
+                "from": {"id": user, "is_bot": false, "first_name": "Test"},
+                "chat": {"id": chat, "type": "supergroup", "title": "Test group"},
+                "text": text,
+            });
+            if let (Some(m), Some(e)) = (message.as_object_mut(), extra.as_object()) {
+                m.extend(e.clone());
+            }
+            s.updates
+                .push_back((id, json!({"update_id": id, "message": message})));
+            message_id
+        })
+    }
+
     /// Any other update (a sticker, an edit...); `body` is the update without `update_id`.
     pub fn other_update(&self, mut body: Value) -> i64 {
         self.with(|s| {
@@ -166,6 +206,63 @@ impl BotApi {
             s.updates.push_back((id, body));
             id
         })
+    }
+
+    /// `user` sends a file in their private chat: `field` is the message's key for it (`document`,
+    /// `voice`, `photo`), `meta` what Telegram says of it beside the ids (`file_name`, `mime_type`...),
+    /// `caption` its text. The bytes are served by `getFile` and the download. Returns the file id.
+    pub fn user_sends_file(
+        &self,
+        user: i64,
+        field: &str,
+        meta: Value,
+        bytes: &[u8],
+        caption: Option<&str>,
+    ) -> String {
+        self.with(|s| {
+            let id = s.next_update_id;
+            s.next_update_id += 1;
+            let message_id = s.next_message_id;
+            s.next_message_id += 1;
+            let file_id = format!("f{id}");
+            let extension = match field {
+                "photo" => "jpg",
+                "voice" => "oga",
+                _ => "bin",
+            };
+            s.files.insert(file_id.clone(), (format!("{field}s/file_{id}.{extension}"), bytes.to_vec()));
+            let mut file = json!({"file_id": file_id, "file_unique_id": format!("u{file_id}"), "file_size": bytes.len()});
+            if let (Some(f), Some(m)) = (file.as_object_mut(), meta.as_object()) {
+                f.extend(m.clone());
+            }
+            let value = if field == "photo" { json!([file]) } else { file };
+            let mut message = json!({
+                "message_id": message_id, "date": 1,
+                "from": {"id": user, "is_bot": false, "first_name": "Test"},
+                "chat": {"id": user, "type": "private"},
+            });
+            message[field] = value;
+            if let Some(caption) = caption {
+                message["caption"] = json!(caption);
+            }
+            s.updates.push_back((id, json!({"update_id": id, "message": message})));
+            file_id
+        })
+    }
+
+    /// The server paths of the files downloaded so far.
+    pub fn downloads(&self) -> Vec<String> {
+        self.with(|s| s.downloads.clone())
+    }
+
+    /// Every edit so far: (when, message id, new text).
+    pub fn edits(&self) -> Vec<(Instant, i64, String)> {
+        self.with(|s| s.edits.clone())
+    }
+
+    /// The command menu the bot set, if it did.
+    pub fn commands(&self) -> Option<Value> {
+        self.with(|s| s.commands.clone())
     }
 
     pub fn sent(&self) -> Vec<Sent> {
@@ -259,6 +356,31 @@ fn serve_connection(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, to
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).is_err() {
             return;
+        }
+        if let Some(file) = path.strip_prefix(&format!("/file/bot{token}/")) {
+            // A file download (`getFile` named the path): raw bytes.
+            let (lock, _) = &**shared;
+            let found = {
+                let mut state = lock.lock().unwrap();
+                state.downloads.push(file.to_owned());
+                state
+                    .files
+                    .values()
+                    .find(|(p, _)| p == file)
+                    .map(|(_, b)| b.clone())
+            };
+            let (status, bytes) = match found {
+                Some(bytes) => ("200 OK", bytes),
+                None => ("404 Not Found", b"Not Found".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+                bytes.len()
+            );
+            if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&bytes).is_err() {
+                return;
+            }
+            continue;
         }
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let (status, answer) = handle(shared, token, &path, &body);
@@ -388,6 +510,7 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
             state.sent_at.push(now);
             state.sent.push(Sent {
                 chat_id,
+                message_id,
                 text: text.clone(),
                 parse_mode,
                 reply_to,
@@ -397,6 +520,59 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
                 200,
                 json!({"ok": true, "result": {"message_id": message_id, "date": 1, "chat": {"id": chat_id}, "text": text}}),
             )
+        }
+        "editMessageText" => {
+            let message_id = body.get("message_id").and_then(Value::as_i64).unwrap_or_default();
+            let text = body
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let Some(sent) = state.sent.iter_mut().find(|m| m.message_id == message_id) else {
+                return (
+                    400,
+                    json!({"ok": false, "error_code": 400, "description": "Bad Request: message to edit not found"}),
+                );
+            };
+            if sent.text == text {
+                return (
+                    400,
+                    json!({"ok": false, "error_code": 400, "description":
+                        "Bad Request: message is not modified: specified new message content and reply markup are exactly the same"}),
+                );
+            }
+            sent.text = text.clone();
+            state.edits.push((Instant::now(), message_id, text));
+            cvar.notify_all();
+            (200, json!({"ok": true, "result": true}))
+        }
+        "deleteMessage" => {
+            let message_id = body.get("message_id").and_then(Value::as_i64).unwrap_or_default();
+            state.sent.retain(|m| m.message_id != message_id);
+            state.deleted.push(message_id);
+            (200, json!({"ok": true, "result": true}))
+        }
+        "getFile" => {
+            let file_id = body.get("file_id").and_then(Value::as_str).unwrap_or_default();
+            match state.files.get(file_id) {
+                Some((path, bytes)) => (
+                    200,
+                    json!({"ok": true, "result": {"file_id": file_id, "file_unique_id": format!("u{file_id}"),
+                                                  "file_size": bytes.len(), "file_path": path}}),
+                ),
+                None => (
+                    400,
+                    json!({"ok": false, "error_code": 400, "description": "Bad Request: invalid file_id"}),
+                ),
+            }
+        }
+        "getMe" => (
+            200,
+            json!({"ok": true, "result": {"id": BOT_ID, "is_bot": true, "first_name": "Herald", "username": BOT_USERNAME}}),
+        ),
+        "setMyCommands" => {
+            state.commands = body.get("commands").cloned();
+            (200, json!({"ok": true, "result": true}))
         }
         "sendChatAction" => {
             state.chat_actions += 1;

@@ -281,6 +281,17 @@ pub fn health_settled(state: &StateRecord) -> bool {
             .all(|a| a.state != herald_home::records::HealthState::Starting)
 }
 
+/// Every document the `test_agent` was given (logged next to `log`), in the order it started them.
+pub fn agent_inputs(log: &Path) -> Vec<serde_json::Value> {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".turns");
+    std::fs::read_to_string(PathBuf::from(name))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Polls `condition` every 10 ms until it holds (test-side only; the product never polls like this).
 pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
