@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use herald_gateway::adapter::PushAdapter;
 use herald_gateway::agent::health::{AgentHealth, Watched};
+use herald_gateway::agent::outfiles::OutFiles;
 use herald_gateway::engine::{Engine, EngineOptions};
 use herald_gateway::health::HealthBoard;
 use herald_gateway::http::browser::BrowserPolicy;
@@ -111,7 +112,7 @@ impl GatewayHost {
             );
         }
         let http = if config.http.enabled {
-            let options = http_options(config, &variables, &board)?;
+            let options = http_options(keeper.home(), config, &variables, &board)?;
             let server = HttpServer::start(engine.clone(), options).await.map_err(|e| {
                 if e.source.kind() == std::io::ErrorKind::AddrInUse {
                     StartError::HttpAddrInUse {
@@ -218,7 +219,7 @@ impl GatewayHost {
             let agent = self
                 .factory
                 .0
-                .agent(&config, &variables)
+                .agent(home, &config, &variables)
                 .map_err(|e| format!("cannot build the new agent ({e}); keeping the running one"))?;
             if agent.name() != self.agent.current().name() {
                 self.agent_health.renamed(agent.name());
@@ -287,6 +288,7 @@ impl GatewayHost {
 
 /// The adapter's options, with the token looked up in `variables` when `token_env` names it.
 fn http_options(
+    home: &Home,
     config: &Config,
     variables: &Variables,
     board: &HealthBoard,
@@ -324,6 +326,10 @@ fn http_options(
             allowed_origins: config.http.allowed_origins.clone(),
         },
         health: board.clone(),
+        files: Some(OutFiles::new(
+            home.clone(),
+            config.gateway.media_max_mb.saturating_mul(1 << 20),
+        )),
         limits: HttpLimits {
             max_connections: connection_cap(config.http.max_connections),
             idle_timeout: Duration::from_secs(config.http.idle_timeout_secs),

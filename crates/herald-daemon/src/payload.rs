@@ -44,7 +44,12 @@ pub trait PayloadFactory: Send + Sync {
     fn build(&self, home: &Home, config: &Config, variables: &Variables) -> Result<Payload, PayloadError>;
 
     /// Builds the configured agent alone (a reload replaces the running one with it).
-    fn agent(&self, _config: &Config, _variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
+    fn agent(
+        &self,
+        _home: &Home,
+        _config: &Config,
+        _variables: &Variables,
+    ) -> Result<Arc<dyn Agent>, PayloadError> {
         Err(PayloadError::Failure(
             "this payload cannot rebuild its agent: restart to apply".into(),
         ))

@@ -591,13 +591,14 @@ impl Engine {
             return stopped_outcome();
         }
         let reply = match answer {
-            Ok(text) => Reply { text, failed: false },
+            Ok(answer) => Reply {
+                text: answer.text,
+                failed: false,
+                files: answer.files,
+            },
             Err(e) => {
                 tracing::warn!(session = %session, turn = number, "agent {}: {e}", self.agent.name());
-                Reply {
-                    text: e.user_message(),
-                    failed: true,
-                }
+                Reply::text(e.user_message(), true)
             }
         };
         // The agent is done: the next turn in line may start its own while this reply is stored (commits
@@ -642,10 +643,7 @@ impl Engine {
             .partition(|t| t.resume_count >= MAX_RESUMES);
         let mut summary = ResumeSummary::default();
         for turn in &gave_up {
-            let reply = Reply {
-                text: GAVE_UP_REPLY.into(),
-                failed: true,
-            };
+            let reply = Reply::text(GAVE_UP_REPLY, true);
             self.journal.finish(turn.turn_id, reply.clone(), now_ms()).await?;
             self.push(
                 turn.turn_id,
@@ -839,10 +837,7 @@ impl Drop for TurnLog {
 
 /// What the waiters of a stopped turn are told (the journal holds the same notice).
 fn stopped_outcome() -> TurnOutcome {
-    TurnOutcome::Replied(Reply {
-        text: STOPPED_REPLY.to_owned(),
-        failed: true,
-    })
+    TurnOutcome::Replied(Reply::text(STOPPED_REPLY, true))
 }
 
 fn conflict_error(message_id: &str) -> JournalError {

@@ -118,6 +118,19 @@ pub struct Reply {
     /// not be resumed), not the agent's words. It is stored as such, shown to people, and never given to
     /// an agent as history (see [`HistoryStore::context`]).
     pub failed: bool,
+    /// Files the agent made for the chat (in the media store), sent after the text.
+    pub files: Vec<Attachment>,
+}
+
+impl Reply {
+    /// A reply of text alone.
+    pub fn text(text: impl Into<String>, failed: bool) -> Reply {
+        Reply {
+            text: text.into(),
+            failed,
+            files: Vec::new(),
+        }
+    }
 }
 
 /// What [`TurnStore::accept`] found or made.

@@ -751,10 +751,7 @@ mod tests {
         ));
         // Joining makes no second turn.
         assert_eq!(tracker.in_flight(), 1);
-        let reply = Reply {
-            text: "hi".into(),
-            failed: false,
-        };
+        let reply = Reply::text("hi", false);
         guard.finish(TurnOutcome::Replied(reply.clone()));
         let seen = joined.wait_for(Option::is_some).await.unwrap().clone();
         assert_eq!(seen, Some(TurnOutcome::Replied(reply)));

@@ -62,7 +62,7 @@ const TURN: Duration = Duration::from_secs(60);
 async fn happy_path_reply_is_stdout_and_arguments_arrive_intact() {
     let args = ["reply", "hello world", "", r#"quote " and \ back\"#, r"trailing\"];
     let reply = agent(&args, TURN).reply(&request()).await.unwrap();
-    assert_eq!(reply, "hello world\n\nquote \" and \\ back\\\ntrailing\\");
+    assert_eq!(reply.text, "hello world\n\nquote \" and \\ back\\\ntrailing\\");
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn stdin_receives_the_turn_as_json() {
         .await
         .unwrap();
     let received = std::fs::read(&file).unwrap();
-    assert_eq!(reply, format!("got {} bytes", received.len()));
+    assert_eq!(reply.text, format!("got {} bytes", received.len()));
     let value: serde_json::Value = serde_json::from_slice(&received).unwrap();
     assert_eq!(
         value,
@@ -91,7 +91,7 @@ async fn stdin_receives_the_turn_as_json() {
 #[tokio::test]
 async fn json_reply_field_is_the_reply() {
     let reply = agent(&["json-reply"], TURN).reply(&request()).await.unwrap();
-    assert_eq!(reply, "from the json field");
+    assert_eq!(reply.text, "from the json field");
 }
 
 #[tokio::test]
@@ -109,7 +109,7 @@ async fn non_zero_exit_fails_with_status_and_stderr_tail() {
 #[tokio::test]
 async fn non_utf8_stdout_is_converted_lossily() {
     let reply = agent(&["bytes"], TURN).reply(&request()).await.unwrap();
-    assert_eq!(reply, "caf\u{fffd} \u{fffd}!");
+    assert_eq!(reply.text, "caf\u{fffd} \u{fffd}!");
 }
 
 #[tokio::test]
@@ -170,7 +170,7 @@ async fn runaway_stdout_is_capped_and_killed() {
 #[tokio::test]
 async fn heavy_stderr_does_not_deadlock() {
     let reply = agent(&["stderr-flood"], TURN).reply(&request()).await.unwrap();
-    assert_eq!(reply, "survived");
+    assert_eq!(reply.text, "survived");
 }
 
 #[tokio::test]
@@ -188,7 +188,7 @@ async fn a_program_that_ignores_stdin_still_answers() {
         TURN,
         2000,
     );
-    assert_eq!(agent.reply(&request).await.unwrap(), "did not read");
+    assert_eq!(agent.reply(&request).await.unwrap().text, "did not read");
 }
 
 /// Waits for the fixture's pid file: `"<child pid> <grandchild pid>"`.
@@ -300,7 +300,7 @@ async fn what_the_program_leaves_running_is_killed_when_it_exits() {
         .reply(&request())
         .await
         .unwrap();
-    assert_eq!(reply, "left a grandchild behind");
+    assert_eq!(reply.text, "left a grandchild behind");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",
@@ -331,7 +331,7 @@ mod scripts {
         let agent = CommandAgent::new(vec![program, copy.to_string_lossy().into_owned()], TURN, 5);
         let reply = agent.reply(&request()).await.unwrap();
         let size = std::fs::metadata(&copy).unwrap().len();
-        assert_eq!(reply, format!("script saw {size} bytes"));
+        assert_eq!(reply.text, format!("script saw {size} bytes"));
     }
 
     #[tokio::test]

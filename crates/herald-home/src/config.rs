@@ -380,6 +380,10 @@ pub struct OpenAiConfig {
     /// How many earlier messages of the session are sent with each turn.
     #[serde(deserialize_with = "history_messages")]
     pub history_messages: usize,
+    /// Voice notes and audio are transcribed with this model (`POST …/audio/transcriptions` on the same
+    /// server) and the agent gets the text; unset: the agent is only told a file came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcribe_model: Option<String>,
 }
 
 impl Default for OpenAiConfig {
@@ -393,6 +397,7 @@ impl Default for OpenAiConfig {
             timeout_secs: 120,
             max_retries: 3,
             history_messages: 50,
+            transcribe_model: None,
         }
     }
 }
@@ -628,6 +633,9 @@ stream = true
 timeout_secs = 120            # whole turn, retries included; 1..=86400
 max_retries = 3               # on 429, 5xx and connection failures; 0..=10
 history_messages = 50         # earlier messages sent with each turn; 0..=10000
+# Voice notes and audio are transcribed on the same server (POST …/audio/transcriptions) and the model
+# reads the text. Unset: it is only told that a file came.
+# transcribe_model = "whisper-1"
 
 [agent.command]
 # command = ["my-agent", "--json"]

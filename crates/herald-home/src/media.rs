@@ -24,6 +24,20 @@ pub fn path_for(home: &Home, adapter: &str, chat: &str, id: &str, extension: &st
     home.media_dir().join(safe(adapter)).join(safe(chat)).join(name)
 }
 
+/// The folder of turn `turn_id`'s outgoing files (`media/out/<turn id>/`), created privately (0700): the
+/// one place an agent may leave files for its chat (see `herald_gateway::agent::outfiles`). A resumed turn
+/// finds the folder of its earlier run.
+pub fn out_dir(home: &Home, turn_id: i64) -> Result<PathBuf, MediaError> {
+    home.ensure()?;
+    let mut dir = home.media_dir();
+    crate::paths::create_private_dir(&dir, false)?;
+    for part in ["out".to_owned(), turn_id.to_string()] {
+        dir.push(part);
+        crate::paths::create_private_dir(&dir, false)?;
+    }
+    Ok(dir)
+}
+
 /// Whether `path` holds a stored file of `size` bytes (`None`: any size) — a retried message's file.
 pub fn is_stored(path: &Path, size: Option<u64>) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && size.is_none_or(|s| m.len() == s))
@@ -60,8 +74,11 @@ pub fn prune(home: &Home, keep: Duration, now: SystemTime) -> usize {
             };
             if meta.is_dir() {
                 walk(&path, cutoff, removed);
-                // Only removes it if empty.
-                let _ = std::fs::remove_dir(&path);
+                // Only removes it if empty, and not if it is new: a turn's fresh folder of outgoing
+                // files waits empty while its agent works.
+                if meta.modified().is_ok_and(|m| m < cutoff) {
+                    let _ = std::fs::remove_dir(&path);
+                }
             } else if meta.modified().is_ok_and(|m| m < cutoff) && std::fs::remove_file(&path).is_ok() {
                 *removed += 1;
             }

@@ -202,10 +202,7 @@ impl TurnStore for SqliteJournal {
                     state: TurnState::parse(&state).unwrap_or(TurnState::Pending),
                     resume_count: r.get(6)?,
                     draft: r.get(8)?,
-                    attachments: r
-                        .get::<_, Option<String>>(9)?
-                        .and_then(|json| serde_json::from_str(&json).ok())
-                        .unwrap_or_default(),
+                    attachments: attachments_from(r.get(9)?),
                 })
             })?;
             rows.collect()
@@ -329,13 +326,20 @@ impl HistoryStore for SqliteJournal {
     }
 }
 
+/// Stored attachments (JSON, `NULL` for none). A value that does not read is taken as none: the text
+/// of the turn matters more than a file list that cannot be understood.
+fn attachments_from(json: Option<String>) -> Vec<herald_gateway::agent::Attachment> {
+    json.and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default()
+}
+
 impl AdapterStore for SqliteJournal {
     fn undelivered(&self, adapter: &str, limit: usize) -> Pending<Vec<Delivery>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let adapter = adapter.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft
+                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files
                  FROM sessions s
                  JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
                  JOIN turns t ON t.id = m.turn_id
@@ -350,6 +354,7 @@ impl AdapterStore for SqliteJournal {
                     reply: Reply {
                         text: r.get(3)?,
                         failed: r.get(4)?,
+                        files: attachments_from(r.get(6)?),
                     },
                     draft: r.get(5)?,
                 })
@@ -511,14 +516,7 @@ mod tests {
         let unfinished = journal.unfinished().await.unwrap();
         assert_eq!(unfinished.len(), 1);
         journal
-            .finish(
-                2,
-                Reply {
-                    text: "echo: again".into(),
-                    failed: false,
-                },
-                4,
-            )
+            .finish(2, Reply::text("echo: again", false), 4)
             .await
             .unwrap();
         let pending = journal.undelivered("telegram", 10).await.unwrap();
@@ -600,7 +598,7 @@ mod tests {
         let before = all_messages(&path);
         let (journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, Some(2));
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
         drop(journal);
         // Nothing lost or changed: every message, its turn, its failure mark and its delivery mark.
         assert_eq!(all_messages(&path), before);

@@ -107,6 +107,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session_id, message_id)
     ) WITHOUT ROWID;
     ",
+    // 4 → 5: files out. The files an agent made for its chat, kept with its reply (JSON, paths into the
+    // media store) so a reply sent again after a restart sends them too.
+    r"
+    ALTER TABLE messages ADD COLUMN files TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

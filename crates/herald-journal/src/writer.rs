@@ -287,7 +287,8 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
                     (SELECT text FROM messages WHERE turn_id = t.id AND role = 'user'),
                     (SELECT text FROM messages WHERE turn_id = t.id AND role = 'assistant'),
                     (SELECT failed FROM messages WHERE turn_id = t.id AND role = 'assistant'),
-                    t.number
+                    t.number,
+                    (SELECT files FROM messages WHERE turn_id = t.id AND role = 'assistant')
              FROM turns t WHERE t.session_id = ?1 AND t.message_id = ?2",
         )?
         .query_row(params![session_id, inbound.message_id], |r| {
@@ -303,6 +304,7 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
                 reply: reply.map(|text| Reply {
                     text,
                     failed: failed.unwrap_or(false),
+                    files: crate::attachments_from(r.get(6).ok().flatten()),
                 }),
             })
         })
@@ -348,7 +350,7 @@ fn accept(conn: &Connection, inbound: &Inbound) -> rusqlite::Result<Accepted> {
     })
 }
 
-/// A turn's attachments as stored: `NULL` for none, else a JSON array.
+/// A turn's attachments (or a reply's files) as stored: `NULL` for none, else a JSON array.
 fn attachments_json(attachments: &[herald_gateway::agent::Attachment]) -> Option<String> {
     if attachments.is_empty() {
         return None;
@@ -466,10 +468,16 @@ fn finish(conn: &Connection, turn_id: i64, reply: &Reply, at_ms: u64) -> rusqlit
         return Ok(());
     }
     conn.prepare_cached(
-        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms)
-         SELECT session_id, id, 'assistant', ?2, ?3, ?4 FROM turns WHERE id = ?1",
+        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, files)
+         SELECT session_id, id, 'assistant', ?2, ?3, ?4, ?5 FROM turns WHERE id = ?1",
     )?
-    .execute(params![turn_id, reply.text, reply.failed, at_ms as i64])?;
+    .execute(params![
+        turn_id,
+        reply.text,
+        reply.failed,
+        at_ms as i64,
+        attachments_json(&reply.files)
+    ])?;
     conn.prepare_cached(
         "UPDATE sessions SET updated_ms = ?2 WHERE id = (SELECT session_id FROM turns WHERE id = ?1)",
     )?

@@ -21,10 +21,7 @@ fn inbound(chat: &str, id: &str, text: &str) -> Inbound {
 }
 
 fn reply(text: &str) -> Reply {
-    Reply {
-        text: text.into(),
-        failed: false,
-    }
+    Reply::text(text, false)
 }
 
 fn open(path: &Path) -> SqliteJournal {
@@ -526,10 +523,7 @@ fn a_pending_result_can_be_waited_for_outside_async_code() {
 }
 
 fn failed(text: &str) -> Reply {
-    Reply {
-        text: text.into(),
-        failed: true,
-    }
+    Reply::text(text, true)
 }
 
 /// The (role, text) pairs an agent is given as the history of `turn_id`.
@@ -761,4 +755,40 @@ async fn a_command_message_runs_once_and_a_new_conversation_starts_with_its_clai
     );
     let sessions = journal.sessions(10).await.unwrap();
     assert_eq!(sessions[0].conversation, 2);
+}
+
+#[tokio::test]
+async fn a_replys_files_are_kept_with_it_for_delivery_and_for_a_retried_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let journal = open(&path);
+    let message = Inbound {
+        session: SessionKey::new("telegram", "42"),
+        ..inbound("42", "u1", "draw it")
+    };
+    let turn = journal.accept(message.clone()).await.unwrap();
+    let chart = herald_gateway::agent::Attachment {
+        kind: "photo".into(),
+        path: "/home/media/out/1/chart.png".into(),
+        mime: "image/png".into(),
+        name: Some("chart.png".into()),
+        size: 123,
+    };
+    let answer = Reply {
+        files: vec![chart.clone()],
+        ..reply("here")
+    };
+    journal.finish(turn.turn_id, answer.clone(), 2_000).await.unwrap();
+    drop(journal);
+
+    let journal = open(&path);
+    let pending = journal.undelivered("telegram", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].reply, answer,
+        "the files come back with the reply after a restart"
+    );
+    let again = journal.accept(message).await.unwrap();
+    assert!(!again.new);
+    assert_eq!(again.reply, Some(answer), "a retried message gets the files too");
 }

@@ -27,12 +27,13 @@ mod media;
 mod probe;
 pub mod retry_after;
 pub mod sse;
+mod transcribe;
 pub mod wire;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use herald_gateway::agent::{Agent, AgentError, BoxFuture, Draft, TurnRequest};
+use herald_gateway::agent::{Agent, AgentError, Answer, BoxFuture, Draft, TurnRequest};
 use herald_home::config::OpenAiConfig;
 use herald_home::secrets::{Lookup, Variables};
 use reqwest::header::{self, HeaderValue};
@@ -105,6 +106,11 @@ pub struct OpenAiAgent {
     max_retries: u32,
     history_messages: usize,
     backoff: Backoff,
+    /// `[agent.openai] transcribe_model`: voice and audio are transcribed first.
+    transcribe_model: Option<String>,
+    /// Where (beside the chat endpoint), and as errors show it.
+    transcribe_url: Url,
+    shown_transcribe_url: String,
 }
 
 impl OpenAiAgent {
@@ -159,8 +165,17 @@ impl OpenAiAgent {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(OpenAiError::Client)?;
+        let transcribe_url = transcribe::endpoint(&endpoint);
         Ok(OpenAiAgent {
             client,
+            shown_transcribe_url: without_credentials(&transcribe_url),
+            transcribe_url,
+            transcribe_model: config
+                .transcribe_model
+                .as_deref()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned),
             shown_endpoint: without_credentials(&endpoint),
             endpoint,
             model: config.model.clone(),
@@ -228,7 +243,8 @@ impl OpenAiAgent {
 
     async fn answer(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<String, AgentError> {
         let deadline = Instant::now() + self.budget;
-        let (user_text, images) = media::prepare(request).await;
+        let transcripts = self.transcripts(request, deadline).await;
+        let (user_text, images) = media::prepare(request, &transcripts).await;
         let body = ChatRequest {
             model: &self.model,
             messages: self.messages(request, &user_text, &images),
@@ -257,6 +273,48 @@ impl OpenAiAgent {
             ),
         }
         result
+    }
+
+    /// The text of each voice note or audio file of the message (in the order of its attachments;
+    /// `None` for the others, and for all without `transcribe_model`). Transcriptions get at most half
+    /// of the turn's time: the answer needs the rest.
+    async fn transcripts(
+        &self,
+        request: &TurnRequest,
+        deadline: Instant,
+    ) -> Vec<Option<Result<String, String>>> {
+        let Some(model) = &self.transcribe_model else {
+            return Vec::new();
+        };
+        let transcriber = transcribe::Transcriber {
+            client: &self.client,
+            url: &self.transcribe_url,
+            shown_url: &self.shown_transcribe_url,
+            authorization: self.authorization.as_ref(),
+            model,
+        };
+        let until = Instant::now() + transcribe::share_of(deadline.saturating_duration_since(Instant::now()));
+        let mut transcripts = Vec::with_capacity(request.attachments.len());
+        for attachment in &request.attachments {
+            if !transcribe::is_audio(attachment) {
+                transcripts.push(None);
+                continue;
+            }
+            let heard = transcriber
+                .transcribe(attachment, until)
+                .await
+                .map_err(|why| self.redact(&why));
+            match &heard {
+                Ok(text) => tracing::debug!(
+                    turn = request.turn_id,
+                    chars = text.chars().count(),
+                    "a voice note was transcribed"
+                ),
+                Err(why) => tracing::warn!(turn = request.turn_id, "cannot transcribe a voice note: {why}"),
+            }
+            transcripts.push(Some(heard));
+        }
+        transcripts
     }
 
     /// Attempts and retries until an answer, a final error, or a wait that would cross `deadline`.
@@ -466,8 +524,8 @@ impl Agent for OpenAiAgent {
         self.history_messages
     }
 
-    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
-        Box::pin(self.answer(request, None))
+    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<Answer, AgentError>> {
+        Box::pin(async move { self.answer(request, None).await.map(Answer::from) })
     }
 
     fn streams(&self) -> bool {
@@ -478,8 +536,8 @@ impl Agent for OpenAiAgent {
         &'a self,
         request: &'a TurnRequest,
         draft: &'a Draft,
-    ) -> BoxFuture<'a, Result<String, AgentError>> {
-        Box::pin(self.answer(request, Some(draft)))
+    ) -> BoxFuture<'a, Result<Answer, AgentError>> {
+        Box::pin(async move { self.answer(request, Some(draft)).await.map(Answer::from) })
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {

@@ -21,6 +21,7 @@ fn config(base_url: &str) -> OpenAiConfig {
         model: "test-model".into(),
         api_key_env: "HERALD_TEST_UNSET_KEY_VARIABLE_7d1e".into(),
         system_prompt: None,
+        transcribe_model: None,
         stream: false,
         timeout_secs: 5,
         max_retries: 2,

@@ -205,6 +205,7 @@ fn config(base_url: &str, stream: bool) -> OpenAiConfig {
         model: "mock-model".into(),
         api_key_env: "HERALD_TEST_UNSET_KEY_VARIABLE_7d1e".into(),
         system_prompt: None,
+        transcribe_model: None,
         stream,
         timeout_secs: 10,
         max_retries: 3,
@@ -299,13 +300,13 @@ async fn sends_the_key_from_the_environment_and_none_when_not_named() {
         _ => "null".into(),
     };
     let with_key = OpenAiAgent::new(&cfg, &Variables::environment_only()).expect("agent");
-    let answer = with_key.reply(&turn("hi")).await.expect("answer");
+    let answer = with_key.reply(&turn("hi")).await.expect("answer").text;
     assert!(answer.contains(&format!("/ auth={expected} /")), "{answer}");
 
     let mut anonymous = config(&peer.v1(), true);
     anonymous.api_key_env = String::new();
     let without = OpenAiAgent::new(&anonymous, &Variables::environment_only()).expect("agent");
-    let answer = without.reply(&turn("hi")).await.expect("answer");
+    let answer = without.reply(&turn("hi")).await.expect("answer").text;
     assert!(
         answer.ends_with("/ auth=null / model=mock-model / stream=true"),
         "{answer}"
@@ -512,7 +513,7 @@ async fn many_turns_at_once_each_get_their_own_answer() {
     let mut answered = 0;
     while let Some(joined) = turns.join_next().await {
         let (i, answer) = joined.expect("turn task");
-        assert_eq!(answer, Ok(format!("message number {i}")));
+        assert_eq!(answer, Ok(format!("message number {i}").into()));
         answered += 1;
     }
     assert_eq!(answered, 8);

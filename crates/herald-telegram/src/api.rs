@@ -129,12 +129,18 @@ impl BotApi {
     }
 
     async fn call(&self, method: &str, body: Value, timeout: Duration) -> Result<Value, ApiError> {
-        let response = self
+        let request = self
             .client
             .post(format!("{}/{method}", self.prefix))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
-            .timeout(timeout)
+            .timeout(timeout);
+        self.answer_of(method, request).await
+    }
+
+    /// Sends a request and reads the Bot API's answer, classified.
+    async fn answer_of(&self, method: &str, request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+        let response = request
             .send()
             .await
             .map_err(|e| ApiError::Network(self.redact(&transport_error(e))))?;
@@ -331,11 +337,71 @@ impl BotApi {
             .map(drop)
     }
 
+    /// Uploads a file to the chat (`sendPhoto` or `sendDocument`, as `upload` says), read from the
+    /// media store. A file that cannot be read is [`ApiError::Rejected`] with status 0: sending it again
+    /// will not help.
+    pub async fn send_file(
+        &self,
+        chat_id: i64,
+        upload: &Upload<'_>,
+        reply_to: Option<i64>,
+    ) -> Result<(), ApiError> {
+        let path = upload.path.to_owned();
+        let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| ApiError::Rejected {
+                status: 0,
+                description: format!("the file {} cannot be read: {e}", upload.path),
+            })?;
+        let (method, field) = if upload.as_photo {
+            ("sendPhoto", "photo")
+        } else {
+            ("sendDocument", "document")
+        };
+        let plausible = upload.mime.contains('/') && upload.mime.chars().all(|c| c.is_ascii_graphic());
+        let file = reqwest::multipart::Part::bytes(bytes)
+            .file_name(upload.name.to_owned())
+            .mime_str(if plausible {
+                upload.mime
+            } else {
+                "application/octet-stream"
+            })
+            .map_err(|e| ApiError::Decode(format!("cannot build the upload: {e}")))?;
+        let mut form = reqwest::multipart::Form::new()
+            .text("chat_id", chat_id.to_string())
+            .part(field, file);
+        if let Some(id) = reply_to {
+            form = form.text(
+                "reply_parameters",
+                json!({ "message_id": id, "allow_sending_without_reply": true }).to_string(),
+            );
+        }
+        let request = self
+            .client
+            .post(format!("{}/{method}", self.prefix))
+            .multipart(form)
+            .timeout(DOWNLOAD_TIMEOUT);
+        self.answer_of(method, request).await.map(drop)
+    }
+
     /// Shows "typing..." in the chat for a few seconds.
     pub async fn send_typing(&self, chat_id: i64) -> Result<(), ApiError> {
         let body = json!({ "chat_id": chat_id, "action": "typing" });
         self.call("sendChatAction", body, REQUEST_TIMEOUT).await.map(drop)
     }
+}
+
+/// A file to upload to a chat (see [`BotApi::send_file`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Upload<'a> {
+    /// Where it is (in the media store).
+    pub path: &'a str,
+    /// The name the chat shows.
+    pub name: &'a str,
+    pub mime: &'a str,
+    /// As a photo (shown inline, recompressed by Telegram) rather than a document.
+    pub as_photo: bool,
 }
 
 /// A transport error without the request URL (which holds the token).

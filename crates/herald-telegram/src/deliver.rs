@@ -1,5 +1,6 @@
-//! The sending half of the adapter: replies from the engine's outbox to `sendMessage`, paced to the
-//! Bot API's limits, concurrent across chats.
+//! The sending half of the adapter: replies from the engine's outbox to `sendMessage` (and the files an
+//! agent made to `sendPhoto`/`sendDocument`, after the text), paced to the Bot API's limits, concurrent
+//! across chats.
 //!
 //! **Invariant (order):** the replies of one chat leave one at a time in the order they were handed
 //! over — those an earlier run left undelivered first, then the outbox's — and the parts of one reply in
@@ -31,6 +32,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald_gateway::agent::Attachment;
 use herald_gateway::engine::Engine;
 use herald_gateway::journal::Delivery;
 use herald_home::sync::MutexExt;
@@ -38,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::api::Upload;
 use crate::draft::Drafts;
 use crate::pace::{Lanes, Limits, Pacer};
 use crate::{
@@ -185,15 +188,35 @@ impl Shared {
             }
             None => delivery.draft.as_deref().and_then(|d| d.parse::<i64>().ok()),
         };
-        let parts = split::split_reply(&delivery.reply.text, split::MAX_MESSAGE_CHARS);
+        let texts = if delivery.reply.text.trim().is_empty() {
+            Vec::new()
+        } else {
+            split::split_reply(&delivery.reply.text, split::MAX_MESSAGE_CHARS)
+        };
+        if texts.is_empty()
+            && let Some(id) = draft.take()
+        {
+            // Files alone: a draft of text has nothing to become.
+            if let Err(e) = self.client.api().delete_message(chat, id).await {
+                tracing::debug!("telegram: cannot delete a draft: {e}");
+            }
+        }
+        let pieces: Vec<Piece> = texts
+            .iter()
+            .map(|text| Piece::Text(text))
+            .chain(delivery.reply.files.iter().map(Piece::File))
+            .collect();
         let mut backoff = RETRY.retries();
         let mut credentials = CREDENTIALS_RETRY.retries();
         let mut failures = 0u32;
         let mut started = false;
-        for (index, part) in parts.iter().enumerate() {
+        for (index, piece) in pieces.iter().enumerate() {
             let reply_to = if index == 0 { reply_to } else { None };
             // Agents write Markdown; failure explanations are plain.
             let mut markup = (!delivery.reply.failed).then_some("Markdown");
+            // Pictures go as photos (shown inline) while Telegram takes them as such.
+            let mut as_photo =
+                matches!(piece, Piece::File(file) if file.kind == "photo" && file.size <= MAX_PHOTO_BYTES);
             loop {
                 let slot = self
                     .pacer
@@ -206,9 +229,18 @@ impl Shared {
                     return false;
                 }
                 let api = self.client.api();
-                let sent = match (index, draft) {
-                    (0, Some(id)) => api.edit_message_text(chat, id, part, markup).await,
-                    _ => api.send_message(chat, part, markup, reply_to).await,
+                let sent = match (piece, index, draft) {
+                    (Piece::Text(part), 0, Some(id)) => api.edit_message_text(chat, id, part, markup).await,
+                    (Piece::Text(part), _, _) => api.send_message(chat, part, markup, reply_to).await,
+                    (Piece::File(file), _, _) => {
+                        let upload = Upload {
+                            path: &file.path,
+                            name: file.name.as_deref().unwrap_or("file"),
+                            mime: &file.mime,
+                            as_photo,
+                        };
+                        api.send_file(chat, &upload, reply_to).await
+                    }
                 };
                 let (wait, error) = match sent {
                     Ok(()) => {
@@ -222,6 +254,27 @@ impl Shared {
                         tracing::debug!("telegram: markup refused ({e}); sending as plain text");
                         markup = None;
                         continue;
+                    }
+                    Err(ApiError::Rejected { status, description }) if matches!(piece, Piece::File(_)) => {
+                        if as_photo {
+                            // Too large or too oddly shaped for a photo: the same file as a document.
+                            tracing::debug!(
+                                "telegram: a photo was refused ({status}: {description}); sending it as a document"
+                            );
+                            as_photo = false;
+                            continue;
+                        }
+                        // One file the API will not take (or that is gone from the media store) does not
+                        // hold up the rest of the reply.
+                        tracing::warn!(
+                            chat,
+                            turn = delivery.turn_id,
+                            "telegram: a file of a reply cannot be sent ({status}: {description})"
+                        );
+                        self.reporter
+                            .health
+                            .error(format!("a file the API refuses: {description}"));
+                        break;
                     }
                     Err(ApiError::Rejected { status, description }) if index == 0 && draft.is_some() => {
                         // The draft cannot become the answer (deleted, too old to edit): replace it.
@@ -291,6 +344,16 @@ impl Shared {
         mark(&self.engine, delivery.turn_id).await
     }
 }
+
+/// One message of a reply: a part of its text, or one of its files.
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Text(&'a str),
+    File(&'a Attachment),
+}
+
+/// The largest picture sent as a photo (the Bot API's limit); larger ones go as documents.
+const MAX_PHOTO_BYTES: u64 = 10 << 20;
 
 /// Waits until `slot` unless `stop` turns true first. Returns `false` when stopped.
 async fn pause_until(slot: Instant, stop: &mut watch::Receiver<bool>) -> bool {

@@ -6,7 +6,10 @@
 //! message starts with `sleep:<ms>:`, waits until the file `LOG.gate-<name>` exists when it starts with
 //! `gate:<name>:`, appends `end <turn_id>`, and replies `agent: <message>`. A message `fail` exits 3 with
 //! a message on stderr. A message `stream:<n>:<ms>:...` writes `line 1` … `line <n>`, one line every
-//! `<ms>` ms (flushed: what `[agent.command] stream = true` shows as a draft), and nothing else.
+//! `<ms>` ms (flushed: what `[agent.command] stream = true` shows as a draft), and nothing else. A message
+//! `files:<name>,<name>,...` writes each name into the turn's `files_dir` (its text: `content of <name>`)
+//! and answers `{"reply": "here are your files", "files": [names]}`; a name starting with `!` is named
+//! without being written (`!/etc/passwd`: a file outside the folder).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -36,6 +39,26 @@ fn main() {
             std::thread::sleep(Duration::from_millis(ms));
         }
         append(&log, &format!("end {turn_id}"));
+        return;
+    }
+    if let Some(names) = message.strip_prefix("files:") {
+        let dir = turn["files_dir"].as_str().expect("a files_dir");
+        let mut named = Vec::new();
+        for name in names.split(',') {
+            match name.strip_prefix('!') {
+                Some(only_named) => named.push(only_named.to_owned()),
+                None => {
+                    std::fs::write(std::path::Path::new(dir).join(name), format!("content of {name}"))
+                        .expect("write a file");
+                    named.push(name.to_owned());
+                }
+            }
+        }
+        append(&log, &format!("end {turn_id}"));
+        print!(
+            "{}",
+            serde_json::json!({"reply": "here are your files", "files": named})
+        );
         return;
     }
     if let Some(rest) = message.strip_prefix("sleep:")

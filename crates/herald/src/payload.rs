@@ -11,6 +11,7 @@ use herald_gateway::adapter::PushAdapter;
 use herald_gateway::agent::Agent;
 use herald_gateway::agent::command::CommandAgent;
 use herald_gateway::agent::echo::EchoAgent;
+use herald_gateway::agent::outfiles::OutFiles;
 use herald_home::Home;
 use herald_home::config::{AgentBackend, Config};
 use herald_home::lifecycle::{EventKind, LifecycleEvent};
@@ -25,7 +26,7 @@ pub struct StandardPayload;
 
 impl PayloadFactory for StandardPayload {
     fn build(&self, home: &Home, config: &Config, variables: &Variables) -> Result<Payload, PayloadError> {
-        let agent = agent(config, variables)?;
+        let agent = agent(config, variables, Some(home))?;
         let adapters = adapters(home, config, variables)?;
         let path = home.journal_file();
         let (journal, report) =
@@ -57,8 +58,13 @@ impl PayloadFactory for StandardPayload {
         })
     }
 
-    fn agent(&self, config: &Config, variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
-        agent(config, variables)
+    fn agent(
+        &self,
+        home: &Home,
+        config: &Config,
+        variables: &Variables,
+    ) -> Result<Arc<dyn Agent>, PayloadError> {
+        agent(config, variables, Some(home))
     }
 }
 
@@ -79,11 +85,25 @@ fn adapters(
     Ok(adapters)
 }
 
-/// The configured agent backend (also what `herald doctor` probes).
-pub(crate) fn agent(config: &Config, variables: &Variables) -> Result<Arc<dyn Agent>, PayloadError> {
+/// The configured agent backend (also what `herald doctor` probes, without a `home`: a probe makes no
+/// turn, so it needs no folder for files).
+pub(crate) fn agent(
+    config: &Config,
+    variables: &Variables,
+    home: Option<&Home>,
+) -> Result<Arc<dyn Agent>, PayloadError> {
     Ok(match config.agent.backend {
         AgentBackend::Echo => Arc::new(EchoAgent),
-        AgentBackend::Command => Arc::new(CommandAgent::from_config(&config.agent.command)),
+        AgentBackend::Command => {
+            let agent = CommandAgent::from_config(&config.agent.command);
+            Arc::new(match home {
+                Some(home) => agent.with_files(OutFiles::new(
+                    home.clone(),
+                    config.gateway.media_max_mb.saturating_mul(1 << 20),
+                )),
+                None => agent,
+            })
+        }
         AgentBackend::Openai => Arc::new(
             OpenAiAgent::new(&config.agent.openai, variables)
                 .map_err(|e| PayloadError::Config(e.to_string()))?,

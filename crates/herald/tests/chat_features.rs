@@ -2,7 +2,8 @@
 //! `support/bot_api.rs`, which has `editMessageText`) and the local HTTP API: in-chat commands (`/help`,
 //! `/whoami`, `/status`, `/new`, `/stop`); pairing with `herald pair` / `herald access` and `/pair CODE`
 //! (single use, expiry, the wrong-code limit, revocation at the next message); group rules; and streamed
-//! answers shown as one draft edited in place, also across a kill -9.
+//! answers shown as one draft edited in place, also across a kill -9; files in (to the agent) and out
+//! (the agent's files back to the chat, and over the local API).
 
 #[path = "support/bot_api.rs"]
 mod bot_api;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bot_api::{BOT_ID, BOT_USERNAME, BotApi};
 use serde_json::json;
-use support::{Gateway, TestHome, agent_inputs, post_message, test_agent, text, wait_for};
+use support::{Gateway, TestHome, agent_inputs, http, post_message, test_agent, text, wait_for};
 
 const TOKEN: &str = "4242:TEST-SECRET-TOKEN";
 const OWNER: i64 = 7;
@@ -637,4 +638,123 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+#[test]
+fn files_an_agent_makes_go_back_as_photos_and_documents_and_nothing_outside_its_folder_does() {
+    let api = BotApi::start(TOKEN);
+    let (_dir, log) = agent_log();
+    let home = home_for(&api, Some(&log));
+    let gateway = start(&home);
+
+    // Over Telegram: the text first, then each file, a picture as a photo and the rest as documents.
+    let answer = ask(
+        &api,
+        OWNER,
+        "files:chart.png,report.pdf,!/etc/passwd,!../../herald.toml",
+    );
+    assert!(answer.starts_with("here are your files"), "{answer}");
+    assert!(
+        answer.contains("the file \"/etc/passwd\" was not sent: it is not in the turn's files folder"),
+        "{answer}"
+    );
+    assert!(
+        answer
+            .contains("the file \"../../herald.toml\" was not sent: its name leaves the turn's files folder"),
+        "{answer}"
+    );
+    wait_for("two uploads", || api.uploads().len() >= 2);
+    let uploads = api.uploads();
+    assert_eq!(uploads.len(), 2, "{uploads:?}");
+    assert_eq!(
+        (
+            uploads[0].method.as_str(),
+            uploads[0].file_name.as_str(),
+            uploads[0].mime.as_str()
+        ),
+        ("sendPhoto", "chart.png", "image/png")
+    );
+    assert_eq!(uploads[0].bytes, b"content of chart.png");
+    assert_eq!(uploads[0].chat_id, OWNER);
+    assert_eq!(
+        (
+            uploads[1].method.as_str(),
+            uploads[1].file_name.as_str(),
+            uploads[1].mime.as_str()
+        ),
+        ("sendDocument", "report.pdf", "application/pdf")
+    );
+    // The agent was told where its folder is; the files stay in the home's media store, private.
+    let turn = agent_inputs(&log).pop().unwrap();
+    let folder = PathBuf::from(turn["files_dir"].as_str().unwrap());
+    assert!(
+        folder.starts_with(home.root.join("media").join("out")),
+        "{folder:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    // Over the local API: the reply lists the file with a URL that serves it, and only it.
+    let url = home.http_url();
+    let posted = post_message(
+        &url,
+        "s1",
+        Some("f1"),
+        "files:notes.txt,!missing.txt",
+        "?wait=true",
+    );
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    let reply = posted.json()["reply"].clone();
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("the file \"missing.txt\" was not sent: there is no such file"),
+        "{reply}"
+    );
+    let files = reply["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{reply}");
+    assert_eq!(files[0]["name"], "notes.txt");
+    assert_eq!(files[0]["mime"], "text/plain");
+    assert_eq!(files[0]["size"], 20);
+    let file_url = files[0]["url"].as_str().unwrap().to_owned();
+    let got = http(&url, "GET", &file_url, &[], b"");
+    assert_eq!((got.status, got.body.as_str()), (200, "content of notes.txt"));
+    assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        got.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment"),
+        "{got:?}"
+    );
+    // A retried message gets the same files.
+    let again = post_message(
+        &url,
+        "s1",
+        Some("f1"),
+        "files:notes.txt,!missing.txt",
+        "?wait=true",
+    );
+    assert_eq!(again.json()["reply"]["files"], reply["files"]);
+    let turn_part = file_url
+        .trim_start_matches("/v1/files/")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in [
+        format!("/v1/files/{turn_part}/..%2F..%2F..%2Fherald.toml"),
+        format!("/v1/files/{turn_part}/missing.txt"),
+        "/v1/files/999999/notes.txt".to_owned(),
+        "/v1/files/x/notes.txt".to_owned(),
+    ] {
+        let refused = http(&url, "GET", &path, &[], b"");
+        assert_eq!(refused.status, 404, "{path}: {}", refused.body);
+        assert_eq!(refused.json()["error"], "no_such_file", "{path}");
+    }
+    stop(&home, gateway);
 }

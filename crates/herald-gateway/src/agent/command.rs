@@ -14,6 +14,14 @@
 //! "photo", "path": "/…/media/…", "mime": "image/jpeg", "name": "cat.jpg", "size": 12345}]` — the files are
 //! in the home's media store, readable by the program, and the key is absent when there are none.
 //!
+//! When the gateway keeps a media store (it always does when run by `herald`), the document also has
+//! `"files_dir": "/…/media/out/<turn_id>"`: a private folder of the turn's own, made before the program
+//! starts. A program may leave files there for the chat and name them in a JSON reply, `{"reply": "Here
+//! is the chart.", "files": ["chart.png"]}` (names relative to `files_dir`, or absolute inside it); the
+//! text may then be empty. Each named file must be a regular file inside the folder (no symlink, no `..`)
+//! within the media size limit, at most [`outfiles::MAX_FILES`] of them — what is refused is said under the
+//! reply, and the rest are sent (see [`outfiles`]).
+//!
 //! `turn_id` is the journal's id of the turn (unique across sessions), `turn` its number within the
 //! session. `history` holds the last `history_messages` messages of the session's current conversation
 //! (since its last reset), oldest first, without `message` itself and without the gateway's failure
@@ -51,7 +59,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{Agent, AgentError, BoxFuture, Draft, HistoryMessage, TurnRequest};
+use super::outfiles::{self, OutFiles};
+use super::{Agent, AgentError, Answer, BoxFuture, Draft, HistoryMessage, TurnRequest};
 
 #[cfg(unix)]
 #[path = "command/unix.rs"]
@@ -78,6 +87,8 @@ pub struct CommandAgent {
     history_messages: usize,
     /// Each line the program writes is shown as the answer so far (`[agent.command] stream`).
     stream: bool,
+    /// Where each turn's program may leave files for the chat; `None`: it may not.
+    files: Option<OutFiles>,
 }
 
 impl CommandAgent {
@@ -93,6 +104,7 @@ impl CommandAgent {
             timeout,
             history_messages,
             stream: false,
+            files: None,
         }
     }
 
@@ -100,6 +112,13 @@ impl CommandAgent {
     #[must_use]
     pub fn streaming(mut self, stream: bool) -> CommandAgent {
         self.stream = stream;
+        self
+    }
+
+    /// Gives each turn's program a folder of its own (`files_dir`) to leave files for the chat in.
+    #[must_use]
+    pub fn with_files(mut self, files: OutFiles) -> CommandAgent {
+        self.files = Some(files);
         self
     }
 
@@ -113,11 +132,18 @@ impl CommandAgent {
         .streaming(config.stream)
     }
 
-    async fn run(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<String, AgentError> {
+    async fn run(&self, request: &TurnRequest, draft: Option<&Draft>) -> Result<Answer, AgentError> {
         if self.program.is_empty() {
             return Err(AgentError::Misconfigured("no command is configured".to_owned()));
         }
-        let input = stdin_json(request, self.history_messages);
+        let files_dir =
+            match &self.files {
+                Some(files) => Some(files.prepare(request.turn_id).map_err(|e| {
+                    AgentError::Unavailable(format!("cannot make the turn's files folder: {e}"))
+                })?),
+                None => None,
+            };
+        let input = stdin_json(request, self.history_messages, files_dir.as_deref());
         // The process tree is killed when `tree` is dropped: on return, on timeout, and when this future
         // is dropped mid-turn.
         let os::Spawned {
@@ -161,7 +187,39 @@ impl CommandAgent {
             )),
             Ok(Err(Stop::Wait(e))) => Err(AgentError::Failed(format!("cannot wait for the command: {e}"))),
             Ok(Err(Stop::Io(e))) => Err(io_error(e)),
-            Ok(Ok(((), out, err, status))) => finish(status, &out, &err),
+            Ok(Ok(((), out, err, status))) => {
+                let output = finish(status, &out, &err)?;
+                Ok(self.answer(output, files_dir.as_deref()))
+            }
+        }
+    }
+
+    /// The answer from the program's output: its text, and the files it named that may be sent (the
+    /// others said under the text).
+    fn answer(&self, output: Output, files_dir: Option<&std::path::Path>) -> Answer {
+        let Output {
+            text,
+            files: names,
+            mut refused,
+        } = output;
+        let files = match (&self.files, files_dir) {
+            _ if names.is_empty() => Vec::new(),
+            (Some(out), Some(dir)) => {
+                let (files, more) = out.collect(dir, &names);
+                refused.extend(more);
+                files
+            }
+            _ => {
+                refused.push("files were named, but this gateway takes no files from its agent".to_owned());
+                Vec::new()
+            }
+        };
+        for line in &refused {
+            tracing::warn!("agent command: {line}");
+        }
+        Answer {
+            text: outfiles::with_refusals(text, &refused),
+            files,
         }
     }
 }
@@ -179,7 +237,7 @@ impl Agent for CommandAgent {
         self.history_messages
     }
 
-    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
+    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<Answer, AgentError>> {
         Box::pin(self.run(request, None))
     }
 
@@ -191,7 +249,7 @@ impl Agent for CommandAgent {
         &'a self,
         request: &'a TurnRequest,
         draft: &'a Draft,
-    ) -> BoxFuture<'a, Result<String, AgentError>> {
+    ) -> BoxFuture<'a, Result<Answer, AgentError>> {
         Box::pin(self.run(request, self.stream.then_some(draft)))
     }
 
@@ -219,7 +277,11 @@ enum Stop {
 }
 
 /// The JSON document written to the program's stdin: the last `history_messages` of the history.
-fn stdin_json(request: &TurnRequest, history_messages: usize) -> Vec<u8> {
+fn stdin_json(
+    request: &TurnRequest,
+    history_messages: usize,
+    files_dir: Option<&std::path::Path>,
+) -> Vec<u8> {
     let skip = request.history.len().saturating_sub(history_messages);
     let history: Vec<serde_json::Value> = request.history[skip..]
         .iter()
@@ -235,13 +297,24 @@ fn stdin_json(request: &TurnRequest, history_messages: usize) -> Vec<u8> {
     if !request.attachments.is_empty() {
         document["attachments"] = serde_json::json!(request.attachments);
     }
+    if let Some(dir) = files_dir {
+        document["files_dir"] = serde_json::json!(dir.to_string_lossy());
+    }
     let mut bytes = document.to_string().into_bytes();
     bytes.push(b'\n');
     bytes
 }
 
+/// What a program answered: its text, the files it named, and what of its answer cannot be taken.
+#[derive(Debug, PartialEq, Eq)]
+struct Output {
+    text: String,
+    files: Vec<String>,
+    refused: Vec<String>,
+}
+
 /// Turns a finished run into the turn's result.
-fn finish(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<String, AgentError> {
+fn finish(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<Output, AgentError> {
     if !status.success() {
         let tail = stderr_tail(stderr);
         return Err(AgentError::Failed(if tail.is_empty() {
@@ -253,22 +326,41 @@ fn finish(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<String, Ag
     extract_reply(stdout)
 }
 
-/// The reply in the program's stdout: the text without trailing line breaks, or the `reply` field if the
-/// text is a JSON object that has a string one.
-fn extract_reply(stdout: &[u8]) -> Result<String, AgentError> {
+/// The reply in the program's stdout: the text without trailing line breaks, or the `reply` field (and
+/// the `files` list) if the text is a JSON object that has a string `reply`.
+fn extract_reply(stdout: &[u8]) -> Result<Output, AgentError> {
     let text = String::from_utf8_lossy(stdout);
     let text = text.trim_end_matches(['\n', '\r']);
-    let reply = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(mut fields)) => match fields.remove("reply") {
-            Some(serde_json::Value::String(reply)) => reply,
-            _ => text.to_owned(),
-        },
-        _ => text.to_owned(),
+    let mut output = Output {
+        text: text.to_owned(),
+        files: Vec::new(),
+        refused: Vec::new(),
     };
-    if reply.trim().is_empty() {
+    if let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(serde_json::Value::String(reply)) = fields.remove("reply")
+    {
+        output.text = reply;
+        match fields.remove("files") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Array(names)) => {
+                for name in names {
+                    match name {
+                        serde_json::Value::String(name) => output.files.push(name),
+                        other => output
+                            .refused
+                            .push(format!("the entry {other} of `files` is not a file name")),
+                    }
+                }
+            }
+            Some(other) => output
+                .refused
+                .push(format!("`files` is not a list of file names: {other}")),
+        }
+    }
+    if output.text.trim().is_empty() && output.files.is_empty() {
         Err(AgentError::Failed("empty reply".to_owned()))
     } else {
-        Ok(reply)
+        Ok(output)
     }
 }
 
@@ -423,7 +515,7 @@ mod tests {
 
     #[test]
     fn stdin_json_has_the_documented_shape_and_the_last_history_entries() {
-        let bytes = stdin_json(&request(5), 2);
+        let bytes = stdin_json(&request(5), 2, None);
         assert_eq!(bytes.last(), Some(&b'\n'));
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(
@@ -440,29 +532,65 @@ mod tests {
 
     #[test]
     fn stdin_json_history_limits() {
-        let all: serde_json::Value = serde_json::from_slice(&stdin_json(&request(3), 50)).unwrap();
+        let all: serde_json::Value = serde_json::from_slice(&stdin_json(&request(3), 50, None)).unwrap();
         assert_eq!(all["history"].as_array().unwrap().len(), 3);
-        let none: serde_json::Value = serde_json::from_slice(&stdin_json(&request(3), 0)).unwrap();
+        let none: serde_json::Value = serde_json::from_slice(&stdin_json(&request(3), 0, None)).unwrap();
         assert_eq!(none["history"], serde_json::json!([]));
     }
 
     #[test]
     fn reply_is_stdout_without_trailing_line_breaks() {
-        assert_eq!(extract_reply(b"hello\n").unwrap(), "hello");
-        assert_eq!(extract_reply(b"  two\nlines\r\n\n").unwrap(), "  two\nlines");
+        assert_eq!(extract_reply(b"hello\n").unwrap().text, "hello");
+        assert_eq!(extract_reply(b"  two\nlines\r\n\n").unwrap().text, "  two\nlines");
     }
 
     #[test]
     fn reply_field_of_a_json_object_wins() {
         assert_eq!(
-            extract_reply(br#"{"reply": "from json", "x": 1}"#).unwrap(),
+            extract_reply(br#"{"reply": "from json", "x": 1}"#).unwrap().text,
             "from json"
         );
-        assert_eq!(extract_reply(b"{\"reply\":\"a\\nb\"}\n").unwrap(), "a\nb");
+        assert_eq!(extract_reply(b"{\"reply\":\"a\\nb\"}\n").unwrap().text, "a\nb");
         // Not a string field, not an object, or not JSON at all: the text itself.
-        assert_eq!(extract_reply(br#"{"reply": 5}"#).unwrap(), r#"{"reply": 5}"#);
-        assert_eq!(extract_reply(br#"["reply"]"#).unwrap(), r#"["reply"]"#);
-        assert_eq!(extract_reply(b"{not json").unwrap(), "{not json");
+        assert_eq!(extract_reply(br#"{"reply": 5}"#).unwrap().text, r#"{"reply": 5}"#);
+        assert_eq!(extract_reply(br#"["reply"]"#).unwrap().text, r#"["reply"]"#);
+        assert_eq!(extract_reply(b"{not json").unwrap().text, "{not json");
+    }
+
+    #[test]
+    fn a_json_reply_may_name_files_and_then_be_empty() {
+        let output = extract_reply(br#"{"reply": "", "files": ["a.png", 7, "b/c.pdf"]}"#).unwrap();
+        assert_eq!(output.text, "");
+        assert_eq!(output.files, vec!["a.png".to_owned(), "b/c.pdf".to_owned()]);
+        assert_eq!(
+            output.refused,
+            vec!["the entry 7 of `files` is not a file name".to_owned()]
+        );
+        let odd = extract_reply(br#"{"reply": "hi", "files": "a.png"}"#).unwrap();
+        assert!(odd.files.is_empty());
+        assert_eq!(odd.refused.len(), 1, "{odd:?}");
+        assert_eq!(
+            extract_reply(br#"{"reply": " ", "files": []}"#),
+            Err(AgentError::Failed("empty reply".to_owned()))
+        );
+    }
+
+    #[test]
+    fn files_named_without_a_media_store_are_refused_under_the_text() {
+        let agent = CommandAgent::new(vec!["x".into()], Duration::from_secs(1), 0);
+        let answer = agent.answer(
+            Output {
+                text: "Here.".into(),
+                files: vec!["a.png".into()],
+                refused: Vec::new(),
+            },
+            None,
+        );
+        assert!(answer.files.is_empty());
+        assert_eq!(
+            answer.text,
+            "Here.\n\n(Herald: files were named, but this gateway takes no files from its agent)"
+        );
     }
 
     #[test]
@@ -478,7 +606,7 @@ mod tests {
     #[test]
     fn invalid_utf8_is_replaced_not_an_error() {
         assert_eq!(
-            extract_reply(b"ok \xff\xfe end\n").unwrap(),
+            extract_reply(b"ok \xff\xfe end\n").unwrap().text,
             "ok \u{fffd}\u{fffd} end"
         );
     }

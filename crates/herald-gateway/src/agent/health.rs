@@ -24,7 +24,7 @@ use herald_home::records::HealthState;
 use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
-use super::{Agent, AgentError, BoxFuture, TurnRequest};
+use super::{Agent, AgentError, Answer, BoxFuture, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::health::{HealthBoard, HealthHandle};
 
@@ -217,7 +217,7 @@ impl AgentHealth {
     }
 
     /// Notes the outcome of a real turn.
-    pub fn note_turn(&self, outcome: &Result<String, AgentError>) {
+    pub fn note_turn(&self, outcome: &Result<Answer, AgentError>) {
         if outcome.is_ok() {
             self.handle.outbound();
         }
@@ -323,7 +323,7 @@ impl Agent for Watched {
     fn history_limit(&self) -> usize {
         self.current().history_limit()
     }
-    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
+    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<Answer, AgentError>> {
         let agent = self.current();
         Box::pin(async move {
             self.health.turn_started();
@@ -339,7 +339,7 @@ impl Agent for Watched {
         &'a self,
         request: &'a TurnRequest,
         draft: &'a super::Draft,
-    ) -> BoxFuture<'a, Result<String, AgentError>> {
+    ) -> BoxFuture<'a, Result<Answer, AgentError>> {
         let agent = self.current();
         Box::pin(async move {
             self.health.turn_started();
@@ -365,8 +365,8 @@ mod tests {
         fn name(&self) -> &'static str {
             "scripted"
         }
-        fn reply<'a>(&'a self, _: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>> {
-            Box::pin(async { self.0.clone() })
+        fn reply<'a>(&'a self, _: &'a TurnRequest) -> BoxFuture<'a, Result<Answer, AgentError>> {
+            Box::pin(async { self.0.clone().map(Answer::from) })
         }
         fn probe(&self) -> BoxFuture<'_, Result<String, AgentError>> {
             Box::pin(async { self.0.clone() })
@@ -448,7 +448,7 @@ mod tests {
 
         let working: Arc<dyn Agent> = Arc::new(Scripted(Ok("fine".into())));
         let watched = Watched::new(working, health.clone());
-        assert_eq!(watched.reply(&request()).await.unwrap(), "fine");
+        assert_eq!(watched.reply(&request()).await.unwrap().text, "fine");
         assert_eq!(health.report().0.verdict, Verdict::Ready);
         let record = board.agent_record().unwrap();
         assert!(record.last_inbound_ms.is_some() && record.last_outbound_ms.is_some());
@@ -459,7 +459,7 @@ mod tests {
 
         // A replacement serves the next turn.
         watched.replace(Arc::new(Scripted(Ok("new".into()))));
-        assert_eq!(watched.reply(&request()).await.unwrap(), "new");
+        assert_eq!(watched.reply(&request()).await.unwrap().text, "new");
 
         health.note_turn(&Err(AgentError::Unavailable("refused".into())));
         assert_eq!(health.report().0.verdict, Verdict::Failing);

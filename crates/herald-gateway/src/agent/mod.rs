@@ -17,6 +17,7 @@ use std::time::Duration;
 pub mod command;
 pub mod echo;
 pub mod health;
+pub mod outfiles;
 
 /// A boxed, sendable future: what a dyn-compatible async trait method returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -59,6 +60,29 @@ pub struct Attachment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub size: u64,
+}
+
+/// An agent's answer: its text, and the files it made for the chat (a chart, a report), each already a
+/// regular file the gateway checked (see [`outfiles`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub text: String,
+    pub files: Vec<Attachment>,
+}
+
+impl From<&str> for Answer {
+    fn from(text: &str) -> Answer {
+        Answer::from(text.to_owned())
+    }
+}
+
+impl From<String> for Answer {
+    fn from(text: String) -> Answer {
+        Answer {
+            text,
+            files: Vec::new(),
+        }
+    }
 }
 
 /// Everything an agent is given to answer one turn.
@@ -171,20 +195,20 @@ pub trait Agent: Send + Sync + fmt::Debug {
     }
 
     /// Answers one turn. Dropping the returned future cancels the turn and releases what it started.
-    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<String, AgentError>>;
+    fn reply<'a>(&'a self, request: &'a TurnRequest) -> BoxFuture<'a, Result<Answer, AgentError>>;
 
     /// Whether the agent writes its answer as it goes ([`Agent::reply_drafting`] grows the draft).
     fn streams(&self) -> bool {
         false
     }
 
-    /// As [`Agent::reply`], growing `draft` with the answer so far while it is written. The returned text
-    /// is the answer; the draft is only for show. The default writes no draft.
+    /// As [`Agent::reply`], growing `draft` with the answer so far while it is written. The returned answer
+    /// is what counts; the draft is only for show. The default writes no draft.
     fn reply_drafting<'a>(
         &'a self,
         request: &'a TurnRequest,
         draft: &'a Draft,
-    ) -> BoxFuture<'a, Result<String, AgentError>> {
+    ) -> BoxFuture<'a, Result<Answer, AgentError>> {
         let _ = draft;
         self.reply(request)
     }

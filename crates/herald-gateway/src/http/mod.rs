@@ -5,6 +5,7 @@
 //! GET  /v1/sessions/{session}/messages   [?limit=N]      history with statuses
 //! POST /v1/sessions/{session}/reset      [{}]            start a new conversation (history is kept)
 //! GET  /v1/sessions                      [?limit=N]      sessions, most recent first
+//! GET  /v1/files/{turn}/{name}                           a file an agent's answer sent (its `url`)
 //! GET  /healthz                          200 while the process serves
 //! GET  /readyz                           200 when taking turns; 503 while starting or draining
 //! ```
@@ -15,7 +16,12 @@
 //! or a chat adapter in trouble (Telegram down leaves this API working) does not fail it: those are for
 //! `herald status` and the outage notices.
 //!
-//! **Invariant:** every response, error or not, is JSON with a stable shape, and a client mistake is
+//! A reply that came with files (see `agent::outfiles`) lists them: `"reply": {"text": "...", "files":
+//! [{"name": "chart.png", "mime": "image/png", "size": 1234, "kind": "photo", "url":
+//! "/v1/files/17/chart.png"}]}`; the `url` serves the file (as an attachment, `nosniff`), under the same
+//! guards as the rest of `/v1`, and only from a turn's folder of outgoing files.
+//!
+//! **Invariant:** every response but a file's bytes, error or not, is JSON with a stable shape, and a client mistake is
 //! always a 4xx — never a 500, never a crash. A 200 or 202 to a POST means the message is durably
 //! stored; anything else means it may not be (and a retry with the same `id` is always safe).
 //!
@@ -51,9 +57,10 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::agent::outfiles::OutFiles;
 use crate::commands;
 use crate::engine::{Engine, SubmitError, TurnOutcome};
-use crate::journal::{HistoryQuery, JournalError, JournalErrorKind, SessionKey};
+use crate::journal::{HistoryQuery, JournalError, JournalErrorKind, Reply, SessionKey};
 use browser::BrowserPolicy;
 
 /// The adapter name sessions of this API are stored under.
@@ -82,6 +89,8 @@ pub struct HttpOptions {
     pub limits: HttpLimits,
     /// Where the agent's health is read for `/readyz`.
     pub health: HealthBoard,
+    /// The folders of the files agents send (`None`: no reply has files to serve).
+    pub files: Option<OutFiles>,
 }
 
 /// Why the adapter could not start.
@@ -92,7 +101,6 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// A bound, serving adapter.
 /// An in-chat command posted as a message (see [`commands`]): answered at once, never by the agent. The
 /// local API's caller is the gateway's owner (a token guards it beyond loopback), so an admin.
 async fn run_command(
@@ -126,6 +134,7 @@ async fn run_command(
     }
 }
 
+/// A bound, serving adapter.
 #[derive(Debug)]
 pub struct HttpServer {
     /// The URL clients use (an unspecified listen address is reported as loopback).
@@ -185,6 +194,7 @@ struct AppState {
     /// `[http] max_body_bytes`, named in a 413.
     max_body_bytes: usize,
     health: HealthBoard,
+    files: Option<OutFiles>,
 }
 
 /// The API as an axum router (public for in-process tests and benchmarks).
@@ -195,12 +205,14 @@ pub fn router(engine: Arc<Engine>, options: &HttpOptions) -> Router {
         browser: options.browser.clone(),
         max_body_bytes: options.max_body_bytes,
         health: options.health.clone(),
+        files: options.files.clone(),
     });
     // Layers run outside in: the browser guard, then the token.
     let v1 = Router::new()
         .route("/v1/sessions", get(list_sessions))
         .route("/v1/sessions/{session}/messages", get(history).post(post_message))
         .route("/v1/sessions/{session}/reset", post(reset_session))
+        .route("/v1/files/{turn}/{*name}", get(sent_file))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route_layer(middleware::from_fn_with_state(state.clone(), refuse_browsers));
     Router::new()
@@ -530,7 +542,7 @@ async fn post_message(
             let status = if reply.failed { "failed" } else { "done" };
             (
                 StatusCode::OK,
-                axum::Json(json!({"id": id, "status": status, "reply": {"text": reply.text}})),
+                axum::Json(json!({"id": id, "status": status, "reply": reply_json(&state, &reply)})),
             )
                 .into_response()
         }
@@ -553,6 +565,100 @@ async fn post_message(
         ),
         TurnOutcome::Failed(e) => journal_failure(&e),
     }
+}
+
+/// A reply as the API shows it: its text, and its files with where to fetch them.
+fn reply_json(state: &AppState, reply: &Reply) -> Value {
+    let mut shown = json!({"text": reply.text});
+    if !reply.files.is_empty() {
+        let files: Vec<Value> = reply
+            .files
+            .iter()
+            .map(|file| {
+                let url = state
+                    .files
+                    .as_ref()
+                    .and_then(|files| files.locate(file))
+                    .map(|(turn, name)| {
+                        let name: Vec<String> = name.split('/').map(url_segment).collect();
+                        format!("/v1/files/{turn}/{}", name.join("/"))
+                    });
+                json!({
+                    "name": file.name,
+                    "mime": file.mime,
+                    "size": file.size,
+                    "kind": file.kind,
+                    "url": url,
+                })
+            })
+            .collect();
+        shown["files"] = Value::Array(files);
+    }
+    shown
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn url_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /v1/files/{turn}/{name}`: a file an answer sent, from its turn's folder only (no symlink, no
+/// `..`; see `agent::outfiles`), as a download the browser never renders.
+async fn sent_file(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    let not_found = |why: &str| {
+        error(
+            StatusCode::NOT_FOUND,
+            "no_such_file",
+            format!("no such file: {why}"),
+        )
+    };
+    let Ok(Path((turn, name))) = path else {
+        return not_found("the path is not /v1/files/{turn}/{name}");
+    };
+    let Some(files) = &state.files else {
+        return not_found("this gateway keeps no files");
+    };
+    let Ok(turn) = turn.parse::<i64>() else {
+        return not_found("the turn is not a number");
+    };
+    let file = match files.find(turn, &name) {
+        Ok(file) => file,
+        Err(why) => return not_found(&why),
+    };
+    let path = file.path.clone();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(e) => return not_found(&format!("it cannot be read ({e})")),
+    };
+    let shown = file.name.as_deref().unwrap_or("file");
+    let disposition = format!("attachment; filename*=UTF-8''{}", url_segment(shown));
+    let mut response = (StatusCode::OK, bytes).into_response();
+    let headers = response.headers_mut();
+    if let Ok(mime) = HeaderValue::from_str(&file.mime) {
+        headers.insert(header::CONTENT_TYPE, mime);
+    }
+    if let Ok(disposition) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn history(

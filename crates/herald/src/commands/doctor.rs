@@ -92,7 +92,7 @@ impl PayloadProbes for Probes {
                  variable api_key_env names)"
             }
         };
-        let agent = match crate::payload::agent(config, variables) {
+        let agent = match crate::payload::agent(config, variables, None) {
             Ok(agent) => agent,
             Err(e) => return Finding::fail("agent", e.to_string(), fix),
         };

@@ -6,7 +6,9 @@
 //! and refuses Markdown with an odd number of `*` with the real API's 400 "can't parse entities". Faults
 //! (401, 409, 429, 5xx) can be scripted per method (and for `sendMessage`, per chat). A wrong token in the
 //! URL gets a 401, like Telegram. [`BotApi::limit`] makes it enforce Telegram's rate limits: beyond them
-//! `sendMessage` answers 429 with `retry_after`, counted by [`BotApi::refused`].
+//! `sendMessage` answers 429 with `retry_after`, counted by [`BotApi::refused`]. `sendPhoto` and
+//! `sendDocument` take a `multipart/form-data` upload, as the real API does, and keep it ([`BotApi::uploads`]);
+//! a photo over 10 MB is refused with the real API's 400.
 
 #![allow(dead_code)]
 
@@ -28,6 +30,17 @@ pub struct Sent {
     pub text: String,
     pub parse_mode: Option<String>,
     pub reply_to: Option<i64>,
+}
+
+/// A file the bot uploaded (`sendPhoto`, `sendDocument`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uploaded {
+    pub chat_id: i64,
+    /// `sendPhoto` or `sendDocument`.
+    pub method: String,
+    pub file_name: String,
+    pub mime: String,
+    pub bytes: Vec<u8>,
 }
 
 /// A scripted answer: status and JSON body.
@@ -89,6 +102,8 @@ struct State {
     edits: Vec<(Instant, i64, String)>,
     /// Messages deleted (`deleteMessage`).
     deleted: Vec<i64>,
+    /// Files uploaded, in order.
+    uploads: Vec<Uploaded>,
     /// The command menu last set (`setMyCommands`).
     commands: Option<Value>,
     /// Scripted answers, per method, used first.
@@ -256,6 +271,10 @@ impl BotApi {
     }
 
     /// Every edit so far: (when, message id, new text).
+    pub fn uploads(&self) -> Vec<Uploaded> {
+        self.with(|s| s.uploads.clone())
+    }
+
     pub fn edits(&self) -> Vec<(Instant, i64, String)> {
         self.with(|s| s.edits.clone())
     }
@@ -338,6 +357,7 @@ fn serve_connection(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, to
         }
         let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
         let mut length = 0usize;
+        let mut content_type = String::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -347,10 +367,12 @@ fn serve_connection(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, to
             if line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("content-type") {
+                    value.trim().clone_into(&mut content_type);
+                }
             }
         }
         let mut body = vec![0u8; length];
@@ -382,8 +404,15 @@ fn serve_connection(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, to
             }
             continue;
         }
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let (status, answer) = handle(shared, token, &path, &body);
+        let (status, answer) = match content_type.split_once("boundary=") {
+            Some((kind, boundary)) if kind.starts_with("multipart/form-data") => {
+                upload(shared, token, &path, boundary.trim_matches('"'), &body)
+            }
+            _ => {
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                handle(shared, token, &path, &body)
+            }
+        };
         let bytes = answer.to_string();
         let reason = match status {
             200 => "OK",
@@ -401,6 +430,121 @@ fn serve_connection(stream: TcpStream, shared: &Arc<(Mutex<State>, Condvar)>, to
             return;
         }
     }
+}
+
+/// `sendPhoto` / `sendDocument` with a `multipart/form-data` body: text fields and one file.
+fn upload(
+    shared: &Arc<(Mutex<State>, Condvar)>,
+    token: &str,
+    path: &str,
+    boundary: &str,
+    body: &[u8],
+) -> (u16, Value) {
+    let Some((given, method)) = path.strip_prefix("/bot").and_then(|p| p.split_once('/')) else {
+        return (
+            404,
+            json!({"ok": false, "error_code": 404, "description": "Not Found"}),
+        );
+    };
+    if given != token {
+        return (
+            401,
+            json!({"ok": false, "error_code": 401, "description": "Unauthorized"}),
+        );
+    }
+    let field = match method {
+        "sendPhoto" => "photo",
+        "sendDocument" => "document",
+        _ => {
+            return (
+                400,
+                json!({"ok": false, "error_code": 400, "description": "Bad Request: not an upload method"}),
+            );
+        }
+    };
+    let mut fields = serde_json::Map::new();
+    let mut file = None;
+    let delimiter = format!("--{boundary}");
+    for part in split_bytes(body, delimiter.as_bytes()).into_iter().skip(1) {
+        if part.starts_with(b"--") {
+            break;
+        }
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        let Some(split) = part.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&part[..split]).into_owned();
+        let content = &part[split + 4..];
+        let attribute = |name: &str| {
+            head.split(';')
+                .find_map(|a| a.trim().strip_prefix(&format!("{name}=\"")))
+                .and_then(|a| a.split('"').next())
+                .map(str::to_owned)
+        };
+        let name = attribute("name").unwrap_or_default();
+        let mime = head
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            })
+            .map(|(_, v)| v.trim().to_owned());
+        if name == field {
+            file = Some((
+                attribute("filename").unwrap_or_default(),
+                mime.unwrap_or_default(),
+                content.to_vec(),
+            ));
+        } else {
+            fields.insert(name, Value::String(String::from_utf8_lossy(content).into_owned()));
+        }
+    }
+    let Some((file_name, mime, bytes)) = file else {
+        return (
+            400,
+            json!({"ok": false, "error_code": 400, "description": format!("Bad Request: there is no {field} in the request")}),
+        );
+    };
+    if field == "photo" && bytes.len() > 10 << 20 {
+        return (
+            400,
+            json!({"ok": false, "error_code": 400, "description": "Bad Request: PHOTO_INVALID_DIMENSIONS"}),
+        );
+    }
+    let chat_id = fields
+        .get("chat_id")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_default();
+    let (lock, cvar) = &**shared;
+    let mut state = lock.lock().unwrap();
+    let message_id = state.next_message_id;
+    state.next_message_id += 1;
+    state.uploads.push(Uploaded {
+        chat_id,
+        method: method.to_owned(),
+        file_name,
+        mime,
+        bytes,
+    });
+    cvar.notify_all();
+    (
+        200,
+        json!({"ok": true, "result": {"message_id": message_id, "chat": {"id": chat_id}}}),
+    )
+}
+
+/// `bytes` cut at every `delimiter`.
+fn split_bytes<'a>(bytes: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(delimiter.len()).position(|w| w == delimiter) {
+        parts.push(&rest[..at]);
+        rest = &rest[at + delimiter.len()..];
+    }
+    parts.push(rest);
+    parts
 }
 
 fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: &Value) -> (u16, Value) {
