@@ -600,16 +600,91 @@ fn a_telegram_photo_reaches_the_model_as_an_image_part() {
     gateway.wait();
 }
 
+#[test]
+fn a_voice_note_is_transcribed_on_the_same_server_and_the_model_reads_the_text() {
+    const TOKEN: &str = "4646:VOICE-TOKEN";
+    const USER: i64 = 44;
+    let peer = peer();
+    let reply = |text: &str| {
+        serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}]})
+        .to_string()
+    };
+    let models = serde_json::json!({"object": "list", "data": []}).to_string();
+    // mock-llm does not parse multipart bodies; the rule checks the request is an upload, and the chat
+    // rule checks the transcript became the message.
+    let transcription = |status: u16, content: String| {
+        serde_json::json!({"path": "/v1/audio/transcriptions", "method": "POST",
+            "match": "starts_with(headers.\"content-type\", 'multipart/form-data')",
+            "response": {"status": status, "content": content}})
+    };
+    peer.script(&serde_json::json!({"rules": [
+        {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+         "response": {"status": 200, "content": reply("heard nothing")}},
+        {"path": "/v1/chat/completions", "method": "POST",
+         "match": "body.messages[-1].content == 'turn on the lights'",
+         "response": {"status": 200, "content": reply("lights on")}},
+        transcription(200, serde_json::json!({"text": " turn on the lights "}).to_string()),
+        {"path": "/v1/models", "method": "GET", "match": "@", "response": {"status": 200, "content": models}},
+    ]}));
+    let telegram = bot_api::BotApi::start(TOKEN);
+    let home = openai_telegram_home_with(
+        &peer,
+        &telegram,
+        USER,
+        false,
+        "transcribe_model = \"whisper-1\"\n",
+    );
+    let gateway = home.start(&[]);
+    let voice = serde_json::json!({"duration": 1, "mime_type": "audio/ogg"});
+    telegram.user_sends_file(USER, "voice", voice.clone(), b"OggS voice", None);
+    wait_for("the answer to the voice note", || {
+        !telegram.sent_to(USER).is_empty()
+    });
+    assert_eq!(telegram.sent_to(USER)[0].text, "lights on");
+
+    // A transcription the server refuses does not fail the turn: the model is told, and answers.
+    peer.script(&serde_json::json!({"rules": [
+        {"path": "/v1/chat/completions", "method": "POST", "match": "@",
+         "response": {"status": 200, "content": reply("heard nothing")}},
+        {"path": "/v1/chat/completions", "method": "POST",
+         "match": "contains(body.messages[-1].content, 'could not be transcribed: HTTP 500')",
+         "response": {"status": 200, "content": reply("told it failed")}},
+        transcription(500, serde_json::json!({"error": {"message": "no such model"}}).to_string()),
+        {"path": "/v1/models", "method": "GET", "match": "@", "response": {"status": 200, "content": models}},
+    ]}));
+    telegram.user_sends_file(USER, "voice", voice, b"OggS again", None);
+    wait_for("the answer to the second voice note", || {
+        telegram.sent_to(USER).len() == 2
+    });
+    assert_eq!(telegram.sent_to(USER)[1].text, "told it failed");
+    assert!(home.output(&["stop"]).status.success());
+    gateway.wait();
+}
+
 /// A home whose agent is `peer` (OpenAI, streamed or not) and whose Telegram bot is `telegram`, `user`
 /// allowed.
 fn openai_telegram_home(peer: &Peer, telegram: &bot_api::BotApi, user: i64, stream: bool) -> TestHome {
+    openai_telegram_home_with(peer, telegram, user, stream, "")
+}
+
+/// As [`openai_telegram_home`], with `openai_keys` added to `[agent.openai]`.
+fn openai_telegram_home_with(
+    peer: &Peer,
+    telegram: &bot_api::BotApi,
+    user: i64,
+    stream: bool,
+    openai_keys: &str,
+) -> TestHome {
     let home = TestHome::new();
     home.write(
         "herald.toml",
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n\n[agent]\nbackend = \"openai\"\n\n[agent.openai]\n\
              base_url = \"{}/v1\"\nmodel = \"m\"\napi_key_env = \"\"\nstream = {stream}\nmax_retries = 0\n\
-             timeout_secs = 30\n\n[telegram]\nenabled = true\ntoken = \"{}\"\napi_base = \"{}\"\n\
+             timeout_secs = 30\n{openai_keys}\n[telegram]\nenabled = true\ntoken = \"{}\"\napi_base = \"{}\"\n\
              allowed_users = [{user}]\npoll_timeout_secs = 1\nmin_poll_interval_ms = 100\n",
             peer.url, telegram.token, telegram.url
         )

@@ -531,6 +531,14 @@ mod tests {
     }
 
     #[test]
+    fn stdin_json_names_the_turns_files_folder_when_there_is_one() {
+        let dir = std::path::Path::new("/home/u/.herald/media/out/42");
+        let value: serde_json::Value =
+            serde_json::from_slice(&stdin_json(&request(0), 0, Some(dir))).unwrap();
+        assert_eq!(value["files_dir"], "/home/u/.herald/media/out/42");
+    }
+
+    #[test]
     fn stdin_json_history_limits() {
         let all: serde_json::Value = serde_json::from_slice(&stdin_json(&request(3), 50, None)).unwrap();
         assert_eq!(all["history"].as_array().unwrap().len(), 3);
