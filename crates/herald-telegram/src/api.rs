@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The answer was not the Bot API's JSON.
     #[error("unexpected answer from the Telegram Bot API: {0}")]
     Decode(String),
+    /// Not sent: a message worth sending only soon found no slot soon (see `pace::Pacer::reserve_within`).
+    #[error("not sent: the chat's pace allows nothing more for now")]
+    Paced,
 }
 
 impl ApiError {

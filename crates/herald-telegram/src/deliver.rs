@@ -8,7 +8,8 @@
 //! own chat only. Replies waiting together leave in turn order: two turns of a chat whose replies commit
 //! in one batch can be handed over a moment out of order, and the lane puts them back.
 //!
-//! **Invariant (rate):** every message part leaves at a slot booked from the one [`Pacer`] of the run,
+//! **Invariant (rate):** every message part leaves at a slot booked from the adapter's one
+//! [`crate::pace::Pacer`] (shared with drafts and courtesy messages),
 //! which keeps the overall, per-chat and per-group limits of `[telegram]` and honours a 429's
 //! `retry_after` (for the chat; for every chat when two chats are refused within a second).
 //!
@@ -28,21 +29,20 @@
 //! half a reply behind unless the adapter's grace runs out.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_gateway::agent::Attachment;
 use herald_gateway::engine::Engine;
 use herald_gateway::journal::Delivery;
-use herald_home::sync::MutexExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::Upload;
 use crate::draft::Drafts;
-use crate::pace::{Lanes, Limits, Pacer};
+use crate::pace::Lanes;
 use crate::{
     ADAPTER, ApiError, CREDENTIALS_RETRY, Client, MAX_RETRY_AFTER, REBUILD_AFTER, RETRY, Reporter, group,
     pause, reply_to_of, split,
@@ -61,7 +61,6 @@ struct Shared {
     client: Arc<Client>,
     reporter: Reporter,
     drafts: Arc<Drafts>,
-    pacer: Mutex<Pacer>,
     /// Network errors in a row, over all chats: the client is rebuilt after [`REBUILD_AFTER`].
     network_errors: AtomicU32,
 }
@@ -74,14 +73,12 @@ pub(crate) async fn deliver_loop(
     drafts: Arc<Drafts>,
     reporter: Reporter,
     mut stop: watch::Receiver<bool>,
-    limits: Limits,
 ) {
     let shared = Arc::new(Shared {
         engine,
         client,
         reporter,
         drafts,
-        pacer: Mutex::new(Pacer::new(limits)),
         network_errors: AtomicU32::new(0),
     });
     let mut lanes = Lanes::default();
@@ -218,11 +215,7 @@ impl Shared {
             let mut as_photo =
                 matches!(piece, Piece::File(file) if file.kind == "photo" && file.size <= MAX_PHOTO_BYTES);
             loop {
-                let slot = self
-                    .pacer
-                    .lock_unpoisoned()
-                    .reserve(chat, Instant::now().into_std());
-                let slot = Instant::from_std(slot);
+                let slot = self.client.reserve(chat);
                 if started {
                     tokio::time::sleep_until(slot).await;
                 } else if !pause_until(slot, &mut stop).await {
@@ -291,10 +284,7 @@ impl Shared {
                     Err(e @ ApiError::Unauthorized) => (credentials.next_delay(), e),
                     Err(e @ ApiError::RetryAfter(secs)) => {
                         let wait = Duration::from_secs(secs.max(1)).min(MAX_RETRY_AFTER);
-                        let global =
-                            self.pacer
-                                .lock_unpoisoned()
-                                .refused(chat, wait, Instant::now().into_std());
+                        let global = self.client.refused(chat, wait);
                         if global {
                             tracing::warn!(
                                 "telegram: two chats refused within a second: holding every chat for {} s",

@@ -9,8 +9,10 @@
 //! draft beside the answer — the same window as any delivery's (see the crate docs).
 //!
 //! **Invariant:** a draft is edited at most once per [`EDIT_EVERY`] and never when its text did not
-//! change; a 429 makes it wait as long as Telegram says. A draft is only for show: when editing fails,
-//! the answer still comes, whole, through the outbox.
+//! change, and each edit books its slot from the adapter's pacer like any message — but only a slot
+//! that comes soon: behind a queue of replies an edit is skipped, not queued (the next one shows the
+//! text so far). A 429 makes it wait as long as Telegram says, and holds the chat for the replies too.
+//! A draft is only for show: when editing fails, the answer still comes, whole, through the outbox.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -165,6 +167,20 @@ async fn show(mut show: Show) -> Option<i64> {
         if text.trim().is_empty() || text == last {
             continue;
         }
+        let Some(slot) = show.client.reserve_within(show.chat, EDIT_EVERY) else {
+            // Replies are queued for this chat (or it is held): this edit can wait for the next change.
+            tokio::select! {
+                biased;
+                _ = show.stop.wait_for(|s| *s) => break,
+                () = tokio::time::sleep(EDIT_EVERY) => {}
+            }
+            continue;
+        };
+        tokio::select! {
+            biased;
+            _ = show.stop.wait_for(|s| *s) => break,
+            () = tokio::time::sleep_until(slot) => {}
+        }
         let api = show.client.api();
         let message = *show.shown.lock_unpoisoned();
         let result = match message {
@@ -188,7 +204,11 @@ async fn show(mut show: Show) -> Option<i64> {
                 last = text;
                 EDIT_EVERY
             }
-            Err(ApiError::RetryAfter(secs)) => Duration::from_secs(secs.max(1)).min(MAX_DRAFT_WAIT),
+            Err(ApiError::RetryAfter(secs)) => {
+                let wait = Duration::from_secs(secs.max(1)).min(MAX_DRAFT_WAIT);
+                show.client.refused(show.chat, wait);
+                wait
+            }
             Err(e) => {
                 tracing::debug!(turn = show.turn_id, "telegram: a draft was not updated: {e}");
                 EDIT_EVERY

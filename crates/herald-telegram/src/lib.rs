@@ -304,12 +304,22 @@ impl TelegramOptions {
 
 /// The Bot API client the poller and the sender share, rebuilt (a new connection pool) when its
 /// connections look stuck.
+///
+/// It also holds the one [`pace::Pacer`] every message to a chat books its slot from — replies, drafts'
+/// edits, command answers, refusals and notices alike — so together they keep Telegram's limits. It
+/// lives as long as the adapter, so a 429's hold outlasts a restart of the adapter's tasks. (`typing…`,
+/// a chat action rather than a message, is not paced: one every few seconds per waiting chat.)
 #[derive(Debug)]
 struct Client {
     api_base: String,
     token: String,
     api: RwLock<BotApi>,
+    pacer: Mutex<pace::Pacer>,
 }
+
+/// How long a courtesy message (a command's answer, a refusal, a notice: not journaled, sent once) may
+/// wait for its slot before it is skipped rather than queued behind the replies, holding up the poller.
+const COURTESY_WAIT: Duration = Duration::from_millis(3500);
 
 impl Client {
     fn new(options: &TelegramOptions) -> Result<Client, ApiError> {
@@ -317,7 +327,45 @@ impl Client {
             api: RwLock::new(BotApi::new(&options.api_base, &options.token)?),
             api_base: options.api_base.clone(),
             token: options.token.clone(),
+            pacer: Mutex::new(pace::Pacer::new(options.pace)),
         })
+    }
+
+    /// Books the next slot for a message to `chat` (see [`pace::Pacer::reserve`]).
+    fn reserve(&self, chat: i64) -> tokio::time::Instant {
+        let slot = self
+            .pacer
+            .lock_unpoisoned()
+            .reserve(chat, std::time::Instant::now());
+        tokio::time::Instant::from_std(slot)
+    }
+
+    /// Books a slot for `chat` only if it comes within `within` (see [`pace::Pacer::reserve_within`]).
+    fn reserve_within(&self, chat: i64, within: Duration) -> Option<tokio::time::Instant> {
+        let slot = self
+            .pacer
+            .lock_unpoisoned()
+            .reserve_within(chat, std::time::Instant::now(), within)?;
+        Some(tokio::time::Instant::from_std(slot))
+    }
+
+    /// A 429 for `chat` asking to wait `wait`; returns whether every chat is now held.
+    fn refused(&self, chat: i64, wait: Duration) -> bool {
+        self.pacer
+            .lock_unpoisoned()
+            .refused(chat, wait, std::time::Instant::now())
+    }
+
+    /// Sends a courtesy message at its slot, or not at all ([`ApiError::Paced`]) when none comes within
+    /// [`COURTESY_WAIT`]. One try.
+    async fn courtesy(&self, chat: i64, text: &str, reply_to: Option<i64>) -> Result<(), ApiError> {
+        let slot = self.reserve_within(chat, COURTESY_WAIT).ok_or(ApiError::Paced)?;
+        tokio::time::sleep_until(slot).await;
+        let sent = self.api().send_message(chat, text, None, reply_to).await;
+        if let Err(ApiError::RetryAfter(secs)) = &sent {
+            self.refused(chat, Duration::from_secs((*secs).max(1)).min(MAX_RETRY_AFTER));
+        }
+        sent
     }
 
     fn api(&self) -> BotApi {
@@ -459,13 +507,12 @@ impl Inner {
         if let (Some(home), Some(keep)) = (self.options.home.clone(), self.options.media_retention) {
             drop(tokio::spawn(prune_media(home, keep, stop.clone())));
         }
-        let (engine, client, outlet, reporter, halt, limits) = (
+        let (engine, client, outlet, reporter, halt) = (
             run.engine.clone(),
             self.client.clone(),
             run.outlet.clone(),
             run.reporter.clone(),
             stop.clone(),
-            self.options.pace,
         );
         tokio::spawn(supervised(
             "sender",
@@ -480,7 +527,6 @@ impl Inner {
                     outlet.drafts.clone(),
                     reporter.clone(),
                     halt.clone(),
-                    limits,
                 )
             },
         ))
@@ -681,14 +727,14 @@ impl PushAdapter for TelegramAdapter {
     fn announce(&self, text: String) -> BoxFuture<()> {
         let on = self.inner.options.access().outage_notices;
         let people = self.inner.options.outage_recipients();
-        let api = self.inner.client.api();
+        let client = self.inner.client.clone();
         Box::pin(async move {
             if !on {
                 return;
             }
             for user in people {
                 // A private chat's id is its user's id. One try: a notice is not worth a queue.
-                if let Err(e) = api.send_message(user, &text, None, None).await {
+                if let Err(e) = client.courtesy(user, &text, None).await {
                     tracing::warn!(user, "telegram: cannot send an outage notice to user {user}: {e}");
                 }
             }
@@ -991,7 +1037,8 @@ async fn poll_loop(
                 reporter.health.inbound();
                 reporter.poll(HealthState::Connected, None);
                 let empty = updates.is_empty();
-                let batch = handle_batch(&engine, &desk, &drafts, &api, &options, &updates, offset).await;
+                let batch =
+                    handle_batch(&engine, &desk, &drafts, &client, &api, &options, &updates, offset).await;
                 let (next, outcome) = match batch {
                     Batch::Handled(next) => (next, None),
                     Batch::Draining(next) => (next, Some(None)),
@@ -1059,10 +1106,12 @@ async fn poll_loop(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle_batch(
     engine: &Arc<Engine>,
     desk: &CommandDesk,
     drafts: &Arc<Drafts>,
+    client: &Client,
     api: &BotApi,
     options: &TelegramOptions,
     updates: &[Value],
@@ -1078,7 +1127,7 @@ async fn handle_batch(
             // Handled before (a server repeating a confirmed update).
             continue;
         }
-        match handle_update(engine, desk, drafts, api, options, id, update).await {
+        match handle_update(engine, desk, drafts, client, api, options, id, update).await {
             Ok(()) => next = Some(next.map_or(id + 1, |n| n.max(id + 1))),
             Err(UpdateError::Draining) => return Batch::Draining(next),
             Err(UpdateError::Journal(e)) => return Batch::Failed(next, e.to_string()),
@@ -1090,10 +1139,12 @@ async fn handle_batch(
 
 /// Answers a command, stores a text message as a turn, lets a stranger pair, or acknowledges anything
 /// else.
+#[allow(clippy::too_many_arguments)]
 async fn handle_update(
     engine: &Arc<Engine>,
     desk: &CommandDesk,
     drafts: &Arc<Drafts>,
+    client: &Client,
     api: &BotApi,
     options: &TelegramOptions,
     update_id: i64,
@@ -1134,16 +1185,16 @@ async fn handle_update(
         }
     };
     let Some(user) = user else {
-        deny(api, chat_id, None).await;
+        deny(client, chat_id, None).await;
         return Ok(());
     };
     let private = chat.and_then(|c| c.get("type")).and_then(Value::as_str) == Some("private");
     let Some((level, why)) = options.caller(user) else {
         match command {
-            Some(Command::Pair(code)) => pair(api, options, chat_id, user, from, &code).await,
+            Some(Command::Pair(code)) => pair(client, options, chat_id, user, from, &code).await,
             // A stranger in a group who did not address the bot is not told anything.
             _ if private || addressed || command.is_some() => {
-                deny(api, chat_id, Some(user)).await;
+                deny(client, chat_id, Some(user)).await;
             }
             _ => tracing::debug!(
                 user,
@@ -1170,8 +1221,8 @@ async fn handle_update(
             .await
             .map_err(UpdateError::Journal)?;
         // One try: the command is done (and recorded); its answer is a courtesy, like "typing...".
-        if let Err(e) = api
-            .send_message(chat_id, &answer, None, Some(message_id).filter(|m| *m > 0))
+        if let Err(e) = client
+            .courtesy(chat_id, &answer, Some(message_id).filter(|m| *m > 0))
             .await
         {
             tracing::warn!(chat = chat_id, "telegram: cannot answer /{}: {e}", command.name());
@@ -1180,7 +1231,7 @@ async fn handle_update(
     }
     let mut attachments = Vec::new();
     if let Some(file) = &file {
-        match fetch_file(api, options, chat_id, &session.chat_id, message_id, file).await? {
+        match fetch_file(client, api, options, chat_id, &session.chat_id, message_id, file).await? {
             Some(attachment) => attachments.push(attachment),
             // Refused (too big, unavailable) and the sender told: no turn.
             None => return Ok(()),
@@ -1226,6 +1277,7 @@ async fn prune_media(home: Home, keep: Duration, mut stop: watch::Receiver<bool>
 /// Gets a message's file into the media store. `Ok(None)`: refused for good (the sender is told why);
 /// `Err`: not now (the update is fetched again later).
 async fn fetch_file(
+    client: &Client,
     api: &BotApi,
     options: &TelegramOptions,
     chat: i64,
@@ -1253,8 +1305,8 @@ async fn fetch_file(
         }
         media::Fetched::NotStored(e) => return Err(UpdateError::Media(format!("cannot store a file: {e}"))),
     };
-    if let Err(e) = api
-        .send_message(chat, &refusal, None, Some(message_id).filter(|m| *m > 0))
+    if let Err(e) = client
+        .courtesy(chat, &refusal, Some(message_id).filter(|m| *m > 0))
         .await
     {
         tracing::warn!(chat, "telegram: cannot refuse a file: {e}");
@@ -1274,7 +1326,7 @@ fn display_name(from: Option<&Value>) -> Option<String> {
 /// `/pair CODE` from someone not let in yet: redeems the code (single use, see `herald_home::access`),
 /// with wrong guesses limited per user and overall (`gate::GuessLimiter`) and logged without the code.
 async fn pair(
-    api: &BotApi,
+    client: &Client,
     options: &TelegramOptions,
     chat: i64,
     user: i64,
@@ -1346,13 +1398,13 @@ async fn pair(
             }
         }
     };
-    if let Err(e) = api.send_message(chat, &answer, None, None).await {
+    if let Err(e) = client.courtesy(chat, &answer, None).await {
         tracing::warn!(user, "telegram: cannot answer a pairing attempt: {e}");
     }
 }
 
 /// Default deny: one log line with the id, one short reply telling the user how to get in.
-async fn deny(api: &BotApi, chat: i64, user: Option<i64>) {
+async fn deny(client: &Client, chat: i64, user: Option<i64>) {
     let Some(user) = user else {
         tracing::info!(
             chat,
@@ -1370,7 +1422,7 @@ async fn deny(api: &BotApi, chat: i64, user: Option<i64>) {
          owner can let you in by adding it to allowed_users in the [telegram] section of herald.toml, or \
          give you a pairing code (`herald pair telegram`) that you send here as /pair CODE."
     );
-    if let Err(e) = api.send_message(chat, &text, None, None).await {
+    if let Err(e) = client.courtesy(chat, &text, None).await {
         tracing::warn!(user, "telegram: cannot tell user {user} they were denied: {e}");
     }
 }

@@ -114,6 +114,25 @@ impl Pacer {
     /// Books the next slot for one message to `chat` and returns when it is (`now` or later). The
     /// caller sends at that instant, not before; a slot it does not use is simply lost.
     pub fn reserve(&mut self, chat: i64, now: Instant) -> Instant {
+        let at = self.earliest(chat, now);
+        self.book(chat, at);
+        at
+    }
+
+    /// As [`Pacer::reserve`] for a message that is worth sending only soon (a draft's edit, a
+    /// courtesy answer): books the slot only if it comes within `within` of `now`, else books nothing
+    /// and returns `None` — the message is skipped rather than queued behind the replies.
+    pub fn reserve_within(&mut self, chat: i64, now: Instant, within: Duration) -> Option<Instant> {
+        let at = self.earliest(chat, now);
+        if at > now + within {
+            return None;
+        }
+        self.book(chat, at);
+        Some(at)
+    }
+
+    /// The earliest slot for `chat` from `now`, booking nothing.
+    fn earliest(&mut self, chat: i64, now: Instant) -> Instant {
         if self.chats.len() > PRUNE_ABOVE {
             self.chats
                 .retain(|_, c| c.next > now || c.held_until.is_some_and(|h| h > now));
@@ -131,6 +150,11 @@ impl Pacer {
         {
             at = at.max(floor);
         }
+        at
+    }
+
+    fn book(&mut self, chat: i64, at: Instant) {
+        let chat_state = self.chats.get(&chat).copied();
         self.next = Some(at + self.limits.overall_interval());
         self.chats.insert(
             chat,
@@ -139,7 +163,6 @@ impl Pacer {
                 held_until: chat_state.and_then(|c| c.held_until).filter(|h| *h > at),
             },
         );
-        at
     }
 
     /// The earliest moment anything may go to `chat`, given the holds alone (not booking a slot).
@@ -315,6 +338,28 @@ mod tests {
         pacer.refused(1, Duration::from_secs(1), t0);
         assert!(!pacer.refused(2, Duration::from_secs(1), t0 + Duration::from_secs(3)));
         assert_eq!(pacer.held_until(3), None);
+    }
+
+    #[test]
+    fn a_message_worth_sending_only_soon_is_skipped_behind_a_queue_and_books_nothing() {
+        let mut pacer = Pacer::new(Limits::default());
+        let t0 = Instant::now();
+        assert_eq!(pacer.reserve_within(5, t0, ms(1000)), Some(t0));
+        // Five replies queued for chat 5: its next slot is seconds away.
+        for _ in 0..5 {
+            pacer.reserve(5, t0);
+        }
+        assert_eq!(pacer.reserve_within(5, t0, ms(1000)), None);
+        // Skipping booked nothing: the next reply's slot is where it would have been.
+        let next = pacer.reserve(5, t0);
+        assert!(
+            next >= t0 + ms(6 * 1050) && next < t0 + ms(6 * 1050 + 1),
+            "{:?}",
+            next - t0
+        );
+        // Another chat waits for the overall pace only: once the booked slots are past, at once.
+        let later = next + ms(100);
+        assert_eq!(pacer.reserve_within(6, later, ms(1000)), Some(later));
     }
 
     #[test]

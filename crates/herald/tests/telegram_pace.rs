@@ -178,3 +178,28 @@ fn a_slower_configured_rate_is_kept() {
     assert!(span >= Duration::from_millis(2_000), "six sends within {span:?}");
     stop(&home, gateway);
 }
+
+#[test]
+fn denials_and_command_answers_keep_the_pace_too() {
+    const STRANGER: i64 = 55;
+    let api = BotApi::start(TOKEN);
+    api.limit(30, Duration::from_millis(500));
+    let (home, gateway) = start(&api, "");
+    // A stranger writes four times at once, and the owner asks for help twice: each gets its answers
+    // (denials, /help) spaced to its chat's rate, none refused by the server.
+    for n in 0..4 {
+        api.user_says(STRANGER, STRANGER, &format!("let me in {n}"));
+    }
+    api.user_says(USER, USER, "/help");
+    api.user_says(USER, USER, "/help");
+    wait_for("four denials and two answers", || {
+        api.sent_to(STRANGER).len() == 4 && api.sent_to(USER).len() == 2
+    });
+    let chats = by_chat(&api.sent_timed());
+    for chat in [STRANGER, USER] {
+        let gap = smallest_gap(&chats[&chat]).unwrap();
+        assert!(gap >= Duration::from_millis(900), "chat {chat}: {gap:?}");
+    }
+    assert_eq!(api.refused(), 0, "nothing was sent faster than the limits");
+    stop(&home, gateway);
+}
