@@ -46,6 +46,7 @@ use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
 use crate::agent::{Agent, Attachment, Draft, TurnRequest};
+use crate::reply_order::ReplyOrder;
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
     Conversation, Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind,
@@ -182,6 +183,8 @@ pub struct Engine {
     switches: Mutex<HashMap<i64, Arc<StopSwitch>>>,
     /// When the gateway started serving (0 before).
     serving_since_ms: AtomicU64,
+    /// Hands each session's committed replies to its outbox in turn order (see [`crate::reply_order`]).
+    reply_order: Mutex<ReplyOrder<Delivery>>,
 }
 
 /// What [`Engine::stop_session`] did.
@@ -290,6 +293,7 @@ impl Engine {
             outboxes: Mutex::new(HashMap::new()),
             switches: Mutex::new(HashMap::new()),
             serving_since_ms: AtomicU64::new(0),
+            reply_order: Mutex::new(ReplyOrder::default()),
         })
     }
 
@@ -406,15 +410,23 @@ impl Engine {
 
     /// Hands a committed reply to its adapter's outbox, if it has one.
     fn push(&self, turn_id: i64, key: &TurnKey, reply: &Reply, draft: Option<String>) {
-        let outbox = self.outboxes.lock_unpoisoned().get(&key.session.adapter).cloned();
+        self.hand_over(Delivery {
+            turn_id,
+            session: key.session.clone(),
+            message_id: key.message_id.clone(),
+            reply: reply.clone(),
+            draft,
+        });
+    }
+
+    fn hand_over(&self, delivery: Delivery) {
+        let outbox = self
+            .outboxes
+            .lock_unpoisoned()
+            .get(&delivery.session.adapter)
+            .cloned();
         if let Some(outbox) = outbox {
-            outbox.deliver(Delivery {
-                turn_id,
-                session: key.session.clone(),
-                message_id: key.message_id.clone(),
-                reply: reply.clone(),
-                draft,
-            });
+            outbox.deliver(delivery);
         }
     }
 
@@ -609,12 +621,19 @@ impl Engine {
         // background, the turn staying registered, so the answer is not thrown away and the turn is not
         // left orphaned until the next restart. A stop drops this task; the turn is then resumed.
         let mut retries = FINISH_RETRY.retries();
+        let mut in_order = Storing::begin(self, session, turn_id);
         loop {
             let finished = self.journal.finish(turn_id, reply.clone(), now_ms()).await;
             self.stored(&finished);
             match finished {
                 Ok(()) => {
-                    self.push(turn_id, key, &reply, earlier.clone());
+                    in_order.stored(Delivery {
+                        turn_id,
+                        session: session.clone(),
+                        message_id: message_id.clone(),
+                        reply: reply.clone(),
+                        draft: earlier.clone(),
+                    });
                     return TurnOutcome::Replied(reply);
                 }
                 Err(e) if e.kind == JournalErrorKind::Closed => return TurnOutcome::Failed(e),
@@ -832,6 +851,52 @@ impl TurnLog {
 impl Drop for TurnLog {
     fn drop(&mut self) {
         self.outcome("interrupted", None);
+    }
+}
+
+/// A turn storing its reply, in its session's [`ReplyOrder`]. Dropped without [`Storing::stored`] (the
+/// journal is closed, or the task is cut by a stop), it ends without a reply, releasing later turns.
+struct Storing<'a> {
+    engine: &'a Engine,
+    session: &'a SessionKey,
+    turn_id: i64,
+    ended: bool,
+}
+
+impl<'a> Storing<'a> {
+    fn begin(engine: &'a Engine, session: &'a SessionKey, turn_id: i64) -> Storing<'a> {
+        engine.reply_order.lock_unpoisoned().begin(session, turn_id);
+        Storing {
+            engine,
+            session,
+            turn_id,
+            ended: false,
+        }
+    }
+
+    /// The reply is committed: hands it (and any later ones it held) to the outbox, in order.
+    fn stored(&mut self, delivery: Delivery) {
+        self.end(Some(delivery));
+    }
+
+    fn end(&mut self, delivery: Option<Delivery>) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let ready = self
+            .engine
+            .reply_order
+            .lock_unpoisoned()
+            .end(self.session, self.turn_id, delivery);
+        for delivery in ready {
+            self.engine.hand_over(delivery);
+        }
+    }
+}
+
+impl Drop for Storing<'_> {
+    fn drop(&mut self) {
+        self.end(None);
     }
 }
 

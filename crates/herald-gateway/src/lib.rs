@@ -2,7 +2,7 @@
 //!
 //! The turn [`engine`] takes messages from the adapters ([`http`], and push adapters through
 //! [`adapter`]), stores them in the [`journal`], has an [`agent`] answer them, and hands the stored
-//! replies back. [`turns::TurnTracker`] is the one registry of turns: it joins duplicates, bounds
+//! replies back, each session's in turn order (`reply_order`). [`turns::TurnTracker`] is the one registry of turns: it joins duplicates, bounds
 //! how many run at once and keeps the rest in a fair line, counts them, refuses new ones once a drain begins, and lets the daemon wait for the rest
 //! within a budget. [`backoff`] is the one retry schedule every retry loop uses. [`health`] is the board
 //! where every adapter and the agent say how they are doing. [`commands`] answers `/new`, `/stop`, `/status`,
@@ -22,6 +22,7 @@ pub mod health;
 pub mod http;
 pub mod journal;
 pub mod notice;
+mod reply_order;
 pub mod turns;
 
 pub use turns::{
