@@ -46,12 +46,12 @@ use herald_home::sync::MutexExt;
 use herald_home::time::now_ms;
 
 use crate::agent::{Agent, Attachment, Draft, TurnRequest};
-use crate::reply_order::ReplyOrder;
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
     Conversation, Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind,
     Pending, Reply, SessionKey, SessionSummary, StoredMessage,
 };
+use crate::reply_order::ReplyOrder;
 pub use crate::turns::TurnOutcome;
 use crate::turns::{
     Admission, Draining, NoSlot, OutcomeReceiver, ResumeLedger, TurnGuard, TurnInfo, TurnKey, TurnTracker,

@@ -75,16 +75,7 @@ fn stored(home: &TestHome, chat: &str) -> Vec<herald_gateway::journal::StoredMes
 }
 
 fn start(home: &TestHome) -> Gateway {
-    let child = home
-        .cmd(&["run", "--no-supervise"])
-        .env("HERALD_TEST_TG_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway::from_child(child);
-    home.wait_running(&gateway);
-    gateway
+    home.start_with_token(&["run", "--no-supervise"], TOKEN)
 }
 
 fn stop(home: &TestHome, gateway: Gateway) -> String {

@@ -41,16 +41,7 @@ fn start_supervised(home: &TestHome, token: &str) -> Gateway {
 }
 
 fn start_with(home: &TestHome, token: &str, args: &[&str]) -> Gateway {
-    let child = home
-        .cmd(args)
-        .env("HERALD_TEST_TG_TOKEN", token)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway::from_child(child);
-    home.wait_running(&gateway);
-    gateway
+    home.start_with_token(args, token)
 }
 
 fn adapter_state(home: &TestHome) -> Option<(String, Option<String>)> {

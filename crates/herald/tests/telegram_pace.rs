@@ -31,15 +31,7 @@ fn start(api: &BotApi, extra: &str) -> (TestHome, Gateway) {
         )
         .as_bytes(),
     );
-    let child = home
-        .cmd(&["run", "--no-supervise"])
-        .env("HERALD_TEST_TG_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway = Gateway::from_child(child);
-    home.wait_running(&gateway);
+    let gateway = home.start_with_token(&["run", "--no-supervise"], TOKEN);
     (home, gateway)
 }
 

@@ -73,6 +73,18 @@ impl TestHome {
         gateway
     }
 
+    /// Runs `herald <args>` with the Telegram test token in `HERALD_TEST_TG_TOKEN` (what the Telegram
+    /// tests' configs name in `token_env`) and waits until it serves.
+    pub fn start_with_token(&self, args: &[&str], token: &str) -> Gateway {
+        let mut cmd = self.cmd(args);
+        cmd.env("HERALD_TEST_TG_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let gateway = Gateway::from_child(retry_wine_spawn(|| cmd.spawn()));
+        self.wait_running(&gateway);
+        gateway
+    }
+
     /// Starts `herald run` without waiting.
     pub fn spawn(&self, extra: &[&str]) -> Gateway {
         let mut args = vec!["run"];
