@@ -92,7 +92,8 @@ impl OutFiles {
 
     fn check(&self, dir: &Path, name: &str) -> Result<Attachment, String> {
         let given = Path::new(name);
-        let relative = if given.is_absolute() {
+        // `has_root`: on Windows `/etc/passwd` is rooted without being absolute (no drive).
+        let relative = if given.is_absolute() || given.has_root() {
             given
                 .strip_prefix(dir)
                 .map_err(|_| "it is not in the turn's files folder".to_owned())?
