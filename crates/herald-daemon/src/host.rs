@@ -158,6 +158,11 @@ impl GatewayHost {
         })
     }
 
+    /// The engine every adapter feeds.
+    pub(crate) fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
     /// The adapters' and the agent's health (the state record follows its changes).
     pub(crate) fn health_board(&self) -> &HealthBoard {
         &self.board
@@ -317,6 +322,8 @@ fn http_options(
         },
         (None, None) => None,
     };
+    let webhooks = herald_gateway::webhook::resolve(&config.webhooks, variables)
+        .map_err(|e| StartError::Payload(crate::PayloadError::Config(e.to_string())))?;
     Ok(HttpOptions {
         listen,
         token,
@@ -326,6 +333,7 @@ fn http_options(
             allowed_origins: config.http.allowed_origins.clone(),
         },
         health: board.clone(),
+        webhooks: std::sync::Arc::new(webhooks),
         files: Some(OutFiles::new(
             home.clone(),
             config.gateway.media_max_mb.saturating_mul(1 << 20),

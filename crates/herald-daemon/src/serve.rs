@@ -274,6 +274,18 @@ async fn serve(
                     reply(call, response);
                 });
             }
+            Step::RetryDelivery(turn_id) => {
+                let engine = host.engine();
+                let done = status_response(keeper, turns);
+                tokio::spawn(async move {
+                    let response = match engine.retry_delivery(turn_id).await {
+                        Ok(true) => done,
+                        Ok(false) => Response::error(pid, format!("turn {turn_id} has no reply set aside")),
+                        Err(e) => Response::error(pid, format!("cannot take the reply back: {e}")),
+                    };
+                    reply(call, response);
+                });
+            }
             Step::Stop(order) => {
                 if let MarkerCheck::Stop(marker) = marker_check.as_ref().unwrap_or(&MarkerCheck::None) {
                     tracing::info!("stop marker from {}", marker.requested_by);

@@ -45,6 +45,8 @@ pub(crate) enum Step {
     Reload(String),
     /// Restart one chat adapter inside the gateway and answer once it runs again (or why it cannot).
     RestartAdapter(String),
+    /// Send a reply that was set aside again, and answer whether there was one.
+    RetryDelivery(i64),
     /// Log a signal that was absorbed (a spurious Ctrl+C with no console).
     LogAbsorbed(String),
     /// Log a marker that was not obeyed.
@@ -64,6 +66,7 @@ pub(crate) fn while_serving(heard: &Heard<'_>) -> Step {
         Heard::Call(Request::Drain) => Step::Drain,
         Heard::Call(Request::Reload) => Step::Reload("control_channel".into()),
         Heard::Call(Request::RestartAdapter { adapter }) => Step::RestartAdapter(adapter.clone()),
+        Heard::Call(Request::RetryDelivery { turn_id }) => Step::RetryDelivery(*turn_id),
         Heard::Signal(event) => match event.disposition {
             Disposition::Stop => Step::Stop(StopOrder {
                 source: event.source,

@@ -48,8 +48,8 @@ use herald_home::time::now_ms;
 use crate::agent::{Agent, Attachment, Draft, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
-    Conversation, Delivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError, JournalErrorKind,
-    Pending, Reply, SessionKey, SessionSummary, StoredMessage,
+    Conversation, Delivery, FailedDelivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError,
+    JournalErrorKind, Pending, Reply, SessionKey, SessionSummary, StoredMessage,
 };
 use crate::reply_order::ReplyOrder;
 pub use crate::turns::TurnOutcome;
@@ -185,6 +185,9 @@ pub struct Engine {
     serving_since_ms: AtomicU64,
     /// Hands each session's committed replies to its outbox in turn order (see [`crate::reply_order`]).
     reply_order: Mutex<ReplyOrder<Delivery>>,
+    /// Messages whose client takes the reply in its response (see [`Engine::submit_answered_inline`]):
+    /// their replies are marked delivered, not handed to an outbox.
+    inline: Mutex<std::collections::HashSet<TurnKey>>,
 }
 
 /// What [`Engine::stop_session`] did.
@@ -294,6 +297,7 @@ impl Engine {
             switches: Mutex::new(HashMap::new()),
             serving_since_ms: AtomicU64::new(0),
             reply_order: Mutex::new(ReplyOrder::default()),
+            inline: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -416,6 +420,7 @@ impl Engine {
             message_id: key.message_id.clone(),
             reply: reply.clone(),
             draft,
+            at_ms: now_ms(),
         });
     }
 
@@ -444,6 +449,26 @@ impl Engine {
         text: String,
     ) -> Result<Ticket, SubmitError> {
         self.submit_with(session, message_id, text, Vec::new()).await
+    }
+
+    /// As [`Engine::submit`], for a client that takes the reply in its response (a webhook posted with
+    /// `?wait=true`): the reply is marked delivered when stored instead of going to the adapter's
+    /// outbox (no callback besides the response). A client that goes away before its answer gets it by
+    /// asking again with the same id.
+    pub async fn submit_answered_inline(
+        self: &Arc<Self>,
+        session: SessionKey,
+        message_id: String,
+        text: String,
+    ) -> Result<Ticket, SubmitError> {
+        let key = TurnKey::new(session.clone(), message_id.clone());
+        self.inline.lock_unpoisoned().insert(key.clone());
+        let ticket = self.submit(session, Some(message_id), text).await;
+        if !ticket.as_ref().is_ok_and(|t| t.new) {
+            // Not a new turn of this process: nothing of it will be stored by this call.
+            self.inline.lock_unpoisoned().remove(&key);
+        }
+        ticket
     }
 
     /// As [`Engine::submit`], for a message that came with files (already in the media store).
@@ -545,6 +570,7 @@ impl Engine {
             } else {
                 log.ended(&result);
             }
+            engine.inline.lock_unpoisoned().remove(guard.key());
             guard.finish(result);
         });
     }
@@ -626,6 +652,12 @@ impl Engine {
             let finished = self.journal.finish(turn_id, reply.clone(), now_ms()).await;
             self.stored(&finished);
             match finished {
+                Ok(()) if self.inline.lock_unpoisoned().remove(key) => {
+                    // Its client has it in the response: nothing to hand over.
+                    in_order.end(None);
+                    drop(self.journal.mark_delivered(turn_id, now_ms()));
+                    return TurnOutcome::Replied(reply);
+                }
                 Ok(()) => {
                     in_order.stored(Delivery {
                         turn_id,
@@ -633,6 +665,7 @@ impl Engine {
                         message_id: message_id.clone(),
                         reply: reply.clone(),
                         draft: earlier.clone(),
+                        at_ms: now_ms(),
                     });
                     return TurnOutcome::Replied(reply);
                 }
@@ -737,6 +770,29 @@ impl Engine {
     /// Records (durably) that a turn's reply reached its chat.
     pub async fn mark_delivered(&self, turn_id: i64) -> Result<(), JournalError> {
         self.journal.mark_delivered(turn_id, now_ms()).await
+    }
+
+    /// Sets a reply aside as undeliverable (see [`crate::journal::AdapterStore::fail_delivery`]).
+    pub async fn fail_delivery(&self, turn_id: i64, error: &str) -> Result<(), JournalError> {
+        self.journal.fail_delivery(turn_id, error, now_ms()).await
+    }
+
+    /// Replies set aside as undeliverable, oldest first.
+    pub async fn failed_deliveries(&self, limit: usize) -> Result<Vec<FailedDelivery>, JournalError> {
+        self.journal.failed_deliveries(limit).await
+    }
+
+    /// Takes a reply set aside back into delivery and hands it to its outbox now, with a fresh retry
+    /// window (it counts from now); `false` when turn `turn_id` has no reply set aside.
+    pub async fn retry_delivery(&self, turn_id: i64) -> Result<bool, JournalError> {
+        match self.journal.retry_delivery(turn_id).await? {
+            Some(mut delivery) => {
+                delivery.at_ms = now_ms();
+                self.hand_over(delivery);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Records (durably) the chat message showing a turn's answer as it is written (see

@@ -179,6 +179,24 @@ pub struct Delivery {
     /// The chat message that showed the answer as it was written, to become the answer (edited) rather
     /// than stay beside it; `None` when there was none or the adapter knows it itself.
     pub draft: Option<String>,
+    /// When the reply was stored (a retry window counts from it).
+    pub at_ms: u64,
+}
+
+/// A reply set aside as undeliverable (see [`AdapterStore::fail_delivery`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedDelivery {
+    pub turn_id: i64,
+    pub adapter: String,
+    pub chat_id: String,
+    /// The question's message id.
+    pub message_id: String,
+    pub text: String,
+    /// When the reply was stored.
+    pub at_ms: u64,
+    /// When it was set aside, and why.
+    pub failed_ms: u64,
+    pub error: String,
 }
 
 /// One message of a session's history.
@@ -417,6 +435,18 @@ pub trait AdapterStore: Send + Sync + fmt::Debug {
 
     /// Marks a turn's reply as handed to its chat.
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
+
+    /// Sets a reply aside as undeliverable (its service refused it for good, or its retries ran out):
+    /// it is no longer handed out by [`AdapterStore::undelivered`], and is listed by
+    /// [`AdapterStore::failed_deliveries`] with `error` until [`AdapterStore::retry_delivery`].
+    fn fail_delivery(&self, turn_id: i64, error: &str, at_ms: u64) -> Pending<()>;
+
+    /// Replies set aside as undeliverable, oldest first, at most `limit`.
+    fn failed_deliveries(&self, limit: usize) -> Pending<Vec<FailedDelivery>>;
+
+    /// Takes a reply set aside back into delivery; returns it to hand to its outbox, or `None` when turn
+    /// `turn_id` has no reply set aside.
+    fn retry_delivery(&self, turn_id: i64) -> Pending<Option<Delivery>>;
 
     /// Records the chat message showing a turn's answer as it is being written (the adapter's reference
     /// to it), so a resumed turn and its final delivery edit that message instead of adding another.

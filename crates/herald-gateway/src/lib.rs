@@ -24,6 +24,7 @@ pub mod journal;
 pub mod notice;
 mod reply_order;
 pub mod turns;
+pub mod webhook;
 
 pub use turns::{
     Admission, DrainReport, Draining, QueuedTurn, ResumeLedger, TurnCounts, TurnGuard, TurnId, TurnInfo,

@@ -19,6 +19,101 @@ pub struct Config {
     pub http: HttpConfig,
     pub agent: AgentConfig,
     pub telegram: TelegramConfig,
+    /// `[[webhook]]`: one table per integration (see [`WebhookConfig`]).
+    #[serde(rename = "webhook", skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// `[[webhook]]`: an integration that posts messages to `/v1/webhooks/{name}`, signed the Standard
+/// Webhooks way, and (with `callback_url`) receives the replies the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The integration's name: its URL path and the prefix of its sessions (`[a-z0-9_-]`, 1 to 64).
+    #[serde(deserialize_with = "webhook_name")]
+    pub name: String,
+    /// The variable (environment, then secrets store) holding the `whsec_…` secret both ways are signed
+    /// with. The secret itself never goes in this file.
+    #[serde(deserialize_with = "variable_name")]
+    pub secret_env: String,
+    /// Where replies are POSTed; without it only `?wait=true` (the reply in the response) is offered.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "callback_url"
+    )]
+    pub callback_url: Option<String>,
+    /// Where in the posted JSON the session is (a JSON pointer).
+    #[serde(default = "default_session_field", deserialize_with = "json_pointer")]
+    pub session_field: String,
+    /// Where in the posted JSON the message text is (a JSON pointer).
+    #[serde(default = "default_text_field", deserialize_with = "json_pointer")]
+    pub text_field: String,
+    /// How long a callback is retried before the reply is set aside as failed (`herald deliveries`).
+    #[serde(default = "default_retry_for", deserialize_with = "retry_for")]
+    pub retry_for_secs: u64,
+}
+
+fn default_session_field() -> String {
+    "/session".into()
+}
+
+fn default_text_field() -> String {
+    "/text".into()
+}
+
+fn default_retry_for() -> u64 {
+    86_400
+}
+
+fn webhook_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{name:?} is not a webhook name: 1 to 64 of a-z, 0-9, `-` and `_`"
+        )))
+    }
+}
+
+fn variable_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    if name.trim().is_empty() || name.contains('=') || name.contains('\0') {
+        return Err(serde::de::Error::custom(
+            "must name an environment variable (or secrets-store entry) holding the secret",
+        ));
+    }
+    Ok(name)
+}
+
+fn callback_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = String::deserialize(d)?;
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(Some(url))
+    } else {
+        Err(serde::de::Error::custom("must start with http:// or https://"))
+    }
+}
+
+fn json_pointer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let pointer = String::deserialize(d)?;
+    if pointer.starts_with('/') {
+        Ok(pointer)
+    } else {
+        Err(serde::de::Error::custom(
+            "must be a JSON pointer such as \"/text\" or \"/message/body\"",
+        ))
+    }
+}
+
+fn retry_for<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 10, 30 * 86_400)
 }
 
 /// `[telegram]`: the Telegram Bot API adapter (long polling).
@@ -678,6 +773,18 @@ group_respond = "mention"
 # One conversation per group ("shared") or one per person in it ("per_user").
 group_sessions = "shared"
 # A chat of its own: [telegram.chats."-1001234567890"] with respond = "all", sessions = "per_user".
+
+# Webhooks (Standard Webhooks: https://www.standardwebhooks.com), one table per integration. Messages are
+# POSTed to /v1/webhooks/<name> as {"session": "...", "text": "..."}, signed with the secret (headers
+# webhook-id, webhook-timestamp, webhook-signature); with ?wait=true the reply is the response, else it
+# is POSTed to callback_url, signed the same way, and retried for retry_for_secs.
+# [[webhook]]
+# name = "n8n"
+# secret_env = "HERALD_WEBHOOK_N8N"   # holds whsec_<base64>: `herald secret set HERALD_WEBHOOK_N8N`
+# callback_url = "https://n8n.example/webhook/herald"
+# session_field = "/session"          # JSON pointers into the posted body
+# text_field = "/text"
+# retry_for_secs = 86400              # then the reply is set aside: `herald deliveries list --failed`
 "#;
 
 /// Why a config could not be used. `Display` gives `file:line:column: key: message`.
@@ -837,6 +944,17 @@ impl Config {
                 &["telegram", "api_base"],
                 "must start with http:// or https://".into(),
             ));
+        }
+        for (index, webhook) in self.webhooks.iter().enumerate() {
+            if self.webhooks[..index].iter().any(|w| w.name == webhook.name) {
+                return Some((
+                    &["webhook", "name"],
+                    format!(
+                        "two [[webhook]] tables are named {:?}: names must differ",
+                        webhook.name
+                    ),
+                ));
+            }
         }
         match self.agent.backend {
             AgentBackend::Command if self.agent.command.command.first().is_none_or(String::is_empty) => {

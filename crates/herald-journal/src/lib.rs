@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, CommandClaim, Conversation, Delivery, HistoryPage, HistoryQuery, HistoryStore,
-    Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState,
-    TurnStore, UnfinishedTurn,
+    Accepted, AdapterStore, CommandClaim, Conversation, Delivery, FailedDelivery, HistoryPage, HistoryQuery,
+    HistoryStore, Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage,
+    TurnState, TurnStore, UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -326,6 +326,76 @@ impl HistoryStore for SqliteJournal {
     }
 }
 
+/// Replies set aside as undeliverable, oldest first, at most `limit`.
+fn query_failed_deliveries(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<FailedDelivery>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.turn_id, s.adapter, s.chat_id, t.message_id, m.text, m.created_ms,
+                m.delivery_failed_ms, m.delivery_error
+         FROM messages m
+         JOIN sessions s ON s.id = m.session_id
+         JOIN turns t ON t.id = m.turn_id
+         WHERE m.role = 'assistant' AND m.delivery_failed_ms IS NOT NULL
+         ORDER BY m.id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok(FailedDelivery {
+            turn_id: r.get(0)?,
+            adapter: r.get(1)?,
+            chat_id: r.get(2)?,
+            message_id: r.get(3)?,
+            text: r.get(4)?,
+            at_ms: r.get::<_, i64>(5)?.max(0) as u64,
+            failed_ms: r.get::<_, i64>(6)?.max(0) as u64,
+            error: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+        })
+    })?;
+    rows.collect()
+}
+
+/// What `herald deliveries list` shows, read without opening the journal for writing (safe while a
+/// gateway runs on it): the replies set aside, and per push adapter how many wait to be delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub failed: Vec<FailedDelivery>,
+    /// `(adapter, replies not yet delivered)`, for the adapters that push replies.
+    pub waiting: Vec<(String, u64)>,
+}
+
+/// Reads [`DeliveryReport`] from the journal at `path`; a journal that does not exist has nothing.
+pub fn delivery_report(path: &Path, limit: usize) -> Result<DeliveryReport, OpenError> {
+    if !path.exists() {
+        return Ok(DeliveryReport::default());
+    }
+    let read_error = |source: rusqlite::Error| OpenError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(read_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(read_error)?;
+    let failed = query_failed_deliveries(&conn, limit).map_err(read_error)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.adapter, count(*) FROM messages m JOIN sessions s ON s.id = m.session_id
+             WHERE m.role = 'assistant' AND m.delivered_ms IS NULL AND m.delivery_failed_ms IS NULL
+               AND s.adapter IN ('telegram', 'webhook')
+             GROUP BY s.adapter ORDER BY s.adapter",
+        )
+        .map_err(read_error)?;
+    let waiting = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })
+        .and_then(Iterator::collect)
+        .map_err(read_error)?;
+    Ok(DeliveryReport { failed, waiting })
+}
+
 /// Stored attachments (JSON, `NULL` for none). A value that does not read is taken as none: the text
 /// of the turn matters more than a file list that cannot be understood.
 fn attachments_from(json: Option<String>) -> Vec<herald_gateway::agent::Attachment> {
@@ -339,9 +409,10 @@ impl AdapterStore for SqliteJournal {
         let adapter = adapter.to_owned();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files
+                "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files, m.created_ms
                  FROM sessions s
                  JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
+                                AND m.delivery_failed_ms IS NULL
                  JOIN turns t ON t.id = m.turn_id
                  WHERE s.adapter = ?1
                  ORDER BY m.id LIMIT ?2",
@@ -357,6 +428,7 @@ impl AdapterStore for SqliteJournal {
                         files: attachments_from(r.get(6)?),
                     },
                     draft: r.get(5)?,
+                    at_ms: r.get::<_, i64>(7)?.max(0) as u64,
                 })
             })?;
             rows.collect()
@@ -366,6 +438,24 @@ impl AdapterStore for SqliteJournal {
     fn set_draft(&self, turn_id: i64, draft: &str, _at_ms: u64) -> Pending<()> {
         let draft = draft.to_owned();
         self.write(|done| Write::SetDraft { turn_id, draft, done })
+    }
+
+    fn fail_delivery(&self, turn_id: i64, error: &str, at_ms: u64) -> Pending<()> {
+        let error = error.to_owned();
+        self.write(|done| Write::FailDelivery {
+            turn_id,
+            error,
+            at_ms,
+            done,
+        })
+    }
+
+    fn failed_deliveries(&self, limit: usize) -> Pending<Vec<FailedDelivery>> {
+        self.read(move |conn| query_failed_deliveries(conn, limit))
+    }
+
+    fn retry_delivery(&self, turn_id: i64) -> Pending<Option<Delivery>> {
+        self.write(|done| Write::RetryDelivery { turn_id, done })
     }
 
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
@@ -598,7 +688,7 @@ mod tests {
         let before = all_messages(&path);
         let (journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, Some(2));
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
         drop(journal);
         // Nothing lost or changed: every message, its turn, its failure mark and its delivery mark.
         assert_eq!(all_messages(&path), before);

@@ -112,6 +112,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE messages ADD COLUMN files TEXT;
     ",
+    // 5 → 6: replies set aside. A reply its service refused for good, or whose retries ran out (a
+    // webhook callback that never came up), is marked instead of being retried forever, and listed
+    // (`herald deliveries list --failed`) until taken back (`herald deliveries retry`).
+    r"
+    ALTER TABLE messages ADD COLUMN delivery_failed_ms INTEGER;
+    ALTER TABLE messages ADD COLUMN delivery_error TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -11,8 +11,8 @@
 use std::sync::mpsc;
 
 use herald_gateway::journal::{
-    Accepted, CommandClaim, Completion, Conversation, Inbound, JournalError, JournalErrorKind, Reply,
-    SessionKey, TurnState,
+    Accepted, CommandClaim, Completion, Conversation, Delivery, Inbound, JournalError, JournalErrorKind,
+    Reply, SessionKey, TurnState,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
 
@@ -54,6 +54,16 @@ pub(crate) enum Write {
         draft: String,
         done: Completion<()>,
     },
+    FailDelivery {
+        turn_id: i64,
+        error: String,
+        at_ms: u64,
+        done: Completion<()>,
+    },
+    RetryDelivery {
+        turn_id: i64,
+        done: Completion<Option<Delivery>>,
+    },
     SetOffset {
         adapter: String,
         offset: i64,
@@ -87,6 +97,10 @@ enum Outcome {
     Reset(Completion<Conversation>, Result<Conversation, JournalError>),
     Cancelled(Completion<bool>, Result<bool, JournalError>),
     Claimed(Completion<CommandClaim>, Result<CommandClaim, JournalError>),
+    Retried(
+        Completion<Option<Delivery>>,
+        Result<Option<Delivery>, JournalError>,
+    ),
     Unit(Completion<()>, Result<(), JournalError>),
     Nothing,
 }
@@ -128,12 +142,14 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
             Write::Reset { done, .. } => done.complete(Err(error.clone())),
             Write::Cancel { done, .. } => done.complete(Err(error.clone())),
             Write::ClaimCommand { done, .. } => done.complete(Err(error.clone())),
+            Write::RetryDelivery { done, .. } => done.complete(Err(error.clone())),
             Write::Start { done, .. }
             | Write::Finish { done, .. }
             | Write::MarkInterrupted { done, .. }
             | Write::NoteResumed { done, .. }
             | Write::MarkDelivered { done, .. }
             | Write::SetDraft { done, .. }
+            | Write::FailDelivery { done, .. }
             | Write::SetOffset { done, .. } => done.complete(Err(error.clone())),
         }
     }
@@ -155,6 +171,7 @@ fn deliver(outcome: Outcome, committed: &Result<(), JournalError>) {
         Outcome::Reset(done, result) => done.complete(after(result, committed)),
         Outcome::Cancelled(done, result) => done.complete(after(result, committed)),
         Outcome::Claimed(done, result) => done.complete(after(result, committed)),
+        Outcome::Retried(done, result) => done.complete(after(result, committed)),
         Outcome::Unit(done, result) => done.complete(after(result, committed)),
         Outcome::Nothing => {}
     }
@@ -214,6 +231,19 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
             done,
             set_draft(&savepoint, turn_id, &draft).map_err(|e| storage_error(&e)),
         ),
+        Write::FailDelivery {
+            turn_id,
+            error,
+            at_ms,
+            done,
+        } => Outcome::Unit(
+            done,
+            fail_delivery(&savepoint, turn_id, &error, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::RetryDelivery { turn_id, done } => Outcome::Retried(
+            done,
+            retry_delivery(&savepoint, turn_id).map_err(|e| storage_error(&e)),
+        ),
         Write::SetOffset {
             adapter,
             offset,
@@ -254,6 +284,7 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
         Outcome::Reset(_, r) => r.is_err(),
         Outcome::Cancelled(_, r) => r.is_err(),
         Outcome::Claimed(_, r) => r.is_err(),
+        Outcome::Retried(_, r) => r.is_err(),
         Outcome::Unit(_, r) => r.is_err(),
         Outcome::Nothing => false,
     };
@@ -515,6 +546,51 @@ fn mark_delivered(conn: &Connection, turn_id: i64, at_ms: u64) -> rusqlite::Resu
     )?
     .execute(params![turn_id, at_ms as i64])?;
     Ok(())
+}
+
+fn fail_delivery(conn: &Connection, turn_id: i64, error: &str, at_ms: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE messages SET delivery_failed_ms = ?2, delivery_error = ?3
+         WHERE turn_id = ?1 AND role = 'assistant' AND delivered_ms IS NULL",
+    )?
+    .execute(params![turn_id, at_ms as i64, error])?;
+    Ok(())
+}
+
+/// Clears a reply's failure mark and reads it back for delivery (`None`: it had none).
+fn retry_delivery(conn: &Connection, turn_id: i64) -> rusqlite::Result<Option<Delivery>> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE messages SET delivery_failed_ms = NULL, delivery_error = NULL
+             WHERE turn_id = ?1 AND role = 'assistant' AND delivery_failed_ms IS NOT NULL",
+        )?
+        .execute(params![turn_id])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT m.turn_id, s.adapter, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files,
+                m.created_ms
+         FROM messages m
+         JOIN sessions s ON s.id = m.session_id
+         JOIN turns t ON t.id = m.turn_id
+         WHERE m.turn_id = ?1 AND m.role = 'assistant'",
+    )?
+    .query_row(params![turn_id], |r| {
+        Ok(Delivery {
+            turn_id: r.get(0)?,
+            session: herald_gateway::journal::SessionKey::new(r.get::<_, String>(1)?, r.get::<_, String>(2)?),
+            message_id: r.get(3)?,
+            reply: Reply {
+                text: r.get(4)?,
+                failed: r.get(5)?,
+                files: crate::attachments_from(r.get(7)?),
+            },
+            draft: r.get(6)?,
+            at_ms: r.get::<_, i64>(8)?.max(0) as u64,
+        })
+    })
+    .optional()
 }
 
 fn set_draft(conn: &Connection, turn_id: i64, draft: &str) -> rusqlite::Result<()> {

@@ -792,3 +792,63 @@ async fn a_replys_files_are_kept_with_it_for_delivery_and_for_a_retried_message(
     assert!(!again.new);
     assert_eq!(again.reply, Some(answer), "a retried message gets the files too");
 }
+
+#[tokio::test]
+async fn a_reply_set_aside_is_listed_not_redelivered_until_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let journal = open(&path);
+    let hook = |id: &str| Inbound {
+        session: SessionKey::new("webhook", "n8n:s1"),
+        ..inbound("n8n:s1", id, "ping")
+    };
+    let a = journal.accept(hook("w1")).await.unwrap();
+    let b = journal.accept(hook("w2")).await.unwrap();
+    journal.finish(a.turn_id, reply("pong 1"), 2_000).await.unwrap();
+    journal.finish(b.turn_id, reply("pong 2"), 2_100).await.unwrap();
+    journal
+        .fail_delivery(a.turn_id, "HTTP 500 for 24 h", 9_000)
+        .await
+        .unwrap();
+    drop(journal);
+
+    let journal = open(&path);
+    let pending = journal.undelivered("webhook", 10).await.unwrap();
+    assert_eq!(pending.len(), 1, "the reply set aside is not handed out again");
+    assert_eq!((pending[0].turn_id, pending[0].at_ms), (b.turn_id, 2_100));
+    let failed = journal.failed_deliveries(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (
+            failed[0].turn_id,
+            failed[0].chat_id.as_str(),
+            failed[0].message_id.as_str()
+        ),
+        (a.turn_id, "n8n:s1", "w1")
+    );
+    assert_eq!(
+        (failed[0].error.as_str(), failed[0].failed_ms, failed[0].at_ms),
+        ("HTTP 500 for 24 h", 9_000, 2_000)
+    );
+
+    let back = journal
+        .retry_delivery(a.turn_id)
+        .await
+        .unwrap()
+        .expect("set aside");
+    assert_eq!(
+        (back.turn_id, back.reply.text.as_str(), back.message_id.as_str()),
+        (a.turn_id, "pong 1", "w1")
+    );
+    assert!(journal.failed_deliveries(10).await.unwrap().is_empty());
+    assert_eq!(journal.undelivered("webhook", 10).await.unwrap().len(), 2);
+    assert_eq!(
+        journal.retry_delivery(a.turn_id).await.unwrap(),
+        None,
+        "not set aside any more"
+    );
+    // A reply already delivered cannot be set aside.
+    journal.mark_delivered(b.turn_id, 3_000).await.unwrap();
+    journal.fail_delivery(b.turn_id, "late", 9_500).await.unwrap();
+    assert!(journal.failed_deliveries(10).await.unwrap().is_empty());
+}

@@ -72,6 +72,10 @@ pub enum Command {
     /// Who was let in by pairing: list them, or revoke one (takes effect at their next message).
     #[command(subcommand)]
     Access(AccessCommand),
+    /// Replies a push adapter could not deliver (a webhook callback that never came up), set aside: list
+    /// them, or send one again.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
     /// Send a message to the running gateway and print the reply; with no MESSAGE, read one message per
     /// line from standard input (an interactive prompt on a terminal).
     Chat(ChatArgs),
@@ -335,6 +339,26 @@ pub enum AccessCommand {
         /// The user's id (as `herald access list` shows it).
         #[arg(value_name = "USER")]
         user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// How many replies wait to be delivered, and those set aside with why.
+    #[command(alias = "ls")]
+    List {
+        /// Only the replies set aside.
+        #[arg(long)]
+        failed: bool,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a reply that was set aside again (at once when the gateway runs, else at its next start).
+    Retry {
+        /// The reply's turn, as `herald deliveries list` shows it.
+        #[arg(value_name = "TURN")]
+        turn: i64,
     },
 }
 

@@ -62,6 +62,7 @@ pub fn main_entry() -> std::process::ExitCode {
         Command::Secret(cmd) => commands::secret::secret(&target, &cmd),
         Command::Pair(args) => commands::access::pair(&target, &args),
         Command::Access(cmd) => commands::access::access(&target, &cmd),
+        Command::Deliveries(cmd) => commands::deliveries::deliveries(&target, &cmd),
         Command::Chat(args) => commands::chat::chat(&target, &args),
         Command::Doctor(args) => commands::doctor::doctor(&target, &args),
         Command::Install(args) => commands::install::install(&target, &args),

@@ -19,6 +19,7 @@ use herald_home::secrets::Variables;
 use herald_journal::SqliteJournal;
 use herald_openai::OpenAiAgent;
 use herald_telegram::{TelegramAdapter, TelegramOptions};
+use herald_webhook::WebhookAdapter;
 
 /// Builds the standard payload.
 #[derive(Debug, Default)]
@@ -81,6 +82,13 @@ fn adapters(
             .with_media_limits(config.gateway.media_max_mb, config.gateway.media_retention_days);
         let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError::Failure(e.to_string()))?;
         adapters.push(Box::new(adapter));
+    }
+    if !config.webhooks.is_empty() {
+        let webhooks = herald_gateway::webhook::resolve(&config.webhooks, variables)
+            .map_err(|e| PayloadError::Config(e.to_string()))?;
+        adapters.push(Box::new(
+            WebhookAdapter::new(webhooks).map_err(PayloadError::Failure)?,
+        ));
     }
     Ok(adapters)
 }

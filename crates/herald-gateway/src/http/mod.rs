@@ -6,6 +6,7 @@
 //! POST /v1/sessions/{session}/reset      [{}]            start a new conversation (history is kept)
 //! GET  /v1/sessions                      [?limit=N]      sessions, most recent first
 //! GET  /v1/files/{turn}/{name}                           a file an agent's answer sent (its `url`)
+//! POST /v1/webhooks/{name}  [?wait=true]                 a signed message from an integration
 //! GET  /healthz                          200 while the process serves
 //! GET  /readyz                           200 when taking turns; 503 while starting or draining
 //! ```
@@ -34,6 +35,7 @@
 pub mod browser;
 mod listener;
 mod parse_errors;
+mod webhook;
 
 pub use listener::HttpLimits;
 
@@ -61,6 +63,7 @@ use crate::agent::outfiles::OutFiles;
 use crate::commands;
 use crate::engine::{Engine, SubmitError, TurnOutcome};
 use crate::journal::{HistoryQuery, JournalError, JournalErrorKind, Reply, SessionKey};
+use crate::webhook::Webhooks;
 use browser::BrowserPolicy;
 
 /// The adapter name sessions of this API are stored under.
@@ -91,6 +94,8 @@ pub struct HttpOptions {
     pub health: HealthBoard,
     /// The folders of the files agents send (`None`: no reply has files to serve).
     pub files: Option<OutFiles>,
+    /// The integrations that may post to `/v1/webhooks/{name}`.
+    pub webhooks: Arc<Webhooks>,
 }
 
 /// Why the adapter could not start.
@@ -195,6 +200,7 @@ struct AppState {
     max_body_bytes: usize,
     health: HealthBoard,
     files: Option<OutFiles>,
+    webhooks: Arc<Webhooks>,
 }
 
 /// The API as an axum router (public for in-process tests and benchmarks).
@@ -206,6 +212,7 @@ pub fn router(engine: Arc<Engine>, options: &HttpOptions) -> Router {
         max_body_bytes: options.max_body_bytes,
         health: options.health.clone(),
         files: options.files.clone(),
+        webhooks: options.webhooks.clone(),
     });
     // Layers run outside in: the browser guard, then the token.
     let v1 = Router::new()
@@ -215,10 +222,15 @@ pub fn router(engine: Arc<Engine>, options: &HttpOptions) -> Router {
         .route("/v1/files/{turn}/{*name}", get(sent_file))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route_layer(middleware::from_fn_with_state(state.clone(), refuse_browsers));
+    // A webhook's signature is its authentication: the token is not asked of it.
+    let hooks = Router::new()
+        .route("/v1/webhooks/{name}", post(webhook::receive))
+        .route_layer(middleware::from_fn_with_state(state.clone(), refuse_browsers));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(v1)
+        .merge(hooks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
@@ -529,8 +541,13 @@ async fn post_message(
         }
         Err(SubmitError::Journal(e)) => return journal_failure(&e),
     };
+    answer(&state, ticket, query.wait).await
+}
+
+/// What a stored message's client is told: `202 accepted` at once, or (`wait`) the reply.
+async fn answer(state: &AppState, ticket: crate::engine::Ticket, wait: bool) -> Response {
     let id = ticket.message_id.clone();
-    if !query.wait {
+    if !wait {
         return (
             StatusCode::ACCEPTED,
             axum::Json(json!({"id": id, "status": "accepted"})),
@@ -542,7 +559,7 @@ async fn post_message(
             let status = if reply.failed { "failed" } else { "done" };
             (
                 StatusCode::OK,
-                axum::Json(json!({"id": id, "status": status, "reply": reply_json(&state, &reply)})),
+                axum::Json(json!({"id": id, "status": status, "reply": reply_json(state, &reply)})),
             )
                 .into_response()
         }

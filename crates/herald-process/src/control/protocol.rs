@@ -31,6 +31,11 @@ pub enum Request {
     RestartAdapter {
         adapter: String,
     },
+    /// Take a reply set aside as undeliverable back into delivery and send it now (`herald deliveries
+    /// retry`).
+    RetryDelivery {
+        turn_id: i64,
+    },
 }
 
 /// What a reload did: the dotted keys applied live, and those that changed but take effect only after a
@@ -166,6 +171,10 @@ mod tests {
             })
         );
         assert!(parse_request(b"{\"op\":\"restart_adapter\"}").is_err());
+        assert_eq!(
+            parse_request(b"{\"op\":\"retry_delivery\",\"turn_id\":17}"),
+            Ok(Request::RetryDelivery { turn_id: 17 })
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod access;
 pub mod chat;
 pub mod completions;
 pub mod config;
+pub mod deliveries;
 pub mod doctor;
 pub mod install;
 pub mod logs;

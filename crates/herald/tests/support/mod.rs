@@ -76,8 +76,13 @@ impl TestHome {
     /// Runs `herald <args>` with the Telegram test token in `HERALD_TEST_TG_TOKEN` (what the Telegram
     /// tests' configs name in `token_env`) and waits until it serves.
     pub fn start_with_token(&self, args: &[&str], token: &str) -> Gateway {
+        self.start_with_env(args, &[("HERALD_TEST_TG_TOKEN", token)])
+    }
+
+    /// Runs `herald <args>` with `env` added to its environment and waits until it serves.
+    pub fn start_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Gateway {
         let mut cmd = self.cmd(args);
-        cmd.env("HERALD_TEST_TG_TOKEN", token)
+        cmd.envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let gateway = Gateway::from_child(retry_wine_spawn(|| cmd.spawn()));
