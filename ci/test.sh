@@ -93,6 +93,16 @@ if $windows_ok; then
             done
             export HERALD_TELEGRAM_TEST_API_URL="http://127.0.0.1:$tg_port"
         fi
+        # And the Standard Webhooks receiver (Python, standard library only).
+        wh_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+        python3 ci/peers/webhook_receiver.py "$wh_port" >/dev/null 2>&1 </dev/null &
+        wh_pid=$!
+        trap 'kill ${mock_pid:-} ${tg_pid:-} $wh_pid 2>/dev/null; herald_wine_cleanup' EXIT
+        for _ in $(seq 100); do
+            curl -sf "http://127.0.0.1:$wh_port/health" >/dev/null && break
+            sleep 0.1
+        done
+        export HERALD_WEBHOOK_RECEIVER_URL="http://127.0.0.1:$wh_port"
         cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
         cargo test --workspace --locked --target x86_64-pc-windows-gnu
     else
@@ -108,7 +118,8 @@ step "macos: check and clippy for aarch64-apple-darwin (the pure-Rust crates)"
 # and is checked here.
 if ensure_target aarch64-apple-darwin; then
     cargo clippy --all-targets --locked --target aarch64-apple-darwin \
-        -p herald-home -p herald-process -p herald-install -p herald-lifecycle -p herald-gateway -p herald-daemon -p herald-openai -- -D warnings
+        -p herald-home -p herald-process -p herald-install -p herald-lifecycle -p herald-gateway -p herald-daemon -p herald-openai \
+        -p herald-telegram -p herald-webhook -- -D warnings
 else
     cannot_run "macos check" "rustup target add aarch64-apple-darwin failed"
 fi

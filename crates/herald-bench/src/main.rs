@@ -27,6 +27,7 @@ mod session;
 mod telegram;
 mod turns;
 mod watchdog;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--
        herald-bench flood [--help]   (a normal client while idle and slow-loris connections fill the listener)
        herald-bench watchdog [--help] (SIGSTOP of the worker -> serving again; no false wedge under load)
        herald-bench telegram [--help] (replies to many chats against a rate-limited Bot API stand-in)
+       herald-bench webhook [--help]  (signed webhook turns, inbound to callback, at 64 senders)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
 again, idle RSS and idle wake-ups.
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Some("flood") => Some(("flood", flood::main)),
         Some("watchdog") => Some(("watchdog", watchdog::main)),
         Some("telegram") => Some(("telegram", telegram::main)),
+        Some("webhook") => Some(("webhook", webhook::main)),
         _ => None,
     };
     if let Some((name, run)) = subcommand {

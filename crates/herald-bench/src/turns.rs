@@ -168,8 +168,14 @@ impl Client {
     /// [`Client::post`] with a query string (`?wait=false`).
     pub fn post_to(&mut self, session: &str, id: &str, text: &str, query: &str) -> anyhow::Result<u16> {
         let body = format!(r#"{{"text":"{text}","id":"{id}"}}"#);
+        self.post_raw(&format!("/v1/sessions/{session}/messages{query}"), "", &body)
+    }
+
+    /// POSTs `body` (JSON) to `path` with `headers` (each line ending in CRLF) and reads the whole
+    /// response; returns the status code.
+    pub fn post_raw(&mut self, path: &str, headers: &str, body: &str) -> anyhow::Result<u16> {
         let request = format!(
-            "POST /v1/sessions/{session}/messages{query} HTTP/1.1\r\nHost: {}\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{headers}\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.authority,
             body.len()
@@ -262,7 +268,7 @@ pub fn figures(levels: &[Level]) -> Vec<crate::report::Figure> {
     out
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
