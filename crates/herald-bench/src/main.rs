@@ -23,6 +23,7 @@ mod machine;
 mod proc;
 mod procfs;
 mod report;
+mod request;
 mod session;
 mod telegram;
 mod turns;

@@ -558,13 +558,7 @@ fn a_telegram_photo_reaches_the_model_as_an_image_part() {
     const TOKEN: &str = "4545:PHOTO-TOKEN";
     const USER: i64 = 43;
     let peer = peer();
-    let reply = |text: &str| {
-        serde_json::json!({
-            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}]})
-        .to_string()
-    };
+    let reply = completion;
     // "abc" is "YWJj" in base64. Rules: the last that matches wins.
     let seen = "body.messages[-1].content[0].text == 'what is this?' && \
                 body.messages[-1].content[1].type == 'image_url' && \
@@ -605,13 +599,7 @@ fn a_voice_note_is_transcribed_on_the_same_server_and_the_model_reads_the_text()
     const TOKEN: &str = "4646:VOICE-TOKEN";
     const USER: i64 = 44;
     let peer = peer();
-    let reply = |text: &str| {
-        serde_json::json!({
-            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}]})
-        .to_string()
-    };
+    let reply = completion;
     let models = serde_json::json!({"object": "list", "data": []}).to_string();
     // mock-llm does not parse multipart bodies; the rule checks the request is an upload, and the chat
     // rule checks the transcript became the message.
@@ -662,6 +650,15 @@ fn a_voice_note_is_transcribed_on_the_same_server_and_the_model_reads_the_text()
     assert_eq!(telegram.sent_to(USER)[1].text, "told it failed");
     assert!(home.output(&["stop"]).status.success());
     gateway.wait();
+}
+
+/// A chat completion answering `text`, as mock-llm's rules give it (a JSON string).
+fn completion(text: &str) -> String {
+    serde_json::json!({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text}}]})
+    .to_string()
 }
 
 /// A home whose agent is `peer` (OpenAI, streamed or not) and whose Telegram bot is `telegram`, `user`
