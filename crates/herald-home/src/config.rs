@@ -1010,8 +1010,8 @@ impl Config {
 
     /// The variables this config names for a secret, with the key that names each: `[http] token_env`
     /// (when no literal token is set), `[agent.openai] api_key_env` (backend openai, unless empty: a
-    /// server that needs no key) and `[telegram] token_env` (when enabled). Each must resolve for the
-    /// gateway to start.
+    /// server that needs no key), `[telegram] token_env` (when enabled) and each `[[webhook]]`'s
+    /// `secret_env`. Each must resolve for the gateway to start.
     pub fn named_variables(&self) -> Vec<NamedVariable> {
         let mut out = Vec::new();
         if self.http.enabled
@@ -1035,6 +1035,12 @@ impl Config {
             out.push(NamedVariable {
                 key: "telegram.token_env",
                 variable: var.trim().to_owned(),
+            });
+        }
+        for webhook in &self.webhooks {
+            out.push(NamedVariable {
+                key: "webhook.secret_env",
+                variable: webhook.secret_env.trim().to_owned(),
             });
         }
         out
@@ -1256,6 +1262,12 @@ mod tests {
         assert_eq!(
             names("[http]\ntoken_env = \"H\"\n[telegram]\nenabled = true\ntoken_env = \"T\"\n"),
             ["http.token_env=H", "telegram.token_env=T"]
+        );
+        assert_eq!(
+            names(
+                "[[webhook]]\nname = \"a\"\nsecret_env = \"WA\"\n[[webhook]]\nname = \"b\"\nsecret_env = \"WB\"\n"
+            ),
+            ["webhook.secret_env=WA", "webhook.secret_env=WB"]
         );
         // A literal token wins over [http] token_env; a disabled adapter needs nothing.
         assert!(
