@@ -215,6 +215,8 @@ pub struct StoredMessage {
     pub at_ms: u64,
     /// For a user message, the state of its turn; for a reply, `done` or `failed`.
     pub status: TurnState,
+    /// For a reply, the files it sent (see [`Reply::files`]).
+    pub files: Vec<Attachment>,
 }
 
 /// A page of a session's history, newest messages last, read within a byte budget.

@@ -518,7 +518,8 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
     };
     let mut stmt = conn.prepare_cached(
         "SELECT m.id, m.turn_id, t.message_id, m.role, m.text, m.created_ms, m.failed,
-                CASE WHEN t.cancelled_ms IS NULL THEN t.state ELSE 'cancelled' END, t.number, t.conversation
+                CASE WHEN t.cancelled_ms IS NULL THEN t.state ELSE 'cancelled' END, t.number, t.conversation,
+                m.files
          FROM messages m
          JOIN turns t ON t.id = m.turn_id
          WHERE m.session_id = (SELECT id FROM sessions WHERE adapter = ?1 AND chat_id = ?2)
@@ -566,6 +567,7 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
             text,
             at_ms: r.get::<_, i64>(5)?.max(0) as u64,
             status,
+            files: attachments_from(r.get(10)?),
         });
         last_id = id;
     }

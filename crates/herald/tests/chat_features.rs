@@ -722,6 +722,16 @@ fn files_an_agent_makes_go_back_as_photos_and_documents_and_nothing_outside_its_
             .starts_with("attachment"),
         "{got:?}"
     );
+    // The session's history lists the reply's files too, with the same URL.
+    let history = http(&url, "GET", "/v1/sessions/s1/messages", &[], b"");
+    let messages = history.json()["messages"].clone();
+    let answer = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .expect("the reply in the history");
+    assert_eq!(answer["files"], reply["files"], "{messages}");
     // A retried message gets the same files.
     let again = post_message(
         &url,

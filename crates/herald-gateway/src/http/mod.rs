@@ -588,8 +588,15 @@ async fn answer(state: &AppState, ticket: crate::engine::Ticket, wait: bool) -> 
 fn reply_json(state: &AppState, reply: &Reply) -> Value {
     let mut shown = json!({"text": reply.text});
     if !reply.files.is_empty() {
-        let files: Vec<Value> = reply
-            .files
+        shown["files"] = files_json(state, &reply.files);
+    }
+    shown
+}
+
+/// A reply's files as the API shows them: name, type, size, kind, and the `url` that serves each.
+fn files_json(state: &AppState, files: &[crate::agent::Attachment]) -> Value {
+    Value::Array(
+        files
             .iter()
             .map(|file| {
                 let url = state
@@ -608,10 +615,8 @@ fn reply_json(state: &AppState, reply: &Reply) -> Value {
                     "url": url,
                 })
             })
-            .collect();
-        shown["files"] = Value::Array(files);
-    }
-    shown
+            .collect(),
+    )
 }
 
 /// A path segment with everything but unreserved characters percent-encoded.
@@ -707,7 +712,7 @@ async fn history(
                 .messages
                 .into_iter()
                 .map(|m| {
-                    json!({
+                    let mut shown = json!({
                         "id": m.message_id,
                         "turn": m.turn,
                         "conversation": m.conversation,
@@ -715,7 +720,11 @@ async fn history(
                         "text": m.text,
                         "status": m.status.as_str(),
                         "at_ms": m.at_ms,
-                    })
+                    });
+                    if !m.files.is_empty() {
+                        shown["files"] = files_json(&state, &m.files);
+                    }
+                    shown
                 })
                 .collect();
             axum::Json(json!({
