@@ -94,14 +94,18 @@ if $windows_ok; then
             export HERALD_TELEGRAM_TEST_API_URL="http://127.0.0.1:$tg_port"
         fi
         # And the Standard Webhooks receiver (Python, standard library only).
-        wh_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-        python3 ci/peers/webhook_receiver.py "$wh_port" >/dev/null 2>&1 </dev/null &
+        # Port 0: it takes a free port itself and prints it, so nothing can take it in between.
+        wh_out=$(mktemp)
+        python3 ci/peers/webhook_receiver.py 0 >"$wh_out" 2>&1 </dev/null &
         wh_pid=$!
-        trap 'kill ${mock_pid:-} ${tg_pid:-} $wh_pid 2>/dev/null; herald_wine_cleanup' EXIT
+        trap 'kill ${mock_pid:-} ${tg_pid:-} $wh_pid 2>/dev/null; rm -f "$wh_out"; herald_wine_cleanup' EXIT
+        wh_port=
         for _ in $(seq 100); do
-            curl -sf "http://127.0.0.1:$wh_port/health" >/dev/null && break
+            wh_port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$wh_out")
+            [ -n "$wh_port" ] && break
             sleep 0.1
         done
+        [ -n "$wh_port" ] || { echo "the webhook receiver did not start: $(cat "$wh_out")" >&2; exit 1; }
         export HERALD_WEBHOOK_RECEIVER_URL="http://127.0.0.1:$wh_port"
         cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
         cargo test --workspace --locked --target x86_64-pc-windows-gnu

@@ -5,7 +5,9 @@ shares no code with Herald's, so the tests check the scheme rather than mirror i
 
     webhook_receiver.py PORT
 
-serves on 127.0.0.1:PORT, for many tests at once, each under a name of its own:
+serves on 127.0.0.1:PORT (0: a free port of the system's choosing), and prints `listening on N` once
+it listens — a caller reads the port from there rather than reserving one beforehand, which races any
+other listener on the machine. It serves many tests at once, each under a name of its own:
 
     POST /_secret/NAME        body: the whsec_ secret callbacks to NAME are verified with
     POST /_down/NAME          body: "1" answer 503 to NAME's callbacks (down), "0" accept them (up)
@@ -145,7 +147,7 @@ def main():
     port = int(sys.argv[1])
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
-    print(f"listening on {port}", flush=True)
+    print(f"listening on {server.server_address[1]}", flush=True)
     server.serve_forever()
 
 

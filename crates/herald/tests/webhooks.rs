@@ -38,26 +38,30 @@ impl Receiver {
         }
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ci/peers/webhook_receiver.py");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
+        // Port 0: the receiver takes a free port itself and says which. A port reserved here and
+        // released for it could be taken by any other test's listener in between.
+        let mut child = Command::new("python3")
             .arg(&script)
-            .arg(port.to_string())
+            .arg("0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 (needed for the webhook receiver)");
-        let receiver = Receiver {
-            url: format!("http://127.0.0.1:{port}"),
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("the webhook receiver's first line");
+        let mut receiver = Receiver {
+            url: String::new(),
             child: Some(child),
         };
-        wait_for("the webhook receiver to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let port: u16 = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the webhook receiver said {line:?}, not its port"));
+        receiver.url = format!("http://127.0.0.1:{port}");
         receiver
     }
 
