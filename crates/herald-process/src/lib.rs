@@ -17,6 +17,7 @@ pub mod control;
 pub mod descriptors;
 pub mod disk;
 pub mod identity;
+pub mod image;
 pub mod port_holder;
 pub mod spawn;
 pub mod stdio;

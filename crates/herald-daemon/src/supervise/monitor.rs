@@ -502,9 +502,16 @@ impl Monitor {
     }
 
     fn worker_command(&self, home: &Home, watchdog: Option<WatchdogPolicy>) -> Command {
-        let exe = std::env::current_exe().unwrap_or_else(|_| "herald".into());
+        // This very image, even if its file was replaced since (an upgrade, a package manager): a
+        // worker of another build could speak another beat or record format.
+        let image = herald_process::image::own_image().unwrap_or_else(|_| herald_process::image::OwnImage {
+            program: "herald".into(),
+            arg0: "herald".into(),
+        });
         let key = self.keeper.key();
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(&image.program);
+        #[cfg(unix)]
+        cmd.arg0(&image.arg0);
         cmd.arg("--home")
             .arg(home.root())
             .args(["run", "--worker"])
