@@ -117,6 +117,9 @@ pub(crate) fn decide(heard: &Heard<'_>) -> Step {
         Heard::Call(Request::RestartAdapter { .. }) => {
             Step::Refuse("the gateway is not serving (it waits for herald.toml to be fixed): no adapter runs")
         }
+        Heard::Call(Request::CheckTurn) => Step::Refuse(
+            "the gateway is not serving (it waits for herald.toml to be fixed): it takes no turns",
+        ),
         Heard::Call(Request::RetryDelivery { .. }) => Step::Refuse(
             "the gateway is not serving (it waits for herald.toml to be fixed): nothing can be delivered",
         ),

@@ -286,6 +286,17 @@ async fn serve(
                     reply(call, response);
                 });
             }
+            Step::CheckTurn => {
+                let engine = host.engine();
+                let done = status_response(keeper, turns);
+                tokio::spawn(async move {
+                    let response = match engine.check_turn().await {
+                        Ok(()) => done,
+                        Err(e) => Response::error(pid, format!("the check turn failed: {e}")),
+                    };
+                    reply(call, response);
+                });
+            }
             Step::Stop(order) => {
                 if let MarkerCheck::Stop(marker) = marker_check.as_ref().unwrap_or(&MarkerCheck::None) {
                     tracing::info!("stop marker from {}", marker.requested_by);
@@ -516,8 +527,13 @@ async fn shutdown(
             report = &mut drain => break (report, None),
             () = watchdog.tick() => {}
             Some(call) = inbox.calls.recv() => {
-                if serve_policy::while_draining(&Heard::Call(&call.request)) == DrainStep::Reply {
-                    reply(Some(call), status_response(keeper, turns));
+                match serve_policy::while_draining(&Heard::Call(&call.request)) {
+                    DrainStep::Reply => reply(Some(call), status_response(keeper, turns)),
+                    DrainStep::Refuse(why) => {
+                        let pid = keeper.pid();
+                        reply(Some(call), Response::error(pid, why));
+                    }
+                    _ => {}
                 }
             }
             Some(event) = inbox.signals.recv() => {

@@ -47,6 +47,8 @@ pub(crate) enum Step {
     RestartAdapter(String),
     /// Send a reply that was set aside again, and answer whether there was one.
     RetryDelivery(i64),
+    /// Make one synthetic turn through the journal, and answer whether it went through.
+    CheckTurn,
     /// Log a signal that was absorbed (a spurious Ctrl+C with no console).
     LogAbsorbed(String),
     /// Log a marker that was not obeyed.
@@ -67,6 +69,7 @@ pub(crate) fn while_serving(heard: &Heard<'_>) -> Step {
         Heard::Call(Request::Reload) => Step::Reload("control_channel".into()),
         Heard::Call(Request::RestartAdapter { adapter }) => Step::RestartAdapter(adapter.clone()),
         Heard::Call(Request::RetryDelivery { turn_id }) => Step::RetryDelivery(*turn_id),
+        Heard::Call(Request::CheckTurn) => Step::CheckTurn,
         Heard::Signal(event) => match event.disposition {
             Disposition::Stop => Step::Stop(StopOrder {
                 source: event.source,
@@ -90,6 +93,9 @@ pub(crate) fn while_serving(heard: &Heard<'_>) -> Step {
 pub(crate) enum DrainStep {
     /// Answer the call with the gateway's (draining) status.
     Reply,
+    /// A call that asks for work the draining gateway no longer does: refused, with why (a status
+    /// reply would tell its caller the work was done).
+    Refuse(&'static str),
     /// A second stop signal means "now": cut the drain (cut turns resume after the restart).
     CutShort(String),
     Ignore,
@@ -97,6 +103,13 @@ pub(crate) enum DrainStep {
 
 pub(crate) fn while_draining(heard: &Heard<'_>) -> DrainStep {
     match heard {
+        Heard::Call(Request::CheckTurn) => DrainStep::Refuse("the gateway is draining: it takes no turns"),
+        Heard::Call(Request::RetryDelivery { .. }) => {
+            DrainStep::Refuse("the gateway is draining: retry the delivery once it runs again")
+        }
+        Heard::Call(Request::RestartAdapter { .. }) => {
+            DrainStep::Refuse("the gateway is draining: its adapters are stopping")
+        }
         Heard::Call(_) => DrainStep::Reply,
         Heard::Signal(SignalEvent {
             source,
@@ -185,6 +198,10 @@ mod tests {
         // While draining there is nothing to reload into: ignored, a reload call answered.
         assert_eq!(while_draining(&Heard::Signal(&hup)), DrainStep::Ignore);
         assert_eq!(while_draining(&Heard::Call(&Request::Reload)), DrainStep::Reply);
+        assert!(matches!(
+            while_draining(&Heard::Call(&Request::CheckTurn)),
+            DrainStep::Refuse(_)
+        ));
     }
 
     #[test]

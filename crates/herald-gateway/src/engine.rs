@@ -48,8 +48,8 @@ use herald_home::time::now_ms;
 use crate::agent::{Agent, Attachment, Draft, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
 use crate::journal::{
-    Conversation, Delivery, FailedDelivery, HistoryPage, HistoryQuery, Inbound, Journal, JournalError,
-    JournalErrorKind, Pending, Reply, SessionKey, SessionSummary, StoredMessage,
+    CHECK_ADAPTER, Conversation, Delivery, FailedDelivery, HistoryPage, HistoryQuery, Inbound, Journal,
+    JournalError, JournalErrorKind, Pending, Reply, SessionKey, SessionSummary, StoredMessage,
 };
 use crate::reply_order::ReplyOrder;
 pub use crate::turns::TurnOutcome;
@@ -742,6 +742,48 @@ impl Engine {
     /// resumed after the next start). Completes once the journal is released.
     pub fn close_journal(&self) -> Pending<()> {
         self.journal.close()
+    }
+
+    /// One synthetic turn through the journal, start to end: a message stored, answered, marked
+    /// delivered, and read back — what `herald upgrade` asks a new gateway for before it trusts it.
+    /// It lives in the [`CHECK_ADAPTER`] session, listed nowhere, and does not call the agent: an
+    /// agent backend that is down for its own reasons must not roll back a good upgrade (`status
+    /// --deep` reports the agent). Refused while the gateway is not ready (starting, draining).
+    pub async fn check_turn(&self) -> Result<(), JournalError> {
+        if !self.is_ready() {
+            return Err(JournalError::new(
+                JournalErrorKind::Closed,
+                "the gateway is not taking turns (starting or stopping)",
+            ));
+        }
+        let session = SessionKey::new(CHECK_ADAPTER, "upgrade");
+        let message_id = self.ids.next();
+        let accepted = self
+            .journal
+            .accept(Inbound {
+                session: session.clone(),
+                message_id: message_id.clone(),
+                text: "health check".into(),
+                at_ms: now_ms(),
+                attachments: Vec::new(),
+            })
+            .await?;
+        self.journal
+            .finish(accepted.turn_id, Reply::text("ok", false), now_ms())
+            .await?;
+        self.journal.mark_delivered(accepted.turn_id, now_ms()).await?;
+        let back = self.journal.history(&session, 2).await?;
+        let answered = back
+            .iter()
+            .any(|m| m.message_id == message_id && m.role == crate::agent::Role::Assistant && m.text == "ok");
+        if answered {
+            Ok(())
+        } else {
+            Err(JournalError::new(
+                JournalErrorKind::Storage,
+                "the check turn's reply was not read back from the journal",
+            ))
+        }
     }
 
     /// The last `limit` messages of a session.

@@ -26,6 +26,11 @@ use tokio::sync::oneshot;
 
 use crate::agent::{Attachment, HistoryMessage, Role};
 
+/// The adapter name of the health-check turns a running gateway makes on request (`herald upgrade`'s
+/// gate, see `Engine::check_turn`): journaled like any turn, never listed among the sessions, never
+/// delivered anywhere.
+pub const CHECK_ADAPTER: &str = "herald-check";
+
 /// A conversation: one chat of one adapter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionKey {

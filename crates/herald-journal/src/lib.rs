@@ -11,6 +11,7 @@
 //! [`herald_gateway::journal::Journal`] traits, which keeps it pure Rust and checkable for every OS.
 
 mod schema;
+pub mod snapshot;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,9 +20,9 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, CommandClaim, Conversation, Delivery, FailedDelivery, HistoryPage, HistoryQuery,
-    HistoryStore, Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage,
-    TurnState, TurnStore, UnfinishedTurn,
+    Accepted, AdapterStore, CHECK_ADAPTER, CommandClaim, Conversation, Delivery, FailedDelivery, HistoryPage,
+    HistoryQuery, HistoryStore, Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary,
+    StoredMessage, TurnState, TurnStore, UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -310,9 +311,10 @@ impl HistoryStore for SqliteJournal {
             let mut stmt = conn.prepare_cached(
                 "SELECT s.adapter, s.chat_id, s.created_ms, s.updated_ms,
                         (SELECT count(*) FROM messages m WHERE m.session_id = s.id), s.conversation
-                 FROM sessions s ORDER BY s.updated_ms DESC, s.id DESC LIMIT ?1",
+                 FROM sessions s WHERE s.adapter != ?2
+                 ORDER BY s.updated_ms DESC, s.id DESC LIMIT ?1",
             )?;
-            let rows = stmt.query_map(params![limit], |r| {
+            let rows = stmt.query_map(params![limit, CHECK_ADAPTER], |r| {
                 Ok(SessionSummary {
                     session: SessionKey::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
                     created_ms: r.get::<_, i64>(2)?.max(0) as u64,

@@ -36,6 +36,9 @@ pub enum Request {
     RetryDelivery {
         turn_id: i64,
     },
+    /// Make one synthetic turn through the journal and answer once it was stored, answered and read
+    /// back (`herald upgrade`'s health gate): proof the gateway can take turns, not just answer pings.
+    CheckTurn,
 }
 
 /// What a reload did: the dotted keys applied live, and those that changed but take effect only after a
@@ -175,6 +178,7 @@ mod tests {
             parse_request(b"{\"op\":\"retry_delivery\",\"turn_id\":17}"),
             Ok(Request::RetryDelivery { turn_id: 17 })
         );
+        assert_eq!(parse_request(b"{\"op\":\"check_turn\"}"), Ok(Request::CheckTurn));
     }
 
     #[test]
