@@ -59,6 +59,8 @@ step "clippy (linux)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests (linux)"
+# The second build tests/upgrade.rs upgrades to (this tree, another version string).
+bash ci/build-upgrade-candidate.sh >/dev/null
 cargo test --workspace --locked
 
 step "windows: build, clippy and tests under Wine"
@@ -108,6 +110,7 @@ if $windows_ok; then
         [ -n "$wh_port" ] || { echo "the webhook receiver did not start: $(cat "$wh_out")" >&2; exit 1; }
         export HERALD_WEBHOOK_RECEIVER_URL="http://127.0.0.1:$wh_port"
         cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
+        bash ci/build-upgrade-candidate.sh x86_64-pc-windows-gnu >/dev/null
         cargo test --workspace --locked --target x86_64-pc-windows-gnu
     else
         cannot_run "windows tests" "the Wine environment could not be prepared (see above)"

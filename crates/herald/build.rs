@@ -2,6 +2,9 @@
 //! `HERALD_BUILD_COMMIT` (short hash) and `HERALD_BUILD_DATE` (YYYY-MM-DD), both `unknown` outside a git
 //! checkout (`cargo install` from a published package) or without git.
 //!
+//! It also sets `HERALD_VERSION`: `HERALD_BUILD_VERSION` when that is set (as `herald_home::VERSION`
+//! reads it), else the package version — so `--version` and every other report agree.
+//!
 //! Invariant: the stamp is reproducible and cheap. The date is the commit's (not the clock's), so two
 //! builds of one commit print the same version; and the script reruns only when HEAD moves (the files
 //! `HEAD`, the branch's ref and `packed-refs` are watched), not on every build. A dirty tree is not
@@ -12,7 +15,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    for name in ["HERALD_BUILD_COMMIT", "HERALD_BUILD_DATE"] {
+    for name in ["HERALD_BUILD_COMMIT", "HERALD_BUILD_DATE", "HERALD_BUILD_VERSION"] {
         println!("cargo:rerun-if-env-changed={name}");
     }
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
@@ -34,6 +37,11 @@ fn main() {
         "cargo:rustc-env=HERALD_BUILD_DATE={}",
         date.unwrap_or_else(|| "unknown".into())
     );
+    let version = std::env::var("HERALD_BUILD_VERSION")
+        .ok()
+        .or_else(|| std::env::var("CARGO_PKG_VERSION").ok())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=HERALD_VERSION={version}");
     if ours {
         watch_head(&manifest_dir);
     }

@@ -27,6 +27,7 @@ mod request;
 mod session;
 mod telegram;
 mod turns;
+mod upgrade;
 mod watchdog;
 mod webhook;
 
@@ -60,6 +61,7 @@ usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--
        herald-bench watchdog [--help] (SIGSTOP of the worker -> serving again; no false wedge under load)
        herald-bench telegram [--help] (replies to many chats against a rate-limited Bot API stand-in)
        herald-bench webhook [--help]  (signed webhook turns, inbound to callback, at 64 senders)
+       herald-bench upgrade [--help]  (herald upgrade under a keyed client: wall time, longest refusal)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
 again, idle RSS and idle wake-ups.
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Some("watchdog") => Some(("watchdog", watchdog::main)),
         Some("telegram") => Some(("telegram", telegram::main)),
         Some("webhook") => Some(("webhook", webhook::main)),
+        Some("upgrade") => Some(("upgrade", upgrade::main)),
         _ => None,
     };
     if let Some((name, run)) = subcommand {

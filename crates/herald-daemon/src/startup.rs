@@ -191,7 +191,7 @@ pub(crate) fn claim(home: &Home, budget: StopBudget, role: Role, replace: bool) 
     keeper.log(
         keeper
             .event(EventKind::Start)
-            .with("version", env!("CARGO_PKG_VERSION"))
+            .with("version", herald_home::VERSION)
             .with("home", home.root().display().to_string())
             .with("argv", me.cmd.clone())
             .with("replaced", replaced),

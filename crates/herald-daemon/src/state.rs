@@ -129,7 +129,7 @@ impl RecordKeeper {
             argv: self.me.cmd.clone(),
             exe: self.me.exe.as_ref().map(|p| p.display().to_string()),
             home: self.home.root().to_path_buf(),
-            herald_version: env!("CARGO_PKG_VERSION").to_owned(),
+            herald_version: herald_home::VERSION.to_owned(),
             started_at_ms: self.started_at_ms,
             control: self.endpoints.control.clone(),
         };

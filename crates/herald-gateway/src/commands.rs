@@ -223,7 +223,7 @@ impl CommandDesk {
             lines.push(format!(
                 "Process {} (herald {}).",
                 std::process::id(),
-                env!("CARGO_PKG_VERSION")
+                herald_home::VERSION
             ));
         }
         lines.join("\n")

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod atomic;
 pub mod budget;
+pub mod build_info;
 pub mod config;
 pub mod exit;
 pub mod lifecycle;
@@ -25,6 +26,15 @@ pub mod secrets;
 pub mod sync;
 pub mod time;
 pub mod words;
+
+/// This build's version: `HERALD_BUILD_VERSION` when it was set at build time (a packager's own
+/// version string, or the second build the upgrade tests install over the first), else the crate's.
+/// Every process reports this one value (`--version`, `version --json`, the PID record, the start
+/// event), so an upgrade can tell which build is serving.
+pub const VERSION: &str = match option_env!("HERALD_BUILD_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 pub use budget::StopBudget;
 pub use exit::ExitCode;

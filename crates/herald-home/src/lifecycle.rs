@@ -67,6 +67,17 @@ pub enum EventKind {
     /// A worker's beat came late (more than 1.5 intervals apart) but within the limit; at most one a
     /// minute, with the largest gap since the last one.
     WatchdogLate,
+    /// `herald upgrade` refused a candidate before touching anything (the reasons).
+    UpgradeRefused,
+    /// `herald upgrade` began: the versions, the candidate, the executable it replaces.
+    UpgradeBegin,
+    /// The candidate was put in place of the executable (the previous one kept beside it).
+    UpgradeSwap,
+    /// The new gateway passed the health gate: the upgrade is done.
+    UpgradeHealthy,
+    /// The new gateway failed the gate (or the upgrade was rolled back by hand): the previous
+    /// executable, and the data the new one may have changed, were put back — the outcome and why.
+    UpgradeRollback,
 }
 
 impl EventKind {
@@ -98,6 +109,11 @@ impl EventKind {
             EventKind::AdapterRestart => "adapter_restart",
             EventKind::Wedged => "wedged",
             EventKind::WatchdogLate => "watchdog_late",
+            EventKind::UpgradeRefused => "upgrade_refused",
+            EventKind::UpgradeBegin => "upgrade_begin",
+            EventKind::UpgradeSwap => "upgrade_swap",
+            EventKind::UpgradeHealthy => "upgrade_healthy",
+            EventKind::UpgradeRollback => "upgrade_rollback",
         }
     }
 }

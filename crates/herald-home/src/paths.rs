@@ -276,6 +276,13 @@ impl Home {
     pub fn media_dir(&self) -> PathBuf {
         self.root.join("media")
     }
+    /// `herald upgrade`'s plan (`upgrade/plan.json`) and its backups (`upgrade/<id>/`).
+    pub fn upgrade_dir(&self) -> PathBuf {
+        self.root.join("upgrade")
+    }
+    pub fn upgrade_plan(&self) -> PathBuf {
+        self.upgrade_dir().join("plan.json")
+    }
     /// Who was let in by pairing, and the pairing codes not yet used (see [`crate::access`]).
     pub fn access_dir(&self) -> PathBuf {
         self.root.join("access")
@@ -369,6 +376,12 @@ impl Home {
             create_private_dir(&dir, is_root)?;
         }
         Ok(())
+    }
+
+    /// Creates a folder of the home's own (`upgrade/`, a backup in it) with the same checks and
+    /// permissions as [`Self::ensure`]'s.
+    pub fn ensure_private_dir(&self, dir: &Path) -> Result<(), HomeError> {
+        create_private_dir(dir, false)
     }
 }
 

@@ -173,7 +173,7 @@ fn started_elsewhere(target: &Target, ours: u32, deadline: Instant) -> Option<St
 /// it) and we must know our own executable.
 pub(crate) fn prepare_detached_spawn(target: &Target) -> Result<PathBuf, LifecycleError> {
     target.home().ensure()?;
-    std::env::current_exe().map_err(LifecycleError::NoExecutable)
+    target.executable()
 }
 
 /// Records a detached spawn (`role_key` names the spawned process's role) in the lifecycle log.
@@ -202,7 +202,7 @@ pub(crate) fn log_detached_spawn(
 }
 
 /// The last lines the gateway wrote to its log since `from` (lossy for non-UTF-8 output), indented.
-fn log_tail(log: &Path, from: u64) -> String {
+pub(crate) fn log_tail(log: &Path, from: u64) -> String {
     let bytes = std::fs::read(log).unwrap_or_default();
     let fresh = bytes.get(usize::try_from(from).unwrap_or(0)..).unwrap_or(&[]);
     let text = String::from_utf8_lossy(fresh);

@@ -27,6 +27,7 @@ pub mod start;
 pub mod status;
 pub mod stop;
 mod target;
+pub mod upgrade;
 pub mod variables;
 
 pub use error::LifecycleError;

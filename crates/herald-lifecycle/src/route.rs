@@ -129,7 +129,7 @@ impl Hooks for LifecycleHooks<'_> {
 /// The spec of this home for routing and status: this executable, `heraldw` beside it, the stop
 /// budget of the config read once (the default budget when it is broken: stopping must still work).
 pub(crate) fn service_spec(target: &Target) -> Result<ServiceSpec, LifecycleError> {
-    let exe = std::env::current_exe().map_err(LifecycleError::NoExecutable)?;
+    let exe = target.executable()?;
     let mut spec = ServiceSpec::for_home(target.home(), &exe, target.stop_budget());
     let heraldw = format!("heraldw{}", std::env::consts::EXE_SUFFIX);
     spec.gui_executable = Some(

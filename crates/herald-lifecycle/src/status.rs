@@ -128,6 +128,9 @@ impl StatusReport {
                 false
             }
         };
+        if let Some(words) = crate::upgrade::describe_unfinished(home) {
+            warnings.push(words);
+        }
         let pid_record = read_record::<PidRecord>(&home.pid_record());
         let state_record = read_record::<StateRecord>(&home.state_record());
         for reason in [pid_record.invalid_reason(), state_record.invalid_reason()]

@@ -4,6 +4,7 @@
 //! and every decision derived from it (the stop budget, the service spec) comes from that one reading,
 //! so two parts of one command can never disagree about a config that changed between two reads.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use herald_home::config::{Config, ConfigError};
@@ -16,6 +17,8 @@ use crate::error::LifecycleError;
 pub struct Target {
     home: Home,
     config: OnceLock<Result<Config, Arc<ConfigError>>>,
+    /// The executable a start runs, when not this process's own (see [`Self::with_executable`]).
+    executable: Option<PathBuf>,
 }
 
 impl Target {
@@ -23,6 +26,23 @@ impl Target {
         Target {
             home,
             config: OnceLock::new(),
+            executable: None,
+        }
+    }
+
+    /// Starts (and service specs) use `exe` instead of this process's own executable: `herald upgrade`,
+    /// whose own file was just replaced (on Linux the running image then reads as "(deleted)", on
+    /// Windows it was renamed aside), starts the gateway from the stable path it installed.
+    pub fn with_executable(mut self, exe: PathBuf) -> Target {
+        self.executable = Some(exe);
+        self
+    }
+
+    /// The herald executable a start runs.
+    pub fn executable(&self) -> Result<PathBuf, LifecycleError> {
+        match &self.executable {
+            Some(exe) => Ok(exe.clone()),
+            None => std::env::current_exe().map_err(LifecycleError::NoExecutable),
         }
     }
 

@@ -161,7 +161,7 @@ impl OpenAiAgent {
             None => None,
         };
         let client = reqwest::Client::builder()
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .user_agent(format!("herald/{}", herald_home::VERSION))
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(OpenAiError::Client)?;

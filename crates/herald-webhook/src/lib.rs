@@ -74,7 +74,7 @@ struct Running {
 impl WebhookAdapter {
     pub fn new(webhooks: Webhooks) -> Result<WebhookAdapter, String> {
         let client = reqwest::Client::builder()
-            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .user_agent(format!("herald/{}", herald_home::VERSION))
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| format!("cannot build the HTTP client for webhook callbacks: {e}"))?;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herald_home::ProfileName;
 
-/// `0.1.0 (abc1234 2026-11-26)`: the package version, the commit and its date (see build.rs).
+/// `0.1.0 (abc1234 2026-11-26)`: the build's version (`herald_home::VERSION`), the commit and its date
+/// (see build.rs).
 pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
+    env!("HERALD_VERSION"),
     " (",
     env!("HERALD_BUILD_COMMIT"),
     " ",
@@ -88,6 +89,13 @@ pub enum Command {
     Install(InstallArgs),
     /// Stop the gateway and remove every service registration of this home.
     Uninstall(UninstallArgs),
+    /// Replace this herald with a new build (--from PATH): check it can read this home, back up the
+    /// journal, swap the executables, restart through whatever manages the home, and keep it only if it
+    /// passes a health gate; else put the previous version back by itself.
+    Upgrade(UpgradeArgs),
+    /// Print this build's version; with --json, also its platform and which journal schema and record
+    /// versions it reads (what `herald upgrade` checks a candidate with).
+    Version(VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) to standard output.
     Completions(CompletionsArgs),
     /// Print the manual page (roff, section 1) to standard output: herald(1), or with COMMAND the page
@@ -207,6 +215,46 @@ pub struct RunArgs {
     /// service hosts the monitor, or with --no-supervise the gateway alone.
     #[arg(long, hide = true, conflicts_with_all = ["worker", "replace"])]
     pub windows_service: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Machine-readable: {"name", "version", "os", "arch", "journal_schema", "records"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The new herald executable (on Windows, heraldw.exe is taken from beside it).
+    #[arg(
+        long = "from",
+        value_name = "PATH",
+        required_unless_present_any = ["resume", "rollback"],
+        conflicts_with_all = ["resume", "rollback"]
+    )]
+    pub candidate: Option<PathBuf>,
+    /// Seconds the new gateway has to pass the health gate (running, verified, answering, ready, one
+    /// synthetic turn through its journal) before it is rolled back.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub health_timeout: u64,
+    /// Seconds a start may take to reach readiness.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Return at once, leaving a detached watcher that upgrades once process PID (an updater, a GUI
+    /// app) has exited.
+    #[arg(long, value_name = "PID", requires = "candidate")]
+    pub after_exit: Option<u32>,
+    /// Finish an upgrade that was cut short (the plan in <home>/upgrade/ names the step).
+    #[arg(long, conflicts_with = "rollback")]
+    pub resume: bool,
+    /// Undo an upgrade that was cut short, or the last one: the previous executable, the journal if the
+    /// new version migrated it, the access records; then start the previous version.
+    #[arg(long)]
+    pub rollback: bool,
+    /// Internal: the watcher started by --after-exit (PID:START_TIME).
+    #[arg(long, hide = true, value_name = "PID:START", requires = "candidate")]
+    pub wait_for: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,7 @@ pub fn main_entry() -> std::process::ExitCode {
     match &cli.command {
         Command::Completions(args) => return commands::completions::completions(args.shell).into(),
         Command::Man(args) => return commands::man::man(args.command.as_deref()).into(),
+        Command::Version(args) => return commands::version::version(args).into(),
         _ => {}
     }
     let home = match Home::resolve(HomeRequest::from_env(cli.global.home, cli.global.profile)) {
@@ -67,7 +68,10 @@ pub fn main_entry() -> std::process::ExitCode {
         Command::Doctor(args) => commands::doctor::doctor(&target, &args),
         Command::Install(args) => commands::install::install(&target, &args),
         Command::Uninstall(args) => commands::install::uninstall(&target, &args),
-        Command::Completions(_) | Command::Man(_) => unreachable!("answered before the home is resolved"),
+        Command::Upgrade(args) => commands::upgrade::upgrade(target, &args),
+        Command::Completions(_) | Command::Man(_) | Command::Version(_) => {
+            unreachable!("answered before the home is resolved")
+        }
     };
     code.into()
 }

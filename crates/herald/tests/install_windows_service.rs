@@ -670,3 +670,51 @@ fn a_prompt_that_is_not_elevated_hands_the_install_to_an_elevated_herald() {
     assert!(registered(&case).is_none());
     assert!(reports().is_empty(), "{:?}", reports());
 }
+
+/// `herald upgrade` of a home the Windows Service runs: the running `herald.exe` (the service's process)
+/// and `heraldw.exe` are renamed aside and the candidate's moved in, the restart goes through the SCM's
+/// Stop and Start, and the service — its registration untouched, naming the same path — runs the new
+/// build.
+#[test]
+fn an_upgrade_swaps_the_running_exe_and_restarts_the_service_through_the_scm() {
+    let case = case("upgrade");
+    let installed_dir = case.dir.path().join("installed");
+    std::fs::create_dir_all(&installed_dir).unwrap();
+    for program in ["herald.exe", "heraldw.exe"] {
+        std::fs::copy(case.herald.with_file_name(program), installed_dir.join(program)).unwrap();
+    }
+    let herald = installed_dir.join("herald.exe");
+    let run = |args: &[&str]| case.command(&herald, args).output().unwrap();
+    ok(&run(&["install", "--backend", "windows-service"]));
+    support::wait_for("the service's gateway to run", || case.running());
+    let before = registered(&case).unwrap();
+    let old_version = read_record::<PidRecord>(&case.home().pid_record())
+        .present()
+        .unwrap()
+        .herald_version;
+
+    let candidate = support::upgrade_candidate();
+    let out = run(&["upgrade", "--from", candidate.to_str().unwrap()]);
+    let said = support::text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("herald upgraded"), "{said}");
+    let pid = read_record::<PidRecord>(&case.home().pid_record())
+        .present()
+        .unwrap();
+    assert_ne!(pid.herald_version, old_version);
+    let after = registered(&case).unwrap();
+    assert_eq!(after.status.state, ScmState::Running);
+    assert_ne!(after.status.pid, before.status.pid, "a new service process");
+    assert_eq!(
+        after.command_line, before.command_line,
+        "the registration is untouched"
+    );
+    assert!(after.command_line.contains("installed"), "{}", after.command_line);
+    assert!(installed_dir.join("herald.prev.exe").is_file());
+    assert!(installed_dir.join("heraldw.prev.exe").is_file());
+    let events = support::text(&run(&["logs", "--lifecycle", "-n", "200"]));
+    assert!(events.contains("upgrade_healthy"), "{events}");
+
+    ok(&run(&["uninstall"]));
+    assert!(registered(&case).is_none());
+}

@@ -580,3 +580,81 @@ fn herald_logs_reads_the_journal_of_a_systemd_managed_home() {
         .unwrap();
     reader.join().unwrap();
 }
+
+/// `herald upgrade` on a home systemd manages: the restart goes through systemctl (the unit's
+/// `ExecStart` names the installed path, which the upgrade keeps), the new version is what systemd runs;
+/// and a candidate that cannot start is rolled back through systemd too, the old version active again.
+#[test]
+fn an_upgrade_restarts_through_systemd_and_a_failing_one_is_rolled_back_through_it() {
+    let Some(systemd) = RealSystemd::boot() else {
+        return;
+    };
+    let m = Manager::User;
+    let home = TestHome::new();
+    let bin = home.root.parent().unwrap().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let herald = bin.join("herald");
+    std::fs::copy(env!("CARGO_BIN_EXE_herald"), &herald).unwrap();
+    let run = |args: &[&str]| {
+        systemd
+            .command(&herald)
+            .arg("--home")
+            .arg(&home.root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = ok_inside(run(&["install"]), "herald install");
+    assert!(out.contains("herald installed with systemd"), "{out}");
+    answers_a_turn(&home, "u", "u1");
+    let old_version = home.pid_record().present().unwrap().herald_version;
+    let old_main = systemd.main_pid(m, UNIT);
+
+    let candidate = support::upgrade_candidate();
+    let out = ok_inside(
+        run(&["upgrade", "--from", candidate.to_str().unwrap()]),
+        "herald upgrade",
+    );
+    assert!(out.contains("herald upgraded"), "{out}");
+    let new_version = home.pid_record().present().unwrap().herald_version;
+    assert_ne!(new_version, old_version);
+    assert_eq!(systemd.property(m, UNIT, "ActiveState"), "active");
+    assert_ne!(systemd.main_pid(m, UNIT), old_main);
+    assert!(
+        systemd
+            .property(m, UNIT, "ExecStart")
+            .contains(&herald.display().to_string())
+    );
+    answers_a_turn(&home, "u", "u2");
+
+    // A candidate that exits at once: systemd cannot keep it up; the gate fails; rolled back.
+    let bad = bin.parent().unwrap().join("failing-herald");
+    std::fs::write(
+        &bad,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = version ]; then\n  {} version --json | sed 's/-upgrade.1/-upgrade.2/'\n  exit\nfi\nexit 1\n",
+            candidate.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(&[
+        "upgrade",
+        "--from",
+        bad.to_str().unwrap(),
+        "--health-timeout",
+        "5",
+        "--timeout",
+        "10",
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("herald {new_version} serves again")),
+        "{said}"
+    );
+    assert_eq!(systemd.property(m, UNIT, "ActiveState"), "active");
+    assert_eq!(home.pid_record().present().unwrap().herald_version, new_version);
+    answers_a_turn(&home, "u", "u3");
+}

@@ -17,6 +17,8 @@ pub mod secret;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod upgrade;
+pub mod version;
 
 use herald_home::paths::HomeSource;
 use herald_home::{ExitCode, Home};

@@ -235,6 +235,9 @@ fn deep(target: &Target, json: bool) -> ExitCode {
             println!("{mark}  {:>2}. {:<18} {}", p.id, p.name, p.detail);
         }
         println!("verdict: {verdict}");
+        if let Some(upgrade) = herald_lifecycle::upgrade::describe_unfinished(home) {
+            println!("note: {upgrade}");
+        }
     }
     match (report.running, healthy) {
         (false, _) => ExitCode::NotRunning,

@@ -521,3 +521,27 @@ impl HttpProbe {
         self.thread.join().unwrap()
     }
 }
+
+/// The second build of this tree, with another version string, that upgrade tests install
+/// (`ci/build-upgrade-candidate.sh` puts it in `target[/<triple>]/upgrade-candidate/`;
+/// `HERALD_UPGRADE_CANDIDATE` names another).
+pub fn upgrade_candidate() -> PathBuf {
+    if let Some(path) = std::env::var_os("HERALD_UPGRADE_CANDIDATE") {
+        return PathBuf::from(path);
+    }
+    // target[/<triple>]/debug/deps/<test> → target[/<triple>]/upgrade-candidate/herald
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("upgrade-candidate")
+        .join(format!("herald{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "the upgrade candidate is missing at {}: run `bash ci/build-upgrade-candidate.sh` (with the \
+         target triple when cross-building)",
+        path.display()
+    );
+    path
+}
