@@ -218,13 +218,24 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         .present()
         .and_then(|s| s.endpoints.http_url)
         .context("no HTTP url after the upgrades")?;
-    let history = http_get(&url, "/v1/sessions/load/messages?limit=100000")?;
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
-    for message in history["messages"].as_array().into_iter().flatten() {
-        if message["role"] == "assistant"
-            && let Some(id) = message["id"].as_str()
-        {
-            *answers.entry(id.to_owned()).or_default() += 1;
+    let mut before: Option<String> = None;
+    loop {
+        let query = match &before {
+            Some(cursor) => format!("?limit=500&before={cursor}"),
+            None => "?limit=500".to_owned(),
+        };
+        let page = http_get(&url, &format!("/v1/sessions/load/messages{query}"))?;
+        for message in page["messages"].as_array().into_iter().flatten() {
+            if message["role"] == "assistant"
+                && let Some(id) = message["id"].as_str()
+            {
+                *answers.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        match &page["next_before"] {
+            serde_json::Value::Null => break,
+            cursor => before = Some(cursor.to_string().trim_matches('"').to_owned()),
         }
     }
     let wrong: Vec<String> = acknowledged
@@ -233,7 +244,13 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         .map(|(id, _)| format!("{id}: {:?}", answers.get(id)))
         .collect();
     let _ = install.herald(&["stop"]);
-    ensure!(wrong.is_empty(), "messages not answered exactly once: {wrong:?}");
+    ensure!(
+        wrong.is_empty(),
+        "{} of {} messages not answered exactly once, the first: {:?}",
+        wrong.len(),
+        acknowledged.len(),
+        &wrong[..wrong.len().min(10)]
+    );
 
     let mut refusals: Vec<u32> = acknowledged
         .iter()

@@ -309,6 +309,20 @@ fn bad_candidates_are_refused_before_anything_changes() {
         assert!(!install.home.root.join("upgrade/plan.json").exists());
     }
     assert!(install.home.event_names().contains(&"upgrade_refused".to_owned()));
+
+    // A gateway started by another installation of herald (here, the build itself): upgrading this
+    // one would leave that one running the old build.
+    let other = Install::new();
+    let out = other.home.output(&["start"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = other.upgrade(&candidate(), &[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("the gateway of this home runs"), "{said}");
+    assert!(same_bytes(
+        &other.herald(),
+        Path::new(env!("CARGO_BIN_EXE_herald"))
+    ));
 }
 
 fn make_executable(path: &Path) {
@@ -373,6 +387,13 @@ fn candidates_that_fail_once_started_are_rolled_back_and_the_old_version_serves_
             "restart",
             Some("restored from the backup"),
         ),
+        // Starts and never becomes ready (holds nothing, writes nothing): the start times out, and the
+        // process it left starting is ended — else it could fight the restored version for the home.
+        (
+            misbehaving(dir.path(), "never-ready", "while :; do sleep 1; done"),
+            "restart",
+            None,
+        ),
         // Says it is the new version, and runs the old one: the gate reads the PID record.
         (
             script(
@@ -395,7 +416,7 @@ fn candidates_that_fail_once_started_are_rolled_back_and_the_old_version_serves_
         let schema = journal_version(&install);
         let original = std::fs::read(install.herald()).unwrap();
 
-        let out = install.upgrade(&candidate, &["--health-timeout", "5", "--timeout", "10"]);
+        let out = install.upgrade(&candidate, &["--health-timeout", "5", "--timeout", "4"]);
         let said = text(&out);
         eprintln!("{}: {said}", candidate.display());
         assert_eq!(out.status.code(), Some(1), "{said}");
@@ -421,7 +442,38 @@ fn candidates_that_fail_once_started_are_rolled_back_and_the_old_version_serves_
         assert!(!names.contains(&"upgrade_healthy".to_owned()), "{names:?}");
         let plan = std::fs::read_to_string(install.home.root.join("upgrade/plan.json")).unwrap();
         assert!(plan.contains("\"rolled_back\""), "{plan}");
+        let left = shells_running(&install.herald());
+        assert!(
+            left.is_empty(),
+            "{}: still running: {left:?}",
+            candidate.display()
+        );
     }
+}
+
+/// Shell processes running `script` (a candidate script installed there), from `/proc`.
+#[cfg(target_os = "linux")]
+fn shells_running(script: &Path) -> Vec<String> {
+    let script = script.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("sh")) && args.contains(&script) {
+            found.push(args.join(" "));
+        }
+    }
+    found
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn shells_running(_script: &Path) -> Vec<String> {
+    Vec::new()
 }
 
 /// `kill -9` of `herald upgrade` after each step (the test hook makes it die there, as a kill would):

@@ -287,6 +287,9 @@ impl<'a> Upgrade<'a> {
             if same {
                 reasons.push("it is the installed executable itself".into());
             }
+            if let Some(why) = runs_elsewhere(&home, &installed) {
+                reasons.push(why);
+            }
             let programs = swap::programs(&installed, &options.candidate)
                 .map_err(|why| reasons.push(why))
                 .unwrap_or_default();
@@ -430,6 +433,11 @@ impl<'a> Upgrade<'a> {
                         crate::start::start(&self.target, options.start_timeout).map(|_| ())
                     };
                     if let Err(e) = restarted {
+                        if let LifecycleError::NotReady { pid, .. } = &e {
+                            // It "keeps starting in the background": were it ever ready, it would
+                            // fight the restored version for the home.
+                            end_unready(*pid, &plan.herald().installed);
+                        }
                         return Err(self.failed_at(plan, "restart", e.to_string(), options));
                     }
                     self.restart_took = Some(began.elapsed());
@@ -679,6 +687,40 @@ impl<'a> Upgrade<'a> {
         }
         out
     }
+}
+
+/// Why this upgrade would replace the wrong executable: the running gateway was started from another
+/// folder than the `installed` herald's (another copy of herald manages this home).
+fn runs_elsewhere(home: &herald_home::Home, installed: &Path) -> Option<String> {
+    if !InstanceLock::is_held(&home.lock_file()).unwrap_or(false) {
+        return None;
+    }
+    let record = read_record::<herald_home::records::PidRecord>(&home.pid_record()).present()?;
+    let running = PathBuf::from(record.exe?.trim_end_matches(" (deleted)"));
+    let folder = |p: &Path| p.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    let (theirs, ours) = (folder(&running)?, folder(installed)?);
+    (theirs != ours).then(|| {
+        format!(
+            "the gateway of this home runs {}, not the herald in {}: run the `herald upgrade` of the \
+             installation it runs from",
+            running.display(),
+            ours.display()
+        )
+    })
+}
+
+/// Ends the process a start spawned that never became ready — only while it still is that process
+/// (its start time) and runs the installed executable (its command line names it).
+fn end_unready(pid: u32, installed: &Path) {
+    let herald_process::ProcessProbe::Alive(info) = herald_process::probe(pid) else {
+        return;
+    };
+    let installed = installed.to_string_lossy();
+    if !info.cmd.iter().any(|arg| arg.as_str() == installed) {
+        return;
+    }
+    let exe = info.exe.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let _ = herald_process::terminate::force_kill_verified(info.key, &info.cmd, exe.as_deref());
 }
 
 /// Copies the regular files of `from` (not links, not folders) into `to`, private.
