@@ -24,6 +24,8 @@ pub struct StatusReport {
     pub running: bool,
     /// The verified gateway pid (only when the OS confirms the PID record).
     pub pid: Option<u32>,
+    /// The version the verified gateway runs (its PID record's), so an upgrade shows.
+    pub version: Option<String>,
     pub state: Option<GatewayState>,
     pub uptime_secs: Option<u64>,
     pub in_flight: Option<u32>,
@@ -174,6 +176,7 @@ impl StatusReport {
                 home: home.root().to_path_buf(),
                 running: false,
                 pid: None,
+                version: None,
                 state: state.map(|s| s.state).filter(|s| !s.claims_alive()),
                 uptime_secs: None,
                 in_flight: None,
@@ -225,6 +228,7 @@ impl StatusReport {
             home: home.root().to_path_buf(),
             running: true,
             pid: verified.map(|r| r.pid),
+            version: verified.map(|r| r.herald_version.clone()),
             state: state.map(|s| s.state),
             uptime_secs: verified.map(|r| now.saturating_sub(r.started_at_ms) / 1000),
             in_flight: state.map(|s| s.in_flight),
@@ -297,6 +301,7 @@ mod tests {
             home: PathBuf::from("/h"),
             running,
             pid,
+            version: None,
             state: None,
             uptime_secs: None,
             in_flight: None,

@@ -289,3 +289,53 @@ fn a_refused_registration_falls_back_to_the_run_value() {
     );
     assert_eq!(case.run_value(), None);
 }
+
+/// `herald upgrade` of a gateway the `Run` value started at logon: the running `heraldw.exe` (the
+/// monitor) and `herald.exe` are renamed aside and the candidate's moved in; the `Run` value, naming the
+/// same path, is untouched, and the next logon starts the new build.
+#[test]
+fn an_upgrade_of_a_gateway_the_run_value_started_swaps_the_running_heraldw() {
+    let mut case = case("upgrade-run");
+    let installed = case.dir.path().join("installed");
+    std::fs::create_dir_all(&installed).unwrap();
+    for program in ["herald.exe", "heraldw.exe"] {
+        std::fs::copy(case.herald.with_file_name(program), installed.join(program)).unwrap();
+    }
+    case.herald = installed.join("herald.exe");
+    ok(&case.herald(&["install", "--backend", "startup", "--no-start-now"]));
+    let command = case.run_value().expect("the Run value is set");
+    start_as_at_logon(&command).expect("the Run value's program starts");
+    support::wait_for("the Run value's gateway to run", || case.running());
+    let before = read_record::<PidRecord>(&case.home().pid_record())
+        .present()
+        .unwrap();
+    assert!(
+        before.argv[0].to_lowercase().ends_with("heraldw.exe"),
+        "{:?}",
+        before.argv
+    );
+
+    let candidate = support::upgrade_candidate();
+    let out = case.herald(&["upgrade", "--from", candidate.to_str().unwrap()]);
+    let said = support::text(&out);
+    assert!(out.status.success(), "{said}");
+    let after = read_record::<PidRecord>(&case.home().pid_record())
+        .present()
+        .unwrap();
+    assert_ne!(after.herald_version, before.herald_version);
+    assert_eq!(
+        case.run_value().as_deref(),
+        Some(command.as_str()),
+        "the Run value is untouched"
+    );
+    assert!(installed.join("heraldw.prev.exe").is_file());
+    assert!(installed.join("herald.prev.exe").is_file());
+    let candidate_gui = std::fs::read(candidate.with_file_name("heraldw.exe")).unwrap();
+    assert_eq!(
+        std::fs::read(installed.join("heraldw.exe")).unwrap(),
+        candidate_gui
+    );
+
+    ok(&case.herald(&["stop"]));
+    ok(&case.herald(&["uninstall"]));
+}

@@ -229,7 +229,11 @@ fn an_upgrade_under_load_serves_the_new_version_and_answers_every_acknowledged_m
         assert!(names.contains(&event.to_owned()), "{event}: {names:?}");
     }
     let status = text(&install.run(&["status"]));
-    assert!(!status.contains("upgrade"), "{status}");
+    assert!(!status.contains("cut short"), "{status}");
+    assert!(
+        status.contains(&format!("version: herald {new_version}")),
+        "{status}"
+    );
 }
 
 #[test]
@@ -309,6 +313,20 @@ fn bad_candidates_are_refused_before_anything_changes() {
         assert!(!install.home.root.join("upgrade/plan.json").exists());
     }
     assert!(install.home.event_names().contains(&"upgrade_refused".to_owned()));
+
+    // One upgrade of a home at a time: while another holds the upgrade lock, refused at once.
+    let held =
+        herald_home::lock::InstanceLock::try_acquire(&install.home.root.join("upgrade").join("upgrade.lock"))
+            .unwrap();
+    let out = install.upgrade(&candidate(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("another `herald upgrade` is running"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read(install.herald()).unwrap(), original);
+    drop(held);
 
     // A gateway started by another installation of herald (here, the build itself): upgrading this
     // one would leave that one running the old build.

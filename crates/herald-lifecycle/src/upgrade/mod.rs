@@ -116,6 +116,8 @@ pub enum UpgradeError {
     Unfinished { from: String, to: String, step: Step },
     #[error("there is no unfinished upgrade to {0}")]
     NothingTo(&'static str),
+    #[error("another `herald upgrade` is running on this home (it holds {0}); wait for it to end")]
+    Busy(PathBuf),
     #[error(
         "the upgrade plan {path} cannot be read ({reason}); check the installation by hand, then remove it"
     )]
@@ -157,7 +159,9 @@ fn bullets(lines: &[String]) -> String {
 impl UpgradeError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            UpgradeError::Unfinished { .. } | UpgradeError::NothingTo(_) => ExitCode::Usage,
+            UpgradeError::Unfinished { .. } | UpgradeError::NothingTo(_) | UpgradeError::Busy(_) => {
+                ExitCode::Usage
+            }
             UpgradeError::Lifecycle(e) => e.exit_code(),
             _ => ExitCode::Failure,
         }
@@ -208,6 +212,8 @@ pub struct Upgrade<'a> {
     log: LifecycleLog,
     began: Instant,
     restart_took: Option<Duration>,
+    /// Held from the first step to the last: one upgrade of a home at a time.
+    lock: Option<InstanceLock>,
 }
 
 impl std::fmt::Debug for Upgrade<'_> {
@@ -229,6 +235,29 @@ impl<'a> Upgrade<'a> {
             log,
             began: Instant::now(),
             restart_took: None,
+            lock: None,
+        }
+    }
+
+    /// Takes `upgrade/upgrade.lock` (the OS lock the instance lock uses, on a file of its own) for the
+    /// rest of this upgrade: a second `herald upgrade` of the home — a watcher left by `--after-exit`
+    /// and a hand-typed one, say — is refused instead of interleaving its steps with this one's.
+    fn lock(&mut self) -> Result<(), UpgradeError> {
+        let home = self.target.home();
+        home.ensure().map_err(LifecycleError::from)?;
+        home.ensure_private_dir(&home.upgrade_dir())
+            .map_err(LifecycleError::from)?;
+        let path = home.upgrade_dir().join("upgrade.lock");
+        match InstanceLock::try_acquire(&path) {
+            Ok(lock) => {
+                self.lock = Some(lock);
+                Ok(())
+            }
+            Err(herald_home::lock::LockError::Held(path)) => Err(UpgradeError::Busy(path)),
+            Err(e) => Err(UpgradeError::Failed {
+                step: "locking the upgrade",
+                why: e.to_string(),
+            }),
         }
     }
 
@@ -259,6 +288,7 @@ impl<'a> Upgrade<'a> {
     /// `herald upgrade --from CANDIDATE`: checks it against `this` build and the home, then runs every
     /// step.
     pub fn run(mut self, this: &BuildInfo, options: &Options) -> Result<Report, UpgradeError> {
+        self.lock()?;
         if let Some(plan) = self.read_plan()?.filter(|p| !p.step.is_final()) {
             return Err(UpgradeError::Unfinished {
                 from: plan.from_version,
@@ -313,9 +343,6 @@ impl<'a> Upgrade<'a> {
                 return Err(e);
             }
         };
-        home.ensure().map_err(LifecycleError::from)?;
-        home.ensure_private_dir(&home.upgrade_dir())
-            .map_err(LifecycleError::from)?;
         prune_backups(&home.upgrade_dir(), KEEP_BACKUPS);
         let id = now_ms();
         let plan = UpgradePlan {
@@ -347,6 +374,7 @@ impl<'a> Upgrade<'a> {
 
     /// `herald upgrade --resume`: goes on from the step the plan names.
     pub fn resume(mut self, options: &Options) -> Result<Report, UpgradeError> {
+        self.lock()?;
         let plan = self
             .read_plan()?
             .filter(|p| !p.step.is_final())
@@ -363,6 +391,7 @@ impl<'a> Upgrade<'a> {
 
     /// `herald upgrade --rollback`: undoes an unfinished upgrade, or the last one that finished.
     pub fn rollback(mut self, options: &Options) -> Result<RolledBack, UpgradeError> {
+        self.lock()?;
         let plan = self
             .read_plan()?
             .filter(|p| p.step != Step::RolledBack)

@@ -63,8 +63,10 @@ pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
     Ok(fs::read(a)? == fs::read(b)?)
 }
 
-/// Copies the candidate to its staged name beside the installed file, executable and synced.
+/// Copies the candidate to its staged name beside the installed file, executable and synced. An `.old`
+/// an earlier rollback on Windows could not remove (it still ran then) goes now, if nothing runs it.
 pub fn stage(program: &Program) -> io::Result<()> {
+    let _ = fs::remove_file(beside(&program.installed, "old"));
     herald_home::atomic::remove_if_exists(&program.staged)?;
     fs::copy(&program.candidate, &program.staged)?;
     #[cfg(unix)]

@@ -47,6 +47,7 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
     let value = json!({
         "running": report.running,
         "pid": report.pid,
+        "version": report.version,
         "state": report.state.map(|s| s.as_str()),
         "uptime_secs": report.uptime_secs,
         "in_flight": report.in_flight,
@@ -116,6 +117,9 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
             ));
         }
         out.push('\n');
+        if let Some(version) = &report.version {
+            out.push_str(&format!("  version: herald {version}\n"));
+        }
         if let Some(reason) = &report.waiting {
             out.push_str(&format!(
                 "  not serving: {reason}\n  waiting for herald.toml (or the secrets) to change; `herald stop` ends the wait\n"
