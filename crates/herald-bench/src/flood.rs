@@ -122,11 +122,7 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
             Err(e) => format!("failed: {e}"),
         }
     );
-    if let Some(dir) = Path::new(&options.json).parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    std::fs::write(&options.json, serde_json::to_string_pretty(&summary)?)
-        .with_context(|| format!("cannot write {}", options.json))?;
+    crate::report::save_json(Path::new(&options.json), &summary)?;
     Ok(())
 }
 

@@ -199,6 +199,16 @@ pub fn table(figures: &[Figure]) -> String {
     out
 }
 
+/// Writes a bench's JSON report to `path` (pretty), creating its folder.
+pub fn save_json(path: &std::path::Path, report: &Value) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,11 +146,7 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         "result": result.to_json(),
         "command": std::env::args().collect::<Vec<_>>(),
     });
-    if let Some(dir) = options.json.parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    std::fs::write(&options.json, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", options.json.display()))?;
+    crate::report::save_json(&options.json, &report)?;
     println!("{}", result.table(options.messages));
     Ok(())
 }

@@ -93,11 +93,7 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         "journal_bytes": db_bytes,
         "command": std::env::args().collect::<Vec<_>>(),
     });
-    if let Some(dir) = options.json.parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    std::fs::write(&options.json, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", options.json.display()))?;
+    crate::report::save_json(&options.json, &report)?;
     println!("{}", table(&levels, &curve, db_bytes));
     Ok(())
 }

@@ -286,11 +286,7 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         "result": result,
         "command": std::env::args().collect::<Vec<_>>(),
     });
-    if let Some(dir) = options.json.parent() {
-        std::fs::create_dir_all(dir).ok();
-    }
-    std::fs::write(&options.json, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", options.json.display()))?;
+    crate::report::save_json(&options.json, &report)?;
     println!(
         "| figure | value |\n|---|---|\n\
          | upgrades (each way x {}) | {} |\n\

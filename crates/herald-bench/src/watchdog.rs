@@ -182,11 +182,7 @@ mod linux {
             "load_with_disk_pressure": pressed,
             "command": std::env::args().collect::<Vec<_>>(),
         });
-        if let Some(dir) = options.json.parent() {
-            std::fs::create_dir_all(dir).ok();
-        }
-        std::fs::write(&options.json, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", options.json.display()))?;
+        crate::report::save_json(&options.json, &report)?;
         println!("{table}");
         println!("SIGSTOP -> serving again, p90: {p90:.0} ms");
         Ok(())

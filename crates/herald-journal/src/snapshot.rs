@@ -9,11 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags};
-
 /// Why a snapshot could not be taken or put back.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    #[error(transparent)]
+    Open(#[from] crate::OpenError),
     #[error("cannot read the journal {path}: {source}")]
     Sqlite { path: PathBuf, source: rusqlite::Error },
     #[error("cannot write {path}: {source}")]
@@ -25,20 +25,13 @@ pub fn schema_version(path: &Path) -> Result<Option<u32>, SnapshotError> {
     if !path.exists() {
         return Ok(None);
     }
-    let sqlite = |source| SnapshotError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sqlite)?;
+    let conn = crate::schema::open_reader(path)?;
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
         .map(Some)
-        .map_err(sqlite)
+        .map_err(|source| SnapshotError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Writes a consistent copy of the journal at `path` to `dest` (which must not exist), readable by
@@ -56,13 +49,7 @@ pub fn take(path: &Path, dest: &Path) -> Result<bool, SnapshotError> {
         path: dest.to_path_buf(),
         source,
     })?;
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sqlite)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sqlite)?;
+    let conn = crate::schema::open_reader(path)?;
     let dest_text = dest.to_string_lossy();
     conn.execute("VACUUM INTO ?1", [dest_text.as_ref()])
         .map_err(sqlite)?;
@@ -98,6 +85,7 @@ pub fn restore(from: &Path, path: &Path) -> Result<(), SnapshotError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     #[test]
     fn a_snapshot_is_consistent_and_goes_back_over_a_changed_journal() {
