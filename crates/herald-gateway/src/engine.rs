@@ -853,6 +853,16 @@ impl Engine {
         self.journal.set_adapter_offset(adapter, offset, now_ms()).await
     }
 
+    /// An adapter's stored opaque position (see [`crate::journal::AdapterStore::adapter_cursor`]).
+    pub async fn adapter_cursor(&self, adapter: &str) -> Result<Option<String>, JournalError> {
+        self.journal.adapter_cursor(adapter).await
+    }
+
+    /// Commits an adapter's opaque position (see [`crate::journal::AdapterStore::set_adapter_cursor`]).
+    pub async fn set_adapter_cursor(&self, adapter: &str, cursor: &str) -> Result<(), JournalError> {
+        self.journal.set_adapter_cursor(adapter, cursor, now_ms()).await
+    }
+
     /// Starts a new conversation of `session` (durably, before returning): the turns stored from now on
     /// are shown to the agent without anything from before. Nothing is deleted; a session whose current
     /// conversation has no turn yet is left as it is.

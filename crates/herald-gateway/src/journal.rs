@@ -466,6 +466,14 @@ pub trait AdapterStore: Send + Sync + fmt::Debug {
     /// Records that every update of `adapter` below `offset` is durably handled; never moves the
     /// offset backwards.
     fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()>;
+
+    /// The position of an adapter whose platform gives an opaque token (Matrix's `next_batch`), if one
+    /// was stored.
+    fn adapter_cursor(&self, adapter: &str) -> Pending<Option<String>>;
+
+    /// Records that every event of `adapter` before `cursor` is durably handled. The platform's tokens
+    /// cannot be compared, so the adapter commits them in the order it received them.
+    fn set_adapter_cursor(&self, adapter: &str, cursor: &str, at_ms: u64) -> Pending<()>;
 }
 
 /// The whole durable store of conversations, as one gateway uses it.

@@ -19,6 +19,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub agent: AgentConfig,
     pub telegram: TelegramConfig,
+    pub matrix: MatrixConfig,
     /// `[[webhook]]`: one table per integration (see [`WebhookConfig`]).
     #[serde(rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
@@ -114,6 +115,88 @@ fn json_pointer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn retry_for<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     in_range(u64::deserialize(d)?, 10, 30 * 86_400)
+}
+
+/// `[matrix]`: the Matrix adapter (a bot account on a homeserver, end-to-end encryption included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatrixConfig {
+    pub enabled: bool,
+    /// The homeserver's client-server API base (`https://matrix.example.org`).
+    pub homeserver: String,
+    /// The bot's Matrix id (`@herald:example.org`).
+    pub user_id: String,
+    /// The variable (environment, then secrets store) holding the bot's password. Herald logs in with
+    /// it at each start, on the same device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Or the variable holding an access token (its device is the one the token belongs to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token_env: Option<String>,
+    /// Matrix ids allowed to talk to the agent (and whose invites are accepted). Everyone else is
+    /// ignored (and their invites declined).
+    pub allowed_users: Vec<String>,
+    /// Let every Matrix user talk to the agent (explicit opt-in).
+    pub allow_all: bool,
+    /// Matrix ids with admin access (`/stop` in shared rooms, the whole `/status`). Unset: everyone in
+    /// `allowed_users`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_users: Option<Vec<String>>,
+    /// In rooms with more than two members, which messages the bot answers.
+    pub room_respond: GroupRespond,
+    /// In rooms with more than two members, one conversation per room or one per person in it.
+    pub room_sessions: GroupSessions,
+    /// Replies as `m.notice` (the convention for bots: clients show them dimmed, other bots ignore them)
+    /// or as `m.text`.
+    pub reply_as: MatrixReplyKind,
+    /// The device's display name, seen by the people in its rooms.
+    pub device_name: String,
+    /// How long one `/sync` long poll may wait on the server.
+    #[serde(deserialize_with = "poll_timeout")]
+    pub sync_timeout_secs: u64,
+}
+
+/// `[matrix] reply_as`: the message type replies are sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatrixReplyKind {
+    #[default]
+    Notice,
+    Text,
+}
+
+impl Default for MatrixConfig {
+    fn default() -> Self {
+        MatrixConfig {
+            enabled: false,
+            homeserver: String::new(),
+            user_id: String::new(),
+            password_env: None,
+            access_token_env: None,
+            allowed_users: Vec::new(),
+            allow_all: false,
+            admin_users: None,
+            room_respond: GroupRespond::Mention,
+            room_sessions: GroupSessions::Shared,
+            reply_as: MatrixReplyKind::Notice,
+            device_name: "Herald".into(),
+            sync_timeout_secs: 25,
+        }
+    }
+}
+
+/// Whether `id` has the shape of a Matrix user id: `@localpart:server`.
+pub fn is_matrix_user_id(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix('@') else {
+        return false;
+    };
+    let Some((local, server)) = rest.split_once(':') else {
+        return false;
+    };
+    !local.is_empty()
+        && !server.is_empty()
+        && id.len() <= 255
+        && !id.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// `[telegram]`: the Telegram Bot API adapter (long polling).
@@ -774,6 +857,30 @@ group_respond = "mention"
 group_sessions = "shared"
 # A chat of its own: [telegram.chats."-1001234567890"] with respond = "all", sessions = "per_user".
 
+[matrix]
+# A Matrix bot account (https://matrix.org): any homeserver, encrypted rooms included. Register the
+# account first (on your homeserver, or with Element), then invite it to a room or a direct chat.
+enabled = false
+# homeserver = "https://matrix.example.org"
+# user_id = "@herald:example.org"
+# The password (or an access token) is read from this variable: the environment, else
+# `herald secret set HERALD_MATRIX_PASSWORD`. Herald logs in at each start on the same device, whose keys
+# (matrix/ in the home) let it read encrypted rooms.
+# password_env = "HERALD_MATRIX_PASSWORD"
+# access_token_env = "HERALD_MATRIX_TOKEN"
+# Default deny: only these Matrix ids may talk to the agent, and only their invites are accepted.
+allowed_users = []
+allow_all = false
+# admin_users = ["@you:example.org"]
+# Rooms with more than two members: answer only messages that mention the bot or are its commands
+# ("mention"), or every message ("all"); one conversation per room ("shared") or per person ("per_user").
+# Messages from other bots (m.notice) are never answered.
+room_respond = "mention"
+room_sessions = "shared"
+reply_as = "notice"           # or "text"
+device_name = "Herald"
+sync_timeout_secs = 25        # long-poll wait on the server; 0..=50
+
 # Webhooks (Standard Webhooks: https://www.standardwebhooks.com), one table per integration. Messages are
 # POSTed to /v1/webhooks/<name> as {"session": "...", "text": "..."}, signed with the secret (headers
 # webhook-id, webhook-timestamp, webhook-signature); with ?wait=true the reply is the response, else it
@@ -945,6 +1052,63 @@ impl Config {
                 "must start with http:// or https://".into(),
             ));
         }
+        if self.matrix.enabled {
+            let m = &self.matrix;
+            if !(m.homeserver.starts_with("http://") || m.homeserver.starts_with("https://")) {
+                return Some((
+                    &["matrix", "homeserver"],
+                    "the Matrix adapter needs its homeserver's URL, starting with http:// or https://".into(),
+                ));
+            }
+            if !is_matrix_user_id(&m.user_id) {
+                return Some((
+                    &["matrix", "user_id"],
+                    format!(
+                        "{:?} is not a Matrix user id (like \"@herald:example.org\")",
+                        m.user_id
+                    ),
+                ));
+            }
+            match (&m.password_env, &m.access_token_env) {
+                (None, None) => {
+                    return Some((
+                        &["matrix", "enabled"],
+                        "the Matrix adapter needs a secret: set `password_env` or `access_token_env` (the \
+                         name of a variable holding it)"
+                            .into(),
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Some((
+                        &["matrix", "access_token_env"],
+                        "set either `password_env` or `access_token_env`, not both".into(),
+                    ));
+                }
+                (Some(v), None) if v.trim().is_empty() || v.contains('=') => {
+                    return Some((
+                        &["matrix", "password_env"],
+                        "must name an environment variable".into(),
+                    ));
+                }
+                (None, Some(v)) if v.trim().is_empty() || v.contains('=') => {
+                    return Some((
+                        &["matrix", "access_token_env"],
+                        "must name an environment variable".into(),
+                    ));
+                }
+                _ => {}
+            }
+            let lists = m.allowed_users.iter().chain(m.admin_users.iter().flatten());
+            if let Some(bad) = lists.into_iter().find(|id| !is_matrix_user_id(id)) {
+                return Some((
+                    &["matrix", "allowed_users"],
+                    format!("{bad:?} is not a Matrix user id (like \"@alice:example.org\")"),
+                ));
+            }
+            if m.device_name.trim().is_empty() {
+                return Some((&["matrix", "device_name"], "must not be empty".into()));
+            }
+        }
         for (index, webhook) in self.webhooks.iter().enumerate() {
             if self.webhooks[..index].iter().any(|w| w.name == webhook.name) {
                 return Some((
@@ -1005,6 +1169,14 @@ impl Config {
                 ),
             ));
         }
+        let m = &self.matrix;
+        if m.enabled && !m.allow_all && m.allowed_users.is_empty() {
+            out.push((
+                "matrix.allowed_users",
+                "empty and allow_all is false: every Matrix user will be ignored and their invites declined"
+                    .to_owned(),
+            ));
+        }
         out
     }
 
@@ -1036,6 +1208,20 @@ impl Config {
                 key: "telegram.token_env",
                 variable: var.trim().to_owned(),
             });
+        }
+        if self.matrix.enabled {
+            if let Some(var) = &self.matrix.password_env {
+                out.push(NamedVariable {
+                    key: "matrix.password_env",
+                    variable: var.trim().to_owned(),
+                });
+            }
+            if let Some(var) = &self.matrix.access_token_env {
+                out.push(NamedVariable {
+                    key: "matrix.access_token_env",
+                    variable: var.trim().to_owned(),
+                });
+            }
         }
         for webhook in &self.webhooks {
             out.push(NamedVariable {
@@ -1174,6 +1360,64 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, InvalidConfig> {
         Config::parse(Path::new("herald.toml"), text.as_bytes())
+    }
+
+    #[test]
+    fn a_matrix_section_is_read_and_each_mistake_is_refused_at_its_key() {
+        let ok = "[matrix]\nenabled = true\nhomeserver = \"http://127.0.0.1:8008\"\nuser_id = \"@bot:localhost\"\n\
+                  password_env = \"P\"\nallowed_users = [\"@alice:localhost\"]\nreply_as = \"text\"\n";
+        let config = parse(ok).unwrap();
+        assert_eq!(config.matrix.reply_as, MatrixReplyKind::Text);
+        assert_eq!(config.matrix.room_respond, GroupRespond::Mention);
+        assert_eq!(
+            config.named_variables(),
+            [NamedVariable {
+                key: "matrix.password_env",
+                variable: "P".into()
+            }]
+        );
+        for (text, key, says) in [
+            (
+                ok.replace("http://127.0.0.1:8008", "matrix.org"),
+                "matrix.homeserver",
+                "http",
+            ),
+            (
+                ok.replace("@bot:localhost", "bot"),
+                "matrix.user_id",
+                "not a Matrix user id",
+            ),
+            (
+                ok.replace("password_env = \"P\"", ""),
+                "matrix.enabled",
+                "password_env",
+            ),
+            (
+                ok.replace(
+                    "password_env = \"P\"",
+                    "password_env = \"P\"\naccess_token_env = \"T\"",
+                ),
+                "matrix.access_token_env",
+                "not both",
+            ),
+            (
+                ok.replace("@alice:localhost", "alice"),
+                "matrix.allowed_users",
+                "\"alice\"",
+            ),
+            (
+                ok.replace("\"text\"", "\"html\""),
+                "matrix.reply_as",
+                "unknown variant",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+            assert!(err.to_string().contains(says), "{text}: {err}");
+        }
+        // Disabled, nothing is required.
+        assert!(parse("[matrix]\nuser_id = \"x\"\n").is_ok());
+        assert!(is_matrix_user_id("@a:b.c") && !is_matrix_user_id("@a b:c") && !is_matrix_user_id("@:c"));
     }
 
     #[test]

@@ -276,6 +276,11 @@ impl Home {
     pub fn media_dir(&self) -> PathBuf {
         self.root.join("media")
     }
+    /// The Matrix adapter's own state: its device (`device.json`) and the client library's stores
+    /// (`store/`: the end-to-end encryption keys, room state). Private (0700) like the home.
+    pub fn matrix_dir(&self) -> PathBuf {
+        self.root.join("matrix")
+    }
     /// `herald upgrade`'s plan (`upgrade/plan.json`) and its backups (`upgrade/<id>/`).
     pub fn upgrade_dir(&self) -> PathBuf {
         self.root.join("upgrade")

@@ -482,6 +482,26 @@ impl AdapterStore for SqliteJournal {
             done,
         })
     }
+
+    fn adapter_cursor(&self, adapter: &str) -> Pending<Option<String>> {
+        let adapter = adapter.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT cursor FROM adapter_cursors WHERE adapter = ?1")?
+                .query_row(params![adapter], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn set_adapter_cursor(&self, adapter: &str, cursor: &str, at_ms: u64) -> Pending<()> {
+        let adapter = adapter.to_owned();
+        let cursor = cursor.to_owned();
+        self.write(|done| Write::SetCursor {
+            adapter,
+            cursor,
+            at_ms,
+            done,
+        })
+    }
 }
 
 impl Journal for SqliteJournal {
@@ -692,7 +712,7 @@ mod tests {
         let before = all_messages(&path);
         let (journal, report) = SqliteJournal::open(&path).unwrap();
         assert_eq!(report.migrated_from, Some(2));
-        assert_eq!(SCHEMA_VERSION, 6);
+        assert_eq!(SCHEMA_VERSION, 7);
         drop(journal);
         // Nothing lost or changed: every message, its turn, its failure mark and its delivery mark.
         assert_eq!(all_messages(&path), before);
@@ -797,5 +817,31 @@ mod tests {
         assert!(sessions.iter().all(|s| s.conversation == 1));
         let alice = sessions.iter().find(|s| s.session.chat_id == "alice").unwrap();
         assert_eq!(alice.messages, 8);
+    }
+
+    /// A text cursor is stored per adapter, replaced by the next commit, and survives a reopen.
+    #[tokio::test]
+    async fn an_adapter_cursor_is_kept_per_adapter_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let (journal, _) = SqliteJournal::open(&path).unwrap();
+            assert_eq!(journal.adapter_cursor("matrix").await.unwrap(), None);
+            journal.set_adapter_cursor("matrix", "s72_1_0", 1).await.unwrap();
+            journal.set_adapter_cursor("matrix", "s80_4_2", 2).await.unwrap();
+            journal.set_adapter_cursor("other", "t1", 2).await.unwrap();
+            journal.close().await.unwrap();
+        }
+        let (journal, _) = SqliteJournal::open(&path).unwrap();
+        assert_eq!(
+            journal.adapter_cursor("matrix").await.unwrap().as_deref(),
+            Some("s80_4_2")
+        );
+        assert_eq!(
+            journal.adapter_cursor("other").await.unwrap().as_deref(),
+            Some("t1")
+        );
+        // The numeric offsets are a table of their own.
+        assert_eq!(journal.adapter_offset("matrix").await.unwrap(), None);
     }
 }

@@ -119,6 +119,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN delivery_failed_ms INTEGER;
     ALTER TABLE messages ADD COLUMN delivery_error TEXT;
     ",
+    // 6 → 7: text cursors. A platform whose position is an opaque token rather than a number (Matrix's
+    // `since`/`next_batch`) keeps it here, committed only after the events before it are handled, like
+    // `adapter_offsets`.
+    r"
+    CREATE TABLE adapter_cursors (
+        adapter     TEXT PRIMARY KEY,
+        cursor      TEXT NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -70,6 +70,12 @@ pub(crate) enum Write {
         at_ms: u64,
         done: Completion<()>,
     },
+    SetCursor {
+        adapter: String,
+        cursor: String,
+        at_ms: u64,
+        done: Completion<()>,
+    },
     Reset {
         session: SessionKey,
         at_ms: u64,
@@ -150,7 +156,8 @@ fn fail_all(batch: Vec<Write>, error: &JournalError) {
             | Write::MarkDelivered { done, .. }
             | Write::SetDraft { done, .. }
             | Write::FailDelivery { done, .. }
-            | Write::SetOffset { done, .. } => done.complete(Err(error.clone())),
+            | Write::SetOffset { done, .. }
+            | Write::SetCursor { done, .. } => done.complete(Err(error.clone())),
         }
     }
 }
@@ -252,6 +259,15 @@ fn apply_in_savepoint(tx: &mut Transaction<'_>, write: Write) -> Outcome {
         } => Outcome::Unit(
             done,
             set_offset(&savepoint, &adapter, offset, at_ms).map_err(|e| storage_error(&e)),
+        ),
+        Write::SetCursor {
+            adapter,
+            cursor,
+            at_ms,
+            done,
+        } => Outcome::Unit(
+            done,
+            set_cursor(&savepoint, &adapter, &cursor, at_ms).map_err(|e| storage_error(&e)),
         ),
         Write::Reset { session, at_ms, done } => Outcome::Reset(
             done,
@@ -606,6 +622,15 @@ fn set_offset(conn: &Connection, adapter: &str, offset: i64, at_ms: u64) -> rusq
                                              updated_ms = excluded.updated_ms",
     )?
     .execute(params![adapter, offset, at_ms as i64])?;
+    Ok(())
+}
+
+fn set_cursor(conn: &Connection, adapter: &str, cursor: &str, at_ms: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO adapter_cursors (adapter, cursor, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (adapter) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![adapter, cursor, at_ms as i64])?;
     Ok(())
 }
 

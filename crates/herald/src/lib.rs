@@ -77,10 +77,15 @@ pub fn main_entry() -> std::process::ExitCode {
 }
 
 /// Logs go to stderr. `HERALD_LOG` takes a tracing filter (`debug`, `herald_daemon=trace`, ...); the
-/// default is `info` for `run` and `warn` for the short-lived commands.
+/// default is `info` for `run` (the Matrix client library's own chatter only from `warn`) and `warn`
+/// for the short-lived commands.
 fn init_tracing(is_run: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if is_run { "info" } else { "warn" };
+    let default = if is_run {
+        "info,matrix_sdk=warn,matrix_sdk_base=warn,matrix_sdk_crypto=warn,matrix_sdk_sqlite=warn,matrix_sdk_common=warn"
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()

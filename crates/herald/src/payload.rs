@@ -1,5 +1,5 @@
 //! The payload this binary hosts: the SQLite journal, the configured agent backend and the push
-//! adapters the config enables (Telegram).
+//! adapters the config enables (Telegram, Matrix, webhook callbacks).
 //!
 //! This is the one place that names concrete journal and agent types; the daemon sees them only as
 //! trait objects (see `herald_daemon::payload`).
@@ -17,6 +17,7 @@ use herald_home::config::{AgentBackend, Config};
 use herald_home::lifecycle::{EventKind, LifecycleEvent};
 use herald_home::secrets::Variables;
 use herald_journal::SqliteJournal;
+use herald_matrix::{MatrixAdapter, MatrixOptions};
 use herald_openai::OpenAiAgent;
 use herald_telegram::{TelegramAdapter, TelegramOptions};
 use herald_webhook::WebhookAdapter;
@@ -82,6 +83,11 @@ fn adapters(
             .with_media_limits(config.gateway.media_max_mb, config.gateway.media_retention_days);
         let adapter = TelegramAdapter::new(options).map_err(|e| PayloadError::Failure(e.to_string()))?;
         adapters.push(Box::new(adapter));
+    }
+    if config.matrix.enabled {
+        let options = MatrixOptions::from_config(&config.matrix, variables, home.clone())
+            .map_err(|e| PayloadError::Config(e.to_string()))?;
+        adapters.push(Box::new(MatrixAdapter::new(options)));
     }
     if !config.webhooks.is_empty() {
         let webhooks = herald_gateway::webhook::resolve(&config.webhooks, variables)
