@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Herald's whole test suite, the command README.md gives:
 #   1. Linux: rustfmt, clippy -D warnings, every test (unit + the real binary in temp homes, the systemd
-#      backend against a real systemd booted in a namespace by ci/systemd/boot.sh);
+#      backend against a real systemd booted in a namespace by ci/systemd/boot.sh, the Matrix adapter
+#      against real Synapse homeservers);
 #   2. Windows: clippy and the same tests built for x86_64-pc-windows-gnu, run under Wine;
 #   3. macOS: cargo check + clippy of every crate for aarch64-apple-darwin.
 # It installs what is missing where it can (rustup targets; mingw and Wine through apt when root). With
@@ -41,6 +42,14 @@ if telegram_test_api="$(bash ci/peers/install-telegram-test-api.sh)"; then
     export HERALD_TELEGRAM_TEST_API="$telegram_test_api"
 else
     cannot_run "telegram emulator tests" "the telegram-test-api npm package could not be installed"
+fi
+
+# Synapse (PyPI matrix-synapse, in a virtual environment) is the Matrix homeserver tests/matrix.rs starts
+# one of per test, on loopback with SQLite.
+if synapse_python="$(bash ci/peers/install-synapse.sh)"; then
+    export HERALD_SYNAPSE_PYTHON="$synapse_python"
+else
+    cannot_run "matrix tests" "the matrix-synapse PyPI package could not be installed"
 fi
 
 step "a real systemd: one boot and halt (ci/systemd), which tests/systemd_real.rs repeats per test"
@@ -120,9 +129,9 @@ else
 fi
 
 step "macos: check and clippy for aarch64-apple-darwin (the pure-Rust crates)"
-# herald-journal (bundled SQLite) and the binaries that link it build C code, which needs Apple's SDK;
-# every crate with OS-specific logic is pure Rust (herald-openai uses the system TLS on Apple targets)
-# and is checked here.
+# herald-journal and herald-matrix (bundled SQLite; matrix-sdk's TLS) and the binaries that link them
+# build C code, which needs Apple's SDK; every crate with OS-specific logic is pure Rust (herald-openai
+# uses the system TLS on Apple targets) and is checked here.
 if ensure_target aarch64-apple-darwin; then
     cargo clippy --all-targets --locked --target aarch64-apple-darwin \
         -p herald-home -p herald-process -p herald-install -p herald-lifecycle -p herald-gateway -p herald-daemon -p herald-openai \

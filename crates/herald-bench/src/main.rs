@@ -20,6 +20,7 @@
 mod control;
 mod flood;
 mod machine;
+mod matrix;
 mod proc;
 mod procfs;
 mod report;
@@ -61,6 +62,7 @@ usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--
        herald-bench watchdog [--help] (SIGSTOP of the worker -> serving again; no false wedge under load)
        herald-bench telegram [--help] (replies to many chats against a rate-limited Bot API stand-in)
        herald-bench webhook [--help]  (signed webhook turns, inbound to callback, at 64 senders)
+       herald-bench matrix [--help]   (Matrix turns through a real Synapse, at 64 conversations)
        herald-bench upgrade [--help]  (herald upgrade under a keyed client: wall time, longest refusal)
 
 Benchmarks the release herald binary: spawn -> running, status, stop, kill -9 of the worker -> serving
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Some("watchdog") => Some(("watchdog", watchdog::main)),
         Some("telegram") => Some(("telegram", telegram::main)),
         Some("webhook") => Some(("webhook", webhook::main)),
+        Some("matrix") => Some(("matrix", matrix::main)),
         Some("upgrade") => Some(("upgrade", upgrade::main)),
         _ => None,
     };

@@ -63,7 +63,7 @@ impl Verdict {
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// Short and stable (`executable`, `home`, `config`, `port`, `secrets`, `agent`, `telegram`,
+    /// Short and stable (`executable`, `home`, `config`, `port`, `secrets`, `agent`, `telegram`, `matrix`,
     /// `service`, `disk`).
     pub check: &'static str,
     pub verdict: Verdict,
@@ -107,12 +107,14 @@ impl Finding {
     }
 }
 
-/// The probes that need the payload (agent backends, Telegram), supplied by the binary.
+/// The probes that need the payload (agent backends, Telegram, Matrix), supplied by the binary.
 pub trait PayloadProbes {
     /// Builds the configured agent with `variables` and probes it (bounded).
     fn agent(&self, config: &Config, variables: &Variables) -> Finding;
     /// Asks the Bot API who the bot is (bounded); called only when `[telegram]` is enabled.
     fn telegram(&self, config: &Config, variables: &Variables) -> Finding;
+    /// Checks the Matrix device, homeserver and token (bounded); called only when `[matrix]` is enabled.
+    fn matrix(&self, config: &Config, variables: &Variables) -> Finding;
 }
 
 /// The whole report, in a fixed order.
@@ -142,7 +144,7 @@ pub fn diagnose(target: &Target, probes: &dyn PayloadProbes) -> Diagnosis {
         ),
     });
     let Ok(config) = config else {
-        for check in ["port", "secrets", "agent", "telegram"] {
+        for check in ["port", "secrets", "agent", "telegram", "matrix"] {
             findings.push(Finding::skip(check, "needs a valid herald.toml"));
         }
         findings.push(service(target, None).0);
@@ -161,6 +163,11 @@ pub fn diagnose(target: &Target, probes: &dyn PayloadProbes) -> Diagnosis {
         (_, false) => Finding::skip("telegram", "[telegram] is not enabled"),
         (Some(variables), true) => probes.telegram(config, variables),
         (None, true) => Finding::skip("telegram", "needs a readable secrets store"),
+    });
+    findings.push(match (&variables, config.matrix.enabled) {
+        (_, false) => Finding::skip("matrix", "[matrix] is not enabled"),
+        (Some(variables), true) => probes.matrix(config, variables),
+        (None, true) => Finding::skip("matrix", "needs a readable secrets store"),
     });
     findings.push(service_finding);
     findings.push(disk(home));

@@ -32,6 +32,7 @@
 //! `herald-journal`; the gateway and the daemon know it only as a [`PushAdapter`].
 
 pub mod device;
+pub mod probe;
 pub mod route;
 mod send;
 mod sync;

@@ -48,7 +48,7 @@ const CREDENTIALS_RETRY: Backoff = Backoff {
 const SYNC_MARGIN: Duration = Duration::from_secs(30);
 
 /// Why a login did not happen.
-enum ConnectError {
+pub(crate) enum ConnectError {
     /// The homeserver refused the password or token.
     Credentials(String),
     /// The home's device record or key store needs a person.
@@ -261,7 +261,7 @@ async fn login(options: &MatrixOptions) -> Result<Client, ConnectError> {
 }
 
 /// The device an access token belongs to (`/account/whoami`, on a client without a store).
-async fn token_device(
+pub(crate) async fn token_device(
     options: &MatrixOptions,
     user: &OwnedUserId,
     token: &str,
@@ -309,6 +309,16 @@ async fn token_device(
     who.device_id.ok_or_else(|| {
         ConnectError::Credentials("the access token has no device (an appservice token?)".into())
     })
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Credentials(why) | ConnectError::Store(why) | ConnectError::Other(why) => {
+                f.write_str(why)
+            }
+        }
+    }
 }
 
 fn classify(e: &matrix_sdk::Error) -> ConnectError {

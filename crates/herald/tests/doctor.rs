@@ -62,12 +62,14 @@ fn a_sound_home_passes_and_the_text_names_every_check() {
         "secrets",
         "agent",
         "telegram",
+        "matrix",
         "service",
         "disk",
     ] {
         finding(&json, check);
     }
     assert_eq!(finding(&json, "telegram")["verdict"], "SKIP");
+    assert_eq!(finding(&json, "matrix")["verdict"], "SKIP");
     let out = home.output(&["doctor"]);
     let shown = text(&out);
     assert!(shown.contains("PASS  agent"), "{shown}");

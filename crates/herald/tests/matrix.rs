@@ -164,6 +164,8 @@ struct Seen {
     msgtype: String,
     /// The text (an edit's new text, `m.new_content`).
     body: String,
+    /// An edit (`m.replace`) of an earlier message.
+    replaces: bool,
     encrypted: bool,
 }
 
@@ -218,6 +220,7 @@ impl Person {
                             Some(Relation::Replacement(r)) => r.new_content.msgtype.body().to_owned(),
                             _ => event.content.body().to_owned(),
                         },
+                        replaces: matches!(event.content.relates_to, Some(Relation::Replacement(_))),
                         encrypted: info.is_some(),
                     });
                 }
@@ -478,6 +481,70 @@ fn an_encrypted_direct_chat_is_read_and_answered_encrypted_and_its_keys_survive_
             .join("matrix-sdk-crypto.sqlite3")
             .exists()
     );
+    // And doctor says the same.
+    let out = home
+        .cmd(&["doctor", "--json"])
+        .env(PASSWORD_ENV, BOT_PASSWORD)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let matrix = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "matrix")
+        .unwrap()
+        .clone();
+    assert_eq!(matrix["verdict"], "FAIL", "{json:#}");
+    assert!(matrix["detail"].as_str().unwrap().contains("missing"), "{json:#}");
+}
+
+#[test]
+fn a_streamed_answer_grows_in_one_message_edited_into_the_reply() {
+    let rt = runtime();
+    let synapse = Synapse::start();
+    synapse.register("herald", BOT_PASSWORD);
+    let alice = Person::login(&rt, &synapse, "alice");
+    let agent = support::test_agent();
+    let log = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[agent]\nbackend = \"command\"\n[agent.command]\nstream = true\ncommand = [{:?}, {:?}]\n",
+        agent.display().to_string(),
+        log.path().join("agent.log").display().to_string()
+    );
+    let home = home_for(&synapse, &["@alice:localhost"], &extra);
+    let _gateway = start(&home);
+    // Doctor: the homeserver answers, the device is there.
+    let out = home
+        .cmd(&["doctor", "--json"])
+        .env(PASSWORD_ENV, BOT_PASSWORD)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "matrix" && c["verdict"] == "PASS"),
+        "{json:#}"
+    );
+    let bot: OwnedUserId = BOT_ID.parse().unwrap();
+    let room = alice.create_room(&[&bot], false, true);
+    alice.wait_member(&room, &bot, MembershipState::Join);
+    alice.say(&room, "stream:4:700:go");
+    alice.sync_until("the final edit", |seen| {
+        seen.iter()
+            .any(|s| s.sender == BOT_ID && s.body.ends_with("line 4") && s.body.starts_with("line 1"))
+    });
+    let said = alice.bot_said(&room);
+    // One message (the draft), then edits of it: never a second message beside it.
+    assert_eq!(said.iter().filter(|s| !s.replaces).count(), 1, "{said:#?}");
+    assert!(said.iter().filter(|s| s.replaces).count() >= 2, "{said:#?}");
+    assert!(
+        said[0].body.contains('…'),
+        "the draft shows it is not done: {said:#?}"
+    );
 }
 
 #[test]
@@ -552,6 +619,16 @@ fn a_kill_mid_turn_and_a_stop_before_the_message_still_answer_each_message_once(
             "{text}: {said:#?}"
         );
     }
+    // A file the agent makes goes to the room's content repository, after the text.
+    alice.say(&room, "files:report.txt");
+    alice.sync_until("the file", |seen| {
+        seen.iter()
+            .any(|s| s.sender == BOT_ID && s.msgtype == "m.file" && s.body == "report.txt")
+    });
+    let said = alice.bot_said(&room);
+    let text = said.iter().position(|s| s.body == "here are your files");
+    let file = said.iter().position(|s| s.msgtype == "m.file");
+    assert!(text.is_some() && text < file, "{said:#?}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `herald doctor`: the lifecycle layer's checks, plus the two that need the payload crates (the agent
-//! probe and Telegram's `getMe`), printed one line each with the fix.
+//! probe, Telegram's `getMe` and the Matrix device/homeserver check), printed one line each with the fix.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use herald_home::config::{AgentBackend, Config};
 use herald_home::secrets::Variables;
 use herald_lifecycle::Target;
 use herald_lifecycle::doctor::{Diagnosis, Finding, PayloadProbes, Verdict, diagnose};
+use herald_matrix::MatrixOptions;
 use herald_telegram::TelegramOptions;
 
 use crate::cli::DoctorArgs;
@@ -17,9 +18,14 @@ use crate::paint::Paint;
 const AGENT_PROBE_BUDGET: Duration = Duration::from_secs(10);
 /// How long Telegram's `getMe` may take.
 const TELEGRAM_PROBE_BUDGET: Duration = Duration::from_secs(10);
+/// How long each of the Matrix probe's requests may take.
+const MATRIX_PROBE_BUDGET: Duration = Duration::from_secs(10);
 
 pub fn doctor(target: &Target, args: &DoctorArgs) -> ExitCode {
-    let diagnosis = diagnose(target, &Probes);
+    let probes = Probes {
+        home: target.home().clone(),
+    };
+    let diagnosis = diagnose(target, &probes);
     if args.json {
         print_json(&diagnosis);
     } else {
@@ -79,7 +85,10 @@ fn print_json(diagnosis: &Diagnosis) {
 }
 
 /// The payload probes, each on a small runtime of its own.
-struct Probes;
+struct Probes {
+    /// Where the Matrix device lives.
+    home: herald_home::Home,
+}
 
 impl PayloadProbes for Probes {
     fn agent(&self, config: &Config, variables: &Variables) -> Finding {
@@ -123,6 +132,19 @@ impl PayloadProbes for Probes {
             Ok(Ok(bot)) => Finding::pass("telegram", format!("getMe: the token is valid ({bot})")),
             Ok(Err(e)) => Finding::fail("telegram", e.to_string(), fix),
             Err(e) => Finding::warn("telegram", format!("cannot run the probe: {e}"), ""),
+        }
+    }
+
+    fn matrix(&self, config: &Config, variables: &Variables) -> Finding {
+        let fix = "check [matrix] homeserver and the secret its password_env or access_token_env names                    (`herald secret set` it); a lost key store: see the message";
+        let options = match MatrixOptions::from_config(&config.matrix, variables, self.home.clone()) {
+            Ok(options) => options,
+            Err(e) => return Finding::fail("matrix", e.to_string(), fix),
+        };
+        match block_on(herald_matrix::probe::probe(&options, MATRIX_PROBE_BUDGET)) {
+            Ok(Ok(detail)) => Finding::pass("matrix", detail),
+            Ok(Err(e)) => Finding::fail("matrix", e, fix),
+            Err(e) => Finding::warn("matrix", format!("cannot run the probe: {e}"), ""),
         }
     }
 }
