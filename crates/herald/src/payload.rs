@@ -17,7 +17,6 @@ use herald_home::config::{AgentBackend, Config};
 use herald_home::lifecycle::{EventKind, LifecycleEvent};
 use herald_home::secrets::Variables;
 use herald_journal::SqliteJournal;
-use herald_matrix::{MatrixAdapter, MatrixOptions};
 use herald_openai::OpenAiAgent;
 use herald_telegram::{TelegramAdapter, TelegramOptions};
 use herald_webhook::WebhookAdapter;
@@ -85,9 +84,7 @@ fn adapters(
         adapters.push(Box::new(adapter));
     }
     if config.matrix.enabled {
-        let options = MatrixOptions::from_config(&config.matrix, variables, home.clone())
-            .map_err(|e| PayloadError::Config(e.to_string()))?;
-        adapters.push(Box::new(MatrixAdapter::new(options)));
+        adapters.push(matrix(home, config, variables)?);
     }
     if !config.webhooks.is_empty() {
         let webhooks = herald_gateway::webhook::resolve(&config.webhooks, variables)
@@ -98,6 +95,24 @@ fn adapters(
     }
     Ok(adapters)
 }
+
+#[cfg(feature = "matrix")]
+fn matrix(home: &Home, config: &Config, variables: &Variables) -> Result<Box<dyn PushAdapter>, PayloadError> {
+    use herald_matrix::{MatrixAdapter, MatrixOptions};
+    let options = MatrixOptions::from_config(&config.matrix, variables, home.clone())
+        .map_err(|e| PayloadError::Config(e.to_string()))?;
+    Ok(Box::new(MatrixAdapter::new(options)))
+}
+
+#[cfg(not(feature = "matrix"))]
+fn matrix(_: &Home, _: &Config, _: &Variables) -> Result<Box<dyn PushAdapter>, PayloadError> {
+    Err(PayloadError::Config(WITHOUT_MATRIX.to_owned()))
+}
+
+/// What a build without the `matrix` feature says of `[matrix] enabled = true`.
+#[cfg(not(feature = "matrix"))]
+pub(crate) const WITHOUT_MATRIX: &str = "[matrix] is enabled, but this herald was built without Matrix support: \
+     build it with the `matrix` feature (`cargo install --path crates/herald --locked --features matrix`)";
 
 /// The configured agent backend (also what `herald doctor` probes, without a `home`: a probe makes no
 /// turn, so it needs no folder for files).

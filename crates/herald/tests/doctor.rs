@@ -184,3 +184,31 @@ fn a_broken_config_fails_config_and_skips_what_needs_it() {
     assert_eq!(failed(&json), ["config"], "{json}");
     assert_eq!(finding(&json, "agent")["verdict"], "SKIP");
 }
+
+/// A build without the `matrix` feature (the default build) told `[matrix] enabled = true`: doctor fails
+/// the matrix line, and the gateway refuses to start (exit 78), both saying how to get a build with it.
+#[cfg(not(feature = "matrix"))]
+#[test]
+fn a_build_without_matrix_says_how_to_get_one_when_matrix_is_enabled() {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        b"[http]\nlisten = \"127.0.0.1:0\"\n[matrix]\nenabled = true\nhomeserver = \"http://127.0.0.1:9\"\n\
+          user_id = \"@bot:example.org\"\npassword_env = \"HERALD_TEST_MATRIX_PASSWORD\"\n\
+          allowed_users = [\"@ann:example.org\"]\n",
+    );
+    let env = [("HERALD_TEST_MATRIX_PASSWORD", "x")];
+    let (code, json) = doctor_with(Path::new(env!("CARGO_BIN_EXE_herald")), &home, &env);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(failed(&json), ["matrix"], "{json}");
+    assert!(
+        finding(&json, "matrix")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--features matrix"),
+        "{json}"
+    );
+    let out = home.cmd(&["run", "--no-supervise"]).envs(env).output().unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("--features matrix"), "{}", text(&out));
+}

@@ -4,8 +4,9 @@
 //! encryption, reading the bot's replies from their own sync.
 //!
 //! Linux only: the Windows test binary cannot start Synapse (a Python program of this machine) under
-//! Wine; the adapter is the same code on every platform.
-#![cfg(target_os = "linux")]
+//! Wine; the adapter is the same code on every platform. Built with the `matrix` feature only (the herald
+//! under test must have the adapter): `cargo test --features herald/matrix`, as `ci/test.sh` runs it.
+#![cfg(all(target_os = "linux", feature = "matrix"))]
 
 mod support;
 

@@ -16,6 +16,12 @@ use herald_home::atomic::read_record;
 use herald_home::records::{GatewayState, StateRecord};
 use support::*;
 
+/// What the two release builds here change of `[profile.release]`: no cross-crate LTO. These tests check
+/// that the documented commands build and run Herald, not how well LTO optimises it — and thin LTO over
+/// matrix-sdk's few hundred crates takes about 8 minutes per executable on a 2-core machine (measured),
+/// where compiling them without it is a few. Both tests set the same, so they share one build.
+const FAST_RELEASE: [(&str, &str); 1] = [("CARGO_PROFILE_RELEASE_LTO", "false")];
+
 /// The first command of the first `sh` block under `## Quick start`, without its comment.
 fn quick_start_command(readme: &str) -> String {
     let section = readme
@@ -47,6 +53,7 @@ fn the_quick_starts_first_command_starts_a_gateway_as_written() {
     let mut gateway = Command::new(words[0])
         .args(&words[1..])
         .current_dir(&workspace)
+        .envs(FAST_RELEASE)
         .env("HERALD_HOME", &home.root)
         .env_remove("HERALD_LOG")
         .stdin(Stdio::null())
@@ -97,6 +104,7 @@ fn the_documented_install_command_installs_a_working_herald() {
         .arg("--root")
         .arg(root.path())
         .current_dir(&workspace)
+        .envs(FAST_RELEASE)
         .env("CARGO_TARGET_DIR", workspace.join("target"))
         .output()
         .unwrap();

@@ -8,7 +8,6 @@ use herald_home::config::{AgentBackend, Config};
 use herald_home::secrets::Variables;
 use herald_lifecycle::Target;
 use herald_lifecycle::doctor::{Diagnosis, Finding, PayloadProbes, Verdict, diagnose};
-use herald_matrix::MatrixOptions;
 use herald_telegram::TelegramOptions;
 
 use crate::cli::DoctorArgs;
@@ -19,6 +18,7 @@ const AGENT_PROBE_BUDGET: Duration = Duration::from_secs(10);
 /// How long Telegram's `getMe` may take.
 const TELEGRAM_PROBE_BUDGET: Duration = Duration::from_secs(10);
 /// How long each of the Matrix probe's requests may take.
+#[cfg(feature = "matrix")]
 const MATRIX_PROBE_BUDGET: Duration = Duration::from_secs(10);
 
 pub fn doctor(target: &Target, args: &DoctorArgs) -> ExitCode {
@@ -87,6 +87,7 @@ fn print_json(diagnosis: &Diagnosis) {
 /// The payload probes, each on a small runtime of its own.
 struct Probes {
     /// Where the Matrix device lives.
+    #[cfg_attr(not(feature = "matrix"), allow(dead_code))]
     home: herald_home::Home,
 }
 
@@ -135,17 +136,29 @@ impl PayloadProbes for Probes {
         }
     }
 
+    #[cfg(feature = "matrix")]
     fn matrix(&self, config: &Config, variables: &Variables) -> Finding {
-        let fix = "check [matrix] homeserver and the secret its password_env or access_token_env names                    (`herald secret set` it); a lost key store: see the message";
-        let options = match MatrixOptions::from_config(&config.matrix, variables, self.home.clone()) {
-            Ok(options) => options,
-            Err(e) => return Finding::fail("matrix", e.to_string(), fix),
-        };
+        let fix = "check [matrix] homeserver and the secret its password_env or access_token_env names \
+                   (`herald secret set` it); a lost key store: see the message";
+        let options =
+            match herald_matrix::MatrixOptions::from_config(&config.matrix, variables, self.home.clone()) {
+                Ok(options) => options,
+                Err(e) => return Finding::fail("matrix", e.to_string(), fix),
+            };
         match block_on(herald_matrix::probe::probe(&options, MATRIX_PROBE_BUDGET)) {
             Ok(Ok(detail)) => Finding::pass("matrix", detail),
             Ok(Err(e)) => Finding::fail("matrix", e, fix),
             Err(e) => Finding::warn("matrix", format!("cannot run the probe: {e}"), ""),
         }
+    }
+
+    #[cfg(not(feature = "matrix"))]
+    fn matrix(&self, _config: &Config, _variables: &Variables) -> Finding {
+        Finding::fail(
+            "matrix",
+            crate::payload::WITHOUT_MATRIX,
+            "rebuild with `--features matrix`, or set [matrix] enabled = false",
+        )
     }
 }
 
