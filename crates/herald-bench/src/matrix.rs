@@ -96,6 +96,9 @@ fn start_synapse(python: &Path) -> anyhow::Result<Synapse> {
         python.display(),
         script.display()
     );
+    // Absolute (not canonical: the venv's python is a link it must be started by): Synapse runs in a
+    // folder of its own.
+    let python = &std::path::absolute(python)?;
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new(python)

@@ -17,9 +17,10 @@ use herald_home::records::{GatewayState, StateRecord};
 use support::*;
 
 /// What the two release builds here change of `[profile.release]`: no cross-crate LTO. These tests check
-/// that the documented commands build and run Herald, not how well LTO optimises it — and thin LTO over
-/// matrix-sdk's few hundred crates takes about 8 minutes per executable on a 2-core machine (measured),
-/// where compiling them without it is a few. Both tests set the same, so they share one build.
+/// that the documented commands build and run Herald, not how well LTO optimises it (`herald-bench`
+/// measures the real release build); the thin-LTO link is most of a release build's time on a 2-core
+/// machine (8 minutes per executable with the `matrix` feature, measured). Both tests set the same, so
+/// they share one build.
 const FAST_RELEASE: [(&str, &str); 1] = [("CARGO_PROFILE_RELEASE_LTO", "false")];
 
 /// The first command of the first `sh` block under `## Quick start`, without its comment.
