@@ -6,11 +6,24 @@
 //! hitting one rate limit, say) do not retry together; a lone retrier needs none.
 //!
 //! Every retry loop in Herald uses this one type with its own parameters: the engine storing a reply
-//! ([`Jitter::None`], 0.25 s to 5 s), the OpenAI backend ([`Backoff::DEFAULT`]) and the Telegram adapter
-//! (1 s to 30 s, [`Jitter::Tenth`]).
+//! ([`Jitter::None`], 0.25 s to 5 s), the OpenAI backend ([`Backoff::DEFAULT`]), the Telegram and Matrix
+//! adapters (1 s to 30 s, [`Jitter::Tenth`]); the adapters wait each step with [`pause`], which a stop
+//! cuts short.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
+
+/// Waits `duration` unless `stop` turns true first (or already is): `true` when the whole wait passed,
+/// `false` when the stop came — the caller's loop then ends. What every adapter's retry loop waits with.
+pub async fn pause(duration: Duration, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    }
+}
 
 /// How a wait is spread around its step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -299,17 +299,6 @@ impl PushAdapter for MatrixAdapter {
     }
 }
 
-/// Waits `duration` unless `stop` comes first; `false` when it did.
-async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return false;
-    }
-    tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        _ = stop.wait_for(|s| *s) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

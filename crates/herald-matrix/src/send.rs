@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_gateway::backoff::{Backoff, Jitter};
+use herald_gateway::backoff::{Backoff, Jitter, pause};
 use herald_gateway::engine::{Drafting, Engine, Outbox};
 use herald_gateway::health::HealthHandle;
 use herald_gateway::journal::Delivery;
@@ -27,7 +27,7 @@ use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedTransactionId};
 use matrix_sdk::{Client, RoomState};
 use tokio::sync::{mpsc, watch};
 
-use crate::{ADAPTER, MatrixOptions, pause, route};
+use crate::{ADAPTER, MatrixOptions, route};
 
 /// The retry schedule of a reply the homeserver could not take: 1 s … 30 s.
 const RETRY: Backoff = Backoff {

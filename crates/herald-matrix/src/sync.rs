@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_gateway::backoff::{Backoff, Jitter};
+use herald_gateway::backoff::{Backoff, Jitter, pause};
 use herald_gateway::commands::{self, Caller, CommandDesk};
 use herald_gateway::engine::{Engine, SubmitError};
 use herald_gateway::health::HealthHandle;
@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::device::{DeviceRecord, Paths, StoreCheck};
 use crate::route::{self, Incoming, Me, Route};
 use crate::send::{self, Queue};
-use crate::{ADAPTER, MatrixOptions, Secret, pause};
+use crate::{ADAPTER, MatrixOptions, Secret};
 
 /// How long to wait after the homeserver failed: 1 s, 2 s, 4 s … 30 s.
 const RETRY: Backoff = Backoff {

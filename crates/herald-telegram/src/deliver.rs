@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use herald_gateway::agent::Attachment;
+use herald_gateway::backoff::pause;
 use herald_gateway::engine::Engine;
 use herald_gateway::journal::Delivery;
 use tokio::sync::{mpsc, watch};
@@ -45,7 +46,7 @@ use crate::draft::Drafts;
 use crate::pace::Lanes;
 use crate::{
     ADAPTER, ApiError, CREDENTIALS_RETRY, Client, MAX_RETRY_AFTER, REBUILD_AFTER, RETRY, Reporter, group,
-    pause, reply_to_of, split,
+    reply_to_of, split,
 };
 
 /// Most replies out at once (each to a different chat).

@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use herald_gateway::adapter::{BoxFuture, PushAdapter};
-use herald_gateway::backoff::{Backoff, Jitter};
+use herald_gateway::backoff::{Backoff, Jitter, pause};
 use herald_gateway::commands::{self, Caller, Command, CommandDesk};
 use herald_gateway::engine::{Engine, Outbox, SubmitError, Ticket};
 use herald_gateway::health::HealthHandle;
@@ -759,17 +759,6 @@ impl PushAdapter for TelegramAdapter {
     fn close(&self, grace: Duration) -> BoxFuture<()> {
         let inner = self.inner.clone();
         Box::pin(async move { inner.close_now(grace).await })
-    }
-}
-
-/// Sleeps for `duration` unless `stop` turns true first. Returns `false` when stopped.
-async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return false;
-    }
-    tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        _ = stop.wait_for(|s| *s) => false,
     }
 }
 

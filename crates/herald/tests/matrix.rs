@@ -379,19 +379,60 @@ fn wait_adapter(home: &TestHome, want: &str) -> Option<String> {
     message
 }
 
-#[test]
-fn a_direct_chat_is_answered_once_as_a_notice_and_a_strangers_invite_is_declined() {
+/// A Synapse with the bot registered, alice logged in, and a home whose bot lets in `allowed` (not
+/// started: `start(&scene.home)`).
+struct Scene {
+    rt: Arc<tokio::runtime::Runtime>,
+    synapse: Synapse,
+    alice: Person,
+    home: TestHome,
+    bot: OwnedUserId,
+}
+
+fn scene(allowed: &[&str], extra: &str) -> Scene {
     let rt = runtime();
     let synapse = Synapse::start();
     synapse.register("herald", BOT_PASSWORD);
     let alice = Person::login(&rt, &synapse, "alice");
-    let mallory = Person::login(&rt, &synapse, "mallory");
-    let home = home_for(&synapse, &["@alice:localhost"], "");
-    let gateway = start(&home);
-    let bot: OwnedUserId = BOT_ID.parse().unwrap();
+    let home = home_for(&synapse, allowed, extra);
+    Scene {
+        rt,
+        synapse,
+        alice,
+        home,
+        bot: BOT_ID.parse().unwrap(),
+    }
+}
 
-    let room = alice.create_room(&[&bot], false, true);
-    alice.wait_member(&room, &bot, MembershipState::Join);
+impl Scene {
+    /// A direct chat of alice's with the bot, once the bot joined it.
+    fn direct_chat(&self, encrypted: bool) -> Room {
+        let room = self.alice.create_room(&[&self.bot], encrypted, true);
+        self.alice.wait_member(&room, &self.bot, MembershipState::Join);
+        room
+    }
+
+    fn person(&self, user: &str) -> Person {
+        Person::login(&self.rt, &self.synapse, user)
+    }
+}
+
+/// `[agent]` for the `test_agent` command agent, logging to `log`.
+fn command_agent(log: &std::path::Path, stream: bool) -> String {
+    format!(
+        "[agent]\nbackend = \"command\"\n[agent.command]\nstream = {stream}\ncommand = [{:?}, {:?}]\n",
+        support::test_agent().display().to_string(),
+        log.display().to_string()
+    )
+}
+
+#[test]
+fn a_direct_chat_is_answered_once_as_a_notice_and_a_strangers_invite_is_declined() {
+    let scene = scene(&["@alice:localhost"], "");
+    let mallory = scene.person("mallory");
+    let Scene { alice, home, bot, .. } = &scene;
+    let gateway = start(home);
+    let room = scene.direct_chat(false);
     alice.say(&room, "hello");
     alice.sync_until("the bot's answer", |seen| {
         seen.iter().any(|s| s.sender == BOT_ID && s.body == "echo: hello")
@@ -402,8 +443,8 @@ fn a_direct_chat_is_answered_once_as_a_notice_and_a_strangers_invite_is_declined
     assert!(!said[0].encrypted);
 
     // Someone not let in: their invite is declined, and nothing they say reaches the agent.
-    let theirs = mallory.create_room(&[&bot], false, true);
-    mallory.wait_member(&theirs, &bot, MembershipState::Leave);
+    let theirs = mallory.create_room(&[bot], false, true);
+    mallory.wait_member(&theirs, bot, MembershipState::Leave);
     // A command is answered before the agent.
     alice.say(&room, "!status");
     alice.sync_until("the answer to !status", |seen| {
@@ -431,16 +472,10 @@ fn a_direct_chat_is_answered_once_as_a_notice_and_a_strangers_invite_is_declined
 
 #[test]
 fn an_encrypted_direct_chat_is_read_and_answered_encrypted_and_its_keys_survive_a_restart() {
-    let rt = runtime();
-    let synapse = Synapse::start();
-    synapse.register("herald", BOT_PASSWORD);
-    let alice = Person::login(&rt, &synapse, "alice");
-    let home = home_for(&synapse, &["@alice:localhost"], "");
-    let gateway = start(&home);
-    let bot: OwnedUserId = BOT_ID.parse().unwrap();
-
-    let room = alice.create_room(&[&bot], true, true);
-    alice.wait_member(&room, &bot, MembershipState::Join);
+    let scene = scene(&["@alice:localhost"], "");
+    let Scene { alice, home, .. } = &scene;
+    let gateway = start(home);
+    let room = scene.direct_chat(true);
     alice.say(&room, "a secret");
     alice.sync_until("the bot's encrypted answer", |seen| {
         seen.iter()
@@ -456,7 +491,7 @@ fn an_encrypted_direct_chat_is_read_and_answered_encrypted_and_its_keys_survive_
 
     // The same device after a restart: the room's keys are still there, the new message reads.
     drop(gateway);
-    let gateway = start(&home);
+    let gateway = start(home);
     let after = std::fs::read_to_string(home.home().matrix_dir().join("device.json")).unwrap();
     assert_eq!(device, after, "the device is kept across restarts");
     alice.say(&room, "another secret");
@@ -469,7 +504,7 @@ fn an_encrypted_direct_chat_is_read_and_answered_encrypted_and_its_keys_survive_
     drop(gateway);
     std::fs::remove_dir_all(home.home().matrix_dir().join("store")).unwrap();
     let _gateway = home.start_with_env(&["run", "--no-supervise"], &[(PASSWORD_ENV, BOT_PASSWORD)]);
-    let message = wait_adapter(&home, "bad_credentials").unwrap_or_default();
+    let message = wait_adapter(home, "bad_credentials").unwrap_or_default();
     assert!(
         message.contains("missing") && message.contains("device.json"),
         "{message}"
@@ -502,19 +537,13 @@ fn an_encrypted_direct_chat_is_read_and_answered_encrypted_and_its_keys_survive_
 
 #[test]
 fn a_streamed_answer_grows_in_one_message_edited_into_the_reply() {
-    let rt = runtime();
-    let synapse = Synapse::start();
-    synapse.register("herald", BOT_PASSWORD);
-    let alice = Person::login(&rt, &synapse, "alice");
-    let agent = support::test_agent();
     let log = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "[agent]\nbackend = \"command\"\n[agent.command]\nstream = true\ncommand = [{:?}, {:?}]\n",
-        agent.display().to_string(),
-        log.path().join("agent.log").display().to_string()
+    let scene = scene(
+        &["@alice:localhost"],
+        &command_agent(&log.path().join("agent.log"), true),
     );
-    let home = home_for(&synapse, &["@alice:localhost"], &extra);
-    let _gateway = start(&home);
+    let Scene { alice, home, .. } = &scene;
+    let _gateway = start(home);
     // Doctor: the homeserver answers, the device is there.
     let out = home
         .cmd(&["doctor", "--json"])
@@ -530,9 +559,7 @@ fn a_streamed_answer_grows_in_one_message_edited_into_the_reply() {
             .any(|c| c["check"] == "matrix" && c["verdict"] == "PASS"),
         "{json:#}"
     );
-    let bot: OwnedUserId = BOT_ID.parse().unwrap();
-    let room = alice.create_room(&[&bot], false, true);
-    alice.wait_member(&room, &bot, MembershipState::Join);
+    let room = scene.direct_chat(false);
     alice.say(&room, "stream:4:700:go");
     alice.sync_until("the final edit", |seen| {
         seen.iter()
@@ -550,18 +577,14 @@ fn a_streamed_answer_grows_in_one_message_edited_into_the_reply() {
 
 #[test]
 fn in_a_room_of_three_only_mentions_and_commands_are_answered() {
-    let rt = runtime();
-    let synapse = Synapse::start();
-    synapse.register("herald", BOT_PASSWORD);
-    let alice = Person::login(&rt, &synapse, "alice");
-    let carol = Person::login(&rt, &synapse, "carol");
-    let home = home_for(&synapse, &["@alice:localhost", "@carol:localhost"], "");
-    let _gateway = start(&home);
-    let bot: OwnedUserId = BOT_ID.parse().unwrap();
+    let scene = scene(&["@alice:localhost", "@carol:localhost"], "");
+    let carol = scene.person("carol");
+    let Scene { alice, home, bot, .. } = &scene;
+    let _gateway = start(home);
 
-    let room = alice.create_room(&[&bot, &carol.user_id()], false, false);
+    let room = alice.create_room(&[bot, &carol.user_id()], false, false);
     carol.join(&room.room_id().to_owned());
-    alice.wait_member(&room, &bot, MembershipState::Join);
+    alice.wait_member(&room, bot, MembershipState::Join);
     alice.wait_member(&room, &carol.user_id(), MembershipState::Join);
     alice.say(&room, "hello everyone");
     alice.say(&room, "herald: are you there");
@@ -576,23 +599,12 @@ fn in_a_room_of_three_only_mentions_and_commands_are_answered() {
 
 #[test]
 fn a_kill_mid_turn_and_a_stop_before_the_message_still_answer_each_message_once() {
-    let rt = runtime();
-    let synapse = Synapse::start();
-    synapse.register("herald", BOT_PASSWORD);
-    let alice = Person::login(&rt, &synapse, "alice");
-    let agent = support::test_agent();
     let log = tempfile::tempdir().unwrap();
     let agent_log = log.path().join("agent.log");
-    let extra = format!(
-        "[agent]\nbackend = \"command\"\n[agent.command]\ncommand = [{:?}, {:?}]\n",
-        agent.display().to_string(),
-        agent_log.display().to_string()
-    );
-    let home = home_for(&synapse, &["@alice:localhost"], &extra);
-    let gateway = start(&home);
-    let bot: OwnedUserId = BOT_ID.parse().unwrap();
-    let room = alice.create_room(&[&bot], false, true);
-    alice.wait_member(&room, &bot, MembershipState::Join);
+    let scene = scene(&["@alice:localhost"], &command_agent(&agent_log, false));
+    let Scene { alice, home, .. } = &scene;
+    let gateway = start(home);
+    let room = scene.direct_chat(false);
 
     // kill -9 while the agent works on the turn.
     alice.say(&room, "sleep:1500:slow one");
@@ -603,7 +615,7 @@ fn a_kill_mid_turn_and_a_stop_before_the_message_still_answer_each_message_once(
 
     // A message sent while no gateway runs.
     alice.say(&room, "while it was down");
-    let _gateway = start(&home);
+    let _gateway = start(home);
     alice.sync_until("both answers", |seen| {
         let bot = seen.iter().filter(|s| s.sender == BOT_ID);
         bot.clone().any(|s| s.body == "agent: sleep:1500:slow one")
@@ -634,20 +646,15 @@ fn a_kill_mid_turn_and_a_stop_before_the_message_still_answer_each_message_once(
 
 #[test]
 fn synapse_restarting_under_a_running_gateway_makes_it_degraded_then_connected_and_loses_nothing() {
-    let rt = runtime();
-    let mut synapse = Synapse::start();
-    synapse.register("herald", BOT_PASSWORD);
-    let alice = Person::login(&rt, &synapse, "alice");
-    let home = home_for(&synapse, &["@alice:localhost"], "");
-    let _gateway = start(&home);
-    let bot: OwnedUserId = BOT_ID.parse().unwrap();
-    let room = alice.create_room(&[&bot], false, true);
-    alice.wait_member(&room, &bot, MembershipState::Join);
+    let mut scene = scene(&["@alice:localhost"], "");
+    let _gateway = start(&scene.home);
+    let room = scene.direct_chat(false);
 
-    synapse.stop();
-    wait_adapter(&home, "degraded");
-    synapse.restart();
-    wait_adapter(&home, "connected");
+    scene.synapse.stop();
+    wait_adapter(&scene.home, "degraded");
+    scene.synapse.restart();
+    wait_adapter(&scene.home, "connected");
+    let alice = &scene.alice;
     alice.say(&room, "after the outage");
     alice.sync_until("the answer after the outage", |seen| {
         seen.iter()
