@@ -20,6 +20,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub telegram: TelegramConfig,
     pub matrix: MatrixConfig,
+    pub journal: JournalConfig,
     /// `[[webhook]]`: one table per integration (see [`WebhookConfig`]).
     #[serde(rename = "webhook", skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
@@ -115,6 +116,69 @@ fn json_pointer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn retry_for<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     in_range(u64::deserialize(d)?, 10, 30 * 86_400)
+}
+
+/// `[journal]`: where conversations are kept. Unset `url`: `state.db` in the home (SQLite, embedded);
+/// a `postgres://` URL: a PostgreSQL database, which several gateways may share.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// `postgres://USER@HOST:PORT/DATABASE[?sslmode=disable|prefer|require]`, without a password.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "journal_url")]
+    pub url: Option<String>,
+    /// The variable (environment, then secrets store) holding the database password. Unset: no password
+    /// (trust, peer or certificate authentication).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// A PEM file of extra certificate authorities to trust for the database's TLS certificate (a
+    /// private CA); the public web roots are always trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl JournalConfig {
+    /// Whether the journal is a PostgreSQL database rather than the home's `state.db`.
+    pub fn is_postgres(&self) -> bool {
+        self.url.is_some()
+    }
+}
+
+fn journal_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = String::deserialize(d)?;
+    postgres_url_problem(&url).map_or(Ok(Some(url)), |problem| Err(serde::de::Error::custom(problem)))
+}
+
+/// Why `url` cannot name the journal's database, if it cannot: not a `postgres://` URL, or one with a
+/// password in it (a password belongs in `password_env`, never in a file).
+pub fn postgres_url_problem(url: &str) -> Option<String> {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Some("must be a postgres:// URL (leave it unset for the home's state.db)".into());
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+    {
+        return Some(
+            "must not hold a password: put it in a variable and name it in `password_env`              (`herald secret set HERALD_JOURNAL_PASSWORD`)"
+                .into(),
+        );
+    }
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    if query.split('&').any(|pair| {
+        pair.split('=')
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("password"))
+    }) {
+        return Some("must not hold a password: name the variable holding it in `password_env`".into());
+    }
+    if authority.rsplit('@').next().is_none_or(str::is_empty) {
+        return Some("must name the database server: postgres://USER@HOST:PORT/DATABASE".into());
+    }
+    None
 }
 
 /// `[matrix]`: the Matrix adapter (a bot account on a homeserver, end-to-end encryption included).
@@ -857,6 +921,15 @@ group_respond = "mention"
 group_sessions = "shared"
 # A chat of its own: [telegram.chats."-1001234567890"] with respond = "all", sessions = "per_user".
 
+[journal]
+# Where conversations are kept. Unset url: state.db in the home (SQLite). A PostgreSQL database instead
+# (several gateways may share it; README "Running more than one replica"):
+# url = "postgres://herald@db.example:5432/herald?sslmode=require"
+# The password is read from this variable (the environment, else `herald secret set
+# HERALD_JOURNAL_PASSWORD`), never from this file:
+# password_env = "HERALD_JOURNAL_PASSWORD"
+# ca_file = "/etc/herald/db-ca.pem"   # a private CA for the server's certificate
+
 [matrix]
 # A Matrix bot account (https://matrix.org): any homeserver, encrypted rooms included. Register the
 # account first (on your homeserver, or with Element), then invite it to a room or a direct chat.
@@ -1109,6 +1182,23 @@ impl Config {
                 return Some((&["matrix", "device_name"], "must not be empty".into()));
             }
         }
+        if let Some(v) = &self.journal.password_env
+            && (v.trim().is_empty() || v.contains('='))
+        {
+            return Some((
+                &["journal", "password_env"],
+                "must name an environment variable".into(),
+            ));
+        }
+        if self.journal.url.is_none()
+            && (self.journal.password_env.is_some() || self.journal.ca_file.is_some())
+        {
+            return Some((
+                &["journal", "url"],
+                "`password_env` and `ca_file` are for a PostgreSQL journal: set `url` too, or remove them"
+                    .into(),
+            ));
+        }
         for (index, webhook) in self.webhooks.iter().enumerate() {
             if self.webhooks[..index].iter().any(|w| w.name == webhook.name) {
                 return Some((
@@ -1222,6 +1312,14 @@ impl Config {
                     variable: var.trim().to_owned(),
                 });
             }
+        }
+        if self.journal.is_postgres()
+            && let Some(var) = &self.journal.password_env
+        {
+            out.push(NamedVariable {
+                key: "journal.password_env",
+                variable: var.trim().to_owned(),
+            });
         }
         for webhook in &self.webhooks {
             out.push(NamedVariable {
@@ -1360,6 +1458,63 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, InvalidConfig> {
         Config::parse(Path::new("herald.toml"), text.as_bytes())
+    }
+
+    #[test]
+    fn a_journal_url_names_a_postgres_database_without_its_password() {
+        let ok = "[journal]\nurl = \"postgres://herald@db.example:5432/herald?sslmode=require\"\n\
+                  password_env = \"HERALD_JOURNAL_PASSWORD\"\n";
+        let config = parse(ok).unwrap();
+        assert!(config.journal.is_postgres());
+        assert!(!Config::default().journal.is_postgres());
+        assert_eq!(
+            config.named_variables(),
+            [NamedVariable {
+                key: "journal.password_env",
+                variable: "HERALD_JOURNAL_PASSWORD".into()
+            }]
+        );
+        for (text, key, says) in [
+            (
+                ok.replace("postgres://", "mysql://"),
+                "journal.url",
+                "postgres://",
+            ),
+            (
+                ok.replace("herald@db", "herald:hunter2@db"),
+                "journal.url",
+                "must not hold a password",
+            ),
+            (
+                ok.replace("sslmode=require", "sslmode=require&password=hunter2"),
+                "journal.url",
+                "password_env",
+            ),
+            (
+                ok.replace("herald@db.example:5432", ""),
+                "journal.url",
+                "database server",
+            ),
+            (
+                ok.replace("HERALD_JOURNAL_PASSWORD", " "),
+                "journal.password_env",
+                "environment variable",
+            ),
+            (
+                "[journal]\npassword_env = \"P\"\n".to_owned(),
+                "journal.url",
+                "PostgreSQL",
+            ),
+            ("[journal]\nurl = 5\n".to_owned(), "journal.url", "string"),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+            assert!(err.to_string().contains(says), "{text}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        // The line and column of the key are given.
+        let err = parse(&ok.replace("herald@db", "herald:pw@db")).unwrap_err();
+        assert_eq!((err.line, err.column), (Some(2), Some(7)), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! the `herald` binary depends on; `herald-gateway` knows the journal only as the
 //! [`herald_gateway::journal::Journal`] traits, which keeps it pure Rust and checkable for every OS.
 
+pub mod postgres;
 mod schema;
 pub mod snapshot;
 mod writer;
@@ -27,6 +28,7 @@ use herald_gateway::journal::{
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use postgres::{PG_SCHEMA_VERSION, PgJournal, PgOpenError, PgOpenReport, PgOptions};
 pub use schema::{APPLICATION_ID, OpenError, OpenReport, SCHEMA_VERSION};
 use writer::{Write, storage_error};
 

@@ -141,7 +141,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Write>) {
     }
 }
 
-fn fail_all(batch: Vec<Write>, error: &JournalError) {
+pub(crate) fn fail_all(batch: Vec<Write>, error: &JournalError) {
     for write in batch {
         match write {
             Write::Accept(_, done) => done.complete(Err(error.clone())),

@@ -1,14 +1,20 @@
-//! The SQLite journal against real files: idempotency, one reply per turn, resume bookkeeping, and what
-//! happens to corrupt, newer and foreign files.
+//! The journal contract, run against both backends: SQLite on real files, and PostgreSQL on a real
+//! server (a database per test on the cluster `ci/peers/postgres.sh` starts, named by
+//! `HERALD_TEST_POSTGRES_URL`; `CI=true` without it is a failure, elsewhere the PostgreSQL half is skipped
+//! with a message). Idempotency, one reply per turn, resume bookkeeping, history and delivery bookkeeping
+//! are one suite (`on_both_backends!` at the end); what happens to corrupt, newer and foreign files and
+//! databases is each backend's own.
+
+mod support;
 
 use std::path::Path;
 
 use herald_gateway::agent::Role;
 use herald_gateway::journal::{
-    AdapterStore, HistoryQuery, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey,
-    TurnState, TurnStore,
+    HistoryQuery, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey, TurnState, TurnStore,
 };
 use herald_journal::{OpenError, SCHEMA_VERSION, SqliteJournal};
+use support::Store;
 
 fn inbound(chat: &str, id: &str, text: &str) -> Inbound {
     Inbound {
@@ -28,10 +34,8 @@ fn open(path: &Path) -> SqliteJournal {
     SqliteJournal::open(path).unwrap().0
 }
 
-#[tokio::test]
-async fn a_message_id_makes_one_turn_and_a_turn_gets_one_reply() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = open(&dir.path().join("state.db"));
+async fn a_message_id_makes_one_turn_and_a_turn_gets_one_reply(store: Store) {
+    let journal = store.open();
     let first = journal.accept(inbound("alice", "m1", "hello")).await.unwrap();
     assert!(first.new);
     assert_eq!(first.state, TurnState::Pending);
@@ -80,12 +84,9 @@ async fn a_message_id_makes_one_turn_and_a_turn_gets_one_reply() {
     assert!(history.iter().all(|m| m.message_id == "m1"));
 }
 
-#[tokio::test]
-async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
+async fn unfinished_turns_survive_reopening_and_count_their_resumes(store: Store) {
     let (a, b, c) = {
-        let journal = open(&path);
+        let journal = store.open();
         let a = journal.accept(inbound("s", "a", "one")).await.unwrap().turn_id;
         let b = journal.accept(inbound("s", "b", "two")).await.unwrap().turn_id;
         let c = journal.accept(inbound("s", "c", "three")).await.unwrap().turn_id;
@@ -94,7 +95,7 @@ async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
         journal.mark_interrupted(&[a], 4).await.unwrap();
         (a, b, c)
     };
-    let journal = open(&path);
+    let journal = store.open();
     let unfinished = journal.unfinished().await.unwrap();
     let ids: Vec<_> = unfinished
         .iter()
@@ -132,10 +133,8 @@ async fn unfinished_turns_survive_reopening_and_count_their_resumes() {
 
 /// Paging walks a session back to its start, each page within its byte budget (but never empty), every
 /// message exactly once and in order.
-#[tokio::test]
-async fn history_pages_respect_the_byte_budget_and_cover_everything_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = open(&dir.path().join("state.db"));
+async fn history_pages_respect_the_byte_budget_and_cover_everything_once(store: Store) {
+    let journal = store.open();
     let session = SessionKey::new("http", "big");
     for i in 0..20 {
         let text = format!("{i:02}{}", "x".repeat(998));
@@ -205,10 +204,8 @@ async fn history_pages_respect_the_byte_budget_and_cover_everything_once() {
     assert!(huge.older.is_some());
 }
 
-#[tokio::test]
-async fn history_is_bounded_and_sessions_are_listed_by_activity() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = open(&dir.path().join("state.db"));
+async fn history_is_bounded_and_sessions_are_listed_by_activity(store: Store) {
+    let journal = store.open();
     for i in 0..10 {
         let t = journal
             .accept(Inbound {
@@ -253,11 +250,8 @@ async fn history_is_bounded_and_sessions_are_listed_by_activity() {
     assert_eq!(names, vec![("busy", 20), ("quiet", 1)]);
 }
 
-#[tokio::test]
-async fn concurrent_writes_share_commits_and_none_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let journal = std::sync::Arc::new(open(&path));
+async fn concurrent_writes_share_commits_and_none_is_lost(store: Store) {
+    let journal = std::sync::Arc::new(store.open());
     let mut tasks = Vec::new();
     for i in 0..200 {
         let journal = journal.clone();
@@ -278,7 +272,7 @@ async fn concurrent_writes_share_commits_and_none_is_lost() {
     ids.dedup();
     assert_eq!(ids.len(), 200);
     drop(journal);
-    let journal = open(&path);
+    let journal = store.open();
     assert!(journal.unfinished().await.unwrap().is_empty());
     let total: u64 = journal
         .sessions(100)
@@ -413,21 +407,16 @@ async fn an_existing_journal_is_made_private_with_its_wal() {
     journal.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn writes_after_close_fail_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = open(&dir.path().join("state.db"));
+async fn writes_after_close_fail_cleanly(store: Store) {
+    let journal = store.open();
     journal.close().await.unwrap();
     let err = journal.accept(inbound("s", "m", "t")).await.unwrap_err();
     assert_eq!(err.kind, JournalErrorKind::Closed);
     assert!(journal.mark_interrupted(&[1], 1).await.is_err());
 }
 
-#[tokio::test]
-async fn replies_stay_undelivered_until_marked_and_offsets_only_move_forward() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let journal = open(&path);
+async fn replies_stay_undelivered_until_marked_and_offsets_only_move_forward(store: Store) {
+    let journal = store.open();
     let tg = |chat: &str, id: &str, text: &str| Inbound {
         session: SessionKey::new("telegram", chat),
         ..inbound(chat, id, text)
@@ -455,18 +444,15 @@ async fn replies_stay_undelivered_until_marked_and_offsets_only_move_forward() {
     drop(journal);
 
     // Both survive reopening.
-    let journal = open(&path);
+    let journal = store.open();
     assert_eq!(journal.adapter_offset("telegram").await.unwrap(), Some(10));
     let pending = journal.undelivered("telegram", 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].turn_id, b.turn_id);
 }
 
-#[tokio::test]
-async fn close_waits_for_queued_work_and_later_calls_fail_as_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let journal = open(&path);
+async fn close_waits_for_queued_work_and_later_calls_fail_as_closed(store: Store) {
+    let journal = store.open();
     let turn = journal.accept(inbound("s", "m", "q")).await.unwrap();
     // Queued before the close, awaited after it: both are carried out.
     let finishing = journal.finish(turn.turn_id, reply("a"), 2);
@@ -485,14 +471,12 @@ async fn close_waits_for_queued_work_and_later_calls_fail_as_closed() {
     journal.close().await.unwrap();
     drop(journal);
 
-    let journal = open(&path);
+    let journal = store.open();
     assert_eq!(journal.history(&session, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn reads_run_off_the_async_threads_and_see_every_completed_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = std::sync::Arc::new(open(&dir.path().join("state.db")));
+async fn reads_run_off_the_async_threads_and_see_every_completed_write(store: Store) {
+    let journal = std::sync::Arc::new(store.open());
     let mut tasks = Vec::new();
     for i in 0..50 {
         let journal = journal.clone();
@@ -527,7 +511,7 @@ fn failed(text: &str) -> Reply {
 }
 
 /// The (role, text) pairs an agent is given as the history of `turn_id`.
-async fn context(journal: &SqliteJournal, turn_id: i64) -> Vec<(Role, String)> {
+async fn context(journal: &dyn Journal, turn_id: i64) -> Vec<(Role, String)> {
     journal
         .context(turn_id, 100)
         .await
@@ -537,10 +521,8 @@ async fn context(journal: &SqliteJournal, turn_id: i64) -> Vec<(Role, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn turns_are_numbered_per_session_and_a_retry_keeps_its_number() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = open(&dir.path().join("state.db"));
+async fn turns_are_numbered_per_session_and_a_retry_keeps_its_number(store: Store) {
+    let journal = store.open();
     let a1 = journal.accept(inbound("a", "1", "x")).await.unwrap();
     let b1 = journal.accept(inbound("b", "1", "x")).await.unwrap();
     let a2 = journal.accept(inbound("a", "2", "y")).await.unwrap();
@@ -557,10 +539,8 @@ async fn turns_are_numbered_per_session_and_a_retry_keeps_its_number() {
     assert_eq!(unfinished, [("a".into(), 1), ("b".into(), 1), ("a".into(), 2)]);
 }
 
-#[tokio::test]
-async fn an_agent_never_sees_failure_notices_nor_later_turns() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = open(&dir.path().join("state.db"));
+async fn an_agent_never_sees_failure_notices_nor_later_turns(store: Store) {
+    let journal = store.open();
     let t1 = journal.accept(inbound("s", "1", "q1")).await.unwrap().turn_id;
     let t2 = journal.accept(inbound("s", "2", "q2")).await.unwrap().turn_id;
     let t3 = journal.accept(inbound("s", "3", "q3")).await.unwrap().turn_id;
@@ -572,9 +552,9 @@ async fn an_agent_never_sees_failure_notices_nor_later_turns() {
         .unwrap();
     journal.finish(t1, reply("a1"), 3).await.unwrap();
     journal.finish(t4, reply("a4"), 4).await.unwrap();
-    assert_eq!(context(&journal, t1).await, []);
+    assert_eq!(context(&*journal, t1).await, []);
     assert_eq!(
-        context(&journal, t3).await,
+        context(&*journal, t3).await,
         [
             (Role::User, "q1".to_owned()),
             (Role::Assistant, "a1".to_owned()),
@@ -599,15 +579,12 @@ async fn an_agent_never_sees_failure_notices_nor_later_turns() {
     assert_eq!(last_two, ["q2", "q3"]);
 }
 
-#[tokio::test]
-async fn a_reset_starts_a_new_conversation_and_keeps_the_old_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
+async fn a_reset_starts_a_new_conversation_and_keeps_the_old_one(store: Store) {
     let session = SessionKey::new("http", "s");
     // An unknown session is fresh already; nothing is stored for it.
-    let unknown = journal_reset(&open(&path), "s").await;
+    let unknown = journal_reset(&*store.open(), "s").await;
     assert_eq!((unknown.number, unknown.started), (1, false));
-    let journal = open(&path);
+    let journal = store.open();
     assert!(journal.sessions(10).await.unwrap().is_empty());
 
     let t1 = journal.accept(inbound("s", "1", "before")).await.unwrap().turn_id;
@@ -620,11 +597,11 @@ async fn a_reset_starts_a_new_conversation_and_keeps_the_old_one() {
 
     let t2 = journal.accept(inbound("s", "2", "after")).await.unwrap();
     assert_eq!(t2.number, 2, "turn numbers run on across conversations");
-    assert_eq!(context(&journal, t2.turn_id).await, []);
+    assert_eq!(context(&*journal, t2.turn_id).await, []);
     journal.finish(t2.turn_id, reply("new answer"), 5).await.unwrap();
     let t3 = journal.accept(inbound("s", "3", "third")).await.unwrap();
     assert_eq!(
-        context(&journal, t3.turn_id).await,
+        context(&*journal, t3.turn_id).await,
         [
             (Role::User, "after".to_owned()),
             (Role::Assistant, "new answer".to_owned())
@@ -633,7 +610,7 @@ async fn a_reset_starts_a_new_conversation_and_keeps_the_old_one() {
     drop(journal);
 
     // Durable, and the whole history stays listed, each message with its conversation.
-    let journal = open(&path);
+    let journal = store.open();
     let page = journal
         .history_page(
             &session,
@@ -664,14 +641,12 @@ async fn a_reset_starts_a_new_conversation_and_keeps_the_old_one() {
     assert_eq!(journal.sessions(10).await.unwrap()[0].conversation, 2);
 }
 
-async fn journal_reset(journal: &SqliteJournal, chat: &str) -> herald_gateway::journal::Conversation {
+async fn journal_reset(journal: &dyn Journal, chat: &str) -> herald_gateway::journal::Conversation {
     journal.reset(&SessionKey::new("http", chat), 1).await.unwrap()
 }
 
-#[tokio::test]
-async fn a_cancelled_turn_is_final_silent_and_shown_as_cancelled() {
-    let dir = tempfile::tempdir().unwrap();
-    let journal = open(&dir.path().join("state.db"));
+async fn a_cancelled_turn_is_final_silent_and_shown_as_cancelled(store: Store) {
+    let journal = store.open();
     let turn = journal.accept(inbound("alice", "m1", "long job")).await.unwrap();
     journal.start(turn.turn_id, 1_001);
     assert!(journal.cancel(turn.turn_id, "Stopped.", 1_002).await.unwrap());
@@ -713,13 +688,10 @@ async fn a_cancelled_turn_is_final_silent_and_shown_as_cancelled() {
     assert!(!journal.cancel(next.turn_id, "Stopped.", 1_006).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_command_message_runs_once_and_a_new_conversation_starts_with_its_claim() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
+async fn a_command_message_runs_once_and_a_new_conversation_starts_with_its_claim(store: Store) {
     let session = SessionKey::new("telegram", "42");
     {
-        let journal = open(&path);
+        let journal = store.open();
         let turn = journal.accept(Inbound {
             session: session.clone(),
             ..inbound("42", "u1-m1", "hello")
@@ -739,7 +711,7 @@ async fn a_command_message_runs_once_and_a_new_conversation_starts_with_its_clai
         journal.close().await.unwrap();
     }
     // After a restart the same messages are known: nothing runs twice, the conversation stays 2.
-    let journal = open(&path);
+    let journal = store.open();
     let again = journal
         .claim_command(&session, "u2-m2", "new", true, 4)
         .await
@@ -757,11 +729,8 @@ async fn a_command_message_runs_once_and_a_new_conversation_starts_with_its_clai
     assert_eq!(sessions[0].conversation, 2);
 }
 
-#[tokio::test]
-async fn a_replys_files_are_kept_with_it_for_delivery_and_for_a_retried_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let journal = open(&path);
+async fn a_replys_files_are_kept_with_it_for_delivery_and_for_a_retried_message(store: Store) {
+    let journal = store.open();
     let message = Inbound {
         session: SessionKey::new("telegram", "42"),
         ..inbound("42", "u1", "draw it")
@@ -781,7 +750,7 @@ async fn a_replys_files_are_kept_with_it_for_delivery_and_for_a_retried_message(
     journal.finish(turn.turn_id, answer.clone(), 2_000).await.unwrap();
     drop(journal);
 
-    let journal = open(&path);
+    let journal = store.open();
     let pending = journal.undelivered("telegram", 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(
@@ -793,11 +762,8 @@ async fn a_replys_files_are_kept_with_it_for_delivery_and_for_a_retried_message(
     assert_eq!(again.reply, Some(answer), "a retried message gets the files too");
 }
 
-#[tokio::test]
-async fn a_reply_set_aside_is_listed_not_redelivered_until_taken_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let journal = open(&path);
+async fn a_reply_set_aside_is_listed_not_redelivered_until_taken_back(store: Store) {
+    let journal = store.open();
     let hook = |id: &str| Inbound {
         session: SessionKey::new("webhook", "n8n:s1"),
         ..inbound("n8n:s1", id, "ping")
@@ -812,7 +778,7 @@ async fn a_reply_set_aside_is_listed_not_redelivered_until_taken_back() {
         .unwrap();
     drop(journal);
 
-    let journal = open(&path);
+    let journal = store.open();
     let pending = journal.undelivered("webhook", 10).await.unwrap();
     assert_eq!(pending.len(), 1, "the reply set aside is not handed out again");
     assert_eq!((pending[0].turn_id, pending[0].at_ms), (b.turn_id, 2_100));
@@ -851,4 +817,263 @@ async fn a_reply_set_aside_is_listed_not_redelivered_until_taken_back() {
     journal.mark_delivered(b.turn_id, 3_000).await.unwrap();
     journal.fail_delivery(b.turn_id, "late", 9_500).await.unwrap();
     assert!(journal.failed_deliveries(10).await.unwrap().is_empty());
+}
+
+/// Each contract test, once per backend: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Store::sqlite()).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(store) = super::Store::postgres().await else { return };
+                    super::$name(store).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_message_id_makes_one_turn_and_a_turn_gets_one_reply,
+    unfinished_turns_survive_reopening_and_count_their_resumes,
+    history_pages_respect_the_byte_budget_and_cover_everything_once,
+    history_is_bounded_and_sessions_are_listed_by_activity,
+    concurrent_writes_share_commits_and_none_is_lost,
+    writes_after_close_fail_cleanly,
+    replies_stay_undelivered_until_marked_and_offsets_only_move_forward,
+    close_waits_for_queued_work_and_later_calls_fail_as_closed,
+    reads_run_off_the_async_threads_and_see_every_completed_write,
+    turns_are_numbered_per_session_and_a_retry_keeps_its_number,
+    an_agent_never_sees_failure_notices_nor_later_turns,
+    a_reset_starts_a_new_conversation_and_keeps_the_old_one,
+    a_cancelled_turn_is_final_silent_and_shown_as_cancelled,
+    a_command_message_runs_once_and_a_new_conversation_starts_with_its_claim,
+    a_replys_files_are_kept_with_it_for_delivery_and_for_a_retried_message,
+    a_reply_set_aside_is_listed_not_redelivered_until_taken_back,
+);
+
+/// What is PostgreSQL's own: its schema check, its URL, its connection.
+mod postgres_only {
+    use super::*;
+    use crate::support::TestDatabase;
+    use herald_journal::{PG_SCHEMA_VERSION, PgJournal, PgOpenError, PgOptions};
+
+    #[tokio::test]
+    async fn a_fresh_database_gets_the_tables_once_and_a_newer_schema_is_refused_untouched() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let (journal, report) = PgJournal::open(&db.options()).unwrap();
+        assert!(report.created && report.migrated_from.is_none(), "{report:?}");
+        journal.accept(inbound("s", "m", "kept")).await.unwrap();
+        drop(journal);
+        let (_journal, report) = PgJournal::open(&db.options()).unwrap();
+        assert!(!report.created && report.migrated_from.is_none(), "{report:?}");
+
+        let client = db.connect().await;
+        client
+            .execute(
+                "UPDATE herald_journal SET schema_version = $1",
+                &[&(PG_SCHEMA_VERSION as i32 + 1)],
+            )
+            .await
+            .unwrap();
+        let err = PgJournal::open(&db.options()).unwrap_err();
+        assert!(matches!(err, PgOpenError::NewerSchema { .. }), "{err}");
+        assert!(err.to_string().contains("newer than this herald"), "{err}");
+        let texts: i64 = client
+            .query_one("SELECT count(*) FROM messages WHERE text = 'kept'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(texts, 1, "left alone");
+    }
+
+    #[tokio::test]
+    async fn a_database_with_someone_elses_tables_is_refused() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        db.connect()
+            .await
+            .batch_execute("CREATE TABLE sessions (id INTEGER PRIMARY KEY, cookie TEXT)")
+            .await
+            .unwrap();
+        let err = PgJournal::open(&db.options()).unwrap_err();
+        assert!(matches!(err, PgOpenError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("not a Herald journal"), "{err}");
+    }
+
+    /// Replicas starting together: the schema is made once, and every one of them opens.
+    #[tokio::test]
+    async fn replicas_opening_an_empty_database_together_all_open_it() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let options = db.options();
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let options = options.clone();
+                std::thread::spawn(move || PgJournal::open(&options).map(|(_, report)| report.created))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        assert_eq!(opened.iter().filter(|created| **created).count(), 1, "{opened:?}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_a_clear_error_that_never_shows_a_password() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let options = PgOptions::new(&db.url(), Some("not-the-password-x9"), None).unwrap();
+        let err = PgJournal::open(&options).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PgOpenError::Connect { .. }), "{text}");
+        assert!(text.contains(&db.url()) && text.contains("password"), "{text}");
+        assert!(
+            !text.contains("not-the-password-x9") && !text.contains(db.password()),
+            "{text}"
+        );
+        assert!(!format!("{options:?}").contains("not-the-password-x9"));
+        // A URL with a password in it is refused before anything is tried.
+        let err = PgOptions::new("postgres://herald:secret@127.0.0.1:1/db", None, None).unwrap_err();
+        assert!(err.to_string().contains("password_env"), "{err}");
+    }
+
+    #[test]
+    fn nothing_listening_is_a_clear_error_after_the_open_patience() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options =
+            PgOptions::new(&format!("postgres://herald@127.0.0.1:{port}/herald"), None, None).unwrap();
+        let started = std::time::Instant::now();
+        let err = PgJournal::open(&options).unwrap_err();
+        assert!(matches!(err, PgOpenError::Connect { .. }), "{err}");
+        assert!(err.to_string().contains("cannot connect"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Tools without a runtime open it and wait in place, as with SQLite.
+    #[test]
+    fn a_pending_result_can_be_waited_for_outside_async_code() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let Some(db) = runtime.block_on(TestDatabase::create()) else {
+            return;
+        };
+        let (journal, _) = PgJournal::open(&db.options()).unwrap();
+        let turn = journal.accept(inbound("s", "m", "q")).wait().unwrap();
+        journal.finish(turn.turn_id, reply("a"), 2).wait().unwrap();
+        assert_eq!(journal.sessions(10).wait().unwrap()[0].messages, 2);
+        assert!(journal.delivery_report(10).wait().unwrap().failed.is_empty());
+        drop(journal);
+        drop(runtime);
+    }
+
+    /// PostgreSQL restarted (`pg_ctl restart -m fast`) under load, on a cluster of this test's own: every
+    /// accept that was answered "stored" is there afterwards, a write the restart cut is either retried by
+    /// the journal or answered as a storage failure (and a retry under the same id then stores it once),
+    /// and the journal's health shows the outage and its end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_restart_under_load_loses_no_acknowledged_message() {
+        let Some(cluster) = crate::support::PrivateCluster::start() else {
+            return;
+        };
+        let options = PgOptions::new(&cluster.url, Some(&cluster.password), None).unwrap();
+        let journal = std::sync::Arc::new(PgJournal::open(&options).unwrap().0);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..8 {
+            let (journal, stop) = (journal.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut failures = 0u32;
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let id = format!("w{w}-{i}");
+                    // A failed accept is retried with the same id, as a client does.
+                    loop {
+                        match journal.accept(inbound(&format!("c{w}"), &id, &id)).await {
+                            Ok(accepted) => {
+                                acknowledged.push((id.clone(), accepted.turn_id));
+                                break;
+                            }
+                            Err(e) => {
+                                assert_eq!(e.kind, JournalErrorKind::Storage, "{e}");
+                                failures += 1;
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+                (acknowledged, failures)
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        cluster.pg_ctl(&["restart", "-m", "fast", "-w"]);
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut acknowledged = Vec::new();
+        let mut failures = 0;
+        for writer in writers {
+            let (mut acks, failed) = writer.await.unwrap();
+            acknowledged.append(&mut acks);
+            failures += failed;
+        }
+        eprintln!(
+            "{} accepted, {failures} answered as failed and retried",
+            acknowledged.len()
+        );
+        assert!(acknowledged.len() > 50, "{} accepted", acknowledged.len());
+        assert!(
+            journal.health().outage().is_none(),
+            "{:?}",
+            journal.health().outage()
+        );
+        assert!(journal.health().outages() >= 1, "the restart was seen");
+        // Every acknowledged message is stored, once, under the turn it was acknowledged with.
+        let client = cluster.connect().await;
+        let rows = client
+            .query("SELECT t.message_id, t.id FROM turns t", &[])
+            .await
+            .unwrap();
+        let stored: std::collections::HashMap<String, i64> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for (id, turn) in &acknowledged {
+            assert_eq!(stored.get(id), Some(turn), "{id}");
+        }
+        assert_eq!(
+            stored.len(),
+            acknowledged.len(),
+            "nothing stored twice nor unacknowledged"
+        );
+        let messages: i64 = client
+            .query_one("SELECT count(*) FROM messages", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(messages as usize, acknowledged.len());
+    }
 }

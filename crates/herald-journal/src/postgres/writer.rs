@@ -1,0 +1,637 @@
+//! The PostgreSQL journal's one writer: a task that owns a connection and commits queued writes in
+//! batches, the same [`Write`]s, in the same order and with the same savepoint per write as the SQLite
+//! writer.
+//!
+//! **Invariant:** a write's completion is sent only after the transaction holding it has committed. A
+//! batch whose connection is lost *before* its `COMMIT` was sent did not happen (the server rolls an
+//! open transaction back), so it is run again on a new connection, as long as the database comes back
+//! within [`WRITE_PATIENCE`]; a batch whose `COMMIT` itself got no answer may or may not be stored, and
+//! is answered so (a client retries with the same message id, which is idempotent). Nobody is ever told
+//! "stored" early, and no acknowledged message depends on a connection staying up.
+//!
+//! Concurrency between replicas is the database's: every write locks the rows it changes (the session
+//! row first, so two replicas accepting the same message id wait for each other and the second finds
+//! the first's turn), and a write chosen as a deadlock's victim is retried in its savepoint.
+
+use std::time::Duration;
+
+use herald_gateway::journal::{
+    Accepted, CommandClaim, Conversation, Delivery, Inbound, JournalError, JournalErrorKind, Reply,
+    SessionKey, TurnState,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Transaction};
+
+use super::connect::Connector;
+use super::{Health, attachments_from, pg_error};
+use crate::writer::{Write, fail_all};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// How long a batch waits for an unreachable database before its writes fail (each caller then
+/// answers as it does for any storage failure: the HTTP API with 503, a chat adapter by retrying).
+pub(super) const WRITE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// How many times a write chosen as a deadlock or serialization victim is run again.
+const VICTIM_RETRIES: u32 = 5;
+
+/// What a write produced.
+enum Value {
+    Accepted(Accepted),
+    Conversation(Conversation),
+    Closed(bool),
+    Claim(CommandClaim),
+    Retried(Option<Delivery>),
+    Unit,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// The connection failed before `COMMIT` was sent: nothing of the batch is stored.
+    Lost(String),
+    /// `COMMIT` failed or got no answer.
+    Commit(tokio_postgres::Error),
+    /// No answer before the batch's deadline: whether it committed is unknown.
+    Stalled,
+}
+
+/// Runs until the queue closes (the journal was closed or dropped) and every queued write is answered.
+pub(super) async fn run(
+    connector: Connector,
+    health: Health,
+    mut client: Option<Client>,
+    mut queue: mpsc::UnboundedReceiver<Write>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let deadline = Instant::now() + WRITE_PATIENCE;
+        loop {
+            let conn = match client.as_mut() {
+                Some(conn) if !conn.is_closed() => conn,
+                _ => match connector.connect_or_error(deadline, &health).await {
+                    Ok(conn) => client.insert(conn),
+                    Err(e) => {
+                        client = None;
+                        let error = JournalError::new(e.kind, format!("{}; nothing was stored", e.message));
+                        fail_all(batch, &error);
+                        break;
+                    }
+                },
+            };
+            // A database that stops answering (a stopped server, a cut network) is not waited for
+            // forever: past the deadline the batch is answered as uncertain and the connection dropped.
+            let outcome = match tokio::time::timeout_at(deadline, commit_batch(conn, &batch)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(BatchError::Stalled),
+            };
+            match outcome {
+                Ok(results) => {
+                    health.ok();
+                    for (write, result) in batch.into_iter().zip(results) {
+                        complete(write, result);
+                    }
+                    break;
+                }
+                Err(BatchError::Lost(e)) => {
+                    health.lost(&e);
+                    client = None;
+                    if Instant::now() >= deadline {
+                        let error = JournalError::new(
+                            JournalErrorKind::Storage,
+                            format!("the journal's database is unreachable ({e}); nothing was stored"),
+                        );
+                        fail_all(batch, &error);
+                        break;
+                    }
+                    tracing::warn!(
+                        "journal: the database connection was lost ({e}); writing the batch again"
+                    );
+                }
+                Err(BatchError::Stalled) => {
+                    health.lost("the database stopped answering");
+                    client = None;
+                    let error = JournalError::new(
+                        JournalErrorKind::Storage,
+                        "the journal's database stopped answering; the write may or may not be stored",
+                    );
+                    fail_all(batch, &error);
+                    break;
+                }
+                Err(BatchError::Commit(e)) => {
+                    if conn.is_closed() {
+                        health.lost(&e.to_string());
+                        client = None;
+                    }
+                    fail_all(batch, &uncertain_commit(&e));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a batch in one transaction, each write in a savepoint of its own.
+async fn commit_batch(
+    client: &mut Client,
+    batch: &[Write],
+) -> Result<Vec<Result<Value, JournalError>>, BatchError> {
+    let mut tx = client
+        .transaction()
+        .await
+        .map_err(|e| BatchError::Lost(e.to_string()))?;
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            let result = match tx.savepoint("herald_write").await {
+                Err(e) => Err(e),
+                Ok(sp) => match apply(&sp, write).await {
+                    Ok(value) => sp.commit().await.map(|()| value),
+                    Err(e) => {
+                        let _ = sp.rollback().await;
+                        Err(e)
+                    }
+                },
+            };
+            match result {
+                Err(e) if is_victim(&e) && attempt <= VICTIM_RETRIES => continue,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(value) => results.push(Ok(value)),
+            Err(e) if tx.client().is_closed() || e.is_closed() => {
+                return Err(BatchError::Lost(e.to_string()));
+            }
+            Err(e) => {
+                if matches!(write, Write::Start { .. }) {
+                    // Usually nobody awaits this write: say so here, or nobody would know.
+                    tracing::warn!("cannot mark a turn running: {e}");
+                }
+                results.push(Err(pg_error(&e)));
+            }
+        }
+    }
+    if tx.client().is_closed() {
+        // Closed before the COMMIT was sent: the server has rolled the transaction back.
+        return Err(BatchError::Lost("the connection closed".into()));
+    }
+    tx.commit().await.map_err(BatchError::Commit)?;
+    Ok(results)
+}
+
+/// A deadlock's victim or a serialization failure: running the write again may succeed.
+fn is_victim(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+    )
+}
+
+/// See the SQLite writer's `uncertain_commit`: the same reasoning holds for a `COMMIT` that got no answer.
+fn uncertain_commit(e: &tokio_postgres::Error) -> JournalError {
+    JournalError::new(
+        JournalErrorKind::Storage,
+        format!("the journal could not confirm the commit ({e}); it may or may not be stored"),
+    )
+}
+
+async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Value, tokio_postgres::Error> {
+    Ok(match write {
+        Write::Accept(inbound, _) => Value::Accepted(accept(tx, inbound).await?),
+        Write::Start { turn_id, at_ms, .. } => {
+            tx.execute(
+                "UPDATE turns SET state = 'running', updated_ms = $2
+                 WHERE id = $1 AND state IN ('pending', 'interrupted')",
+                &[turn_id, &ms(*at_ms)],
+            )
+            .await?;
+            Value::Unit
+        }
+        Write::Finish {
+            turn_id,
+            reply,
+            at_ms,
+            ..
+        } => {
+            finish(tx, *turn_id, reply, *at_ms).await?;
+            Value::Unit
+        }
+        Write::MarkInterrupted { turn_ids, at_ms, .. } => {
+            tx.execute(
+                "UPDATE turns SET state = 'interrupted', updated_ms = $2
+                 WHERE id = ANY($1) AND state IN ('pending', 'running')",
+                &[turn_ids, &ms(*at_ms)],
+            )
+            .await?;
+            Value::Unit
+        }
+        Write::NoteResumed { turn_ids, at_ms, .. } => {
+            tx.execute(
+                "UPDATE turns SET state = 'pending', updated_ms = $2,
+                     resume_count = resume_count + CASE WHEN state IN ('running', 'interrupted') THEN 1 ELSE 0 END
+                 WHERE id = ANY($1) AND state IN ('pending', 'running', 'interrupted')",
+                &[turn_ids, &ms(*at_ms)],
+            )
+            .await?;
+            Value::Unit
+        }
+        Write::MarkDelivered { turn_id, at_ms, .. } => {
+            tx.execute(
+                "UPDATE messages SET delivered_ms = $2
+                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL",
+                &[turn_id, &ms(*at_ms)],
+            )
+            .await?;
+            Value::Unit
+        }
+        Write::SetDraft { turn_id, draft, .. } => {
+            tx.execute("UPDATE turns SET draft = $2 WHERE id = $1", &[turn_id, draft])
+                .await?;
+            Value::Unit
+        }
+        Write::FailDelivery {
+            turn_id,
+            error,
+            at_ms,
+            ..
+        } => {
+            tx.execute(
+                "UPDATE messages SET delivery_failed_ms = $2, delivery_error = $3
+                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL",
+                &[turn_id, &ms(*at_ms), error],
+            )
+            .await?;
+            Value::Unit
+        }
+        Write::RetryDelivery { turn_id, .. } => Value::Retried(retry_delivery(tx, *turn_id).await?),
+        Write::SetOffset {
+            adapter,
+            offset,
+            at_ms,
+            ..
+        } => {
+            tx.execute(
+                "INSERT INTO adapter_offsets (adapter, next_update, updated_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (adapter) DO UPDATE
+                     SET next_update = GREATEST(adapter_offsets.next_update, excluded.next_update),
+                         updated_ms = excluded.updated_ms",
+                &[adapter, offset, &ms(*at_ms)],
+            )
+            .await?;
+            Value::Unit
+        }
+        Write::SetCursor {
+            adapter,
+            cursor,
+            at_ms,
+            ..
+        } => {
+            tx.execute(
+                "INSERT INTO adapter_cursors (adapter, cursor, updated_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (adapter) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
+                &[adapter, cursor, &ms(*at_ms)],
+            )
+            .await?;
+            Value::Unit
+        }
+        Write::Reset { session, at_ms, .. } => Value::Conversation(reset(tx, session, *at_ms).await?),
+        Write::Cancel {
+            turn_id,
+            notice,
+            at_ms,
+            ..
+        } => Value::Closed(cancel(tx, *turn_id, notice, *at_ms).await?),
+        Write::ClaimCommand {
+            session,
+            message_id,
+            command,
+            reset: reset_too,
+            at_ms,
+            ..
+        } => Value::Claim(claim_command(tx, session, message_id, command, *reset_too, *at_ms).await?),
+    })
+}
+
+/// Hands each write its result (a value of the wrong kind cannot happen: `apply` makes each write's own).
+fn complete(write: Write, result: Result<Value, JournalError>) {
+    fn wrong() -> JournalError {
+        JournalError::new(
+            JournalErrorKind::Storage,
+            "internal error: a journal write got another write's result",
+        )
+    }
+    match write {
+        Write::Accept(_, done) => done.complete(result.and_then(|v| match v {
+            Value::Accepted(a) => Ok(a),
+            _ => Err(wrong()),
+        })),
+        Write::Reset { done, .. } => done.complete(result.and_then(|v| match v {
+            Value::Conversation(c) => Ok(c),
+            _ => Err(wrong()),
+        })),
+        Write::Cancel { done, .. } => done.complete(result.and_then(|v| match v {
+            Value::Closed(b) => Ok(b),
+            _ => Err(wrong()),
+        })),
+        Write::ClaimCommand { done, .. } => done.complete(result.and_then(|v| match v {
+            Value::Claim(c) => Ok(c),
+            _ => Err(wrong()),
+        })),
+        Write::RetryDelivery { done, .. } => done.complete(result.and_then(|v| match v {
+            Value::Retried(d) => Ok(d),
+            _ => Err(wrong()),
+        })),
+        Write::Start { done, .. }
+        | Write::Finish { done, .. }
+        | Write::MarkInterrupted { done, .. }
+        | Write::NoteResumed { done, .. }
+        | Write::MarkDelivered { done, .. }
+        | Write::SetDraft { done, .. }
+        | Write::FailDelivery { done, .. }
+        | Write::SetOffset { done, .. }
+        | Write::SetCursor { done, .. } => done.complete(result.map(|_| ())),
+    }
+}
+
+fn ms(at_ms: u64) -> i64 {
+    i64::try_from(at_ms).unwrap_or(i64::MAX)
+}
+
+/// A turn's attachments (or a reply's files) as stored: `NULL` for none, else a JSON array.
+fn attachments_json(attachments: &[herald_gateway::agent::Attachment]) -> Option<String> {
+    if attachments.is_empty() {
+        return None;
+    }
+    serde_json::to_string(attachments).ok()
+}
+
+async fn upsert_session(
+    tx: &Transaction<'_>,
+    session: &SessionKey,
+    at_ms: u64,
+) -> Result<(i64, i64), tokio_postgres::Error> {
+    let row = tx
+        .query_one(
+            "INSERT INTO sessions (adapter, chat_id, created_ms, updated_ms) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = GREATEST(sessions.updated_ms, excluded.updated_ms)
+             RETURNING id, conversation",
+            &[&session.adapter, &session.chat_id, &ms(at_ms)],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+async fn accept(tx: &Transaction<'_>, inbound: &Inbound) -> Result<Accepted, tokio_postgres::Error> {
+    // Locks the session row: an accept of the same session on another replica waits here, then finds
+    // this one's turn below.
+    let (session_id, conversation) = upsert_session(tx, &inbound.session, inbound.at_ms).await?;
+    let existing = tx
+        .query_opt(
+            "SELECT t.id, t.state, u.text, a.text, a.failed, t.number, a.files
+             FROM turns t
+             LEFT JOIN messages u ON u.turn_id = t.id AND u.role = 'user'
+             LEFT JOIN messages a ON a.turn_id = t.id AND a.role = 'assistant'
+             WHERE t.session_id = $1 AND t.message_id = $2",
+            &[&session_id, &inbound.message_id],
+        )
+        .await?;
+    if let Some(r) = existing {
+        let state: String = r.get(1);
+        let reply: Option<String> = r.get(3);
+        let failed: Option<bool> = r.get(4);
+        return Ok(Accepted {
+            turn_id: r.get(0),
+            number: r.get::<_, i64>(5).max(0) as u64,
+            new: false,
+            state: TurnState::parse(&state).unwrap_or(TurnState::Failed),
+            text: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            reply: reply.map(|text| Reply {
+                text,
+                failed: failed.unwrap_or(false),
+                files: attachments_from(r.get(6)),
+            }),
+        });
+    }
+    let number: i64 = tx
+        .query_one(
+            "UPDATE sessions SET turns = turns + 1 WHERE id = $1 RETURNING turns",
+            &[&session_id],
+        )
+        .await?
+        .get(0);
+    let turn_id: i64 = tx
+        .query_one(
+            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation,
+                                attachments)
+             VALUES ($1, $2, 'pending', $3, $3, $4, $5, $6)
+             RETURNING id",
+            &[
+                &session_id,
+                &inbound.message_id,
+                &ms(inbound.at_ms),
+                &number,
+                &conversation,
+                &attachments_json(&inbound.attachments),
+            ],
+        )
+        .await?
+        .get(0);
+    tx.execute(
+        "INSERT INTO messages (session_id, turn_id, role, text, created_ms) VALUES ($1, $2, 'user', $3, $4)",
+        &[&session_id, &turn_id, &inbound.text, &ms(inbound.at_ms)],
+    )
+    .await?;
+    Ok(Accepted {
+        turn_id,
+        number: number.max(0) as u64,
+        new: true,
+        state: TurnState::Pending,
+        text: inbound.text.clone(),
+        reply: None,
+    })
+}
+
+async fn finish(
+    tx: &Transaction<'_>,
+    turn_id: i64,
+    reply: &Reply,
+    at_ms: u64,
+) -> Result<(), tokio_postgres::Error> {
+    let state = if reply.failed { "failed" } else { "done" };
+    let changed = tx
+        .execute(
+            "UPDATE turns SET state = $2, updated_ms = $3
+             WHERE id = $1 AND state IN ('pending', 'running', 'interrupted')",
+            &[&turn_id, &state, &ms(at_ms)],
+        )
+        .await?;
+    if changed == 0 {
+        // Already final (or unknown): the first reply stands.
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, files)
+         SELECT session_id, id, 'assistant', $2, $3, $4, $5 FROM turns WHERE id = $1",
+        &[
+            &turn_id,
+            &reply.text,
+            &reply.failed,
+            &ms(at_ms),
+            &attachments_json(&reply.files),
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE sessions SET updated_ms = GREATEST(updated_ms, $2)
+         WHERE id = (SELECT session_id FROM turns WHERE id = $1)",
+        &[&turn_id, &ms(at_ms)],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn reset(
+    tx: &Transaction<'_>,
+    session: &SessionKey,
+    at_ms: u64,
+) -> Result<Conversation, tokio_postgres::Error> {
+    let current = tx
+        .query_opt(
+            "SELECT id, conversation FROM sessions WHERE adapter = $1 AND chat_id = $2 FOR UPDATE",
+            &[&session.adapter, &session.chat_id],
+        )
+        .await?;
+    let Some(current) = current else {
+        return Ok(Conversation {
+            number: 1,
+            started: false,
+        });
+    };
+    let (session_id, conversation): (i64, i64) = (current.get(0), current.get(1));
+    let used: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM turns WHERE session_id = $1 AND conversation = $2)",
+            &[&session_id, &conversation],
+        )
+        .await?
+        .get(0);
+    if !used {
+        return Ok(Conversation {
+            number: conversation.max(1) as u64,
+            started: false,
+        });
+    }
+    let next: i64 = tx
+        .query_one(
+            "UPDATE sessions SET conversation = conversation + 1, updated_ms = GREATEST(updated_ms, $2)
+             WHERE id = $1 RETURNING conversation",
+            &[&session_id, &ms(at_ms)],
+        )
+        .await?
+        .get(0);
+    Ok(Conversation {
+        number: next.max(1) as u64,
+        started: true,
+    })
+}
+
+async fn claim_command(
+    tx: &Transaction<'_>,
+    session: &SessionKey,
+    message_id: &str,
+    command: &str,
+    reset_too: bool,
+    at_ms: u64,
+) -> Result<CommandClaim, tokio_postgres::Error> {
+    let (session_id, _) = upsert_session(tx, session, at_ms).await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO commands (session_id, message_id, command, created_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+            &[&session_id, &message_id, &command, &ms(at_ms)],
+        )
+        .await?;
+    let first = inserted == 1;
+    let conversation = if first && reset_too {
+        Some(reset(tx, session, at_ms).await?)
+    } else {
+        None
+    };
+    Ok(CommandClaim { first, conversation })
+}
+
+async fn cancel(
+    tx: &Transaction<'_>,
+    turn_id: i64,
+    notice: &str,
+    at_ms: u64,
+) -> Result<bool, tokio_postgres::Error> {
+    let changed = tx
+        .execute(
+            "UPDATE turns SET state = 'failed', cancelled_ms = $2, updated_ms = $2
+             WHERE id = $1 AND state IN ('pending', 'running', 'interrupted')",
+            &[&turn_id, &ms(at_ms)],
+        )
+        .await?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, delivered_ms)
+         SELECT session_id, id, 'assistant', $2, TRUE, $3, $3 FROM turns WHERE id = $1",
+        &[&turn_id, &notice, &ms(at_ms)],
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn retry_delivery(
+    tx: &Transaction<'_>,
+    turn_id: i64,
+) -> Result<Option<Delivery>, tokio_postgres::Error> {
+    let changed = tx
+        .execute(
+            "UPDATE messages SET delivery_failed_ms = NULL, delivery_error = NULL
+             WHERE turn_id = $1 AND role = 'assistant' AND delivery_failed_ms IS NOT NULL",
+            &[&turn_id],
+        )
+        .await?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let row = tx
+        .query_opt(
+            "SELECT m.turn_id, s.adapter, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files,
+                    m.created_ms
+             FROM messages m
+             JOIN sessions s ON s.id = m.session_id
+             JOIN turns t ON t.id = m.turn_id
+             WHERE m.turn_id = $1 AND m.role = 'assistant'",
+            &[&turn_id],
+        )
+        .await?;
+    Ok(row.map(|r| Delivery {
+        turn_id: r.get(0),
+        session: SessionKey::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+        message_id: r.get(3),
+        reply: Reply {
+            text: r.get(4),
+            failed: r.get(5),
+            files: attachments_from(r.get(7)),
+        },
+        draft: r.get(6),
+        at_ms: r.get::<_, i64>(8).max(0) as u64,
+    }))
+}
