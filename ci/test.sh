@@ -27,6 +27,16 @@ ensure_target() {
     rustup target list --installed | grep -qx "$1" || rustup target add "$1"
 }
 
+# What to undo on the way out, whatever the way: each part adds its own (one EXIT trap runs them all).
+cleanups=()
+run_cleanups() {
+    local i
+    for ((i = ${#cleanups[@]} - 1; i >= 0; i--)); do
+        eval "${cleanups[i]}" || true
+    done
+}
+trap run_cleanups EXIT
+
 step "test peers: real programs the tests run against"
 # systemd-analyze and plistutil check generated unit files and plists; mock-llm (npm) is the
 # OpenAI-compatible server the openai backend is tested against.
@@ -50,6 +60,18 @@ if synapse_python="$(bash ci/peers/install-synapse.sh)"; then
     export HERALD_SYNAPSE_PYTHON="$synapse_python"
 else
     cannot_run "matrix tests" "the matrix-synapse PyPI package could not be installed"
+fi
+
+# PostgreSQL (Debian's server packages) for the journal's PostgreSQL backend: one throwaway cluster on
+# loopback for the whole run (each test makes a database of its own on it; the tests that restart a
+# server start a cluster of their own with the same script).
+if pg_dir=$(mktemp -d /tmp/herald-ci-pg.XXXXXX) && pg_env=$(bash ci/peers/postgres.sh start "$pg_dir/cluster"); then
+    while IFS= read -r line; do
+        export "${line?}"
+    done <<<"$pg_env"
+    cleanups+=("bash ci/peers/postgres.sh stop '$pg_dir/cluster'; rm -rf '$pg_dir'")
+else
+    cannot_run "postgresql tests" "ci/peers/postgres.sh could not start a cluster (see above)"
 fi
 
 step "a real systemd: one boot and halt (ci/systemd), which tests/systemd_real.rs repeats per test"
@@ -81,14 +103,14 @@ ensure_target x86_64-pc-windows-gnu || windows_ok=false
 if $windows_ok; then
     # shellcheck source=ci/wine/setup.sh
     if source ci/wine/setup.sh; then
-        trap herald_wine_cleanup EXIT
+        cleanups+=(herald_wine_cleanup)
         # A Windows test binary cannot start the Linux mock-llm server itself: start one here and point
         # the openai tests at it (they then share it, one test at a time).
         if [ -n "${HERALD_MOCK_LLM:-}" ]; then
             port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
             PORT=$port HOST=127.0.0.1 node "$HERALD_MOCK_LLM" >/dev/null 2>&1 </dev/null &
             mock_pid=$!
-            trap 'kill $mock_pid 2>/dev/null; herald_wine_cleanup' EXIT
+            cleanups+=("kill $mock_pid 2>/dev/null")
             for _ in $(seq 100); do
                 curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
                 sleep 0.1
@@ -100,7 +122,7 @@ if $windows_ok; then
             tg_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
             node ci/peers/telegram-test-api-server.js "$tg_port" >/dev/null 2>&1 </dev/null &
             tg_pid=$!
-            trap 'kill ${mock_pid:-} $tg_pid 2>/dev/null; herald_wine_cleanup' EXIT
+            cleanups+=("kill $tg_pid 2>/dev/null")
             for _ in $(seq 100); do
                 curl -s -o /dev/null "http://127.0.0.1:$tg_port/" && break
                 sleep 0.1
@@ -112,7 +134,7 @@ if $windows_ok; then
         wh_out=$(mktemp)
         python3 ci/peers/webhook_receiver.py 0 >"$wh_out" 2>&1 </dev/null &
         wh_pid=$!
-        trap 'kill ${mock_pid:-} ${tg_pid:-} $wh_pid 2>/dev/null; rm -f "$wh_out"; herald_wine_cleanup' EXIT
+        cleanups+=("kill $wh_pid 2>/dev/null; rm -f '$wh_out'")
         wh_port=
         for _ in $(seq 100); do
             wh_port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$wh_out")

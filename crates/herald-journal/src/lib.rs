@@ -1,4 +1,6 @@
-//! Herald's session journal in SQLite (`state.db` in the home).
+//! Herald's session journal: in SQLite (`state.db` in the home, the embedded default), or in PostgreSQL
+//! ([`postgres`], for a database several gateways share); [`JournalLocation`] picks one from the config.
+//! What follows holds for the SQLite journal; the PostgreSQL one keeps the same contract its own way.
 //!
 //! **Invariant:** this crate is the only code that touches `state.db`, and it never blocks its caller.
 //! One thread writes (see [`writer`]); one thread reads, over a read-only connection, serving history,
@@ -10,6 +12,7 @@
 //! the `herald` binary depends on; `herald-gateway` knows the journal only as the
 //! [`herald_gateway::journal::Journal`] traits, which keeps it pure Rust and checkable for every OS.
 
+mod location;
 pub mod postgres;
 mod schema;
 pub mod snapshot;
@@ -28,6 +31,7 @@ use herald_gateway::journal::{
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use location::{JournalLocation, JournalOpenError, JournalOpenReport};
 pub use postgres::{PG_SCHEMA_VERSION, PgJournal, PgOpenError, PgOpenReport, PgOptions};
 pub use schema::{APPLICATION_ID, OpenError, OpenReport, SCHEMA_VERSION};
 use writer::{Write, storage_error};

@@ -115,6 +115,9 @@ pub trait PayloadProbes {
     fn telegram(&self, config: &Config, variables: &Variables) -> Finding;
     /// Checks the Matrix device, homeserver and token (bounded); called only when `[matrix]` is enabled.
     fn matrix(&self, config: &Config, variables: &Variables) -> Finding;
+    /// Reaches the journal's PostgreSQL database and reads its schema, changing nothing (bounded);
+    /// called only when `[journal] url` is set.
+    fn journal(&self, config: &Config, variables: &Variables) -> Finding;
 }
 
 /// The whole report, in a fixed order.
@@ -144,7 +147,7 @@ pub fn diagnose(target: &Target, probes: &dyn PayloadProbes) -> Diagnosis {
         ),
     });
     let Ok(config) = config else {
-        for check in ["port", "secrets", "agent", "telegram", "matrix"] {
+        for check in ["port", "secrets", "journal", "agent", "telegram", "matrix"] {
             findings.push(Finding::skip(check, "needs a valid herald.toml"));
         }
         findings.push(service(target, None).0);
@@ -155,6 +158,14 @@ pub fn diagnose(target: &Target, probes: &dyn PayloadProbes) -> Diagnosis {
     let (service_finding, service_env) = service(target, Some(config));
     let (secrets_finding, variables) = secrets(home, config, service_env.as_ref());
     findings.push(secrets_finding);
+    findings.push(match (&variables, config.journal.is_postgres()) {
+        (_, false) => Finding::pass(
+            "journal",
+            format!("{} (SQLite, in the home)", home.journal_file().display()),
+        ),
+        (Some(variables), true) => probes.journal(config, variables),
+        (None, true) => Finding::skip("journal", "needs a readable secrets store"),
+    });
     findings.push(match &variables {
         Some(variables) => probes.agent(config, variables),
         None => Finding::skip("agent", "needs a readable secrets store"),

@@ -1,4 +1,4 @@
-//! The payload this binary hosts: the SQLite journal, the configured agent backend and the push
+//! The payload this binary hosts: the journal (`state.db`, or the PostgreSQL database `[journal]` names), the configured agent backend and the push
 //! adapters the config enables (Telegram, Matrix, webhook callbacks).
 //!
 //! This is the one place that names concrete journal and agent types; the daemon sees them only as
@@ -16,7 +16,7 @@ use herald_home::Home;
 use herald_home::config::{AgentBackend, Config};
 use herald_home::lifecycle::{EventKind, LifecycleEvent};
 use herald_home::secrets::Variables;
-use herald_journal::SqliteJournal;
+use herald_journal::{JournalLocation, JournalOpenError};
 use herald_openai::OpenAiAgent;
 use herald_telegram::{TelegramAdapter, TelegramOptions};
 use herald_webhook::WebhookAdapter;
@@ -29,16 +29,29 @@ impl PayloadFactory for StandardPayload {
     fn build(&self, home: &Home, config: &Config, variables: &Variables) -> Result<Payload, PayloadError> {
         let agent = agent(config, variables, Some(home))?;
         let adapters = adapters(home, config, variables)?;
-        let path = home.journal_file();
-        let (journal, report) =
-            SqliteJournal::open(&path).map_err(|e| PayloadError::Failure(e.to_string()))?;
+        let location = JournalLocation::resolve(home, &config.journal, variables).map_err(|e| match e {
+            JournalOpenError::MissingPassword { .. } => PayloadError::Config(e.to_string()),
+            e => PayloadError::Failure(e.to_string()),
+        })?;
+        let (journal, report) = location
+            .open()
+            .map_err(|e| PayloadError::Failure(e.to_string()))?;
         let pid = std::process::id();
         let mut events = Vec::new();
+        if report.created && location.backend() == "postgres" {
+            events.push(
+                LifecycleEvent::new(EventKind::Journal, pid)
+                    .with("action", "created")
+                    .with("backend", location.backend())
+                    .with("database", location.describe())
+                    .with("schema_version", report.to_version),
+            );
+        }
         if let Some((aside, reason)) = &report.moved_aside {
             events.push(
                 LifecycleEvent::new(EventKind::Journal, pid)
                     .with("action", "moved_aside")
-                    .with("path", path.display().to_string())
+                    .with("path", location.describe())
                     .with("moved_to", aside.display().to_string())
                     .with("reason", reason.as_str()),
             );
@@ -47,12 +60,13 @@ impl PayloadFactory for StandardPayload {
             events.push(
                 LifecycleEvent::new(EventKind::Journal, pid)
                     .with("action", "migrated")
+                    .with("backend", location.backend())
                     .with("from_version", from)
-                    .with("to_version", herald_journal::SCHEMA_VERSION),
+                    .with("to_version", report.to_version),
             );
         }
         Ok(Payload {
-            journal: Arc::new(journal),
+            journal,
             agent,
             adapters,
             events,

@@ -69,6 +69,15 @@ impl PgOptions {
         // two-hour keepalive default.
         config.keepalives(true);
         config.keepalives_idle(Duration::from_secs(10));
+        // And the server notices a vanished client as soon: the writer's connection holds the database
+        // (an advisory lock, see `writer`), which a session the server still believes in would keep.
+        let server_keepalive =
+            "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3";
+        let options = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => format!("{given} {server_keepalive}"),
+            _ => server_keepalive.to_owned(),
+        };
+        config.options(&options);
         Ok(PgOptions {
             target: url.to_owned(),
             config,

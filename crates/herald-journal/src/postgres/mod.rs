@@ -49,6 +49,9 @@ use connect::Connector;
 /// How long opening waits for the database (a container started before its database, say).
 const OPEN_PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long opening waits for another gateway to let go of the database (one killed a moment ago).
+const IN_USE_PATIENCE: Duration = Duration::from_secs(3);
+
 /// How long one read may take, reconnecting included.
 const READ_PATIENCE: Duration = Duration::from_secs(15);
 
@@ -87,6 +90,11 @@ pub enum PgOpenError {
         target: String,
         source: tokio_postgres::Error,
     },
+    #[error(
+        "another herald gateway is using the journal's database {target}; one gateway per database (stop \
+         the other, or give this one a database of its own)"
+    )]
+    InUse { target: String },
     #[error("cannot start the journal's thread: {0}")]
     Thread(std::io::Error),
 }
@@ -305,7 +313,21 @@ fn serve(
             }
         };
         health.opened();
-        match schema::prepare(&mut client, &target, herald_home::time::now_ms()).await {
+        let prepared = schema::prepare(&mut client, &target, herald_home::time::now_ms()).await;
+        let prepared = match prepared {
+            Ok(migrated) => match writer::take_database_within(&client, IN_USE_PATIENCE).await {
+                Ok(true) => Ok(migrated),
+                Ok(false) => Err(PgOpenError::InUse {
+                    target: target.clone(),
+                }),
+                Err(source) => Err(PgOpenError::Query {
+                    target: target.clone(),
+                    source,
+                }),
+            },
+            Err(e) => Err(e),
+        };
+        match prepared {
             Ok(migrated) => {
                 let report = PgOpenReport {
                     created: migrated == Some(0),
@@ -357,6 +379,24 @@ impl Reader {
         let client = Arc::new(self.connector.connect_or_error(deadline, &self.health).await?);
         *slot = Some(client.clone());
         Ok(client)
+    }
+}
+
+/// Connects once and reads what the database holds, changing nothing (`herald doctor`): a sentence
+/// for a person, `Err` when the gateway could not use it.
+pub fn probe(options: &PgOptions, budget: Duration) -> Result<String, String> {
+    let target = options.target().to_owned();
+    let tls = if options.requires_tls() { ", TLS" } else { "" };
+    let found = once(options, budget, |c| async move { schema::inspect(&c).await })?;
+    match found {
+        schema::Found::Empty => Ok(format!(
+            "{target}{tls}: reachable, no journal yet (the first start makes its tables)"
+        )),
+        schema::Found::Journal(v) if v > PG_SCHEMA_VERSION => Err(format!(
+            "{target}: schema version {v} is newer than this herald understands ({PG_SCHEMA_VERSION})"
+        )),
+        schema::Found::Journal(v) => Ok(format!("{target}{tls}: reachable, journal schema version {v}")),
+        schema::Found::Foreign => Err(format!("{target}: holds tables that are not a Herald journal's")),
     }
 }
 
@@ -608,28 +648,64 @@ async fn query_failed_deliveries(c: &Client, n: i64) -> Result<Vec<FailedDeliver
         .collect())
 }
 
-impl PgJournal {
-    /// What `herald deliveries list` shows (see [`crate::DeliveryReport`]).
-    pub fn delivery_report(&self, n: usize) -> Pending<crate::DeliveryReport> {
-        let n = limit(n);
-        self.read(move |c| async move {
-            let failed = query_failed_deliveries(&c, n).await?;
-            let rows = c
-                .query(
-                    "SELECT s.adapter, count(*) FROM messages m JOIN sessions s ON s.id = m.session_id
-                     WHERE m.role = 'assistant' AND m.delivered_ms IS NULL AND m.delivery_failed_ms IS NULL
-                       AND s.adapter IN ('telegram', 'webhook', 'matrix')
-                     GROUP BY s.adapter ORDER BY s.adapter",
-                    &[],
-                )
-                .await?;
-            let waiting = rows
-                .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
-                .collect();
-            Ok(crate::DeliveryReport { failed, waiting })
-        })
-    }
+/// What `herald deliveries list` shows (see [`crate::DeliveryReport`]), read over a connection of its
+/// own: safe beside the gateway that writes the database, and changing nothing.
+pub fn delivery_report(options: &PgOptions, n: usize) -> Result<crate::DeliveryReport, String> {
+    let n = limit(n);
+    once(options, READ_PATIENCE, |c| async move {
+        let failed = query_failed_deliveries(&c, n).await?;
+        let rows = c
+            .query(
+                "SELECT s.adapter, count(*) FROM messages m JOIN sessions s ON s.id = m.session_id
+                 WHERE m.role = 'assistant' AND m.delivered_ms IS NULL AND m.delivery_failed_ms IS NULL
+                   AND s.adapter IN ('telegram', 'webhook', 'matrix')
+                 GROUP BY s.adapter ORDER BY s.adapter",
+                &[],
+            )
+            .await?;
+        let waiting = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect();
+        Ok(crate::DeliveryReport { failed, waiting })
+    })
+}
+
+/// Runs `f` on one connection of its own, on a runtime of its own on a thread of its own (so it works
+/// from async code too), within `budget`. The error is for a person.
+fn once<T, F, Fut>(options: &PgOptions, budget: Duration, f: F) -> Result<T, String>
+where
+    T: Send,
+    F: FnOnce(Client) -> Fut + Send,
+    Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let connector = options.connector().map_err(|e| e.to_string())?;
+    let target = options.target().to_owned();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                runtime.block_on(async {
+                    let work = async {
+                        let client = connector
+                            .connect()
+                            .await
+                            .map_err(|e| format!("{target}: {}", connect::describe(&e)))?;
+                        f(client)
+                            .await
+                            .map_err(|e| format!("{target}: {}", connect::describe(&e)))
+                    };
+                    tokio::time::timeout(budget, work)
+                        .await
+                        .map_err(|_| format!("{target}: no answer within {} s", budget.as_secs()))?
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the database check failed".into()))
+    })
 }
 
 impl AdapterStore for PgJournal {

@@ -185,3 +185,38 @@ pub(super) async fn prepare(
     tx.commit().await.map_err(migrate)?;
     Ok(Some(version))
 }
+
+/// What a database holds, read without changing anything (`herald doctor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// No table of Herald's: the first start makes them.
+    Empty,
+    /// A Herald journal at this schema version.
+    Journal(u32),
+    /// Tables of Herald's names without Herald's marker: somebody else's.
+    Foreign,
+}
+
+pub(super) async fn inspect(client: &Client) -> Result<Found, tokio_postgres::Error> {
+    let known: bool = client
+        .query_one("SELECT to_regclass('herald_journal') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if known {
+        let row = client
+            .query_opt("SELECT schema_version FROM herald_journal", &[])
+            .await?;
+        return Ok(row.map_or(Found::Foreign, |r| {
+            Found::Journal(r.get::<_, i32>(0).max(0) as u32)
+        }));
+    }
+    let names: Vec<String> = OURS.iter().map(|s| (*s).to_owned()).collect();
+    let taken: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = ANY($1)",
+            &[&names],
+        )
+        .await?
+        .get(0);
+    Ok(if taken > 0 { Found::Foreign } else { Found::Empty })
+}

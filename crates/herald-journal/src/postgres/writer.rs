@@ -28,6 +28,37 @@ use super::connect::Connector;
 use super::{Health, attachments_from, pg_error};
 use crate::writer::{Write, fail_all};
 
+/// `pg_advisory_lock` key the writer's connection holds: "HRLD" followed by "GWAY". One gateway writes
+/// to a database at a time; the lock lives and dies with the connection, so a writer that lost its
+/// connection (a restarted server) must take it again before it writes anything.
+const WRITER_LOCK: i64 = 0x4852_4c44_4757_4159;
+
+/// Takes the database for this journal's writer, on `client`; `false` when another gateway has it.
+pub(super) async fn take_database(client: &Client) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+        .await?
+        .get(0))
+}
+
+/// [`take_database`], waiting up to `patience` for a holder that is going away (a gateway killed a
+/// moment ago, whose session the server has not ended yet).
+pub(super) async fn take_database_within(
+    client: &Client,
+    patience: Duration,
+) -> Result<bool, tokio_postgres::Error> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if take_database(client).await? {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
@@ -79,7 +110,28 @@ pub(super) async fn run(
             let conn = match client.as_mut() {
                 Some(conn) if !conn.is_closed() => conn,
                 _ => match connector.connect_or_error(deadline, &health).await {
-                    Ok(conn) => client.insert(conn),
+                    Ok(conn) => match take_database(&conn).await {
+                        Ok(true) => client.insert(conn),
+                        Ok(false) => {
+                            client = None;
+                            let error = JournalError::new(
+                                JournalErrorKind::Storage,
+                                format!(
+                                    "another herald gateway took the journal's database {} while this one was \
+                                     disconnected; nothing was stored (stop one of them)",
+                                    connector.target()
+                                ),
+                            );
+                            tracing::error!("{}", error.message);
+                            fail_all(batch, &error);
+                            break;
+                        }
+                        Err(e) => {
+                            client = None;
+                            fail_all(batch, &pg_error(&e));
+                            break;
+                        }
+                    },
                     Err(e) => {
                         client = None;
                         let error = JournalError::new(e.kind, format!("{}; nothing was stored", e.message));
@@ -137,6 +189,13 @@ pub(super) async fn run(
                 }
             }
         }
+    }
+    // Given back at once, not when the server notices the closed connection: the next gateway (this
+    // one restarted, say) may take it right away.
+    if let Some(client) = client.filter(|c| !c.is_closed()) {
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK])
+            .await;
     }
 }
 

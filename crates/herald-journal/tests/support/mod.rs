@@ -138,6 +138,7 @@ async fn admin(url: &str, password: &str) -> tokio_postgres::Client {
 
 /// A cluster of one test's own (`ci/peers/postgres.sh start`), for what would disturb the shared one: a
 /// restart. Stopped and removed when dropped.
+#[cfg(unix)]
 #[derive(Debug)]
 pub struct PrivateCluster {
     dir: PathBuf,
@@ -146,6 +147,7 @@ pub struct PrivateCluster {
     pg_ctl: Vec<String>,
 }
 
+#[cfg(unix)]
 impl PrivateCluster {
     /// `None` where the shared cluster is missing too (see [`cluster`]).
     pub fn start() -> Option<PrivateCluster> {
@@ -201,6 +203,7 @@ impl PrivateCluster {
     }
 }
 
+#[cfg(unix)]
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ci/peers/postgres.sh");

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
-use herald_gateway::journal::{AdapterStore, Journal};
 use herald_home::ExitCode;
+use herald_home::secrets::Variables;
+use herald_journal::JournalLocation;
 use herald_lifecycle::Target;
 use herald_process::control::{self, Request};
 
@@ -29,9 +30,22 @@ pub fn deliveries(target: &Target, command: &DeliveriesCommand) -> ExitCode {
     }
 }
 
+/// The journal the gateway of `target` writes (`[journal]`: `state.db`, or a PostgreSQL database).
+fn location(target: &Target) -> Result<JournalLocation, String> {
+    let config = target.config().map_err(|e| e.to_string())?;
+    let variables = Variables::load(target.home()).map_err(|e| e.to_string())?;
+    JournalLocation::resolve(target.home(), &config.journal, &variables).map_err(|e| e.to_string())
+}
+
 fn list(target: &Target, failed_only: bool, json: bool) -> ExitCode {
-    let path = target.home().journal_file();
-    let report = match herald_journal::delivery_report(&path, LIST_LIMIT) {
+    let location = match location(target) {
+        Ok(location) => location,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    let report = match location.delivery_report(LIST_LIMIT) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("herald: {e}");
@@ -103,12 +117,20 @@ fn retry(target: &Target, turn: i64) -> ExitCode {
             }
         };
     }
-    let path = home.journal_file();
-    if !path.exists() {
+    let location = match location(target) {
+        Ok(location) => location,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    if let JournalLocation::Sqlite(path) = &location
+        && !path.exists()
+    {
         eprintln!("herald: turn {turn} has no reply set aside (there is no journal yet)");
         return ExitCode::Failure;
     }
-    let journal = match herald_journal::SqliteJournal::open(&path) {
+    let journal = match location.open() {
         Ok((journal, _)) => journal,
         Err(e) => {
             eprintln!("herald: {e}");

@@ -20,6 +20,8 @@ const TELEGRAM_PROBE_BUDGET: Duration = Duration::from_secs(10);
 /// How long each of the Matrix probe's requests may take.
 #[cfg(feature = "matrix")]
 const MATRIX_PROBE_BUDGET: Duration = Duration::from_secs(10);
+/// How long the journal's PostgreSQL database may take to answer.
+const JOURNAL_PROBE_BUDGET: Duration = Duration::from_secs(10);
 
 pub fn doctor(target: &Target, args: &DoctorArgs) -> ExitCode {
     let probes = Probes {
@@ -86,8 +88,7 @@ fn print_json(diagnosis: &Diagnosis) {
 
 /// The payload probes, each on a small runtime of its own.
 struct Probes {
-    /// Where the Matrix device lives.
-    #[cfg_attr(not(feature = "matrix"), allow(dead_code))]
+    /// Where the Matrix device and the SQLite journal live.
     home: herald_home::Home,
 }
 
@@ -133,6 +134,27 @@ impl PayloadProbes for Probes {
             Ok(Ok(bot)) => Finding::pass("telegram", format!("getMe: the token is valid ({bot})")),
             Ok(Err(e)) => Finding::fail("telegram", e.to_string(), fix),
             Err(e) => Finding::warn("telegram", format!("cannot run the probe: {e}"), ""),
+        }
+    }
+
+    fn journal(&self, config: &Config, variables: &Variables) -> Finding {
+        let fix = "check [journal] url (host, port, database, sslmode) and the password its password_env names \
+                   (`herald secret set` it)";
+        let location = match herald_journal::JournalLocation::resolve(&self.home, &config.journal, variables)
+        {
+            Ok(location) => location,
+            Err(e) => return Finding::fail("journal", e.to_string(), fix),
+        };
+        match &location {
+            herald_journal::JournalLocation::Postgres(options) => {
+                match herald_journal::postgres::probe(options, JOURNAL_PROBE_BUDGET) {
+                    Ok(detail) => Finding::pass("journal", detail),
+                    Err(e) => Finding::fail("journal", e, fix),
+                }
+            }
+            herald_journal::JournalLocation::Sqlite(path) => {
+                Finding::pass("journal", format!("{} (SQLite, in the home)", path.display()))
+            }
         }
     }
 
