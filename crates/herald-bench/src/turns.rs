@@ -26,10 +26,12 @@ use serde_json::{Value, json};
 use crate::session::Session;
 
 const USAGE: &str = "\
-usage: herald-bench turns [--seconds S] [--clients 1,8,64] [--sessions 1000,10000,100000] [--json PATH]
+usage: herald-bench turns [--seconds S] [--clients 1,8,64] [--sessions 1000,10000,100000|none]
+                          [--journal-url postgres://USER@HOST:PORT/DB] [--json PATH]
 
 HTTP echo turns with durable commits: throughput and p50/p99 latency at each client count, then
-per-turn latency as the journal grows to each session count.";
+per-turn latency as the journal grows to each session count. With --journal-url the journal is that
+PostgreSQL database (its password in HERALD_JOURNAL_PASSWORD), else state.db in the home.";
 
 const WARM_UP: Duration = Duration::from_secs(1);
 const CURVE_SAMPLES: usize = 500;
@@ -40,6 +42,7 @@ struct Options {
     seconds: u64,
     clients: Vec<usize>,
     sessions: Vec<usize>,
+    journal_url: Option<String>,
     json: std::path::PathBuf,
 }
 
@@ -49,11 +52,20 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     let mut session = Session::new(herald, &["--no-supervise".to_owned()])?;
+    if let Some(url) = &options.journal_url {
+        session.append_config(&format!(
+            "\n[journal]\nurl = {url:?}\npassword_env = \"HERALD_JOURNAL_PASSWORD\"\n"
+        ))?;
+    }
     session.start()?;
     let url = session.http_url().context("the gateway published no HTTP url")?;
     let authority = url.strip_prefix("http://").context("an http:// url")?.to_owned();
     let machine = crate::machine::Machine::probe();
-    eprintln!("herald-bench turns: {url}; {}", machine.summary());
+    let journal = options.journal_url.as_deref().unwrap_or("state.db (SQLite)");
+    eprintln!(
+        "herald-bench turns: {url}, journal {journal}; {}",
+        machine.summary()
+    );
 
     let mut levels = Vec::new();
     for &clients in &options.clients {
@@ -91,6 +103,7 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         "levels": levels.iter().map(Level::to_json).collect::<Vec<_>>(),
         "curve": curve.iter().map(CurvePoint::to_json).collect::<Vec<_>>(),
         "journal_bytes": db_bytes,
+        "journal": journal,
         "command": std::env::args().collect::<Vec<_>>(),
     });
     crate::report::save_json(&options.json, &report)?;
@@ -103,6 +116,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
         seconds: 5,
         clients: vec![1, 8, 64],
         sessions: vec![1_000, 10_000, 100_000],
+        journal_url: None,
         json: "target/bench/turns.json".into(),
     };
     let list = |text: &str| -> anyhow::Result<Vec<usize>> {
@@ -121,7 +135,11 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
             "-h" | "--help" => return Ok(None),
             "--seconds" => options.seconds = value()?.parse().context("--seconds wants a number")?,
             "--clients" => options.clients = list(value()?)?,
-            "--sessions" => options.sessions = list(value()?)?,
+            "--sessions" => {
+                let text = value()?;
+                options.sessions = if text == "none" { Vec::new() } else { list(text)? };
+            }
+            "--journal-url" => options.journal_url = Some(value()?.clone()),
             "--json" => options.json = value()?.into(),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }

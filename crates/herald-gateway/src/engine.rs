@@ -323,7 +323,10 @@ impl Engine {
     fn stored<T>(&self, result: &Result<T, JournalError>) {
         match result {
             Ok(_) => self.storing.store(true, Ordering::Release),
-            Err(e) if e.kind != JournalErrorKind::Closed => self.storing.store(false, Ordering::Release),
+            // A refused input says nothing about the store's health.
+            Err(e) if !matches!(e.kind, JournalErrorKind::Closed | JournalErrorKind::Unstorable) => {
+                self.storing.store(false, Ordering::Release)
+            }
             Err(_) => {}
         }
     }

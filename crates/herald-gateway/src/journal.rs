@@ -292,6 +292,9 @@ pub enum JournalErrorKind {
     Full,
     /// The journal has shut down.
     Closed,
+    /// The store cannot hold this input (PostgreSQL text cannot contain a NUL character): nothing was
+    /// stored, and sending it again will not change that.
+    Unstorable,
     /// Any other storage failure.
     Storage,
 }

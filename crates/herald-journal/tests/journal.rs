@@ -898,6 +898,55 @@ mod postgres_only {
         assert_eq!(texts, 1, "left alone");
     }
 
+    /// Writes issued together share a commit; one the database refuses (a NUL character, which
+    /// PostgreSQL text cannot hold) fails alone, as what it is, and the others are stored.
+    #[tokio::test]
+    async fn a_refused_write_fails_alone_and_its_batch_is_stored() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let (journal, _) = PgJournal::open(&db.options()).unwrap();
+        let pending: Vec<_> = (0..20)
+            .map(|i| {
+                let text = if i == 7 {
+                    "bad \0 text".to_owned()
+                } else {
+                    format!("fine {i}")
+                };
+                journal.accept(inbound(&format!("c{}", i % 3), &format!("m{i}"), &text))
+            })
+            .collect();
+        let mut stored = 0;
+        for (i, result) in futures_join(pending).await.into_iter().enumerate() {
+            match result {
+                Ok(accepted) => {
+                    assert!(accepted.new);
+                    stored += 1;
+                }
+                Err(e) => {
+                    assert_eq!(i, 7, "{e}");
+                    assert_eq!(e.kind, JournalErrorKind::Unstorable, "{e}");
+                    assert!(e.message.contains("cannot store this text"), "{e}");
+                }
+            }
+        }
+        assert_eq!(stored, 19);
+        assert_eq!(journal.unfinished().await.unwrap().len(), 19);
+        // The store stays healthy and numbering has no gap.
+        let next = journal.accept(inbound("c1", "m-last", "later")).await.unwrap();
+        assert_eq!(next.number, 7, "c1 had 6 fine turns before it");
+    }
+
+    async fn futures_join<T>(
+        pending: Vec<herald_gateway::journal::Pending<T>>,
+    ) -> Vec<Result<T, herald_gateway::journal::JournalError>> {
+        let mut out = Vec::new();
+        for p in pending {
+            out.push(p.await);
+        }
+        out
+    }
+
     #[tokio::test]
     async fn a_database_with_someone_elses_tables_is_refused() {
         let Some(db) = TestDatabase::create().await else {

@@ -134,6 +134,11 @@ fn conversations_live_in_the_database_and_outlive_the_home() {
     assert_eq!(again["reply"]["text"], "echo: hello", "{again}");
     let page = http(&url, "GET", "/v1/sessions/alice/messages", &[], b"").json();
     assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
+    // Text the database cannot hold is refused as such (422, not "retry"), and the gateway stays ready.
+    let refused = post_message(&url, "alice", Some("m-nul"), "a\u{0}b", "");
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.json()["error"], "unstorable_text", "{}", refused.body);
+    assert_eq!(http(&url, "GET", "/readyz", &[], b"").status, 200);
     assert!(
         !first.home().journal_file().exists(),
         "no state.db beside a PostgreSQL journal"

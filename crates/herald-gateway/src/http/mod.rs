@@ -465,6 +465,11 @@ fn journal_failure(e: &JournalError) -> Response {
             "storage_full",
             format!("{e}; the message was not stored"),
         )),
+        JournalErrorKind::Unstorable => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unstorable_text",
+            format!("{e}; change the text (sending it again will not help)"),
+        ),
         _ => with_retry_after(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",

@@ -413,8 +413,11 @@ pub(crate) fn pg_error(e: &tokio_postgres::Error) -> JournalError {
         || code == Some(&SqlState::UNTRANSLATABLE_CHARACTER)
     {
         return JournalError::new(
-            JournalErrorKind::Storage,
-            format!("the journal's database cannot store this text ({e}); nothing was stored"),
+            JournalErrorKind::Unstorable,
+            format!(
+                "the journal's database cannot store this text ({}); nothing was stored",
+                connect::describe(e)
+            ),
         );
     }
     JournalError::new(

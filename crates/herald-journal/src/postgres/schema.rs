@@ -88,6 +88,62 @@ pub(super) const MIGRATIONS: &[&str] = &[r"
         cursor      TEXT NOT NULL,
         updated_ms  BIGINT NOT NULL
     );
+    -- A message stored as a new pending turn, or the turn its id already has in its session: one call,
+    -- one round trip. The session row is locked first (the upsert), so two gateways accepting the same
+    -- id in the same session wait for each other and the second finds the first's turn.
+    CREATE FUNCTION herald_accept(p_adapter TEXT, p_chat TEXT, p_message TEXT, p_text TEXT, p_at BIGINT,
+                                  p_attachments TEXT)
+    RETURNS TABLE (o_turn BIGINT, o_number BIGINT, o_new BOOLEAN, o_state TEXT, o_text TEXT,
+                   o_reply TEXT, o_failed BOOLEAN, o_files TEXT)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_session BIGINT;
+        v_conversation BIGINT;
+        v_number BIGINT;
+        v_turn BIGINT;
+    BEGIN
+        INSERT INTO sessions AS s (adapter, chat_id, created_ms, updated_ms)
+            VALUES (p_adapter, p_chat, p_at, p_at)
+            ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = GREATEST(s.updated_ms, excluded.updated_ms)
+            RETURNING s.id, s.conversation INTO v_session, v_conversation;
+        RETURN QUERY
+            SELECT t.id, t.number, FALSE, t.state, u.text, a.text, a.failed, a.files
+            FROM turns t
+            LEFT JOIN messages u ON u.turn_id = t.id AND u.role = 'user'
+            LEFT JOIN messages a ON a.turn_id = t.id AND a.role = 'assistant'
+            WHERE t.session_id = v_session AND t.message_id = p_message;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        UPDATE sessions SET turns = turns + 1 WHERE id = v_session RETURNING turns INTO v_number;
+        INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation,
+                           attachments)
+            VALUES (v_session, p_message, 'pending', p_at, p_at, v_number, v_conversation, p_attachments)
+            RETURNING id INTO v_turn;
+        INSERT INTO messages (session_id, turn_id, role, text, created_ms)
+            VALUES (v_session, v_turn, 'user', p_text, p_at);
+        RETURN QUERY SELECT v_turn, v_number, TRUE, 'pending'::TEXT, p_text, NULL::TEXT, NULL::BOOLEAN,
+                            NULL::TEXT;
+    END
+    $$;
+    -- A turn's reply and final state, once: a turn already final keeps its first reply.
+    CREATE FUNCTION herald_finish(p_turn BIGINT, p_text TEXT, p_failed BOOLEAN, p_at BIGINT, p_files TEXT)
+    RETURNS VOID
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_session BIGINT;
+    BEGIN
+        UPDATE turns SET state = CASE WHEN p_failed THEN 'failed' ELSE 'done' END, updated_ms = p_at
+            WHERE id = p_turn AND state IN ('pending', 'running', 'interrupted')
+            RETURNING session_id INTO v_session;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, files)
+            VALUES (v_session, p_turn, 'assistant', p_text, p_failed, p_at, p_files);
+        UPDATE sessions SET updated_ms = GREATEST(updated_ms, p_at) WHERE id = v_session;
+    END
+    $$;
 "];
 
 /// The PostgreSQL schema version this build writes.

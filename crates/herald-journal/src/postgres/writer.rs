@@ -13,16 +13,18 @@
 //! row first, so two replicas accepting the same message id wait for each other and the second finds
 //! the first's turn), and a write chosen as a deadlock's victim is retried in its savepoint.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use herald_gateway::journal::{
-    Accepted, CommandClaim, Conversation, Delivery, Inbound, JournalError, JournalErrorKind, Reply,
-    SessionKey, TurnState,
+    Accepted, CommandClaim, Conversation, Delivery, JournalError, JournalErrorKind, Reply, SessionKey,
+    TurnState,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use super::connect::Connector;
 use super::{Health, attachments_from, pg_error};
@@ -93,9 +95,13 @@ enum BatchError {
 pub(super) async fn run(
     connector: Connector,
     health: Health,
-    mut client: Option<Client>,
+    client: Option<Client>,
     mut queue: mpsc::UnboundedReceiver<Write>,
 ) {
+    let mut conn = match client {
+        Some(client) => Conn::new(client).await.ok(),
+        None => None,
+    };
     while let Some(first) = queue.recv().await {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -107,34 +113,12 @@ pub(super) async fn run(
         }
         let deadline = Instant::now() + WRITE_PATIENCE;
         loop {
-            let conn = match client.as_mut() {
-                Some(conn) if !conn.is_closed() => conn,
-                _ => match connector.connect_or_error(deadline, &health).await {
-                    Ok(conn) => match take_database(&conn).await {
-                        Ok(true) => client.insert(conn),
-                        Ok(false) => {
-                            client = None;
-                            let error = JournalError::new(
-                                JournalErrorKind::Storage,
-                                format!(
-                                    "another herald gateway took the journal's database {} while this one was \
-                                     disconnected; nothing was stored (stop one of them)",
-                                    connector.target()
-                                ),
-                            );
-                            tracing::error!("{}", error.message);
-                            fail_all(batch, &error);
-                            break;
-                        }
-                        Err(e) => {
-                            client = None;
-                            fail_all(batch, &pg_error(&e));
-                            break;
-                        }
-                    },
-                    Err(e) => {
-                        client = None;
-                        let error = JournalError::new(e.kind, format!("{}; nothing was stored", e.message));
+            let live = match conn.as_mut() {
+                Some(live) if !live.client.is_closed() => live,
+                _ => match reconnect(&connector, &health, deadline).await {
+                    Ok(fresh) => conn.insert(fresh),
+                    Err(error) => {
+                        conn = None;
                         fail_all(batch, &error);
                         break;
                     }
@@ -142,7 +126,7 @@ pub(super) async fn run(
             };
             // A database that stops answering (a stopped server, a cut network) is not waited for
             // forever: past the deadline the batch is answered as uncertain and the connection dropped.
-            let outcome = match tokio::time::timeout_at(deadline, commit_batch(conn, &batch)).await {
+            let outcome = match tokio::time::timeout_at(deadline, commit_batch(live, &batch)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(BatchError::Stalled),
             };
@@ -156,7 +140,7 @@ pub(super) async fn run(
                 }
                 Err(BatchError::Lost(e)) => {
                     health.lost(&e);
-                    client = None;
+                    conn = None;
                     if Instant::now() >= deadline {
                         let error = JournalError::new(
                             JournalErrorKind::Storage,
@@ -171,7 +155,7 @@ pub(super) async fn run(
                 }
                 Err(BatchError::Stalled) => {
                     health.lost("the database stopped answering");
-                    client = None;
+                    conn = None;
                     let error = JournalError::new(
                         JournalErrorKind::Storage,
                         "the journal's database stopped answering; the write may or may not be stored",
@@ -180,9 +164,9 @@ pub(super) async fn run(
                     break;
                 }
                 Err(BatchError::Commit(e)) => {
-                    if conn.is_closed() {
+                    if live.client.is_closed() {
                         health.lost(&e.to_string());
-                        client = None;
+                        conn = None;
                     }
                     fail_all(batch, &uncertain_commit(&e));
                     break;
@@ -192,18 +176,192 @@ pub(super) async fn run(
     }
     // Given back at once, not when the server notices the closed connection: the next gateway (this
     // one restarted, say) may take it right away.
-    if let Some(client) = client.filter(|c| !c.is_closed()) {
-        let _ = client
+    if let Some(conn) = conn.filter(|c| !c.client.is_closed()) {
+        let _ = conn
+            .client
             .execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK])
             .await;
     }
 }
 
-/// Runs a batch in one transaction, each write in a savepoint of its own.
+/// A new connection for the writer: the database taken (or the refusal, when another gateway took it
+/// meanwhile) and the statements prepared.
+async fn reconnect(connector: &Connector, health: &Health, deadline: Instant) -> Result<Conn, JournalError> {
+    let client = connector
+        .connect_or_error(deadline, health)
+        .await
+        .map_err(|e| JournalError::new(e.kind, format!("{}; nothing was stored", e.message)))?;
+    match take_database(&client).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let error = JournalError::new(
+                JournalErrorKind::Storage,
+                format!(
+                    "another herald gateway took the journal's database {} while this one was disconnected; \
+                     nothing was stored (stop one of them)",
+                    connector.target()
+                ),
+            );
+            tracing::error!("{}", error.message);
+            return Err(error);
+        }
+        Err(e) => return Err(pg_error(&e)),
+    }
+    Conn::new(client).await.map_err(|e| pg_error(&e))
+}
+
+/// The writer's connection, with the statements of the one-statement writes prepared on it.
+struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
+impl Conn {
+    async fn new(client: Client) -> Result<Conn, tokio_postgres::Error> {
+        let statements = Statements::prepare(&client).await?;
+        Ok(Conn { client, statements })
+    }
+}
+
+/// What one-statement writes run (a write of several statements, rare, runs them as text).
+struct Statements {
+    accept: Statement,
+    start: Statement,
+    finish: Statement,
+    mark_interrupted: Statement,
+    note_resumed: Statement,
+    mark_delivered: Statement,
+    set_draft: Statement,
+    fail_delivery: Statement,
+    set_offset: Statement,
+    set_cursor: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        // Sent together: one round trip's wait, not ten.
+        let (accept, start, finish, mark_interrupted, note_resumed) = tokio::try_join!(
+            client.prepare("SELECT * FROM herald_accept($1, $2, $3, $4, $5, $6)"),
+            client.prepare(
+                "UPDATE turns SET state = 'running', updated_ms = $2
+                 WHERE id = $1 AND state IN ('pending', 'interrupted')"
+            ),
+            client.prepare("SELECT herald_finish($1, $2, $3, $4, $5)"),
+            client.prepare(
+                "UPDATE turns SET state = 'interrupted', updated_ms = $2
+                 WHERE id = ANY($1) AND state IN ('pending', 'running')"
+            ),
+            client.prepare(
+                "UPDATE turns SET state = 'pending', updated_ms = $2,
+                     resume_count = resume_count + CASE WHEN state IN ('running', 'interrupted') THEN 1 ELSE 0 END
+                 WHERE id = ANY($1) AND state IN ('pending', 'running', 'interrupted')"
+            ),
+        )?;
+        let (mark_delivered, set_draft, fail_delivery, set_offset, set_cursor) = tokio::try_join!(
+            client.prepare(
+                "UPDATE messages SET delivered_ms = $2
+                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL"
+            ),
+            client.prepare("UPDATE turns SET draft = $2 WHERE id = $1"),
+            client.prepare(
+                "UPDATE messages SET delivery_failed_ms = $2, delivery_error = $3
+                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL"
+            ),
+            client.prepare(
+                "INSERT INTO adapter_offsets (adapter, next_update, updated_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (adapter) DO UPDATE
+                     SET next_update = GREATEST(adapter_offsets.next_update, excluded.next_update),
+                         updated_ms = excluded.updated_ms"
+            ),
+            client.prepare(
+                "INSERT INTO adapter_cursors (adapter, cursor, updated_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (adapter) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms"
+            ),
+        )?;
+        Ok(Statements {
+            accept,
+            start,
+            finish,
+            mark_interrupted,
+            note_resumed,
+            mark_delivered,
+            set_draft,
+            fail_delivery,
+            set_offset,
+            set_cursor,
+        })
+    }
+}
+
+/// A write in flight.
+type Applying<'a> = Pin<Box<dyn Future<Output = Result<Value, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Runs a batch in one transaction. First all at once: runs of one-statement writes are pipelined (sent
+/// together, answered in order — the order they were issued in). Should any write fail, that
+/// transaction is rolled back and the batch run again a write at a time, each in a savepoint of its
+/// own, so one failing write does not fail the others.
 async fn commit_batch(
-    client: &mut Client,
+    conn: &mut Conn,
     batch: &[Write],
 ) -> Result<Vec<Result<Value, JournalError>>, BatchError> {
+    match pipelined(conn, batch).await? {
+        Some(values) => Ok(values.into_iter().map(Ok).collect()),
+        None => one_by_one(conn, batch).await,
+    }
+}
+
+/// The batch with its writes pipelined; `None` when one failed (the transaction was rolled back).
+async fn pipelined(conn: &mut Conn, batch: &[Write]) -> Result<Option<Vec<Value>>, BatchError> {
+    let Conn { client, statements } = conn;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| BatchError::Lost(e.to_string()))?;
+    let mut values = Vec::with_capacity(batch.len());
+    let mut next = 0;
+    let mut failure = None;
+    while next < batch.len() && failure.is_none() {
+        let mut group: Vec<Applying<'_>> = Vec::new();
+        while let Some(applying) = batch.get(next).and_then(|w| one_statement(&tx, statements, w)) {
+            group.push(applying);
+            next += 1;
+        }
+        let results = if group.is_empty() {
+            next += 1;
+            vec![several_statements(&tx, &batch[next - 1]).await]
+        } else {
+            futures_util::future::join_all(group).await
+        };
+        for result in results {
+            match result {
+                Ok(value) => values.push(value),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        if tx.client().is_closed() || e.is_closed() {
+            return Err(BatchError::Lost(e.to_string()));
+        }
+        let _ = tx.rollback().await;
+        return Ok(None);
+    }
+    if tx.client().is_closed() {
+        // Closed before the COMMIT was sent: the server has rolled the transaction back.
+        return Err(BatchError::Lost("the connection closed".into()));
+    }
+    tx.commit().await.map_err(BatchError::Commit)?;
+    Ok(Some(values))
+}
+
+/// The batch a write at a time, each in a savepoint of its own.
+async fn one_by_one(
+    conn: &mut Conn,
+    batch: &[Write],
+) -> Result<Vec<Result<Value, JournalError>>, BatchError> {
+    let Conn { client, statements } = conn;
     let mut tx = client
         .transaction()
         .await
@@ -215,13 +373,19 @@ async fn commit_batch(
             attempt += 1;
             let result = match tx.savepoint("herald_write").await {
                 Err(e) => Err(e),
-                Ok(sp) => match apply(&sp, write).await {
-                    Ok(value) => sp.commit().await.map(|()| value),
-                    Err(e) => {
-                        let _ = sp.rollback().await;
-                        Err(e)
+                Ok(sp) => {
+                    let applied = match one_statement(&sp, statements, write) {
+                        Some(applying) => applying.await,
+                        None => several_statements(&sp, write).await,
+                    };
+                    match applied {
+                        Ok(value) => sp.commit().await.map(|()| value),
+                        Err(e) => {
+                            let _ = sp.rollback().await;
+                            Err(e)
+                        }
                     }
-                },
+                }
             };
             match result {
                 Err(e) if is_victim(&e) && attempt <= VICTIM_RETRIES => continue,
@@ -243,7 +407,6 @@ async fn commit_batch(
         }
     }
     if tx.client().is_closed() {
-        // Closed before the COMMIT was sent: the server has rolled the transaction back.
         return Err(BatchError::Lost("the connection closed".into()));
     }
     tx.commit().await.map_err(BatchError::Commit)?;
@@ -266,105 +429,106 @@ fn uncertain_commit(e: &tokio_postgres::Error) -> JournalError {
     )
 }
 
-async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Value, tokio_postgres::Error> {
-    Ok(match write {
-        Write::Accept(inbound, _) => Value::Accepted(accept(tx, inbound).await?),
-        Write::Start { turn_id, at_ms, .. } => {
-            tx.execute(
-                "UPDATE turns SET state = 'running', updated_ms = $2
-                 WHERE id = $1 AND state IN ('pending', 'interrupted')",
-                &[turn_id, &ms(*at_ms)],
-            )
-            .await?;
-            Value::Unit
-        }
+/// One prepared statement run with these parameters, as a write whose value is nothing.
+macro_rules! execute {
+    ($tx:expr, $statement:expr, $($param:expr),+ $(,)?) => {
+        Box::pin(async move {
+            $tx.execute($statement, &[$(&$param),+]).await?;
+            Ok(Value::Unit)
+        })
+    };
+}
+
+/// A write that is one statement, started (`None` for the others): what may be pipelined.
+fn one_statement<'a>(tx: &'a Transaction<'_>, st: &'a Statements, write: &'a Write) -> Option<Applying<'a>> {
+    Some(match write {
+        Write::Accept(inbound, _) => Box::pin(async move {
+            let row = tx
+                .query_one(
+                    &st.accept,
+                    &[
+                        &inbound.session.adapter,
+                        &inbound.session.chat_id,
+                        &inbound.message_id,
+                        &inbound.text,
+                        &ms(inbound.at_ms),
+                        &attachments_json(&inbound.attachments),
+                    ],
+                )
+                .await?;
+            let reply: Option<String> = row.get(5);
+            Ok(Value::Accepted(Accepted {
+                turn_id: row.get(0),
+                number: row.get::<_, i64>(1).max(0) as u64,
+                new: row.get(2),
+                state: TurnState::parse(row.get(3)).unwrap_or(TurnState::Failed),
+                text: row.get::<_, Option<String>>(4).unwrap_or_default(),
+                reply: reply.map(|text| Reply {
+                    text,
+                    failed: row.get::<_, Option<bool>>(6).unwrap_or(false),
+                    files: attachments_from(row.get(7)),
+                }),
+            }))
+        }),
+        Write::Start { turn_id, at_ms, .. } => execute!(tx, &st.start, turn_id, ms(*at_ms)),
         Write::Finish {
             turn_id,
             reply,
             at_ms,
             ..
-        } => {
-            finish(tx, *turn_id, reply, *at_ms).await?;
-            Value::Unit
-        }
+        } => Box::pin(async move {
+            tx.execute(
+                &st.finish,
+                &[
+                    turn_id,
+                    &reply.text,
+                    &reply.failed,
+                    &ms(*at_ms),
+                    &attachments_json(&reply.files),
+                ],
+            )
+            .await?;
+            Ok(Value::Unit)
+        }),
         Write::MarkInterrupted { turn_ids, at_ms, .. } => {
-            tx.execute(
-                "UPDATE turns SET state = 'interrupted', updated_ms = $2
-                 WHERE id = ANY($1) AND state IN ('pending', 'running')",
-                &[turn_ids, &ms(*at_ms)],
-            )
-            .await?;
-            Value::Unit
+            execute!(tx, &st.mark_interrupted, turn_ids, ms(*at_ms))
         }
-        Write::NoteResumed { turn_ids, at_ms, .. } => {
-            tx.execute(
-                "UPDATE turns SET state = 'pending', updated_ms = $2,
-                     resume_count = resume_count + CASE WHEN state IN ('running', 'interrupted') THEN 1 ELSE 0 END
-                 WHERE id = ANY($1) AND state IN ('pending', 'running', 'interrupted')",
-                &[turn_ids, &ms(*at_ms)],
-            )
-            .await?;
-            Value::Unit
-        }
+        Write::NoteResumed { turn_ids, at_ms, .. } => execute!(tx, &st.note_resumed, turn_ids, ms(*at_ms)),
         Write::MarkDelivered { turn_id, at_ms, .. } => {
-            tx.execute(
-                "UPDATE messages SET delivered_ms = $2
-                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL",
-                &[turn_id, &ms(*at_ms)],
-            )
-            .await?;
-            Value::Unit
+            execute!(tx, &st.mark_delivered, turn_id, ms(*at_ms))
         }
-        Write::SetDraft { turn_id, draft, .. } => {
-            tx.execute("UPDATE turns SET draft = $2 WHERE id = $1", &[turn_id, draft])
-                .await?;
-            Value::Unit
-        }
+        Write::SetDraft { turn_id, draft, .. } => execute!(tx, &st.set_draft, turn_id, draft),
         Write::FailDelivery {
             turn_id,
             error,
             at_ms,
             ..
-        } => {
-            tx.execute(
-                "UPDATE messages SET delivery_failed_ms = $2, delivery_error = $3
-                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL",
-                &[turn_id, &ms(*at_ms), error],
-            )
-            .await?;
-            Value::Unit
-        }
-        Write::RetryDelivery { turn_id, .. } => Value::Retried(retry_delivery(tx, *turn_id).await?),
+        } => execute!(tx, &st.fail_delivery, turn_id, ms(*at_ms), error),
         Write::SetOffset {
             adapter,
             offset,
             at_ms,
             ..
-        } => {
-            tx.execute(
-                "INSERT INTO adapter_offsets (adapter, next_update, updated_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (adapter) DO UPDATE
-                     SET next_update = GREATEST(adapter_offsets.next_update, excluded.next_update),
-                         updated_ms = excluded.updated_ms",
-                &[adapter, offset, &ms(*at_ms)],
-            )
-            .await?;
-            Value::Unit
-        }
+        } => execute!(tx, &st.set_offset, adapter, offset, ms(*at_ms)),
         Write::SetCursor {
             adapter,
             cursor,
             at_ms,
             ..
-        } => {
-            tx.execute(
-                "INSERT INTO adapter_cursors (adapter, cursor, updated_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (adapter) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
-                &[adapter, cursor, &ms(*at_ms)],
-            )
-            .await?;
-            Value::Unit
+        } => execute!(tx, &st.set_cursor, adapter, cursor, ms(*at_ms)),
+        Write::RetryDelivery { .. }
+        | Write::Reset { .. }
+        | Write::Cancel { .. }
+        | Write::ClaimCommand { .. } => {
+            return None;
         }
+    })
+}
+
+/// A write of several statements, run in order.
+async fn several_statements(tx: &Transaction<'_>, write: &Write) -> Result<Value, tokio_postgres::Error> {
+    Ok(match write {
+        Write::RetryDelivery { turn_id, .. } => Value::Retried(retry_delivery(tx, *turn_id).await?),
         Write::Reset { session, at_ms, .. } => Value::Conversation(reset(tx, session, *at_ms).await?),
         Write::Cancel {
             turn_id,
@@ -380,6 +544,7 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Value, tokio_postg
             at_ms,
             ..
         } => Value::Claim(claim_command(tx, session, message_id, command, *reset_too, *at_ms).await?),
+        _ => unreachable!("a one-statement write is run by one_statement"),
     })
 }
 
@@ -450,115 +615,6 @@ async fn upsert_session(
         )
         .await?;
     Ok((row.get(0), row.get(1)))
-}
-
-async fn accept(tx: &Transaction<'_>, inbound: &Inbound) -> Result<Accepted, tokio_postgres::Error> {
-    // Locks the session row: an accept of the same session on another replica waits here, then finds
-    // this one's turn below.
-    let (session_id, conversation) = upsert_session(tx, &inbound.session, inbound.at_ms).await?;
-    let existing = tx
-        .query_opt(
-            "SELECT t.id, t.state, u.text, a.text, a.failed, t.number, a.files
-             FROM turns t
-             LEFT JOIN messages u ON u.turn_id = t.id AND u.role = 'user'
-             LEFT JOIN messages a ON a.turn_id = t.id AND a.role = 'assistant'
-             WHERE t.session_id = $1 AND t.message_id = $2",
-            &[&session_id, &inbound.message_id],
-        )
-        .await?;
-    if let Some(r) = existing {
-        let state: String = r.get(1);
-        let reply: Option<String> = r.get(3);
-        let failed: Option<bool> = r.get(4);
-        return Ok(Accepted {
-            turn_id: r.get(0),
-            number: r.get::<_, i64>(5).max(0) as u64,
-            new: false,
-            state: TurnState::parse(&state).unwrap_or(TurnState::Failed),
-            text: r.get::<_, Option<String>>(2).unwrap_or_default(),
-            reply: reply.map(|text| Reply {
-                text,
-                failed: failed.unwrap_or(false),
-                files: attachments_from(r.get(6)),
-            }),
-        });
-    }
-    let number: i64 = tx
-        .query_one(
-            "UPDATE sessions SET turns = turns + 1 WHERE id = $1 RETURNING turns",
-            &[&session_id],
-        )
-        .await?
-        .get(0);
-    let turn_id: i64 = tx
-        .query_one(
-            "INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation,
-                                attachments)
-             VALUES ($1, $2, 'pending', $3, $3, $4, $5, $6)
-             RETURNING id",
-            &[
-                &session_id,
-                &inbound.message_id,
-                &ms(inbound.at_ms),
-                &number,
-                &conversation,
-                &attachments_json(&inbound.attachments),
-            ],
-        )
-        .await?
-        .get(0);
-    tx.execute(
-        "INSERT INTO messages (session_id, turn_id, role, text, created_ms) VALUES ($1, $2, 'user', $3, $4)",
-        &[&session_id, &turn_id, &inbound.text, &ms(inbound.at_ms)],
-    )
-    .await?;
-    Ok(Accepted {
-        turn_id,
-        number: number.max(0) as u64,
-        new: true,
-        state: TurnState::Pending,
-        text: inbound.text.clone(),
-        reply: None,
-    })
-}
-
-async fn finish(
-    tx: &Transaction<'_>,
-    turn_id: i64,
-    reply: &Reply,
-    at_ms: u64,
-) -> Result<(), tokio_postgres::Error> {
-    let state = if reply.failed { "failed" } else { "done" };
-    let changed = tx
-        .execute(
-            "UPDATE turns SET state = $2, updated_ms = $3
-             WHERE id = $1 AND state IN ('pending', 'running', 'interrupted')",
-            &[&turn_id, &state, &ms(at_ms)],
-        )
-        .await?;
-    if changed == 0 {
-        // Already final (or unknown): the first reply stands.
-        return Ok(());
-    }
-    tx.execute(
-        "INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, files)
-         SELECT session_id, id, 'assistant', $2, $3, $4, $5 FROM turns WHERE id = $1",
-        &[
-            &turn_id,
-            &reply.text,
-            &reply.failed,
-            &ms(at_ms),
-            &attachments_json(&reply.files),
-        ],
-    )
-    .await?;
-    tx.execute(
-        "UPDATE sessions SET updated_ms = GREATEST(updated_ms, $2)
-         WHERE id = (SELECT session_id FROM turns WHERE id = $1)",
-        &[&turn_id, &ms(at_ms)],
-    )
-    .await?;
-    Ok(())
 }
 
 async fn reset(
