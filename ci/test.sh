@@ -88,14 +88,18 @@ cargo fmt --all -- --check
 
 step "clippy (linux)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The binary with the Matrix adapter (a build feature, off by default: see README.md).
-cargo clippy -p herald --all-targets --locked --features matrix -- -D warnings
+# The binary with the Matrix adapter and the PostgreSQL journal (build features, off by default: see
+# README.md).
+cargo clippy -p herald --all-targets --locked --features matrix,postgres -- -D warnings
 
 step "tests (linux)"
 # The second build tests/upgrade.rs upgrades to (this tree, another version string).
 bash ci/build-upgrade-candidate.sh >/dev/null
-# With the Matrix adapter, so tests/matrix.rs runs against Synapse.
-cargo test --workspace --locked --features herald/matrix
+# With the Matrix adapter and the PostgreSQL journal, so tests/matrix.rs runs against Synapse and the
+# journal suite against PostgreSQL too.
+cargo test --workspace --locked --features herald/matrix,herald/postgres
+# And the default build's refusals of what it was built without ([matrix], [journal] url).
+cargo test --locked -p herald --test doctor
 
 step "windows: build, clippy and tests under Wine"
 windows_ok=true
@@ -143,11 +147,12 @@ if $windows_ok; then
         done
         [ -n "$wh_port" ] || { echo "the webhook receiver did not start: $(cat "$wh_out")" >&2; exit 1; }
         export HERALD_WEBHOOK_RECEIVER_URL="http://127.0.0.1:$wh_port"
-        # Checked with the Matrix adapter (it builds for Windows); the tests run the default build, since
-        # the Matrix tests need a Synapse, which a Windows test binary cannot start.
-        cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu --features herald/matrix -- -D warnings
+        # Checked with the Matrix adapter (it builds for Windows); the tests run without it, since the
+        # Matrix tests need a Synapse, which a Windows test binary cannot start. The PostgreSQL journal's
+        # tests run: a Windows binary reaches the Linux cluster on loopback.
+        cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu --features herald/matrix,herald/postgres -- -D warnings
         bash ci/build-upgrade-candidate.sh x86_64-pc-windows-gnu >/dev/null
-        cargo test --workspace --locked --target x86_64-pc-windows-gnu
+        cargo test --workspace --locked --target x86_64-pc-windows-gnu --features herald/postgres
     else
         cannot_run "windows tests" "the Wine environment could not be prepared (see above)"
     fi

@@ -1,5 +1,5 @@
 //! Herald's session journal: in SQLite (`state.db` in the home, the embedded default), or in PostgreSQL
-//! ([`postgres`], for a database several gateways share); [`JournalLocation`] picks one from the config.
+//! (`postgres`, with the crate's `postgres` feature); [`JournalLocation`] picks one from the config.
 //! What follows holds for the SQLite journal; the PostgreSQL one keeps the same contract its own way.
 //!
 //! **Invariant:** this crate is the only code that touches `state.db`, and it never blocks its caller.
@@ -13,6 +13,7 @@
 //! [`herald_gateway::journal::Journal`] traits, which keeps it pure Rust and checkable for every OS.
 
 mod location;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod schema;
 pub mod snapshot;
@@ -32,6 +33,7 @@ use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use location::{JournalLocation, JournalOpenError, JournalOpenReport};
+#[cfg(feature = "postgres")]
 pub use postgres::{PG_SCHEMA_VERSION, PgJournal, PgOpenError, PgOpenReport, PgOptions};
 pub use schema::{APPLICATION_ID, OpenError, OpenReport, SCHEMA_VERSION};
 use writer::{Write, storage_error};

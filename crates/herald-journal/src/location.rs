@@ -14,8 +14,14 @@ use herald_home::Home;
 use herald_home::config::JournalConfig;
 use herald_home::secrets::Variables;
 
+#[cfg(feature = "postgres")]
 use crate::postgres::{PgJournal, PgOpenError, PgOptions};
 use crate::{DeliveryReport, OpenError, SqliteJournal};
+
+/// What a build without the `postgres` feature says of `[journal] url`.
+pub const WITHOUT_POSTGRES: &str = "[journal] url names a PostgreSQL database, but this herald was built \
+     without PostgreSQL support: build it with the `postgres` feature (`cargo install --path crates/herald \
+     --locked --features postgres`)";
 
 /// Where the journal is.
 #[derive(Debug, Clone)]
@@ -23,6 +29,7 @@ pub enum JournalLocation {
     /// `state.db` in the home.
     Sqlite(PathBuf),
     /// A PostgreSQL database.
+    #[cfg(feature = "postgres")]
     Postgres(Box<PgOptions>),
 }
 
@@ -36,8 +43,11 @@ pub enum JournalOpenError {
     MissingPassword { variable: String },
     #[error(transparent)]
     Sqlite(#[from] OpenError),
+    #[cfg(feature = "postgres")]
     #[error(transparent)]
     Postgres(#[from] PgOpenError),
+    #[error("{}", WITHOUT_POSTGRES)]
+    WithoutPostgres,
 }
 
 /// What opening found and did, for the lifecycle log.
@@ -63,6 +73,21 @@ impl JournalLocation {
         let Some(url) = &config.url else {
             return Ok(JournalLocation::Sqlite(home.journal_file()));
         };
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = (url, variables);
+            Err(JournalOpenError::WithoutPostgres)
+        }
+        #[cfg(feature = "postgres")]
+        Self::postgres(url, config, variables)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn postgres(
+        url: &str,
+        config: &JournalConfig,
+        variables: &Variables,
+    ) -> Result<JournalLocation, JournalOpenError> {
         let password = match &config.password_env {
             Some(variable) => {
                 let variable = variable.trim();
@@ -87,6 +112,7 @@ impl JournalLocation {
     pub fn describe(&self) -> String {
         match self {
             JournalLocation::Sqlite(path) => path.display().to_string(),
+            #[cfg(feature = "postgres")]
             JournalLocation::Postgres(options) => options.target().to_owned(),
         }
     }
@@ -95,6 +121,7 @@ impl JournalLocation {
     pub fn backend(&self) -> &'static str {
         match self {
             JournalLocation::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
             JournalLocation::Postgres(_) => "postgres",
         }
     }
@@ -114,6 +141,7 @@ impl JournalLocation {
                     },
                 ))
             }
+            #[cfg(feature = "postgres")]
             JournalLocation::Postgres(options) => {
                 let (journal, report) = PgJournal::open(options)?;
                 Ok((
@@ -134,6 +162,7 @@ impl JournalLocation {
     pub fn delivery_report(&self, limit: usize) -> Result<DeliveryReport, JournalOpenError> {
         match self {
             JournalLocation::Sqlite(path) => Ok(crate::delivery_report(path, limit)?),
+            #[cfg(feature = "postgres")]
             JournalLocation::Postgres(options) => {
                 crate::postgres::delivery_report(options, limit).map_err(|reason| {
                     JournalOpenError::Postgres(PgOpenError::Connect {

@@ -830,6 +830,7 @@ macro_rules! on_both_backends {
                 }
             )*
         }
+        #[cfg(feature = "postgres")]
         mod postgres {
             $(
                 #[tokio::test]
@@ -862,6 +863,7 @@ on_both_backends!(
 );
 
 /// What is PostgreSQL's own: its schema check, its URL, its connection.
+#[cfg(feature = "postgres")]
 mod postgres_only {
     use super::*;
     use crate::support::TestDatabase;

@@ -30,7 +30,9 @@ impl PayloadFactory for StandardPayload {
         let agent = agent(config, variables, Some(home))?;
         let adapters = adapters(home, config, variables)?;
         let location = JournalLocation::resolve(home, &config.journal, variables).map_err(|e| match e {
-            JournalOpenError::MissingPassword { .. } => PayloadError::Config(e.to_string()),
+            JournalOpenError::MissingPassword { .. } | JournalOpenError::WithoutPostgres => {
+                PayloadError::Config(e.to_string())
+            }
             e => PayloadError::Failure(e.to_string()),
         })?;
         let (journal, report) = location

@@ -212,3 +212,29 @@ fn a_build_without_matrix_says_how_to_get_one_when_matrix_is_enabled() {
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     assert!(text(&out).contains("--features matrix"), "{}", text(&out));
 }
+
+/// A build without the `postgres` feature (the default build) told `[journal] url`: doctor fails the
+/// journal line, and the gateway refuses to start (exit 78), both saying how to get a build with it.
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn a_build_without_postgres_says_how_to_get_one_when_a_journal_url_is_set() {
+    let home = TestHome::new();
+    home.write(
+        "herald.toml",
+        b"[http]\nlisten = \"127.0.0.1:0\"\n[journal]\nurl = \"postgres://herald@127.0.0.1:9/herald\"\n",
+    );
+    let (code, json) = doctor(&home);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(failed(&json), ["journal"], "{json}");
+    assert!(
+        finding(&json, "journal")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--features postgres"),
+        "{json}"
+    );
+    let out = home.output(&["run", "--no-supervise"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    assert!(text(&out).contains("--features postgres"), "{}", text(&out));
+    assert!(!home.home().journal_file().exists(), "no state.db made instead");
+}

@@ -2,7 +2,10 @@
 //! starts (`HERALD_TEST_POSTGRES_URL`; `CI=true` without it is a failure, elsewhere these tests are
 //! skipped with a message): conversations are kept in the database and outlive the home, the password
 //! comes from a variable and shows up nowhere, a second gateway on the same database is refused, and
-//! `doctor` and `deliveries` read the database the gateway writes.
+//! `doctor` and `deliveries` read the database the gateway writes. (A build without the `postgres`
+//! feature refuses `[journal] url`: `tests/doctor.rs`.)
+
+#![cfg(feature = "postgres")]
 
 mod support;
 

@@ -2,14 +2,21 @@
 //! PostgreSQL cluster. [`Store::open`] opens (or opens again) the same store.
 
 use std::path::PathBuf;
+#[cfg(feature = "postgres")]
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use herald_gateway::journal::Journal;
-use herald_journal::{PgJournal, PgOptions, SqliteJournal};
+use herald_journal::SqliteJournal;
+#[cfg(feature = "postgres")]
+use herald_journal::{PgJournal, PgOptions};
 
 #[derive(Debug)]
 pub enum Store {
-    Sqlite { _dir: tempfile::TempDir, path: PathBuf },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    #[cfg(feature = "postgres")]
     Postgres(TestDatabase),
 }
 
@@ -21,6 +28,7 @@ impl Store {
     }
 
     /// A fresh database on the test cluster, or `None` (said on stderr) when there is none outside CI.
+    #[cfg(feature = "postgres")]
     pub async fn postgres() -> Option<Store> {
         TestDatabase::create().await.map(Store::Postgres)
     }
@@ -28,12 +36,14 @@ impl Store {
     pub fn open(&self) -> Box<dyn Journal> {
         match self {
             Store::Sqlite { path, .. } => Box::new(SqliteJournal::open(path).unwrap().0),
+            #[cfg(feature = "postgres")]
             Store::Postgres(db) => Box::new(PgJournal::open(&db.options()).unwrap().0),
         }
     }
 }
 
 /// The test cluster's address and password (`ci/peers/postgres.sh start` prints them).
+#[cfg(feature = "postgres")]
 pub fn cluster() -> Option<(String, String)> {
     let url = std::env::var("HERALD_TEST_POSTGRES_URL")
         .ok()
@@ -55,6 +65,7 @@ pub fn cluster() -> Option<(String, String)> {
 }
 
 /// A database made for one test, dropped after it.
+#[cfg(feature = "postgres")]
 #[derive(Debug)]
 pub struct TestDatabase {
     admin_url: String,
@@ -62,8 +73,10 @@ pub struct TestDatabase {
     pub name: String,
 }
 
+#[cfg(feature = "postgres")]
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+#[cfg(feature = "postgres")]
 impl TestDatabase {
     pub async fn create() -> Option<TestDatabase> {
         let (admin_url, password) = cluster()?;
@@ -108,6 +121,7 @@ impl TestDatabase {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (url, password, name) = (self.admin_url.clone(), self.password.clone(), self.name.clone());
@@ -128,6 +142,7 @@ impl Drop for TestDatabase {
     }
 }
 
+#[cfg(feature = "postgres")]
 async fn admin(url: &str, password: &str) -> tokio_postgres::Client {
     let mut config: tokio_postgres::Config = url.parse().unwrap();
     config.password(password);
@@ -138,7 +153,7 @@ async fn admin(url: &str, password: &str) -> tokio_postgres::Client {
 
 /// A cluster of one test's own (`ci/peers/postgres.sh start`), for what would disturb the shared one: a
 /// restart. Stopped and removed when dropped.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "postgres"))]
 #[derive(Debug)]
 pub struct PrivateCluster {
     dir: PathBuf,
@@ -147,7 +162,7 @@ pub struct PrivateCluster {
     pg_ctl: Vec<String>,
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "postgres"))]
 impl PrivateCluster {
     /// `None` where the shared cluster is missing too (see [`cluster`]).
     pub fn start() -> Option<PrivateCluster> {
@@ -203,7 +218,7 @@ impl PrivateCluster {
     }
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "postgres"))]
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../ci/peers/postgres.sh");

@@ -21,6 +21,7 @@ const TELEGRAM_PROBE_BUDGET: Duration = Duration::from_secs(10);
 #[cfg(feature = "matrix")]
 const MATRIX_PROBE_BUDGET: Duration = Duration::from_secs(10);
 /// How long the journal's PostgreSQL database may take to answer.
+#[cfg(feature = "postgres")]
 const JOURNAL_PROBE_BUDGET: Duration = Duration::from_secs(10);
 
 pub fn doctor(target: &Target, args: &DoctorArgs) -> ExitCode {
@@ -146,6 +147,7 @@ impl PayloadProbes for Probes {
             Err(e) => return Finding::fail("journal", e.to_string(), fix),
         };
         match &location {
+            #[cfg(feature = "postgres")]
             herald_journal::JournalLocation::Postgres(options) => {
                 match herald_journal::postgres::probe(options, JOURNAL_PROBE_BUDGET) {
                     Ok(detail) => Finding::pass("journal", detail),
