@@ -25,9 +25,9 @@ use std::thread::JoinHandle;
 
 use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, CHECK_ADAPTER, CommandClaim, Conversation, Delivery, FailedDelivery, HistoryPage,
-    HistoryQuery, HistoryStore, Inbound, Journal, JournalError, Pending, Reply, SessionKey, SessionSummary,
-    StoredMessage, TurnState, TurnStore, UnfinishedTurn,
+    AdapterStore, CHECK_ADAPTER, Delivery, FailedDelivery, HistoryPage, HistoryQuery, HistoryStore, Journal,
+    JournalError, Pending, Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore,
+    UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -160,35 +160,7 @@ impl Drop for SqliteJournal {
 }
 
 impl TurnStore for SqliteJournal {
-    fn accept(&self, inbound: Inbound) -> Pending<Accepted> {
-        self.write(|done| Write::Accept(Box::new(inbound), done))
-    }
-
-    fn start(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
-        self.write(|done| Write::Start { turn_id, at_ms, done })
-    }
-
-    fn finish(&self, turn_id: i64, reply: Reply, at_ms: u64) -> Pending<()> {
-        self.write(|done| Write::Finish {
-            turn_id,
-            reply,
-            at_ms,
-            done,
-        })
-    }
-
-    fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()> {
-        if turn_ids.is_empty() {
-            return Pending::ready(Ok(()));
-        }
-        let turn_ids = turn_ids.to_vec();
-        self.write(|done| Write::MarkInterrupted {
-            turn_ids,
-            at_ms,
-            done,
-        })
-    }
-
+    crate::writer::queued_turn_writes!();
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
@@ -217,31 +189,10 @@ impl TurnStore for SqliteJournal {
             rows.collect()
         })
     }
-
-    fn cancel(&self, turn_id: i64, notice: &str, at_ms: u64) -> Pending<bool> {
-        let notice = notice.to_owned();
-        self.write(|done| Write::Cancel {
-            turn_id,
-            notice,
-            at_ms,
-            done,
-        })
-    }
-
-    fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()> {
-        if turn_ids.is_empty() {
-            return Pending::ready(Ok(()));
-        }
-        let turn_ids = turn_ids.to_vec();
-        self.write(|done| Write::NoteResumed {
-            turn_ids,
-            at_ms,
-            done,
-        })
-    }
 }
 
 impl HistoryStore for SqliteJournal {
+    crate::writer::queued_history_writes!();
     fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>> {
         let query = HistoryQuery {
             limit,
@@ -286,30 +237,6 @@ impl HistoryStore for SqliteJournal {
             let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
             messages.reverse();
             Ok(messages)
-        })
-    }
-
-    fn reset(&self, session: &SessionKey, at_ms: u64) -> Pending<Conversation> {
-        let session = session.clone();
-        self.write(|done| Write::Reset { session, at_ms, done })
-    }
-
-    fn claim_command(
-        &self,
-        session: &SessionKey,
-        message_id: &str,
-        command: &str,
-        reset: bool,
-        at_ms: u64,
-    ) -> Pending<CommandClaim> {
-        let (session, message_id, command) = (session.clone(), message_id.to_owned(), command.to_owned());
-        self.write(|done| Write::ClaimCommand {
-            session,
-            message_id,
-            command,
-            reset,
-            at_ms,
-            done,
         })
     }
 
@@ -414,6 +341,7 @@ fn attachments_from(json: Option<String>) -> Vec<herald_gateway::agent::Attachme
 }
 
 impl AdapterStore for SqliteJournal {
+    crate::writer::queued_adapter_writes!();
     fn undelivered(&self, adapter: &str, limit: usize) -> Pending<Vec<Delivery>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let adapter = adapter.to_owned();
@@ -445,31 +373,8 @@ impl AdapterStore for SqliteJournal {
         })
     }
 
-    fn set_draft(&self, turn_id: i64, draft: &str, _at_ms: u64) -> Pending<()> {
-        let draft = draft.to_owned();
-        self.write(|done| Write::SetDraft { turn_id, draft, done })
-    }
-
-    fn fail_delivery(&self, turn_id: i64, error: &str, at_ms: u64) -> Pending<()> {
-        let error = error.to_owned();
-        self.write(|done| Write::FailDelivery {
-            turn_id,
-            error,
-            at_ms,
-            done,
-        })
-    }
-
     fn failed_deliveries(&self, limit: usize) -> Pending<Vec<FailedDelivery>> {
         self.read(move |conn| query_failed_deliveries(conn, limit))
-    }
-
-    fn retry_delivery(&self, turn_id: i64) -> Pending<Option<Delivery>> {
-        self.write(|done| Write::RetryDelivery { turn_id, done })
-    }
-
-    fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
-        self.write(|done| Write::MarkDelivered { turn_id, at_ms, done })
     }
 
     fn adapter_offset(&self, adapter: &str) -> Pending<Option<i64>> {
@@ -481,33 +386,12 @@ impl AdapterStore for SqliteJournal {
         })
     }
 
-    fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()> {
-        let adapter = adapter.to_owned();
-        self.write(|done| Write::SetOffset {
-            adapter,
-            offset,
-            at_ms,
-            done,
-        })
-    }
-
     fn adapter_cursor(&self, adapter: &str) -> Pending<Option<String>> {
         let adapter = adapter.to_owned();
         self.read(move |conn| {
             conn.prepare_cached("SELECT cursor FROM adapter_cursors WHERE adapter = ?1")?
                 .query_row(params![adapter], |r| r.get(0))
                 .optional()
-        })
-    }
-
-    fn set_adapter_cursor(&self, adapter: &str, cursor: &str, at_ms: u64) -> Pending<()> {
-        let adapter = adapter.to_owned();
-        let cursor = cursor.to_owned();
-        self.write(|done| Write::SetCursor {
-            adapter,
-            cursor,
-            at_ms,
-            done,
         })
     }
 }
@@ -608,6 +492,7 @@ fn read_page(conn: &Connection, session: &SessionKey, query: &HistoryQuery) -> r
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_gateway::journal::Inbound;
 
     /// A journal written by a build that knew only schema version 1 (the first entry of the
     /// migrations, which is never edited) is migrated: its replies count as delivered, its turns stay.

@@ -658,3 +658,187 @@ pub(crate) fn storage_error(e: &rusqlite::Error) -> JournalError {
     };
     JournalError::new(kind, message)
 }
+
+/// The journal-trait methods that only queue a [`Write`], the same for every backend: each expands inside
+/// an `impl` of its trait for a type with `fn write<T>(&self, make: impl FnOnce(Completion<T>) -> Write)
+/// -> Pending<T>` (the SQLite and the PostgreSQL journal). What differs between backends is how writes are
+/// applied, never how they are queued.
+macro_rules! queued_turn_writes {
+    () => {
+        fn accept(
+            &self,
+            inbound: herald_gateway::journal::Inbound,
+        ) -> herald_gateway::journal::Pending<herald_gateway::journal::Accepted> {
+            self.write(|done| $crate::writer::Write::Accept(Box::new(inbound), done))
+        }
+
+        fn start(&self, turn_id: i64, at_ms: u64) -> herald_gateway::journal::Pending<()> {
+            self.write(|done| $crate::writer::Write::Start {
+                turn_id,
+                at_ms,
+                done,
+            })
+        }
+
+        fn finish(
+            &self,
+            turn_id: i64,
+            reply: herald_gateway::journal::Reply,
+            at_ms: u64,
+        ) -> herald_gateway::journal::Pending<()> {
+            self.write(|done| $crate::writer::Write::Finish {
+                turn_id,
+                reply,
+                at_ms,
+                done,
+            })
+        }
+
+        fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> herald_gateway::journal::Pending<()> {
+            if turn_ids.is_empty() {
+                return herald_gateway::journal::Pending::ready(Ok(()));
+            }
+            let turn_ids = turn_ids.to_vec();
+            self.write(|done| $crate::writer::Write::MarkInterrupted {
+                turn_ids,
+                at_ms,
+                done,
+            })
+        }
+
+        fn cancel(&self, turn_id: i64, notice: &str, at_ms: u64) -> herald_gateway::journal::Pending<bool> {
+            let notice = notice.to_owned();
+            self.write(|done| $crate::writer::Write::Cancel {
+                turn_id,
+                notice,
+                at_ms,
+                done,
+            })
+        }
+
+        fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> herald_gateway::journal::Pending<()> {
+            if turn_ids.is_empty() {
+                return herald_gateway::journal::Pending::ready(Ok(()));
+            }
+            let turn_ids = turn_ids.to_vec();
+            self.write(|done| $crate::writer::Write::NoteResumed {
+                turn_ids,
+                at_ms,
+                done,
+            })
+        }
+    };
+}
+
+/// See [`queued_turn_writes`]: `HistoryStore`'s writes.
+macro_rules! queued_history_writes {
+    () => {
+        fn reset(
+            &self,
+            session: &herald_gateway::journal::SessionKey,
+            at_ms: u64,
+        ) -> herald_gateway::journal::Pending<herald_gateway::journal::Conversation> {
+            let session = session.clone();
+            self.write(|done| $crate::writer::Write::Reset {
+                session,
+                at_ms,
+                done,
+            })
+        }
+
+        fn claim_command(
+            &self,
+            session: &herald_gateway::journal::SessionKey,
+            message_id: &str,
+            command: &str,
+            reset: bool,
+            at_ms: u64,
+        ) -> herald_gateway::journal::Pending<herald_gateway::journal::CommandClaim> {
+            let (session, message_id, command) = (session.clone(), message_id.to_owned(), command.to_owned());
+            self.write(|done| $crate::writer::Write::ClaimCommand {
+                session,
+                message_id,
+                command,
+                reset,
+                at_ms,
+                done,
+            })
+        }
+    };
+}
+
+/// See [`queued_turn_writes`]: `AdapterStore`'s writes.
+macro_rules! queued_adapter_writes {
+    () => {
+        fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> herald_gateway::journal::Pending<()> {
+            self.write(|done| $crate::writer::Write::MarkDelivered {
+                turn_id,
+                at_ms,
+                done,
+            })
+        }
+
+        fn fail_delivery(
+            &self,
+            turn_id: i64,
+            error: &str,
+            at_ms: u64,
+        ) -> herald_gateway::journal::Pending<()> {
+            let error = error.to_owned();
+            self.write(|done| $crate::writer::Write::FailDelivery {
+                turn_id,
+                error,
+                at_ms,
+                done,
+            })
+        }
+
+        fn retry_delivery(
+            &self,
+            turn_id: i64,
+        ) -> herald_gateway::journal::Pending<Option<herald_gateway::journal::Delivery>> {
+            self.write(|done| $crate::writer::Write::RetryDelivery { turn_id, done })
+        }
+
+        fn set_draft(&self, turn_id: i64, draft: &str, _at_ms: u64) -> herald_gateway::journal::Pending<()> {
+            let draft = draft.to_owned();
+            self.write(|done| $crate::writer::Write::SetDraft {
+                turn_id,
+                draft,
+                done,
+            })
+        }
+
+        fn set_adapter_offset(
+            &self,
+            adapter: &str,
+            offset: i64,
+            at_ms: u64,
+        ) -> herald_gateway::journal::Pending<()> {
+            let adapter = adapter.to_owned();
+            self.write(|done| $crate::writer::Write::SetOffset {
+                adapter,
+                offset,
+                at_ms,
+                done,
+            })
+        }
+
+        fn set_adapter_cursor(
+            &self,
+            adapter: &str,
+            cursor: &str,
+            at_ms: u64,
+        ) -> herald_gateway::journal::Pending<()> {
+            let (adapter, cursor) = (adapter.to_owned(), cursor.to_owned());
+            self.write(|done| $crate::writer::Write::SetCursor {
+                adapter,
+                cursor,
+                at_ms,
+                done,
+            })
+        }
+    };
+}
+
+pub(crate) use {queued_adapter_writes, queued_history_writes, queued_turn_writes};

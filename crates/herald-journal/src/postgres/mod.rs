@@ -29,9 +29,9 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use herald_gateway::agent::{HistoryMessage, Role};
 use herald_gateway::journal::{
-    Accepted, AdapterStore, CHECK_ADAPTER, CommandClaim, Completion, Conversation, Delivery, FailedDelivery,
-    HistoryPage, HistoryQuery, HistoryStore, Inbound, Journal, JournalError, JournalErrorKind, Pending,
-    Reply, SessionKey, SessionSummary, StoredMessage, TurnState, TurnStore, UnfinishedTurn,
+    AdapterStore, CHECK_ADAPTER, Completion, Delivery, FailedDelivery, HistoryPage, HistoryQuery,
+    HistoryStore, Journal, JournalError, JournalErrorKind, Pending, Reply, SessionKey, SessionSummary,
+    StoredMessage, TurnState, TurnStore, UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
 use tokio::sync::mpsc;
@@ -439,35 +439,7 @@ fn role(text: &str) -> Role {
 }
 
 impl TurnStore for PgJournal {
-    fn accept(&self, inbound: Inbound) -> Pending<Accepted> {
-        self.write(|done| Write::Accept(Box::new(inbound), done))
-    }
-
-    fn start(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
-        self.write(|done| Write::Start { turn_id, at_ms, done })
-    }
-
-    fn finish(&self, turn_id: i64, reply: Reply, at_ms: u64) -> Pending<()> {
-        self.write(|done| Write::Finish {
-            turn_id,
-            reply,
-            at_ms,
-            done,
-        })
-    }
-
-    fn mark_interrupted(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()> {
-        if turn_ids.is_empty() {
-            return Pending::ready(Ok(()));
-        }
-        let turn_ids = turn_ids.to_vec();
-        self.write(|done| Write::MarkInterrupted {
-            turn_ids,
-            at_ms,
-            done,
-        })
-    }
-
+    crate::writer::queued_turn_writes!();
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>> {
         self.read(|c| async move {
             let rows = c
@@ -498,31 +470,10 @@ impl TurnStore for PgJournal {
                 .collect())
         })
     }
-
-    fn cancel(&self, turn_id: i64, notice: &str, at_ms: u64) -> Pending<bool> {
-        let notice = notice.to_owned();
-        self.write(|done| Write::Cancel {
-            turn_id,
-            notice,
-            at_ms,
-            done,
-        })
-    }
-
-    fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()> {
-        if turn_ids.is_empty() {
-            return Pending::ready(Ok(()));
-        }
-        let turn_ids = turn_ids.to_vec();
-        self.write(|done| Write::NoteResumed {
-            turn_ids,
-            at_ms,
-            done,
-        })
-    }
 }
 
 impl HistoryStore for PgJournal {
+    crate::writer::queued_history_writes!();
     fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>> {
         let query = HistoryQuery {
             limit,
@@ -569,30 +520,6 @@ impl HistoryStore for PgJournal {
                 .collect();
             messages.reverse();
             Ok(messages)
-        })
-    }
-
-    fn reset(&self, session: &SessionKey, at_ms: u64) -> Pending<Conversation> {
-        let session = session.clone();
-        self.write(|done| Write::Reset { session, at_ms, done })
-    }
-
-    fn claim_command(
-        &self,
-        session: &SessionKey,
-        message_id: &str,
-        command: &str,
-        reset: bool,
-        at_ms: u64,
-    ) -> Pending<CommandClaim> {
-        let (session, message_id, command) = (session.clone(), message_id.to_owned(), command.to_owned());
-        self.write(|done| Write::ClaimCommand {
-            session,
-            message_id,
-            command,
-            reset,
-            at_ms,
-            done,
         })
     }
 
@@ -712,6 +639,7 @@ where
 }
 
 impl AdapterStore for PgJournal {
+    crate::writer::queued_adapter_writes!();
     fn undelivered(&self, adapter: &str, n: usize) -> Pending<Vec<Delivery>> {
         let n = limit(n);
         let adapter = adapter.to_owned();
@@ -749,32 +677,9 @@ impl AdapterStore for PgJournal {
         })
     }
 
-    fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()> {
-        self.write(|done| Write::MarkDelivered { turn_id, at_ms, done })
-    }
-
-    fn fail_delivery(&self, turn_id: i64, error: &str, at_ms: u64) -> Pending<()> {
-        let error = error.to_owned();
-        self.write(|done| Write::FailDelivery {
-            turn_id,
-            error,
-            at_ms,
-            done,
-        })
-    }
-
     fn failed_deliveries(&self, n: usize) -> Pending<Vec<FailedDelivery>> {
         let n = limit(n);
         self.read(move |c| async move { query_failed_deliveries(&c, n).await })
-    }
-
-    fn retry_delivery(&self, turn_id: i64) -> Pending<Option<Delivery>> {
-        self.write(|done| Write::RetryDelivery { turn_id, done })
-    }
-
-    fn set_draft(&self, turn_id: i64, draft: &str, _at_ms: u64) -> Pending<()> {
-        let draft = draft.to_owned();
-        self.write(|done| Write::SetDraft { turn_id, draft, done })
     }
 
     fn adapter_offset(&self, adapter: &str) -> Pending<Option<i64>> {
@@ -793,16 +698,6 @@ impl AdapterStore for PgJournal {
         })
     }
 
-    fn set_adapter_offset(&self, adapter: &str, offset: i64, at_ms: u64) -> Pending<()> {
-        let adapter = adapter.to_owned();
-        self.write(|done| Write::SetOffset {
-            adapter,
-            offset,
-            at_ms,
-            done,
-        })
-    }
-
     fn adapter_cursor(&self, adapter: &str) -> Pending<Option<String>> {
         let adapter = adapter.to_owned();
         self.read(move |c| {
@@ -816,16 +711,6 @@ impl AdapterStore for PgJournal {
                     .await?;
                 Ok(row.map(|r| r.get(0)))
             }
-        })
-    }
-
-    fn set_adapter_cursor(&self, adapter: &str, cursor: &str, at_ms: u64) -> Pending<()> {
-        let (adapter, cursor) = (adapter.to_owned(), cursor.to_owned());
-        self.write(|done| Write::SetCursor {
-            adapter,
-            cursor,
-            at_ms,
-            done,
         })
     }
 }
