@@ -54,6 +54,10 @@ start)
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown herald-pg "$dir"
     chmod 700 "$dir"
+    if [ "$(id -u)" = 0 ] && ! runuser -u herald-pg -- test -w "$dir"; then
+        echo "herald-pg cannot reach $dir: every folder above it must let others pass (chmod o+x)" >&2
+        exit 1
+    fi
     password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
     port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
     printf '%s\n' "$password" >"$dir/pwfile"
