@@ -65,13 +65,14 @@ fi
 # PostgreSQL (Debian's server packages) for the journal's PostgreSQL backend: one throwaway cluster on
 # loopback for the whole run (each test makes a database of its own on it; the tests that restart a
 # server start a cluster of their own with the same script).
-# (mktemp's directory is 0700: the server's unprivileged user may pass through it, not list it.)
-if pg_dir=$(mktemp -d /tmp/herald-ci-pg.XXXXXX) && chmod 711 "$pg_dir" \
-    && pg_env=$(bash ci/peers/postgres.sh start "$pg_dir/cluster"); then
+# (mktemp's directory is 0700: the server's unprivileged user may pass through it, not list it. The
+# cleanup is registered first, so a start that fails half way leaves no server behind.)
+pg_dir=$(mktemp -d /tmp/herald-ci-pg.XXXXXX)
+cleanups+=("bash ci/peers/postgres.sh stop '$pg_dir/cluster'; rm -rf '$pg_dir'")
+if chmod 711 "$pg_dir" && pg_env=$(bash ci/peers/postgres.sh start "$pg_dir/cluster"); then
     while IFS= read -r line; do
         export "${line?}"
     done <<<"$pg_env"
-    cleanups+=("bash ci/peers/postgres.sh stop '$pg_dir/cluster'; rm -rf '$pg_dir'")
 else
     cannot_run "postgresql tests" "ci/peers/postgres.sh could not start a cluster (see above)"
 fi
