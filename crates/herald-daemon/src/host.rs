@@ -132,7 +132,7 @@ impl GatewayHost {
         for adapter in &adapters {
             adapter.open();
         }
-        let watchers = vec![
+        let mut watchers = vec![
             tokio::spawn(
                 agent_health
                     .clone()
@@ -144,6 +144,12 @@ impl GatewayHost {
                 Duration::from_secs(config.gateway.outage_notice_secs),
             )),
         ];
+        if let Some(cluster) = engine.cluster() {
+            watchers.push(tokio::spawn(adopt_while_serving(
+                engine.clone(),
+                cluster.adopt_every(),
+            )));
+        }
         Ok(GatewayHost {
             engine,
             agent_health,
@@ -287,6 +293,25 @@ impl GatewayHost {
         }
         if let Err(e) = self.engine.close_journal().await {
             tracing::warn!("cannot close the journal: {e}");
+        }
+    }
+}
+
+/// A replica sharing its journal looks for turns others left (stopped, or dead past their lease) every
+/// third of the lease TTL, and runs them.
+async fn adopt_while_serving(engine: Arc<Engine>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match engine.adopt().await {
+            Ok(summary) if summary.resumed + summary.gave_up > 0 => tracing::info!(
+                resumed = summary.resumed,
+                gave_up = summary.gave_up,
+                "took over turns another replica left"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("cannot look for turns to take over: {e}"),
         }
     }
 }

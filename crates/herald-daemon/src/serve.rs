@@ -222,6 +222,9 @@ async fn serve(
     notifier.ready();
     let mut watchdog = notifier.watchdog();
 
+    // A replica sharing its journal stops at once if another replica took its turns over (see
+    // `herald_gateway::cluster`): nothing it still runs is its own.
+    let mut lost = host.engine().cluster().map(|cluster| cluster.lost());
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(HEARTBEAT_SECS),
         Duration::from_secs(HEARTBEAT_SECS),
@@ -241,6 +244,13 @@ async fn serve(
             Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,
             () = beat.tick() => continue,
+            why = lost_standing(&mut lost) => {
+                tracing::error!("stopping at once: {why}");
+                turns.begin_drain(None).await.ok();
+                host.stop().await;
+                server_task.abort();
+                return Ok((ExitCode::Failure, why));
+            }
         }
         let heard = match (&call, &signal, &marker_check) {
             (Some(call), _, _) => Heard::Call(&call.request),
@@ -330,6 +340,22 @@ async fn serve(
     host.stop().await;
     server_task.abort();
     Ok(result)
+}
+
+/// Resolves once the replica lost its standing among those sharing the journal (never, for a journal of
+/// one gateway).
+async fn lost_standing(lost: &mut Option<watch::Receiver<Option<String>>>) -> String {
+    let Some(receiver) = lost else {
+        return std::future::pending().await;
+    };
+    loop {
+        if let Some(why) = receiver.borrow_and_update().clone() {
+            return why;
+        }
+        if receiver.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// The least time between two state-record writes caused by turn counts changing.

@@ -47,6 +47,7 @@ use herald_home::time::now_ms;
 
 use crate::agent::{Agent, Attachment, Draft, TurnRequest};
 use crate::backoff::{Backoff, Jitter};
+use crate::cluster::Cluster;
 use crate::journal::{
     CHECK_ADAPTER, Conversation, Delivery, FailedDelivery, HistoryPage, HistoryQuery, Inbound, Journal,
     JournalError, JournalErrorKind, Pending, Reply, SessionKey, SessionSummary, StoredMessage,
@@ -170,6 +171,8 @@ struct Plan {
 #[derive(Debug)]
 pub struct Engine {
     journal: Arc<dyn Journal>,
+    /// The replicas sharing the journal, when it is shared (see [`crate::cluster`]).
+    cluster: Option<Arc<dyn Cluster>>,
     agent: Arc<dyn Agent>,
     turns: TurnTracker,
     options: EngineOptions,
@@ -286,6 +289,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Arc<Engine> {
         Arc::new(Engine {
+            cluster: journal.cluster(),
             journal,
             agent,
             turns,
@@ -299,6 +303,11 @@ impl Engine {
             reply_order: Mutex::new(ReplyOrder::default()),
             inline: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// The replicas sharing the journal, when it is shared.
+    pub fn cluster(&self) -> Option<&Arc<dyn Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn turns(&self) -> &TurnTracker {
@@ -324,7 +333,12 @@ impl Engine {
         match result {
             Ok(_) => self.storing.store(true, Ordering::Release),
             // A refused input says nothing about the store's health.
-            Err(e) if !matches!(e.kind, JournalErrorKind::Closed | JournalErrorKind::Unstorable) => {
+            Err(e)
+                if !matches!(
+                    e.kind,
+                    JournalErrorKind::Closed | JournalErrorKind::Unstorable | JournalErrorKind::Fenced
+                ) =>
+            {
                 self.storing.store(false, Ordering::Release)
             }
             Err(_) => {}
@@ -589,6 +603,11 @@ impl Engine {
         let announced_earlier = earlier.clone();
         let key = guard.key();
         let (session, message_id) = (&key.session, &key.message_id);
+        // A replica starts an agent only while its lease is current: paused past it, the turn may be
+        // another replica's by now (see `crate::cluster`).
+        if !self.lease_current().await {
+            return TurnOutcome::Interrupted;
+        }
         // Not awaited: a lost `running` mark changes nothing (see `TurnStore::start`).
         drop(self.journal.start(turn_id, now_ms()));
         let history = match self.agent.history_limit() {
@@ -673,6 +692,12 @@ impl Engine {
                     return TurnOutcome::Replied(reply);
                 }
                 Err(e) if e.kind == JournalErrorKind::Closed => return TurnOutcome::Failed(e),
+                Err(e) if e.kind == JournalErrorKind::Fenced => {
+                    // Another replica adopted the turn while this one was cut off: its answer is theirs.
+                    tracing::warn!(session = %session, turn = number, "{e}");
+                    in_order.end(None);
+                    return TurnOutcome::Interrupted;
+                }
                 Err(e) => {
                     let delay = retries.next_delay();
                     tracing::error!(
@@ -691,8 +716,58 @@ impl Engine {
     /// Runs every unfinished turn again (after a restart), or closes it with [`GAVE_UP_REPLY`] once it
     /// has been resumed [`MAX_RESUMES`] times. Every resumed turn is registered before this returns,
     /// so a retry of its message joins it rather than finding it "stored".
+    /// With a journal several replicas share, it adopts instead (see [`Engine::adopt`]).
     pub async fn resume(self: &Arc<Self>) -> Result<ResumeSummary, JournalError> {
+        if self.cluster.is_some() {
+            return self.adopt().await;
+        }
         let unfinished = self.journal.unfinished().await?;
+        self.run_unfinished(unfinished).await
+    }
+
+    /// For a journal several replicas share: takes the turns of the adapters this replica serves that
+    /// a stopped or dead replica left, and runs them (as [`Engine::resume`]). Turns this process already
+    /// runs are left alone.
+    pub async fn adopt(self: &Arc<Self>) -> Result<ResumeSummary, JournalError> {
+        if self.cluster.is_none() || self.turns.is_draining() {
+            return Ok(ResumeSummary::default());
+        }
+        let mut adapters = vec![crate::http::ADAPTER.to_owned(), CHECK_ADAPTER.to_owned()];
+        adapters.extend(self.outboxes.lock_unpoisoned().keys().cloned());
+        let owned = self.journal.adopt(&adapters).await?;
+        let fresh: Vec<_> = {
+            let running = self.switches.lock_unpoisoned();
+            owned
+                .into_iter()
+                .filter(|t| !running.contains_key(&t.turn_id))
+                .collect()
+        };
+        self.run_unfinished(fresh).await
+    }
+
+    /// Whether this replica may start an agent now: always, for a journal of one gateway; for a shared
+    /// one, once its lease is known to be current (waiting for a renewal after a pause), never after it
+    /// lost its turns to another replica.
+    async fn lease_current(&self) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        let lost = cluster.lost();
+        loop {
+            if lost.borrow().is_some() {
+                return false;
+            }
+            if cluster.holds_lease() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn run_unfinished(
+        self: &Arc<Self>,
+        unfinished: Vec<crate::journal::UnfinishedTurn>,
+    ) -> Result<ResumeSummary, JournalError> {
         let (gave_up, to_run): (Vec<_>, Vec<_>) = unfinished
             .into_iter()
             .partition(|t| t.resume_count >= MAX_RESUMES);
@@ -710,6 +785,9 @@ impl Engine {
             let mut log = TurnLog::new(self, &turn.session, turn.number, &turn.text);
             log.outcome("gave_up", Some(&reply.text));
             summary.gave_up += 1;
+        }
+        if to_run.is_empty() {
+            return Ok(summary);
         }
         let ids: Vec<i64> = to_run.iter().map(|t| t.turn_id).collect();
         self.journal.note_resumed(&ids, now_ms()).await?;

@@ -295,6 +295,9 @@ pub enum JournalErrorKind {
     /// The store cannot hold this input (PostgreSQL text cannot contain a NUL character): nothing was
     /// stored, and sending it again will not change that.
     Unstorable,
+    /// The turn belongs to another replica now (this one lost its lease and the turn was adopted):
+    /// nothing was stored, and this replica must leave the turn alone.
+    Fenced,
     /// Any other storage failure.
     Storage,
 }
@@ -394,6 +397,16 @@ pub trait TurnStore: Send + Sync + fmt::Debug {
     /// Sets each turn back to `pending`, counting one more resume for those that had been started
     /// (`running` or `interrupted`): a turn that only waited in line for a slot was never tried.
     fn note_resumed(&self, turn_ids: &[i64], at_ms: u64) -> Pending<()>;
+
+    /// For a journal several gateways share: takes the unfinished turns of `adapters` that no live
+    /// replica owns (left by one that stopped, or whose lease ran out), and returns every unfinished
+    /// turn this replica owns, oldest first. Turns of other adapters are left for a replica that serves
+    /// them, so each reply reaches the adapter that delivers it. A journal only one gateway uses has
+    /// nothing to adopt.
+    fn adopt(&self, adapters: &[String]) -> Pending<Vec<UnfinishedTurn>> {
+        let _ = adapters;
+        Pending::ready(Ok(Vec::new()))
+    }
 }
 
 /// Stored conversations: reads for people (the HTTP history, session listings) and for agents (a turn's
@@ -485,4 +498,10 @@ pub trait Journal: TurnStore + HistoryStore + AdapterStore {
     /// Later calls fail with [`JournalErrorKind::Closed`]. Called once the gateway has drained, so the
     /// store is left tidy.
     fn close(&self) -> Pending<()>;
+
+    /// The replicas sharing this journal, when several gateways may (PostgreSQL); `None` for a journal
+    /// of one gateway.
+    fn cluster(&self) -> Option<std::sync::Arc<dyn crate::cluster::Cluster>> {
+        None
+    }
 }

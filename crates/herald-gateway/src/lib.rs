@@ -16,6 +16,7 @@
 pub mod adapter;
 pub mod agent;
 pub mod backoff;
+pub mod cluster;
 pub mod commands;
 pub mod engine;
 pub mod health;

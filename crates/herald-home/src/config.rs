@@ -120,7 +120,7 @@ fn retry_for<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 
 /// `[journal]`: where conversations are kept. Unset `url`: `state.db` in the home (SQLite, embedded);
 /// a `postgres://` URL: a PostgreSQL database, which several gateways may share.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// `postgres://USER@HOST:PORT/DATABASE[?sslmode=disable|prefer|require]`, without a password.
@@ -134,6 +134,40 @@ pub struct JournalConfig {
     /// private CA); the public web roots are always trusted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// How long a replica's lease on its turns lasts without a renewal (renewed every third of it):
+    /// the longest the turns of a replica that died wait for another to take them over.
+    #[serde(
+        default = "default_lease_ttl_secs",
+        deserialize_with = "lease_ttl_secs",
+        skip_serializing_if = "is_default_lease_ttl"
+    )]
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> JournalConfig {
+        JournalConfig {
+            url: None,
+            password_env: None,
+            ca_file: None,
+            lease_ttl_secs: DEFAULT_LEASE_TTL_SECS,
+        }
+    }
+}
+
+/// `[journal] lease_ttl_secs` unless set.
+pub const DEFAULT_LEASE_TTL_SECS: u64 = 10;
+
+fn default_lease_ttl_secs() -> u64 {
+    DEFAULT_LEASE_TTL_SECS
+}
+
+fn is_default_lease_ttl(secs: &u64) -> bool {
+    *secs == DEFAULT_LEASE_TTL_SECS
+}
+
+fn lease_ttl_secs<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    in_range(u64::deserialize(d)?, 3, 300)
 }
 
 impl JournalConfig {

@@ -101,11 +101,31 @@ impl JournalLocation {
             }
             None => None,
         };
-        Ok(JournalLocation::Postgres(Box::new(PgOptions::new(
-            url,
-            password.as_deref(),
-            config.ca_file.clone(),
-        )?)))
+        let options = PgOptions::new(url, password.as_deref(), config.ca_file.clone())?;
+        let replica = crate::postgres::ReplicaOptions {
+            lease_ttl: std::time::Duration::from_secs(config.lease_ttl_secs),
+            ..crate::postgres::ReplicaOptions::default()
+        };
+        Ok(JournalLocation::Postgres(Box::new(options.with_replica(replica))))
+    }
+
+    /// Names the gateway that opens this journal among the replicas sharing it (a PostgreSQL
+    /// database): `name` for people, and the push adapters it runs, which run on one replica at a time.
+    /// Nothing changes for SQLite, which one gateway uses.
+    pub fn as_replica(self, name: &str, push_adapters: &[&str]) -> JournalLocation {
+        match self {
+            JournalLocation::Sqlite(path) => {
+                let _ = (name, push_adapters);
+                JournalLocation::Sqlite(path)
+            }
+            #[cfg(feature = "postgres")]
+            JournalLocation::Postgres(options) => {
+                let mut replica = options.replica().clone();
+                replica.name = name.to_owned();
+                replica.exclusive_adapters = push_adapters.iter().map(|a| (*a).to_owned()).collect();
+                JournalLocation::Postgres(Box::new(options.with_replica(replica)))
+            }
+        }
     }
 
     /// The journal as shown to people: the file's path, or the database's URL (never a password).

@@ -867,7 +867,16 @@ on_both_backends!(
 mod postgres_only {
     use super::*;
     use crate::support::TestDatabase;
+    use herald_journal::postgres::ReplicaOptions;
     use herald_journal::{PG_SCHEMA_VERSION, PgJournal, PgOpenError, PgOptions};
+    use std::time::Duration;
+
+    fn inbound_on(adapter: &str, chat: &str, id: &str) -> Inbound {
+        Inbound {
+            session: SessionKey::new(adapter, chat),
+            ..inbound(chat, id, "q")
+        }
+    }
 
     #[tokio::test]
     async fn a_fresh_database_gets_the_tables_once_and_a_newer_schema_is_refused_untouched() {
@@ -964,14 +973,31 @@ mod postgres_only {
         assert!(err.to_string().contains("not a Herald journal"), "{err}");
     }
 
-    /// Gateways starting together on an empty database: the schema is made once, one of them gets the
-    /// database, and the others are refused as long as it has it (one gateway per database).
+    /// A replica of its own on `db`: `ttl` lease, running `push` adapters alone.
+    fn replica(db: &TestDatabase, ttl_ms: u64, push: &[&str]) -> PgJournal {
+        let options = db.options().with_replica(ReplicaOptions {
+            name: "test".into(),
+            lease_ttl: Duration::from_millis(ttl_ms),
+            exclusive_adapters: push.iter().map(|a| (*a).to_owned()).collect(),
+        });
+        PgJournal::open(&options).unwrap().0
+    }
+
+    fn http(id: &str) -> Inbound {
+        inbound("s", id, "q")
+    }
+
+    /// Gateways starting together on an empty database: the schema is made once and all of them run
+    /// as replicas; a push adapter runs on one of them only, until it stops.
     #[tokio::test]
-    async fn gateways_opening_one_database_together_get_it_one_at_a_time() {
+    async fn replicas_open_one_database_together_and_a_push_adapter_runs_on_one() {
         let Some(db) = TestDatabase::create().await else {
             return;
         };
-        let options = db.options();
+        let options = db.options().with_replica(ReplicaOptions {
+            exclusive_adapters: vec!["telegram".into()],
+            ..ReplicaOptions::default()
+        });
         let opened: Vec<_> = (0..4)
             .map(|_| {
                 let options = options.clone();
@@ -987,24 +1013,134 @@ mod postgres_only {
                 Ok((journal, _)) => journals.push(journal),
                 Err(e) => {
                     assert!(matches!(e, PgOpenError::InUse { .. }), "{e}");
-                    assert!(e.to_string().contains("another herald gateway"), "{e}");
+                    assert!(e.to_string().contains("runs the telegram adapter"), "{e}");
                 }
             }
         }
         assert_eq!(journals.len(), 1);
+        // HTTP-only replicas share it.
+        let plain: Vec<PgJournal> = (0..3).map(|_| replica(&db, 10_000, &[])).collect();
         journals[0].accept(inbound("s", "m", "q")).await.unwrap();
-        // Reads of tools never take it.
+        let again = plain[1].accept(inbound("s", "m", "q")).await.unwrap();
+        assert!(!again.new, "a message id is one turn across replicas");
+        // Reads of tools take nothing.
         let report =
             tokio::task::spawn_blocking(move || herald_journal::postgres::delivery_report(&options, 10))
                 .await
                 .unwrap()
                 .unwrap();
         assert!(report.failed.is_empty());
-        // Closed, it is free for the next gateway.
+        // Closed, its turns and its adapter are free for the next gateway.
         journals.pop().unwrap().close().await.unwrap();
-        let (again, report) = PgJournal::open(&db.options()).unwrap();
-        assert!(!report.created);
-        assert_eq!(again.unfinished().await.unwrap().len(), 1);
+        let next = replica(&db, 10_000, &["telegram"]);
+        assert_eq!(next.unfinished().await.unwrap().len(), 1);
+    }
+
+    /// A replica whose lease ran out loses its turns to the live replicas, each turn to exactly one of
+    /// them, and only for the adapters they serve; its late reply and its new messages are refused,
+    /// and it learns that it was replaced.
+    #[tokio::test]
+    async fn a_dead_replicas_turns_are_adopted_once_and_its_late_writes_are_fenced() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let old = replica(&db, 3_000, &[]);
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            ids.push(old.accept(http(&format!("m{i}"))).await.unwrap().turn_id);
+        }
+        let chat = old
+            .accept(inbound_on("telegram", "c", "t1"))
+            .await
+            .unwrap()
+            .turn_id;
+        let lost = herald_gateway::journal::Journal::cluster(&old).unwrap().lost();
+        // Its lease runs out (as if it had been paused): the others may take its turns.
+        db.connect()
+            .await
+            .execute(
+                "UPDATE herald_replicas SET lease_until = now() - interval '1 second' WHERE id = $1",
+                &[&old.replica_id()],
+            )
+            .await
+            .unwrap();
+        let (a, b) = (replica(&db, 10_000, &[]), replica(&db, 10_000, &[]));
+        let adapters = vec!["http".to_owned()];
+        let (took_a, took_b) = tokio::join!(a.adopt(&adapters), b.adopt(&adapters));
+        let (took_a, took_b) = (took_a.unwrap(), took_b.unwrap());
+        let mut taken: Vec<i64> = took_a.iter().chain(&took_b).map(|t| t.turn_id).collect();
+        taken.sort_unstable();
+        assert_eq!(taken, ids, "every turn adopted, each by one replica");
+        assert!(
+            !taken.contains(&chat),
+            "a Telegram turn waits for a replica that runs Telegram"
+        );
+        // The old replica's reply and message are refused; a live owner's reply is stored.
+        let late = old.finish(ids[0], reply("late"), 9).await.unwrap_err();
+        assert_eq!(late.kind, JournalErrorKind::Fenced, "{late}");
+        let new = old.accept(http("after")).await.unwrap_err();
+        assert_eq!(new.kind, JournalErrorKind::Fenced, "{new}");
+        let owner = if took_a.iter().any(|t| t.turn_id == ids[0]) {
+            &a
+        } else {
+            &b
+        };
+        owner.finish(ids[0], reply("a"), 10).await.unwrap();
+        let history = owner.history(&SessionKey::new("http", "s"), 100).await.unwrap();
+        assert_eq!(history.iter().filter(|m| m.role == Role::Assistant).count(), 1);
+        // Its next renewal finds it replaced.
+        let mut lost = lost;
+        tokio::time::timeout(Duration::from_secs(5), lost.wait_for(Option::is_some))
+            .await
+            .expect("the old replica learns it was replaced")
+            .unwrap();
+        // A replica that runs Telegram takes the Telegram turn.
+        let chat_replica = replica(&db, 10_000, &["telegram"]);
+        let took = chat_replica.adopt(&["telegram".to_owned()]).await.unwrap();
+        assert_eq!(took.iter().map(|t| t.turn_id).collect::<Vec<_>>(), vec![chat]);
+    }
+
+    /// A replica whose lease ran out while nobody took its turns (a pause, an outage with no other
+    /// replica) keeps them: its renewal finds its row and carries on.
+    #[tokio::test]
+    async fn a_replica_back_before_anyone_took_its_turns_keeps_them() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let journal = replica(&db, 3_000, &[]);
+        let turn = journal.accept(http("m")).await.unwrap().turn_id;
+        db.connect()
+            .await
+            .execute(
+                "UPDATE herald_replicas SET lease_until = now() - interval '1 second' WHERE id = $1",
+                &[&journal.replica_id()],
+            )
+            .await
+            .unwrap();
+        let cluster = herald_gateway::journal::Journal::cluster(&journal).unwrap();
+        let mut view = cluster.view();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            view.wait_for(|v| v.as_ref().is_some_and(|v| v.replicas.iter().all(|r| r.alive))),
+        )
+        .await
+        .expect("renewed")
+        .unwrap();
+        assert!(cluster.lost().borrow().is_none());
+        assert!(cluster.holds_lease());
+        assert_eq!(view.borrow().as_ref().unwrap().replicas[0].turns, 1);
+        journal.finish(turn, reply("a"), 5).await.unwrap();
+        let view = tokio::time::timeout(
+            Duration::from_secs(5),
+            view.wait_for(|v| v.as_ref().is_some_and(|v| v.replicas[0].turns == 0)),
+        )
+        .await
+        .expect("the view follows")
+        .unwrap()
+        .clone()
+        .unwrap();
+        assert_eq!(view.replicas.len(), 1);
+        assert!(view.replicas[0].me);
     }
 
     #[tokio::test]

@@ -237,3 +237,11 @@ mod tests {
         assert!(!matches!(probe(pid), ProcessProbe::Alive(_)));
     }
 }
+
+/// This machine's host name, if the OS gives one (what a replica is called among those sharing a
+/// database, with its home).
+pub fn host_name() -> Option<String> {
+    sysinfo::System::host_name()
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+}

@@ -25,7 +25,34 @@ pub struct PgOptions {
     target: String,
     config: tokio_postgres::Config,
     ca_file: Option<PathBuf>,
+    /// How this gateway takes part among the replicas sharing the database.
+    replica: ReplicaOptions,
 }
+
+/// How a gateway takes part among the replicas sharing its database (see `membership`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaOptions {
+    /// Its machine and home, for people (`status`): not an identity, two replicas may share it.
+    pub name: String,
+    /// How long its lease lasts without a renewal (renewed every third of it): the longest a dead
+    /// replica's turns wait for another to take them.
+    pub lease_ttl: Duration,
+    /// Push adapters it runs: each runs on one replica of the database at a time.
+    pub exclusive_adapters: Vec<String>,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> ReplicaOptions {
+        ReplicaOptions {
+            name: "herald".to_owned(),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            exclusive_adapters: Vec::new(),
+        }
+    }
+}
+
+/// A replica's lease TTL unless `[journal] lease_ttl_secs` says otherwise.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,6 +60,7 @@ impl fmt::Debug for PgOptions {
             .field("target", &self.target)
             .field("password", &self.config.get_password().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
+            .field("replica", &self.replica)
             .finish()
     }
 }
@@ -82,7 +110,18 @@ impl PgOptions {
             target: url.to_owned(),
             config,
             ca_file,
+            replica: ReplicaOptions::default(),
         })
+    }
+
+    /// How this gateway takes part among the replicas (its name, lease TTL, push adapters).
+    pub fn with_replica(mut self, replica: ReplicaOptions) -> PgOptions {
+        self.replica = replica;
+        self
+    }
+
+    pub fn replica(&self) -> &ReplicaOptions {
+        &self.replica
     }
 
     /// The database as shown to people: the URL, which holds no password.

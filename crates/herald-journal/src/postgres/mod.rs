@@ -17,6 +17,7 @@
 //! database has been unreachable.
 
 mod connect;
+mod membership;
 mod schema;
 mod writer;
 
@@ -39,18 +40,22 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-pub use connect::PgOptions;
+pub use connect::{DEFAULT_LEASE_TTL, PgOptions, ReplicaOptions};
 pub use schema::PG_SCHEMA_VERSION;
 
 use crate::attachments_from;
 use crate::writer::Write;
 use connect::Connector;
+use membership::Membership;
 
 /// How long opening waits for the database (a container started before its database, say).
 const OPEN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long opening waits for another gateway to let go of the database (one killed a moment ago).
 const IN_USE_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The SQLSTATE `herald_accept` raises for a replica no longer registered.
+const NOT_REGISTERED: &str = "HR001";
 
 /// How long one read may take, reconnecting included.
 const READ_PATIENCE: Duration = Duration::from_secs(15);
@@ -91,10 +96,11 @@ pub enum PgOpenError {
         source: tokio_postgres::Error,
     },
     #[error(
-        "another herald gateway is using the journal's database {target}; one gateway per database (stop \
-         the other, or give this one a database of its own)"
+        "another herald gateway runs the {adapter} adapter on the journal's database {target}; a push \
+         adapter runs on one gateway per database (replicas may share the database for HTTP: turn the \
+         adapter off on all but one)"
     )]
-    InUse { target: String },
+    InUse { target: String, adapter: String },
     #[error("cannot start the journal's thread: {0}")]
     Thread(std::io::Error),
 }
@@ -174,13 +180,19 @@ pub struct PgJournal {
     writes: Mutex<Option<mpsc::UnboundedSender<Write>>>,
     reads: Mutex<Option<mpsc::UnboundedSender<Read>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// This gateway among the replicas sharing the database.
+    membership: Arc<Membership>,
 }
+
+/// What the journal's thread sends back once it opened the database.
+type Opened = Result<(PgOpenReport, Arc<Membership>), PgOpenError>;
 
 impl PgJournal {
     /// Connects (waiting up to 10 s for the database), and creates or migrates the tables, or refuses a
     /// database that is not Herald's or is newer.
     pub fn open(options: &PgOptions) -> Result<(PgJournal, PgOpenReport), PgOpenError> {
         let connector = options.connector()?;
+        let replica = options.replica().clone();
         let target = options.target().to_owned();
         let health = Health::default();
         let (write_tx, write_rx) = mpsc::unbounded_channel();
@@ -189,23 +201,34 @@ impl PgJournal {
         let thread_health = health.clone();
         let thread = std::thread::Builder::new()
             .name("herald-journal-pg".into())
-            .spawn(move || serve(connector, thread_health, write_rx, read_rx, opened_tx))
+            .spawn(move || serve(connector, replica, thread_health, write_rx, read_rx, opened_tx))
             .map_err(PgOpenError::Thread)?;
-        let journal = PgJournal {
-            target,
-            health,
-            writes: Mutex::new(Some(write_tx)),
-            reads: Mutex::new(Some(read_tx)),
-            thread: Mutex::new(Some(thread)),
-        };
-        match opened_rx.recv() {
-            Ok(Ok(report)) => Ok((journal, report)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(PgOpenError::Connect {
-                target: journal.target.clone(),
+        let failure = match opened_rx.recv() {
+            Ok(Ok((report, membership))) => {
+                let journal = PgJournal {
+                    target,
+                    health,
+                    writes: Mutex::new(Some(write_tx)),
+                    reads: Mutex::new(Some(read_tx)),
+                    thread: Mutex::new(Some(thread)),
+                    membership,
+                };
+                return Ok((journal, report));
+            }
+            Ok(Err(e)) => e,
+            Err(_) => PgOpenError::Connect {
+                target,
                 reason: "the journal's thread ended while opening".into(),
-            }),
-        }
+            },
+        };
+        // The thread ends on its own after a failed open.
+        let _ = thread.join();
+        Err(failure)
+    }
+
+    /// This replica's id in the registry of replicas sharing the database.
+    pub fn replica_id(&self) -> i64 {
+        self.membership.me
     }
 
     /// The database, as shown to people (its URL, without a password).
@@ -285,13 +308,15 @@ impl Drop for PgJournal {
     }
 }
 
-/// The journal's thread: opens, then serves writes and reads until both queues close.
+/// The journal's thread: opens, then serves writes and reads until both queues close, renewing this
+/// replica's lease meanwhile; then hands its turns over and leaves the registry.
 fn serve(
     connector: Connector,
+    replica: connect::ReplicaOptions,
     health: Health,
     writes: mpsc::UnboundedReceiver<Write>,
     reads: mpsc::UnboundedReceiver<Read>,
-    opened: std_mpsc::Sender<Result<PgOpenReport, PgOpenError>>,
+    opened: std_mpsc::Sender<Opened>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -313,45 +338,64 @@ fn serve(
             }
         };
         health.opened();
-        let prepared = schema::prepare(&mut client, &target, herald_home::time::now_ms()).await;
-        let prepared = match prepared {
-            Ok(migrated) => match writer::take_database_within(&client, IN_USE_PATIENCE).await {
-                Ok(true) => Ok(migrated),
-                Ok(false) => Err(PgOpenError::InUse {
-                    target: target.clone(),
-                }),
-                Err(source) => Err(PgOpenError::Query {
-                    target: target.clone(),
-                    source,
-                }),
-            },
-            Err(e) => Err(e),
-        };
-        match prepared {
-            Ok(migrated) => {
-                let report = PgOpenReport {
-                    created: migrated == Some(0),
-                    migrated_from: migrated.filter(|v| *v > 0),
-                };
-                if opened.send(Ok(report)).is_err() {
+        let membership = match join(&mut client, &target, &replica).await {
+            Ok((report, membership)) => {
+                if opened.send(Ok((report, membership.clone()))).is_err() {
                     return;
                 }
+                membership
             }
             Err(e) => {
                 let _ = opened.send(Err(e));
                 return;
             }
-        }
+        };
         let reader = Arc::new(Reader {
             connector: connector.clone(),
             health: health.clone(),
             client: tokio::sync::Mutex::new(None),
         });
-        tokio::join!(
-            writer::run(connector, health, Some(client), writes),
-            serve_reads(reader, reads)
-        );
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        let renewal = tokio::spawn(membership::run(connector.clone(), membership.clone(), closing));
+        let writer = writer::Writer {
+            connector,
+            health,
+            me: membership.me,
+            adapters: replica.exclusive_adapters.clone(),
+        };
+        tokio::join!(writer.run(Some(client), writes), serve_reads(reader, reads));
+        closing_tx.send_replace(true);
+        let _ = renewal.await;
     });
+}
+
+/// Brings the schema up to date, takes the push adapters and registers this replica.
+async fn join(
+    client: &mut Client,
+    target: &str,
+    replica: &connect::ReplicaOptions,
+) -> Result<(PgOpenReport, Arc<Membership>), PgOpenError> {
+    let query = |source| PgOpenError::Query {
+        target: target.to_owned(),
+        source,
+    };
+    let migrated = schema::prepare(client, target, herald_home::time::now_ms()).await?;
+    let taken = membership::take_adapters(client, &replica.exclusive_adapters, IN_USE_PATIENCE)
+        .await
+        .map_err(query)?;
+    if let Some(adapter) = taken {
+        return Err(PgOpenError::InUse {
+            target: target.to_owned(),
+            adapter,
+        });
+    }
+    let registered_at = Instant::now();
+    let me = membership::register(client, replica).await.map_err(query)?;
+    let report = PgOpenReport {
+        created: migrated == Some(0),
+        migrated_from: migrated.filter(|v| *v > 0),
+    };
+    Ok((report, Membership::new(me, replica.lease_ttl, registered_at)))
 }
 
 async fn serve_reads(reader: Arc<Reader>, mut queue: mpsc::UnboundedReceiver<Read>) {
@@ -403,6 +447,12 @@ pub fn probe(options: &PgOptions, budget: Duration) -> Result<String, String> {
 /// Classifies a database error for the gateway (a full disk is worth telling apart).
 pub(crate) fn pg_error(e: &tokio_postgres::Error) -> JournalError {
     let code = e.code();
+    if code.is_some_and(|c| c.code() == NOT_REGISTERED) {
+        return JournalError::new(
+            JournalErrorKind::Fenced,
+            "this replica was removed from the journal's registry (its lease ran out); nothing was stored",
+        );
+    }
     if code == Some(&SqlState::DISK_FULL) {
         return JournalError::new(
             JournalErrorKind::Full,
@@ -440,36 +490,71 @@ fn role(text: &str) -> Role {
 
 impl TurnStore for PgJournal {
     crate::writer::queued_turn_writes!();
+    /// The turns this replica owns, after adopting those no live replica owns (of every adapter).
     fn unfinished(&self) -> Pending<Vec<UnfinishedTurn>> {
-        self.read(|c| async move {
-            let rows = c
-                .query(
-                    "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number,
-                            t.draft, t.attachments
-                     FROM turns t
-                     JOIN sessions s ON s.id = t.session_id
-                     JOIN messages m ON m.turn_id = t.id AND m.role = 'user'
-                     WHERE t.state IN ('pending', 'running', 'interrupted')
-                     ORDER BY t.id",
-                    &[],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| UnfinishedTurn {
-                    turn_id: r.get(0),
-                    number: r.get::<_, i64>(7).max(0) as u64,
-                    session: SessionKey::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-                    message_id: r.get(3),
-                    text: r.get(4),
-                    state: TurnState::parse(r.get(5)).unwrap_or(TurnState::Pending),
-                    resume_count: r.get::<_, i32>(6).max(0) as u32,
-                    draft: r.get(8),
-                    attachments: attachments_from(r.get(9)),
-                })
-                .collect())
+        self.adopt_for(None)
+    }
+
+    fn adopt(&self, adapters: &[String]) -> Pending<Vec<UnfinishedTurn>> {
+        self.adopt_for(Some(adapters.to_vec()))
+    }
+}
+
+impl PgJournal {
+    fn adopt_for(&self, adapters: Option<Vec<String>>) -> Pending<Vec<UnfinishedTurn>> {
+        let membership = self.membership.clone();
+        self.read(move |c| {
+            let (membership, adapters) = (membership.clone(), adapters.clone());
+            async move {
+                let me = membership.me;
+                if membership.may_adopt() {
+                    let taken: i64 = c
+                        .query_one("SELECT herald_adopt($1, $2)", &[&me, &adapters])
+                        .await?
+                        .get(0);
+                    if taken < 0 {
+                        membership.mark_lost();
+                    } else if taken > 0 {
+                        tracing::info!("journal: adopted {taken} turns left by other replicas");
+                    }
+                }
+                if membership.is_lost() {
+                    return Ok(Vec::new());
+                }
+                owned_unfinished(&c, me).await
+            }
         })
     }
+}
+
+/// The unfinished turns replica `me` owns, oldest first.
+async fn owned_unfinished(c: &Client, me: i64) -> Result<Vec<UnfinishedTurn>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT t.id, s.adapter, s.chat_id, t.message_id, m.text, t.state, t.resume_count, t.number,
+                    t.draft, t.attachments
+             FROM turns t
+             JOIN sessions s ON s.id = t.session_id
+             JOIN messages m ON m.turn_id = t.id AND m.role = 'user'
+             WHERE t.owner = $1 AND t.state IN ('pending', 'running', 'interrupted')
+             ORDER BY t.id",
+            &[&me],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| UnfinishedTurn {
+            turn_id: r.get(0),
+            number: r.get::<_, i64>(7).max(0) as u64,
+            session: SessionKey::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            message_id: r.get(3),
+            text: r.get(4),
+            state: TurnState::parse(r.get(5)).unwrap_or(TurnState::Pending),
+            resume_count: r.get::<_, i32>(6).max(0) as u32,
+            draft: r.get(8),
+            attachments: attachments_from(r.get(9)),
+        })
+        .collect())
 }
 
 impl HistoryStore for PgJournal {
@@ -716,6 +801,10 @@ impl AdapterStore for PgJournal {
 }
 
 impl Journal for PgJournal {
+    fn cluster(&self) -> Option<Arc<dyn herald_gateway::cluster::Cluster>> {
+        Some(self.membership.clone())
+    }
+
     /// Completes once queued work is answered and the connections are closed; the waiting happens on a
     /// thread of its own.
     fn close(&self) -> Pending<()> {

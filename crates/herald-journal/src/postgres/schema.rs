@@ -17,7 +17,8 @@ const SCHEMA_LOCK: i64 = 0x4852_4c44_5343_484d;
 /// Version 1 is the SQLite journal's version 7 in PostgreSQL's types: the same tables, columns and
 /// constraints, so both backends keep the same promises (one turn per message id and session, one
 /// reply per turn) in the store itself.
-pub(super) const MIGRATIONS: &[&str] = &[r"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r"
     CREATE TABLE herald_journal (
         singleton       BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
         schema_version  INTEGER NOT NULL,
@@ -144,7 +145,143 @@ pub(super) const MIGRATIONS: &[&str] = &[r"
         UPDATE sessions SET updated_ms = GREATEST(updated_ms, p_at) WHERE id = v_session;
     END
     $$;
-"];
+",
+    r"
+    -- Version 2: replicas. Every gateway sharing the database registers itself with a lease it renews;
+    -- a turn belongs to the replica that stored (or adopted) it; a replica whose lease ran out is removed
+    -- and its turns taken over, in one transaction, by a live one.
+    CREATE TABLE herald_replicas (
+        id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name         TEXT NOT NULL,
+        pid          BIGINT NOT NULL,
+        version      TEXT NOT NULL,
+        started_ms   BIGINT NOT NULL,
+        adapters     TEXT[] NOT NULL DEFAULT '{}',
+        seen_at      TIMESTAMPTZ NOT NULL,
+        lease_until  TIMESTAMPTZ NOT NULL
+    );
+    -- NULL: no replica's (stored before version 2, or released by a replica that stopped).
+    ALTER TABLE turns ADD COLUMN owner BIGINT;
+    CREATE INDEX turns_unfinished_by_owner ON turns (owner, id)
+        WHERE state IN ('pending', 'running', 'interrupted');
+    DROP FUNCTION herald_accept(TEXT, TEXT, TEXT, TEXT, BIGINT, TEXT);
+    DROP FUNCTION herald_finish(BIGINT, TEXT, BOOLEAN, BIGINT, TEXT);
+    CREATE FUNCTION herald_accept(p_adapter TEXT, p_chat TEXT, p_message TEXT, p_text TEXT, p_at BIGINT,
+                                  p_attachments TEXT, p_owner BIGINT)
+    RETURNS TABLE (o_turn BIGINT, o_number BIGINT, o_new BOOLEAN, o_state TEXT, o_text TEXT,
+                   o_reply TEXT, o_failed BOOLEAN, o_files TEXT)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_session BIGINT;
+        v_conversation BIGINT;
+        v_number BIGINT;
+        v_turn BIGINT;
+    BEGIN
+        INSERT INTO sessions AS s (adapter, chat_id, created_ms, updated_ms)
+            VALUES (p_adapter, p_chat, p_at, p_at)
+            ON CONFLICT (adapter, chat_id) DO UPDATE SET updated_ms = GREATEST(s.updated_ms, excluded.updated_ms)
+            RETURNING s.id, s.conversation INTO v_session, v_conversation;
+        RETURN QUERY
+            SELECT t.id, t.number, FALSE, t.state, u.text, a.text, a.failed, a.files
+            FROM turns t
+            LEFT JOIN messages u ON u.turn_id = t.id AND u.role = 'user'
+            LEFT JOIN messages a ON a.turn_id = t.id AND a.role = 'assistant'
+            WHERE t.session_id = v_session AND t.message_id = p_message;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        -- A replica removed from the registry stores nothing more (its turns are being taken over); the
+        -- lock keeps it registered until this commits, so its removal sees this turn.
+        PERFORM 1 FROM herald_replicas WHERE id = p_owner FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'herald replica % is no longer registered', p_owner USING ERRCODE = 'HR001';
+        END IF;
+        UPDATE sessions SET turns = turns + 1 WHERE id = v_session RETURNING turns INTO v_number;
+        INSERT INTO turns (session_id, message_id, state, created_ms, updated_ms, number, conversation,
+                           attachments, owner)
+            VALUES (v_session, p_message, 'pending', p_at, p_at, v_number, v_conversation, p_attachments,
+                    p_owner)
+            RETURNING id INTO v_turn;
+        INSERT INTO messages (session_id, turn_id, role, text, created_ms)
+            VALUES (v_session, v_turn, 'user', p_text, p_at);
+        RETURN QUERY SELECT v_turn, v_number, TRUE, 'pending'::TEXT, p_text, NULL::TEXT, NULL::BOOLEAN,
+                            NULL::TEXT;
+    END
+    $$;
+    -- A turn's reply and final state, once, from the replica that owns it: 'stored'; 'final' when the
+    -- turn was final already (it keeps its first reply); 'fenced' when another replica owns it now.
+    CREATE FUNCTION herald_finish(p_turn BIGINT, p_text TEXT, p_failed BOOLEAN, p_at BIGINT, p_files TEXT,
+                                  p_owner BIGINT)
+    RETURNS TEXT
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_session BIGINT;
+        v_owner BIGINT;
+    BEGIN
+        SELECT session_id, owner INTO v_session, v_owner FROM turns
+            WHERE id = p_turn AND state IN ('pending', 'running', 'interrupted')
+            FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN 'final';
+        END IF;
+        IF v_owner IS DISTINCT FROM p_owner THEN
+            RETURN 'fenced';
+        END IF;
+        UPDATE turns SET state = CASE WHEN p_failed THEN 'failed' ELSE 'done' END, updated_ms = p_at
+            WHERE id = p_turn;
+        INSERT INTO messages (session_id, turn_id, role, text, failed, created_ms, files)
+            VALUES (v_session, p_turn, 'assistant', p_text, p_failed, p_at, p_files);
+        UPDATE sessions SET updated_ms = GREATEST(updated_ms, p_at) WHERE id = v_session;
+        RETURN 'stored';
+    END
+    $$;
+    -- Removes the replicas whose lease ran out (each by exactly one caller: the delete locks its row) and
+    -- releases their unfinished turns, then gives `p_me` the released turns of `p_adapters` (NULL: every
+    -- adapter). Each step is a statement of its own, so each sees what the one before it waited for (a
+    -- turn stored by a replica while it was being removed). A turn another caller is taking is skipped,
+    -- not waited for, and rechecked under its lock, so each is adopted once. Returns how many it took,
+    -- or -1 when `p_me` itself is no longer registered (it must take nothing: it lost its turns).
+    CREATE FUNCTION herald_adopt(p_me BIGINT, p_adapters TEXT[])
+    RETURNS BIGINT
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_dead BIGINT[];
+        v_taken BIGINT;
+    BEGIN
+        PERFORM 1 FROM herald_replicas WHERE id = p_me FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RETURN -1;
+        END IF;
+        WITH dead AS (DELETE FROM herald_replicas WHERE lease_until < now() AND id <> p_me RETURNING id)
+        SELECT coalesce(array_agg(id), '{}') INTO v_dead FROM dead;
+        UPDATE turns SET owner = NULL
+            WHERE owner = ANY (v_dead) AND state IN ('pending', 'running', 'interrupted');
+        WITH taken AS (
+            UPDATE turns SET owner = p_me
+            WHERE id IN (
+                SELECT t.id FROM turns t JOIN sessions s ON s.id = t.session_id
+                WHERE t.state IN ('pending', 'running', 'interrupted') AND t.owner IS NULL
+                  AND (p_adapters IS NULL OR s.adapter = ANY (p_adapters))
+                ORDER BY t.id
+                FOR UPDATE OF t SKIP LOCKED)
+            RETURNING 1)
+        SELECT count(*) INTO v_taken FROM taken;
+        RETURN v_taken;
+    END
+    $$;
+    -- A replica that stops hands its unfinished turns over (released, for a live replica to adopt at
+    -- once) and leaves the registry.
+    CREATE FUNCTION herald_leave(p_me BIGINT)
+    RETURNS VOID
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE turns SET owner = NULL
+            WHERE owner = p_me AND state IN ('pending', 'running', 'interrupted');
+        DELETE FROM herald_replicas WHERE id = p_me;
+    END
+    $$;
+",
+];
 
 /// The PostgreSQL schema version this build writes.
 pub const PG_SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -157,6 +294,7 @@ const OURS: &[&str] = &[
     "commands",
     "adapter_offsets",
     "adapter_cursors",
+    "herald_replicas",
 ];
 
 /// Brings the database to [`PG_SCHEMA_VERSION`]; returns the version it was migrated from (`None`:

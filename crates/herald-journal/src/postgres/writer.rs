@@ -27,39 +27,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::connect::Connector;
+use super::membership::take_adapters;
 use super::{Health, attachments_from, pg_error};
 use crate::writer::{Write, fail_all};
-
-/// `pg_advisory_lock` key the writer's connection holds: "HRLD" followed by "GWAY". One gateway writes
-/// to a database at a time; the lock lives and dies with the connection, so a writer that lost its
-/// connection (a restarted server) must take it again before it writes anything.
-const WRITER_LOCK: i64 = 0x4852_4c44_4757_4159;
-
-/// Takes the database for this journal's writer, on `client`; `false` when another gateway has it.
-pub(super) async fn take_database(client: &Client) -> Result<bool, tokio_postgres::Error> {
-    Ok(client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-        .await?
-        .get(0))
-}
-
-/// [`take_database`], waiting up to `patience` for a holder that is going away (a gateway killed a
-/// moment ago, whose session the server has not ended yet).
-pub(super) async fn take_database_within(
-    client: &Client,
-    patience: Duration,
-) -> Result<bool, tokio_postgres::Error> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if take_database(client).await? {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -78,6 +48,8 @@ enum Value {
     Closed(bool),
     Claim(CommandClaim),
     Retried(Option<Delivery>),
+    /// A reply refused: the turn is another replica's now.
+    Fenced,
     Unit,
 }
 
@@ -91,114 +63,151 @@ enum BatchError {
     Stalled,
 }
 
-/// Runs until the queue closes (the journal was closed or dropped) and every queued write is answered.
-pub(super) async fn run(
-    connector: Connector,
-    health: Health,
-    client: Option<Client>,
-    mut queue: mpsc::UnboundedReceiver<Write>,
-) {
-    let mut conn = match client {
-        Some(client) => Conn::new(client).await.ok(),
-        None => None,
-    };
-    while let Some(first) = queue.recv().await {
-        let mut batch = Vec::with_capacity(16);
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
+/// The writer of one replica.
+pub(super) struct Writer {
+    pub(super) connector: Connector,
+    pub(super) health: Health,
+    /// This replica's id: the owner of the turns it stores, the only one whose replies it may store.
+    pub(super) me: i64,
+    /// The push adapters it runs alone (their locks live on the writer's connection).
+    pub(super) adapters: Vec<String>,
+}
+
+impl Writer {
+    /// Runs until the queue closes (the journal was closed or dropped) and every queued write is answered;
+    /// then hands this replica's unfinished turns over and leaves the registry.
+    pub(super) async fn run(self, client: Option<Client>, mut queue: mpsc::UnboundedReceiver<Write>) {
+        let Writer {
+            connector,
+            health,
+            me,
+            adapters,
+        } = self;
+        let mut conn = match client {
+            Some(client) => Conn::new(client, me).await.ok(),
+            None => None,
+        };
+        while let Some(first) = queue.recv().await {
+            let mut batch = Vec::with_capacity(16);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
             }
-        }
-        let deadline = Instant::now() + WRITE_PATIENCE;
-        loop {
-            let live = match conn.as_mut() {
-                Some(live) if !live.client.is_closed() => live,
-                _ => match reconnect(&connector, &health, deadline).await {
-                    Ok(fresh) => conn.insert(fresh),
-                    Err(error) => {
-                        conn = None;
-                        fail_all(batch, &error);
+            let deadline = Instant::now() + WRITE_PATIENCE;
+            loop {
+                let live = match conn.as_mut() {
+                    Some(live) if !live.client.is_closed() => live,
+                    _ => match reconnect(&connector, &health, deadline, me, &adapters).await {
+                        Ok(fresh) => conn.insert(fresh),
+                        Err(error) => {
+                            conn = None;
+                            fail_all(batch, &error);
+                            break;
+                        }
+                    },
+                };
+                // A database that stops answering (a stopped server, a cut network) is not waited for
+                // forever: past the deadline the batch is answered as uncertain and the connection dropped.
+                let outcome = match tokio::time::timeout_at(deadline, commit_batch(live, &batch)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(BatchError::Stalled),
+                };
+                match outcome {
+                    Ok(results) => {
+                        health.ok();
+                        for (write, result) in batch.into_iter().zip(results) {
+                            complete(write, result);
+                        }
                         break;
                     }
-                },
-            };
-            // A database that stops answering (a stopped server, a cut network) is not waited for
-            // forever: past the deadline the batch is answered as uncertain and the connection dropped.
-            let outcome = match tokio::time::timeout_at(deadline, commit_batch(live, &batch)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(BatchError::Stalled),
-            };
-            match outcome {
-                Ok(results) => {
-                    health.ok();
-                    for (write, result) in batch.into_iter().zip(results) {
-                        complete(write, result);
+                    Err(BatchError::Lost(e)) => {
+                        health.lost(&e);
+                        conn = None;
+                        if Instant::now() >= deadline {
+                            let error = JournalError::new(
+                                JournalErrorKind::Storage,
+                                format!("the journal's database is unreachable ({e}); nothing was stored"),
+                            );
+                            fail_all(batch, &error);
+                            break;
+                        }
+                        tracing::warn!(
+                            "journal: the database connection was lost ({e}); writing the batch again"
+                        );
                     }
-                    break;
-                }
-                Err(BatchError::Lost(e)) => {
-                    health.lost(&e);
-                    conn = None;
-                    if Instant::now() >= deadline {
+                    Err(BatchError::Stalled) => {
+                        health.lost("the database stopped answering");
+                        conn = None;
                         let error = JournalError::new(
                             JournalErrorKind::Storage,
-                            format!("the journal's database is unreachable ({e}); nothing was stored"),
+                            "the journal's database stopped answering; the write may or may not be stored",
                         );
                         fail_all(batch, &error);
                         break;
                     }
-                    tracing::warn!(
-                        "journal: the database connection was lost ({e}); writing the batch again"
-                    );
-                }
-                Err(BatchError::Stalled) => {
-                    health.lost("the database stopped answering");
-                    conn = None;
-                    let error = JournalError::new(
-                        JournalErrorKind::Storage,
-                        "the journal's database stopped answering; the write may or may not be stored",
-                    );
-                    fail_all(batch, &error);
-                    break;
-                }
-                Err(BatchError::Commit(e)) => {
-                    if live.client.is_closed() {
-                        health.lost(&e.to_string());
-                        conn = None;
+                    Err(BatchError::Commit(e)) => {
+                        if live.client.is_closed() {
+                            health.lost(&e.to_string());
+                            conn = None;
+                        }
+                        fail_all(batch, &uncertain_commit(&e));
+                        break;
                     }
-                    fail_all(batch, &uncertain_commit(&e));
-                    break;
                 }
             }
         }
-    }
-    // Given back at once, not when the server notices the closed connection: the next gateway (this
-    // one restarted, say) may take it right away.
-    if let Some(conn) = conn.filter(|c| !c.client.is_closed()) {
-        let _ = conn
-            .client
-            .execute("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK])
-            .await;
+        // Handed over at once, not when the lease runs out: another replica adopts the turns a drain cut
+        // (or that never got a slot) right away, and the adapters' locks are free for the next gateway.
+        let client = match conn.filter(|c| !c.client.is_closed()) {
+            Some(conn) => Some(conn.client),
+            None => connector
+                .connect_or_error(Instant::now() + LEAVE_PATIENCE, &health)
+                .await
+                .ok(),
+        };
+        if let Some(client) = client {
+            let left =
+                tokio::time::timeout(LEAVE_PATIENCE, client.execute("SELECT herald_leave($1)", &[&me])).await;
+            if !matches!(left, Ok(Ok(_))) {
+                tracing::warn!(
+                    "journal: could not hand this replica's turns over; they wait for its lease to run out"
+                );
+            }
+            let _ = client.execute("SELECT pg_advisory_unlock_all()", &[]).await;
+        }
     }
 }
 
-/// A new connection for the writer: the database taken (or the refusal, when another gateway took it
-/// meanwhile) and the statements prepared.
-async fn reconnect(connector: &Connector, health: &Health, deadline: Instant) -> Result<Conn, JournalError> {
+/// How long a stopping replica tries to hand its turns over.
+const LEAVE_PATIENCE: Duration = Duration::from_secs(3);
+
+/// A new connection for the writer: the push adapters taken again (or the refusal, when another
+/// replica took one meanwhile) and the statements prepared.
+async fn reconnect(
+    connector: &Connector,
+    health: &Health,
+    deadline: Instant,
+    me: i64,
+    adapters: &[String],
+) -> Result<Conn, JournalError> {
     let client = connector
         .connect_or_error(deadline, health)
         .await
         .map_err(|e| JournalError::new(e.kind, format!("{}; nothing was stored", e.message)))?;
-    match take_database(&client).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let patience = deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(3));
+    match take_adapters(&client, adapters, patience).await {
+        Ok(None) => {}
+        Ok(Some(adapter)) => {
             let error = JournalError::new(
                 JournalErrorKind::Storage,
                 format!(
-                    "another herald gateway took the journal's database {} while this one was disconnected; \
-                     nothing was stored (stop one of them)",
+                    "another herald gateway took the {adapter} adapter on the journal's database {} while \
+                     this one was disconnected; nothing was stored (stop one of them)",
                     connector.target()
                 ),
             );
@@ -207,19 +216,24 @@ async fn reconnect(connector: &Connector, health: &Health, deadline: Instant) ->
         }
         Err(e) => return Err(pg_error(&e)),
     }
-    Conn::new(client).await.map_err(|e| pg_error(&e))
+    Conn::new(client, me).await.map_err(|e| pg_error(&e))
 }
 
 /// The writer's connection, with the statements of the one-statement writes prepared on it.
 struct Conn {
     client: Client,
     statements: Statements,
+    me: i64,
 }
 
 impl Conn {
-    async fn new(client: Client) -> Result<Conn, tokio_postgres::Error> {
+    async fn new(client: Client, me: i64) -> Result<Conn, tokio_postgres::Error> {
         let statements = Statements::prepare(&client).await?;
-        Ok(Conn { client, statements })
+        Ok(Conn {
+            client,
+            statements,
+            me,
+        })
     }
 }
 
@@ -241,12 +255,12 @@ impl Statements {
     async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
         // Sent together: one round trip's wait, not ten.
         let (accept, start, finish, mark_interrupted, note_resumed) = tokio::try_join!(
-            client.prepare("SELECT * FROM herald_accept($1, $2, $3, $4, $5, $6)"),
+            client.prepare("SELECT * FROM herald_accept($1, $2, $3, $4, $5, $6, $7)"),
             client.prepare(
                 "UPDATE turns SET state = 'running', updated_ms = $2
                  WHERE id = $1 AND state IN ('pending', 'interrupted')"
             ),
-            client.prepare("SELECT herald_finish($1, $2, $3, $4, $5)"),
+            client.prepare("SELECT herald_finish($1, $2, $3, $4, $5, $6)"),
             client.prepare(
                 "UPDATE turns SET state = 'interrupted', updated_ms = $2
                  WHERE id = ANY($1) AND state IN ('pending', 'running')"
@@ -312,7 +326,12 @@ async fn commit_batch(
 
 /// The batch with its writes pipelined; `None` when one failed (the transaction was rolled back).
 async fn pipelined(conn: &mut Conn, batch: &[Write]) -> Result<Option<Vec<Value>>, BatchError> {
-    let Conn { client, statements } = conn;
+    let Conn {
+        client,
+        statements,
+        me,
+    } = conn;
+    let me = *me;
     let tx = client
         .transaction()
         .await
@@ -322,7 +341,10 @@ async fn pipelined(conn: &mut Conn, batch: &[Write]) -> Result<Option<Vec<Value>
     let mut failure = None;
     while next < batch.len() && failure.is_none() {
         let mut group: Vec<Applying<'_>> = Vec::new();
-        while let Some(applying) = batch.get(next).and_then(|w| one_statement(&tx, statements, w)) {
+        while let Some(applying) = batch
+            .get(next)
+            .and_then(|w| one_statement(&tx, statements, w, me))
+        {
             group.push(applying);
             next += 1;
         }
@@ -361,7 +383,12 @@ async fn one_by_one(
     conn: &mut Conn,
     batch: &[Write],
 ) -> Result<Vec<Result<Value, JournalError>>, BatchError> {
-    let Conn { client, statements } = conn;
+    let Conn {
+        client,
+        statements,
+        me,
+    } = conn;
+    let me = *me;
     let mut tx = client
         .transaction()
         .await
@@ -374,7 +401,7 @@ async fn one_by_one(
             let result = match tx.savepoint("herald_write").await {
                 Err(e) => Err(e),
                 Ok(sp) => {
-                    let applied = match one_statement(&sp, statements, write) {
+                    let applied = match one_statement(&sp, statements, write, me) {
                         Some(applying) => applying.await,
                         None => several_statements(&sp, write).await,
                     };
@@ -440,7 +467,12 @@ macro_rules! execute {
 }
 
 /// A write that is one statement, started (`None` for the others): what may be pipelined.
-fn one_statement<'a>(tx: &'a Transaction<'_>, st: &'a Statements, write: &'a Write) -> Option<Applying<'a>> {
+fn one_statement<'a>(
+    tx: &'a Transaction<'_>,
+    st: &'a Statements,
+    write: &'a Write,
+    me: i64,
+) -> Option<Applying<'a>> {
     Some(match write {
         Write::Accept(inbound, _) => Box::pin(async move {
             let row = tx
@@ -453,6 +485,7 @@ fn one_statement<'a>(tx: &'a Transaction<'_>, st: &'a Statements, write: &'a Wri
                         &inbound.text,
                         &ms(inbound.at_ms),
                         &attachments_json(&inbound.attachments),
+                        &me,
                     ],
                 )
                 .await?;
@@ -477,18 +510,25 @@ fn one_statement<'a>(tx: &'a Transaction<'_>, st: &'a Statements, write: &'a Wri
             at_ms,
             ..
         } => Box::pin(async move {
-            tx.execute(
-                &st.finish,
-                &[
-                    turn_id,
-                    &reply.text,
-                    &reply.failed,
-                    &ms(*at_ms),
-                    &attachments_json(&reply.files),
-                ],
-            )
-            .await?;
-            Ok(Value::Unit)
+            let outcome: String = tx
+                .query_one(
+                    &st.finish,
+                    &[
+                        turn_id,
+                        &reply.text,
+                        &reply.failed,
+                        &ms(*at_ms),
+                        &attachments_json(&reply.files),
+                        &me,
+                    ],
+                )
+                .await?
+                .get(0);
+            Ok(if outcome == "fenced" {
+                Value::Fenced
+            } else {
+                Value::Unit
+            })
         }),
         Write::MarkInterrupted { turn_ids, at_ms, .. } => {
             execute!(tx, &st.mark_interrupted, turn_ids, ms(*at_ms))
@@ -577,8 +617,14 @@ fn complete(write: Write, result: Result<Value, JournalError>) {
             Value::Retried(d) => Ok(d),
             _ => Err(wrong()),
         })),
+        Write::Finish { done, .. } => done.complete(result.and_then(|v| match v {
+            Value::Fenced => Err(JournalError::new(
+                JournalErrorKind::Fenced,
+                "another replica owns this turn now (this one lost its lease); the reply was not stored",
+            )),
+            _ => Ok(()),
+        })),
         Write::Start { done, .. }
-        | Write::Finish { done, .. }
         | Write::MarkInterrupted { done, .. }
         | Write::NoteResumed { done, .. }
         | Write::MarkDelivered { done, .. }

@@ -1,0 +1,67 @@
+//! Gateways sharing one journal: what a replica knows of its standing and of the others.
+//!
+//! **Invariant:** a turn is run by the replica that owns it, and ownership moves only by adoption: a
+//! replica whose lease (renewed every third of its TTL) ran out is removed from the registry and its
+//! turns are taken, in one transaction, by a replica that serves their adapters. A replica that finds
+//! itself removed has lost every turn it had: it stops at once ([`Cluster::lost`]), so a turn it was
+//! running (paused past its lease, say) is never finished twice — the journal refuses its late reply
+//! anyway ([`crate::journal::JournalErrorKind::Fenced`]). Until then, a turn starts its agent only
+//! while the replica's lease is known to be current ([`Cluster::holds_lease`]).
+//!
+//! A journal that only one gateway uses has no cluster (`Journal::cluster` is `None`), and everything
+//! here is absent from its path.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// One replica as the registry shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaView {
+    /// The registry's id of this replica (one per process start).
+    pub id: i64,
+    /// Its machine and home, for people.
+    pub name: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_ms: u64,
+    /// Its lease is current (it renewed it within the TTL).
+    pub alive: bool,
+    /// Turns it owns that are not finished.
+    pub turns: u64,
+    /// The push adapters it runs (each on one replica at a time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<String>,
+    /// This is the replica that made the view.
+    #[serde(default)]
+    pub me: bool,
+}
+
+/// The replicas sharing the journal, as one of them last read the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClusterView {
+    pub replicas: Vec<ReplicaView>,
+    /// Turns no live replica owns yet (left by a stopped or dead one, waiting to be adopted).
+    #[serde(default)]
+    pub orphaned: u64,
+    /// The lease TTL, in seconds.
+    pub lease_secs: u64,
+}
+
+/// What a journal shared by several gateways tells the one it serves.
+pub trait Cluster: Send + Sync + fmt::Debug {
+    /// How often to look for turns to adopt (a third of the lease TTL).
+    fn adopt_every(&self) -> Duration;
+
+    /// Whether this replica's lease is known to be current right now (measured on this machine's
+    /// monotonic clock from the last renewal it sent, so a process that was paused does not believe in
+    /// a lease that ran out meanwhile).
+    fn holds_lease(&self) -> bool;
+
+    /// Becomes `Some(why)` once another replica has taken this one's turns: it must stop serving.
+    fn lost(&self) -> watch::Receiver<Option<String>>;
+
+    /// The registry as last read (at every renewal); `None` before the first.
+    fn view(&self) -> watch::Receiver<Option<ClusterView>>;
+}

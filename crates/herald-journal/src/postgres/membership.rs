@@ -1,0 +1,290 @@
+//! This gateway among the replicas sharing the database: its row in `herald_replicas`, the lease it
+//! renews, the push adapters it runs alone, and what it last saw of the others.
+//!
+//! **Invariant:** ownership of a turn moves only through `herald_adopt`, which first removes the owner's
+//! registry row (a replica whose lease ran out) in the same transaction. So a replica whose row still
+//! exists owns every turn it had — a renewal after a pause or an outage is safe as long as the row is
+//! there — and a replica whose row is gone has lost them all: it says so ([`Cluster::lost`]) and the
+//! gateway stops. Until a renewal confirms the lease, [`Cluster::holds_lease`] is measured on this
+//! machine's monotonic clock, from the moment the last successful renewal was *sent*, less a tenth of
+//! the TTL: never later than the database's own expiry.
+//!
+//! **Invariant:** a push adapter (Telegram, Matrix, webhook callbacks) runs on one replica of a
+//! database at a time: its replica holds a session advisory lock named after it on the writer's
+//! connection (taken again before the writer writes anything on a new connection). Several replicas
+//! may serve HTTP.
+//!
+//! A replica that was itself cut off past its lease adopts nothing for one more TTL after it is back,
+//! so replicas returning together from a database outage give each other time to renew instead of
+//! taking each other's turns.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_gateway::cluster::{Cluster, ClusterView, ReplicaView};
+use herald_home::sync::MutexExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_postgres::Client;
+
+use super::connect::{Connector, ReplicaOptions};
+
+/// `pg_advisory_lock(class, key)` class of a push adapter's lock: "HRLD".
+const ADAPTER_LOCK_CLASS: i32 = 0x4852_4c44;
+
+/// Registers this gateway; returns its replica id.
+pub(super) async fn register(
+    client: &Client,
+    replica: &ReplicaOptions,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "INSERT INTO herald_replicas (name, pid, version, started_ms, adapters, seen_at, lease_until)
+             VALUES ($1, $2, $3, $4, $5, now(), now() + $6 * interval '1 millisecond')
+             RETURNING id",
+            &[
+                &replica.name,
+                &i64::from(std::process::id()),
+                &herald_home::VERSION,
+                &(herald_home::time::now_ms() as i64),
+                &replica.exclusive_adapters,
+                &(ttl_ms(replica.lease_ttl) as f64),
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Takes the push adapters' locks on `client` (the writer's connection); `Some(name)` of the first
+/// one another replica holds (after waiting up to `patience` for one that is going away), having let
+/// go of those it took.
+pub(super) async fn take_adapters(
+    client: &Client,
+    adapters: &[String],
+    patience: Duration,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let deadline = Instant::now() + patience;
+    for name in adapters {
+        loop {
+            let taken: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&ADAPTER_LOCK_CLASS, name],
+                )
+                .await?
+                .get(0);
+            if taken {
+                break;
+            }
+            if Instant::now() >= deadline {
+                client.execute("SELECT pg_advisory_unlock_all()", &[]).await?;
+                return Ok(Some(name.clone()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(None)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// This replica's standing, shared by the journal, its renewal task and the engine.
+#[derive(Debug)]
+pub(super) struct Membership {
+    pub(super) me: i64,
+    ttl: Duration,
+    /// Until when the lease is surely current (see the module docs).
+    held_until: Mutex<Instant>,
+    /// No adoption before this (after this replica was itself cut off past its lease).
+    adopt_after: Mutex<Instant>,
+    lost: watch::Sender<Option<String>>,
+    view: watch::Sender<Option<ClusterView>>,
+}
+
+impl Membership {
+    pub(super) fn new(me: i64, ttl: Duration, registered_at: Instant) -> Arc<Membership> {
+        Arc::new(Membership {
+            me,
+            ttl,
+            held_until: Mutex::new(registered_at + safe_span(ttl)),
+            adopt_after: Mutex::new(registered_at),
+            lost: watch::Sender::new(None),
+            view: watch::Sender::new(None),
+        })
+    }
+
+    pub(super) fn may_adopt(&self) -> bool {
+        !self.is_lost() && Instant::now() >= *self.adopt_after.lock_unpoisoned()
+    }
+
+    pub(super) fn is_lost(&self) -> bool {
+        self.lost.borrow().is_some()
+    }
+
+    /// Another replica removed this one from the registry and took its turns.
+    pub(super) fn mark_lost(&self) {
+        if self.is_lost() {
+            return;
+        }
+        let why = format!(
+            "another replica took over this one's turns (replica {} was unreachable or paused past its \
+             {} s lease)",
+            self.me,
+            self.ttl.as_secs()
+        );
+        tracing::error!("journal: {why}");
+        self.lost.send_replace(Some(why));
+    }
+
+    fn renewed(&self, sent: Instant, lapsed: bool) {
+        *self.held_until.lock_unpoisoned() = sent + safe_span(self.ttl);
+        if lapsed {
+            tracing::warn!(
+                "journal: this replica's lease ran out before it was renewed (a pause or an outage); \
+                 it adopts nothing for {} s",
+                self.ttl.as_secs()
+            );
+            *self.adopt_after.lock_unpoisoned() = Instant::now() + self.ttl;
+        }
+    }
+}
+
+/// How long after a renewal was sent the lease is surely still current.
+fn safe_span(ttl: Duration) -> Duration {
+    ttl - ttl / 10
+}
+
+impl Cluster for Membership {
+    fn adopt_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn holds_lease(&self) -> bool {
+        !self.is_lost() && Instant::now() < *self.held_until.lock_unpoisoned()
+    }
+
+    fn lost(&self) -> watch::Receiver<Option<String>> {
+        self.lost.subscribe()
+    }
+
+    fn view(&self) -> watch::Receiver<Option<ClusterView>> {
+        self.view.subscribe()
+    }
+}
+
+/// Renews the lease every third of the TTL on a connection of its own, and reads the registry, until
+/// `closing` turns true or the replica is lost.
+pub(super) async fn run(
+    connector: Connector,
+    membership: Arc<Membership>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let every = membership.ttl / 3;
+    let health = super::Health::default();
+    let mut client: Option<Client> = None;
+    let mut next = Instant::now() + every;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            _ = closing.changed() => return,
+        }
+        if *closing.borrow() {
+            return;
+        }
+        next = Instant::now() + every;
+        let live = match client.as_ref().filter(|c| !c.is_closed()) {
+            Some(live) => live,
+            None => match connector.connect_or_error(next, &health).await {
+                Ok(fresh) => client.insert(fresh),
+                Err(e) => {
+                    tracing::debug!("journal: cannot renew the replica's lease: {e}");
+                    client = None;
+                    continue;
+                }
+            },
+        };
+        match tokio::time::timeout_at(next, beat(live, &membership)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                membership.mark_lost();
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("journal: cannot renew the replica's lease: {e}");
+                if live.is_closed() {
+                    client = None;
+                }
+            }
+            Err(_) => client = None,
+        }
+    }
+}
+
+/// One renewal and one reading of the registry; `false` when this replica is no longer registered.
+async fn beat(client: &Client, membership: &Membership) -> Result<bool, tokio_postgres::Error> {
+    let sent = Instant::now();
+    let ttl = ttl_ms(membership.ttl) as f64;
+    let row = client
+        .query_opt(
+            "WITH old AS (SELECT lease_until < now() AS lapsed FROM herald_replicas WHERE id = $1 FOR UPDATE)
+             UPDATE herald_replicas r SET seen_at = now(), lease_until = now() + $2 * interval '1 millisecond'
+             FROM old WHERE r.id = $1 RETURNING old.lapsed",
+            &[&membership.me, &ttl],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    membership.renewed(sent, row.get(0));
+    let view = read_view(client, membership).await?;
+    membership.view.send_if_modified(|old| {
+        let changed = old.as_ref() != Some(&view);
+        if changed {
+            *old = Some(view);
+        }
+        changed
+    });
+    Ok(true)
+}
+
+async fn read_view(client: &Client, membership: &Membership) -> Result<ClusterView, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT r.id, r.name, r.pid, r.version, r.started_ms, r.lease_until >= now(), r.adapters,
+                    (SELECT count(*) FROM turns t
+                     WHERE t.owner = r.id AND t.state IN ('pending', 'running', 'interrupted'))
+             FROM herald_replicas r ORDER BY r.id",
+            &[],
+        )
+        .await?;
+    let orphaned: i64 = client
+        .query_one(
+            "SELECT count(*) FROM turns t
+             WHERE t.state IN ('pending', 'running', 'interrupted')
+               AND (t.owner IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM herald_replicas r WHERE r.id = t.owner AND r.lease_until >= now()))",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(ClusterView {
+        replicas: rows
+            .iter()
+            .map(|r| ReplicaView {
+                id: r.get(0),
+                name: r.get(1),
+                pid: u32::try_from(r.get::<_, i64>(2)).unwrap_or(0),
+                version: r.get(3),
+                started_ms: r.get::<_, i64>(4).max(0) as u64,
+                alive: r.get(5),
+                adapters: r.get(6),
+                turns: r.get::<_, i64>(7).max(0) as u64,
+                me: r.get::<_, i64>(0) == membership.me,
+            })
+            .collect(),
+        orphaned: orphaned.max(0) as u64,
+        lease_secs: membership.ttl.as_secs(),
+    })
+}
