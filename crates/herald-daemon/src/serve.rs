@@ -197,6 +197,11 @@ async fn serve(
     // The adapters' and the agent's health go into the state record as they change, and so do the turn
     // counts (at most once a second: `status` shows the line without a write per turn).
     let mut health_changes = host.health_board().subscribe();
+    // And so does the view of the replicas sharing the journal, when it changes.
+    let mut cluster_changes = host.engine().cluster().map(|cluster| cluster.view());
+    if let Some(view) = &cluster_changes {
+        keeper.set_cluster(view.clone());
+    }
     let mut count_changes = throttled(turns.subscribe(), COUNTS_REFRESH);
 
     // A worker's loop beats for its monitor's watchdog (`crate::beat`): a wedged loop stops the beats.
@@ -241,6 +246,7 @@ async fn serve(
             }
             _ = heartbeat.tick() => memory::release_free_memory(),
             Ok(()) = health_changes.changed() => {}
+            () = view_changed(&mut cluster_changes) => {}
             Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,
             () = beat.tick() => continue,
@@ -340,6 +346,16 @@ async fn serve(
     host.stop().await;
     server_task.abort();
     Ok(result)
+}
+
+/// Resolves when the view of the replicas changes (never, for a journal of one gateway).
+async fn view_changed(view: &mut Option<watch::Receiver<Option<herald_home::records::ClusterView>>>) {
+    let Some(receiver) = view else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Resolves once the replica lost its standing among those sharing the journal (never, for a journal of

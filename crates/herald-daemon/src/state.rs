@@ -52,6 +52,8 @@ pub struct RecordKeeper {
     log: LifecycleLog,
     /// Where push adapters and the agent report their health (recorded with every write).
     health: Option<HealthBoard>,
+    /// The replicas sharing the journal (recorded with every write), when it is shared.
+    cluster: Option<tokio::sync::watch::Receiver<Option<herald_home::records::ClusterView>>>,
 }
 
 impl RecordKeeper {
@@ -71,6 +73,7 @@ impl RecordKeeper {
             },
             log,
             health: None,
+            cluster: None,
         }
     }
 
@@ -113,6 +116,14 @@ impl RecordKeeper {
     /// Records where the HTTP adapter listens (written with the next state transition).
     pub fn set_http_url(&mut self, url: Option<String>) {
         self.endpoints.http_url = url;
+    }
+
+    /// Records the replicas sharing the journal, as `view` last saw them, with every later write.
+    pub fn set_cluster(
+        &mut self,
+        view: tokio::sync::watch::Receiver<Option<herald_home::records::ClusterView>>,
+    ) {
+        self.cluster = Some(view);
     }
 
     /// Records the adapters' and the agent's health from `board` with every later write.
@@ -200,6 +211,7 @@ impl RecordKeeper {
                 .map(HealthBoard::adapters)
                 .unwrap_or_default(),
             agent: self.health.as_ref().and_then(HealthBoard::agent_record),
+            cluster: self.cluster.as_ref().and_then(|view| view.borrow().clone()),
         };
         if let Err(e) = write_record(&self.home.state_record(), &record) {
             tracing::warn!("{e}");

@@ -16,38 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// One replica as the registry shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ReplicaView {
-    /// The registry's id of this replica (one per process start).
-    pub id: i64,
-    /// Its machine and home, for people.
-    pub name: String,
-    pub pid: u32,
-    pub version: String,
-    pub started_ms: u64,
-    /// Its lease is current (it renewed it within the TTL).
-    pub alive: bool,
-    /// Turns it owns that are not finished.
-    pub turns: u64,
-    /// The push adapters it runs (each on one replica at a time).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub adapters: Vec<String>,
-    /// This is the replica that made the view.
-    #[serde(default)]
-    pub me: bool,
-}
-
-/// The replicas sharing the journal, as one of them last read the registry.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct ClusterView {
-    pub replicas: Vec<ReplicaView>,
-    /// Turns no live replica owns yet (left by a stopped or dead one, waiting to be adopted).
-    #[serde(default)]
-    pub orphaned: u64,
-    /// The lease TTL, in seconds.
-    pub lease_secs: u64,
-}
+pub use herald_home::records::{ClusterView, ReplicaView};
 
 /// What a journal shared by several gateways tells the one it serves.
 pub trait Cluster: Send + Sync + fmt::Debug {

@@ -276,6 +276,42 @@ pub struct StateRecord {
     /// The agent backend and how it is doing (absent from records written before agent health).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<HealthRecord>,
+    /// The replicas sharing the journal, as this gateway last read them (a PostgreSQL journal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterView>,
+}
+
+/// One replica of those sharing a journal, as the registry shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    /// The registry's id of this replica (one per process start).
+    pub id: i64,
+    /// Its machine and home, for people.
+    pub name: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_ms: u64,
+    /// Its lease is current (it renewed it within the TTL).
+    pub alive: bool,
+    /// Turns it owns that are not finished.
+    pub turns: u64,
+    /// The push adapters it runs (each on one replica at a time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<String>,
+    /// This is the replica that made the view.
+    #[serde(default)]
+    pub me: bool,
+}
+
+/// The replicas sharing a journal, as one of them last read the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClusterView {
+    pub replicas: Vec<ReplicaView>,
+    /// Unfinished turns no live replica owns (left by a stopped or dead one, waiting to be adopted).
+    #[serde(default)]
+    pub orphaned: u64,
+    /// The lease TTL, in seconds.
+    pub lease_secs: u64,
 }
 
 impl StateRecord {
@@ -457,6 +493,7 @@ mod tests {
             last_exit: None,
             adapters: Vec::new(),
             agent: None,
+            cluster: None,
         };
         assert!(!record.is_stale(10_000 + 60_000));
         assert!(record.is_stale(10_000 + 60_001));

@@ -7,8 +7,8 @@ use herald_home::atomic::{Record, RecordRead, parse_record};
 use herald_home::config::{Config, GatewayConfig, SupervisorConfig};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, parse_events};
 use herald_home::records::{
-    Endpoints, ExitRecord, GatewayState, HealthRecord, HealthState, MonitorPhase, MonitorRecord, PidRecord,
-    ProcessKey, StateRecord, StopMarker, WorkerRecord,
+    ClusterView, Endpoints, ExitRecord, GatewayState, HealthRecord, HealthState, MonitorPhase, MonitorRecord,
+    PidRecord, ProcessKey, ReplicaView, StateRecord, StopMarker, WorkerRecord,
 };
 use proptest::prelude::*;
 
@@ -95,6 +95,14 @@ proptest! {
             last_exit: Some(ExitRecord { code, reason: detail.clone().unwrap_or_default(), at_ms: 3 }),
             adapters: vec![HealthRecord { message: Some("x".into()), last_inbound_ms: Some(5), last_error: detail.clone(), restarts: 2, ..HealthRecord::new("telegram", HealthState::Degraded, 4) }],
             agent: Some(HealthRecord { last_outbound_ms: Some(6), ..HealthRecord::new("openai", HealthState::Connected, 4) }),
+            cluster: Some(ClusterView {
+                replicas: vec![ReplicaView {
+                    id: 3, name: detail.clone().unwrap_or_default(), pid: 9, version: "1".into(), started_ms: 2,
+                    alive: true, turns: 4, adapters: vec!["telegram".into()], me: true,
+                }],
+                orphaned: 1,
+                lease_secs: 10,
+            }),
         });
     }
 

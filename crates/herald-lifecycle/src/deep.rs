@@ -883,6 +883,7 @@ mod tests {
             last_exit: None,
             adapters: Vec::new(),
             agent: None,
+            cluster: None,
         }
     }
 

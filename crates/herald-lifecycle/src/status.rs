@@ -46,6 +46,8 @@ pub struct StatusReport {
     pub adapters: Vec<HealthRecord>,
     /// The agent backend and how it is doing, from the state record.
     pub agent: Option<HealthRecord>,
+    /// The replicas sharing the journal, from the state record (a PostgreSQL journal only).
+    pub cluster: Option<herald_home::records::ClusterView>,
     /// The Windows Service registered for this home, once [`StatusReport::read_service`] asked the SCM.
     pub service: Option<ServiceSummary>,
     pub warnings: Vec<String>,
@@ -190,6 +192,7 @@ impl StatusReport {
                 restarts: None,
                 last_restart_reason: None,
                 adapters: Vec::new(),
+                cluster: None,
                 agent: None,
                 service: None,
                 warnings,
@@ -246,6 +249,7 @@ impl StatusReport {
             restarts: monitor.as_ref().map(|m| m.restarts),
             last_restart_reason: monitor.and_then(|m| m.last_restart_reason),
             adapters: state.map(|s| s.adapters.clone()).unwrap_or_default(),
+            cluster: state.and_then(|s| s.cluster.clone()),
             agent: state.and_then(|s| s.agent.clone()),
             service: None,
             warnings,
@@ -315,6 +319,7 @@ mod tests {
             restarts: None,
             last_restart_reason: None,
             adapters: Vec::new(),
+            cluster: None,
             agent: None,
             service: None,
             warnings: Vec::new(),

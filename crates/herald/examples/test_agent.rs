@@ -9,7 +9,9 @@
 //! `<ms>` ms (flushed: what `[agent.command] stream = true` shows as a draft), and nothing else. A message
 //! `files:<name>,<name>,...` writes each name into the turn's `files_dir` (its text: `content of <name>`)
 //! and answers `{"reply": "here are your files", "files": [names]}`; a name starting with `!` is named
-//! without being written (`!/etc/passwd`: a file outside the folder).
+//! without being written (`!/etc/passwd`: a file outside the folder). Every run also appends `start
+//! <turn_id> <unix_ms> <parent_pid>` and `end <turn_id> <unix_ms> <parent_pid>` to `LOG.runs` (when each
+//! run of a turn began and ended, and which gateway ran it: what the replica tests check overlap with).
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -23,6 +25,15 @@ fn main() {
     let turn_id = turn["turn_id"].as_i64().unwrap_or(-1);
     append(&format!("{log}.turns"), &turn.to_string());
     append(&log, &format!("start {turn_id} {message}"));
+    let runs = format!("{log}.runs");
+    // The gateway that started it (its parent now: a killed gateway's orphan is adopted by another).
+    let gateway = parent();
+    append(&runs, &format!("start {turn_id} {} {gateway}", unix_ms()));
+    let _ended = Ended {
+        runs,
+        turn_id,
+        gateway,
+    };
     if message == "fail" {
         eprintln!("test_agent: asked to fail");
         std::process::exit(3);
@@ -80,6 +91,38 @@ fn main() {
     }
     append(&log, &format!("end {turn_id}"));
     print!("agent: {message}");
+}
+
+/// Appends the run's `end` line however the run ends (a `return` or the end of `main`).
+struct Ended {
+    runs: String,
+    turn_id: i64,
+    gateway: u32,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        append(
+            &self.runs,
+            &format!("end {} {} {}", self.turn_id, unix_ms(), self.gateway),
+        );
+    }
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+#[cfg(unix)]
+fn parent() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+#[cfg(not(unix))]
+fn parent() -> u32 {
+    0
 }
 
 fn append(path: &str, line: &str) {

@@ -67,6 +67,7 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
         "last_restart_reason": report.last_restart_reason,
         "adapters": report.adapters.iter().map(health_json).collect::<Vec<_>>(),
         "agent": report.agent.as_ref().map(health_json),
+        "cluster": report.cluster,
         "service": report.service.as_ref().map(|s| json!({
             "manager": s.manager,
             "name": s.name,
@@ -162,6 +163,9 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         for adapter in &report.adapters {
             out.push_str(&format!("  {}\n", deep::describe_health(adapter, now)));
         }
+        if let Some(cluster) = &report.cluster {
+            out.push_str(&cluster_text(cluster, now));
+        }
     } else {
         out.push_str("herald: not running\n");
         if let Some(exit) = &report.last_exit {
@@ -181,6 +185,44 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         out.push_str(&format!("  warning: {warning}\n"));
     }
     out.push_str(&others_text(others));
+    out
+}
+
+/// The replicas sharing the journal: one line each, this one marked, then the turns nobody owns.
+fn cluster_text(cluster: &herald_home::records::ClusterView, now: u64) -> String {
+    let live = cluster.replicas.iter().filter(|r| r.alive).count();
+    let mut out = format!(
+        "  replicas: {live} live of {} (lease {} s)\n",
+        cluster.replicas.len(),
+        cluster.lease_secs
+    );
+    for replica in &cluster.replicas {
+        let mut line = format!(
+            "    {} {} pid {} v{}, up {}, {}",
+            if replica.me { "*" } else { "-" },
+            replica.name,
+            replica.pid,
+            replica.version,
+            human_duration(std::time::Duration::from_millis(
+                now.saturating_sub(replica.started_ms)
+            )),
+            herald_home::words::count(replica.turns, "turn in flight", "turns in flight"),
+        );
+        if !replica.adapters.is_empty() {
+            line.push_str(&format!(", runs {}", replica.adapters.join(", ")));
+        }
+        if !replica.alive {
+            line.push_str(", lease expired");
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if cluster.orphaned > 0 {
+        out.push_str(&format!(
+            "    {} waiting for a replica to take them over\n",
+            herald_home::words::count(cluster.orphaned, "turn", "turns")
+        ));
+    }
     out
 }
 

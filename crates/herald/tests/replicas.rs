@@ -1,0 +1,470 @@
+//! Three real gateways sharing one PostgreSQL journal (`[journal] url`, lease TTL 3 s), behind clients
+//! that spread keyed messages across them, while replicas are killed (`SIGKILL`), paused past their
+//! lease (`SIGSTOP`, then `SIGCONT`) and the database itself is restarted (`pg_ctl restart -m fast`).
+//! At the end every acknowledged message has exactly one reply, every message ever sent has at most
+//! one turn, no turn is left unfinished, and — from the agent's own log of when each run began and
+//! ended — no turn was ever run by two agents at the same time. A replica paused past its lease finds
+//! its turns taken and stops by itself; `status` shows the cluster.
+//!
+//! Runs on the shared test cluster (`HERALD_TEST_POSTGRES_URL`, restarted with `HERALD_TEST_PG_CTL`:
+//! cargo runs one test binary at a time, and this file's tests run one after the other under a lock).
+//! Knobs for a longer run by hand: `HERALD_REPLICA_CHAOS_SECS` (default 20), `HERALD_REPLICA_CLIENTS`
+//! (default 6).
+
+#![cfg(all(unix, feature = "postgres"))]
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use support::{Gateway, TestHome, test_agent, try_http, wait_for};
+
+/// The shared cluster, and a database of the test's own on it (dropped after).
+struct Database {
+    admin_url: String,
+    password: String,
+    name: String,
+    pg_ctl: Option<Vec<String>>,
+}
+
+impl Database {
+    fn create() -> Option<Database> {
+        let url = std::env::var("HERALD_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        let Some(admin_url) = url else {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "HERALD_TEST_POSTGRES_URL is not set (CI=true): ci/test.sh starts the test cluster"
+            );
+            eprintln!("skipping: HERALD_TEST_POSTGRES_URL is not set (see ci/peers/postgres.sh)");
+            return None;
+        };
+        let password = std::env::var("HERALD_TEST_POSTGRES_PASSWORD").unwrap_or_default();
+        let name = format!("herald_replicas_{}_{}", std::process::id(), unix_ms());
+        let pg_ctl = std::env::var("HERALD_TEST_PG_CTL")
+            .ok()
+            .map(|c| c.split(' ').map(str::to_owned).collect());
+        let db = Database {
+            admin_url,
+            password,
+            name,
+            pg_ctl,
+        };
+        db.sql(&format!("CREATE DATABASE {}", db.name));
+        Some(db)
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.admin_url.rsplit_once('/').unwrap().0, self.name)
+    }
+
+    /// Runs `sql` as the cluster's admin, on the admin database; returns the first column of each row.
+    fn sql(&self, sql: &str) -> Vec<String> {
+        query(&self.admin_url, &self.password, sql)
+    }
+
+    /// Runs `sql` on the test's database.
+    fn query(&self, sql: &str) -> Vec<String> {
+        query(&self.url(), &self.password, sql)
+    }
+
+    fn restart(&self) -> bool {
+        let Some(pg_ctl) = &self.pg_ctl else {
+            return false;
+        };
+        let status = Command::new(&pg_ctl[0])
+            .args(&pg_ctl[1..])
+            .args(["restart", "-m", "fast", "-w"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "pg_ctl restart");
+        true
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn query(url: &str, password: &str, sql: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        config.password(password);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let mut values = Vec::new();
+        for message in client.simple_query(sql).await.unwrap() {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                values.push(row.get(0).unwrap_or_default().to_owned());
+            }
+        }
+        values
+    })
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
+}
+
+/// A small xorshift generator (the fault schedule and the clients' choices).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded(salt: u64) -> Rng {
+        Rng((unix_ms() as u64 ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.below(high - low)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One replica: its home, port and current process; when each of its processes ended.
+struct Replica {
+    home: TestHome,
+    port: u16,
+    password: String,
+    gateway: Option<Gateway>,
+    pid: u32,
+}
+
+impl Replica {
+    fn new(db: &Database, log: &Path) -> Replica {
+        let home = TestHome::new();
+        let port = free_port();
+        let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
+        home.write(
+            "herald.toml",
+            format!(
+                "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[journal]\nurl = \"{}\"\n\
+                 password_env = \"HERALD_JOURNAL_PASSWORD\"\nlease_ttl_secs = 3\n\n\
+                 [agent]\nbackend = \"command\"\nmax_concurrent_turns = 8\n\n\
+                 [agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+                db.url(),
+                quote(&test_agent()),
+                quote(log)
+            )
+            .as_bytes(),
+        );
+        let mut replica = Replica {
+            home,
+            port,
+            password: db.password.clone(),
+            gateway: None,
+            pid: 0,
+        };
+        replica.start();
+        replica
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.root.join("gateway.log"))
+            .unwrap();
+        let mut cmd = self.home.cmd(&["run", "--no-supervise"]);
+        cmd.env("HERALD_JOURNAL_PASSWORD", &self.password)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let gateway = Gateway::from_child(cmd.spawn().unwrap());
+        self.pid = gateway.pid();
+        self.home.wait_running(&gateway);
+        self.gateway = Some(gateway);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.root.join("gateway.log")).unwrap_or_default()
+    }
+}
+
+/// When each gateway process (by pid) was seen to end.
+type Ends = Arc<Mutex<HashMap<u32, u128>>>;
+
+/// A keyed message sent until it is answered: to a random replica, again (same id) to another when
+/// one does not answer.
+fn send_until_answered(
+    rng: &mut Rng,
+    urls: &[String],
+    session: &str,
+    id: &str,
+    text: &str,
+    stop: &AtomicBool,
+) -> Option<String> {
+    let body = serde_json::json!({"text": text, "id": id}).to_string();
+    let mut attempt = rng.below(urls.len() as u64) as usize;
+    loop {
+        let url = &urls[attempt % urls.len()];
+        attempt += 1;
+        let answer = try_http(
+            url,
+            "POST",
+            &format!("/v1/sessions/{session}/messages"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        if let Ok(answer) = answer
+            && answer.status == 200
+        {
+            let json: Value = serde_json::from_str(&answer.body).unwrap();
+            assert_eq!(json["status"], "done", "{json}");
+            return Some(json["reply"]["text"].as_str().unwrap().to_owned());
+        }
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
+    let Some(db) = Database::create() else { return };
+    let secs: u64 = std::env::var("HERALD_REPLICA_CHAOS_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let clients: usize = std::env::var("HERALD_REPLICA_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let dir = tempfile::tempdir().unwrap();
+    let agent_log = dir.path().join("agent.log");
+    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::new(&db, &agent_log)).collect();
+    let urls: Vec<String> = replicas.iter().map(Replica::url).collect();
+
+    // The cluster as `status` shows it: three live replicas, this one marked.
+    wait_for("every replica to see the others", || {
+        replicas.iter().all(|r| {
+            r.home
+                .state()
+                .and_then(|s| s.cluster)
+                .is_some_and(|c| c.replicas.iter().filter(|r| r.alive).count() == 3)
+        })
+    });
+    let status = replicas[0].home.output(&["status"]);
+    let shown = support::text(&status);
+    assert!(shown.contains("replicas: 3 live of 3 (lease 3 s)"), "{shown}");
+    assert_eq!(shown.matches("\n    * ").count(), 1, "{shown}");
+
+    // Clients: each its own session, one message at a time, each message retried until answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (urls, stop, acked, sent) = (urls.clone(), stop.clone(), acked.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng::seeded(c as u64 + 1);
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let id = format!("c{c}-m{n}");
+                    let text = format!("sleep:{}:{id}", rng.between(10, 120));
+                    sent.lock().unwrap().push(id.clone());
+                    if let Some(reply) =
+                        send_until_answered(&mut rng, &urls, &format!("c{c}"), &id, &text, &stop)
+                    {
+                        assert_eq!(reply, format!("agent: {text}"));
+                        acked.lock().unwrap().insert(id, reply);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Faults, one at a time, each replica brought back after its fault.
+    let ends: Ends = Arc::default();
+    let mut rng = Rng::seeded(0);
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(secs);
+    let (mut kills, mut pauses, mut lost_exits, mut restarted_db) = (0, 0, 0, false);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(rng.between(800, 1600)));
+        if !restarted_db && began.elapsed() > Duration::from_secs(secs / 2) {
+            // The database itself goes away and comes back under load.
+            restarted_db = db.restart();
+            continue;
+        }
+        let victim = rng.below(replicas.len() as u64) as usize;
+        let replica = &mut replicas[victim];
+        match rng.below(10) {
+            0..=5 => {
+                replica.gateway.take().unwrap().kill();
+                ends.lock().unwrap().insert(replica.pid, unix_ms());
+                kills += 1;
+                std::thread::sleep(Duration::from_millis(300));
+                replica.start();
+            }
+            _ => {
+                // Paused past its lease: the others take its turns; back, it finds itself replaced.
+                let gateway = replica.gateway.as_mut().unwrap();
+                gateway.signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(4_500));
+                gateway.signal(libc::SIGCONT);
+                pauses += 1;
+                let started = Instant::now();
+                let code = loop {
+                    if let Some(code) = gateway.try_exit_code() {
+                        break Some(code);
+                    }
+                    if started.elapsed() > Duration::from_secs(10) {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                ends.lock().unwrap().insert(replica.pid, unix_ms());
+                // (Still running: nobody took its turns before it renewed its lease, and it serves on.)
+                if let Some(code) = code {
+                    assert_eq!(code, Some(1), "a replaced replica exits 1: {}", replica.log());
+                    lost_exits += 1;
+                    replica.gateway = None;
+                    replica.start();
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // Every turn a client left behind is finished by a live replica within a lease or two.
+    wait_for("every turn to be finished", || {
+        db.query("SELECT count(*) FROM turns WHERE state IN ('pending', 'running', 'interrupted')") == ["0"]
+    });
+    for replica in &mut replicas {
+        replica.home.output(&["stop"]);
+        if let Some(gateway) = replica.gateway.take() {
+            let pid = gateway.pid();
+            let (code, _) = gateway.wait();
+            assert_eq!(code, Some(0), "{}", replica.log());
+            ends.lock().unwrap().insert(pid, unix_ms());
+        }
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+    eprintln!(
+        "replica chaos: {} sent, {} acknowledged, {kills} kills, {pauses} pauses ({lost_exits} replaced), \
+         database restarted: {restarted_db}",
+        sent.len(),
+        acked.len()
+    );
+    assert!(
+        acked.len() > 50,
+        "too few answers to mean anything: {}",
+        acked.len()
+    );
+    assert!(kills + pauses > 3);
+
+    // Every acknowledged message has exactly one reply, the one its client got; no message made two
+    // turns, none has two replies.
+    let rows = db.query(
+        "SELECT t.message_id || ' ' || count(m.id) || ' ' || coalesce(string_agg(m.text, '|'), '')
+         FROM turns t LEFT JOIN messages m ON m.turn_id = t.id AND m.role = 'assistant'
+         GROUP BY t.id, t.message_id",
+    );
+    let mut replies: HashMap<String, (u32, String)> = HashMap::new();
+    for row in rows {
+        let mut parts = row.splitn(3, ' ');
+        let (id, count, text) = (
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap().parse().unwrap(),
+            parts.next().unwrap_or_default().to_owned(),
+        );
+        assert!(
+            replies.insert(id.clone(), (count, text)).is_none(),
+            "{id} made two turns"
+        );
+    }
+    for (id, reply) in &acked {
+        let (count, stored) = &replies[id];
+        assert_eq!(*count, 1, "{id}: {count} replies");
+        assert_eq!(stored, reply, "{id}");
+    }
+    for (id, (count, _)) in &replies {
+        assert!(*count <= 1, "{id}: {count} replies");
+    }
+
+    // No turn ever ran twice at once: each run of a turn, from the agent's log, ended before the next
+    // began (a run with no end ended with its gateway).
+    let runs = std::fs::read_to_string(PathBuf::from(format!("{}.runs", agent_log.display()))).unwrap();
+    let ends = ends.lock().unwrap().clone();
+    let mut open: HashMap<(String, String), u128> = HashMap::new();
+    let mut intervals: BTreeMap<String, Vec<(u128, u128)>> = BTreeMap::new();
+    for line in runs.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (kind, turn, at, parent) = (
+            fields[0],
+            fields[1],
+            fields[2].parse::<u128>().unwrap(),
+            fields[3],
+        );
+        let key = (turn.to_owned(), parent.to_owned());
+        match kind {
+            "start" => {
+                if let Some(earlier) = open.insert(key, at) {
+                    panic!("turn {turn} started twice by gateway {parent} ({earlier}, {at}) before an end");
+                }
+            }
+            _ => {
+                let turn_lines: Vec<&str> = runs
+                    .lines()
+                    .filter(|l| l.split(' ').nth(1) == Some(turn))
+                    .collect();
+                let began = open
+                    .remove(&key)
+                    .unwrap_or_else(|| panic!("an end without its start: {line:?} {turn_lines:#?}"));
+                intervals.entry(turn.to_owned()).or_default().push((began, at));
+            }
+        }
+    }
+    for ((turn, parent), began) in open {
+        let end = ends[&parent.parse::<u32>().unwrap()];
+        intervals.entry(turn).or_default().push((began, end));
+    }
+    let mut reruns = 0;
+    for (turn, mut spans) in intervals {
+        spans.sort_unstable();
+        reruns += spans.len() - 1;
+        for pair in spans.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "turn {turn} ran twice at once: {spans:?}");
+        }
+    }
+    eprintln!("replica chaos: {reruns} turns run again after their replica was lost");
+}
