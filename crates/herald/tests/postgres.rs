@@ -1,7 +1,8 @@
 //! The real binary on a PostgreSQL journal (`[journal] url`), on the test cluster `ci/peers/postgres.sh`
 //! starts (`HERALD_TEST_POSTGRES_URL`; `CI=true` without it is a failure, elsewhere these tests are
 //! skipped with a message): conversations are kept in the database and outlive the home, the password
-//! comes from a variable and shows up nowhere, a second gateway on the same database is refused, and
+//! comes from a variable and shows up nowhere, a second gateway on the same database runs as a replica
+//! beside the first (`tests/replicas.rs` puts three through faults), and
 //! `doctor` and `deliveries` read the database the gateway writes. (A build without the `postgres`
 //! feature refuses `[journal] url`: `tests/doctor.rs`.)
 
@@ -154,13 +155,13 @@ fn conversations_live_in_the_database_and_outlive_the_home() {
     assert_eq!(created.fields["backend"], "postgres");
     assert_eq!(created.fields["database"], db.url().as_str());
 
-    // A second gateway on the same database is refused while the first has it, and says why.
+    // A second gateway on the same database runs beside it as a replica: the same conversations.
     let second = home_on(&db);
-    let mut cmd = second.cmd(&["run", "--no-supervise"]);
-    cmd.env("HERALD_JOURNAL_PASSWORD", &password);
-    let out = cmd.output().unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    assert!(text(&out).contains("another herald gateway"), "{}", text(&out));
+    let beside = second.start_with_env(&["run", "--no-supervise"], &env);
+    let page = http(&second.http_url(), "GET", "/v1/sessions/alice/messages", &[], b"").json();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
+    second.output(&["stop"]);
+    assert_eq!(beside.wait().0, Some(0));
 
     // `deliveries list` and `doctor` read it beside the running gateway.
     let mut cmd = first.cmd(&["deliveries", "list", "--json"]);
@@ -169,7 +170,7 @@ fn conversations_live_in_the_database_and_outlive_the_home() {
     assert!(out.status.success(), "{}", text(&out));
     let check = doctor(&first, &password);
     assert!(
-        check["detail"].as_str().unwrap().contains("schema version 1"),
+        check["detail"].as_str().unwrap().contains("schema version 2"),
         "{check}"
     );
 
