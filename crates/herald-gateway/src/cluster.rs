@@ -8,6 +8,13 @@
 //! anyway ([`crate::journal::JournalErrorKind::Fenced`]). Until then, a turn starts its agent only
 //! while the replica's lease is known to be current ([`Cluster::holds_lease`]).
 //!
+//! **Invariant:** a push adapter (a poller and its deliveries) runs on the one replica holding its
+//! lease ([`Cluster::take_lease`]); the others wait, and the first to find it free (its holder stopped,
+//! or its lease ran out) takes it with the next fence. Its poll never outlasts the lease
+//! ([`Cluster::lease_left`]), so two replicas never poll the same bot at once, and a holder paused past
+//! its lease cannot commit a cursor or a delivery mark afterwards: the journal refuses writes under an
+//! old fence.
+//!
 //! A journal that only one gateway uses has no cluster (`Journal::cluster` is `None`), and everything
 //! here is absent from its path.
 
@@ -15,6 +22,8 @@ use std::fmt;
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use crate::journal::Pending;
 
 pub use herald_home::records::{ClusterView, ReplicaView};
 
@@ -33,4 +42,19 @@ pub trait Cluster: Send + Sync + fmt::Debug {
 
     /// The registry as last read (at every renewal); `None` before the first.
     fn view(&self) -> watch::Receiver<Option<ClusterView>>;
+
+    /// How long a lease lasts without a renewal.
+    fn lease_ttl(&self) -> Duration;
+
+    /// How long this replica's leases (its own, and the push adapters' it holds) are surely current
+    /// from now, on this machine's clock; zero once lost. A poller asks for no more than this.
+    fn lease_left(&self) -> Duration;
+
+    /// Takes the lease of push adapter `adapter` (its poller and its deliveries), unless another live
+    /// replica holds it: `true` when this replica now runs it. Each holder gets a new fence, which the
+    /// journal checks on every cursor commit and delivery mark of the adapter.
+    fn take_lease(&self, adapter: &str) -> Pending<bool>;
+
+    /// Whether this replica holds `adapter`'s lease.
+    fn leads(&self, adapter: &str) -> bool;
 }

@@ -110,19 +110,17 @@ impl JournalLocation {
     }
 
     /// Names the gateway that opens this journal among the replicas sharing it (a PostgreSQL
-    /// database): `name` for people, and the push adapters it runs, which run on one replica at a time.
-    /// Nothing changes for SQLite, which one gateway uses.
-    pub fn as_replica(self, name: &str, push_adapters: &[&str]) -> JournalLocation {
+    /// database), for people. Nothing changes for SQLite, which one gateway uses.
+    pub fn as_replica(self, name: &str) -> JournalLocation {
         match self {
             JournalLocation::Sqlite(path) => {
-                let _ = (name, push_adapters);
+                let _ = name;
                 JournalLocation::Sqlite(path)
             }
             #[cfg(feature = "postgres")]
             JournalLocation::Postgres(options) => {
                 let mut replica = options.replica().clone();
                 replica.name = name.to_owned();
-                replica.exclusive_adapters = push_adapters.iter().map(|a| (*a).to_owned()).collect();
                 JournalLocation::Postgres(Box::new(options.with_replica(replica)))
             }
         }

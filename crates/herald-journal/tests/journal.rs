@@ -11,7 +11,8 @@ use std::path::Path;
 
 use herald_gateway::agent::Role;
 use herald_gateway::journal::{
-    HistoryQuery, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey, TurnState, TurnStore,
+    AdapterStore, HistoryQuery, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey,
+    TurnState, TurnStore,
 };
 use herald_journal::{OpenError, SCHEMA_VERSION, SqliteJournal};
 use support::Store;
@@ -973,14 +974,17 @@ mod postgres_only {
         assert!(err.to_string().contains("not a Herald journal"), "{err}");
     }
 
-    /// A replica of its own on `db`: `ttl` lease, running `push` adapters alone.
-    fn replica(db: &TestDatabase, ttl_ms: u64, push: &[&str]) -> PgJournal {
+    /// A replica of its own on `db`, with a `ttl_ms` lease.
+    fn replica(db: &TestDatabase, ttl_ms: u64) -> PgJournal {
         let options = db.options().with_replica(ReplicaOptions {
             name: "test".into(),
             lease_ttl: Duration::from_millis(ttl_ms),
-            exclusive_adapters: push.iter().map(|a| (*a).to_owned()).collect(),
         });
         PgJournal::open(&options).unwrap().0
+    }
+
+    fn cluster(journal: &PgJournal) -> std::sync::Arc<dyn herald_gateway::cluster::Cluster> {
+        herald_gateway::journal::Journal::cluster(journal).unwrap()
     }
 
     fn http(id: &str) -> Inbound {
@@ -988,40 +992,25 @@ mod postgres_only {
     }
 
     /// Gateways starting together on an empty database: the schema is made once and all of them run
-    /// as replicas; a push adapter runs on one of them only, until it stops.
+    /// as replicas, a message id is one turn across them, and a stopped replica's turns are taken at
+    /// once by the next.
     #[tokio::test]
-    async fn replicas_open_one_database_together_and_a_push_adapter_runs_on_one() {
+    async fn replicas_open_one_database_together_and_share_it() {
         let Some(db) = TestDatabase::create().await else {
             return;
         };
-        let options = db.options().with_replica(ReplicaOptions {
-            exclusive_adapters: vec!["telegram".into()],
-            ..ReplicaOptions::default()
-        });
-        let opened: Vec<_> = (0..4)
+        let options = db.options();
+        let opened: Vec<PgJournal> = (0..4)
             .map(|_| {
                 let options = options.clone();
                 std::thread::spawn(move || PgJournal::open(&options))
             })
             .collect::<Vec<_>>()
             .into_iter()
-            .map(|t| t.join().unwrap())
+            .map(|t| t.join().unwrap().unwrap().0)
             .collect();
-        let mut journals = Vec::new();
-        for result in opened {
-            match result {
-                Ok((journal, _)) => journals.push(journal),
-                Err(e) => {
-                    assert!(matches!(e, PgOpenError::InUse { .. }), "{e}");
-                    assert!(e.to_string().contains("runs the telegram adapter"), "{e}");
-                }
-            }
-        }
-        assert_eq!(journals.len(), 1);
-        // HTTP-only replicas share it.
-        let plain: Vec<PgJournal> = (0..3).map(|_| replica(&db, 10_000, &[])).collect();
-        journals[0].accept(inbound("s", "m", "q")).await.unwrap();
-        let again = plain[1].accept(inbound("s", "m", "q")).await.unwrap();
+        opened[0].accept(inbound("s", "m", "q")).await.unwrap();
+        let again = opened[1].accept(inbound("s", "m", "q")).await.unwrap();
         assert!(!again.new, "a message id is one turn across replicas");
         // Reads of tools take nothing.
         let report =
@@ -1030,10 +1019,92 @@ mod postgres_only {
                 .unwrap()
                 .unwrap();
         assert!(report.failed.is_empty());
-        // Closed, its turns and its adapter are free for the next gateway.
-        journals.pop().unwrap().close().await.unwrap();
-        let next = replica(&db, 10_000, &["telegram"]);
+        // Closed, its turns are free for the next gateway at once (no lease to wait for).
+        let mut opened = opened;
+        opened.remove(0).close().await.unwrap();
+        let next = replica(&db, 10_000);
         assert_eq!(next.unfinished().await.unwrap().len(), 1);
+    }
+
+    /// A push adapter's lease: one holder at a time; a holder whose lease ran out is replaced under the
+    /// next fence, its cursor commits and delivery marks are refused and counted, and it learns that it
+    /// was replaced. A holder that stops hands the lease over at once.
+    #[tokio::test]
+    async fn a_push_adapters_lease_has_one_holder_and_fences_the_one_it_replaced() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let (old, other) = (replica(&db, 3_000), replica(&db, 10_000));
+        assert!(cluster(&old).take_lease("telegram").await.unwrap());
+        assert!(
+            !cluster(&other).take_lease("telegram").await.unwrap(),
+            "one holder"
+        );
+        old.set_adapter_offset("telegram", 5, 1).await.unwrap();
+        let turn = old
+            .accept(inbound_on("telegram", "c", "u1"))
+            .await
+            .unwrap()
+            .turn_id;
+        old.finish(turn, reply("a"), 2).await.unwrap();
+        // Its lease runs out (as if it had been paused): the other takes it, under the next fence.
+        let admin = db.connect().await;
+        admin
+            .execute(
+                "UPDATE herald_leases SET expires_at = now() - interval '1 second'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(cluster(&other).take_lease("telegram").await.unwrap());
+        assert!(cluster(&other).leads("telegram"));
+        // The old holder's cursor commit and delivery mark are refused, and counted; the new one's pass.
+        let stale = old.set_adapter_offset("telegram", 9, 3).await.unwrap_err();
+        assert_eq!(stale.kind, JournalErrorKind::Fenced, "{stale}");
+        let stale = old.mark_delivered(turn, 4).await.unwrap_err();
+        assert_eq!(stale.kind, JournalErrorKind::Fenced, "{stale}");
+        assert_eq!(other.adapter_offset("telegram").await.unwrap(), Some(5));
+        other.set_adapter_offset("telegram", 7, 5).await.unwrap();
+        other.mark_delivered(turn, 6).await.unwrap();
+        let counted: i64 = admin
+            .query_one(
+                "SELECT stale_writes FROM herald_leases WHERE name = 'telegram'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(counted, 2);
+        // HTTP writes need no lease.
+        let http_turn = old.accept(http("h")).await.unwrap().turn_id;
+        old.finish(http_turn, reply("a"), 7).await.unwrap();
+        old.mark_delivered(http_turn, 8).await.unwrap();
+        // Its next renewal finds the lease gone: it stops.
+        let mut lost = cluster(&old).lost();
+        tokio::time::timeout(Duration::from_secs(5), lost.wait_for(Option::is_some))
+            .await
+            .expect("the old holder learns it was replaced")
+            .unwrap();
+        assert!(lost.borrow().as_deref().unwrap().contains("telegram"));
+        // A holder that stops hands the lease over at once.
+        other.close().await.unwrap();
+        let third = replica(&db, 10_000);
+        assert!(cluster(&third).take_lease("telegram").await.unwrap());
+        let view = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut view = cluster(&third).view();
+            view.wait_for(|v| {
+                v.as_ref()
+                    .is_some_and(|v| v.replicas.iter().any(|r| r.me && !r.adapters.is_empty()))
+            })
+            .await
+            .unwrap()
+            .clone()
+            .unwrap()
+        })
+        .await
+        .unwrap();
+        let me = view.replicas.iter().find(|r| r.me).unwrap();
+        assert_eq!(me.adapters, ["telegram"]);
     }
 
     /// A replica whose lease ran out loses its turns to the live replicas, each turn to exactly one of
@@ -1044,7 +1115,7 @@ mod postgres_only {
         let Some(db) = TestDatabase::create().await else {
             return;
         };
-        let old = replica(&db, 3_000, &[]);
+        let old = replica(&db, 3_000);
         let mut ids = Vec::new();
         for i in 0..40 {
             ids.push(old.accept(http(&format!("m{i}"))).await.unwrap().turn_id);
@@ -1054,7 +1125,7 @@ mod postgres_only {
             .await
             .unwrap()
             .turn_id;
-        let lost = herald_gateway::journal::Journal::cluster(&old).unwrap().lost();
+        let lost = cluster(&old).lost();
         // Its lease runs out (as if it had been paused): the others may take its turns.
         db.connect()
             .await
@@ -1064,7 +1135,7 @@ mod postgres_only {
             )
             .await
             .unwrap();
-        let (a, b) = (replica(&db, 10_000, &[]), replica(&db, 10_000, &[]));
+        let (a, b) = (replica(&db, 10_000), replica(&db, 10_000));
         let adapters = vec!["http".to_owned()];
         let (took_a, took_b) = tokio::join!(a.adopt(&adapters), b.adopt(&adapters));
         let (took_a, took_b) = (took_a.unwrap(), took_b.unwrap());
@@ -1095,7 +1166,7 @@ mod postgres_only {
             .expect("the old replica learns it was replaced")
             .unwrap();
         // A replica that runs Telegram takes the Telegram turn.
-        let chat_replica = replica(&db, 10_000, &["telegram"]);
+        let chat_replica = replica(&db, 10_000);
         let took = chat_replica.adopt(&["telegram".to_owned()]).await.unwrap();
         assert_eq!(took.iter().map(|t| t.turn_id).collect::<Vec<_>>(), vec![chat]);
     }
@@ -1107,7 +1178,7 @@ mod postgres_only {
         let Some(db) = TestDatabase::create().await else {
             return;
         };
-        let journal = replica(&db, 3_000, &[]);
+        let journal = replica(&db, 3_000);
         let turn = journal.accept(http("m")).await.unwrap().turn_id;
         db.connect()
             .await
@@ -1117,7 +1188,7 @@ mod postgres_only {
             )
             .await
             .unwrap();
-        let cluster = herald_gateway::journal::Journal::cluster(&journal).unwrap();
+        let cluster = cluster(&journal);
         let mut view = cluster.view();
         tokio::time::timeout(
             Duration::from_secs(5),

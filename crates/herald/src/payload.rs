@@ -35,15 +35,13 @@ impl PayloadFactory for StandardPayload {
             }
             e => PayloadError::Failure(e.to_string()),
         })?;
-        // Among replicas sharing a database, this one is its machine and home, and runs its push adapters
-        // alone.
+        // Among replicas sharing a database, this one is its machine and home.
         let name = format!(
             "{}:{}",
             herald_process::identity::host_name().unwrap_or_else(|| "unknown-host".into()),
             home.root().display()
         );
-        let push: Vec<&str> = adapters.iter().map(|a| a.name()).collect();
-        let location = location.as_replica(&name, &push);
+        let location = location.as_replica(&name);
         let (journal, report) = location
             .open()
             .map_err(|e| PayloadError::Failure(e.to_string()))?;

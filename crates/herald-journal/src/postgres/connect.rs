@@ -37,8 +37,6 @@ pub struct ReplicaOptions {
     /// How long its lease lasts without a renewal (renewed every third of it): the longest a dead
     /// replica's turns wait for another to take them.
     pub lease_ttl: Duration,
-    /// Push adapters it runs: each runs on one replica of the database at a time.
-    pub exclusive_adapters: Vec<String>,
 }
 
 impl Default for ReplicaOptions {
@@ -46,7 +44,6 @@ impl Default for ReplicaOptions {
         ReplicaOptions {
             name: "herald".to_owned(),
             lease_ttl: DEFAULT_LEASE_TTL,
-            exclusive_adapters: Vec::new(),
         }
     }
 }

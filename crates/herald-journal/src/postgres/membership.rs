@@ -9,10 +9,12 @@
 //! machine's monotonic clock, from the moment the last successful renewal was *sent*, less a tenth of
 //! the TTL: never later than the database's own expiry.
 //!
-//! **Invariant:** a push adapter (Telegram, Matrix, webhook callbacks) runs on one replica of a
-//! database at a time: its replica holds a session advisory lock named after it on the writer's
-//! connection (taken again before the writer writes anything on a new connection). Several replicas
-//! may serve HTTP.
+//! **Invariant:** a push adapter (Telegram, Matrix, webhook callbacks) runs on the one replica that
+//! holds its lease (`herald_leases`, renewed with the replica's own), and each holder gets a new fence.
+//! The adapter's cursor commits and delivery marks are stored only under the current fence by its
+//! holder (`herald_fenced`): a holder that was paused past its lease and replaced cannot commit. A
+//! replica that finds a lease it held taken stops, as one whose turns were taken does. Several replicas
+//! serve HTTP.
 //!
 //! A replica that was itself cut off past its lease adopts nothing for one more TTL after it is back,
 //! so replicas returning together from a database outage give each other time to renew instead of
@@ -21,16 +23,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use herald_gateway::cluster::{Cluster, ClusterView, ReplicaView};
+use herald_gateway::journal::{Completion, JournalError, Pending};
 use herald_home::sync::MutexExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
 use super::connect::{Connector, ReplicaOptions};
-
-/// `pg_advisory_lock(class, key)` class of a push adapter's lock: "HRLD".
-const ADAPTER_LOCK_CLASS: i32 = 0x4852_4c44;
 
 /// Registers this gateway; returns its replica id.
 pub(super) async fn register(
@@ -39,15 +41,14 @@ pub(super) async fn register(
 ) -> Result<i64, tokio_postgres::Error> {
     let row = client
         .query_one(
-            "INSERT INTO herald_replicas (name, pid, version, started_ms, adapters, seen_at, lease_until)
-             VALUES ($1, $2, $3, $4, $5, now(), now() + $6 * interval '1 millisecond')
+            "INSERT INTO herald_replicas (name, pid, version, started_ms, seen_at, lease_until)
+             VALUES ($1, $2, $3, $4, now(), now() + $5 * interval '1 millisecond')
              RETURNING id",
             &[
                 &replica.name,
                 &i64::from(std::process::id()),
                 &herald_home::VERSION,
                 &(herald_home::time::now_ms() as i64),
-                &replica.exclusive_adapters,
                 &(ttl_ms(replica.lease_ttl) as f64),
             ],
         )
@@ -55,35 +56,10 @@ pub(super) async fn register(
     Ok(row.get(0))
 }
 
-/// Takes the push adapters' locks on `client` (the writer's connection); `Some(name)` of the first
-/// one another replica holds (after waiting up to `patience` for one that is going away), having let
-/// go of those it took.
-pub(super) async fn take_adapters(
-    client: &Client,
-    adapters: &[String],
-    patience: Duration,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let deadline = Instant::now() + patience;
-    for name in adapters {
-        loop {
-            let taken: bool = client
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                    &[&ADAPTER_LOCK_CLASS, name],
-                )
-                .await?
-                .get(0);
-            if taken {
-                break;
-            }
-            if Instant::now() >= deadline {
-                client.execute("SELECT pg_advisory_unlock_all()", &[]).await?;
-                return Ok(Some(name.clone()));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    Ok(None)
+/// A request to take a push adapter's lease, answered with whether it was taken.
+pub(super) struct TakeLease {
+    name: String,
+    done: Completion<bool>,
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -101,18 +77,39 @@ pub(super) struct Membership {
     adopt_after: Mutex<Instant>,
     lost: watch::Sender<Option<String>>,
     view: watch::Sender<Option<ClusterView>>,
+    /// The push adapters' leases this replica holds, with the fence each was taken under (a replica
+    /// keeps a lease until it stops: losing one stops it).
+    leases: Mutex<BTreeMap<String, i64>>,
+    takes: mpsc::UnboundedSender<TakeLease>,
 }
 
 impl Membership {
-    pub(super) fn new(me: i64, ttl: Duration, registered_at: Instant) -> Arc<Membership> {
-        Arc::new(Membership {
+    pub(super) fn new(
+        me: i64,
+        ttl: Duration,
+        registered_at: Instant,
+    ) -> (Arc<Membership>, mpsc::UnboundedReceiver<TakeLease>) {
+        let (takes, requests) = mpsc::unbounded_channel();
+        let membership = Arc::new(Membership {
             me,
             ttl,
             held_until: Mutex::new(registered_at + safe_span(ttl)),
             adopt_after: Mutex::new(registered_at),
             lost: watch::Sender::new(None),
             view: watch::Sender::new(None),
-        })
+            leases: Mutex::new(BTreeMap::new()),
+            takes,
+        });
+        (membership, requests)
+    }
+
+    /// The leases held and their fences, as the fenced writes name them.
+    pub(super) fn fences(&self) -> (Vec<String>, Vec<i64>) {
+        self.leases
+            .lock_unpoisoned()
+            .iter()
+            .map(|(name, fence)| (name.clone(), *fence))
+            .unzip()
     }
 
     pub(super) fn may_adopt(&self) -> bool {
@@ -125,15 +122,18 @@ impl Membership {
 
     /// Another replica removed this one from the registry and took its turns.
     pub(super) fn mark_lost(&self) {
-        if self.is_lost() {
-            return;
-        }
-        let why = format!(
+        self.lose(format!(
             "another replica took over this one's turns (replica {} was unreachable or paused past its \
              {} s lease)",
             self.me,
             self.ttl.as_secs()
-        );
+        ));
+    }
+
+    fn lose(&self, why: String) {
+        if self.is_lost() {
+            return;
+        }
         tracing::error!("journal: {why}");
         self.lost.send_replace(Some(why));
     }
@@ -172,6 +172,37 @@ impl Cluster for Membership {
     fn view(&self) -> watch::Receiver<Option<ClusterView>> {
         self.view.subscribe()
     }
+
+    fn lease_ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn lease_left(&self) -> Duration {
+        if self.is_lost() {
+            return Duration::ZERO;
+        }
+        self.held_until
+            .lock_unpoisoned()
+            .saturating_duration_since(Instant::now())
+    }
+
+    fn leads(&self, adapter: &str) -> bool {
+        !self.is_lost() && self.leases.lock_unpoisoned().contains_key(adapter)
+    }
+
+    fn take_lease(&self, adapter: &str) -> Pending<bool> {
+        if self.leads(adapter) {
+            return Pending::ready(Ok(true));
+        }
+        let (done, pending) = Pending::channel();
+        if let Err(refused) = self.takes.send(TakeLease {
+            name: adapter.to_owned(),
+            done,
+        }) {
+            refused.0.done.complete(Err(JournalError::closed()));
+        }
+        pending
+    }
 }
 
 /// Renews the lease every third of the TTL on a connection of its own, and reads the registry, until
@@ -179,6 +210,7 @@ impl Cluster for Membership {
 pub(super) async fn run(
     connector: Connector,
     membership: Arc<Membership>,
+    mut takes: mpsc::UnboundedReceiver<TakeLease>,
     mut closing: watch::Receiver<bool>,
 ) {
     let every = membership.ttl / 3;
@@ -186,12 +218,29 @@ pub(super) async fn run(
     let mut client: Option<Client> = None;
     let mut next = Instant::now() + every;
     loop {
+        let mut take = None;
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}
+            Some(request) = takes.recv() => take = Some(request),
             _ = closing.changed() => return,
         }
         if *closing.borrow() {
             return;
+        }
+        if let Some(request) = take {
+            let live = match client.as_ref().filter(|c| !c.is_closed()) {
+                Some(live) => live,
+                None => match connector.connect_or_error(Instant::now() + every, &health).await {
+                    Ok(fresh) => client.insert(fresh),
+                    Err(e) => {
+                        request.done.complete(Err(e));
+                        continue;
+                    }
+                },
+            };
+            let taken = take_lease(live, &membership, &request.name).await;
+            request.done.complete(taken.map_err(|e| super::pg_error(&e)));
+            continue;
         }
         next = Instant::now() + every;
         let live = match client.as_ref().filter(|c| !c.is_closed()) {
@@ -222,6 +271,30 @@ pub(super) async fn run(
     }
 }
 
+/// Takes `name`'s lease if no live replica holds it; remembers its fence.
+async fn take_lease(
+    client: &Client,
+    membership: &Membership,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    if membership.is_lost() {
+        return Ok(false);
+    }
+    let fence: Option<i64> = client
+        .query_one(
+            "SELECT herald_lease_take($1, $2, $3)",
+            &[&name, &membership.me, &(ttl_ms(membership.ttl) as f64)],
+        )
+        .await?
+        .get(0);
+    let Some(fence) = fence else {
+        return Ok(false);
+    };
+    tracing::info!("journal: this replica now runs the {name} adapter (lease fence {fence})");
+    membership.leases.lock_unpoisoned().insert(name.to_owned(), fence);
+    Ok(true)
+}
+
 /// One renewal and one reading of the registry; `false` when this replica is no longer registered.
 async fn beat(client: &Client, membership: &Membership) -> Result<bool, tokio_postgres::Error> {
     let sent = Instant::now();
@@ -237,6 +310,28 @@ async fn beat(client: &Client, membership: &Membership) -> Result<bool, tokio_po
     let Some(row) = row else {
         return Ok(false);
     };
+    let held: Vec<String> = membership.leases.lock_unpoisoned().keys().cloned().collect();
+    if !held.is_empty() {
+        let renewed: Vec<String> = client
+            .query(
+                "UPDATE herald_leases SET expires_at = now() + $2 * interval '1 millisecond'
+                 WHERE holder = $1 RETURNING name",
+                &[&membership.me, &ttl],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if let Some(taken) = held.iter().find(|name| !renewed.contains(name)) {
+            membership.lose(format!(
+                "another replica took the {taken} adapter's lease (replica {} was unreachable or paused \
+                 past its {} s lease)",
+                membership.me,
+                membership.ttl.as_secs()
+            ));
+            return Ok(true);
+        }
+    }
     membership.renewed(sent, row.get(0));
     let view = read_view(client, membership).await?;
     membership.view.send_if_modified(|old| {
@@ -252,7 +347,9 @@ async fn beat(client: &Client, membership: &Membership) -> Result<bool, tokio_po
 async fn read_view(client: &Client, membership: &Membership) -> Result<ClusterView, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT r.id, r.name, r.pid, r.version, r.started_ms, r.lease_until >= now(), r.adapters,
+            "SELECT r.id, r.name, r.pid, r.version, r.started_ms, r.lease_until >= now(),
+                    ARRAY(SELECT l.name FROM herald_leases l
+                          WHERE l.holder = r.id AND l.expires_at >= now() ORDER BY l.name),
                     (SELECT count(*) FROM turns t
                      WHERE t.owner = r.id AND t.state IN ('pending', 'running', 'interrupted'))
              FROM herald_replicas r ORDER BY r.id",

@@ -51,9 +51,6 @@ use membership::Membership;
 /// How long opening waits for the database (a container started before its database, say).
 const OPEN_PATIENCE: Duration = Duration::from_secs(10);
 
-/// How long opening waits for another gateway to let go of the database (one killed a moment ago).
-const IN_USE_PATIENCE: Duration = Duration::from_secs(3);
-
 /// The SQLSTATE `herald_accept` raises for a replica no longer registered.
 const NOT_REGISTERED: &str = "HR001";
 
@@ -95,12 +92,6 @@ pub enum PgOpenError {
         target: String,
         source: tokio_postgres::Error,
     },
-    #[error(
-        "another herald gateway runs the {adapter} adapter on the journal's database {target}; a push \
-         adapter runs on one gateway per database (replicas may share the database for HTTP: turn the \
-         adapter off on all but one)"
-    )]
-    InUse { target: String, adapter: String },
     #[error("cannot start the journal's thread: {0}")]
     Thread(std::io::Error),
 }
@@ -338,12 +329,12 @@ fn serve(
             }
         };
         health.opened();
-        let membership = match join(&mut client, &target, &replica).await {
-            Ok((report, membership)) => {
+        let (membership, takes) = match join(&mut client, &target, &replica).await {
+            Ok((report, membership, takes)) => {
                 if opened.send(Ok((report, membership.clone()))).is_err() {
                     return;
                 }
-                membership
+                (membership, takes)
             }
             Err(e) => {
                 let _ = opened.send(Err(e));
@@ -356,12 +347,16 @@ fn serve(
             client: tokio::sync::Mutex::new(None),
         });
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
-        let renewal = tokio::spawn(membership::run(connector.clone(), membership.clone(), closing));
+        let renewal = tokio::spawn(membership::run(
+            connector.clone(),
+            membership.clone(),
+            takes,
+            closing,
+        ));
         let writer = writer::Writer {
             connector,
             health,
-            me: membership.me,
-            adapters: replica.exclusive_adapters.clone(),
+            membership,
         };
         tokio::join!(writer.run(Some(client), writes), serve_reads(reader, reads));
         closing_tx.send_replace(true);
@@ -369,33 +364,32 @@ fn serve(
     });
 }
 
-/// Brings the schema up to date, takes the push adapters and registers this replica.
+/// Brings the schema up to date and registers this replica.
 async fn join(
     client: &mut Client,
     target: &str,
     replica: &connect::ReplicaOptions,
-) -> Result<(PgOpenReport, Arc<Membership>), PgOpenError> {
+) -> Result<
+    (
+        PgOpenReport,
+        Arc<Membership>,
+        tokio::sync::mpsc::UnboundedReceiver<membership::TakeLease>,
+    ),
+    PgOpenError,
+> {
     let query = |source| PgOpenError::Query {
         target: target.to_owned(),
         source,
     };
     let migrated = schema::prepare(client, target, herald_home::time::now_ms()).await?;
-    let taken = membership::take_adapters(client, &replica.exclusive_adapters, IN_USE_PATIENCE)
-        .await
-        .map_err(query)?;
-    if let Some(adapter) = taken {
-        return Err(PgOpenError::InUse {
-            target: target.to_owned(),
-            adapter,
-        });
-    }
     let registered_at = Instant::now();
     let me = membership::register(client, replica).await.map_err(query)?;
     let report = PgOpenReport {
         created: migrated == Some(0),
         migrated_from: migrated.filter(|v| *v > 0),
     };
-    Ok((report, Membership::new(me, replica.lease_ttl, registered_at)))
+    let (membership, takes) = Membership::new(me, replica.lease_ttl, registered_at);
+    Ok((report, membership, takes))
 }
 
 async fn serve_reads(reader: Arc<Reader>, mut queue: mpsc::UnboundedReceiver<Read>) {

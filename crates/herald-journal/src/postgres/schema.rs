@@ -156,7 +156,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
         pid          BIGINT NOT NULL,
         version      TEXT NOT NULL,
         started_ms   BIGINT NOT NULL,
-        adapters     TEXT[] NOT NULL DEFAULT '{}',
         seen_at      TIMESTAMPTZ NOT NULL,
         lease_until  TIMESTAMPTZ NOT NULL
     );
@@ -269,14 +268,116 @@ pub(super) const MIGRATIONS: &[&str] = &[
         RETURN v_taken;
     END
     $$;
-    -- A replica that stops hands its unfinished turns over (released, for a live replica to adopt at
-    -- once) and leaves the registry.
+    -- A push adapter (Telegram, Matrix, webhook callbacks) runs on the replica holding its lease. Each
+    -- new holder gets the next fence; every cursor commit and delivery mark of the adapter names the
+    -- fence it was made under and is refused (and counted in stale_writes) unless it is still the
+    -- current one and held by its replica.
+    CREATE TABLE herald_leases (
+        name          TEXT PRIMARY KEY,
+        holder        BIGINT,
+        fence         BIGINT NOT NULL,
+        expires_at    TIMESTAMPTZ NOT NULL,
+        stale_writes  BIGINT NOT NULL DEFAULT 0
+    );
+    -- Takes lease `p_name` for `p_me` unless another replica holds it unexpired: its fence, or NULL.
+    CREATE FUNCTION herald_lease_take(p_name TEXT, p_me BIGINT, p_ttl_ms DOUBLE PRECISION)
+    RETURNS BIGINT
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_fence BIGINT;
+    BEGIN
+        INSERT INTO herald_leases AS l (name, holder, fence, expires_at)
+            VALUES (p_name, p_me, 1, now() + p_ttl_ms * interval '1 millisecond')
+            ON CONFLICT (name) DO UPDATE
+                SET holder = p_me,
+                    fence = CASE WHEN l.holder = p_me THEN l.fence ELSE l.fence + 1 END,
+                    expires_at = now() + p_ttl_ms * interval '1 millisecond'
+                WHERE l.holder IS NULL OR l.holder = p_me OR l.expires_at < now()
+            RETURNING l.fence INTO v_fence;
+        RETURN v_fence;
+    END
+    $$;
+    -- Whether a write of `p_adapter`'s may be stored by `p_me`, which holds the leases `p_names` under
+    -- `p_fences`: yes for an adapter no replica leads (the HTTP API); otherwise only under the current
+    -- fence, held by `p_me` (the row stays locked until the write commits, so a takeover waits for it).
+    -- A refusal is counted.
+    CREATE FUNCTION herald_fenced(p_adapter TEXT, p_me BIGINT, p_names TEXT[], p_fences BIGINT[])
+    RETURNS BOOLEAN
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_holder BIGINT;
+        v_fence BIGINT;
+    BEGIN
+        SELECT holder, fence INTO v_holder, v_fence FROM herald_leases WHERE name = p_adapter FOR SHARE;
+        IF NOT FOUND THEN
+            RETURN TRUE;
+        END IF;
+        IF v_holder = p_me AND v_fence = p_fences[array_position(p_names, p_adapter)] THEN
+            RETURN TRUE;
+        END IF;
+        UPDATE herald_leases SET stale_writes = stale_writes + 1 WHERE name = p_adapter;
+        RETURN FALSE;
+    END
+    $$;
+    CREATE FUNCTION herald_set_offset(p_adapter TEXT, p_offset BIGINT, p_at BIGINT, p_me BIGINT,
+                                      p_names TEXT[], p_fences BIGINT[])
+    RETURNS BOOLEAN
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NOT herald_fenced(p_adapter, p_me, p_names, p_fences) THEN
+            RETURN FALSE;
+        END IF;
+        INSERT INTO adapter_offsets (adapter, next_update, updated_ms) VALUES (p_adapter, p_offset, p_at)
+            ON CONFLICT (adapter) DO UPDATE
+                SET next_update = GREATEST(adapter_offsets.next_update, excluded.next_update),
+                    updated_ms = excluded.updated_ms;
+        RETURN TRUE;
+    END
+    $$;
+    CREATE FUNCTION herald_set_cursor(p_adapter TEXT, p_cursor TEXT, p_at BIGINT, p_me BIGINT,
+                                      p_names TEXT[], p_fences BIGINT[])
+    RETURNS BOOLEAN
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NOT herald_fenced(p_adapter, p_me, p_names, p_fences) THEN
+            RETURN FALSE;
+        END IF;
+        INSERT INTO adapter_cursors (adapter, cursor, updated_ms) VALUES (p_adapter, p_cursor, p_at)
+            ON CONFLICT (adapter) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms;
+        RETURN TRUE;
+    END
+    $$;
+    -- A reply handed to its chat (`p_error` NULL), or set aside as undeliverable (`p_error` says why).
+    CREATE FUNCTION herald_delivered(p_turn BIGINT, p_at BIGINT, p_error TEXT, p_me BIGINT, p_names TEXT[],
+                                     p_fences BIGINT[])
+    RETURNS BOOLEAN
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        v_adapter TEXT;
+    BEGIN
+        SELECT s.adapter INTO v_adapter FROM turns t JOIN sessions s ON s.id = t.session_id WHERE t.id = p_turn;
+        IF FOUND AND NOT herald_fenced(v_adapter, p_me, p_names, p_fences) THEN
+            RETURN FALSE;
+        END IF;
+        IF p_error IS NULL THEN
+            UPDATE messages SET delivered_ms = p_at
+                WHERE turn_id = p_turn AND role = 'assistant' AND delivered_ms IS NULL;
+        ELSE
+            UPDATE messages SET delivery_failed_ms = p_at, delivery_error = p_error
+                WHERE turn_id = p_turn AND role = 'assistant' AND delivered_ms IS NULL;
+        END IF;
+        RETURN TRUE;
+    END
+    $$;
+    -- A replica that stops hands its unfinished turns and its leases over (released, for a live replica
+    -- to take at once) and leaves the registry.
     CREATE FUNCTION herald_leave(p_me BIGINT)
     RETURNS VOID
     LANGUAGE plpgsql AS $$
     BEGIN
         UPDATE turns SET owner = NULL
             WHERE owner = p_me AND state IN ('pending', 'running', 'interrupted');
+        UPDATE herald_leases SET holder = NULL, expires_at = now() WHERE holder = p_me;
         DELETE FROM herald_replicas WHERE id = p_me;
     END
     $$;
@@ -295,6 +396,7 @@ const OURS: &[&str] = &[
     "adapter_offsets",
     "adapter_cursors",
     "herald_replicas",
+    "herald_leases",
 ];
 
 /// Brings the database to [`PG_SCHEMA_VERSION`]; returns the version it was migrated from (`None`:

@@ -27,7 +27,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::connect::Connector;
-use super::membership::take_adapters;
+use std::sync::Arc;
+
+use super::membership::Membership;
 use super::{Health, attachments_from, pg_error};
 use crate::writer::{Write, fail_all};
 
@@ -67,10 +69,9 @@ enum BatchError {
 pub(super) struct Writer {
     pub(super) connector: Connector,
     pub(super) health: Health,
-    /// This replica's id: the owner of the turns it stores, the only one whose replies it may store.
-    pub(super) me: i64,
-    /// The push adapters it runs alone (their locks live on the writer's connection).
-    pub(super) adapters: Vec<String>,
+    /// This replica: the owner of the turns it stores (the only one whose replies it may store), and
+    /// the fences of the push adapters it runs (what their cursor commits and delivery marks name).
+    pub(super) membership: Arc<Membership>,
 }
 
 impl Writer {
@@ -80,11 +81,11 @@ impl Writer {
         let Writer {
             connector,
             health,
-            me,
-            adapters,
+            membership,
         } = self;
+        let me = membership.me;
         let mut conn = match client {
-            Some(client) => Conn::new(client, me).await.ok(),
+            Some(client) => Conn::new(client, membership.clone()).await.ok(),
             None => None,
         };
         while let Some(first) = queue.recv().await {
@@ -100,7 +101,7 @@ impl Writer {
             loop {
                 let live = match conn.as_mut() {
                     Some(live) if !live.client.is_closed() => live,
-                    _ => match reconnect(&connector, &health, deadline, me, &adapters).await {
+                    _ => match reconnect(&connector, &health, deadline, &membership).await {
                         Ok(fresh) => conn.insert(fresh),
                         Err(error) => {
                             conn = None;
@@ -176,7 +177,6 @@ impl Writer {
                     "journal: could not hand this replica's turns over; they wait for its lease to run out"
                 );
             }
-            let _ = client.execute("SELECT pg_advisory_unlock_all()", &[]).await;
         }
     }
 }
@@ -184,57 +184,46 @@ impl Writer {
 /// How long a stopping replica tries to hand its turns over.
 const LEAVE_PATIENCE: Duration = Duration::from_secs(3);
 
-/// A new connection for the writer: the push adapters taken again (or the refusal, when another
-/// replica took one meanwhile) and the statements prepared.
+/// A new connection for the writer, its statements prepared.
 async fn reconnect(
     connector: &Connector,
     health: &Health,
     deadline: Instant,
-    me: i64,
-    adapters: &[String],
+    membership: &Arc<Membership>,
 ) -> Result<Conn, JournalError> {
     let client = connector
         .connect_or_error(deadline, health)
         .await
         .map_err(|e| JournalError::new(e.kind, format!("{}; nothing was stored", e.message)))?;
-    let patience = deadline
-        .saturating_duration_since(Instant::now())
-        .min(Duration::from_secs(3));
-    match take_adapters(&client, adapters, patience).await {
-        Ok(None) => {}
-        Ok(Some(adapter)) => {
-            let error = JournalError::new(
-                JournalErrorKind::Storage,
-                format!(
-                    "another herald gateway took the {adapter} adapter on the journal's database {} while \
-                     this one was disconnected; nothing was stored (stop one of them)",
-                    connector.target()
-                ),
-            );
-            tracing::error!("{}", error.message);
-            return Err(error);
-        }
-        Err(e) => return Err(pg_error(&e)),
-    }
-    Conn::new(client, me).await.map_err(|e| pg_error(&e))
+    Conn::new(client, membership.clone())
+        .await
+        .map_err(|e| pg_error(&e))
 }
 
 /// The writer's connection, with the statements of the one-statement writes prepared on it.
 struct Conn {
     client: Client,
     statements: Statements,
-    me: i64,
+    membership: Arc<Membership>,
 }
 
 impl Conn {
-    async fn new(client: Client, me: i64) -> Result<Conn, tokio_postgres::Error> {
+    async fn new(client: Client, membership: Arc<Membership>) -> Result<Conn, tokio_postgres::Error> {
         let statements = Statements::prepare(&client).await?;
         Ok(Conn {
             client,
             statements,
-            me,
+            membership,
         })
     }
+}
+
+/// Who writes: this replica's id and the fences of the leases it holds (read once per batch; a replica
+/// never gets a new fence for a lease it holds, so the batch's writes were all made under these).
+struct Writing {
+    me: i64,
+    names: Vec<String>,
+    fences: Vec<i64>,
 }
 
 /// What one-statement writes run (a write of several statements, rare, runs them as text).
@@ -272,25 +261,12 @@ impl Statements {
             ),
         )?;
         let (mark_delivered, set_draft, fail_delivery, set_offset, set_cursor) = tokio::try_join!(
-            client.prepare(
-                "UPDATE messages SET delivered_ms = $2
-                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL"
-            ),
+            // The adapters' writes name the fences they were made under (`herald_fenced`).
+            client.prepare("SELECT herald_delivered($1, $2, NULL, $3, $4, $5)"),
             client.prepare("UPDATE turns SET draft = $2 WHERE id = $1"),
-            client.prepare(
-                "UPDATE messages SET delivery_failed_ms = $2, delivery_error = $3
-                 WHERE turn_id = $1 AND role = 'assistant' AND delivered_ms IS NULL"
-            ),
-            client.prepare(
-                "INSERT INTO adapter_offsets (adapter, next_update, updated_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (adapter) DO UPDATE
-                     SET next_update = GREATEST(adapter_offsets.next_update, excluded.next_update),
-                         updated_ms = excluded.updated_ms"
-            ),
-            client.prepare(
-                "INSERT INTO adapter_cursors (adapter, cursor, updated_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (adapter) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms"
-            ),
+            client.prepare("SELECT herald_delivered($1, $2, $3, $4, $5, $6)"),
+            client.prepare("SELECT herald_set_offset($1, $2, $3, $4, $5, $6)"),
+            client.prepare("SELECT herald_set_cursor($1, $2, $3, $4, $5, $6)"),
         )?;
         Ok(Statements {
             accept,
@@ -329,9 +305,14 @@ async fn pipelined(conn: &mut Conn, batch: &[Write]) -> Result<Option<Vec<Value>
     let Conn {
         client,
         statements,
-        me,
+        membership,
     } = conn;
-    let me = *me;
+    let (names, fences) = membership.fences();
+    let me = &Writing {
+        me: membership.me,
+        names,
+        fences,
+    };
     let tx = client
         .transaction()
         .await
@@ -386,9 +367,14 @@ async fn one_by_one(
     let Conn {
         client,
         statements,
-        me,
+        membership,
     } = conn;
-    let me = *me;
+    let (names, fences) = membership.fences();
+    let me = &Writing {
+        me: membership.me,
+        names,
+        fences,
+    };
     let mut tx = client
         .transaction()
         .await
@@ -466,13 +452,25 @@ macro_rules! execute {
     };
 }
 
+/// One prepared fenced statement (a function answering whether it was allowed), as a write whose value
+/// is nothing, or [`Value::Fenced`] when the fence refused it.
+macro_rules! fenced {
+    ($tx:expr, $statement:expr, $($param:expr),+ $(,)?) => {
+        Box::pin(async move {
+            let allowed: bool = $tx.query_one($statement, &[$(&$param),+]).await?.get(0);
+            Ok(if allowed { Value::Unit } else { Value::Fenced })
+        })
+    };
+}
+
 /// A write that is one statement, started (`None` for the others): what may be pipelined.
 fn one_statement<'a>(
     tx: &'a Transaction<'_>,
     st: &'a Statements,
     write: &'a Write,
-    me: i64,
+    who: &'a Writing,
 ) -> Option<Applying<'a>> {
+    let me = who.me;
     Some(match write {
         Write::Accept(inbound, _) => Box::pin(async move {
             let row = tx
@@ -534,28 +532,61 @@ fn one_statement<'a>(
             execute!(tx, &st.mark_interrupted, turn_ids, ms(*at_ms))
         }
         Write::NoteResumed { turn_ids, at_ms, .. } => execute!(tx, &st.note_resumed, turn_ids, ms(*at_ms)),
-        Write::MarkDelivered { turn_id, at_ms, .. } => {
-            execute!(tx, &st.mark_delivered, turn_id, ms(*at_ms))
-        }
+        Write::MarkDelivered { turn_id, at_ms, .. } => fenced!(
+            tx,
+            &st.mark_delivered,
+            turn_id,
+            ms(*at_ms),
+            who.me,
+            who.names,
+            who.fences
+        ),
         Write::SetDraft { turn_id, draft, .. } => execute!(tx, &st.set_draft, turn_id, draft),
         Write::FailDelivery {
             turn_id,
             error,
             at_ms,
             ..
-        } => execute!(tx, &st.fail_delivery, turn_id, ms(*at_ms), error),
+        } => fenced!(
+            tx,
+            &st.fail_delivery,
+            turn_id,
+            ms(*at_ms),
+            error,
+            who.me,
+            who.names,
+            who.fences
+        ),
         Write::SetOffset {
             adapter,
             offset,
             at_ms,
             ..
-        } => execute!(tx, &st.set_offset, adapter, offset, ms(*at_ms)),
+        } => fenced!(
+            tx,
+            &st.set_offset,
+            adapter,
+            offset,
+            ms(*at_ms),
+            who.me,
+            who.names,
+            who.fences
+        ),
         Write::SetCursor {
             adapter,
             cursor,
             at_ms,
             ..
-        } => execute!(tx, &st.set_cursor, adapter, cursor, ms(*at_ms)),
+        } => fenced!(
+            tx,
+            &st.set_cursor,
+            adapter,
+            cursor,
+            ms(*at_ms),
+            who.me,
+            who.names,
+            who.fences
+        ),
         Write::RetryDelivery { .. }
         | Write::Reset { .. }
         | Write::Cancel { .. }
@@ -624,14 +655,20 @@ fn complete(write: Write, result: Result<Value, JournalError>) {
             )),
             _ => Ok(()),
         })),
+        Write::MarkDelivered { done, .. }
+        | Write::FailDelivery { done, .. }
+        | Write::SetOffset { done, .. }
+        | Write::SetCursor { done, .. } => done.complete(result.and_then(|v| match v {
+            Value::Fenced => Err(JournalError::new(
+                JournalErrorKind::Fenced,
+                "another replica runs this adapter now (this one lost its lease); nothing was stored",
+            )),
+            _ => Ok(()),
+        })),
         Write::Start { done, .. }
         | Write::MarkInterrupted { done, .. }
         | Write::NoteResumed { done, .. }
-        | Write::MarkDelivered { done, .. }
-        | Write::SetDraft { done, .. }
-        | Write::FailDelivery { done, .. }
-        | Write::SetOffset { done, .. }
-        | Write::SetCursor { done, .. } => done.complete(result.map(|_| ())),
+        | Write::SetDraft { done, .. } => done.complete(result.map(|_| ())),
     }
 }
 
