@@ -31,6 +31,7 @@ use herald_gateway::{ResumeLedger, TurnTracker};
 use herald_home::Home;
 use herald_home::config::Config;
 use herald_home::lifecycle::EventKind;
+use herald_home::records::HealthState;
 use herald_home::secrets::Variables;
 use herald_home::sync::MutexExt;
 use herald_process::control::{AgentStatus, ReloadSummary};
@@ -98,8 +99,17 @@ impl GatewayHost {
         };
         let engine = Engine::with_options(parts.journal, agent.clone(), turns.clone(), options);
         let adapters: Vec<Arc<dyn PushAdapter>> = parts.adapters.into_iter().map(Arc::from).collect();
+        // Replicas sharing a journal run each push adapter on the one holding its lease (see
+        // `herald_gateway::cluster`): here it waits, standing by, until this replica takes it.
+        let cluster = engine.cluster().cloned();
+        let waits = |adapter: &Arc<dyn PushAdapter>| cluster.is_some() && adapter.leased();
         for adapter in &adapters {
-            adapter.attach(&engine, board.adapter(adapter.name()));
+            let health = board.adapter(adapter.name());
+            if waits(adapter) {
+                health.set(HealthState::Starting, Some(STANDBY.into()));
+            } else {
+                adapter.attach(&engine, health);
+            }
         }
         keeper.set_health_board(board.clone());
         let resumed = engine.resume().await.map_err(StartError::Resume)?;
@@ -129,7 +139,7 @@ impl GatewayHost {
         } else {
             None
         };
-        for adapter in &adapters {
+        for adapter in adapters.iter().filter(|a| !waits(a)) {
             adapter.open();
         }
         let mut watchers = vec![
@@ -144,11 +154,20 @@ impl GatewayHost {
                 Duration::from_secs(config.gateway.outage_notice_secs),
             )),
         ];
-        if let Some(cluster) = engine.cluster() {
+        if let Some(cluster) = cluster {
             watchers.push(tokio::spawn(adopt_while_serving(
                 engine.clone(),
                 cluster.adopt_every(),
             )));
+            for adapter in adapters.iter().filter(|a| a.leased()) {
+                let health = board.adapter(adapter.name());
+                watchers.push(tokio::spawn(lead(
+                    adapter.clone(),
+                    engine.clone(),
+                    cluster.clone(),
+                    health,
+                )));
+            }
         }
         Ok(GatewayHost {
             engine,
@@ -295,6 +314,37 @@ impl GatewayHost {
             tracing::warn!("cannot close the journal: {e}");
         }
     }
+}
+
+/// What a push adapter's health says while another replica runs it.
+const STANDBY: &str = "standby: another replica runs it; this one takes over if that one stops";
+
+/// Waits for `adapter`'s lease, then starts it here: attached (its outbox sends what the previous
+/// holder left undelivered), its turns taken over, then opened (polling).
+async fn lead(
+    adapter: Arc<dyn PushAdapter>,
+    engine: Arc<Engine>,
+    cluster: Arc<dyn herald_gateway::cluster::Cluster>,
+    health: herald_gateway::health::HealthHandle,
+) {
+    let name = adapter.name();
+    loop {
+        if engine.turns().is_draining() {
+            return;
+        }
+        match cluster.take_lease(name).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::debug!("cannot ask for the {name} adapter's lease: {e}"),
+        }
+        tokio::time::sleep(cluster.adopt_every()).await;
+    }
+    tracing::info!("running the {name} adapter (this replica holds its lease)");
+    adapter.attach(&engine, health);
+    if let Err(e) = engine.adopt().await {
+        tracing::warn!("cannot take over the {name} adapter's turns yet: {e}");
+    }
+    adapter.open();
 }
 
 /// A replica sharing its journal looks for turns others left (stopped, or dead past their lease) every

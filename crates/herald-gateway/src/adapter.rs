@@ -41,6 +41,14 @@ pub trait PushAdapter: Send + Sync + fmt::Debug {
     /// Starts taking messages (after unfinished turns were resumed).
     fn open(&self);
 
+    /// Whether it runs on one replica at a time when several share the journal (see
+    /// [`crate::cluster`]): a poller of a service (Telegram, Matrix), which two replicas must never
+    /// poll at once. An adapter whose messages come through the HTTP API (webhooks) runs on every
+    /// replica, each delivering the replies of the turns it ran.
+    fn leased(&self) -> bool {
+        true
+    }
+
     /// Stops taking and delivering, drops its connections and starts again — alone: the rest of the
     /// gateway keeps serving. Replies not yet delivered stay in the journal and are sent by the new run.
     /// `Err` says why it cannot (not attached, closing).

@@ -156,6 +156,14 @@ pub fn verify(
     }
 }
 
+/// This machine's host name, if the OS gives one (what a replica is called among those sharing a
+/// database, with its home).
+pub fn host_name() -> Option<String> {
+    sysinfo::System::host_name()
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,12 +244,4 @@ mod tests {
         child.wait().unwrap();
         assert!(!matches!(probe(pid), ProcessProbe::Alive(_)));
     }
-}
-
-/// This machine's host name, if the OS gives one (what a replica is called among those sharing a
-/// database, with its home).
-pub fn host_name() -> Option<String> {
-    sysinfo::System::host_name()
-        .ok()
-        .filter(|name| !name.trim().is_empty())
 }

@@ -984,7 +984,15 @@ async fn poll_loop(
             }
         }
     };
-    let deadline = poll_deadline(options.poll_timeout);
+    // Among replicas sharing a journal, a poll never outlasts this replica's lease on the bot (see
+    // `herald_gateway::cluster`): so a replica paused mid-poll cannot still be polling once another
+    // has taken over.
+    let cluster = engine.cluster().cloned();
+    let poll_timeout = match &cluster {
+        Some(cluster) => options.poll_timeout.min(cluster.lease_ttl() / 4),
+        None => options.poll_timeout,
+    };
+    let deadline = poll_deadline(poll_timeout);
     // A poll completes within its deadline, and the next starts at most `min_poll_interval` later:
     // twice that without one, while connected, is deaf (`status --deep` says so).
     reporter
@@ -1012,8 +1020,19 @@ async fn poll_loop(
                 Err(e) => tracing::debug!("telegram: getMe: {e}"),
             }
         }
+        if let Some(cluster) = &cluster {
+            let needed = poll_timeout + cluster.lease_ttl() / 10;
+            while cluster.lease_left() < needed {
+                if cluster.lost().borrow().is_some() {
+                    return;
+                }
+                if !pause(Duration::from_millis(50), &mut halt).await {
+                    return;
+                }
+            }
+        }
         let polled = tokio::select! {
-            polled = tokio::time::timeout(deadline, api.get_updates(offset, options.poll_timeout)) => match polled {
+            polled = tokio::time::timeout(deadline, api.get_updates(offset, poll_timeout)) => match polled {
                 Ok(Ok(updates)) => Ok(updates),
                 Ok(Err(e)) => Err(PollFailure::Api(e)),
                 Err(_elapsed) => Err(PollFailure::Stuck(deadline)),

@@ -131,6 +131,11 @@ impl PushAdapter for WebhookAdapter {
     /// Nothing to open: messages come in through the HTTP adapter.
     fn open(&self) {}
 
+    /// Webhook messages arrive through the HTTP API, which every replica serves.
+    fn leased(&self) -> bool {
+        false
+    }
+
     fn restart(&self) -> BoxFuture<Result<(), String>> {
         let old = self.run.lock_unpoisoned().take();
         let Some(old) = old else {

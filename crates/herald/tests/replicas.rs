@@ -13,6 +13,8 @@
 
 #![cfg(all(unix, feature = "postgres"))]
 
+#[path = "support/bot_api.rs"]
+mod bot_api;
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,8 +25,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bot_api::BotApi;
+use herald_home::records::HealthState;
 use serde_json::Value;
 use support::{Gateway, TestHome, test_agent, try_http, wait_for};
+
+/// This file's tests restart the database and time failovers: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The shared cluster, and a database of the test's own on it (dropped after).
 struct Database {
@@ -160,20 +171,30 @@ struct Replica {
 }
 
 impl Replica {
+    /// A replica whose agent is the `test_agent`, logging to `log`.
     fn new(db: &Database, log: &Path) -> Replica {
+        let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
+        Replica::with(
+            db,
+            &format!(
+                "[agent]\nbackend = \"command\"\nmax_concurrent_turns = 8\n\n\
+                 [agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+                quote(&test_agent()),
+                quote(log)
+            ),
+        )
+    }
+
+    /// A replica with `rest` after its `[http]` and `[journal]` sections (lease TTL 3 s).
+    fn with(db: &Database, rest: &str) -> Replica {
         let home = TestHome::new();
         let port = free_port();
-        let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
         home.write(
             "herald.toml",
             format!(
                 "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[journal]\nurl = \"{}\"\n\
-                 password_env = \"HERALD_JOURNAL_PASSWORD\"\nlease_ttl_secs = 3\n\n\
-                 [agent]\nbackend = \"command\"\nmax_concurrent_turns = 8\n\n\
-                 [agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+                 password_env = \"HERALD_JOURNAL_PASSWORD\"\nlease_ttl_secs = 3\n\n{rest}",
                 db.url(),
-                quote(&test_agent()),
-                quote(log)
             )
             .as_bytes(),
         );
@@ -200,12 +221,26 @@ impl Replica {
             .unwrap();
         let mut cmd = self.home.cmd(&["run", "--no-supervise"]);
         cmd.env("HERALD_JOURNAL_PASSWORD", &self.password)
+            .env("HERALD_TEST_TG_TOKEN", TG_TOKEN)
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let gateway = Gateway::from_child(cmd.spawn().unwrap());
         self.pid = gateway.pid();
         self.home.wait_running(&gateway);
         self.gateway = Some(gateway);
+    }
+
+    /// How its Telegram adapter is doing, from its state record.
+    fn telegram(&self) -> Option<HealthState> {
+        let state = self.home.state()?;
+        if state.pid != self.pid {
+            return None;
+        }
+        state
+            .adapters
+            .iter()
+            .find(|a| a.name == "telegram")
+            .map(|a| a.state)
     }
 
     fn log(&self) -> String {
@@ -252,8 +287,11 @@ fn send_until_answered(
     }
 }
 
+const TG_TOKEN: &str = "4242:replica-test-token";
+
 #[test]
 fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
+    let _serial = serial();
     let Some(db) = Database::create() else { return };
     let secs: u64 = std::env::var("HERALD_REPLICA_CHAOS_SECS")
         .ok()
@@ -467,4 +505,158 @@ fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
         }
     }
     eprintln!("replica chaos: {reruns} turns run again after their replica was lost");
+}
+
+/// The replica that runs the bot (its Telegram adapter connected) among `replicas`, once one does and
+/// every other stands by.
+fn leader(replicas: &[Replica]) -> usize {
+    let mut found = None;
+    wait_for("one replica to run the bot and the others to stand by", || {
+        let states: Vec<_> = replicas.iter().map(Replica::telegram).collect();
+        let running: Vec<usize> = (0..states.len())
+            .filter(|i| states[*i] == Some(HealthState::Connected))
+            .collect();
+        found = running.first().copied();
+        running.len() == 1 && states.iter().all(Option::is_some)
+    });
+    found.unwrap()
+}
+
+/// Waits until a replica other than `old` runs the bot; returns it and how long that took from `since`.
+fn taken_over(replicas: &[Replica], old: usize, since: Instant) -> (usize, Duration) {
+    let mut found = None;
+    wait_for("another replica to take the bot over", || {
+        found = (0..replicas.len())
+            .find(|i| *i != old && replicas[*i].telegram() == Some(HealthState::Connected));
+        found.is_some()
+    });
+    (found.unwrap(), since.elapsed())
+}
+
+/// A bot's poller runs on one replica at a time, and moves: at once when its replica stops, within two
+/// lease TTLs when it is killed, and past a pause of its replica beyond the lease — after which the
+/// paused replica, resumed, cannot commit (fenced) and stops by itself. The Bot API stand-in never sees
+/// two `getUpdates` at once; every message gets one turn and its reply reaches its chat.
+#[test]
+fn a_bots_poller_runs_on_one_replica_and_moves_when_it_stops_dies_or_pauses() {
+    let _serial = serial();
+    let Some(db) = Database::create() else { return };
+    let api = Arc::new(BotApi::start(TG_TOKEN));
+    let telegram = format!(
+        "[telegram]\nenabled = true\ntoken_env = \"HERALD_TEST_TG_TOKEN\"\napi_base = \"{}\"\n\
+         allowed_users = [7]\npoll_timeout_secs = 2\nmin_poll_interval_ms = 100\n",
+        api.url
+    );
+    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::with(&db, &telegram)).collect();
+    let ttl = Duration::from_secs(3);
+
+    // Users write all along, into three chats.
+    let stop = Arc::new(AtomicBool::new(false));
+    let said: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
+    let writer = {
+        let (api, stop, said) = (api.clone(), stop.clone(), said.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let chat = 100 + n % 3;
+                let text = format!("hello {n}");
+                api.user_says(7, chat, &text);
+                said.lock().unwrap().push((chat, text));
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+
+    // A planned stop hands the bot over at once (released, not left to expire).
+    let first = leader(&replicas);
+    let since = Instant::now();
+    replicas[first].home.output(&["stop"]);
+    let (second, planned) = taken_over(&replicas, first, since);
+    replicas[first].gateway.take().unwrap().wait();
+    replicas[first].start();
+
+    // A killed one's lease runs out first.
+    let since = Instant::now();
+    replicas[second].gateway.take().unwrap().kill();
+    let (third, killed) = taken_over(&replicas, second, since);
+    replicas[second].start();
+
+    // Paused past its lease: another takes over; resumed, it finds itself replaced and stops.
+    let paused = third;
+    let mut gateway = replicas[paused].gateway.take().unwrap();
+    gateway.signal(libc::SIGSTOP);
+    let since = Instant::now();
+    let (fourth, past_pause) = taken_over(&replicas, paused, since);
+    std::thread::sleep(Duration::from_millis(500));
+    gateway.signal(libc::SIGCONT);
+    let mut code = None;
+    wait_for("the paused replica to stop by itself", || {
+        code = gateway.try_exit_code();
+        code.is_some()
+    });
+    assert_eq!(code.unwrap(), Some(1), "{}", replicas[paused].log());
+    assert!(
+        replicas[paused].log().contains("lease"),
+        "{}",
+        replicas[paused].log()
+    );
+    drop(gateway);
+    replicas[paused].start();
+    assert_eq!(leader(&replicas), fourth);
+
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let said = said.lock().unwrap().clone();
+    wait_for("every message to be answered in its chat", || {
+        said.iter().all(|(chat, text)| {
+            api.sent_to(*chat)
+                .iter()
+                .any(|m| m.text == format!("echo: {text}"))
+        })
+    });
+    let repeated: usize = said
+        .iter()
+        .map(|(chat, text)| {
+            let copies = api
+                .sent_to(*chat)
+                .iter()
+                .filter(|m| m.text == format!("echo: {text}"))
+                .count();
+            copies - 1
+        })
+        .sum();
+    for replica in &mut replicas {
+        replica.home.output(&["stop"]);
+        if let Some(gateway) = replica.gateway.take() {
+            gateway.wait();
+        }
+    }
+    // One turn per message, whichever replica polled it.
+    let turns = db.query(
+        "SELECT count(*) FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.adapter = 'telegram'",
+    );
+    assert_eq!(turns, [said.len().to_string()]);
+    let stale = db.query("SELECT stale_writes FROM herald_leases WHERE name = 'telegram'");
+    let fence = db.query("SELECT fence FROM herald_leases WHERE name = 'telegram'");
+    eprintln!(
+        "bot failover: planned stop {planned:?}, kill {killed:?}, pause {past_pause:?} (TTL {ttl:?}); \
+         {} messages, {repeated} replies sent twice, fence {fence:?}, stale writes refused {stale:?}",
+        said.len()
+    );
+    assert_eq!(
+        api.most_concurrent_polls(),
+        1,
+        "two replicas polled the bot at once"
+    );
+    assert!(
+        planned < ttl,
+        "a planned stop hands the bot over within the TTL: {planned:?}"
+    );
+    assert!(
+        killed < 2 * ttl,
+        "a killed replica's bot moves within two TTLs: {killed:?}"
+    );
+    assert!(past_pause < 2 * ttl, "{past_pause:?}");
 }

@@ -93,6 +93,10 @@ struct State {
     sent_at: Vec<Instant>,
     /// getUpdates calls: (when, offset).
     polls: Vec<(Instant, Option<i64>)>,
+    /// getUpdates calls being answered right now, and the most there ever were at once (Telegram
+    /// itself allows one consumer per token: a second gets 409).
+    polling: usize,
+    most_polling: usize,
     chat_actions: usize,
     /// Files users sent, by file id: (server path, bytes), for `getFile` and downloads.
     files: std::collections::HashMap<String, (String, Vec<u8>)>,
@@ -295,6 +299,11 @@ impl BotApi {
 
     pub fn sent_to(&self, chat: i64) -> Vec<Sent> {
         self.sent().into_iter().filter(|m| m.chat_id == chat).collect()
+    }
+
+    /// The most `getUpdates` calls this stand-in was ever answering at the same time.
+    pub fn most_concurrent_polls(&self) -> usize {
+        self.with(|s| s.most_polling)
     }
 
     pub fn polls(&self) -> Vec<(Instant, Option<i64>)> {
@@ -577,6 +586,8 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
     }
     match method {
         "getUpdates" => {
+            state.polling += 1;
+            state.most_polling = state.most_polling.max(state.polling);
             let offset = body.get("offset").and_then(Value::as_i64);
             let timeout = body.get("timeout").and_then(Value::as_u64).unwrap_or(0).min(30);
             if let Some(offset) = offset {
@@ -599,6 +610,7 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, token: &str, path: &str, body: 
                 }
             }
             let result: Vec<Value> = state.updates.iter().take(100).map(|(_, u)| u.clone()).collect();
+            state.polling -= 1;
             (200, json!({"ok": true, "result": result}))
         }
         "sendMessage" => {
