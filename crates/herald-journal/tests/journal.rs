@@ -11,8 +11,7 @@ use std::path::Path;
 
 use herald_gateway::agent::Role;
 use herald_gateway::journal::{
-    AdapterStore, HistoryQuery, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey,
-    TurnState, TurnStore,
+    HistoryQuery, HistoryStore, Inbound, Journal, JournalErrorKind, Reply, SessionKey, TurnState, TurnStore,
 };
 use herald_journal::{OpenError, SCHEMA_VERSION, SqliteJournal};
 use support::Store;
@@ -868,6 +867,7 @@ on_both_backends!(
 mod postgres_only {
     use super::*;
     use crate::support::TestDatabase;
+    use herald_gateway::journal::AdapterStore;
     use herald_journal::postgres::ReplicaOptions;
     use herald_journal::{PG_SCHEMA_VERSION, PgJournal, PgOpenError, PgOptions};
     use std::time::Duration;
