@@ -18,6 +18,7 @@
 
 #[cfg(target_os = "linux")]
 mod control;
+mod failover;
 mod flood;
 mod machine;
 mod matrix;
@@ -61,6 +62,7 @@ usage: herald-bench [--runs N] [--json PATH] [--herald PATH] [--wake-secs S] [--
        herald-bench flood [--help]   (a normal client while idle and slow-loris connections fill the listener)
        herald-bench watchdog [--help] (SIGSTOP of the worker -> serving again; no false wedge under load)
        herald-bench telegram [--help] (replies to many chats against a rate-limited Bot API stand-in)
+       herald-bench failover [--help] (replicas on PostgreSQL: how long a bot goes unpolled when its replica goes)
        herald-bench webhook [--help]  (signed webhook turns, inbound to callback, at 64 senders)
        herald-bench matrix [--help]   (Matrix turns through a real Synapse, at 64 conversations)
        herald-bench upgrade [--help]  (herald upgrade under a keyed client: wall time, longest refusal)
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Some("flood") => Some(("flood", flood::main)),
         Some("watchdog") => Some(("watchdog", watchdog::main)),
         Some("telegram") => Some(("telegram", telegram::main)),
+        Some("failover") => Some(("failover", failover::main)),
         Some("webhook") => Some(("webhook", webhook::main)),
         Some("matrix") => Some(("matrix", matrix::main)),
         Some("upgrade") => Some(("upgrade", upgrade::main)),

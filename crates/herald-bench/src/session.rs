@@ -319,6 +319,14 @@ impl Session {
         })
     }
 
+    /// Kills the gateway (SIGKILL / TerminateProcess: no drain, no handover) and reaps it.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut gateway) = self.gateway.take() {
+            gateway.kill().context("cannot kill the gateway")?;
+        }
+        Ok(())
+    }
+
     /// `herald stop` on the running gateway, timing both the command and the gateway's exit.
     pub fn stop(&mut self) -> anyhow::Result<StopTimes> {
         let mut cmd = self.command(&["stop"], "stop")?;

@@ -35,7 +35,7 @@ Telegram replies through the real gateway to a Bot API stand-in enforcing R mess
 distinct chats (default 300), replies/s sustained, 429s provoked, order within each chat, lost and
 doubled. L delays every answer of the stand-in (default 0).";
 
-const TOKEN: &str = "4242:BENCH-TOKEN";
+pub(crate) const TOKEN: &str = "4242:BENCH-TOKEN";
 /// The longest the bench waits for the last reply after the expected time at the rate cap.
 const SLACK: Duration = Duration::from_secs(60);
 
@@ -223,13 +223,13 @@ struct State {
     refused: usize,
 }
 
-struct StandIn {
-    url: String,
+pub(crate) struct StandIn {
+    pub(crate) url: String,
     state: Arc<(Mutex<State>, Condvar)>,
 }
 
 impl StandIn {
-    fn start(rate: usize, chat_gap: Duration, latency: Duration) -> anyhow::Result<StandIn> {
+    pub(crate) fn start(rate: usize, chat_gap: Duration, latency: Duration) -> anyhow::Result<StandIn> {
         let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen for the stand-in")?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new((

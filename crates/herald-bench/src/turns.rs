@@ -27,11 +27,12 @@ use crate::session::Session;
 
 const USAGE: &str = "\
 usage: herald-bench turns [--seconds S] [--clients 1,8,64] [--sessions 1000,10000,100000|none]
-                          [--journal-url postgres://USER@HOST:PORT/DB] [--json PATH]
+                          [--journal-url postgres://USER@HOST:PORT/DB [--replicas N]] [--json PATH]
 
 HTTP echo turns with durable commits: throughput and p50/p99 latency at each client count, then
 per-turn latency as the journal grows to each session count. With --journal-url the journal is that
-PostgreSQL database (its password in HERALD_JOURNAL_PASSWORD), else state.db in the home.";
+PostgreSQL database (its password in HERALD_JOURNAL_PASSWORD), else state.db in the home; with
+--replicas, N gateways share it and the clients are spread across them (client i on replica i mod N).";
 
 const WARM_UP: Duration = Duration::from_secs(1);
 const CURVE_SAMPLES: usize = 500;
@@ -43,6 +44,7 @@ struct Options {
     clients: Vec<usize>,
     sessions: Vec<usize>,
     journal_url: Option<String>,
+    replicas: usize,
     json: std::path::PathBuf,
 }
 
@@ -51,25 +53,33 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         println!("{USAGE}");
         return Ok(());
     };
-    let mut session = Session::new(herald, &["--no-supervise".to_owned()])?;
-    if let Some(url) = &options.journal_url {
-        session.append_config(&format!(
-            "\n[journal]\nurl = {url:?}\npassword_env = \"HERALD_JOURNAL_PASSWORD\"\n"
-        ))?;
+    let mut replicas = Vec::new();
+    let mut authorities = Vec::new();
+    for _ in 0..options.replicas {
+        let mut session = Session::new(herald, &["--no-supervise".to_owned()])?;
+        if let Some(url) = &options.journal_url {
+            session.append_config(&format!(
+                "\n[journal]\nurl = {url:?}\npassword_env = \"HERALD_JOURNAL_PASSWORD\"\n"
+            ))?;
+        }
+        session.start()?;
+        let url = session.http_url().context("the gateway published no HTTP url")?;
+        authorities.push(url.strip_prefix("http://").context("an http:// url")?.to_owned());
+        replicas.push(session);
     }
-    session.start()?;
-    let url = session.http_url().context("the gateway published no HTTP url")?;
-    let authority = url.strip_prefix("http://").context("an http:// url")?.to_owned();
+    let authority = authorities[0].clone();
     let machine = crate::machine::Machine::probe();
     let journal = options.journal_url.as_deref().unwrap_or("state.db (SQLite)");
     eprintln!(
-        "herald-bench turns: {url}, journal {journal}; {}",
+        "herald-bench turns: {} replica(s) at {}, journal {journal}; {}",
+        authorities.len(),
+        authorities.join(", "),
         machine.summary()
     );
 
     let mut levels = Vec::new();
     for &clients in &options.clients {
-        let level = load(&authority, clients, Duration::from_secs(options.seconds))?;
+        let level = load(&authorities, clients, Duration::from_secs(options.seconds))?;
         eprintln!(
             "  {clients:>3} clients: {:>7.0} turns/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} turns, {} errors)",
             level.per_sec, level.p50_ms, level.p99_ms, level.turns, level.errors
@@ -91,10 +101,12 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         );
         curve.push(point);
     }
-    let db_bytes = std::fs::metadata(session.root().join("state.db"))
+    let db_bytes = std::fs::metadata(replicas[0].root().join("state.db"))
         .map(|m| m.len())
         .ok();
-    session.stop()?;
+    for session in &mut replicas {
+        session.stop()?;
+    }
 
     let report = json!({
         "date": crate::machine::now_rfc3339(),
@@ -104,6 +116,7 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
         "curve": curve.iter().map(CurvePoint::to_json).collect::<Vec<_>>(),
         "journal_bytes": db_bytes,
         "journal": journal,
+        "replicas": options.replicas,
         "command": std::env::args().collect::<Vec<_>>(),
     });
     crate::report::save_json(&options.json, &report)?;
@@ -117,6 +130,7 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
         clients: vec![1, 8, 64],
         sessions: vec![1_000, 10_000, 100_000],
         journal_url: None,
+        replicas: 1,
         json: "target/bench/turns.json".into(),
     };
     let list = |text: &str| -> anyhow::Result<Vec<usize>> {
@@ -140,11 +154,17 @@ fn parse(args: &[String]) -> anyhow::Result<Option<Options>> {
                 options.sessions = if text == "none" { Vec::new() } else { list(text)? };
             }
             "--journal-url" => options.journal_url = Some(value()?.clone()),
+            "--replicas" => options.replicas = value()?.parse().context("--replicas wants a number")?,
             "--json" => options.json = value()?.into(),
             other => bail!("unknown argument {other:?}\n\n{USAGE}"),
         }
     }
     ensure!(options.seconds > 0, "--seconds must be positive");
+    ensure!(options.replicas > 0, "--replicas must be positive");
+    ensure!(
+        options.replicas == 1 || options.journal_url.is_some(),
+        "--replicas needs --journal-url: replicas share a PostgreSQL journal"
+    );
     ensure!(
         options.clients.iter().all(|c| *c > 0),
         "client counts must be positive"
@@ -248,7 +268,7 @@ pub fn levels(herald: &Path, clients: &[usize], seconds: u64) -> anyhow::Result<
     let authority = url.strip_prefix("http://").context("an http:// url")?.to_owned();
     let mut levels = Vec::new();
     for &c in clients {
-        let level = load(&authority, c, Duration::from_secs(seconds))?;
+        let level = load(std::slice::from_ref(&authority), c, Duration::from_secs(seconds))?;
         eprintln!(
             "herald-bench: {c} HTTP clients: {:.0} turns/s, p50 {:.2} ms, p99 {:.2} ms",
             level.per_sec, level.p50_ms, level.p99_ms
@@ -290,15 +310,16 @@ pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
 }
 
-/// `clients` threads, each posting back to back; latencies recorded after the warm-up.
-pub fn load(authority: &str, clients: usize, window: Duration) -> anyhow::Result<Level> {
+/// `clients` threads, each posting back to back to one of `authorities` (client i to i mod their
+/// number); latencies recorded after the warm-up.
+pub fn load(authorities: &[String], clients: usize, window: Duration) -> anyhow::Result<Level> {
     let start = Arc::new(Barrier::new(clients + 1));
     let measuring = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
     for t in 0..clients {
-        let mut client = Client::connect(authority)?;
+        let mut client = Client::connect(&authorities[t % authorities.len()])?;
         let (start, measuring, done, errors) =
             (start.clone(), measuring.clone(), done.clone(), errors.clone());
         threads.push(std::thread::spawn(move || {

@@ -242,7 +242,7 @@ mod linux {
             let (done, written) = (done.clone(), written.clone());
             std::thread::spawn(move || disk_pressure(&path, &done, &written))
         });
-        let level = crate::turns::load(&authority, 64, window);
+        let level = crate::turns::load(std::slice::from_ref(&authority), 64, window);
         done.store(true, Ordering::Relaxed);
         if let Some(writer) = writer {
             writer

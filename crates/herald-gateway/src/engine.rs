@@ -173,6 +173,9 @@ pub struct Engine {
     journal: Arc<dyn Journal>,
     /// The replicas sharing the journal, when it is shared (see [`crate::cluster`]).
     cluster: Option<Arc<dyn Cluster>>,
+    /// One adoption at a time (the periodic one and a push adapter's takeover may ask together): a
+    /// turn adopted twice over would count two resumes.
+    adopting: tokio::sync::Mutex<()>,
     agent: Arc<dyn Agent>,
     turns: TurnTracker,
     options: EngineOptions,
@@ -290,6 +293,7 @@ impl Engine {
     ) -> Arc<Engine> {
         Arc::new(Engine {
             cluster: journal.cluster(),
+            adopting: tokio::sync::Mutex::new(()),
             journal,
             agent,
             turns,
@@ -732,6 +736,7 @@ impl Engine {
         if self.cluster.is_none() || self.turns.is_draining() {
             return Ok(ResumeSummary::default());
         }
+        let _one_at_a_time = self.adopting.lock().await;
         let mut adapters = vec![crate::http::ADAPTER.to_owned(), CHECK_ADAPTER.to_owned()];
         adapters.extend(self.outboxes.lock_unpoisoned().keys().cloned());
         let owned = self.journal.adopt(&adapters).await?;
