@@ -3,11 +3,12 @@
 //! Two real gateways (`herald run --no-supervise`, echo agent) share one PostgreSQL journal, both with
 //! `[telegram]` pointed at the Bot API stand-in of `herald-bench telegram`; one holds the adapter's
 //! lease and polls, the other stands by. Each run takes the polling replica away — a planned stop
-//! (`herald stop`: the lease is handed over) or `SIGKILL` (the lease must run out) — and measures the
-//! time until the other replica's state record says its Telegram adapter is connected (it took the
-//! lease and completed a poll). The replica taken away is started again (it stands by) before the next
-//! run, so runs alternate between the two. The target: a killed replica's bot moves within twice the
-//! lease TTL.
+//! (`herald stop`: the lease is handed over) or `SIGKILL` (the lease must run out) — and measures, from
+//! the moment the old replica is gone (its process reaped), the time until the stand-in receives the
+//! next `getUpdates` (from the other replica: the bot is unpolled in between). The replica taken away is
+//! started again (it stands by) once the other runs the bot (its state record says Telegram
+//! connected), so runs alternate between the two. The target: a killed replica's bot moves within twice
+//! the lease TTL.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -119,14 +120,20 @@ pub fn main(args: &[String], herald: &Path) -> anyhow::Result<()> {
     for run in 0..options.runs * 2 {
         let leader = poller(&replicas, Instant::now())?;
         let kill = run % 2 == 1;
-        let since = Instant::now();
         if kill {
             replicas[leader].kill()?;
         } else {
             replicas[leader].stop()?;
         }
+        let since = Instant::now();
+        let took = loop {
+            if let Some(at) = stand_in.first_poll_after(since) {
+                break at.duration_since(since);
+            }
+            ensure!(since.elapsed() < LIMIT, "nobody polled the bot within {LIMIT:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        };
         let next = poller(&replicas, since)?;
-        let took = since.elapsed();
         ensure!(next != leader, "the bot came back to the replica taken away");
         eprintln!(
             "  {}: the bot moved in {:.0} ms",

@@ -221,6 +221,8 @@ struct State {
     window: VecDeque<Instant>,
     last_to_chat: BTreeMap<i64, Instant>,
     refused: usize,
+    /// When each `getUpdates` arrived.
+    polls: Vec<Instant>,
 }
 
 pub(crate) struct StandIn {
@@ -253,6 +255,11 @@ impl StandIn {
             }
         });
         Ok(StandIn { url, state })
+    }
+
+    /// The first `getUpdates` that arrived after `since`, if one did.
+    pub(crate) fn first_poll_after(&self, since: Instant) -> Option<Instant> {
+        self.lock().polls.iter().copied().find(|at| *at > since)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -397,6 +404,7 @@ fn handle(shared: &Arc<(Mutex<State>, Condvar)>, limits: Limits, path: &str, bod
     let mut state = lock.lock().unwrap_or_else(|e| e.into_inner());
     match method {
         "getUpdates" => {
+            state.polls.push(Instant::now());
             let offset = body.get("offset").and_then(Value::as_i64);
             let timeout = body.get("timeout").and_then(Value::as_u64).unwrap_or(0).min(30);
             let confirm = |state: &mut State| {

@@ -316,6 +316,10 @@ impl GatewayHost {
     }
 }
 
+/// How often a replica standing by for a push adapter asks for its lease: a planned stop hands it over,
+/// and the bot should not wait long for its next poller (one small query each time).
+const STANDBY_RETRY: Duration = Duration::from_millis(500);
+
 /// What a push adapter's health says while another replica runs it.
 const STANDBY: &str = "standby: another replica runs it; this one takes over if that one stops";
 
@@ -337,7 +341,7 @@ async fn lead(
             Ok(false) => {}
             Err(e) => tracing::debug!("cannot ask for the {name} adapter's lease: {e}"),
         }
-        tokio::time::sleep(cluster.adopt_every()).await;
+        tokio::time::sleep(STANDBY_RETRY.min(cluster.adopt_every())).await;
     }
     tracing::info!("running the {name} adapter (this replica holds its lease)");
     adapter.attach(&engine, health);
