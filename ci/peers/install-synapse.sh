@@ -14,6 +14,8 @@ venv="$peers/synapse-venv"
 python="$venv/bin/python"
 
 log() { printf '[synapse] %s\n' "$*" >&2; }
+# shellcheck source=ci/peers/venv.sh
+source "$peers/venv.sh"
 
 installed_version() {
     [ -x "$python" ] || return 0
@@ -21,19 +23,7 @@ installed_version() {
 }
 
 if [ "$(installed_version)" != "$version" ]; then
-    if [ ! -x "$python" ]; then
-        if ! python3 -m venv "$venv" >&2; then
-            if [ "$(id -u)" = 0 ]; then
-                log "installing python3-venv (apt)"
-                DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
-                python3 -m venv "$venv" >&2
-            else
-                log "python3 -m venv failed; install python3-venv"
-                exit 1
-            fi
-        fi
-    fi
+    make_venv "$venv"
     log "installing matrix-synapse==$version into $venv"
     "$python" -m pip install --quiet --disable-pip-version-check "matrix-synapse==$version" >&2
     if [ "$(installed_version)" != "$version" ]; then

@@ -8,79 +8,15 @@
 
 #![cfg(feature = "postgres")]
 
+#[path = "support/database.rs"]
+mod database;
 mod support;
 
 use std::process::Command;
 
+use database::Database;
 use serde_json::Value;
 use support::{TestHome, http, post_message, text};
-
-/// A database of the test's own, dropped after it.
-struct Database {
-    admin_url: String,
-    password: String,
-    name: String,
-}
-
-impl Database {
-    fn create() -> Option<Database> {
-        let url = std::env::var("HERALD_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty());
-        let Some(admin_url) = url else {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "HERALD_TEST_POSTGRES_URL is not set (CI=true): ci/test.sh starts the test cluster"
-            );
-            eprintln!("skipping: HERALD_TEST_POSTGRES_URL is not set (see ci/peers/postgres.sh)");
-            return None;
-        };
-        let password = std::env::var("HERALD_TEST_POSTGRES_PASSWORD").unwrap_or_default();
-        let name = format!(
-            "herald_e2e_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        admin(&admin_url, &password, &format!("CREATE DATABASE {name}"));
-        Some(Database {
-            admin_url,
-            password,
-            name,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.admin_url.rsplit_once('/').unwrap().0, self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        admin(
-            &self.admin_url,
-            &self.password,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-/// Runs one statement as the cluster's admin.
-fn admin(url: &str, password: &str, statement: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut config: tokio_postgres::Config = url.parse().unwrap();
-        config.password(password);
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client.batch_execute(statement).await.unwrap();
-    });
-}
 
 /// A home whose journal is `db`, the password in `HERALD_JOURNAL_PASSWORD`.
 fn home_on(db: &Database) -> TestHome {

@@ -15,17 +15,19 @@
 
 #[path = "support/bot_api.rs"]
 mod bot_api;
+#[path = "support/database.rs"]
+mod database;
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bot_api::BotApi;
+use database::Database;
 use herald_home::records::HealthState;
 use serde_json::Value;
 use support::{Gateway, TestHome, test_agent, try_http, wait_for};
@@ -35,98 +37,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The shared cluster, and a database of the test's own on it (dropped after).
-struct Database {
-    admin_url: String,
-    password: String,
-    name: String,
-    pg_ctl: Option<Vec<String>>,
-}
-
-impl Database {
-    fn create() -> Option<Database> {
-        let url = std::env::var("HERALD_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty());
-        let Some(admin_url) = url else {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "HERALD_TEST_POSTGRES_URL is not set (CI=true): ci/test.sh starts the test cluster"
-            );
-            eprintln!("skipping: HERALD_TEST_POSTGRES_URL is not set (see ci/peers/postgres.sh)");
-            return None;
-        };
-        let password = std::env::var("HERALD_TEST_POSTGRES_PASSWORD").unwrap_or_default();
-        let name = format!("herald_replicas_{}_{}", std::process::id(), unix_ms());
-        let pg_ctl = std::env::var("HERALD_TEST_PG_CTL")
-            .ok()
-            .map(|c| c.split(' ').map(str::to_owned).collect());
-        let db = Database {
-            admin_url,
-            password,
-            name,
-            pg_ctl,
-        };
-        db.sql(&format!("CREATE DATABASE {}", db.name));
-        Some(db)
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.admin_url.rsplit_once('/').unwrap().0, self.name)
-    }
-
-    /// Runs `sql` as the cluster's admin, on the admin database; returns the first column of each row.
-    fn sql(&self, sql: &str) -> Vec<String> {
-        query(&self.admin_url, &self.password, sql)
-    }
-
-    /// Runs `sql` on the test's database.
-    fn query(&self, sql: &str) -> Vec<String> {
-        query(&self.url(), &self.password, sql)
-    }
-
-    fn restart(&self) -> bool {
-        let Some(pg_ctl) = &self.pg_ctl else {
-            return false;
-        };
-        let status = Command::new(&pg_ctl[0])
-            .args(&pg_ctl[1..])
-            .args(["restart", "-m", "fast", "-w"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "pg_ctl restart");
-        true
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        self.sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-    }
-}
-
-fn query(url: &str, password: &str, sql: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut config: tokio_postgres::Config = url.parse().unwrap();
-        config.password(password);
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        let mut values = Vec::new();
-        for message in client.simple_query(sql).await.unwrap() {
-            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-                values.push(row.get(0).unwrap_or_default().to_owned());
-            }
-        }
-        values
-    })
 }
 
 fn unix_ms() -> u128 {

@@ -226,6 +226,17 @@ struct Writing {
     fences: Vec<i64>,
 }
 
+impl Conn {
+    fn writing(&self) -> Writing {
+        let (names, fences) = self.membership.fences();
+        Writing {
+            me: self.membership.me,
+            names,
+            fences,
+        }
+    }
+}
+
 /// What one-statement writes run (a write of several statements, rare, runs them as text).
 struct Statements {
     accept: Statement,
@@ -302,17 +313,10 @@ async fn commit_batch(
 
 /// The batch with its writes pipelined; `None` when one failed (the transaction was rolled back).
 async fn pipelined(conn: &mut Conn, batch: &[Write]) -> Result<Option<Vec<Value>>, BatchError> {
+    let me = &conn.writing();
     let Conn {
-        client,
-        statements,
-        membership,
+        client, statements, ..
     } = conn;
-    let (names, fences) = membership.fences();
-    let me = &Writing {
-        me: membership.me,
-        names,
-        fences,
-    };
     let tx = client
         .transaction()
         .await
@@ -364,17 +368,10 @@ async fn one_by_one(
     conn: &mut Conn,
     batch: &[Write],
 ) -> Result<Vec<Result<Value, JournalError>>, BatchError> {
+    let me = &conn.writing();
     let Conn {
-        client,
-        statements,
-        membership,
+        client, statements, ..
     } = conn;
-    let (names, fences) = membership.fences();
-    let me = &Writing {
-        me: membership.me,
-        names,
-        fences,
-    };
     let mut tx = client
         .transaction()
         .await
