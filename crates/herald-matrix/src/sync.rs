@@ -361,7 +361,14 @@ async fn sync_loop(
             }
         }
     };
-    let deadline = options.sync_timeout + SYNC_MARGIN;
+    // Among replicas sharing a journal, a sync never outlasts this replica's lease on the account (see
+    // `herald_gateway::cluster`), as Telegram's poll does not.
+    let cluster = engine.cluster().cloned();
+    let sync_timeout = match &cluster {
+        Some(cluster) => options.sync_timeout.min(cluster.lease_ttl() / 4),
+        None => options.sync_timeout,
+    };
+    let deadline = sync_timeout + SYNC_MARGIN;
     health.expect_inbound_every(deadline * 2);
     let desk = CommandDesk::new(engine.clone(), health.board().clone());
     let display_name = client.account().get_display_name().await.ok().flatten();
@@ -371,10 +378,16 @@ async fn sync_loop(
         if *drain.borrow() || *stop.borrow() {
             return;
         }
+        if let Some(cluster) = &cluster {
+            let needed = sync_timeout + cluster.lease_ttl() / 10;
+            while cluster.lease_left() < needed {
+                if cluster.lost().borrow().is_some() || !pause(Duration::from_millis(50), &mut stop).await {
+                    return;
+                }
+            }
+        }
         let settings = match &token {
-            Some(token) => SyncSettings::default()
-                .token(token.clone())
-                .timeout(options.sync_timeout),
+            Some(token) => SyncSettings::default().token(token.clone()).timeout(sync_timeout),
             // The first sync of this home: the rooms' state, and no waiting.
             None => SyncSettings::default().timeout(Duration::ZERO),
         };
