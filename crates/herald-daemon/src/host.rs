@@ -61,6 +61,8 @@ pub(crate) struct GatewayHost {
     http: Option<HttpServer>,
     adapters: Vec<Arc<dyn PushAdapter>>,
     board: HealthBoard,
+    /// The journal's database outage as it changes (a journal on a server).
+    outages: Option<tokio::sync::watch::Receiver<Option<herald_home::records::JournalOutage>>>,
     /// The agent's recheck and the outage notices (see the module docs), ended at stop.
     watchers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -97,6 +99,7 @@ impl GatewayHost {
         let options = EngineOptions {
             log_message_text: config.gateway.log_message_text,
         };
+        let outages = parts.journal.outages();
         let engine = Engine::with_options(parts.journal, agent.clone(), turns.clone(), options);
         let adapters: Vec<Arc<dyn PushAdapter>> = parts.adapters.into_iter().map(Arc::from).collect();
         // Replicas sharing a journal run each push adapter on the one holding its lease (see
@@ -179,11 +182,19 @@ impl GatewayHost {
             http,
             adapters,
             board,
+            outages,
             watchers,
         })
     }
 
     /// The engine every adapter feeds.
+    /// The journal's database outage as it changes, for a journal on a server.
+    pub(crate) fn journal_outages(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<Option<herald_home::records::JournalOutage>>> {
+        self.outages.clone()
+    }
+
     pub(crate) fn engine(&self) -> Arc<Engine> {
         self.engine.clone()
     }

@@ -202,6 +202,11 @@ async fn serve(
     if let Some(view) = &cluster_changes {
         keeper.set_cluster(view.clone());
     }
+    // And the journal's database outage, when its journal is on a server.
+    let mut outage_changes = host.journal_outages();
+    if let Some(outage) = &outage_changes {
+        keeper.set_journal_outages(outage.clone());
+    }
     let mut count_changes = throttled(turns.subscribe(), COUNTS_REFRESH);
 
     // A worker's loop beats for its monitor's watchdog (`crate::beat`): a wedged loop stops the beats.
@@ -247,6 +252,7 @@ async fn serve(
             _ = heartbeat.tick() => memory::release_free_memory(),
             Ok(()) = health_changes.changed() => {}
             () = view_changed(&mut cluster_changes) => {}
+            () = view_changed(&mut outage_changes) => {}
             Some(()) = count_changes.recv() => {}
             () = watchdog.tick() => continue,
             () = beat.tick() => continue,
@@ -348,8 +354,8 @@ async fn serve(
     Ok(result)
 }
 
-/// Resolves when the view of the replicas changes (never, for a journal of one gateway).
-async fn view_changed(view: &mut Option<watch::Receiver<Option<herald_home::records::ClusterView>>>) {
+/// Resolves when a watched view changes (never, when there is none to watch).
+async fn view_changed<T>(view: &mut Option<watch::Receiver<T>>) {
     let Some(receiver) = view else {
         return std::future::pending().await;
     };

@@ -54,6 +54,8 @@ pub struct RecordKeeper {
     health: Option<HealthBoard>,
     /// The replicas sharing the journal (recorded with every write), when it is shared.
     cluster: Option<tokio::sync::watch::Receiver<Option<herald_home::records::ClusterView>>>,
+    /// The journal's database outage, if any (recorded with every write), for a journal on a server.
+    journal_outage: Option<tokio::sync::watch::Receiver<Option<herald_home::records::JournalOutage>>>,
 }
 
 impl RecordKeeper {
@@ -74,6 +76,7 @@ impl RecordKeeper {
             log,
             health: None,
             cluster: None,
+            journal_outage: None,
         }
     }
 
@@ -124,6 +127,14 @@ impl RecordKeeper {
         view: tokio::sync::watch::Receiver<Option<herald_home::records::ClusterView>>,
     ) {
         self.cluster = Some(view);
+    }
+
+    /// Records the journal's database outage, as `outage` says, with every later write.
+    pub fn set_journal_outages(
+        &mut self,
+        outage: tokio::sync::watch::Receiver<Option<herald_home::records::JournalOutage>>,
+    ) {
+        self.journal_outage = Some(outage);
     }
 
     /// Records the adapters' and the agent's health from `board` with every later write.
@@ -212,6 +223,10 @@ impl RecordKeeper {
                 .unwrap_or_default(),
             agent: self.health.as_ref().and_then(HealthBoard::agent_record),
             cluster: self.cluster.as_ref().and_then(|view| view.borrow().clone()),
+            journal_outage: self
+                .journal_outage
+                .as_ref()
+                .and_then(|outage| outage.borrow().clone()),
         };
         if let Err(e) = write_record(&self.home.state_record(), &record) {
             tracing::warn!("{e}");

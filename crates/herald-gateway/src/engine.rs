@@ -173,6 +173,9 @@ pub struct Engine {
     journal: Arc<dyn Journal>,
     /// The replicas sharing the journal, when it is shared (see [`crate::cluster`]).
     cluster: Option<Arc<dyn Cluster>>,
+    /// The journal's database outage, for a journal on a server: a gateway whose database does not
+    /// answer is not ready, even before a write fails.
+    outage: Option<watch::Receiver<Option<herald_home::records::JournalOutage>>>,
     /// One adoption at a time (the periodic one and a push adapter's takeover may ask together): a
     /// turn adopted twice over would count two resumes.
     adopting: tokio::sync::Mutex<()>,
@@ -293,6 +296,7 @@ impl Engine {
     ) -> Arc<Engine> {
         Arc::new(Engine {
             cluster: journal.cluster(),
+            outage: journal.outages(),
             adopting: tokio::sync::Mutex::new(()),
             journal,
             agent,
@@ -322,14 +326,20 @@ impl Engine {
         self.agent.name()
     }
 
-    /// Ready for traffic: started, not draining, and the journal's last write went through.
+    /// Ready for traffic: started, not draining, and the journal storing (its last write went through;
+    /// on a database server, the server answers).
     pub fn is_ready(&self) -> bool {
         self.serving.load(Ordering::Acquire) && !self.turns.is_draining() && self.is_storing()
     }
 
-    /// Whether the journal's last write went through (see [`Engine::is_ready`]).
+    /// Whether the journal's last write went through, and its database (a journal on a server) answers
+    /// (see [`Engine::is_ready`]).
     pub fn is_storing(&self) -> bool {
         self.storing.load(Ordering::Acquire)
+            && self
+                .outage
+                .as_ref()
+                .is_none_or(|outage| outage.borrow().is_none())
     }
 
     /// Records how a journal write went, for readiness.

@@ -504,4 +504,10 @@ pub trait Journal: TurnStore + HistoryStore + AdapterStore {
     fn cluster(&self) -> Option<std::sync::Arc<dyn crate::cluster::Cluster>> {
         None
     }
+
+    /// For a journal on a database server: since when it has not answered, as it changes (`None`
+    /// inside while it answers). `None` for a local file, whose failures are each write's own.
+    fn outages(&self) -> Option<tokio::sync::watch::Receiver<Option<herald_home::records::JournalOutage>>> {
+        None
+    }
 }

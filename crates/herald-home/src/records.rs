@@ -279,6 +279,17 @@ pub struct StateRecord {
     /// The replicas sharing the journal, as this gateway last read them (a PostgreSQL journal only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterView>,
+    /// Since when the journal's database has been unreachable, and why (a PostgreSQL journal only;
+    /// absent while it answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_outage: Option<JournalOutage>,
+}
+
+/// The journal's database not answering: since when, and the last error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalOutage {
+    pub since_ms: u64,
+    pub error: String,
 }
 
 /// One replica of those sharing a journal, as the registry shows it.
@@ -494,6 +505,7 @@ mod tests {
             adapters: Vec::new(),
             agent: None,
             cluster: None,
+            journal_outage: None,
         };
         assert!(!record.is_stale(10_000 + 60_000));
         assert!(record.is_stale(10_000 + 60_001));

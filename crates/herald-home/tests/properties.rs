@@ -7,8 +7,8 @@ use herald_home::atomic::{Record, RecordRead, parse_record};
 use herald_home::config::{Config, GatewayConfig, SupervisorConfig};
 use herald_home::lifecycle::{EventKind, LifecycleEvent, parse_events};
 use herald_home::records::{
-    ClusterView, Endpoints, ExitRecord, GatewayState, HealthRecord, HealthState, MonitorPhase, MonitorRecord,
-    PidRecord, ProcessKey, ReplicaView, StateRecord, StopMarker, WorkerRecord,
+    ClusterView, Endpoints, ExitRecord, GatewayState, HealthRecord, HealthState, JournalOutage, MonitorPhase,
+    MonitorRecord, PidRecord, ProcessKey, ReplicaView, StateRecord, StopMarker, WorkerRecord,
 };
 use proptest::prelude::*;
 
@@ -103,6 +103,7 @@ proptest! {
                 orphaned: 1,
                 lease_secs: 10,
             }),
+            journal_outage: detail.clone().map(|error| JournalOutage { since_ms: 7, error }),
         });
     }
 

@@ -884,6 +884,7 @@ mod tests {
             adapters: Vec::new(),
             agent: None,
             cluster: None,
+            journal_outage: None,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct StatusReport {
     pub agent: Option<HealthRecord>,
     /// The replicas sharing the journal, from the state record (a PostgreSQL journal only).
     pub cluster: Option<herald_home::records::ClusterView>,
+    /// The journal's database not answering, from the state record (a PostgreSQL journal only).
+    pub journal_outage: Option<herald_home::records::JournalOutage>,
     /// The Windows Service registered for this home, once [`StatusReport::read_service`] asked the SCM.
     pub service: Option<ServiceSummary>,
     pub warnings: Vec<String>,
@@ -193,6 +195,7 @@ impl StatusReport {
                 last_restart_reason: None,
                 adapters: Vec::new(),
                 cluster: None,
+                journal_outage: None,
                 agent: None,
                 service: None,
                 warnings,
@@ -250,6 +253,7 @@ impl StatusReport {
             last_restart_reason: monitor.and_then(|m| m.last_restart_reason),
             adapters: state.map(|s| s.adapters.clone()).unwrap_or_default(),
             cluster: state.and_then(|s| s.cluster.clone()),
+            journal_outage: state.and_then(|s| s.journal_outage.clone()),
             agent: state.and_then(|s| s.agent.clone()),
             service: None,
             warnings,
@@ -320,6 +324,7 @@ mod tests {
             last_restart_reason: None,
             adapters: Vec::new(),
             cluster: None,
+            journal_outage: None,
             agent: None,
             service: None,
             warnings: Vec::new(),

@@ -570,3 +570,52 @@ fn a_bots_poller_runs_on_one_replica_and_moves_when_it_stops_dies_or_pauses() {
     );
     assert!(past_pause < 2 * ttl, "{past_pause:?}");
 }
+
+/// Starts the shared cluster again however the test ends (it is stopped on purpose).
+struct StartAgain<'a>(&'a Database);
+
+impl Drop for StartAgain<'_> {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.pg_ctl(&["start", "-w"])));
+    }
+}
+
+/// A database that stops answering makes the gateway degraded where people and probes look — `status`
+/// says since when and why, `/readyz` answers 503 — even with no message to store; when it is back, so
+/// is the gateway, with nothing to do by hand.
+#[test]
+fn a_database_outage_is_shown_in_status_and_readiness_and_passes() {
+    let _serial = serial();
+    let Some(db) = Database::create() else { return };
+    let replica = Replica::with(&db, "");
+    let url = replica.url();
+    assert_eq!(try_http(&url, "GET", "/readyz", &[], b"").unwrap().status, 200);
+    {
+        if !db.pg_ctl(&["stop", "-m", "fast", "-w"]) {
+            eprintln!("skipping: HERALD_TEST_PG_CTL is not set");
+            return;
+        }
+        let _start_again = StartAgain(&db);
+        wait_for("the outage in the state record", || {
+            replica.home.state().is_some_and(|s| s.journal_outage.is_some())
+        });
+        let shown = support::text(&replica.home.output(&["status"]));
+        assert!(
+            shown.contains("journal: degraded, the database has not answered since"),
+            "{shown}"
+        );
+        let ready = try_http(&url, "GET", "/readyz", &[], b"").unwrap();
+        assert_eq!(ready.status, 503, "{}", ready.body);
+        assert!(ready.body.contains("storage_unavailable"), "{}", ready.body);
+        let (_, json) = replica.home.status_json();
+        assert!(json["journal_outage"]["error"].is_string(), "{json}");
+    }
+    wait_for("the outage to pass", || {
+        replica.home.state().is_some_and(|s| s.journal_outage.is_none())
+    });
+    assert_eq!(try_http(&url, "GET", "/readyz", &[], b"").unwrap().status, 200);
+    let answer = support::post_message(&url, "s", Some("after"), "hello", "").json();
+    assert_eq!(answer["status"], "done", "{answer}");
+    assert!(!support::text(&replica.home.output(&["status"])).contains("journal: degraded"));
+    replica.home.output(&["stop"]);
+}

@@ -209,12 +209,12 @@ impl Cluster for Membership {
 /// `closing` turns true or the replica is lost.
 pub(super) async fn run(
     connector: Connector,
+    health: super::Health,
     membership: Arc<Membership>,
     mut takes: mpsc::UnboundedReceiver<TakeLease>,
     mut closing: watch::Receiver<bool>,
 ) {
     let every = membership.ttl / 3;
-    let health = super::Health::default();
     let mut client: Option<Client> = None;
     let mut next = Instant::now() + every;
     loop {
@@ -255,7 +255,7 @@ pub(super) async fn run(
             },
         };
         match tokio::time::timeout_at(next, beat(live, &membership)).await {
-            Ok(Ok(true)) => {}
+            Ok(Ok(true)) => health.ok(),
             Ok(Ok(false)) => {
                 membership.mark_lost();
                 return;
@@ -263,10 +263,14 @@ pub(super) async fn run(
             Ok(Err(e)) => {
                 tracing::debug!("journal: cannot renew the replica's lease: {e}");
                 if live.is_closed() {
+                    health.lost(&e.to_string());
                     client = None;
                 }
             }
-            Err(_) => client = None,
+            Err(_) => {
+                health.lost("the database stopped answering");
+                client = None;
+            }
         }
     }
 }

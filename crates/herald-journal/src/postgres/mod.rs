@@ -35,7 +35,7 @@ use herald_gateway::journal::{
     StoredMessage, TurnState, TurnStore, UnfinishedTurn,
 };
 use herald_home::sync::MutexExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -105,56 +105,72 @@ pub struct PgOpenReport {
     pub migrated_from: Option<u32>,
 }
 
-/// Whether the database is reachable, as the journal last found it.
-#[derive(Debug, Clone, Default)]
-pub struct Health(Arc<Mutex<HealthState>>);
+/// Whether the database is reachable, as the journal last found it (every connection of the journal
+/// reports to it: the writer's, the reads' and the lease renewals', so an idle gateway notices too).
+#[derive(Debug, Clone)]
+pub struct Health(Arc<HealthShared>);
 
-#[derive(Debug, Default)]
-struct HealthState {
-    outage: Option<Outage>,
-    outages: u64,
+#[derive(Debug)]
+struct HealthShared {
+    outages: Mutex<u64>,
+    /// The outage now, if any, for whoever watches (the state record, `status`).
+    outage: watch::Sender<Option<Outage>>,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health(Arc::new(HealthShared {
+            outages: Mutex::new(0),
+            outage: watch::Sender::new(None),
+        }))
+    }
 }
 
 /// Since when the database has been unreachable, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outage {
-    pub since_ms: u64,
-    pub error: String,
-}
+pub type Outage = herald_home::records::JournalOutage;
 
 impl Health {
     /// `None` while the database answers.
     pub fn outage(&self) -> Option<Outage> {
-        self.0.lock_unpoisoned().outage.clone()
+        self.0.outage.borrow().clone()
     }
 
     /// How many times the connection was lost since the journal opened.
     pub fn outages(&self) -> u64 {
-        self.0.lock_unpoisoned().outages
+        *self.0.outages.lock_unpoisoned()
+    }
+
+    /// The outage as it changes.
+    pub fn watch(&self) -> watch::Receiver<Option<Outage>> {
+        self.0.outage.subscribe()
     }
 
     fn lost(&self, error: &str) {
-        let mut state = self.0.lock_unpoisoned();
-        match state.outage.as_mut() {
+        let mut counted = self.0.outages.lock_unpoisoned();
+        self.0.outage.send_modify(|outage| match outage {
             Some(outage) => outage.error = error.to_owned(),
             None => {
                 tracing::warn!("journal: the database connection is lost ({error}); reconnecting");
-                state.outages += 1;
-                state.outage = Some(Outage {
+                *counted += 1;
+                *outage = Some(Outage {
                     since_ms: herald_home::time::now_ms(),
                     error: error.to_owned(),
                 });
             }
-        }
+        });
     }
 
     /// The first connection is made: what failed before it was not an outage of a running journal.
     fn opened(&self) {
-        *self.0.lock_unpoisoned() = HealthState::default();
+        *self.0.outages.lock_unpoisoned() = 0;
+        self.0.outage.send_replace(None);
     }
 
     fn ok(&self) {
-        if self.0.lock_unpoisoned().outage.take().is_some() {
+        if self.0.outage.borrow().is_none() {
+            return;
+        }
+        if self.0.outage.send_replace(None).is_some() {
             tracing::info!("journal: the database answers again");
         }
     }
@@ -349,6 +365,7 @@ fn serve(
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
         let renewal = tokio::spawn(membership::run(
             connector.clone(),
+            health.clone(),
             membership.clone(),
             takes,
             closing,
@@ -797,6 +814,10 @@ impl AdapterStore for PgJournal {
 impl Journal for PgJournal {
     fn cluster(&self) -> Option<Arc<dyn herald_gateway::cluster::Cluster>> {
         Some(self.membership.clone())
+    }
+
+    fn outages(&self) -> Option<watch::Receiver<Option<Outage>>> {
+        Some(self.health.watch())
     }
 
     /// Completes once queued work is answered and the connections are closed; the waiting happens on a

@@ -68,6 +68,10 @@ fn to_json(report: &StatusReport, others: &[OtherGateway]) -> String {
         "adapters": report.adapters.iter().map(health_json).collect::<Vec<_>>(),
         "agent": report.agent.as_ref().map(health_json),
         "cluster": report.cluster,
+        "journal_outage": report.journal_outage.as_ref().map(|o| json!({
+            "since": herald_home::time::rfc3339_ms(o.since_ms),
+            "error": o.error,
+        })),
         "service": report.service.as_ref().map(|s| json!({
             "manager": s.manager,
             "name": s.name,
@@ -162,6 +166,13 @@ fn to_text(report: &StatusReport, others: &[OtherGateway]) -> String {
         }
         for adapter in &report.adapters {
             out.push_str(&format!("  {}\n", deep::describe_health(adapter, now)));
+        }
+        if let Some(outage) = &report.journal_outage {
+            out.push_str(&format!(
+                "  journal: degraded, the database has not answered since {} ({}); writes wait and retry\n",
+                herald_home::time::rfc3339_ms(outage.since_ms),
+                outage.error
+            ));
         }
         if let Some(cluster) = &report.cluster {
             out.push_str(&cluster_text(cluster, now));

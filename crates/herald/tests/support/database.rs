@@ -65,17 +65,22 @@ impl Database {
 
     /// `pg_ctl restart -m fast` of the shared cluster (`false` when its command is not known).
     pub fn restart(&self) -> bool {
+        self.pg_ctl(&["restart", "-m", "fast", "-w"])
+    }
+
+    /// `pg_ctl ARGS` on the shared cluster (`false` when its command is not known).
+    pub fn pg_ctl(&self, args: &[&str]) -> bool {
         let Some(pg_ctl) = &self.pg_ctl else {
             return false;
         };
         let status = Command::new(&pg_ctl[0])
             .args(&pg_ctl[1..])
-            .args(["restart", "-m", "fast", "-w"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .unwrap();
-        assert!(status.success(), "pg_ctl restart");
+        assert!(status.success(), "pg_ctl {args:?}");
         true
     }
 }
