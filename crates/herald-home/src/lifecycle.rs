@@ -38,6 +38,9 @@ pub enum EventKind {
     Replaced,
     /// The monitor started a worker.
     WorkerSpawned,
+    /// The monitor could not start a worker (the spawn itself failed) and will try again: the error, the
+    /// attempt, the delay.
+    WorkerSpawnFailed,
     /// A supervised worker exited (code or signal, how long it ran, whether the monitor asked it to).
     WorkerExit,
     /// The monitor will start a new worker after a delay.
@@ -96,6 +99,7 @@ impl EventKind {
             EventKind::ForceKill => "force_kill",
             EventKind::Replaced => "replaced",
             EventKind::WorkerSpawned => "worker_spawned",
+            EventKind::WorkerSpawnFailed => "worker_spawn_failed",
             EventKind::WorkerExit => "worker_exit",
             EventKind::RestartScheduled => "restart_scheduled",
             EventKind::CrashLoop => "crash_loop",

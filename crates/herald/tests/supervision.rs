@@ -214,6 +214,87 @@ fn a_crash_loop_trips_the_breaker_with_backoff_and_no_spin() {
 /// A FIFO planted at the stop marker's path used to block the monitor in `open()`: a worker killed then
 /// was not restarted for 15 s and more while `status` said running. The monitor now reads markers without
 /// blocking, ignores (and removes) anything that is not a regular file, and restarts at once.
+/// The worker's executable loses its execute permission for a moment (as a replaced or scanned file can
+/// be unusable for a moment): the monitor tries the spawn again and serves once it works; when it never
+/// does, the monitor gives up after five attempts, exit 1, saying why.
+#[cfg(unix)]
+#[test]
+fn a_worker_that_cannot_be_started_is_tried_again_then_given_up() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let home = TestHome::new();
+    // A copy: its mode is the test's to change (the cargo-built one is shared with every other test).
+    let dir = tempfile::Builder::new()
+        .prefix("herald-spawn")
+        .tempdir()
+        .unwrap();
+    let herald = dir.path().join("herald");
+    std::fs::copy(env!("CARGO_BIN_EXE_herald"), &herald).unwrap();
+    let set_mode = |mode: u32| {
+        std::fs::set_permissions(&herald, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let mut cmd = home.cmd_of(&herald, &["run"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // A copy just written may be "text file busy" while another test's fork still holds its descriptor.
+    let mut attempts = 0;
+    let child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
+    let gateway = Gateway::from_child(child);
+    home.wait_running(&gateway);
+    let first = home.worker_pid();
+
+    // No execute bit: exec fails (for root too) until it is back.
+    set_mode(0o644);
+    kill_worker(&home);
+    wait_for("a failed spawn", || {
+        home.event_names().iter().any(|e| e == "worker_spawn_failed")
+    });
+    set_mode(0o755);
+    let second = home.wait_new_worker(first);
+    let failed = home
+        .events()
+        .into_iter()
+        .find(|e| e.event == "worker_spawn_failed")
+        .unwrap();
+    assert_eq!(failed.field("attempt").and_then(|v| v.as_u64()), Some(1));
+    assert_eq!(failed.field("retry_in_ms").and_then(|v| v.as_u64()), Some(100));
+    let error = failed.field("error").and_then(|v| v.as_str()).unwrap();
+    assert!(error.contains("ermission denied"), "{error}");
+    let (code, status) = home.status_json();
+    assert_eq!(code, 0, "{status}");
+    assert_eq!(status["worker_pid"], second);
+
+    // Never again: five attempts over about 7.6 s, then exit 1 with the reason in the state record.
+    set_mode(0o644);
+    kill_worker(&home);
+    let (code, output) = gateway.wait();
+    assert_eq!(code, Some(1), "{output}");
+    let attempts: Vec<u64> = home
+        .events()
+        .iter()
+        .filter(|e| e.event == "worker_spawn_failed")
+        .filter_map(|e| e.field("attempt").and_then(|v| v.as_u64()))
+        .collect();
+    assert_eq!(attempts, [1, 1, 2, 3, 4], "{output}");
+    let last_exit = home.state().unwrap().last_exit.unwrap();
+    assert_eq!(last_exit.code, 1);
+    let reason = last_exit.reason;
+    assert!(
+        reason.contains("cannot start the worker") && reason.contains("5 attempts"),
+        "{reason}"
+    );
+    let (code, status) = home.status_json();
+    assert_eq!(code, 3, "{status}");
+}
+
 #[cfg(unix)]
 #[test]
 fn a_fifo_at_the_stop_marker_does_not_stall_the_monitor() {

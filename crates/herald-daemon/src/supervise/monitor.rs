@@ -34,7 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc;
 
-use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit};
+use super::policy::{Decision, RestartPolicy, Supervisor, WorkerExit, spawn_retry_delay};
 use super::watchdog::{BeatWatch, Verdict, WatchdogPolicy, wedged_reason};
 use crate::beat::BEAT_ENV;
 use crate::lock_watch::{HeldLock, LockChecker};
@@ -156,10 +156,39 @@ impl Monitor {
         // systemd's watchdog over the monitor itself (the main process of a unit with `WatchdogSec`).
         let mut sd_watchdog = notifier.watchdog();
 
+        // Spawns that failed in a row (see [`spawn_retry_delay`]).
+        let mut spawn_failures = 0;
         loop {
             let mut child = match os::spawn_worker(self.worker_command(&home, watchdog)) {
-                Ok(child) => child,
-                Err(e) => return (ExitCode::Failure, format!("cannot start the worker: {e}")),
+                Ok(child) => {
+                    spawn_failures = 0;
+                    child
+                }
+                Err(e) => {
+                    spawn_failures += 1;
+                    let Some(delay) = spawn_retry_delay(spawn_failures) else {
+                        let why = format!(
+                            "cannot start the worker: {e} ({})",
+                            herald_home::words::count(u64::from(spawn_failures), "attempt", "attempts")
+                        );
+                        return (ExitCode::Failure, why);
+                    };
+                    self.keeper.log(
+                        self.keeper
+                            .event(EventKind::WorkerSpawnFailed)
+                            .with("error", e.to_string())
+                            .with("attempt", spawn_failures)
+                            .with("retry_in_ms", u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                    );
+                    tracing::warn!("cannot start the worker: {e}; trying again in {delay:?}");
+                    if let Some(stop) = self
+                        .backoff(delay, &mut signals_rx, &mut marker_wake, &mut sd_watchdog)
+                        .await
+                    {
+                        return (ExitCode::Ok, stop);
+                    }
+                    continue;
+                }
             };
             let worker_pid = child.id().unwrap_or(0);
             // Held open for the worker's life: its end-of-file tells the worker the monitor is gone.

@@ -7,6 +7,10 @@
 //!   capped at 30 s; the delay resets once a worker has run healthily for 60 s. More than `max_exits`
 //!   unexpected exits within `window` trips the crash-loop breaker.
 //! - After the monitor itself forwarded a planned stop, nothing is restarted whatever the exit code.
+//! - A worker that cannot be started at all (the spawn itself fails) is tried again after 100 ms, 500 ms,
+//!   2 s and 5 s before the monitor gives up with exit 1: process creation fails for passing reasons (an
+//!   antivirus holding a freshly replaced executable, a full process table, Wine's `CreateProcess` under
+//!   load), and a gateway should not end on one of them.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -133,9 +137,27 @@ impl Supervisor {
     }
 }
 
+/// How long to wait before trying again after the `failures`-th spawn failure in a row (counting from
+/// 1), or `None` when the monitor gives up.
+pub fn spawn_retry_delay(failures: u32) -> Option<Duration> {
+    const DELAYS_MS: [u64; 4] = [100, 500, 2_000, 5_000];
+    let index = usize::try_from(failures.checked_sub(1)?).ok()?;
+    DELAYS_MS.get(index).copied().map(Duration::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_spawn_is_tried_four_more_times_within_eight_seconds() {
+        let delays: Vec<Duration> = (1..).map_while(spawn_retry_delay).collect();
+        assert_eq!(delays.len(), 4);
+        assert!(delays.windows(2).all(|w| w[0] < w[1]));
+        assert!(delays.iter().sum::<Duration>() < Duration::from_secs(8));
+        assert_eq!(spawn_retry_delay(0), None);
+        assert_eq!(spawn_retry_delay(5), None);
+    }
 
     fn supervisor(max_exits: u32, window_secs: u64) -> Supervisor {
         Supervisor::new(RestartPolicy {

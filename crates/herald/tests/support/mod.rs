@@ -54,7 +54,12 @@ impl TestHome {
 
     /// A `herald` command on this home, with a clean environment for the variables herald reads.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        self.cmd_of(Path::new(env!("CARGO_BIN_EXE_herald")), args)
+    }
+
+    /// [`TestHome::cmd`] with another `herald` executable (a copy the test changes).
+    pub fn cmd_of(&self, herald: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(herald);
         cmd.arg("--home").arg(&self.root).args(args);
         cmd.env_remove("HERALD_HOME").env_remove("HERALD_LOG");
         cmd.stdin(Stdio::null());
@@ -97,15 +102,37 @@ impl TestHome {
         let mut cmd = self.cmd(&args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = retry_wine_spawn(|| cmd.spawn());
-        Gateway { child: Some(child) }
+        Gateway::from_child(child)
     }
 
+    /// Waits until `gateway`'s state record says `running`. A gateway that exits first, or is not running
+    /// within [`PATIENCE`], fails the test with what it printed, its state record and its lifecycle log
+    /// (a hung one is killed for that), so a failure seen once in CI says why.
     pub fn wait_running(&self, gateway: &Gateway) {
         let pid = gateway.pid();
-        wait_for(
-            &format!("gateway {pid} to be running"),
-            || matches!(self.state(), Some(s) if s.state == GatewayState::Running && s.pid == pid),
-        );
+        let start = Instant::now();
+        loop {
+            if matches!(self.state(), Some(s) if s.state == GatewayState::Running && s.pid == pid) {
+                return;
+            }
+            let exited = gateway.has_exited();
+            if exited || start.elapsed() >= PATIENCE {
+                let how = if exited {
+                    "exited before it was running"
+                } else {
+                    "was not running in time (killed)"
+                };
+                let said = gateway.kill_and_collect();
+                let log = std::fs::read_to_string(self.home().lifecycle_log()).unwrap_or_default();
+                panic!(
+                    "gateway {pid} {how} after {:?}\n--- its output:\n{said}\n--- its state record: {:?}\n\
+                     --- the lifecycle log:\n{log}",
+                    start.elapsed(),
+                    self.state()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn state(&self) -> Option<StateRecord> {
@@ -188,22 +215,32 @@ impl Drop for TestHome {
 
 /// A running `herald run` child. Killed on drop if still running.
 pub struct Gateway {
-    child: Option<Child>,
+    /// In a mutex so that [`TestHome::wait_running`], which has `&Gateway`, can look at it and, when the
+    /// gateway failed to start, take it for its output.
+    child: std::sync::Mutex<Option<Child>>,
+    pid: u32,
 }
 
 impl Gateway {
     /// Adopts a `herald run` child started with a command of one's own (extra environment, say).
     pub fn from_child(child: Child) -> Gateway {
-        Gateway { child: Some(child) }
+        Gateway {
+            pid: child.id(),
+            child: std::sync::Mutex::new(Some(child)),
+        }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.pid
+    }
+
+    fn take(&mut self) -> Child {
+        self.child.get_mut().unwrap().take().unwrap()
     }
 
     /// Waits for exit; returns (exit code, stdout+stderr).
     pub fn wait(mut self) -> (Option<i32>, String) {
-        let child = self.child.take().unwrap();
+        let child = self.take();
         let start = Instant::now();
         let out = wait_with_timeout(child, PATIENCE);
         assert!(start.elapsed() < PATIENCE, "gateway did not exit");
@@ -212,13 +249,40 @@ impl Gateway {
 
     /// Kills (SIGKILL / TerminateProcess) and reaps the process.
     pub fn kill(mut self) {
-        let mut child = self.child.take().unwrap();
+        let mut child = self.take();
         child.kill().unwrap();
         child.wait().unwrap();
     }
 
     pub fn try_exit_code(&mut self) -> Option<Option<i32>> {
-        self.child.as_mut().unwrap().try_wait().unwrap().map(|s| s.code())
+        let child = self.child.get_mut().unwrap().as_mut().unwrap();
+        child.try_wait().unwrap().map(|s| s.code())
+    }
+
+    /// Whether the process has ended (reaped, but its output is still in the pipes).
+    fn has_exited(&self) -> bool {
+        let mut child = self.child.lock().unwrap();
+        child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Ends the process if it still runs and returns what it printed, waiting at most 10 s for its pipes
+    /// to close (a grandchild may hold them open).
+    fn kill_and_collect(&self) -> String {
+        let Some(mut child) = self.child.lock().unwrap().take() else {
+            return String::new();
+        };
+        let _ = child.kill();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(out)) => format!("({:?}) {}", out.status, text(&out)),
+            Ok(Err(e)) => format!("(cannot read its output: {e})"),
+            Err(_) => "(its output pipes were still open 10 s after it ended)".to_owned(),
+        }
     }
 
     #[cfg(unix)]
@@ -231,7 +295,7 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.child.get_mut().unwrap().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
