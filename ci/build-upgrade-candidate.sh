@@ -21,8 +21,9 @@ if [ -n "$triple" ]; then
     out="$target_dir/$triple"
     case "$triple" in *windows*) ext=".exe" ;; esac
 fi
+# With the PostgreSQL journal, so tests/upgrade.rs can upgrade a home whose journal is a database.
 HERALD_BUILD_VERSION="$package_version-upgrade.1" \
-    cargo build --locked -p herald --bin herald --bin heraldw "${args[@]}" >&2
+    cargo build --locked -p herald --features postgres --bin herald --bin heraldw "${args[@]}" >&2
 mkdir -p "$out/upgrade-candidate"
 for program in herald heraldw; do
     cp "$out/debug/$program$ext" "$out/upgrade-candidate/$program$ext"

@@ -22,6 +22,10 @@ pub struct BuildInfo {
     pub arch: String,
     /// The newest journal schema it reads (and migrates older ones to).
     pub journal_schema: u32,
+    /// The newest schema of a PostgreSQL journal it reads (and migrates older ones to); absent from a
+    /// build without PostgreSQL support (and from builds older than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_schema: Option<u32>,
     /// The version of each record kind it writes and reads, by kind name.
     pub records: BTreeMap<String, u32>,
 }
@@ -51,7 +55,44 @@ impl BuildInfo {
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
             journal_schema,
+            postgres_schema: None,
             records,
+        }
+    }
+
+    /// This build reads PostgreSQL journals up to `schema` (`None`: built without PostgreSQL support).
+    pub fn with_postgres_schema(mut self, schema: Option<u32>) -> BuildInfo {
+        self.postgres_schema = schema;
+        self
+    }
+
+    /// Why `candidate` must not replace this build on a home whose journal is the PostgreSQL database
+    /// `target`, at `schema` (`None`: no tables yet). Every replica shares that database, and no backup
+    /// the upgrade could take of it would be one a rollback may put back (the other replicas go on
+    /// writing), so an upgrade that would change its schema is refused: that move belongs to whoever
+    /// runs the database and every replica, with a backup of their own.
+    pub fn shared_journal_refusals(
+        &self,
+        candidate: &BuildInfo,
+        target: &str,
+        schema: Option<u32>,
+    ) -> Vec<String> {
+        let Some(theirs) = candidate.postgres_schema else {
+            return vec![format!(
+                "this home's journal is the PostgreSQL database {target}; the candidate was built without \
+                 PostgreSQL support"
+            )];
+        };
+        match schema {
+            Some(schema) if schema > theirs => vec![format!(
+                "the PostgreSQL journal {target} is at schema {schema}; the candidate reads up to schema {theirs}"
+            )],
+            Some(schema) if schema < theirs => vec![format!(
+                "the candidate would migrate the PostgreSQL journal {target} from schema {schema} to {theirs}: \
+                 every replica shares it and a rollback could not undo that; back the database up, stop \
+                 every replica and replace their executables yourself (the first to start migrates it)"
+            )],
+            _ => Vec::new(),
         }
     }
 
@@ -98,6 +139,46 @@ impl BuildInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_journal_is_never_migrated_by_an_upgrade() {
+        let this = BuildInfo::this(6).with_postgres_schema(Some(2));
+        let mut next = this.clone();
+        next.version = "9.9.9".into();
+        let at = "db.example:5432/herald";
+        // Same schema, or no tables yet: nothing to say.
+        assert!(this.shared_journal_refusals(&next, at, Some(2)).is_empty());
+        assert!(this.shared_journal_refusals(&next, at, None).is_empty());
+        // It would migrate the database every replica shares.
+        next.postgres_schema = Some(3);
+        let why = this.shared_journal_refusals(&next, at, Some(2)).join("; ");
+        assert!(
+            why.contains("migrate") && why.contains("from schema 2 to 3") && why.contains(at),
+            "{why}"
+        );
+        // The database is newer than the candidate reads.
+        next.postgres_schema = Some(2);
+        let why = this.shared_journal_refusals(&next, at, Some(4)).join("; ");
+        assert!(
+            why.contains("at schema 4") && why.contains("up to schema 2"),
+            "{why}"
+        );
+        // No PostgreSQL in the candidate at all.
+        next.postgres_schema = None;
+        let why = this.shared_journal_refusals(&next, at, Some(2)).join("; ");
+        assert!(why.contains("without PostgreSQL support"), "{why}");
+    }
+
+    #[test]
+    fn a_build_without_the_postgres_field_reads_as_none() {
+        let mut value = serde_json::to_value(BuildInfo::this(6).with_postgres_schema(Some(2))).unwrap();
+        assert_eq!(value["postgres_schema"], 2);
+        value.as_object_mut().unwrap().remove("postgres_schema");
+        let older: BuildInfo = serde_json::from_value(value).unwrap();
+        assert_eq!(older.postgres_schema, None);
+        let without = serde_json::to_string(&BuildInfo::this(6)).unwrap();
+        assert!(!without.contains("postgres_schema"), "{without}");
+    }
 
     #[test]
     fn a_newer_build_of_the_same_platform_passes() {

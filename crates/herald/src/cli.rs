@@ -219,7 +219,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct VersionArgs {
-    /// Machine-readable: {"name", "version", "os", "arch", "journal_schema", "records"}.
+    /// Machine-readable: {"name", "version", "os", "arch", "journal_schema", "postgres_schema" (builds
+    /// with PostgreSQL support), "records"}.
     #[arg(long)]
     pub json: bool,
 }

@@ -224,10 +224,7 @@ fn a_worker_that_cannot_be_started_is_tried_again_then_given_up() {
 
     let home = TestHome::new();
     // A copy: its mode is the test's to change (the cargo-built one is shared with every other test).
-    let dir = tempfile::Builder::new()
-        .prefix("herald-spawn")
-        .tempdir()
-        .unwrap();
+    let dir = tempfile::Builder::new().prefix("herald-spawn").tempdir().unwrap();
     let herald = dir.path().join("herald");
     std::fs::copy(env!("CARGO_BIN_EXE_herald"), &herald).unwrap();
     let set_mode = |mode: u32| {

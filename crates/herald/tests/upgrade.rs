@@ -9,6 +9,9 @@
 //! Unix only. The rest runs on Windows too (under Wine in CI), where the swap renames the running
 //! `herald.exe` and `heraldw.exe` aside.
 
+#[cfg(feature = "postgres")]
+#[path = "support/database.rs"]
+mod database;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -341,6 +344,104 @@ fn bad_candidates_are_refused_before_anything_changes() {
         &other.herald(),
         Path::new(env!("CARGO_BIN_EXE_herald"))
     ));
+}
+
+/// A home whose journal is a PostgreSQL database, which every replica shares and no backup of the
+/// upgrade's could put back: a candidate that would change its schema, or could not read it, is refused
+/// before anything changes; one at the same schema upgrades the home as any other, and the
+/// conversation is still there. (The candidates that lie about their schema are scripts: Unix only.)
+#[cfg(all(unix, feature = "postgres"))]
+#[test]
+fn a_shared_postgres_journal_is_upgraded_over_only_at_its_own_schema() {
+    use std::io::Write;
+
+    let Some(db) = database::Database::create() else {
+        return;
+    };
+    let install = Install::new();
+    install.home.write(
+        "herald.toml",
+        format!(
+            "[gateway]\ndrain_timeout_secs = 5\n[http]\nlisten = \"127.0.0.1:0\"\n[journal]\nurl = \"{}\"\n\
+             password_env = \"HERALD_TEST_JOURNAL_PASSWORD\"\n",
+            db.url()
+        )
+        .as_bytes(),
+    );
+    // In the home's secrets: the upgraded gateway is started detached, without the test's environment.
+    let mut set = install.cmd(&["secret", "set", "HERALD_TEST_JOURNAL_PASSWORD"]);
+    let mut child = set
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(db.password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    install.start();
+    let url = install.home.http_url();
+    let first = support::post_message(&url, "pg", Some("before"), "before the upgrade", "");
+    assert_eq!(first.status, 200, "{first:?}");
+    let schema = || db.query("SELECT schema_version FROM herald_journal");
+    assert_eq!(schema(), ["2"]);
+    let pid = install.home.pid_record().present().unwrap().pid;
+    let original = std::fs::read(install.herald()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let real = candidate();
+    let claiming = |name: &str, edit: &str| {
+        script(
+            dir.path(),
+            name,
+            &format!("{} version --json | sed '{edit}'", real.display()),
+            "exit 1",
+        )
+    };
+    let cases = [
+        (
+            claiming("without", r#"s/"postgres_schema":[0-9]*,//"#),
+            "was built without PostgreSQL support".to_owned(),
+        ),
+        (
+            claiming("older", r#"s/"postgres_schema":[0-9]*/"postgres_schema":1/"#),
+            "is at schema 2; the candidate reads up to schema 1".to_owned(),
+        ),
+        (
+            claiming("newer", r#"s/"postgres_schema":[0-9]*/"postgres_schema":3/"#),
+            "from schema 2 to 3: every replica shares it".to_owned(),
+        ),
+    ];
+    for (candidate, reason) in &cases {
+        let out = install.upgrade(candidate, &[]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {said}", candidate.display());
+        assert!(said.contains("refused; nothing was changed"), "{said}");
+        assert!(said.contains(reason.as_str()), "{reason}: {said}");
+        assert_eq!(std::fs::read(install.herald()).unwrap(), original);
+        assert_eq!(install.home.pid_record().present().unwrap().pid, pid);
+        assert!(!install.home.root.join("upgrade/plan.json").exists());
+    }
+    assert_eq!(schema(), ["2"]);
+
+    // The real candidate reads this schema: upgraded, and the conversation is the database's.
+    let new_version = version_of(&real);
+    let out = install.upgrade(&real, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(install.serving_version().as_deref(), Some(new_version.as_str()));
+    let url = install.home.http_url();
+    let after = support::post_message(&url, "pg", Some("after"), "after the upgrade", "");
+    assert_eq!(after.status, 200, "{after:?}");
+    let replies = support::replies(&url, "pg");
+    for id in ["before", "after"] {
+        assert_eq!(replies.get(id).map(Vec::len), Some(1), "{id}: {replies:?}");
+    }
+    assert_eq!(schema(), ["2"]);
 }
 
 fn make_executable(path: &Path) {

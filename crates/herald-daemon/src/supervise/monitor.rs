@@ -178,7 +178,10 @@ impl Monitor {
                             .event(EventKind::WorkerSpawnFailed)
                             .with("error", e.to_string())
                             .with("attempt", spawn_failures)
-                            .with("retry_in_ms", u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                            .with(
+                                "retry_in_ms",
+                                u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            ),
                     );
                     tracing::warn!("cannot start the worker: {e}; trying again in {delay:?}");
                     if let Some(stop) = self

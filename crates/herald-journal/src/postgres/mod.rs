@@ -455,6 +455,17 @@ pub fn probe(options: &PgOptions, budget: Duration) -> Result<String, String> {
     }
 }
 
+/// Connects once and reads the journal's schema version, changing nothing (`herald upgrade`): `None`
+/// when the database has no tables yet, `Err` when it cannot be read or holds somebody else's tables.
+pub fn schema_version(options: &PgOptions, budget: Duration) -> Result<Option<u32>, String> {
+    let target = options.target().to_owned();
+    match once(options, budget, |c| async move { schema::inspect(&c).await })? {
+        schema::Found::Empty => Ok(None),
+        schema::Found::Journal(v) => Ok(Some(v)),
+        schema::Found::Foreign => Err(format!("{target}: holds tables that are not a Herald journal's")),
+    }
+}
+
 /// Classifies a database error for the gateway (a full disk is worth telling apart).
 pub(crate) fn pg_error(e: &tokio_postgres::Error) -> JournalError {
     let code = e.code();

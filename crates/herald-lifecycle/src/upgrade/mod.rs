@@ -9,6 +9,11 @@
 //! new version migrated it past what the old one reads, the access records, start the old version and
 //! check it the same way.
 //!
+//! A journal on a database server (PostgreSQL) is shared by every replica: no snapshot of it could be put
+//! back without undoing the others' writes, so an upgrade never changes its schema — a candidate that
+//! would migrate it is refused ([`BuildInfo::shared_journal_refusals`]), and a rollback has nothing of it
+//! to restore.
+//!
 //! **Architecture Invariant:** the plan on disk ([`plan::UpgradePlan`]) is written before every step that
 //! changes something, and every step is idempotent — so an upgrade killed at any moment leaves a home
 //! that `status` explains and that `--resume` finishes or `--rollback` undoes. Service registrations are
@@ -54,6 +59,18 @@ pub trait JournalFiles {
     fn snapshot(&self, path: &Path, dest: &Path) -> Result<bool, String>;
     /// Puts a snapshot back (no gateway running).
     fn restore(&self, snapshot: &Path, path: &Path) -> Result<(), String>;
+    /// The journal the home's config names on a database server (PostgreSQL), read without changing
+    /// anything; `None` when the journal is the home's own file.
+    fn on_server(&self) -> Result<Option<ServerJournal>, String>;
+}
+
+/// A journal on a database server, shared by every replica: see [`BuildInfo::shared_journal_refusals`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerJournal {
+    /// Where it is, for people (host, port, database; never the password).
+    pub target: String,
+    /// Its schema version; `None` when it has no tables yet.
+    pub schema: Option<u32>,
 }
 
 /// What the caller asks.
@@ -302,16 +319,21 @@ impl<'a> Upgrade<'a> {
             candidate: options.candidate.clone(),
             reasons,
         };
-        let home_schema =
-            self.journal
-                .schema_version(&home.journal_file())
-                .map_err(|why| UpgradeError::Failed {
-                    step: "reading the journal's schema",
-                    why,
-                });
-        let checked = home_schema.and_then(|schema| {
+        let reading = |why| UpgradeError::Failed {
+            step: "reading the journal's schema",
+            why,
+        };
+        let home_schema = self
+            .journal
+            .schema_version(&home.journal_file())
+            .map_err(reading)
+            .and_then(|schema| Ok((schema, self.journal.on_server().map_err(reading)?)));
+        let checked = home_schema.and_then(|(schema, server)| {
             let info = candidate::probe(&options.candidate, this).map_err(UpgradeError::Refused)?;
             let mut reasons = this.refusals(&info, schema);
+            if let Some(server) = &server {
+                reasons.extend(this.shared_journal_refusals(&info, &server.target, server.schema));
+            }
             let same =
                 std::fs::canonicalize(&options.candidate).ok() == std::fs::canonicalize(&installed).ok();
             if same {

@@ -4,13 +4,25 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_home::ExitCode;
+use herald_home::secrets::Variables;
+use herald_journal::JournalLocation;
 use herald_lifecycle::Target;
-use herald_lifecycle::upgrade::{self, JournalFiles, Options, Report, RolledBack, Upgrade, UpgradeError};
+use herald_lifecycle::upgrade::{
+    self, JournalFiles, Options, Report, RolledBack, ServerJournal, Upgrade, UpgradeError,
+};
 
 use crate::cli::UpgradeArgs;
 
 /// The journal operations an upgrade needs, over `herald-journal` (the lifecycle layer does not link it).
-struct Journal;
+struct Journal {
+    /// Where the home's config puts the journal (resolved when it is needed: a home whose config cannot
+    /// be read still rolls back).
+    target: Target,
+}
+
+/// How long reading a PostgreSQL journal's schema may take.
+#[cfg(feature = "postgres")]
+const SERVER_BUDGET: Duration = Duration::from_secs(10);
 
 impl JournalFiles for Journal {
     fn schema_version(&self, path: &Path) -> Result<Option<u32>, String> {
@@ -23,6 +35,27 @@ impl JournalFiles for Journal {
 
     fn restore(&self, snapshot: &Path, path: &Path) -> Result<(), String> {
         herald_journal::snapshot::restore(snapshot, path).map_err(|e| e.to_string())
+    }
+
+    fn on_server(&self) -> Result<Option<ServerJournal>, String> {
+        let config = self.target.config().map_err(|e| e.to_string())?;
+        if config.journal.url.is_none() {
+            return Ok(None);
+        }
+        let variables = Variables::load(self.target.home()).map_err(|e| e.to_string())?;
+        let location = JournalLocation::resolve(self.target.home(), &config.journal, &variables)
+            .map_err(|e| e.to_string())?;
+        match location {
+            JournalLocation::Sqlite(_) => Ok(None),
+            #[cfg(feature = "postgres")]
+            JournalLocation::Postgres(options) => {
+                let schema = herald_journal::postgres::schema_version(&options, SERVER_BUDGET)?;
+                Ok(Some(ServerJournal {
+                    target: options.target().to_owned(),
+                    schema,
+                }))
+            }
+        }
     }
 }
 
@@ -75,7 +108,9 @@ pub fn upgrade(target: Target, args: &UpgradeArgs) -> ExitCode {
             Err(e) => return super::fail(&e),
         }
     }
-    let journal = Journal;
+    let journal = Journal {
+        target: Target::new(target.home().clone()),
+    };
     let this = super::version::this_build();
     let upgrade = Upgrade::new(target, installed, &journal);
     if args.rollback {

@@ -7,7 +7,11 @@ use crate::cli::VersionArgs;
 
 /// What this build is, and (with --json) which data it reads.
 pub fn this_build() -> BuildInfo {
-    BuildInfo::this(herald_journal::SCHEMA_VERSION)
+    #[cfg(feature = "postgres")]
+    let postgres = Some(herald_journal::PG_SCHEMA_VERSION);
+    #[cfg(not(feature = "postgres"))]
+    let postgres = None;
+    BuildInfo::this(herald_journal::SCHEMA_VERSION).with_postgres_schema(postgres)
 }
 
 pub fn version(args: &VersionArgs) -> ExitCode {
@@ -21,8 +25,12 @@ pub fn version(args: &VersionArgs) -> ExitCode {
             }
         }
     } else {
+        let postgres = info
+            .postgres_schema
+            .map(|v| format!(", PostgreSQL journal schema {v}"))
+            .unwrap_or_default();
         println!(
-            "herald {}, {} {}, journal schema {}",
+            "herald {}, {} {}, journal schema {}{postgres}",
             crate::cli::VERSION,
             info.os,
             info.arch,
