@@ -905,6 +905,16 @@ impl Engine {
         self.journal.undelivered(adapter, limit).await
     }
 
+    /// Replies of `adapter` (one every replica runs) that nobody else is sending: see
+    /// [`crate::journal::AdapterStore::claim_undelivered`].
+    pub async fn claim_undelivered(
+        &self,
+        adapter: &str,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, JournalError> {
+        self.journal.claim_undelivered(adapter, limit).await
+    }
+
     /// Records (durably) that a turn's reply reached its chat.
     pub async fn mark_delivered(&self, turn_id: i64) -> Result<(), JournalError> {
         self.journal.mark_delivered(turn_id, now_ms()).await

@@ -456,6 +456,15 @@ pub trait AdapterStore: Send + Sync + fmt::Debug {
     /// unreachable, or just before a crash.
     fn undelivered(&self, adapter: &str, limit: usize) -> Pending<Vec<Delivery>>;
 
+    /// The replies of `adapter` — one every replica runs, not one that runs on a lease's holder alone
+    /// (webhook callbacks) — that nobody else is sending, oldest first, at most `limit`. In a journal
+    /// several gateways share, a reply is sent by the replica that owns its turn: this returns those
+    /// whose owner left, taken over by this gateway (each by one replica only), never one a live replica
+    /// owns. In a journal of one gateway, [`AdapterStore::undelivered`].
+    fn claim_undelivered(&self, adapter: &str, limit: usize) -> Pending<Vec<Delivery>> {
+        self.undelivered(adapter, limit)
+    }
+
     /// Marks a turn's reply as handed to its chat.
     fn mark_delivered(&self, turn_id: i64, at_ms: u64) -> Pending<()>;
 

@@ -1171,6 +1171,115 @@ mod postgres_only {
         assert_eq!(took.iter().map(|t| t.turn_id).collect::<Vec<_>>(), vec![chat]);
     }
 
+    /// The unsent replies of an adapter every replica runs (webhook callbacks) are their turn's owner's
+    /// to send: nobody else gets them while it lives. Once it is gone, each is claimed by exactly one
+    /// replica; a claimer that stops passes on those it did not send.
+    #[tokio::test]
+    async fn unsent_replies_are_claimed_from_replicas_that_are_gone_each_once() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let old = replica(&db, 3_000);
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let turn = old
+                .accept(inbound_on("webhook", "w", &format!("m{i}")))
+                .await
+                .unwrap()
+                .turn_id;
+            old.finish(turn, reply("r"), 2).await.unwrap();
+            ids.push(turn);
+        }
+        let sent = old
+            .accept(inbound_on("webhook", "w", "sent"))
+            .await
+            .unwrap()
+            .turn_id;
+        old.finish(sent, reply("r"), 2).await.unwrap();
+        old.mark_delivered(sent, 3).await.unwrap();
+        let (a, b) = (replica(&db, 10_000), replica(&db, 10_000));
+        // The owner lives (and is sending them): nothing for anyone else.
+        assert!(a.claim_undelivered("webhook", 100).await.unwrap().is_empty());
+        assert_eq!(old.undelivered("webhook", 100).await.unwrap().len(), ids.len());
+        // Gone: its lease ran out and an adoption removed it from the registry.
+        db.connect()
+            .await
+            .execute(
+                "UPDATE herald_replicas SET lease_until = now() - interval '1 second' WHERE id = $1",
+                &[&old.replica_id()],
+            )
+            .await
+            .unwrap();
+        a.adopt(&["http".to_owned()]).await.unwrap();
+        let (by_a, by_b) = tokio::join!(
+            a.claim_undelivered("webhook", 100),
+            b.claim_undelivered("webhook", 100)
+        );
+        let (by_a, by_b) = (by_a.unwrap(), by_b.unwrap());
+        let mut claimed: Vec<i64> = by_a.iter().chain(&by_b).map(|d| d.turn_id).collect();
+        claimed.sort_unstable();
+        assert_eq!(
+            claimed, ids,
+            "every unsent reply claimed, each once, never the sent one"
+        );
+        let one = by_a.first().or(by_b.first()).unwrap();
+        assert_eq!(one.session, SessionKey::new("webhook", "w"));
+        assert_eq!(one.reply.text, "r");
+        assert!(a.claim_undelivered("webhook", 100).await.unwrap().is_empty());
+        assert!(b.claim_undelivered("webhook", 100).await.unwrap().is_empty());
+        // `a` sends one of its own and stops: what it did not send goes to `b`.
+        let mut left: Vec<i64> = by_a.iter().map(|d| d.turn_id).collect();
+        if let Some(first) = left.first().copied() {
+            a.mark_delivered(first, 4).await.unwrap();
+            left.remove(0);
+        }
+        a.close().await.unwrap();
+        let mut passed: Vec<i64> = b
+            .claim_undelivered("webhook", 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.turn_id)
+            .collect();
+        passed.sort_unstable();
+        left.sort_unstable();
+        assert_eq!(passed, left);
+    }
+
+    /// A database at schema version 2 (the replicas, before the claims of unsent replies) is migrated
+    /// to this build's, keeping what it holds.
+    #[tokio::test]
+    async fn a_version_2_database_is_migrated_and_keeps_its_turns() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let (journal, _) = PgJournal::open(&db.options()).unwrap();
+        journal.accept(inbound("s", "m", "kept")).await.unwrap();
+        journal.close().await.unwrap();
+        drop(journal);
+        // Version 3 only added herald_claim_replies: without it, this is a version 2 database.
+        let client = db.connect().await;
+        client
+            .batch_execute(
+                "DROP FUNCTION herald_claim_replies(BIGINT, TEXT, BIGINT);
+                 UPDATE herald_journal SET schema_version = 2;",
+            )
+            .await
+            .unwrap();
+        let (journal, report) = PgJournal::open(&db.options()).unwrap();
+        assert_eq!(report.migrated_from, Some(2), "{report:?}");
+        assert_eq!(PG_SCHEMA_VERSION, 3);
+        let version: i32 = client
+            .query_one("SELECT schema_version FROM herald_journal", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(version, 3);
+        let history = journal.history(&SessionKey::new("http", "s"), 10).await.unwrap();
+        assert!(history.iter().any(|m| m.text == "kept"), "{history:?}");
+        assert!(journal.claim_undelivered("webhook", 10).await.unwrap().is_empty());
+    }
+
     /// A replica whose lease ran out while nobody took its turns (a pause, an outage with no other
     /// replica) keeps them: its renewal finds its row and carries on.
     #[tokio::test]

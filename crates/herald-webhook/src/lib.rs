@@ -20,6 +20,13 @@
 //!
 //! Replies of integrations without a `callback_url` were answered in the response (`?wait=true`): they
 //! are marked delivered at once.
+//!
+//! **Invariant (replicas):** every replica sharing a journal runs this sender (webhook messages come in
+//! through the HTTP API, which every replica serves), and a reply is sent by the replica that owns its
+//! turn — the one that ran it. What a replica loads at its start, and every third of the lease TTL after,
+//! is only what nobody else is sending: the replies whose owner left the registry, each claimed by one
+//! replica ([`Engine::claim_undelivered`]). So a replica starting never sends a reply a live one is
+//! retrying, and a dead replica's unsent replies are sent once, by whoever claims them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +56,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most callbacks in flight at once (each waits its own retries without holding others up).
 pub const MAX_IN_FLIGHT: usize = 64;
 
-/// Most undelivered replies loaded at startup in one go.
+/// Most undelivered replies loaded in one go (at start, and at each claim in a cluster).
 const UNDELIVERED_BATCH: usize = 10_000;
 
 /// Longest `Retry-After` honoured (a longer one is cut to this).
@@ -196,18 +203,19 @@ async fn deliver_loop(
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     let mut seen = std::collections::HashSet::new();
-    let backlog = match shared.engine.undelivered(ADAPTER, UNDELIVERED_BATCH).await {
-        Ok(backlog) => backlog,
-        Err(e) => {
-            tracing::warn!("webhook: cannot read undelivered replies: {e}");
-            Vec::new()
-        }
-    };
-    if !backlog.is_empty() {
-        tracing::info!("webhook: sending {} reply(s) left undelivered", backlog.len());
-    }
-    let mut backlog = backlog.into_iter();
+    let mut backlog = shared.claim_backlog().await.into_iter();
+    // In a cluster: the replies of replicas that die from now on are claimed as they are found.
+    let mut claims = shared.engine.cluster().map(|cluster| {
+        let every = cluster.adopt_every();
+        let mut claims = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        claims.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        claims
+    });
+    let mut claim_due = false;
     loop {
+        if std::mem::take(&mut claim_due) {
+            backlog = shared.claim_backlog().await.into_iter();
+        }
         let delivery = match backlog.next() {
             Some(delivery) => delivery,
             None => tokio::select! {
@@ -221,6 +229,10 @@ async fn deliver_loop(
                     if let Ok(turn) = done {
                         seen.remove(&turn);
                     }
+                    continue;
+                }
+                _ = next_claim(&mut claims) => {
+                    claim_due = true;
                     continue;
                 }
             },
@@ -252,6 +264,16 @@ async fn deliver_loop(
     while tasks.join_next().await.is_some() {}
 }
 
+/// The next tick of the claims, or never (a journal of one gateway: it loaded its backlog at start).
+async fn next_claim(claims: &mut Option<tokio::time::Interval>) {
+    match claims {
+        Some(claims) => {
+            claims.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// How one attempt went.
 enum Attempt {
     Delivered,
@@ -262,6 +284,22 @@ enum Attempt {
 }
 
 impl Shared {
+    /// The replies nobody else is sending (all that are unsent, without replicas), logged when any.
+    async fn claim_backlog(&self) -> Vec<Delivery> {
+        match self.engine.claim_undelivered(ADAPTER, UNDELIVERED_BATCH).await {
+            Ok(backlog) => {
+                if !backlog.is_empty() {
+                    tracing::info!("webhook: sending {} reply(s) left undelivered", backlog.len());
+                }
+                backlog
+            }
+            Err(e) => {
+                tracing::warn!("webhook: cannot read undelivered replies: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Delivers one reply: retries until a 2xx, a `410`, the end of the integration's retry window
     /// (then it is set aside), or `stop` (then it stays undelivered for the next start).
     async fn deliver(&self, delivery: Delivery, mut stop: watch::Receiver<bool>) {

@@ -106,7 +106,10 @@ fn conversations_live_in_the_database_and_outlive_the_home() {
     assert!(out.status.success(), "{}", text(&out));
     let check = doctor(&first, &password);
     assert!(
-        check["detail"].as_str().unwrap().contains("schema version 2"),
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("schema version {}", herald_journal::PG_SCHEMA_VERSION)),
         "{check}"
     );
 

@@ -18,6 +18,8 @@ mod bot_api;
 #[path = "support/database.rs"]
 mod database;
 mod support;
+#[path = "support/webhook_receiver.rs"]
+mod webhook_receiver;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -31,6 +33,7 @@ use database::Database;
 use herald_home::records::HealthState;
 use serde_json::Value;
 use support::{Gateway, TestHome, test_agent, try_http, wait_for};
+use webhook_receiver::{Receiver, SECRET, SECRET_VAR};
 
 /// This file's tests restart the database and time failovers: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -132,6 +135,7 @@ impl Replica {
         let mut cmd = self.home.cmd(&["run", "--no-supervise"]);
         cmd.env("HERALD_JOURNAL_PASSWORD", &self.password)
             .env("HERALD_TEST_TG_TOKEN", TG_TOKEN)
+            .env(SECRET_VAR, SECRET)
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let gateway = Gateway::from_child(cmd.spawn().unwrap());
@@ -618,4 +622,67 @@ fn a_database_outage_is_shown_in_status_and_readiness_and_passes() {
     assert_eq!(answer["status"], "done", "{answer}");
     assert!(!support::text(&replica.home.output(&["status"])).contains("journal: degraded"));
     replica.home.output(&["stop"]);
+}
+
+/// Webhook callbacks, which every replica sends: a reply is sent by the replica that ran its turn, so
+/// one starting beside it while the receiver is down does not send it as well; the unsent reply of a
+/// replica killed meanwhile is claimed by a live one once its lease ran out, and sent once.
+#[test]
+fn a_webhook_reply_is_sent_by_one_replica_and_a_dead_ones_by_a_live_one() {
+    let _serial = serial();
+    let Some(db) = Database::create() else { return };
+    let receiver = Receiver::start();
+    let name = receiver.name("replicas");
+    receiver.down(&name, true);
+    let hook = format!(
+        "[[webhook]]\nname = \"cb\"\nsecret_env = \"{SECRET_VAR}\"\ncallback_url = \"{}/hook/{name}\"\n",
+        receiver.url
+    );
+    let accepted = |log: &[Value], id: &str| {
+        log.iter()
+            .filter(|e| e["body"]["in_reply_to"] == id && e["status"] == 204)
+            .count()
+    };
+    let tried = |log: &[Value], id: &str| log.iter().any(|e| e["body"]["in_reply_to"] == id);
+
+    // A reply whose callback `a` is retrying when `b` starts.
+    let mut a = Replica::with(&db, &hook);
+    let body = |text: &str| serde_json::json!({"session": "s", "text": text}).to_string();
+    let sent = receiver.send(&a.url(), &name, "cb", "w1", &body("one"));
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    wait_for("a refused callback", || tried(&receiver.log(&name), "w1"));
+    let b = Replica::with(&db, &hook);
+    std::thread::sleep(Duration::from_secs(2));
+    receiver.down(&name, false);
+    wait_for("the callback to be accepted", || {
+        accepted(&receiver.log(&name), "w1") > 0
+    });
+    // Long enough for a second sender's next retry (1 s doubling; at most 4 s by now).
+    std::thread::sleep(Duration::from_secs(6));
+    let log = receiver.log(&name);
+    assert_eq!(accepted(&log, "w1"), 1, "sent once: {log:?}");
+
+    // `a` dies with a reply unsent: `b` claims it after `a`'s lease (3 s) and sends it.
+    receiver.down(&name, true);
+    let sent = receiver.send(&a.url(), &name, "cb", "w2", &body("two"));
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    wait_for("a refused callback", || tried(&receiver.log(&name), "w2"));
+    a.gateway.take().unwrap().kill();
+    let killed = Instant::now();
+    receiver.down(&name, false);
+    wait_for("the dead replica's reply to be sent", || {
+        accepted(&receiver.log(&name), "w2") > 0
+    });
+    let took = killed.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    let log = receiver.log(&name);
+    assert_eq!(accepted(&log, "w2"), 1, "sent once: {log:?}");
+    assert!(log.iter().all(|e| e["verified"] == true), "{log:?}");
+    assert!(
+        b.log().contains("left unsent by replicas that are gone"),
+        "{}",
+        b.log()
+    );
+    eprintln!("the dead replica's reply was sent {took:?} after the kill (lease 3 s)");
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }

@@ -389,7 +389,12 @@ fn a_shared_postgres_journal_is_upgraded_over_only_at_its_own_schema() {
     let first = support::post_message(&url, "pg", Some("before"), "before the upgrade", "");
     assert_eq!(first.status, 200, "{first:?}");
     let schema = || db.query("SELECT schema_version FROM herald_journal");
-    assert_eq!(schema(), ["2"]);
+    let ours = serde_json::from_slice::<serde_json::Value>(&install.run(&["version", "--json"]).stdout)
+        .unwrap()["postgres_schema"]
+        .as_u64()
+        .unwrap();
+    let (ours, older, newer) = (ours.to_string(), ours - 1, ours + 1);
+    assert_eq!(schema(), [ours.as_str()]);
     let pid = install.home.pid_record().present().unwrap().pid;
     let original = std::fs::read(install.herald()).unwrap();
 
@@ -409,12 +414,18 @@ fn a_shared_postgres_journal_is_upgraded_over_only_at_its_own_schema() {
             "was built without PostgreSQL support".to_owned(),
         ),
         (
-            claiming("older", r#"s/"postgres_schema":[0-9]*/"postgres_schema":1/"#),
-            "is at schema 2; the candidate reads up to schema 1".to_owned(),
+            claiming(
+                "older",
+                &format!(r#"s/"postgres_schema":[0-9]*/"postgres_schema":{older}/"#),
+            ),
+            format!("is at schema {ours}; the candidate reads up to schema {older}"),
         ),
         (
-            claiming("newer", r#"s/"postgres_schema":[0-9]*/"postgres_schema":3/"#),
-            "from schema 2 to 3: every replica shares it".to_owned(),
+            claiming(
+                "newer",
+                &format!(r#"s/"postgres_schema":[0-9]*/"postgres_schema":{newer}/"#),
+            ),
+            format!("from schema {ours} to {newer}: every replica shares it"),
         ),
     ];
     for (candidate, reason) in &cases {
@@ -427,7 +438,7 @@ fn a_shared_postgres_journal_is_upgraded_over_only_at_its_own_schema() {
         assert_eq!(install.home.pid_record().present().unwrap().pid, pid);
         assert!(!install.home.root.join("upgrade/plan.json").exists());
     }
-    assert_eq!(schema(), ["2"]);
+    assert_eq!(schema(), [ours.as_str()]);
 
     // The real candidate reads this schema: upgraded, and the conversation is the database's.
     let new_version = version_of(&real);
@@ -441,7 +452,7 @@ fn a_shared_postgres_journal_is_upgraded_over_only_at_its_own_schema() {
     for id in ["before", "after"] {
         assert_eq!(replies.get(id).map(Vec::len), Some(1), "{id}: {replies:?}");
     }
-    assert_eq!(schema(), ["2"]);
+    assert_eq!(schema(), [ours.as_str()]);
 }
 
 fn make_executable(path: &Path) {

@@ -2,112 +2,17 @@
 //! `ci/peers/webhook_receiver.py` (Python's hmac, written from the specification) signs the messages
 //! these tests post and verifies the callbacks Herald sends — the scheme is checked, not mirrored.
 //!
-//! The receiver is started here, or, when `HERALD_WEBHOOK_RECEIVER_URL` names a running one (under
-//! Wine, where a Windows test cannot start a Linux python3), used as it is: each test has names of its
-//! own on it.
+//! The receiver (`support/webhook_receiver.rs`) is started by each test, or shared when
+//! `HERALD_WEBHOOK_RECEIVER_URL` names a running one (under Wine): each test has names of its own on it.
 
 mod support;
+#[path = "support/webhook_receiver.rs"]
+mod webhook_receiver;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use support::{HttpResponse, TestHome, http, text, wait_for};
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const SECRET_VAR: &str = "HERALD_TEST_WEBHOOK_SECRET";
-
-/// The receiver, and the process when this test started it.
-struct Receiver {
-    url: String,
-    child: Option<Child>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        if let Ok(url) = std::env::var("HERALD_WEBHOOK_RECEIVER_URL") {
-            return Receiver { url, child: None };
-        }
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ci/peers/webhook_receiver.py");
-        // Port 0: the receiver takes a free port itself and says which. A port reserved here and
-        // released for it could be taken by any other test's listener in between.
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .arg("0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 (needed for the webhook receiver)");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("the webhook receiver's first line");
-        let mut receiver = Receiver {
-            url: String::new(),
-            child: Some(child),
-        };
-        let port: u16 = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the webhook receiver said {line:?}, not its port"));
-        receiver.url = format!("http://127.0.0.1:{port}");
-        receiver
-    }
-
-    /// A name of this test's own on the receiver, verified with [`SECRET`].
-    fn name(&self, prefix: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("{prefix}-{}-{nanos}", std::process::id());
-        let set = http(
-            &self.url,
-            "POST",
-            &format!("/_secret/{name}"),
-            &[],
-            SECRET.as_bytes(),
-        );
-        assert_eq!(set.status, 204);
-        name
-    }
-
-    fn down(&self, name: &str, down: bool) {
-        let body: &[u8] = if down { b"1" } else { b"0" };
-        assert_eq!(
-            http(&self.url, "POST", &format!("/_down/{name}"), &[], body).status,
-            204
-        );
-    }
-
-    /// The receiver's signature of a message (its own implementation of the scheme).
-    fn sign(&self, name: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-        let path = format!("/_sign/{name}?id={id}&timestamp={timestamp}");
-        let signed = http(&self.url, "POST", &path, &[], body);
-        assert_eq!(signed.status, 200, "{}", signed.body);
-        signed.body
-    }
-
-    /// The callbacks `name` received, in order.
-    fn log(&self, name: &str) -> Vec<serde_json::Value> {
-        let got = http(&self.url, "GET", &format!("/_log/{name}"), &[], b"");
-        got.body
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
+use webhook_receiver::{Receiver, SECRET, SECRET_VAR};
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64

@@ -9,12 +9,13 @@
 //! machine's monotonic clock, from the moment the last successful renewal was *sent*, less a tenth of
 //! the TTL: never later than the database's own expiry.
 //!
-//! **Invariant:** a push adapter (Telegram, Matrix, webhook callbacks) runs on the one replica that
-//! holds its lease (`herald_leases`, renewed with the replica's own), and each holder gets a new fence.
+//! **Invariant:** a push adapter that reads its chat service (Telegram, Matrix) runs on the one replica
+//! that holds its lease (`herald_leases`, renewed with the replica's own), and each holder gets a new fence.
 //! The adapter's cursor commits and delivery marks are stored only under the current fence by its
 //! holder (`herald_fenced`): a holder that was paused past its lease and replaced cannot commit. A
 //! replica that finds a lease it held taken stops, as one whose turns were taken does. Several replicas
-//! serve HTTP.
+//! serve HTTP, and each sends the webhook callbacks of the turns it owns (`herald_claim_replies` gives
+//! it those of replicas that are gone).
 //!
 //! A replica that was itself cut off past its lease adopts nothing for one more TTL after it is back,
 //! so replicas returning together from a database outage give each other time to renew instead of

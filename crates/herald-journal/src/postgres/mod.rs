@@ -579,6 +579,43 @@ async fn owned_unfinished(c: &Client, me: i64) -> Result<Vec<UnfinishedTurn>, to
         .collect())
 }
 
+/// Replies of `adapter`'s sessions not marked delivered (nor set aside), oldest first, at most `n`;
+/// only those of the turns `only` when given.
+async fn query_undelivered(
+    c: &Client,
+    adapter: &str,
+    n: i64,
+    only: Option<&[i64]>,
+) -> Result<Vec<Delivery>, tokio_postgres::Error> {
+    let rows = c
+        .query(
+            "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files, m.created_ms
+             FROM sessions s
+             JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
+                            AND m.delivery_failed_ms IS NULL
+             JOIN turns t ON t.id = m.turn_id
+             WHERE s.adapter = $1 AND ($3::BIGINT[] IS NULL OR t.id = ANY ($3))
+             ORDER BY m.id LIMIT $2",
+            &[&adapter, &n, &only],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Delivery {
+            turn_id: r.get(0),
+            session: SessionKey::new(adapter, r.get::<_, String>(1)),
+            message_id: r.get(2),
+            reply: Reply {
+                text: r.get(3),
+                failed: r.get(4),
+                files: attachments_from(r.get(6)),
+            },
+            draft: r.get(5),
+            at_ms: r.get::<_, i64>(7).max(0) as u64,
+        })
+        .collect())
+}
+
 impl HistoryStore for PgJournal {
     crate::writer::queued_history_writes!();
     fn history(&self, session: &SessionKey, limit: usize) -> Pending<Vec<StoredMessage>> {
@@ -752,34 +789,40 @@ impl AdapterStore for PgJournal {
         let adapter = adapter.to_owned();
         self.read(move |c| {
             let adapter = adapter.clone();
+            async move { query_undelivered(&c, &adapter, n, None).await }
+        })
+    }
+
+    /// Claims first (`herald_claim_replies`), then reads what it took. Should the answer to the claim be
+    /// lost with the connection, the replies it took stay this replica's, unsent, until it leaves the
+    /// registry (its next stop) and another replica claims them: late, never twice.
+    fn claim_undelivered(&self, adapter: &str, n: usize) -> Pending<Vec<Delivery>> {
+        let n = limit(n);
+        let adapter = adapter.to_owned();
+        let membership = self.membership.clone();
+        self.read(move |c| {
+            let (adapter, membership) = (adapter.clone(), membership.clone());
             async move {
-                let rows = c
+                if membership.is_lost() {
+                    return Ok(Vec::new());
+                }
+                let taken: Vec<i64> = c
                     .query(
-                        "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files, m.created_ms
-                         FROM sessions s
-                         JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
-                                        AND m.delivery_failed_ms IS NULL
-                         JOIN turns t ON t.id = m.turn_id
-                         WHERE s.adapter = $1
-                         ORDER BY m.id LIMIT $2",
-                        &[&adapter, &n],
+                        "SELECT herald_claim_replies($1, $2, $3)",
+                        &[&membership.me, &adapter, &n],
                     )
-                    .await?;
-                Ok(rows
+                    .await?
                     .iter()
-                    .map(|r| Delivery {
-                        turn_id: r.get(0),
-                        session: SessionKey::new(adapter.as_str(), r.get::<_, String>(1)),
-                        message_id: r.get(2),
-                        reply: Reply {
-                            text: r.get(3),
-                            failed: r.get(4),
-                            files: attachments_from(r.get(6)),
-                        },
-                        draft: r.get(5),
-                        at_ms: r.get::<_, i64>(7).max(0) as u64,
-                    })
-                    .collect())
+                    .map(|r| r.get(0))
+                    .collect();
+                if taken.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tracing::info!(
+                    "journal: took {} {adapter} reply(s) left unsent by replicas that are gone",
+                    taken.len()
+                );
+                query_undelivered(&c, &adapter, n, Some(&taken)).await
             }
         })
     }

@@ -382,6 +382,40 @@ pub(super) const MIGRATIONS: &[&str] = &[
     END
     $$;
 ",
+    // Version 3: the replies of an adapter every replica runs (webhook callbacks) are sent by the replica
+    // that owns their turn; those whose owner left the registry are claimed, each by one replica.
+    r"
+    -- Gives `p_me` the undelivered replies of `p_adapter` whose turn's owner is no longer registered
+    -- (or never was), oldest first, at most `p_limit`; returns their turn ids. A reply a live replica
+    -- owns is its own to send (it is sending it, or will). A turn another caller is taking is skipped,
+    -- not waited for, and rechecked under its lock, so each reply is claimed once. Nothing when `p_me`
+    -- itself is no longer registered.
+    CREATE FUNCTION herald_claim_replies(p_me BIGINT, p_adapter TEXT, p_limit BIGINT)
+    RETURNS SETOF BIGINT
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM 1 FROM herald_replicas WHERE id = p_me FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        RETURN QUERY
+            UPDATE turns SET owner = p_me
+            WHERE id IN (
+                SELECT t.id FROM turns t
+                JOIN sessions s ON s.id = t.session_id
+                JOIN messages m ON m.turn_id = t.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
+                               AND m.delivery_failed_ms IS NULL
+                WHERE s.adapter = p_adapter
+                  AND (t.owner IS NULL
+                       OR NOT EXISTS (SELECT 1 FROM herald_replicas r WHERE r.id = t.owner))
+                ORDER BY t.id
+                LIMIT p_limit
+                FOR UPDATE OF t SKIP LOCKED)
+            AND (owner IS NULL OR NOT EXISTS (SELECT 1 FROM herald_replicas r WHERE r.id = owner))
+            RETURNING id;
+    END
+    $$;
+",
 ];
 
 /// The PostgreSQL schema version this build writes.
