@@ -6,8 +6,12 @@
 //! Linux only: the Windows test binary cannot start Synapse (a Python program of this machine) under
 //! Wine; the adapter is the same code on every platform. Built with the `matrix` feature only (the herald
 //! under test must have the adapter): `cargo test --features herald/matrix`, as `ci/test.sh` runs it.
+//! With `postgres` as well (as CI builds it), two replicas on the test cluster share the bot.
 #![cfg(all(target_os = "linux", feature = "matrix"))]
 
+#[cfg(feature = "postgres")]
+#[path = "support/database.rs"]
+mod database;
 mod support;
 
 use std::path::PathBuf;
@@ -661,4 +665,62 @@ fn synapse_restarting_under_a_running_gateway_makes_it_degraded_then_connected_a
             .any(|s| s.sender == BOT_ID && s.body == "echo: after the outage")
     });
     assert_eq!(alice.bot_said(&room).len(), 1);
+}
+
+/// Two replicas of the bot on one PostgreSQL journal (lease TTL 3 s): one syncs, the other stands by;
+/// killed, the syncing one is replaced within two TTLs, and the new one goes on from the cursor the
+/// journal holds — a message sent meanwhile is answered once, and nothing answered before is answered
+/// again. (`tests/replicas.rs` does the same for Telegram, with pauses.)
+#[cfg(feature = "postgres")]
+#[test]
+fn two_replicas_share_the_bot_one_syncing_and_the_other_takes_over_when_it_dies() {
+    let Some(db) = database::Database::create() else {
+        return;
+    };
+    let journal = format!(
+        "[journal]\nurl = \"{}\"\npassword_env = \"HERALD_JOURNAL_PASSWORD\"\nlease_ttl_secs = 3\n",
+        db.url()
+    );
+    let scene = scene(&["@alice:localhost"], &journal);
+    let env = [
+        (PASSWORD_ENV, BOT_PASSWORD),
+        ("HERALD_JOURNAL_PASSWORD", db.password.as_str()),
+    ];
+    let first = scene.home.start_with_env(&["run", "--no-supervise"], &env);
+    wait_adapter(&scene.home, "connected");
+    let other = home_for(&scene.synapse, &["@alice:localhost"], &journal);
+    let _second = other.start_with_env(&["run", "--no-supervise"], &env);
+    let standby = wait_adapter(&other, "starting").unwrap_or_default();
+    assert!(standby.contains("standby"), "{standby}");
+
+    let alice = &scene.alice;
+    let room = scene.direct_chat(false);
+    alice.say(&room, "before");
+    alice.sync_until("the first answer", |seen| {
+        seen.iter()
+            .any(|s| s.sender == BOT_ID && s.body == "echo: before")
+    });
+
+    first.kill();
+    let killed = Instant::now();
+    alice.say(&room, "after the kill");
+    wait_adapter(&other, "connected");
+    let took = killed.elapsed();
+    alice.sync_until("the answer from the other replica", |seen| {
+        seen.iter()
+            .any(|s| s.sender == BOT_ID && s.body == "echo: after the kill")
+    });
+    // Give a repeat the time to show, then count.
+    std::thread::sleep(Duration::from_secs(3));
+    alice.sync();
+    let said = alice.bot_said(&room);
+    for text in ["echo: before", "echo: after the kill"] {
+        assert_eq!(
+            said.iter().filter(|s| s.body == text).count(),
+            1,
+            "{text}: {said:#?}"
+        );
+    }
+    eprintln!("the bot moved {took:?} after the kill (lease 3 s)");
+    assert!(took < Duration::from_secs(15), "{took:?}");
 }
