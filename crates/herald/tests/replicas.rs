@@ -1,10 +1,14 @@
 //! Three real gateways sharing one PostgreSQL journal (`[journal] url`, lease TTL 3 s), behind clients
-//! that spread keyed messages across them, while replicas are killed (`SIGKILL`), paused past their
-//! lease (`SIGSTOP`, then `SIGCONT`) and the database itself is restarted (`pg_ctl restart -m fast`).
-//! At the end every acknowledged message has exactly one reply, every message ever sent has at most
-//! one turn, no turn is left unfinished, and — from the agent's own log of when each run began and
-//! ended — no turn was ever run by two agents at the same time. A replica paused past its lease finds
-//! its turns taken and stops by itself; `status` shows the cluster.
+//! that spread keyed messages across them and people writing to a Telegram bot (the Bot API stand-in),
+//! while replicas are killed (`SIGKILL`), paused past their lease (`SIGSTOP`, then `SIGCONT`; a pause
+//! hits the bot's poller) and the database itself is restarted (`pg_ctl restart -m fast`). At the end
+//! every acknowledged message has exactly one reply, every message ever sent has at most one turn, no
+//! turn is left unfinished, every message to the bot has one turn and its answer in its chat, the
+//! stand-in never saw two `getUpdates` at once (the stale commits fencing refused are counted), and —
+//! from the agent's own log of when each run began and ended — no turn was ever run by two agents at the
+//! same time. A replica paused past its lease finds its turns taken and stops by itself; `status` shows
+//! the cluster. The other tests here time the bot's moves, watch a database outage, and follow webhook
+//! callbacks across replicas.
 //!
 //! Runs on the shared test cluster (`HERALD_TEST_POSTGRES_URL`, restarted with `HERALD_TEST_PG_CTL`:
 //! cargo runs one test binary at a time, and this file's tests run one after the other under a lock).
@@ -84,14 +88,14 @@ struct Replica {
 }
 
 impl Replica {
-    /// A replica whose agent is the `test_agent`, logging to `log`.
-    fn new(db: &Database, log: &Path) -> Replica {
+    /// A replica whose agent is the `test_agent`, logging to `log`, with `rest` after.
+    fn new(db: &Database, log: &Path, rest: &str) -> Replica {
         let quote = |p: &Path| serde_json::to_string(&p.display().to_string()).unwrap();
         Replica::with(
             db,
             &format!(
                 "[agent]\nbackend = \"command\"\nmax_concurrent_turns = 8\n\n\
-                 [agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n",
+                 [agent.command]\ncommand = [{}, {}]\ntimeout_secs = 60\n\n{rest}",
                 quote(&test_agent()),
                 quote(log)
             ),
@@ -203,6 +207,15 @@ fn send_until_answered(
 
 const TG_TOKEN: &str = "4242:replica-test-token";
 
+/// `[telegram]` for the Bot API stand-in `api`, letting user 7 in.
+fn telegram_config(api: &BotApi) -> String {
+    format!(
+        "[telegram]\nenabled = true\ntoken_env = \"HERALD_TEST_TG_TOKEN\"\napi_base = \"{}\"\n\
+         allowed_users = [7]\npoll_timeout_secs = 2\nmin_poll_interval_ms = 100\n",
+        api.url
+    )
+}
+
 #[test]
 fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
     let _serial = serial();
@@ -217,7 +230,9 @@ fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
         .unwrap_or(6);
     let dir = tempfile::tempdir().unwrap();
     let agent_log = dir.path().join("agent.log");
-    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::new(&db, &agent_log)).collect();
+    let api = Arc::new(BotApi::start(TG_TOKEN));
+    let bot = telegram_config(&api);
+    let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::new(&db, &agent_log, &bot)).collect();
     let urls: Vec<String> = replicas.iter().map(Replica::url).collect();
 
     // The cluster as `status` shows it: three live replicas, this one marked.
@@ -260,12 +275,31 @@ fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
         })
         .collect();
 
-    // Faults, one at a time, each replica brought back after its fault.
+    // And people write to the bot all along, which one replica at a time polls.
+    let said: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
+    let writer = {
+        let (api, stop, said) = (api.clone(), stop.clone(), said.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let chat = 100 + n % 3;
+                let text = format!("hello {n}");
+                api.user_says(7, chat, &text);
+                said.lock().unwrap().push((chat, text));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+
+    // Faults, one at a time, each replica brought back after its fault. A pause hits the replica
+    // polling the bot, when one does.
     let ends: Ends = Arc::default();
     let mut rng = Rng::seeded(0);
     let began = Instant::now();
     let deadline = began + Duration::from_secs(secs);
     let (mut kills, mut pauses, mut lost_exits, mut restarted_db) = (0, 0, 0, false);
+    let mut poller_pauses = 0;
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(rng.between(800, 1600)));
         if !restarted_db && began.elapsed() > Duration::from_secs(secs / 2) {
@@ -273,9 +307,14 @@ fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
             restarted_db = db.restart();
             continue;
         }
-        let victim = rng.below(replicas.len() as u64) as usize;
+        let fault = rng.below(10);
+        let poller = (0..replicas.len()).find(|i| replicas[*i].telegram() == Some(HealthState::Connected));
+        let victim = match poller {
+            Some(poller) if fault > 5 => poller,
+            _ => rng.below(replicas.len() as u64) as usize,
+        };
         let replica = &mut replicas[victim];
-        match rng.below(10) {
+        match fault {
             0..=5 => {
                 replica.gateway.take().unwrap().kill();
                 ends.lock().unwrap().insert(replica.pid, unix_ms());
@@ -290,6 +329,7 @@ fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
                 std::thread::sleep(Duration::from_millis(4_500));
                 gateway.signal(libc::SIGCONT);
                 pauses += 1;
+                poller_pauses += usize::from(poller == Some(victim));
                 let started = Instant::now();
                 let code = loop {
                     if let Some(code) = gateway.try_exit_code() {
@@ -315,9 +355,20 @@ fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
     for thread in threads {
         thread.join().unwrap();
     }
+    writer.join().unwrap();
     // Every turn a client left behind is finished by a live replica within a lease or two.
     wait_for("every turn to be finished", || {
         db.query("SELECT count(*) FROM turns WHERE state IN ('pending', 'running', 'interrupted')") == ["0"]
+    });
+    // Every message to the bot is answered in its chat (at least once: a reply sent just before its
+    // replica died, unmarked, is sent again by the next).
+    let said = said.lock().unwrap().clone();
+    wait_for("every message to the bot to be answered", || {
+        said.iter().all(|(chat, text)| {
+            api.sent_to(*chat)
+                .iter()
+                .any(|m| m.text == format!("agent: {text}"))
+        })
     });
     for replica in &mut replicas {
         replica.home.output(&["stop"]);
@@ -331,12 +382,26 @@ fn replicas_share_the_journal_through_kills_pauses_and_a_database_restart() {
 
     let acked = acked.lock().unwrap().clone();
     let sent = sent.lock().unwrap().clone();
+    let stale = db.query("SELECT stale_writes FROM herald_leases WHERE name = 'telegram'");
+    let fence = db.query("SELECT fence FROM herald_leases WHERE name = 'telegram'");
     eprintln!(
-        "replica chaos: {} sent, {} acknowledged, {kills} kills, {pauses} pauses ({lost_exits} replaced), \
-         database restarted: {restarted_db}",
+        "replica chaos: {} sent, {} acknowledged, {kills} kills, {pauses} pauses ({poller_pauses} of the \
+         bot's poller; {lost_exits} replaced), database restarted: {restarted_db}; the bot: {} messages, \
+         fence {fence:?}, stale commits refused {stale:?}",
         sent.len(),
-        acked.len()
+        acked.len(),
+        said.len()
     );
+    assert_eq!(
+        api.most_concurrent_polls(),
+        1,
+        "two replicas polled the bot at once"
+    );
+    // One turn per message to the bot, whichever replica polled it.
+    let bot_turns = db.query(
+        "SELECT count(*) FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.adapter = 'telegram'",
+    );
+    assert_eq!(bot_turns, [said.len().to_string()]);
     assert!(
         acked.len() > 50,
         "too few answers to mean anything: {}",
@@ -456,11 +521,7 @@ fn a_bots_poller_runs_on_one_replica_and_moves_when_it_stops_dies_or_pauses() {
     let _serial = serial();
     let Some(db) = Database::create() else { return };
     let api = Arc::new(BotApi::start(TG_TOKEN));
-    let telegram = format!(
-        "[telegram]\nenabled = true\ntoken_env = \"HERALD_TEST_TG_TOKEN\"\napi_base = \"{}\"\n\
-         allowed_users = [7]\npoll_timeout_secs = 2\nmin_poll_interval_ms = 100\n",
-        api.url
-    );
+    let telegram = telegram_config(&api);
     let mut replicas: Vec<Replica> = (0..3).map(|_| Replica::with(&db, &telegram)).collect();
     let ttl = Duration::from_secs(3);
 
