@@ -132,15 +132,19 @@ if $windows_ok; then
             export HERALD_MOCK_LLM_URL="http://127.0.0.1:$port"
         fi
         # Likewise the Telegram Bot API emulator (each test uses a bot token of its own).
+        # Port 0: the emulator's wrapper takes a free port itself and prints it.
         if [ -n "${HERALD_TELEGRAM_TEST_API:-}" ]; then
-            tg_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-            node ci/peers/telegram-test-api-server.js "$tg_port" >/dev/null 2>&1 </dev/null &
+            tg_out=$(mktemp)
+            node ci/peers/telegram-test-api-server.js 0 >"$tg_out" 2>&1 </dev/null &
             tg_pid=$!
-            cleanups+=("kill $tg_pid 2>/dev/null")
+            cleanups+=("kill $tg_pid 2>/dev/null; rm -f '$tg_out'")
+            tg_port=
             for _ in $(seq 100); do
-                curl -s -o /dev/null "http://127.0.0.1:$tg_port/" && break
+                tg_port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$tg_out")
+                [ -n "$tg_port" ] && break
                 sleep 0.1
             done
+            [ -n "$tg_port" ] || { echo "the Telegram emulator did not start: $(cat "$tg_out")" >&2; exit 1; }
             export HERALD_TELEGRAM_TEST_API_URL="http://127.0.0.1:$tg_port"
         fi
         # And the Standard Webhooks receiver (Python, standard library only).

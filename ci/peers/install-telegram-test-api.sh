@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the telegram-test-api test peer (a Telegram Bot API emulator, npm package telegram-test-api)
 # at a pinned version into ci/peers/node_modules, and prints the absolute path of the package directory.
-# The Telegram tests start it with `node ci/peers/telegram-test-api-server.js <port>` (that wrapper
+# The Telegram tests start it with `node ci/peers/telegram-test-api-server.js 0` (that wrapper
 # requires it from here), or find it through HERALD_TELEGRAM_TEST_API=<package dir>.
 #
 # Idempotent: when that version is already installed it only prints the path. Needs node and npm; as

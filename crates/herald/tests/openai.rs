@@ -74,32 +74,45 @@ fn peer() -> Peer {
         "the mock-llm test peer is missing at {}: run `bash ci/peers/install-mock-llm.sh`",
         entry.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // mock-llm cannot say which port it took, so one is picked here — and another test's listener may
+    // take it before mock-llm binds. Then mock-llm exits: pick again. Ready means mock-llm's own
+    // `/health` answering, not merely something listening on the port.
     let cwd = tempfile::tempdir().unwrap();
-    let child = Command::new("node")
-        .arg(&entry)
-        .env("PORT", port.to_string())
-        .env("HOST", "127.0.0.1")
-        .current_dir(cwd.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node (needed for the mock-llm test peer)");
-    let url = format!("http://127.0.0.1:{port}");
-    let peer = Peer {
-        url: url.clone(),
-        child: Some(child),
-        _shared: None,
-    };
-    wait_for("mock-llm to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    peer
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("node")
+            .arg(&entry)
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .current_dir(cwd.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node (needed for the mock-llm test peer)");
+        let mut peer = Peer {
+            url: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            _shared: None,
+        };
+        let mut exited = false;
+        wait_for("mock-llm to answer /health (or exit)", || {
+            exited = peer
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            exited || support::try_http(&peer.url, "GET", "/health", &[], b"").is_ok_and(|r| r.status == 200)
+        });
+        if !exited {
+            return peer;
+        }
+        eprintln!("mock-llm exited on port {port} (taken meanwhile?); trying another");
+    }
+    panic!("mock-llm did not start on any of five ports");
 }
 
 /// The agent's health state as `status --json` shows it.

@@ -1,7 +1,7 @@
 //! The Telegram adapter end to end against a Bot API emulator the project does not write: the npm
 //! package `telegram-test-api` 4.2.1, installed by `ci/peers/install-telegram-test-api.sh`.
 //!
-//! The emulator is started here (`node ci/peers/telegram-test-api-server.js <port>`), or, when
+//! The emulator is started here (`node ci/peers/telegram-test-api-server.js 0`, which says its port), or, when
 //! `HERALD_TELEGRAM_TEST_API_URL` names a running one (under Wine, where a Windows test cannot start
 //! node), used as it is. Known limits of the emulator: its `getUpdates` ignores `offset` and `timeout`
 //! (it answers at once and marks updates read when it returns them) and it has no `sendChatAction`, so
@@ -48,27 +48,32 @@ fn emulator() -> Emulator {
         "the telegram-test-api test peer is missing at {}: run `bash ci/peers/install-telegram-test-api.sh`",
         package.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("node")
+    // Port 0: the wrapper finds a free port, starts the emulator on it and says which. A port reserved
+    // here and released for it could be taken by another test's listener in between (seen in CI: the
+    // emulator failed to bind, and the test's first request met a listener that was gone).
+    let mut child = Command::new("node")
         .arg(peers.join("telegram-test-api-server.js"))
-        .arg(port.to_string())
+        .arg("0")
         .env("HERALD_TELEGRAM_TEST_API", &package)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("node (needed for the telegram-test-api test peer)");
-    let emulator = Emulator {
-        url: format!("http://127.0.0.1:{port}"),
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut emulator = Emulator {
+        url: String::new(),
         child: Some(child),
     };
-    wait_for("telegram-test-api to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("the emulator's first line");
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("telegram-test-api said {line:?}, not its port"));
+    emulator.url = format!("http://127.0.0.1:{port}");
     emulator
 }
 
