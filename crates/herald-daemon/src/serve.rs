@@ -215,8 +215,9 @@ async fn serve(
         Role::Worker { .. } => Beat::from_env(),
         _ => Beat::none(),
     };
-    keeper.transition(GatewayState::Running, None);
+    // Ready for traffic first: whoever sees `running` in the state record finds `/readyz` answering 200.
     host.serving();
+    keeper.transition(GatewayState::Running, None);
     keeper.log(
         keeper
             .event(EventKind::Ready)

@@ -983,6 +983,18 @@ mod postgres_only {
         PgJournal::open(&options).unwrap().0
     }
 
+    /// Ends `journal`'s lease in the database (as a pause past it would): the others may take its turns.
+    async fn expire(db: &TestDatabase, journal: &PgJournal) {
+        db.connect()
+            .await
+            .execute(
+                "UPDATE herald_replicas SET lease_until = now() - interval '1 second' WHERE id = $1",
+                &[&journal.replica_id()],
+            )
+            .await
+            .unwrap();
+    }
+
     fn cluster(journal: &PgJournal) -> std::sync::Arc<dyn herald_gateway::cluster::Cluster> {
         herald_gateway::journal::Journal::cluster(journal).unwrap()
     }
@@ -1127,14 +1139,7 @@ mod postgres_only {
             .turn_id;
         let lost = cluster(&old).lost();
         // Its lease runs out (as if it had been paused): the others may take its turns.
-        db.connect()
-            .await
-            .execute(
-                "UPDATE herald_replicas SET lease_until = now() - interval '1 second' WHERE id = $1",
-                &[&old.replica_id()],
-            )
-            .await
-            .unwrap();
+        expire(&db, &old).await;
         let (a, b) = (replica(&db, 10_000), replica(&db, 10_000));
         let adapters = vec!["http".to_owned()];
         let (took_a, took_b) = tokio::join!(a.adopt(&adapters), b.adopt(&adapters));
@@ -1202,14 +1207,7 @@ mod postgres_only {
         assert!(a.claim_undelivered("webhook", 100).await.unwrap().is_empty());
         assert_eq!(old.undelivered("webhook", 100).await.unwrap().len(), ids.len());
         // Gone: its lease ran out and an adoption removed it from the registry.
-        db.connect()
-            .await
-            .execute(
-                "UPDATE herald_replicas SET lease_until = now() - interval '1 second' WHERE id = $1",
-                &[&old.replica_id()],
-            )
-            .await
-            .unwrap();
+        expire(&db, &old).await;
         a.adopt(&["http".to_owned()]).await.unwrap();
         let (by_a, by_b) = tokio::join!(
             a.claim_undelivered("webhook", 100),
@@ -1289,14 +1287,7 @@ mod postgres_only {
         };
         let journal = replica(&db, 3_000);
         let turn = journal.accept(http("m")).await.unwrap().turn_id;
-        db.connect()
-            .await
-            .execute(
-                "UPDATE herald_replicas SET lease_until = now() - interval '1 second' WHERE id = $1",
-                &[&journal.replica_id()],
-            )
-            .await
-            .unwrap();
+        expire(&db, &journal).await;
         let cluster = cluster(&journal);
         let mut view = cluster.view();
         tokio::time::timeout(

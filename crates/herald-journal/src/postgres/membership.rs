@@ -218,6 +218,8 @@ pub(super) async fn run(
     let every = membership.ttl / 3;
     let mut client: Option<Client> = None;
     let mut next = Instant::now() + every;
+    // The last renewal found its connection closed and this one is its retry, on a new connection.
+    let mut retrying = false;
     loop {
         let mut take = None;
         tokio::select! {
@@ -255,6 +257,7 @@ pub(super) async fn run(
                 }
             },
         };
+        let retry = std::mem::take(&mut retrying);
         match tokio::time::timeout_at(next, beat(live, &membership)).await {
             Ok(Ok(true)) => health.ok(),
             Ok(Ok(false)) => {
@@ -264,8 +267,16 @@ pub(super) async fn run(
             Ok(Err(e)) => {
                 tracing::debug!("journal: cannot renew the replica's lease: {e}");
                 if live.is_closed() {
-                    health.lost(&e.to_string());
                     client = None;
+                    if retry {
+                        health.lost(&e.to_string());
+                    } else {
+                        // Found closed (the server restarted since the last renewal): renew again at
+                        // once on a new connection; an outage only if that fails too (connecting
+                        // reports its own failure).
+                        retrying = true;
+                        next = Instant::now();
+                    }
                 }
             }
             Err(_) => {

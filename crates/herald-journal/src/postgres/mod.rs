@@ -270,12 +270,19 @@ impl PgJournal {
                 let deadline = Instant::now() + READ_PATIENCE;
                 let result = tokio::time::timeout_at(deadline, async {
                     let mut last = None;
-                    for _ in 0..2 {
+                    for attempt in 0..2 {
                         let client = reader.client(deadline).await?;
                         match f(client.clone()).await {
-                            Ok(value) => return Ok(value),
+                            Ok(value) => {
+                                reader.health.ok();
+                                return Ok(value);
+                            }
+                            // A connection found closed (the server restarted since it was last used)
+                            // is an outage only if a new one fails too (connecting reports its own).
                             Err(e) if client.is_closed() => {
-                                reader.health.lost(&e.to_string());
+                                if attempt > 0 {
+                                    reader.health.lost(&e.to_string());
+                                }
                                 last = Some(e);
                             }
                             Err(e) => return Err(pg_error(&e)),
@@ -589,31 +596,40 @@ async fn query_undelivered(
 ) -> Result<Vec<Delivery>, tokio_postgres::Error> {
     let rows = c
         .query(
-            "SELECT m.turn_id, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files, m.created_ms
-             FROM sessions s
-             JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
-                            AND m.delivery_failed_ms IS NULL
-             JOIN turns t ON t.id = m.turn_id
-             WHERE s.adapter = $1 AND ($3::BIGINT[] IS NULL OR t.id = ANY ($3))
-             ORDER BY m.id LIMIT $2",
+            &format!(
+                "SELECT {DELIVERY_COLUMNS}
+                 FROM sessions s
+                 JOIN messages m ON m.session_id = s.id AND m.role = 'assistant' AND m.delivered_ms IS NULL
+                                AND m.delivery_failed_ms IS NULL
+                 JOIN turns t ON t.id = m.turn_id
+                 WHERE s.adapter = $1 AND ($3::BIGINT[] IS NULL OR t.id = ANY ($3))
+                 ORDER BY m.id LIMIT $2"
+            ),
             &[&adapter, &n, &only],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Delivery {
-            turn_id: r.get(0),
-            session: SessionKey::new(adapter, r.get::<_, String>(1)),
-            message_id: r.get(2),
-            reply: Reply {
-                text: r.get(3),
-                failed: r.get(4),
-                files: attachments_from(r.get(6)),
-            },
-            draft: r.get(5),
-            at_ms: r.get::<_, i64>(7).max(0) as u64,
-        })
-        .collect())
+    Ok(rows.iter().map(delivery_of).collect())
+}
+
+/// What a query for a [`Delivery`] selects (`s` sessions, `t` turns, `m` the reply's message), in the
+/// order [`delivery_of`] reads.
+pub(super) const DELIVERY_COLUMNS: &str =
+    "m.turn_id, s.adapter, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files, m.created_ms";
+
+/// A row of [`DELIVERY_COLUMNS`].
+pub(super) fn delivery_of(r: &tokio_postgres::Row) -> Delivery {
+    Delivery {
+        turn_id: r.get(0),
+        session: SessionKey::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+        message_id: r.get(3),
+        reply: Reply {
+            text: r.get(4),
+            failed: r.get(5),
+            files: attachments_from(r.get(7)),
+        },
+        draft: r.get(6),
+        at_ms: r.get::<_, i64>(8).max(0) as u64,
+    }
 }
 
 impl HistoryStore for PgJournal {

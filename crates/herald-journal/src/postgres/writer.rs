@@ -30,7 +30,7 @@ use super::connect::Connector;
 use std::sync::Arc;
 
 use super::membership::Membership;
-use super::{Health, attachments_from, pg_error};
+use super::{DELIVERY_COLUMNS, Health, attachments_from, delivery_of, pg_error};
 use crate::writer::{Write, fail_all};
 
 /// Most writes committed in one transaction.
@@ -98,6 +98,8 @@ impl Writer {
                 }
             }
             let deadline = Instant::now() + WRITE_PATIENCE;
+            // Set once the batch met a closed connection: a second one is an outage.
+            let mut lost_before = false;
             loop {
                 let live = match conn.as_mut() {
                     Some(live) if !live.client.is_closed() => live,
@@ -125,7 +127,11 @@ impl Writer {
                         break;
                     }
                     Err(BatchError::Lost(e)) => {
-                        health.lost(&e);
+                        // A connection found closed (a server restarted since the last write) is not an
+                        // outage if a new one works: reconnecting reports a database that is gone.
+                        if std::mem::replace(&mut lost_before, true) {
+                            health.lost(&e);
+                        }
                         conn = None;
                         if Instant::now() >= deadline {
                             let error = JournalError::new(
@@ -808,25 +814,15 @@ async fn retry_delivery(
     }
     let row = tx
         .query_opt(
-            "SELECT m.turn_id, s.adapter, s.chat_id, t.message_id, m.text, m.failed, t.draft, m.files,
-                    m.created_ms
-             FROM messages m
-             JOIN sessions s ON s.id = m.session_id
-             JOIN turns t ON t.id = m.turn_id
-             WHERE m.turn_id = $1 AND m.role = 'assistant'",
+            &format!(
+                "SELECT {DELIVERY_COLUMNS}
+                 FROM messages m
+                 JOIN sessions s ON s.id = m.session_id
+                 JOIN turns t ON t.id = m.turn_id
+                 WHERE m.turn_id = $1 AND m.role = 'assistant'"
+            ),
             &[&turn_id],
         )
         .await?;
-    Ok(row.map(|r| Delivery {
-        turn_id: r.get(0),
-        session: SessionKey::new(r.get::<_, String>(1), r.get::<_, String>(2)),
-        message_id: r.get(3),
-        reply: Reply {
-            text: r.get(4),
-            failed: r.get(5),
-            files: attachments_from(r.get(7)),
-        },
-        draft: r.get(6),
-        at_ms: r.get::<_, i64>(8).max(0) as u64,
-    }))
+    Ok(row.as_ref().map(delivery_of))
 }
