@@ -14,6 +14,7 @@ is rebuilt), and only when Wine said it broke: a failing Herald test is never re
 import re
 import subprocess
 import sys
+import threading
 
 # What Wine prints when its server went away under a client.
 WINE_BROKE = ("wine client error",)
@@ -23,7 +24,10 @@ RERUN = re.compile(r"to rerun pass `([^`]*)`")
 
 
 def run(args):
-    """Runs `cargo test ARGS`, echoing its output; returns the exit code and the lines."""
+    """Runs `cargo test ARGS`, echoing its output; returns the exit code and the lines.
+
+    The output is read by a thread and the process waited for here: a wineserver the tests started
+    outlives cargo holding the pipe open, so its end never comes."""
     proc = subprocess.Popen(
         ["cargo", "test", *args],
         stdout=subprocess.PIPE,
@@ -32,11 +36,18 @@ def run(args):
         errors="replace",
     )
     lines = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        lines.append(line)
-    return proc.wait(), lines
+
+    def pump():
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    code = proc.wait()
+    reader.join(timeout=5)
+    return code, list(lines)
 
 
 def failed_targets(lines):
