@@ -125,16 +125,17 @@ fn a_long_home_keeps_its_socket_in_a_private_directory() {
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let long = base.path().join("h".repeat(60)).join("e".repeat(60));
     let herald = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--home")
-            .arg(&long)
-            .args(args)
-            .env("TMPDIR", &tmp)
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("HERALD_HOME")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+        retry_wine_spawn(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .arg("--home")
+                .arg(&long)
+                .args(args)
+                .env("TMPDIR", &tmp)
+                .env_remove("XDG_RUNTIME_DIR")
+                .env_remove("HERALD_HOME")
+                .stdin(std::process::Stdio::null())
+                .output()
+        })
     };
     std::fs::create_dir_all(&long).unwrap();
     std::fs::write(long.join("herald.toml"), "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::{TestHome, text};
+use support::{TestHome, retry_wine_spawn, text};
 
 /// `doctor --json` run by `exe` on `home`: (exit code, verdict per check).
 fn doctor_with(exe: &Path, home: &TestHome, env: &[(&str, &str)]) -> (i32, Value) {
@@ -18,7 +18,7 @@ fn doctor_with(exe: &Path, home: &TestHome, env: &[(&str, &str)]) -> (i32, Value
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    let out = retry_wine_spawn(|| cmd.output());
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     (out.status.code().unwrap(), json)
 }

@@ -28,7 +28,7 @@ use herald_home::atomic::read_record;
 use herald_home::records::{MonitorRecord, PidRecord, StateRecord};
 use herald_install::ServiceSpec;
 use herald_install::scm::{Scm, ScmConfig, ScmExit, ScmOp, ScmService, ScmState, SystemScm};
-use support::ok;
+use support::{ok, retry_wine_spawn};
 use wine_case::WineCase;
 
 /// A case that starts and ends with no service of its name in Wine's SCM, and no gateway.
@@ -361,17 +361,18 @@ fn a_stop_drains_the_turn_in_flight_while_the_scm_sees_stop_pending_with_rising_
             .unwrap_or_default()
             .contains("start ")
     });
-    let stop = Command::new(&case.herald)
-        .arg("--home")
-        .arg(&case.root)
-        .arg("--profile")
-        .arg(&case.profile)
-        .arg("stop")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let stop = retry_wine_spawn(|| {
+        Command::new(&case.herald)
+            .arg("--home")
+            .arg(&case.root)
+            .arg("--profile")
+            .arg(&case.profile)
+            .arg("stop")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    });
     let mut checkpoints = Vec::new();
     let started = std::time::Instant::now();
     loop {

@@ -32,20 +32,21 @@ fn detached_start_breaks_away_from_a_job_when_allowed_and_survives_when_not() {
         // for the gateway's whole life, and a wait for end-of-file would never end.
         let log_path = home.root.with_extension("runner.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let status = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "scenario_runner_in_a_job",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(SCENARIO_ENV, scenario)
-            .env(HOME_ENV, &home.root)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .status()
-            .unwrap();
+        let status = retry_wine_spawn(|| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "scenario_runner_in_a_job",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(SCENARIO_ENV, scenario)
+                .env(HOME_ENV, &home.root)
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log.try_clone().unwrap())
+                .status()
+        });
         let output = std::fs::read_to_string(&log_path).unwrap_or_default();
         assert!(status.success(), "{scenario}: {output}");
         let result = output
@@ -85,10 +86,11 @@ fn scenario_runner_in_a_job() {
     let assigned = unsafe { AssignProcessToJobObject(job.0, GetCurrentProcess()) };
     assert_ne!(assigned, 0, "assign to job");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--home", &home, "start"])
-        .output()
-        .unwrap();
+    let out = retry_wine_spawn(|| {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--home", &home, "start"])
+            .output()
+    });
     let output = text(&out);
     assert!(out.status.success(), "{output}");
     let pid: u32 = output

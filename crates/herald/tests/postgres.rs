@@ -16,7 +16,7 @@ use std::process::Command;
 
 use database::Database;
 use serde_json::Value;
-use support::{TestHome, http, post_message, text};
+use support::{TestHome, http, post_message, retry_wine_spawn, text};
 
 /// A home whose journal is `db`, the password in `HERALD_JOURNAL_PASSWORD`.
 fn home_on(db: &Database) -> TestHome {
@@ -155,14 +155,15 @@ fn conversations_live_in_the_database_and_outlive_the_home() {
 fn a_password_variable_that_is_not_set_stops_the_start_and_is_named() {
     let Some(db) = Database::create() else { return };
     let home = home_on(&db);
-    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("--home")
-        .arg(&home.root)
-        .args(["run", "--no-supervise"])
-        .env_remove("HERALD_JOURNAL_PASSWORD")
-        .env_remove("HERALD_HOME")
-        .output()
-        .unwrap();
+    let out = retry_wine_spawn(|| {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--home")
+            .arg(&home.root)
+            .args(["run", "--no-supervise"])
+            .env_remove("HERALD_JOURNAL_PASSWORD")
+            .env_remove("HERALD_HOME")
+            .output()
+    });
     assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     assert!(text(&out).contains("HERALD_JOURNAL_PASSWORD"), "{}", text(&out));
 }

@@ -198,11 +198,12 @@ fn config_init_show_check() {
 fn profiles_and_home_resolution() {
     let home = TestHome::new();
     // HERALD_HOME is honoured when --home is absent; --profile selects a subdirectory.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--profile", "work", "status", "--json"])
-        .env("HERALD_HOME", &home.root)
-        .output()
-        .unwrap();
+    let out = retry_wine_spawn(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--profile", "work", "status", "--json"])
+            .env("HERALD_HOME", &home.root)
+            .output()
+    });
     assert_eq!(out.status.code(), Some(3));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let reported = std::path::PathBuf::from(status["home"].as_str().unwrap());
@@ -227,32 +228,35 @@ fn hostile_home_paths_work() {
             continue; // not a legal Windows file name
         }
         let root = base.path().join(name).join("home");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--home")
-            .arg(&root)
-            .args(["config", "init"])
-            .output()
-            .unwrap();
+        let out = retry_wine_spawn(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .arg("--home")
+                .arg(&root)
+                .args(["config", "init"])
+                .output()
+        });
         assert!(out.status.success(), "{name}: {}", text(&out));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--home")
-            .arg(&root)
-            .arg("run")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = retry_wine_spawn(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .arg("--home")
+                .arg(&root)
+                .arg("run")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+        });
         let state = herald_home::Home::at(&root).state_record();
         wait_for("running", || {
             matches!(herald_home::atomic::read_record::<herald_home::records::StateRecord>(&state).present(),
                 Some(s) if s.state == GatewayState::Running && s.pid == child.id())
         });
-        let stop = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("--home")
-            .arg(&root)
-            .arg("stop")
-            .output()
-            .unwrap();
+        let stop = retry_wine_spawn(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+                .arg("--home")
+                .arg(&root)
+                .arg("stop")
+                .output()
+        });
         assert!(stop.status.success(), "{name}: {}", text(&stop));
         assert_eq!(child.wait().unwrap().code(), Some(0), "{name}");
     }

@@ -69,10 +69,11 @@ fn restart_after_exit_of_a_gone_pid_restarts_at_once() {
     let home = TestHome::new();
     assert!(home.output(&["start"]).status.success());
     let before = running_pid(&home).unwrap();
-    let mut gone = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("--version")
-        .spawn()
-        .unwrap();
+    let mut gone = retry_wine_spawn(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("--version")
+            .spawn()
+    });
     let gone_pid = gone.id();
     gone.wait().unwrap();
     let out = home.output(&["restart", "--after-exit", &gone_pid.to_string()]);

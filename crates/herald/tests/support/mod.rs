@@ -331,8 +331,9 @@ pub fn ok(out: &Output) -> String {
 
 /// Runs a spawn of the test's own command, once more (twice at most) when it fails with
 /// `ERROR_INTERNAL_ERROR` (1359): Wine's `CreateProcess` fails that way now and then while many processes
-/// start at once (seen once in CI, a `herald status` the test itself ran). That error comes from the
-/// emulator, never from Herald, and only this harness's spawn is retried; any other error fails the test.
+/// start at once (seen in CI: a `herald status` the harness ran, and the job-object test's `herald start`).
+/// That error comes from the emulator, never from Herald. Every test's own spawn of `herald` (or of itself)
+/// goes through here; only that spawn is retried, and any other error fails the test.
 pub fn retry_wine_spawn<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> T {
     let mut attempts = 0;
     loop {
